@@ -1,0 +1,27 @@
+// Subcommands of the imgsearch binary. Each Add*Command registers its flags on `root` and returns
+// the function that runs it once the command line is parsed; that function returns the exit code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+
+namespace imgsearch::cli {
+
+// Exit codes shared by every command.
+constexpr int kExitOk = 0;
+constexpr int kExitSomeFailed = 1;  // some inputs failed; the others were processed
+constexpr int kExitUsage = 2;       // bad flags, or the model could not be loaded
+
+using RunFn = std::function<int()>;
+
+RunFn AddEmbedCommand(CLI::App& root);
+RunFn AddTokenizeCommand(CLI::App& root);
+RunFn AddPreprocessCommand(CLI::App& root);
+RunFn AddModelCommand(CLI::App& root);
+
+// Prints "imgsearch: <message>" on stderr.
+void PrintError(const std::string& message);
+
+}  // namespace imgsearch::cli

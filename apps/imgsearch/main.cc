@@ -1,0 +1,62 @@
+// imgsearch: search folders of images by what they show.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <map>
+
+#include "commands.h"
+
+namespace imgsearch::cli {
+
+void PrintError(const std::string& message) { std::fprintf(stderr, "imgsearch: %s\n", message.c_str()); }
+
+namespace {
+
+int Main(int argc, char** argv) {
+  auto logger = spdlog::stderr_color_mt("imgsearch");
+  logger->set_pattern("%^%l%$: %v");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::warn);
+
+  CLI::App app{"imgsearch: search folders of images by what they show"};
+  app.require_subcommand(1);
+  bool verbose = false;
+  app.add_flag("-v,--verbose", verbose, "log what happens (the kernels in use, timings)");
+  std::map<CLI::App*, RunFn> commands;
+  auto add = [&](RunFn run) { commands[app.get_subcommands({}).back()] = std::move(run); };
+  add(AddEmbedCommand(app));
+  add(AddTokenizeCommand(app));
+  add(AddPreprocessCommand(app));
+  add(AddModelCommand(app));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+  if (verbose) spdlog::set_level(spdlog::level::info);
+  for (CLI::App* sub : app.get_subcommands()) {
+    auto it = commands.find(sub);
+    if (it != commands.end()) return it->second();
+  }
+  PrintError("no command given (try --help)");
+  return kExitUsage;
+}
+
+}  // namespace
+}  // namespace imgsearch::cli
+
+int main(int argc, char** argv) {
+  try {
+    return imgsearch::cli::Main(argc, argv);
+  } catch (const std::exception& e) {
+    imgsearch::cli::PrintError(std::string("internal error: ") + e.what());
+    return 3;
+  }
+}

@@ -1,0 +1,93 @@
+// The CLIP inference engine: tokenizer, text encoder and vision encoder behind one facade.
+//
+//   ASSIGN_OR_RETURN(auto model, imgsearch::ClipModel::Load("models/clip-vit-base-patch32"));
+//   std::vector<float> text(model->embedding_dim());
+//   RETURN_IF_ERROR(model->EncodeTexts({"a red car in the snow"}, text.data()));
+//
+// Every embedding is L2-normalised. A loaded model is immutable: the Encode* methods may be called
+// from several threads at once.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "imgsearch/status.h"
+
+namespace imgsearch {
+
+enum class Precision {
+  kFp32,  // fp32 everywhere: matches the reference to ~1e-6 of cosine
+  kAuto,  // bf16 GEMMs with fp32 accumulation where the CPU has native bf16, fp32 elsewhere
+};
+
+// Parses "fp32" or "auto".
+Result<Precision> ParsePrecision(std::string_view name);
+
+struct ModelOptions {
+  Precision precision = Precision::kFp32;
+  int n_threads = 0;  // 0: all cores
+};
+
+struct TowerInfo {
+  int width = 0;
+  int n_layers = 0;
+  int n_head = 0;
+  int mlp_width = 0;
+  int n_positions = 0;
+  float layer_norm_eps = 0;
+  std::string activation;  // "quick_gelu" or "gelu"
+};
+
+struct ModelInfo {
+  std::string dir;           // the directory the files were read from
+  std::string weights_path;  // model.safetensors
+  uint64_t weights_bytes = 0;
+  std::string dtype;         // of the checkpoint: F32, F16 or BF16
+  int64_t n_params = 0;
+  TowerInfo text;
+  TowerInfo vision;
+  int vocab_size = 0;
+  int image_size = 0;  // pixels per side of the model's input
+  int patch_size = 0;
+  int embedding_dim = 0;
+  std::string isa;        // the instruction set the kernels use
+  std::string precision;  // what the GEMMs compute in
+};
+
+class ClipModel {
+ public:
+  // Loads a Hugging Face CLIPModel directory (config.json, model.safetensors, vocab.json,
+  // merges.txt) or a sentence-transformers folder with the model in 0_CLIPModel/.
+  static Result<std::unique_ptr<ClipModel>> Load(const std::string& dir, const ModelOptions& options = {});
+
+  ~ClipModel();
+  ClipModel(const ClipModel&) = delete;
+  ClipModel& operator=(const ClipModel&) = delete;
+
+  const ModelInfo& info() const;
+  int embedding_dim() const;
+  int image_size() const;
+  int context_length() const;
+
+  // CLIP token ids: [SOT] + BPE + [EOT], at most context_length() long.
+  std::vector<int32_t> Tokenize(std::string_view text) const;
+
+  // Writes texts.size() rows of embedding_dim() floats to `out`.
+  Status EncodeTexts(std::span<const std::string> texts, float* out) const;
+  Status EncodeTokens(std::span<const std::vector<int32_t>> token_ids, float* out) const;
+
+  // `pixels` holds n_images normalised images as [n_images, 3, image_size, image_size] (see
+  // image.h: NormalizeForClip). Writes n_images rows of embedding_dim() floats to `out`.
+  Status EncodeImages(const float* pixels, int n_images, float* out) const;
+
+ private:
+  struct Impl;
+  explicit ClipModel(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace imgsearch

@@ -1,0 +1,76 @@
+// Image decoding and CLIP preprocessing, matching the reference (Pillow 9.4 + torchvision) pixel for
+// pixel: EXIF orientation, conversion to RGB as Pillow's convert("RGB"), Pillow's BICUBIC resize so
+// the shorter side fits, centre crop, normalisation.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "imgsearch/status.h"
+
+namespace imgsearch {
+
+// 8-bit RGB, rows top to bottom, pixels interleaved R, G, B.
+struct Image {
+  int width = 0;
+  int height = 0;
+  std::vector<uint8_t> rgb;  // width · height · 3 bytes
+
+  Image() = default;
+  Image(int w, int h) : width(w), height(h), rgb(static_cast<size_t>(w) * h * 3) {}
+  uint8_t* row(int y) { return rgb.data() + static_cast<size_t>(y) * width * 3; }
+  const uint8_t* row(int y) const { return rgb.data() + static_cast<size_t>(y) * width * 3; }
+};
+
+enum class ImageFormat { kUnknown, kJpeg, kPng, kWebp, kGif, kBmp, kTiff };
+
+const char* ImageFormatName(ImageFormat format);
+
+// Detects the format from the first bytes (magic numbers), never from a file name.
+ImageFormat DetectImageFormat(std::span<const uint8_t> bytes);
+
+struct DecodeOptions {
+  // Images with more pixels are refused before any pixel memory is allocated.
+  uint64_t max_pixels = 100'000'000;
+  bool apply_exif_orientation = true;
+};
+
+struct DecodedImage {
+  Image image;              // oriented, RGB
+  ImageFormat format = ImageFormat::kUnknown;
+  int stored_width = 0;     // as stored in the file, before orientation
+  int stored_height = 0;
+  int orientation = 1;      // EXIF orientation tag, 1 when absent
+  std::optional<std::string> capture_time;  // EXIF DateTimeOriginal, "YYYY-MM-DDTHH:MM:SS"
+};
+
+// Decodes JPEG, PNG, WebP, GIF (first frame), BMP or TIFF. Every failure (zero bytes, not an
+// image, truncated, corrupt, too many pixels) is a Status that says what is wrong.
+Result<DecodedImage> DecodeImage(std::span<const uint8_t> bytes, const DecodeOptions& options = {});
+Result<DecodedImage> DecodeImageFile(const std::string& path, const DecodeOptions& options = {});
+
+// Pillow's Image.resize(size, BICUBIC, reducing_gap=None) for 8-bit images, exactly: two separable
+// fixed-point passes (horizontal first) with a uint8 image between them.
+Image ResizeBicubic(const Image& image, int width, int height);
+
+// The region [left, left + region_width) × [top, top + region_height) of ResizeBicubic(image,
+// width, height), computed without making the rest: the same pixels, bounded memory.
+Image ResizeBicubicRegion(const Image& image, int width, int height, int left, int top, int region_width,
+                          int region_height);
+
+// torchvision Resize(size) with Pillow BICUBIC (shorter side to `size`, longer side to
+// int(size · long / short)) followed by CenterCrop(size): the image CLIP sees.
+Image ResizeAndCropForClip(const Image& image, int size);
+
+// Writes `crop` (size × size) as planar [3, size, size] floats normalised with CLIP's mean and std.
+void NormalizeForClip(const Image& crop, float* chw);
+
+// Decodes, resizes, crops and normalises in one call. `chw` receives 3 · size · size floats.
+Status PreprocessForClip(std::span<const uint8_t> bytes, int size, float* chw, const DecodeOptions& options = {});
+
+Status WritePng(const Image& image, const std::string& path);
+
+}  // namespace imgsearch

@@ -1,0 +1,128 @@
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "clip/config.h"
+#include "clip/encoders.h"
+#include "clip/tokenizer.h"
+#include "clip/weights.h"
+#include "imgsearch/clip.h"
+#include "kernels/cpu.h"
+
+namespace imgsearch {
+
+namespace {
+
+// Images per forward pass: bounds the activations' memory whatever batch the caller hands in.
+constexpr int kMaxImagesPerPass = 32;
+
+TowerInfo DescribeTower(const clip::TowerConfig& t) {
+  TowerInfo info;
+  info.width = t.width;
+  info.n_layers = t.n_layers;
+  info.n_head = t.n_head;
+  info.mlp_width = t.mlp_width;
+  info.n_positions = t.n_positions;
+  info.layer_norm_eps = t.layer_norm_eps;
+  info.activation = t.activation == clip::Activation::kQuickGelu ? "quick_gelu" : "gelu";
+  return info;
+}
+
+}  // namespace
+
+Result<Precision> ParsePrecision(std::string_view name) {
+  if (name == "fp32") return Precision::kFp32;
+  if (name == "auto") return Precision::kAuto;
+  return Status::InvalidArgument("unknown precision \"" + std::string(name) + "\" (expected fp32 or auto)");
+}
+
+struct ClipModel::Impl {
+  clip::ClipConfig config;
+  std::unique_ptr<clip::ClipWeights> weights;
+  std::unique_ptr<clip::Tokenizer> tokenizer;
+  ModelInfo info;
+};
+
+ClipModel::ClipModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ClipModel::~ClipModel() = default;
+
+Result<std::unique_ptr<ClipModel>> ClipModel::Load(const std::string& dir, const ModelOptions& options) {
+  ASSIGN_OR_RETURN(clip::ModelFiles files, clip::ResolveModelFiles(dir));
+  ASSIGN_OR_RETURN(clip::SafetensorsFile st, clip::SafetensorsFile::Open(files.weights));
+  auto impl = std::make_unique<Impl>();
+  ASSIGN_OR_RETURN(impl->config, clip::DeriveConfig(st, files.config_json));
+  const uint64_t weights_bytes = st.file_size();
+  ASSIGN_OR_RETURN(impl->weights, clip::ClipWeights::Load(std::move(st), impl->config));
+  ASSIGN_OR_RETURN(clip::Tokenizer tokenizer, clip::Tokenizer::Load(files.vocab_json, files.merges_txt));
+  if (static_cast<int>(tokenizer.vocab_size()) > impl->config.vocab_size ||
+      tokenizer.eot_id() >= impl->config.vocab_size || tokenizer.sot_id() >= impl->config.vocab_size) {
+    return Status::InvalidArgument(files.vocab_json + " has " + std::to_string(tokenizer.vocab_size()) +
+                                   " tokens but the token embedding has " + std::to_string(impl->config.vocab_size) +
+                                   " rows");
+  }
+  impl->tokenizer = std::make_unique<clip::Tokenizer>(std::move(tokenizer));
+
+  kernels::SetNumThreads(options.n_threads);
+  const kernels::CpuFeatures& cpu = kernels::DetectCpu();
+  const bool native_bf16 = (cpu.avx512_bf16 || cpu.amx_bf16) && !kernels::IsaLimitedToAvx2();
+  if (options.precision == Precision::kAuto && native_bf16) {
+    // The bf16 GEMM path is not built yet; fp32 is exact and always correct.
+    spdlog::info("precision auto: CPU has native bf16, but this build computes in fp32");
+  }
+
+  const clip::ClipConfig& c = impl->config;
+  ModelInfo& info = impl->info;
+  info.dir = files.dir;
+  info.weights_path = files.weights;
+  info.weights_bytes = weights_bytes;
+  info.dtype = impl->weights->dtype_name();
+  info.n_params = impl->weights->n_params();
+  info.text = DescribeTower(c.text);
+  info.vision = DescribeTower(c.vision);
+  info.vocab_size = c.vocab_size;
+  info.image_size = c.image_size;
+  info.patch_size = c.patch_size;
+  info.embedding_dim = c.projection_dim;
+  info.isa = kernels::DescribeIsa();
+  info.precision = "fp32";
+  spdlog::debug("loaded {}: {} params ({}), kernels {} {}, {} threads", files.dir, info.n_params, info.dtype, info.isa,
+                info.precision, kernels::NumThreads());
+  return std::unique_ptr<ClipModel>(new ClipModel(std::move(impl)));
+}
+
+const ModelInfo& ClipModel::info() const { return impl_->info; }
+int ClipModel::embedding_dim() const { return impl_->config.projection_dim; }
+int ClipModel::image_size() const { return impl_->config.image_size; }
+int ClipModel::context_length() const { return impl_->config.text.n_positions; }
+
+std::vector<int32_t> ClipModel::Tokenize(std::string_view text) const {
+  return impl_->tokenizer->Encode(text, context_length());
+}
+
+Status ClipModel::EncodeTokens(std::span<const std::vector<int32_t>> token_ids, float* out) const {
+  const int dim = embedding_dim();
+  for (size_t i = 0; i < token_ids.size(); ++i) {
+    RETURN_IF_ERROR(clip::EncodeText(impl_->config, impl_->weights->text(), token_ids[i], out + i * dim));
+  }
+  return Status::Ok();
+}
+
+Status ClipModel::EncodeTexts(std::span<const std::string> texts, float* out) const {
+  std::vector<std::vector<int32_t>> ids;
+  ids.reserve(texts.size());
+  for (const std::string& text : texts) ids.push_back(Tokenize(text));
+  return EncodeTokens(ids, out);
+}
+
+Status ClipModel::EncodeImages(const float* pixels, int n_images, float* out) const {
+  if (n_images < 0) return Status::InvalidArgument("negative image count");
+  const int64_t image_floats = 3 * int64_t{image_size()} * image_size();
+  for (int begin = 0; begin < n_images; begin += kMaxImagesPerPass) {
+    const int n = std::min(kMaxImagesPerPass, n_images - begin);
+    clip::EncodeImageBatch(impl_->config, impl_->weights->vision(), pixels + begin * image_floats, n,
+                           out + int64_t{begin} * embedding_dim());
+  }
+  return Status::Ok();
+}
+
+}  // namespace imgsearch

@@ -1,0 +1,20 @@
+// The two towers: token ids → text embedding, normalised pixels → image embedding.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "clip/config.h"
+#include "clip/weights.h"
+#include "imgsearch/status.h"
+
+namespace imgsearch::clip {
+
+// Embeds one token sequence ([SOT] … [EOT]). Only positions up to the EOT (the highest id) are
+// computed: the causal mask means later positions never influence it. Writes projection_dim floats.
+Status EncodeText(const ClipConfig& c, const TextWeights& w, std::span<const int32_t> ids, float* out);
+
+// Embeds n_images images given as [n, 3, image_size, image_size]. Writes n · projection_dim floats.
+void EncodeImageBatch(const ClipConfig& c, const VisionWeights& w, const float* pixels, int n_images, float* out);
+
+}  // namespace imgsearch::clip

@@ -1,0 +1,47 @@
+// Reader for the safetensors format: an 8-byte little-endian header length, a JSON header naming each
+// tensor's dtype, shape and byte range, then the raw tensor bytes. The file is memory-mapped.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "base/file.h"
+#include "imgsearch/status.h"
+
+namespace imgsearch::clip {
+
+enum class DType { kF32, kF16, kBF16, kOther };
+
+const char* DTypeName(DType dtype);
+
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::kOther;
+  std::string dtype_name;  // as written in the header, e.g. "F32", "I64"
+  std::vector<int64_t> shape;
+  const uint8_t* data = nullptr;  // into the mapping
+  size_t n_bytes = 0;
+
+  int64_t numel() const;
+};
+
+class SafetensorsFile {
+ public:
+  // Maps and validates the file: header JSON, dtypes, byte ranges inside the file and matching shapes.
+  static Result<SafetensorsFile> Open(const std::string& path);
+
+  const std::string& path() const { return file_.path(); }
+  size_t file_size() const { return file_.size(); }
+  const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
+  const TensorInfo* Find(const std::string& name) const;
+
+ private:
+  explicit SafetensorsFile(MappedFile file) : file_(std::move(file)) {}
+
+  MappedFile file_;
+  std::map<std::string, TensorInfo> tensors_;
+};
+
+}  // namespace imgsearch::clip

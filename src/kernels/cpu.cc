@@ -1,0 +1,80 @@
+#include "kernels/cpu.h"
+
+#include <omp.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+#include "dnnl.hpp"
+
+namespace imgsearch::kernels {
+
+namespace {
+
+std::once_flag g_isa_env_once;
+bool g_limited_to_avx2 = false;
+
+void ApplyIsaEnvironment() {
+  std::call_once(g_isa_env_once, [] {
+    const char* env = std::getenv("IMGSEARCH_MAX_ISA");
+    if (env != nullptr && std::strcmp(env, "avx2") == 0) {
+      g_limited_to_avx2 = dnnl::set_max_cpu_isa(dnnl::cpu_isa::avx2) == dnnl::status::success;
+    }
+  });
+}
+
+}  // namespace
+
+const CpuFeatures& DetectCpu() {
+  static const CpuFeatures features = [] {
+    CpuFeatures f;
+    __builtin_cpu_init();
+    f.avx2 = __builtin_cpu_supports("avx2");
+    f.fma = __builtin_cpu_supports("fma");
+    f.avx512f = __builtin_cpu_supports("avx512f");
+    f.avx512_bf16 = __builtin_cpu_supports("avx512bf16");
+    // AMX is not known to GCC 12's __builtin_cpu_supports; oneDNN reports it through its ISA query.
+    f.amx_bf16 = dnnl::get_effective_cpu_isa() == dnnl::cpu_isa::avx512_core_amx;
+    return f;
+  }();
+  return features;
+}
+
+void LimitIsa(IsaLimit limit) {
+  ApplyIsaEnvironment();
+  if (limit == IsaLimit::kAvx2 && !g_limited_to_avx2) {
+    g_limited_to_avx2 = dnnl::set_max_cpu_isa(dnnl::cpu_isa::avx2) == dnnl::status::success;
+  }
+}
+
+bool IsaLimitedToAvx2() {
+  ApplyIsaEnvironment();
+  return g_limited_to_avx2;
+}
+
+std::string DescribeIsa() {
+  ApplyIsaEnvironment();
+  const char* name = "unknown";
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::sse41: name = "sse41"; break;
+    case dnnl::cpu_isa::avx: name = "avx"; break;
+    case dnnl::cpu_isa::avx2: name = "avx2"; break;
+    case dnnl::cpu_isa::avx2_vnni: name = "avx2_vnni"; break;
+    case dnnl::cpu_isa::avx512_core: name = "avx512_core"; break;
+    case dnnl::cpu_isa::avx512_core_vnni: name = "avx512_core_vnni"; break;
+    case dnnl::cpu_isa::avx512_core_bf16: name = "avx512_core_bf16"; break;
+    case dnnl::cpu_isa::avx512_core_amx: name = "avx512_core_amx"; break;
+    default: break;
+  }
+  const dnnl_version_t* v = dnnl_version();
+  return std::string(name) + " (oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + ")";
+}
+
+void SetNumThreads(int n_threads) {
+  omp_set_num_threads(n_threads > 0 ? n_threads : omp_get_num_procs());
+}
+
+int NumThreads() { return omp_get_max_threads(); }
+
+}  // namespace imgsearch::kernels

@@ -1,0 +1,35 @@
+// What the CPU can do, and which instruction set the kernels are allowed to use.
+#pragma once
+
+#include <string>
+
+namespace imgsearch::kernels {
+
+struct CpuFeatures {
+  bool avx2 = false;
+  bool fma = false;
+  bool avx512f = false;
+  bool avx512_bf16 = false;
+  bool amx_bf16 = false;
+};
+
+// Features of the CPU we run on (cpuid, cached).
+const CpuFeatures& DetectCpu();
+
+enum class IsaLimit { kNative, kAvx2 };
+
+// Caps the instruction set oneDNN may use. Must be called before the first GEMM; later calls are
+// ignored by oneDNN. `IMGSEARCH_MAX_ISA=avx2` in the environment has the same effect.
+void LimitIsa(IsaLimit limit);
+
+// True when the kernels are capped to AVX2 (by LimitIsa or the environment).
+bool IsaLimitedToAvx2();
+
+// A short description of the path in use, e.g. "avx512_core_bf16, fp32 GEMM (oneDNN 2.6)".
+std::string DescribeIsa();
+
+// Threads the kernels use; 0 means all cores.
+void SetNumThreads(int n_threads);
+int NumThreads();
+
+}  // namespace imgsearch::kernels

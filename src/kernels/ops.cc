@@ -1,0 +1,81 @@
+#include "kernels/ops.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace imgsearch::kernels {
+
+void LayerNorm(const float* x, const float* gamma, const float* beta, float* out, int rows, int width, float eps) {
+  for (int r = 0; r < rows; ++r) {
+    const float* xr = x + int64_t{r} * width;
+    float* yr = out + int64_t{r} * width;
+    float sum = 0.0f;
+    for (int i = 0; i < width; ++i) sum += xr[i];
+    const float mean = sum / static_cast<float>(width);
+    float sq = 0.0f;
+    for (int i = 0; i < width; ++i) {
+      const float d = xr[i] - mean;
+      sq += d * d;
+    }
+    const float inv_std = 1.0f / std::sqrt(sq / static_cast<float>(width) + eps);
+    for (int i = 0; i < width; ++i) yr[i] = (xr[i] - mean) * inv_std * gamma[i] + beta[i];
+  }
+}
+
+void QuickGelu(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + std::exp(-1.702f * x[i]));
+}
+
+void Gelu(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
+}
+
+void AddInPlace(float* y, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+void L2Normalize(float* x, int n) {
+  double sq = 0.0;
+  for (int i = 0; i < n; ++i) sq += static_cast<double>(x[i]) * x[i];
+  if (sq <= 0.0) return;
+  const float inv = static_cast<float>(1.0 / std::sqrt(sq));
+  for (int i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void Attention(const float* qkv, float* out, int n_tokens, int width, int n_head, bool causal, float* scratch) {
+  const int head_dim = width / n_head;
+  const int64_t stride = int64_t{3} * width;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  for (int h = 0; h < n_head; ++h) {
+    const float* q = qkv + int64_t{h} * head_dim;
+    const float* k = qkv + width + int64_t{h} * head_dim;
+    const float* v = qkv + 2 * int64_t{width} + int64_t{h} * head_dim;
+    for (int i = 0; i < n_tokens; ++i) {
+      const float* qi = q + i * stride;
+      const int n_keys = causal ? i + 1 : n_tokens;
+      float max_score = -INFINITY;
+      for (int j = 0; j < n_keys; ++j) {
+        const float* kj = k + j * stride;
+        float dot = 0.0f;
+        for (int d = 0; d < head_dim; ++d) dot += qi[d] * kj[d];
+        scratch[j] = dot * scale;
+        max_score = std::max(max_score, scratch[j]);
+      }
+      float denom = 0.0f;
+      for (int j = 0; j < n_keys; ++j) {
+        scratch[j] = std::exp(scratch[j] - max_score);
+        denom += scratch[j];
+      }
+      const float inv_denom = 1.0f / denom;
+      float* oi = out + int64_t{i} * width + int64_t{h} * head_dim;
+      std::fill(oi, oi + head_dim, 0.0f);
+      for (int j = 0; j < n_keys; ++j) {
+        const float p = scratch[j] * inv_denom;
+        const float* vj = v + j * stride;
+        for (int d = 0; d < head_dim; ++d) oi[d] += p * vj[d];
+      }
+    }
+  }
+}
+
+}  // namespace imgsearch::kernels
