@@ -36,10 +36,10 @@ const std::map<std::string, Preset> kPresets = {
     {"vit-l-14", {768, 12, 12, 77, 1024, 24, 16, 14, 224, 768}},
 };
 
-const char* kWords[] = {"a",      "an",    "the",   "photo",  "of",     "cat",   "dog",    "car",   "red",
-                        "snow",   "in",    "on",    "with",   "rocket", "cup",   "coffee", "tree",  "beach",
-                        "people", "space", "suit",  "white",  "blue",   "green", "night",  "city",  "street",
-                        "house",  "water", "mountain", "sky", "flower", "bird",  "person", "man",   "woman"};
+const char* kWords[] = {"a",      "an",    "the",      "photo", "of",     "cat",   "dog",    "car",  "red",
+                        "snow",   "in",    "on",       "with",  "rocket", "cup",   "coffee", "tree", "beach",
+                        "people", "space", "suit",     "white", "blue",   "green", "night",  "city", "street",
+                        "house",  "water", "mountain", "sky",   "flower", "bird",  "person", "man",  "woman"};
 
 std::string Utf8(char32_t c) {
   std::string s;
@@ -163,6 +163,7 @@ int main(int argc, char** argv) {
     for (const char* f : {"vocab.json", "merges.txt"}) {
       std::filesystem::copy_file(std::filesystem::path(tokenizer_from) / f, dir / f,
                                  std::filesystem::copy_options::overwrite_existing);
+      std::filesystem::permissions(dir / f, std::filesystem::perms::owner_write, std::filesystem::perm_options::add);
     }
     std::ifstream in(dir / "vocab.json");
     vocab_size = static_cast<int>(nlohmann::json::parse(in).size());
@@ -240,28 +241,27 @@ int main(int argc, char** argv) {
   }
   std::filesystem::rename(tmp, dir / "model.safetensors");
 
-  nlohmann::ordered_json config = {
-      {"architectures", {"CLIPModel"}},
-      {"model_type", "clip"},
-      {"projection_dim", p.projection},
-      {"text_config",
-       {{"hidden_size", p.text_width},
-        {"intermediate_size", 4 * p.text_width},
-        {"num_attention_heads", p.text_heads},
-        {"num_hidden_layers", p.text_layers},
-        {"max_position_embeddings", p.context},
-        {"vocab_size", vocab_size},
-        {"hidden_act", "quick_gelu"},
-        {"layer_norm_eps", 1e-5}}},
-      {"vision_config",
-       {{"hidden_size", p.vision_width},
-        {"intermediate_size", 4 * p.vision_width},
-        {"num_attention_heads", std::max(1, p.vision_width / 64)},
-        {"num_hidden_layers", p.vision_layers},
-        {"image_size", p.image_size},
-        {"patch_size", p.patch},
-        {"hidden_act", "quick_gelu"},
-        {"layer_norm_eps", 1e-5}}}};
+  nlohmann::ordered_json config = {{"architectures", {"CLIPModel"}},
+                                   {"model_type", "clip"},
+                                   {"projection_dim", p.projection},
+                                   {"text_config",
+                                    {{"hidden_size", p.text_width},
+                                     {"intermediate_size", 4 * p.text_width},
+                                     {"num_attention_heads", p.text_heads},
+                                     {"num_hidden_layers", p.text_layers},
+                                     {"max_position_embeddings", p.context},
+                                     {"vocab_size", vocab_size},
+                                     {"hidden_act", "quick_gelu"},
+                                     {"layer_norm_eps", 1e-5}}},
+                                   {"vision_config",
+                                    {{"hidden_size", p.vision_width},
+                                     {"intermediate_size", 4 * p.vision_width},
+                                     {"num_attention_heads", std::max(1, p.vision_width / 64)},
+                                     {"num_hidden_layers", p.vision_layers},
+                                     {"image_size", p.image_size},
+                                     {"patch_size", p.patch},
+                                     {"hidden_act", "quick_gelu"},
+                                     {"layer_norm_eps", 1e-5}}}};
   std::ofstream(dir / "config.json") << config.dump(2) << "\n";
   std::printf("wrote %s (%s, %s, %.1f MB)\n", dir.c_str(), preset_name.c_str(), dtype.c_str(),
               (offset + header_len + 8) / 1e6);

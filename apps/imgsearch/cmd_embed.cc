@@ -28,8 +28,8 @@ struct EmbedFlags {
 struct Input {
   bool is_text = false;
   std::string value;
-  std::string error;       // images that could not be read
-  int row = -1;            // row in the text or image embedding batch
+  std::string error;  // images that could not be read
+  int row = -1;       // row in the text or image embedding batch
   std::vector<int32_t> ids;
 };
 

@@ -63,8 +63,8 @@ RunFn AddPreprocessCommand(CLI::App& root) {
 namespace {
 
 nlohmann::json TowerJson(const TowerInfo& t) {
-  return {{"width", t.width},           {"layers", t.n_layers},         {"heads", t.n_head},
-          {"mlp_width", t.mlp_width},   {"positions", t.n_positions},   {"layer_norm_eps", t.layer_norm_eps},
+  return {{"width", t.width},          {"layers", t.n_layers},       {"heads", t.n_head},
+          {"mlp_width", t.mlp_width},  {"positions", t.n_positions}, {"layer_norm_eps", t.layer_norm_eps},
           {"activation", t.activation}};
 }
 

@@ -46,7 +46,7 @@ struct ModelInfo {
   std::string dir;           // the directory the files were read from
   std::string weights_path;  // model.safetensors
   uint64_t weights_bytes = 0;
-  std::string dtype;         // of the checkpoint: F32, F16 or BF16
+  std::string dtype;  // of the checkpoint: F32, F16 or BF16
   int64_t n_params = 0;
   TowerInfo text;
   TowerInfo vision;

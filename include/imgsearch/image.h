@@ -39,11 +39,11 @@ struct DecodeOptions {
 };
 
 struct DecodedImage {
-  Image image;              // oriented, RGB
+  Image image;  // oriented, RGB
   ImageFormat format = ImageFormat::kUnknown;
-  int stored_width = 0;     // as stored in the file, before orientation
+  int stored_width = 0;  // as stored in the file, before orientation
   int stored_height = 0;
-  int orientation = 1;      // EXIF orientation tag, 1 when absent
+  int orientation = 1;                      // EXIF orientation tag, 1 when absent
   std::optional<std::string> capture_time;  // EXIF DateTimeOriginal, "YYYY-MM-DDTHH:MM:SS"
 };
 

@@ -13,13 +13,13 @@ namespace imgsearch {
 
 enum class StatusCode {
   kOk = 0,
-  kInvalidArgument,  // the caller's input is malformed (bad flag, bad query, bad image bytes)
-  kNotFound,         // a file, tensor or record that should exist does not
-  kCorruption,       // stored data is damaged or truncated
-  kUnsupported,      // well-formed but outside what imgsearch handles (a dtype, a codec feature)
-  kIoError,          // the operating system refused a read or write
-  kResourceExhausted,// a configured limit was exceeded (pixel limit, memory)
-  kInternal,         // a bug: an invariant did not hold
+  kInvalidArgument,    // the caller's input is malformed (bad flag, bad query, bad image bytes)
+  kNotFound,           // a file, tensor or record that should exist does not
+  kCorruption,         // stored data is damaged or truncated
+  kUnsupported,        // well-formed but outside what imgsearch handles (a dtype, a codec feature)
+  kIoError,            // the operating system refused a read or write
+  kResourceExhausted,  // a configured limit was exceeded (pixel limit, memory)
+  kInternal,           // a bug: an invariant did not hold
 };
 
 class [[nodiscard]] Status {
@@ -57,7 +57,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : value_(std::move(status)) {  // NOLINT: implicit by design
     assert(!std::get<Status>(value_).ok() && "Result built from an OK status has no value");
   }
@@ -86,10 +86,10 @@ class [[nodiscard]] Result {
 #define IMGSEARCH_CONCAT(a, b) IMGSEARCH_CONCAT_INNER(a, b)
 
 // Returns the status from the enclosing function when `expr` is not OK.
-#define RETURN_IF_ERROR(expr)                    \
-  do {                                           \
-    ::imgsearch::Status _st = (expr);            \
-    if (!_st.ok()) return _st;                   \
+#define RETURN_IF_ERROR(expr)         \
+  do {                                \
+    ::imgsearch::Status _st = (expr); \
+    if (!_st.ok()) return _st;        \
   } while (0)
 
 // `ASSIGN_OR_RETURN(auto x, MakeX());` declares x from a Result or returns its status.

@@ -103,8 +103,9 @@ Result<ModelFiles> ResolveModelFiles(const std::string& dir_in) {
   files.merges_txt = dir + "/merges.txt";
   if (!FileExists(files.weights)) {
     if (FileExists(dir + "/pytorch_model.bin")) {
-      return Status::Unsupported(dir + " holds pytorch_model.bin but no model.safetensors; imgsearch reads only "
-                                       "safetensors (convert it, or pull the model with `imgsearch model pull`)");
+      return Status::Unsupported(dir +
+                                 " holds pytorch_model.bin but no model.safetensors; imgsearch reads only "
+                                 "safetensors (convert it, or pull the model with `imgsearch model pull`)");
     }
     return Status::NotFound("missing file " + files.weights);
   }
@@ -138,7 +139,8 @@ Result<ClipConfig> DeriveConfig(const SafetensorsFile& st, const std::string& co
   c.vision.n_layers = CountLayers(st, "vision_model.encoder.layers.");
   c.patch_size = static_cast<int>(patch[2]);
   if (patch[1] != 3 || patch[2] != patch[3] || patch[0] != cls[0]) {
-    return Status::InvalidArgument(st.path() + ": tensor vision_model.embeddings.patch_embedding.weight should be "
+    return Status::InvalidArgument(st.path() +
+                                   ": tensor vision_model.embeddings.patch_embedding.weight should be "
                                    "[width, 3, patch, patch]");
   }
   const int grid = static_cast<int>(std::lround(std::sqrt(static_cast<double>(c.vision.n_positions - 1))));

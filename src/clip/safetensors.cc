@@ -16,9 +16,9 @@ struct DTypeEntry {
 };
 
 constexpr DTypeEntry kDTypes[] = {
-    {"F32", DType::kF32, 4},   {"F16", DType::kF16, 2},    {"BF16", DType::kBF16, 2}, {"F64", DType::kOther, 8},
-    {"I64", DType::kOther, 8}, {"I32", DType::kOther, 4},  {"I16", DType::kOther, 2}, {"I8", DType::kOther, 1},
-    {"U8", DType::kOther, 1},  {"BOOL", DType::kOther, 1}, {"U16", DType::kOther, 2}, {"U32", DType::kOther, 4},
+    {"F32", DType::kF32, 4},   {"F16", DType::kF16, 2},       {"BF16", DType::kBF16, 2},     {"F64", DType::kOther, 8},
+    {"I64", DType::kOther, 8}, {"I32", DType::kOther, 4},     {"I16", DType::kOther, 2},     {"I8", DType::kOther, 1},
+    {"U8", DType::kOther, 1},  {"BOOL", DType::kOther, 1},    {"U16", DType::kOther, 2},     {"U32", DType::kOther, 4},
     {"U64", DType::kOther, 8}, {"F8_E4M3", DType::kOther, 1}, {"F8_E5M2", DType::kOther, 1},
 };
 
@@ -60,7 +60,8 @@ Result<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
   const size_t size = file.file_.size();
   const uint8_t* base = file.file_.data();
   if (size < 8) {
-    return Status::Corruption(path + ": file is " + std::to_string(size) + " bytes, too short for a safetensors header");
+    return Status::Corruption(path + ": file is " + std::to_string(size) +
+                              " bytes, too short for a safetensors header");
   }
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | base[i];

@@ -1,9 +1,9 @@
 #include "clip/text_clean.h"
 
+#include <unicode/locid.h>
 #include <unicode/normalizer2.h>
 #include <unicode/uchar.h>
 #include <unicode/unistr.h>
-#include <unicode/locid.h>
 
 #include <algorithm>
 #include <cstring>
@@ -150,8 +150,8 @@ std::string ToUtf8(std::u32string_view text) {
 
 std::u32string CleanText(std::string_view text) {
   const std::string unescaped = HtmlUnescape(HtmlUnescape(text));
-  icu::UnicodeString u = icu::UnicodeString::fromUTF8(icu::StringPiece(unescaped.data(),
-                                                                       static_cast<int32_t>(unescaped.size())));
+  icu::UnicodeString u =
+      icu::UnicodeString::fromUTF8(icu::StringPiece(unescaped.data(), static_cast<int32_t>(unescaped.size())));
   UErrorCode err = U_ZERO_ERROR;
   const icu::Normalizer2* nfc = icu::Normalizer2::getNFCInstance(err);
   if (U_SUCCESS(err)) {

@@ -16,9 +16,9 @@ std::string HtmlUnescape(std::string_view text);
 std::u32string CleanText(std::string_view text);
 
 // Classification used by CLIP's split pattern.
-bool IsLetter(char32_t c);   // \p{L}
-bool IsNumber(char32_t c);   // \p{N}
-bool IsSpace(char32_t c);    // \s
+bool IsLetter(char32_t c);  // \p{L}
+bool IsNumber(char32_t c);  // \p{N}
+bool IsSpace(char32_t c);   // \s
 
 std::string ToUtf8(std::u32string_view text);
 

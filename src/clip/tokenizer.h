@@ -46,7 +46,7 @@ class Tokenizer {
 
   std::unordered_map<std::string, int32_t> vocab_;
   std::unordered_map<std::string, int32_t> merge_rank_;  // "a b" → rank
-  std::string byte_symbol_[256];                          // GPT-2 bytes_to_unicode, as UTF-8
+  std::string byte_symbol_[256];                         // GPT-2 bytes_to_unicode, as UTF-8
   int32_t sot_id_ = -1;
   int32_t eot_id_ = -1;
 };

@@ -72,8 +72,7 @@ class ClipWeights::Loader {
         }
         return static_cast<const float*>(out.data());
       }
-      case DType::kOther:
-        break;
+      case DType::kOther: break;
     }
     return Status::Unsupported(w_->file_.path() + ": tensor " + name + " has dtype " + t->dtype_name +
                                " (supported: F32, F16, BF16)");
@@ -136,7 +135,8 @@ Result<std::unique_ptr<ClipWeights>> ClipWeights::Load(SafetensorsFile file, con
   Loader load(w.get());
 
   TextWeights& t = w->text_;
-  ASSIGN_OR_RETURN(t.token_embedding, load.Get("text_model.embeddings.token_embedding.weight", {c.vocab_size, c.text.width}));
+  ASSIGN_OR_RETURN(t.token_embedding,
+                   load.Get("text_model.embeddings.token_embedding.weight", {c.vocab_size, c.text.width}));
   ASSIGN_OR_RETURN(t.position_embedding,
                    load.Get("text_model.embeddings.position_embedding.weight", {c.text.n_positions, c.text.width}));
   for (int i = 0; i < c.text.n_layers; ++i) {

@@ -62,7 +62,11 @@ Result<DecodedImage> DecodeImage(std::span<const uint8_t> bytes, const DecodeOpt
     case ImageFormat::kTiff: raw = image::DecodeTiff(bytes, options); break;
     case ImageFormat::kUnknown: break;
   }
-  if (!raw.ok()) return raw.status();
+  if (!raw.ok()) {
+    if (format == ImageFormat::kUnknown) return raw.status();
+    constexpr const char* kDisplayNames[] = {"", "JPEG", "PNG", "WebP", "GIF", "BMP", "TIFF"};
+    return raw.status().WithContext(kDisplayNames[static_cast<int>(format)]);
+  }
 
   DecodedImage out;
   out.format = format;

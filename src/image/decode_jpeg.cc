@@ -51,7 +51,7 @@ Status DecodeInto(std::span<const uint8_t> bytes, const DecodeOptions& options, 
   err.message[0] = '\0';
   if (setjmp(err.jump)) {
     jpeg_destroy_decompress(&cinfo);
-    return Status::Corruption(std::string("JPEG: ") + err.message);
+    return Status::Corruption(std::string(err.message));
   }
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, bytes.data(), static_cast<unsigned long>(bytes.size()));
@@ -81,7 +81,7 @@ Status DecodeInto(std::span<const uint8_t> bytes, const DecodeOptions& options, 
   out->image = Image(w, h);
   // One scanline buffer, owned by libjpeg's pool so a longjmp frees it.
   JSAMPARRAY buffer = (*cinfo.mem->alloc_sarray)(reinterpret_cast<j_common_ptr>(&cinfo), JPOOL_IMAGE,
-                                                  static_cast<JDIMENSION>(w * comps), 1);
+                                                 static_cast<JDIMENSION>(w * comps), 1);
   while (cinfo.output_scanline < cinfo.output_height) {
     const int y = static_cast<int>(cinfo.output_scanline);
     jpeg_read_scanlines(&cinfo, buffer, 1);

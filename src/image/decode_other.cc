@@ -5,8 +5,8 @@
 #include <webp/decode.h>
 #include <webp/demux.h>
 
-#include <cstdarg>
 #include <algorithm>
+#include <cstdarg>
 #include <cstring>
 #include <memory>
 
@@ -19,16 +19,16 @@ namespace imgsearch::image {
 Result<RawDecode> DecodeWebp(std::span<const uint8_t> bytes, const DecodeOptions& options) {
   WebPBitstreamFeatures features;
   if (WebPGetFeatures(bytes.data(), bytes.size(), &features) != VP8_STATUS_OK) {
-    return Status::Corruption("WebP: cannot read the header (truncated or corrupt)");
+    return Status::Corruption("cannot read the header (truncated or corrupt)");
   }
   RETURN_IF_ERROR(CheckDimensions(features.width, features.height, options));
   RawDecode out;
   out.image = Image(features.width, features.height);
   // RGB output drops alpha without compositing, as Pillow's convert("RGB") does. For an animation
   // this decodes the first frame.
-  if (WebPDecodeRGBInto(bytes.data(), bytes.size(), out.image.rgb.data(), out.image.rgb.size(),
-                        features.width * 3) == nullptr) {
-    return Status::Corruption("WebP: pixel data is truncated or corrupt");
+  if (WebPDecodeRGBInto(bytes.data(), bytes.size(), out.image.rgb.data(), out.image.rgb.size(), features.width * 3) ==
+      nullptr) {
+    return Status::Corruption("pixel data is truncated or corrupt");
   }
   WebPData data{bytes.data(), bytes.size()};
   if (WebPDemuxer* demux = WebPDemux(&data)) {
@@ -74,7 +74,7 @@ struct GifCloser {
 
 Status GifError(const char* what, int code) {
   const char* message = GifErrorString(code);
-  return Status::Corruption(std::string("GIF: ") + what + ": " + (message ? message : "unknown error"));
+  return Status::Corruption(std::string(what) + ": " + (message ? message : "unknown error"));
 }
 
 }  // namespace
@@ -99,17 +99,17 @@ Result<RawDecode> DecodeGif(std::span<const uint8_t> bytes, const DecodeOptions&
         if (DGifGetExtensionNext(gif.get(), &ext) == GIF_ERROR) return GifError("reading an extension", gif->Error);
       }
     } else if (record == TERMINATE_RECORD_TYPE) {
-      return Status::Corruption("GIF: no image in the file");
+      return Status::Corruption("no image in the file");
     }
   } while (record != IMAGE_DESC_RECORD_TYPE);
 
   if (DGifGetImageDesc(gif.get()) == GIF_ERROR) return GifError("reading the image descriptor", gif->Error);
   const GifImageDesc& desc = gif->Image;
   const ColorMapObject* map = desc.ColorMap ? desc.ColorMap : gif->SColorMap;
-  if (map == nullptr) return Status::Corruption("GIF: the first frame has no colour table");
-  if (desc.Width <= 0 || desc.Height <= 0 || desc.Left < 0 || desc.Top < 0 ||
-      desc.Left + desc.Width > gif->SWidth || desc.Top + desc.Height > gif->SHeight) {
-    return Status::Corruption("GIF: the first frame lies outside the logical screen");
+  if (map == nullptr) return Status::Corruption("the first frame has no colour table");
+  if (desc.Width <= 0 || desc.Height <= 0 || desc.Left < 0 || desc.Top < 0 || desc.Left + desc.Width > gif->SWidth ||
+      desc.Top + desc.Height > gif->SHeight) {
+    return Status::Corruption("the first frame lies outside the logical screen");
   }
 
   // The canvas outside the first frame shows the transparent (else the background) colour.
@@ -118,8 +118,7 @@ Result<RawDecode> DecodeGif(std::span<const uint8_t> bytes, const DecodeOptions&
   std::vector<GifPixelType> line(static_cast<size_t>(desc.Width));
   auto read_row = [&](int y) -> Status {
     if (DGifGetLine(gif.get(), line.data(), desc.Width) == GIF_ERROR) return GifError("reading pixels", gif->Error);
-    std::memcpy(indices.data() + static_cast<size_t>(desc.Top + y) * gif->SWidth + desc.Left, line.data(),
-                line.size());
+    std::memcpy(indices.data() + static_cast<size_t>(desc.Top + y) * gif->SWidth + desc.Left, line.data(), line.size());
     return Status::Ok();
   };
   if (desc.Interlace) {
@@ -145,16 +144,56 @@ Result<RawDecode> DecodeGif(std::span<const uint8_t> bytes, const DecodeOptions&
 
 // ---- BMP --------------------------------------------------------------------------------------
 
+namespace {
+
+uint32_t ReadLe(std::span<const uint8_t> b, size_t at, int n) {
+  uint32_t v = 0;
+  for (int i = n - 1; i >= 0; --i) v = (v << 8) | b[at + i];
+  return v;
+}
+
+// stb_image reads past the end of a cut-off uncompressed BMP as zeros; Pillow calls that file
+// truncated, and so do we.
+Status CheckBmpComplete(std::span<const uint8_t> b) {
+  if (b.size() < 26) return Status::Corruption("header is truncated");
+  const uint32_t data_offset = ReadLe(b, 10, 4);
+  const uint32_t header_size = ReadLe(b, 14, 4);
+  int64_t width = 0, height = 0;
+  uint32_t bpp = 0, compression = 0;
+  if (header_size == 12) {  // OS/2 BITMAPCOREHEADER
+    width = ReadLe(b, 18, 2);
+    height = ReadLe(b, 20, 2);
+    bpp = ReadLe(b, 24, 2);
+  } else {
+    if (b.size() < 34) return Status::Corruption("header is truncated");
+    width = static_cast<int32_t>(ReadLe(b, 18, 4));
+    height = static_cast<int32_t>(ReadLe(b, 22, 4));
+    bpp = ReadLe(b, 28, 2);
+    compression = ReadLe(b, 30, 4);
+  }
+  if (compression != 0 && compression != 3) return Status::Ok();  // RLE: its length is in its codes
+  const uint64_t row_bytes = (static_cast<uint64_t>(width < 0 ? -width : width) * bpp + 31) / 32 * 4;
+  const uint64_t needed = data_offset + row_bytes * static_cast<uint64_t>(height < 0 ? -height : height);
+  if (needed > b.size()) {
+    return Status::Corruption("file is truncated (" + std::to_string(b.size()) + " of " + std::to_string(needed) +
+                              " bytes)");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<RawDecode> DecodeBmp(std::span<const uint8_t> bytes, const DecodeOptions& options) {
-  if (bytes.size() > static_cast<size_t>(INT32_MAX)) return Status::ResourceExhausted("BMP: file too large");
+  if (bytes.size() > static_cast<size_t>(INT32_MAX)) return Status::ResourceExhausted("file too large");
   const int len = static_cast<int>(bytes.size());
   int w = 0, h = 0, comps = 0;
   if (!stbi_info_from_memory(bytes.data(), len, &w, &h, &comps)) {
-    return Status::Corruption(std::string("BMP: ") + stbi_failure_reason());
+    return Status::Corruption(std::string("") + stbi_failure_reason());
   }
   RETURN_IF_ERROR(CheckDimensions(w, h, options));
+  RETURN_IF_ERROR(CheckBmpComplete(bytes));
   stbi_uc* pixels = stbi_load_from_memory(bytes.data(), len, &w, &h, &comps, 3);
-  if (pixels == nullptr) return Status::Corruption(std::string("BMP: ") + stbi_failure_reason());
+  if (pixels == nullptr) return Status::Corruption(std::string("") + stbi_failure_reason());
   RawDecode out;
   out.image = Image(w, h);
   std::memcpy(out.image.rgb.data(), pixels, out.image.rgb.size());
@@ -217,7 +256,7 @@ Result<RawDecode> DecodeTiff(std::span<const uint8_t> bytes, const DecodeOptions
   std::unique_ptr<TIFF, TiffCloser> tif(TIFFClientOpenExt("memory", "rm", &reader, TiffRead, TiffWrite, TiffSeek,
                                                           TiffClose, TiffSize, TiffMap, TiffUnmap, opts));
   TIFFOpenOptionsFree(opts);
-  if (!tif) return Status::Corruption("TIFF: " + (reader.error.empty() ? "cannot read the header" : reader.error));
+  if (!tif) return Status::Corruption("" + (reader.error.empty() ? "cannot read the header" : reader.error));
   uint32_t w = 0, h = 0;
   TIFFGetField(tif.get(), TIFFTAG_IMAGEWIDTH, &w);
   TIFFGetField(tif.get(), TIFFTAG_IMAGELENGTH, &h);
@@ -228,7 +267,7 @@ Result<RawDecode> DecodeTiff(std::span<const uint8_t> bytes, const DecodeOptions
   TIFFSetField(tif.get(), TIFFTAG_ORIENTATION, ORIENTATION_TOPLEFT);
   std::vector<uint32_t> raster(static_cast<size_t>(w) * h);
   if (!TIFFReadRGBAImageOriented(tif.get(), w, h, raster.data(), ORIENTATION_TOPLEFT, 0)) {
-    return Status::Corruption("TIFF: " + (reader.error.empty() ? "cannot decode the pixels" : reader.error));
+    return Status::Corruption("" + (reader.error.empty() ? "cannot decode the pixels" : reader.error));
   }
   RawDecode out;
   out.image = Image(static_cast<int>(w), static_cast<int>(h));

@@ -47,13 +47,13 @@ Status DecodeInto(std::span<const uint8_t> bytes, const DecodeOptions& options, 
   Reader reader;
   reader.bytes = bytes;
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &reader, ErrorCallback, WarningCallback);
-  if (png == nullptr) return Status::Internal("PNG: cannot create a libpng reader");
+  if (png == nullptr) return Status::Internal("cannot create a libpng reader");
   png_infop info = png_create_info_struct(png);
   png_infop end_info = png_create_info_struct(png);
   if (setjmp(png_jmpbuf(png))) {
     png_destroy_read_struct(&png, &info, &end_info);
     if (reader.image_done) return Status::Ok();
-    return Status::Corruption(std::string("PNG: ") + reader.message);
+    return Status::Corruption(std::string(reader.message));
   }
   if (info == nullptr || end_info == nullptr) png_error(png, "cannot allocate info");
   png_set_read_fn(png, &reader, ReadCallback);

@@ -53,13 +53,28 @@ Image ApplyOrientation(const Image& in, int orientation) {
     for (int x = 0; x < out.width; ++x) {
       int sx = x, sy = y;
       switch (orientation) {
-        case 2: sx = w - 1 - x; break;                  // FLIP_LEFT_RIGHT
-        case 3: sx = w - 1 - x; sy = h - 1 - y; break;  // ROTATE_180
-        case 4: sy = h - 1 - y; break;                  // FLIP_TOP_BOTTOM
-        case 5: sx = y; sy = x; break;                  // TRANSPOSE
-        case 6: sx = y; sy = h - 1 - x; break;          // ROTATE_270 (90° clockwise)
-        case 7: sx = w - 1 - y; sy = h - 1 - x; break;  // TRANSVERSE
-        case 8: sx = w - 1 - y; sy = x; break;          // ROTATE_90 (90° counter-clockwise)
+        case 2: sx = w - 1 - x; break;  // FLIP_LEFT_RIGHT
+        case 3:
+          sx = w - 1 - x;
+          sy = h - 1 - y;
+          break;                        // ROTATE_180
+        case 4: sy = h - 1 - y; break;  // FLIP_TOP_BOTTOM
+        case 5:
+          sx = y;
+          sy = x;
+          break;  // TRANSPOSE
+        case 6:
+          sx = y;
+          sy = h - 1 - x;
+          break;  // ROTATE_270 (90° clockwise)
+        case 7:
+          sx = w - 1 - y;
+          sy = h - 1 - x;
+          break;  // TRANSVERSE
+        case 8:
+          sx = w - 1 - y;
+          sy = x;
+          break;  // ROTATE_90 (90° counter-clockwise)
       }
       std::memcpy(dst + 3 * x, in.row(sy) + 3 * sx, 3);
     }

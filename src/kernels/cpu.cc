@@ -71,9 +71,7 @@ std::string DescribeIsa() {
   return std::string(name) + " (oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + ")";
 }
 
-void SetNumThreads(int n_threads) {
-  omp_set_num_threads(n_threads > 0 ? n_threads : omp_get_num_procs());
-}
+void SetNumThreads(int n_threads) { omp_set_num_threads(n_threads > 0 ? n_threads : omp_get_num_procs()); }
 
 int NumThreads() { return omp_get_max_threads(); }
 

@@ -28,9 +28,7 @@ using dnnl::memory;
 struct Shape {
   int m, k, n;
   bool has_bias;
-  bool operator<(const Shape& o) const {
-    return std::tie(m, k, n, has_bias) < std::tie(o.m, o.k, o.n, o.has_bias);
-  }
+  bool operator<(const Shape& o) const { return std::tie(m, k, n, has_bias) < std::tie(o.m, o.k, o.n, o.has_bias); }
 };
 
 // One engine for the process, and a matmul primitive per shape. Primitives are immutable once made

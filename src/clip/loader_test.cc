@@ -1,0 +1,247 @@
+// Model loading: the layouts we accept and a clear error, never a crash, for every kind of bad input.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "imgsearch/clip.h"
+#include "test_util.h"
+
+namespace imgsearch {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::MakeTempDir;
+using testing::ReadFile;
+using testing::WriteFile;
+
+// A safetensors file split into its JSON header and data bytes, to be edited and written back.
+struct Safetensors {
+  nlohmann::ordered_json header;
+  std::string data;
+
+  static Safetensors Read(const std::string& path) {
+    const std::string bytes = ReadFile(path);
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(bytes[i]);
+    Safetensors st;
+    st.header = nlohmann::ordered_json::parse(bytes.substr(8, n));
+    st.data = bytes.substr(8 + n);
+    return st;
+  }
+
+  void Write(const std::string& path) const { WriteFile(path, Serialize(header.dump(), data)); }
+
+  static std::string Serialize(const std::string& header_text, const std::string& data) {
+    std::string out(8, '\0');
+    const uint64_t n = header_text.size();
+    for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xFF);
+    return out + header_text + data;
+  }
+};
+
+// A copy of the test model that a test may damage.
+std::string CopyModel() {
+  const std::string dir = MakeTempDir() + "/model";
+  fs::copy(testing::TestModelDir(), dir, fs::copy_options::recursive);
+  return dir;
+}
+
+Status LoadStatus(const std::string& dir) {
+  auto m = ClipModel::Load(dir);
+  return m.ok() ? Status::Ok() : m.status();
+}
+
+void ExpectError(const std::string& dir, const std::vector<std::string>& needles) {
+  const Status st = LoadStatus(dir);
+  ASSERT_FALSE(st.ok()) << "loading should fail";
+  for (const std::string& n : needles) EXPECT_NE(st.message().find(n), std::string::npos) << st.ToString();
+}
+
+TEST(Loader, LoadsTheTestModelAndDerivesTheArchitecture) {
+  auto model = ClipModel::Load(testing::TestModelDir());
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  const ModelInfo& info = (*model)->info();
+  EXPECT_EQ(info.text.width, 64);
+  EXPECT_EQ(info.text.n_layers, 2);
+  EXPECT_EQ(info.text.n_head, 2);    // from config.json
+  EXPECT_EQ(info.vision.n_head, 1);  // width // 64, as OpenAI's CLIP builds it
+  EXPECT_EQ(info.vision.width, 96);
+  EXPECT_EQ(info.patch_size, 32);
+  EXPECT_EQ(info.image_size, 224);
+  EXPECT_EQ(info.embedding_dim, 48);
+  EXPECT_EQ(info.text.n_positions, 77);
+  EXPECT_EQ(info.dtype, "F32");
+  EXPECT_GT(info.n_params, 0);
+}
+
+TEST(Loader, MissingDirectoryAndFiles) {
+  ExpectError("/nonexistent/model", {"/nonexistent/model", "does not exist"});
+  for (const char* file : {"vocab.json", "merges.txt", "model.safetensors"}) {
+    const std::string dir = CopyModel();
+    fs::remove(dir + "/" + file);
+    ExpectError(dir, {file});
+  }
+}
+
+TEST(Loader, PytorchBinOnlyIsRefusedWithAHint) {
+  const std::string dir = CopyModel();
+  fs::rename(dir + "/model.safetensors", dir + "/pytorch_model.bin");
+  ExpectError(dir, {"pytorch_model.bin", "safetensors"});
+}
+
+TEST(Loader, SentenceTransformersLayout) {
+  const std::string root = MakeTempDir() + "/clip-ViT-B-32";
+  fs::create_directories(root);
+  fs::copy(testing::TestModelDir(), root + "/0_CLIPModel", fs::copy_options::recursive);
+  WriteFile(root + "/modules.json", "[]");
+  auto model = ClipModel::Load(root);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  EXPECT_EQ((*model)->info().dir, root + "/0_CLIPModel");
+}
+
+TEST(Loader, TruncatedWeights) {
+  const std::string dir = CopyModel();
+  const std::string bytes = ReadFile(dir + "/model.safetensors");
+  WriteFile(dir + "/model.safetensors", bytes.substr(0, bytes.size() / 2));
+  ExpectError(dir, {"model.safetensors", "truncated"});
+  WriteFile(dir + "/model.safetensors", bytes.substr(0, 5));
+  ExpectError(dir, {"model.safetensors", "too short"});
+  WriteFile(dir + "/model.safetensors", "");
+  ExpectError(dir, {"model.safetensors"});
+}
+
+TEST(Loader, BadHeader) {
+  const std::string dir = CopyModel();
+  const Safetensors st = Safetensors::Read(dir + "/model.safetensors");
+  WriteFile(dir + "/model.safetensors", Safetensors::Serialize("{not json", st.data));
+  ExpectError(dir, {"model.safetensors", "not valid JSON"});
+  WriteFile(dir + "/model.safetensors", Safetensors::Serialize("[1, 2]", st.data));
+  ExpectError(dir, {"not a JSON object"});
+  std::string huge = Safetensors::Serialize("{}", st.data);
+  huge[6] = 0x7F;  // header length far beyond the file
+  WriteFile(dir + "/model.safetensors", huge);
+  ExpectError(dir, {"header length"});
+}
+
+TEST(Loader, MissingTensorIsNamed) {
+  const std::string dir = CopyModel();
+  Safetensors st = Safetensors::Read(dir + "/model.safetensors");
+  st.header.erase("vision_model.post_layernorm.weight");
+  st.Write(dir + "/model.safetensors");
+  ExpectError(dir, {"missing tensor vision_model.post_layernorm.weight"});
+}
+
+TEST(Loader, WrongShapeIsNamed) {
+  const std::string dir = CopyModel();
+  Safetensors st = Safetensors::Read(dir + "/model.safetensors");
+  st.header["text_model.encoder.layers.1.mlp.fc2.weight"]["shape"] = {256, 64};  // same bytes, transposed
+  st.Write(dir + "/model.safetensors");
+  ExpectError(dir, {"text_model.encoder.layers.1.mlp.fc2.weight", "[256, 64]", "expected [64, 256]"});
+}
+
+TEST(Loader, UnsupportedDtypeIsNamed) {
+  const std::string dir = CopyModel();
+  Safetensors st = Safetensors::Read(dir + "/model.safetensors");
+  st.header["vision_model.pre_layrnorm.bias"]["dtype"] = "I32";
+  st.Write(dir + "/model.safetensors");
+  ExpectError(dir, {"vision_model.pre_layrnorm.bias", "I32"});
+}
+
+TEST(Loader, BadConfigJson) {
+  const std::string dir = CopyModel();
+  WriteFile(dir + "/config.json", "{");
+  ExpectError(dir, {"config.json"});
+  WriteFile(dir + "/config.json", R"({"vision_config": {"hidden_act": "relu"}})");
+  ExpectError(dir, {"config.json", "relu"});
+  WriteFile(dir + "/config.json", R"({"text_config": {"num_attention_heads": 3}})");
+  ExpectError(dir, {"not divisible"});
+  fs::remove(dir + "/config.json");  // optional: shapes say enough
+  EXPECT_TRUE(LoadStatus(dir).ok());
+}
+
+uint16_t ToHalf(float f, bool bf16) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  if (bf16) return static_cast<uint16_t>((x + 0x7FFF + ((x >> 16) & 1)) >> 16);
+  const uint32_t sign = (x >> 16) & 0x8000;
+  const int32_t exp = static_cast<int32_t>((x >> 23) & 0xFF) - 112;
+  if (exp <= 0) return static_cast<uint16_t>(sign);
+  return static_cast<uint16_t>(sign | (exp << 10) | ((x & 0x7FFFFF) >> 13));
+}
+
+// Rewrites every F32 tensor as F16 or BF16.
+void ConvertWeights(const std::string& path, bool bf16) {
+  const Safetensors in = Safetensors::Read(path);
+  Safetensors out;
+  uint64_t offset = 0;
+  for (const auto& [name, entry] : in.header.items()) {
+    if (name == "__metadata__") continue;
+    const uint64_t b = entry["data_offsets"][0], e = entry["data_offsets"][1];
+    std::string bytes = in.data.substr(b, e - b);
+    nlohmann::ordered_json converted = entry;
+    if (entry["dtype"] == "F32") {
+      std::string half(bytes.size() / 2, '\0');
+      for (size_t i = 0; i < bytes.size() / 4; ++i) {
+        float f;
+        std::memcpy(&f, bytes.data() + 4 * i, 4);
+        const uint16_t h = ToHalf(f, bf16);
+        std::memcpy(half.data() + 2 * i, &h, 2);
+      }
+      bytes = half;
+      converted["dtype"] = bf16 ? "BF16" : "F16";
+    }
+    converted["data_offsets"] = {offset, offset + bytes.size()};
+    offset += bytes.size();
+    out.header[name] = converted;
+    out.data += bytes;
+  }
+  out.Write(path);
+}
+
+TEST(Loader, HalfPrecisionCheckpointsMatchF32) {
+  auto reference = ClipModel::Load(testing::TestModelDir());
+  ASSERT_TRUE(reference.ok());
+  const std::vector<std::string> texts = {"a photo of a cat", "a red car in the snow"};
+  const int dim = (*reference)->embedding_dim();
+  std::vector<float> ref(texts.size() * dim);
+  ASSERT_TRUE((*reference)->EncodeTexts(texts, ref.data()).ok());
+  for (bool bf16 : {false, true}) {
+    const std::string dir = CopyModel();
+    ConvertWeights(dir + "/model.safetensors", bf16);
+    auto model = ClipModel::Load(dir);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    EXPECT_EQ((*model)->info().dtype, bf16 ? "BF16" : "F16");
+    std::vector<float> out(texts.size() * dim);
+    ASSERT_TRUE((*model)->EncodeTexts(texts, out.data()).ok());
+    EXPECT_GT(testing::Cosine(ref, out), bf16 ? 0.99 : 0.9999);
+  }
+}
+
+TEST(Loader, RandomHeaderDamageNeverCrashes) {
+  const std::string dir = CopyModel();
+  const std::string original = ReadFile(dir + "/model.safetensors");
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<uint8_t>(original[i]);
+  std::mt19937 rng(42);
+  int failures = 0;
+  for (int round = 0; round < 60; ++round) {
+    std::string damaged = original;
+    for (int k = 0; k < 4; ++k) {
+      const size_t pos = rng() % (8 + header_len);
+      damaged[pos] = static_cast<char>(rng() & 0xFF);
+    }
+    WriteFile(dir + "/model.safetensors", damaged);
+    auto model = ClipModel::Load(dir);
+    if (!model.ok()) {
+      ++failures;
+      EXPECT_FALSE(model.status().message().empty());
+    }
+  }
+  EXPECT_GT(failures, 0);
+}
+
+}  // namespace
+}  // namespace imgsearch

@@ -1,0 +1,148 @@
+// Fast paths against scalar references on odd shapes. Run a second time by ctest with
+// IMGSEARCH_MAX_ISA=avx2 so the AVX2 kernels are checked on AVX-512 machines too.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu.h"
+#include "kernels/gemm.h"
+#include "kernels/ops.h"
+
+namespace imgsearch::kernels {
+namespace {
+
+std::vector<float> Random(size_t n, std::mt19937* rng, float scale = 1.0f) {
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(*rng);
+  return v;
+}
+
+double MaxRelError(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    num = std::max(num, static_cast<double>(std::abs(a[i] - b[i])));
+    den = std::max(den, static_cast<double>(std::abs(b[i])));
+  }
+  return num / std::max(den, 1e-30);
+}
+
+TEST(Kernels, ReportsThePathInUse) {
+  const std::string isa = DescribeIsa();
+  EXPECT_FALSE(isa.empty());
+  if (IsaLimitedToAvx2()) {
+    EXPECT_NE(isa.find("avx2"), std::string::npos) << isa;
+  }
+  std::printf("kernels: %s\n", isa.c_str());
+}
+
+TEST(Kernels, LinearMatchesReferenceOnOddShapes) {
+  std::mt19937 rng(1);
+  const int sizes[] = {1, 3, 17, 65, 128};
+  for (int m : sizes) {
+    for (int k : sizes) {
+      for (int n : {1, 5, 33, 96}) {
+        for (bool bias : {false, true}) {
+          auto x = Random(size_t(m) * k, &rng);
+          auto w = Random(size_t(n) * k, &rng, 0.1f);
+          auto b = Random(n, &rng);
+          std::vector<float> fast(size_t(m) * n), ref(size_t(m) * n);
+          Linear(x.data(), w.data(), bias ? b.data() : nullptr, fast.data(), m, k, n);
+          LinearRef(x.data(), w.data(), bias ? b.data() : nullptr, ref.data(), m, k, n);
+          ASSERT_LT(MaxRelError(fast, ref), 1e-5) << "m=" << m << " k=" << k << " n=" << n << " bias=" << bias;
+        }
+      }
+    }
+  }
+}
+
+TEST(Kernels, LayerNormMatchesDoublePrecision) {
+  std::mt19937 rng(2);
+  for (int width : {1, 3, 17, 64, 768}) {
+    const int rows = 5;
+    auto x = Random(size_t(rows) * width, &rng, 3.0f);
+    auto g = Random(width, &rng);
+    auto b = Random(width, &rng);
+    std::vector<float> out(x.size()), ref(x.size());
+    LayerNorm(x.data(), g.data(), b.data(), out.data(), rows, width, 1e-5f);
+    for (int r = 0; r < rows; ++r) {
+      double mean = 0, var = 0;
+      for (int i = 0; i < width; ++i) mean += x[r * width + i];
+      mean /= width;
+      for (int i = 0; i < width; ++i) var += (x[r * width + i] - mean) * (x[r * width + i] - mean);
+      var /= width;
+      for (int i = 0; i < width; ++i) {
+        ref[r * width + i] = static_cast<float>((x[r * width + i] - mean) / std::sqrt(var + 1e-5) * g[i] + b[i]);
+      }
+    }
+    EXPECT_LT(MaxRelError(out, ref), 1e-5) << "width " << width;
+  }
+}
+
+TEST(Kernels, ActivationsMatchTheirDefinitions) {
+  std::vector<float> x = {-6.0f, -1.0f, -0.1f, 0.0f, 0.3f, 2.0f, 9.0f};
+  std::vector<float> q = x, g = x;
+  QuickGelu(q.data(), static_cast<int64_t>(q.size()));
+  Gelu(g.data(), static_cast<int64_t>(g.size()));
+  for (size_t i = 0; i < x.size(); ++i) {
+    EXPECT_NEAR(q[i], x[i] / (1.0 + std::exp(-1.702 * x[i])), 1e-6);
+    EXPECT_NEAR(g[i], 0.5 * x[i] * (1.0 + std::erf(x[i] / std::sqrt(2.0))), 1e-6);
+  }
+}
+
+// Attention straight from its definition, in double precision.
+std::vector<float> AttentionRef(const std::vector<float>& qkv, int n, int width, int n_head, bool causal) {
+  const int hd = width / n_head;
+  std::vector<float> out(size_t(n) * width);
+  for (int h = 0; h < n_head; ++h) {
+    for (int i = 0; i < n; ++i) {
+      std::vector<double> s(n, -INFINITY);
+      double mx = -INFINITY;
+      for (int j = 0; j < (causal ? i + 1 : n); ++j) {
+        double dot = 0;
+        for (int d = 0; d < hd; ++d)
+          dot += double(qkv[i * 3 * width + h * hd + d]) * qkv[j * 3 * width + width + h * hd + d];
+        s[j] = dot / std::sqrt(double(hd));
+        mx = std::max(mx, s[j]);
+      }
+      double sum = 0;
+      for (int j = 0; j < n; ++j) sum += (s[j] = std::isinf(s[j]) ? 0.0 : std::exp(s[j] - mx));
+      for (int d = 0; d < hd; ++d) {
+        double acc = 0;
+        for (int j = 0; j < n; ++j) acc += s[j] / sum * qkv[j * 3 * width + 2 * width + h * hd + d];
+        out[i * width + h * hd + d] = static_cast<float>(acc);
+      }
+    }
+  }
+  return out;
+}
+
+TEST(Kernels, AttentionMatchesDefinition) {
+  std::mt19937 rng(3);
+  for (int n : {1, 3, 17, 50}) {
+    for (int n_head : {1, 2, 4}) {
+      for (bool causal : {false, true}) {
+        const int width = 32 * n_head;
+        auto qkv = Random(size_t(n) * 3 * width, &rng);
+        std::vector<float> out(size_t(n) * width), scratch(n);
+        Attention(qkv.data(), out.data(), n, width, n_head, causal, scratch.data());
+        EXPECT_LT(MaxRelError(out, AttentionRef(qkv, n, width, n_head, causal)), 1e-5)
+            << "n=" << n << " heads=" << n_head << " causal=" << causal;
+      }
+    }
+  }
+}
+
+TEST(Kernels, L2NormalizeLeavesZeroAlone) {
+  std::vector<float> zero(4, 0.0f), v = {3.0f, 4.0f};
+  L2Normalize(zero.data(), 4);
+  L2Normalize(v.data(), 2);
+  EXPECT_EQ(zero, std::vector<float>(4, 0.0f));
+  EXPECT_NEAR(v[0], 0.6f, 1e-7);
+  EXPECT_NEAR(v[1], 0.8f, 1e-7);
+}
+
+}  // namespace
+}  // namespace imgsearch::kernels

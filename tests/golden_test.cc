@@ -1,0 +1,150 @@
+// Parity with the reference implementation on ../shared/golden: token ids, text and image
+// embeddings, and the preprocessed crops. Skips when the golden data is absent.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "imgsearch/clip.h"
+#include "imgsearch/image.h"
+#include "test_util.h"
+
+namespace imgsearch {
+namespace {
+
+using testing::Cosine;
+
+constexpr double kTextCosine = 0.999999;
+constexpr double kImageCosine = 0.999995;
+
+nlohmann::json LoadExpected(const std::string& golden) {
+  return nlohmann::json::parse(testing::ReadFile(golden + "/tiny-expected.json"));
+}
+
+std::unique_ptr<ClipModel> LoadGoldenModel(const std::string& golden) {
+  auto model = ClipModel::Load(golden + "/tiny-model");
+  EXPECT_TRUE(model.ok()) << model.status().ToString();
+  return model.ok() ? std::move(model).value() : nullptr;
+}
+
+TEST(Golden, TokenIdsAreIdentical) {
+  REQUIRE_GOLDEN(golden);
+  auto model = LoadGoldenModel(golden);
+  ASSERT_NE(model, nullptr);
+  const nlohmann::json expected = LoadExpected(golden);
+  ASSERT_EQ(expected["texts"].size(), 25u);
+  for (const auto& t : expected["texts"]) {
+    const std::string text = t["text"];
+    EXPECT_EQ(model->Tokenize(text), t["ids"].get<std::vector<int32_t>>()) << "text: " << text;
+  }
+}
+
+TEST(Golden, TextEmbeddingsMatch) {
+  REQUIRE_GOLDEN(golden);
+  auto model = LoadGoldenModel(golden);
+  ASSERT_NE(model, nullptr);
+  const nlohmann::json expected = LoadExpected(golden);
+  std::vector<std::string> texts;
+  for (const auto& t : expected["texts"]) texts.push_back(t["text"]);
+  const int dim = model->embedding_dim();
+  std::vector<float> out(texts.size() * dim);
+  ASSERT_TRUE(model->EncodeTexts(texts, out.data()).ok());
+  for (size_t i = 0; i < texts.size(); ++i) {
+    std::vector<float> ours(out.begin() + i * dim, out.begin() + (i + 1) * dim);
+    const auto ref = expected["texts"][i]["embedding"].get<std::vector<float>>();
+    EXPECT_GE(Cosine(ours, ref), kTextCosine) << "text: " << texts[i];
+  }
+}
+
+TEST(Golden, TextsFileIsWhatTheExpectationsCover) {
+  REQUIRE_GOLDEN(golden);
+  const nlohmann::json expected = LoadExpected(golden);
+  const std::string file = testing::ReadFile(golden + "/texts.txt");
+  std::vector<std::string> lines;
+  size_t pos = 0;
+  while (pos < file.size()) {  // one text per line, as Python's splitlines() reads them
+    size_t end = file.find('\n', pos);
+    if (end == std::string::npos) end = file.size();
+    lines.push_back(file.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  ASSERT_EQ(lines.size(), expected["texts"].size());
+  for (size_t i = 0; i < lines.size(); ++i) EXPECT_EQ(lines[i], expected["texts"][i]["text"].get<std::string>());
+}
+
+TEST(Golden, ImageEmbeddingsMatchAndTruncatedFails) {
+  REQUIRE_GOLDEN(golden);
+  auto model = LoadGoldenModel(golden);
+  ASSERT_NE(model, nullptr);
+  const nlohmann::json expected = LoadExpected(golden);
+  const int size = model->image_size();
+  const int dim = model->embedding_dim();
+  int n_checked = 0, n_errors = 0;
+  for (const auto& item : expected["images"]) {
+    const std::string name = item["image"];
+    auto decoded = DecodeImageFile(golden + "/images/" + name);
+    if (item.contains("error")) {
+      EXPECT_FALSE(decoded.ok()) << name << " should fail to decode";
+      if (!decoded.ok()) {
+        EXPECT_NE(decoded.status().message().find(name), std::string::npos);
+      }
+      ++n_errors;
+      continue;
+    }
+    ASSERT_TRUE(decoded.ok()) << name << ": " << decoded.status().ToString();
+    std::vector<float> pixels(3 * size * size), emb(dim);
+    NormalizeForClip(ResizeAndCropForClip(decoded->image, size), pixels.data());
+    ASSERT_TRUE(model->EncodeImages(pixels.data(), 1, emb.data()).ok());
+    EXPECT_GE(Cosine(emb, item["embedding"].get<std::vector<float>>()), kImageCosine) << name;
+    ++n_checked;
+  }
+  EXPECT_EQ(n_checked, 9);
+  EXPECT_EQ(n_errors, 1);
+}
+
+TEST(Golden, BatchedImagesMatchOneByOne) {
+  REQUIRE_GOLDEN(golden);
+  auto model = LoadGoldenModel(golden);
+  ASSERT_NE(model, nullptr);
+  const int size = model->image_size();
+  const int dim = model->embedding_dim();
+  const std::vector<std::string> names = {"rocket.jpg", "camera.png", "palette_color.png", "coffee_tiny.png"};
+  const size_t floats = 3 * size * size;
+  std::vector<float> batch(names.size() * floats);
+  for (size_t i = 0; i < names.size(); ++i) {
+    auto decoded = DecodeImageFile(golden + "/images/" + names[i]);
+    ASSERT_TRUE(decoded.ok());
+    NormalizeForClip(ResizeAndCropForClip(decoded->image, size), batch.data() + i * floats);
+  }
+  std::vector<float> together(names.size() * dim);
+  ASSERT_TRUE(model->EncodeImages(batch.data(), static_cast<int>(names.size()), together.data()).ok());
+  for (size_t i = 0; i < names.size(); ++i) {
+    std::vector<float> alone(dim);
+    ASSERT_TRUE(model->EncodeImages(batch.data() + i * floats, 1, alone.data()).ok());
+    std::vector<float> in_batch(together.begin() + i * dim, together.begin() + (i + 1) * dim);
+    EXPECT_GE(Cosine(alone, in_batch), 0.9999999) << names[i];
+  }
+}
+
+TEST(Golden, PreprocessedCropsMatchWithinOne) {
+  REQUIRE_GOLDEN(golden);
+  const nlohmann::json expected = LoadExpected(golden);
+  int n = 0;
+  for (const auto& item : expected["images"]) {
+    if (item.contains("error")) continue;
+    const std::string name = item["image"];
+    auto ours = DecodeImageFile(golden + "/images/" + name);
+    auto ref = DecodeImageFile(golden + "/preprocessed/" + name + ".png");
+    ASSERT_TRUE(ours.ok() && ref.ok()) << name;
+    const Image crop = ResizeAndCropForClip(ours->image, 224);
+    ASSERT_EQ(ref->image.width, 224);
+    ASSERT_EQ(ref->image.height, 224);
+    int worst = 0;
+    for (size_t i = 0; i < crop.rgb.size(); ++i) worst = std::max(worst, std::abs(crop.rgb[i] - ref->image.rgb[i]));
+    EXPECT_LE(worst, 1) << name;
+    ++n;
+  }
+  EXPECT_EQ(n, 9);
+}
+
+}  // namespace
+}  // namespace imgsearch

@@ -1,0 +1,45 @@
+// Helpers shared by the test binaries.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace imgsearch::testing {
+
+// ../shared/golden, found through $IMGSEARCH_GOLDEN or next to the source tree; nullopt if absent.
+std::optional<std::string> GoldenDir();
+
+// The tiny random-weight model the test fixture makes ($IMGSEARCH_TEST_MODEL overrides).
+std::string TestModelDir();
+
+// The imgsearch binary under test ($IMGSEARCH_BIN overrides).
+std::string ImgsearchBin();
+
+// A fresh empty directory, removed when the process exits.
+std::string MakeTempDir();
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+// Runs argv (no shell) and captures its output.
+CommandResult RunCommand(const std::vector<std::string>& argv);
+
+void WriteFile(const std::string& path, const std::string& bytes);
+std::string ReadFile(const std::string& path);
+
+double Cosine(const std::vector<float>& a, const std::vector<float>& b);
+
+}  // namespace imgsearch::testing
+
+// Skips the test with a message when the golden data is not there.
+#define REQUIRE_GOLDEN(var)                                                 \
+  auto var##_opt = ::imgsearch::testing::GoldenDir();                       \
+  if (!var##_opt)                                                           \
+    GTEST_SKIP() << "golden data not found (set IMGSEARCH_GOLDEN or place " \
+                    "../shared/golden beside the project); skipping";       \
+  const std::string var = *var##_opt
