@@ -1,0 +1,146 @@
+// The collection: every image imgsearch knows, its embedding, and search over them.
+//
+// The embedded implementation (OpenCollection) keeps one directory: a SQLite catalog in WAL mode
+// (the system of record: one row per image, one vector per distinct content) and an HNSW index
+// in memory, snapshotted beside it and rebuilt from the catalog when missing, stale or damaged.
+// Every method is thread-safe; searches run concurrently and never wait for a writer's commit.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "imgsearch/status.h"
+
+namespace imgsearch {
+
+enum class ImageStatus { kIndexed = 1, kFailed = 2 };
+
+const char* ImageStatusName(ImageStatus status);
+
+// What the collection stores about one file.
+struct ImageRecord {
+  int64_t id = 0;
+  std::string path;
+  int64_t size_bytes = 0;
+  int64_t mtime_ns = 0;
+  std::string content_hash;  // hex; identical content shares one embedding
+  int width = 0;             // after EXIF orientation
+  int height = 0;
+  std::string format;                       // "jpeg", "png", …
+  std::optional<std::string> capture_time;  // EXIF DateTimeOriginal, ISO 8601
+  int64_t indexed_at_ms = 0;                // when the row was last written (Unix ms)
+  ImageStatus status = ImageStatus::kIndexed;
+  std::string error;  // why it failed, for kFailed
+};
+
+// One write: an indexed image with its embedding, or a failure with its reason.
+struct ImageUpsert {
+  ImageRecord record;            // id is ignored: the path identifies the image
+  std::vector<float> embedding;  // required for kIndexed unless the content hash already has one
+};
+
+// The model a collection's vectors come from. Opening a collection with another model is refused.
+struct ModelIdentity {
+  std::string id;  // a hash of the weights
+  std::string name;
+  int dim = 0;
+};
+
+struct SearchFilter {
+  std::string under;                 // path prefix (a folder); empty: everywhere
+  std::optional<int64_t> after_s;    // capture time (else mtime) ≥ this, Unix seconds
+  std::optional<int64_t> before_s;   // capture time (else mtime) < this
+  std::vector<std::string> formats;  // empty: any
+  bool empty() const { return under.empty() && !after_s && !before_s && formats.empty(); }
+};
+
+struct SearchOptions {
+  int k = 10;
+  int offset = 0;
+  float min_score = -std::numeric_limits<float>::infinity();
+  SearchFilter filter;
+  bool exact = false;  // brute force instead of the ANN index
+};
+
+struct SearchHit {
+  int64_t id = 0;
+  std::string path;
+  float score = 0;  // cosine similarity
+  int width = 0;
+  int height = 0;
+};
+
+struct IndexParams {
+  int m = 16;  // HNSW graph degree
+  int ef_construction = 200;
+  int ef_search = 96;           // raised to k + offset when that is larger
+  int exact_below = 20'000;     // collections (or filtered subsets) this small are searched exactly
+  int snapshot_every = 50'000;  // changes between automatic snapshots of the ANN index
+};
+
+struct CollectionOptions {
+  bool read_only = false;
+  bool create_if_missing = true;
+  IndexParams index;
+};
+
+struct CollectionStats {
+  int64_t indexed = 0;
+  int64_t failed = 0;
+  int64_t distinct_vectors = 0;
+  ModelIdentity model;
+  int64_t database_bytes = 0;
+  int64_t index_bytes = 0;
+  std::string index_kind;  // "hnsw" or "exact"
+  IndexParams index_params;
+  int schema_version = 0;
+};
+
+class Collection {
+ public:
+  virtual ~Collection() = default;
+
+  // Writes a batch in one transaction; returns the ids in order.
+  virtual Result<std::vector<int64_t>> Upsert(std::span<const ImageUpsert> batch) = 0;
+  // Removes by path; unknown paths are ignored. Returns how many were removed.
+  virtual Result<int64_t> Remove(std::span<const std::string> paths) = 0;
+  // A rename: the image keeps its id and embedding.
+  virtual Status Move(const std::string& from, const std::string& to) = 0;
+
+  virtual Result<std::optional<ImageRecord>> GetById(int64_t id) = 0;
+  virtual Result<std::optional<ImageRecord>> GetByPath(const std::string& path) = 0;
+  // The stored embedding of an indexed image.
+  virtual Result<std::vector<float>> GetEmbedding(int64_t id) = 0;
+  // True when some image with this content already has an embedding (no need to embed again).
+  virtual Result<bool> HasEmbeddingFor(const std::string& content_hash) = 0;
+
+  virtual Result<int64_t> Count() = 0;
+  // Visits every image in path order; stop by returning false.
+  virtual Status ForEach(const std::function<bool(const ImageRecord&)>& visit,
+                         std::optional<ImageStatus> status = std::nullopt) = 0;
+
+  // `query` must be L2-normalised and of the model's dimension.
+  virtual Result<std::vector<SearchHit>> Search(std::span<const float> query, const SearchOptions& options) = 0;
+
+  virtual Result<CollectionStats> Stats() = 0;
+  // Writes the ANN snapshot now (also done on close and every snapshot_every changes).
+  virtual Status Checkpoint() = 0;
+  // Full check: SQLite integrity, every indexed image has a vector, the index holds exactly them.
+  virtual Status CheckIntegrity() = 0;
+
+  virtual const ModelIdentity& model() const = 0;
+};
+
+// Opens the embedded collection in `dir`. `model` null: open whatever model the collection has
+// (for commands that do not embed, like stats and list); otherwise it must match, or the
+// collection is new and is bound to it.
+Result<std::unique_ptr<Collection>> OpenCollection(const std::string& dir, const ModelIdentity* model,
+                                                   const CollectionOptions& options = {});
+
+}  // namespace imgsearch

@@ -1,0 +1,393 @@
+#include "store/catalog.h"
+
+#include <chrono>
+#include <cstring>
+
+namespace imgsearch::store {
+
+namespace {
+
+constexpr const char* kImageColumns =
+    "id, path, size_bytes, mtime_ns, content_hash, width, height, format, capture_time, indexed_at_ms, status, "
+    "error";
+
+ImageRecord ReadImage(const Statement& s) {
+  ImageRecord r;
+  r.id = s.Int(0);
+  r.path = s.Text(1);
+  r.size_bytes = s.Int(2);
+  r.mtime_ns = s.Int(3);
+  r.content_hash = s.Text(4);
+  r.width = static_cast<int>(s.Int(5));
+  r.height = static_cast<int>(s.Int(6));
+  r.format = s.Text(7);
+  r.capture_time = s.OptionalText(8);
+  r.indexed_at_ms = s.Int(9);
+  r.status = s.Int(10) == static_cast<int>(ImageStatus::kFailed) ? ImageStatus::kFailed : ImageStatus::kIndexed;
+  r.error = s.Text(11);
+  return r;
+}
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Migrations from version i to i + 1, applied in order in one transaction each.
+constexpr const char* kMigrations[] = {
+    // 0 → 1
+    R"sql(
+    CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE vectors(
+      id INTEGER PRIMARY KEY,
+      hash TEXT NOT NULL UNIQUE,
+      dim INTEGER NOT NULL,
+      data BLOB NOT NULL);
+    CREATE TABLE images(
+      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      path TEXT NOT NULL UNIQUE,
+      size_bytes INTEGER NOT NULL,
+      mtime_ns INTEGER NOT NULL,
+      content_hash TEXT NOT NULL DEFAULT '',
+      width INTEGER NOT NULL DEFAULT 0,
+      height INTEGER NOT NULL DEFAULT 0,
+      format TEXT NOT NULL DEFAULT '',
+      capture_time TEXT,
+      indexed_at_ms INTEGER NOT NULL,
+      status INTEGER NOT NULL,
+      error TEXT NOT NULL DEFAULT '');
+    CREATE INDEX images_by_hash ON images(content_hash);
+    CREATE INDEX images_by_status ON images(status);
+    CREATE TABLE changes(seq INTEGER PRIMARY KEY AUTOINCREMENT, image_id INTEGER NOT NULL);
+    )sql",
+};
+static_assert(std::size(kMigrations) == kSchemaVersion);
+
+}  // namespace
+
+Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path, bool read_only) {
+  const Database::Mode mode = read_only ? Database::Mode::kReadOnly : Database::Mode::kReadWrite;
+  ASSIGN_OR_RETURN(Database writer, Database::Open(path, mode));
+  ASSIGN_OR_RETURN(Database reader, Database::Open(path, Database::Mode::kReadOnly));
+  std::unique_ptr<Catalog> catalog(new Catalog(std::move(writer), std::move(reader)));
+  RETURN_IF_ERROR(catalog->Migrate(read_only));
+  return catalog;
+}
+
+Status Catalog::Migrate(bool read_only) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  ASSIGN_OR_RETURN(Statement version_stmt, writer_.Prepare("PRAGMA user_version"));
+  ASSIGN_OR_RETURN(bool row, version_stmt.Step());
+  int version = row ? static_cast<int>(version_stmt.Int(0)) : 0;
+  if (version > kSchemaVersion) {
+    return Status::Unsupported(writer_.path() + " has schema version " + std::to_string(version) +
+                               ", newer than this imgsearch understands (" + std::to_string(kSchemaVersion) +
+                               "); upgrade imgsearch");
+  }
+  if (version < kSchemaVersion && read_only) {
+    return Status::Unsupported(writer_.path() + " has schema version " + std::to_string(version) +
+                               " and needs a migration; open it once without read-only");
+  }
+  while (version < kSchemaVersion) {
+    ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(&writer_));
+    RETURN_IF_ERROR(writer_.Exec(kMigrations[version]));
+    RETURN_IF_ERROR(writer_.Exec("PRAGMA user_version = " + std::to_string(version + 1)));
+    RETURN_IF_ERROR(txn.Commit());
+    ++version;
+  }
+  schema_version_ = version;
+  return Status::Ok();
+}
+
+Result<std::optional<std::string>> Catalog::GetMeta(const std::string& key) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  ASSIGN_OR_RETURN(Statement s, reader_.Prepare("SELECT value FROM meta WHERE key = ?"));
+  s.Bind(1, std::string_view(key));
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) return std::optional<std::string>();
+  return std::optional<std::string>(s.Text(0));
+}
+
+Status Catalog::SetMeta(const std::string& key, const std::string& value) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  ASSIGN_OR_RETURN(Statement s, writer_.Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)"));
+  s.Bind(1, std::string_view(key)).Bind(2, std::string_view(value));
+  return s.Run();
+}
+
+Result<std::vector<int64_t>> Catalog::Upsert(std::span<const ImageUpsert> batch, int dim) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(&writer_));
+  ASSIGN_OR_RETURN(Statement put_vector,
+                   writer_.Prepare("INSERT INTO vectors(hash, dim, data) VALUES (?, ?, ?) "
+                                   "ON CONFLICT(hash) DO UPDATE SET dim = excluded.dim, data = excluded.data"));
+  ASSIGN_OR_RETURN(Statement has_vector, writer_.Prepare("SELECT 1 FROM vectors WHERE hash = ?"));
+  ASSIGN_OR_RETURN(Statement old_hash, writer_.Prepare("SELECT content_hash FROM images WHERE path = ?"));
+  ASSIGN_OR_RETURN(
+      Statement put_image,
+      writer_.Prepare(
+          "INSERT INTO images(path, size_bytes, mtime_ns, content_hash, width, height, format, capture_time, "
+          "indexed_at_ms, status, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+          "ON CONFLICT(path) DO UPDATE SET size_bytes = excluded.size_bytes, mtime_ns = excluded.mtime_ns, "
+          "content_hash = excluded.content_hash, width = excluded.width, height = excluded.height, "
+          "format = excluded.format, capture_time = excluded.capture_time, indexed_at_ms = excluded.indexed_at_ms, "
+          "status = excluded.status, error = excluded.error RETURNING id"));
+  ASSIGN_OR_RETURN(
+      Statement drop_orphan,
+      writer_.Prepare(
+          "DELETE FROM vectors WHERE hash = ?1 AND NOT EXISTS (SELECT 1 FROM images WHERE content_hash = ?1)"));
+  ASSIGN_OR_RETURN(Statement log_change, writer_.Prepare("INSERT INTO changes(image_id) VALUES (?)"));
+
+  std::vector<int64_t> ids;
+  ids.reserve(batch.size());
+  const int64_t now = NowMs();
+  for (const ImageUpsert& u : batch) {
+    const ImageRecord& r = u.record;
+    if (r.path.empty()) return Status::InvalidArgument("image path is empty");
+    const bool indexed = r.status == ImageStatus::kIndexed;
+    if (indexed) {
+      if (r.content_hash.empty()) return Status::InvalidArgument(r.path + ": an indexed image needs a content hash");
+      if (!u.embedding.empty()) {
+        if (static_cast<int>(u.embedding.size()) != dim) {
+          return Status::InvalidArgument(r.path + ": embedding has " + std::to_string(u.embedding.size()) +
+                                         " dimensions, the collection " + std::to_string(dim));
+        }
+        put_vector.Bind(1, std::string_view(r.content_hash))
+            .Bind(2, int64_t{dim})
+            .BindBlob(3, {reinterpret_cast<const uint8_t*>(u.embedding.data()), u.embedding.size() * sizeof(float)});
+        RETURN_IF_ERROR(put_vector.Run());
+      } else {
+        has_vector.Bind(1, std::string_view(r.content_hash));
+        ASSIGN_OR_RETURN(bool exists, has_vector.Step());
+        has_vector.Reset();
+        if (!exists) {
+          return Status::InvalidArgument(r.path + ": no embedding given and none stored for its content");
+        }
+      }
+    }
+    old_hash.Bind(1, std::string_view(r.path));
+    ASSIGN_OR_RETURN(bool had_row, old_hash.Step());
+    const std::string previous_hash = had_row ? old_hash.Text(0) : std::string();
+    old_hash.Reset();
+
+    put_image.Bind(1, std::string_view(r.path))
+        .Bind(2, r.size_bytes)
+        .Bind(3, r.mtime_ns)
+        .Bind(4, std::string_view(r.content_hash))
+        .Bind(5, int64_t{r.width})
+        .Bind(6, int64_t{r.height})
+        .Bind(7, std::string_view(r.format))
+        .Bind(8, r.capture_time)
+        .Bind(9, now)
+        .Bind(10, int64_t{static_cast<int>(r.status)})
+        .Bind(11, std::string_view(indexed ? std::string_view() : std::string_view(r.error)));
+    ASSIGN_OR_RETURN(bool got_id, put_image.Step());
+    if (!got_id) return Status::Internal("upsert returned no id for " + r.path);
+    const int64_t id = put_image.Int(0);
+    put_image.Reset();
+    ids.push_back(id);
+    if (!previous_hash.empty() && previous_hash != r.content_hash) {
+      drop_orphan.Bind(1, std::string_view(previous_hash));
+      RETURN_IF_ERROR(drop_orphan.Run());
+    }
+    log_change.Bind(1, id);
+    RETURN_IF_ERROR(log_change.Run());
+  }
+  RETURN_IF_ERROR(txn.Commit());
+  return ids;
+}
+
+Result<std::vector<int64_t>> Catalog::Remove(std::span<const std::string> paths) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(&writer_));
+  ASSIGN_OR_RETURN(Statement del, writer_.Prepare("DELETE FROM images WHERE path = ? RETURNING id, content_hash"));
+  ASSIGN_OR_RETURN(
+      Statement drop_orphan,
+      writer_.Prepare(
+          "DELETE FROM vectors WHERE hash = ?1 AND NOT EXISTS (SELECT 1 FROM images WHERE content_hash = ?1)"));
+  ASSIGN_OR_RETURN(Statement log_change, writer_.Prepare("INSERT INTO changes(image_id) VALUES (?)"));
+  std::vector<int64_t> removed;
+  for (const std::string& path : paths) {
+    del.Bind(1, std::string_view(path));
+    ASSIGN_OR_RETURN(bool row, del.Step());
+    if (!row) {
+      del.Reset();
+      continue;
+    }
+    const int64_t id = del.Int(0);
+    const std::string hash = del.Text(1);
+    RETURN_IF_ERROR(del.Run());
+    removed.push_back(id);
+    if (!hash.empty()) {
+      drop_orphan.Bind(1, std::string_view(hash));
+      RETURN_IF_ERROR(drop_orphan.Run());
+    }
+    log_change.Bind(1, id);
+    RETURN_IF_ERROR(log_change.Run());
+  }
+  RETURN_IF_ERROR(txn.Commit());
+  return removed;
+}
+
+Result<std::optional<int64_t>> Catalog::Move(const std::string& from, const std::string& to) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(&writer_));
+  ASSIGN_OR_RETURN(Statement taken, writer_.Prepare("SELECT 1 FROM images WHERE path = ?"));
+  taken.Bind(1, std::string_view(to));
+  ASSIGN_OR_RETURN(bool exists, taken.Step());
+  if (exists && from != to) return Status::InvalidArgument("cannot move " + from + " to " + to + ": already indexed");
+  ASSIGN_OR_RETURN(Statement move, writer_.Prepare("UPDATE images SET path = ? WHERE path = ? RETURNING id"));
+  move.Bind(1, std::string_view(to)).Bind(2, std::string_view(from));
+  ASSIGN_OR_RETURN(bool row, move.Step());
+  if (!row) return std::optional<int64_t>();
+  const int64_t id = move.Int(0);
+  RETURN_IF_ERROR(move.Run());
+  ASSIGN_OR_RETURN(Statement log_change, writer_.Prepare("INSERT INTO changes(image_id) VALUES (?)"));
+  log_change.Bind(1, id);
+  RETURN_IF_ERROR(log_change.Run());
+  RETURN_IF_ERROR(txn.Commit());
+  return std::optional<int64_t>(id);
+}
+
+Result<std::optional<ImageRecord>> Catalog::GetById(int64_t id) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  ASSIGN_OR_RETURN(Statement s, reader_.Prepare(std::string("SELECT ") + kImageColumns + " FROM images WHERE id = ?"));
+  s.Bind(1, id);
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) return std::optional<ImageRecord>();
+  return std::optional<ImageRecord>(ReadImage(s));
+}
+
+Result<std::optional<ImageRecord>> Catalog::GetByPath(const std::string& path) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  ASSIGN_OR_RETURN(Statement s,
+                   reader_.Prepare(std::string("SELECT ") + kImageColumns + " FROM images WHERE path = ?"));
+  s.Bind(1, std::string_view(path));
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) return std::optional<ImageRecord>();
+  return std::optional<ImageRecord>(ReadImage(s));
+}
+
+Result<std::vector<float>> Catalog::GetEmbedding(int64_t id) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  ASSIGN_OR_RETURN(Statement s, reader_.Prepare("SELECT v.data, v.dim FROM images i JOIN vectors v ON v.hash = "
+                                                "i.content_hash WHERE i.id = ? AND i.status = ?"));
+  s.Bind(1, id).Bind(2, int64_t{static_cast<int>(ImageStatus::kIndexed)});
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) return Status::NotFound("no indexed image with id " + std::to_string(id));
+  const std::span<const uint8_t> blob = s.Blob(0);
+  if (blob.size() != static_cast<size_t>(s.Int(1)) * sizeof(float)) {
+    return Status::Corruption(reader_.path() + ": the vector of image " + std::to_string(id) + " has the wrong size");
+  }
+  std::vector<float> v(blob.size() / sizeof(float));
+  std::memcpy(v.data(), blob.data(), blob.size());
+  return v;
+}
+
+Result<bool> Catalog::HasVector(const std::string& hash) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  ASSIGN_OR_RETURN(Statement s, reader_.Prepare("SELECT 1 FROM vectors WHERE hash = ?"));
+  s.Bind(1, std::string_view(hash));
+  return s.Step();
+}
+
+Result<int64_t> Catalog::CountByStatus(ImageStatus status) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  ASSIGN_OR_RETURN(Statement s, reader_.Prepare("SELECT COUNT(*) FROM images WHERE status = ?"));
+  s.Bind(1, int64_t{static_cast<int>(status)});
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  return row ? s.Int(0) : 0;
+}
+
+Result<int64_t> Catalog::CountVectors() {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  ASSIGN_OR_RETURN(Statement s, reader_.Prepare("SELECT COUNT(*) FROM vectors"));
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  return row ? s.Int(0) : 0;
+}
+
+Status Catalog::ForEach(const std::function<bool(const ImageRecord&)>& visit, std::optional<ImageStatus> status) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  std::string sql = std::string("SELECT ") + kImageColumns + " FROM images";
+  if (status) sql += " WHERE status = " + std::to_string(static_cast<int>(*status));
+  sql += " ORDER BY path";
+  ASSIGN_OR_RETURN(Statement s, reader_.Prepare(sql));
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row || !visit(ReadImage(s))) break;
+  }
+  return Status::Ok();
+}
+
+Status Catalog::ForEachIndexed(const std::function<void(const ImageRecord&, std::span<const float>)>& visit) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  ASSIGN_OR_RETURN(
+      Statement s,
+      reader_.Prepare(
+          std::string("SELECT i.id, i.path, i.size_bytes, i.mtime_ns, i.content_hash, i.width, i.height, i.format, "
+                      "i.capture_time, i.indexed_at_ms, i.status, i.error, v.data, v.dim FROM images i "
+                      "LEFT JOIN vectors v ON v.hash = i.content_hash WHERE i.status = ") +
+          std::to_string(static_cast<int>(ImageStatus::kIndexed))));
+  std::vector<float> vec;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    const ImageRecord r = ReadImage(s);
+    const std::span<const uint8_t> blob = s.Blob(12);
+    if (blob.empty() || blob.size() != static_cast<size_t>(s.Int(13)) * sizeof(float)) {
+      return Status::Corruption(reader_.path() + ": indexed image " + r.path + " has no valid vector");
+    }
+    vec.resize(blob.size() / sizeof(float));
+    std::memcpy(vec.data(), blob.data(), blob.size());
+    visit(r, vec);
+  }
+  return Status::Ok();
+}
+
+Status Catalog::ChangesSince(int64_t seq, std::vector<int64_t>* ids, int64_t* last_seq) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  ASSIGN_OR_RETURN(Statement s, reader_.Prepare("SELECT seq, image_id FROM changes WHERE seq > ? ORDER BY seq"));
+  s.Bind(1, seq);
+  *last_seq = seq;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    *last_seq = s.Int(0);
+    ids->push_back(s.Int(1));
+  }
+  return Status::Ok();
+}
+
+Result<int64_t> Catalog::LastChangeSeq() {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  ASSIGN_OR_RETURN(Statement s, reader_.Prepare("SELECT COALESCE(MAX(seq), 0) FROM changes"));
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  return row ? s.Int(0) : 0;
+}
+
+Status Catalog::ForgetChangesUpTo(int64_t seq) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  ASSIGN_OR_RETURN(Statement s, writer_.Prepare("DELETE FROM changes WHERE seq <= ?"));
+  s.Bind(1, seq);
+  return s.Run();
+}
+
+Status Catalog::CheckIntegrity() {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  ASSIGN_OR_RETURN(Statement check, reader_.Prepare("PRAGMA integrity_check"));
+  ASSIGN_OR_RETURN(bool row, check.Step());
+  if (!row || check.Text(0) != "ok") {
+    return Status::Corruption(reader_.path() + ": integrity check failed: " + (row ? check.Text(0) : "no answer"));
+  }
+  ASSIGN_OR_RETURN(Statement orphans, reader_.Prepare("SELECT COUNT(*) FROM images i WHERE i.status = ? AND NOT EXISTS "
+                                                      "(SELECT 1 FROM vectors v WHERE v.hash = i.content_hash)"));
+  orphans.Bind(1, int64_t{static_cast<int>(ImageStatus::kIndexed)});
+  ASSIGN_OR_RETURN(bool got, orphans.Step());
+  if (got && orphans.Int(0) != 0) {
+    return Status::Corruption(reader_.path() + ": " + std::to_string(orphans.Int(0)) +
+                              " indexed images have no vector");
+  }
+  return Status::Ok();
+}
+
+}  // namespace imgsearch::store

@@ -1,0 +1,469 @@
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "imgsearch/collection.h"
+#include "store/store_test_util.h"
+#include "test_util.h"
+
+namespace imgsearch {
+namespace {
+
+namespace fs = std::filesystem;
+using store::testing::MakeImage;
+using store::testing::RandomUnit;
+using store::testing::TestModel;
+
+std::unique_ptr<Collection> Open(const std::string& dir, const CollectionOptions& options = {}, int dim = 16) {
+  const ModelIdentity model = TestModel(dim);
+  auto c = OpenCollection(dir, &model, options);
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  return c.ok() ? std::move(c).value() : nullptr;
+}
+
+std::vector<float> Axis(int dim, int i) {
+  std::vector<float> v(dim, 0.0f);
+  v[i] = 1.0f;
+  return v;
+}
+
+TEST(Collection, UpsertSearchGetMoveRemove) {
+  const std::string dir = testing::MakeTempDir() + "/db";
+  auto c = Open(dir);
+  ASSERT_NE(c, nullptr);
+  auto ids = c->Upsert(std::vector<ImageUpsert>{MakeImage("/p/a.jpg", Axis(16, 0), "ha"),
+                                                MakeImage("/p/b.jpg", Axis(16, 1), "hb"),
+                                                MakeImage("/p/c.png", Axis(16, 2), "hc", "png")});
+  ASSERT_TRUE(ids.ok()) << ids.status().ToString();
+  ASSERT_EQ(ids->size(), 3u);
+
+  std::vector<float> q = Axis(16, 1);
+  q[0] = 0.5f;
+  SearchOptions o;
+  o.k = 2;
+  auto hits = c->Search(q, o);
+  ASSERT_TRUE(hits.ok());
+  ASSERT_EQ(hits->size(), 2u);
+  EXPECT_EQ((*hits)[0].path, "/p/b.jpg");
+  EXPECT_EQ((*hits)[1].path, "/p/a.jpg");
+  EXPECT_NEAR((*hits)[0].score, 1.0 / std::sqrt(1.25), 1e-5);
+  EXPECT_EQ((*hits)[0].width, 640);
+
+  auto rec = c->GetByPath("/p/c.png");
+  ASSERT_TRUE(rec.ok() && rec->has_value());
+  EXPECT_EQ((*rec)->format, "png");
+  EXPECT_EQ((*rec)->id, (*ids)[2]);
+  auto emb = c->GetEmbedding((*ids)[2]);
+  ASSERT_TRUE(emb.ok());
+  EXPECT_EQ(*emb, Axis(16, 2));
+
+  ASSERT_TRUE(c->Move("/p/b.jpg", "/q/b2.jpg").ok());
+  hits = c->Search(q, o);
+  EXPECT_EQ((*hits)[0].path, "/q/b2.jpg");
+  EXPECT_EQ((*hits)[0].id, (*ids)[1]);  // a rename keeps the id
+  EXPECT_FALSE(c->Move("/nope.jpg", "/x.jpg").ok());
+  EXPECT_FALSE(c->Move("/p/a.jpg", "/p/c.png").ok());  // target taken
+
+  auto removed = c->Remove(std::vector<std::string>{"/q/b2.jpg", "/unknown.jpg"});
+  ASSERT_TRUE(removed.ok());
+  EXPECT_EQ(*removed, 1);
+  hits = c->Search(q, o);
+  EXPECT_EQ((*hits)[0].path, "/p/a.jpg");
+  EXPECT_EQ(*c->Count(), 2);
+  EXPECT_TRUE(c->CheckIntegrity().ok());
+}
+
+TEST(Collection, IdenticalContentSharesOneVector) {
+  const std::string dir = testing::MakeTempDir() + "/db";
+  auto c = Open(dir);
+  ASSERT_TRUE(c->Upsert(std::vector<ImageUpsert>{MakeImage("/a.jpg", Axis(16, 3), "same")}).ok());
+  EXPECT_TRUE(*c->HasEmbeddingFor("same"));
+  EXPECT_FALSE(*c->HasEmbeddingFor("other"));
+  // A copy: no embedding given, the stored one is used.
+  ASSERT_TRUE(c->Upsert(std::vector<ImageUpsert>{MakeImage("/copy.jpg", {}, "same")}).ok());
+  auto hits = c->Search(Axis(16, 3), SearchOptions{});
+  ASSERT_EQ(hits->size(), 2u);
+  EXPECT_NEAR((*hits)[1].score, 1.0, 1e-6);
+  EXPECT_EQ(c->Stats()->distinct_vectors, 1);
+  // Without any stored vector for the hash, an embedding is required.
+  EXPECT_FALSE(c->Upsert(std::vector<ImageUpsert>{MakeImage("/new.jpg", {}, "unknown")}).ok());
+  ASSERT_TRUE(c->Remove(std::vector<std::string>{"/a.jpg"}).ok());
+  EXPECT_TRUE(*c->HasEmbeddingFor("same"));
+  ASSERT_TRUE(c->Remove(std::vector<std::string>{"/copy.jpg"}).ok());
+  EXPECT_FALSE(*c->HasEmbeddingFor("same"));
+  EXPECT_EQ(c->Stats()->distinct_vectors, 0);
+}
+
+TEST(Collection, FailedImagesAreListedNotSearched) {
+  const std::string dir = testing::MakeTempDir() + "/db";
+  auto c = Open(dir);
+  ImageUpsert bad;
+  bad.record.path = "/broken.jpg";
+  bad.record.status = ImageStatus::kFailed;
+  bad.record.error = "JPEG: Premature end of JPEG file";
+  ASSERT_TRUE(c->Upsert(std::vector<ImageUpsert>{bad, MakeImage("/good.jpg", Axis(16, 0), "g")}).ok());
+  auto hits = c->Search(Axis(16, 0), SearchOptions{});
+  ASSERT_EQ(hits->size(), 1u);
+  std::vector<ImageRecord> failed;
+  ASSERT_TRUE(c->ForEach(
+                   [&](const ImageRecord& r) {
+                     failed.push_back(r);
+                     return true;
+                   },
+                   ImageStatus::kFailed)
+                  .ok());
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].error, "JPEG: Premature end of JPEG file");
+  EXPECT_EQ(c->Stats()->failed, 1);
+  // Fixed later: it becomes searchable.
+  ASSERT_TRUE(c->Upsert(std::vector<ImageUpsert>{MakeImage("/broken.jpg", Axis(16, 1), "fixed")}).ok());
+  EXPECT_EQ(c->Search(Axis(16, 1), SearchOptions{})->front().path, "/broken.jpg");
+  EXPECT_EQ(c->Stats()->failed, 0);
+}
+
+TEST(Collection, RejectsBadInputWithClearErrors) {
+  const std::string dir = testing::MakeTempDir() + "/db";
+  auto c = Open(dir);
+  ASSERT_TRUE(c->Upsert(std::vector<ImageUpsert>{MakeImage("/a.jpg", Axis(16, 0), "a")}).ok());
+  auto wrong_dim = c->Search(std::vector<float>(8, 1.0f), SearchOptions{});
+  EXPECT_NE(wrong_dim.status().message().find("dimensions"), std::string::npos);
+  EXPECT_FALSE(c->Search(std::vector<float>(16, 0.0f), SearchOptions{}).ok());
+  SearchOptions o;
+  o.k = 0;
+  EXPECT_NE(c->Search(Axis(16, 0), o).status().message().find("k must be"), std::string::npos);
+  o.k = 5;
+  o.offset = -1;
+  EXPECT_FALSE(c->Search(Axis(16, 0), o).ok());
+  EXPECT_FALSE(c->Upsert(std::vector<ImageUpsert>{MakeImage("/b.jpg", std::vector<float>(3, 1.0f), "b")}).ok());
+  EXPECT_FALSE(c->Upsert(std::vector<ImageUpsert>{MakeImage("/c.jpg", Axis(16, 1), "")}).ok());
+  EXPECT_FALSE(c->Upsert(std::vector<ImageUpsert>{MakeImage("", Axis(16, 1), "x")}).ok());
+  // A failed batch writes nothing.
+  EXPECT_FALSE(
+      c->Upsert(std::vector<ImageUpsert>{MakeImage("/d.jpg", Axis(16, 2), "d"), MakeImage("/e.jpg", Axis(16, 3), "")})
+          .ok());
+  EXPECT_FALSE(c->GetByPath("/d.jpg")->has_value());
+  EXPECT_EQ(*c->Count(), 1);
+  EXPECT_TRUE(c->CheckIntegrity().ok());
+}
+
+TEST(Collection, ModelIsCheckedAndSchemaVersioned) {
+  const std::string dir = testing::MakeTempDir() + "/db";
+  { ASSERT_NE(Open(dir), nullptr); }
+  const ModelIdentity other{"another", "other-model", 16};
+  auto refused = OpenCollection(dir, &other);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("reindex"), std::string::npos) << refused.status().ToString();
+  auto any = OpenCollection(dir, nullptr);
+  ASSERT_TRUE(any.ok());
+  EXPECT_EQ((*any)->model().id, TestModel().id);
+  any = Status::Internal("closed");  // release the lock
+
+  // A schema newer than this build is refused, not misread.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir + "/catalog.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  auto newer = OpenCollection(dir, nullptr);
+  ASSERT_FALSE(newer.ok());
+  EXPECT_NE(newer.status().message().find("newer"), std::string::npos);
+
+  EXPECT_EQ(OpenCollection(testing::MakeTempDir() + "/missing", nullptr).status().code(), StatusCode::kNotFound);
+}
+
+TEST(Collection, CorruptDatabaseGivesAClearError) {
+  const std::string dir = testing::MakeTempDir() + "/db";
+  fs::create_directories(dir);
+  testing::WriteFile(dir + "/catalog.db", std::string(8192, 'x'));
+  const ModelIdentity model = TestModel();
+  auto c = OpenCollection(dir, &model);
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("catalog.db"), std::string::npos) << c.status().ToString();
+}
+
+TEST(Collection, OneWriterAtATime) {
+  const std::string dir = testing::MakeTempDir() + "/db";
+  auto first = Open(dir);
+  const ModelIdentity model = TestModel();
+  auto second = OpenCollection(dir, &model);
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.status().message().find("another imgsearch process"), std::string::npos);
+  CollectionOptions ro;
+  ro.read_only = true;
+  EXPECT_TRUE(OpenCollection(dir, &model, ro).ok());
+}
+
+// Clustered unit vectors, like real embeddings: many near neighbours, not uniform noise.
+std::vector<std::vector<float>> Clustered(int n, int dim, int clusters, std::mt19937* rng) {
+  std::vector<std::vector<float>> centres;
+  for (int i = 0; i < clusters; ++i) centres.push_back(RandomUnit(dim, rng));
+  std::normal_distribution<float> noise(0.0f, 0.35f / std::sqrt(static_cast<float>(dim)));
+  std::vector<std::vector<float>> out;
+  for (int i = 0; i < n; ++i) {
+    std::vector<float> v = centres[(*rng)() % clusters];
+    double sq = 0;
+    for (float& x : v) {
+      x += noise(*rng);
+      sq += x * x;
+    }
+    for (float& x : v) x /= static_cast<float>(std::sqrt(sq));
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+TEST(Search, AnnAgreesWithExactAndFiltersApplyInside) {
+  const std::string dir = testing::MakeTempDir() + "/db";
+  CollectionOptions options;
+  options.index.exact_below = 0;  // always the graph unless asked
+  auto c = Open(dir, options, 32);
+  std::mt19937 rng(5);
+  const auto vectors = Clustered(3000, 32, 30, &rng);
+  std::vector<ImageUpsert> batch;
+  for (int i = 0; i < 3000; ++i) {
+    ImageUpsert u = MakeImage((i % 10 == 0 ? "/rare/" : "/common/") + std::to_string(i) + ".jpg", vectors[i],
+                              "h" + std::to_string(i), i % 2 ? "png" : "jpeg");
+    u.record.capture_time = "20" + std::to_string(10 + i % 10) + "-06-01T12:00:00";
+    batch.push_back(std::move(u));
+  }
+  ASSERT_TRUE(c->Upsert(batch).ok());
+
+  int agree = 0, total = 0;
+  for (int qi = 0; qi < 50; ++qi) {
+    const std::vector<float> q = RandomUnit(32, &rng);
+    SearchOptions o;
+    o.k = 10;
+    auto ann = c->Search(q, o);
+    o.exact = true;
+    auto exact = c->Search(q, o);
+    ASSERT_TRUE(ann.ok() && exact.ok());
+    std::set<int64_t> truth;
+    for (const auto& h : *exact) truth.insert(h.id);
+    for (const auto& h : *ann) agree += truth.count(h.id);
+    total += 10;
+  }
+  EXPECT_GE(static_cast<double>(agree) / total, 0.95);
+
+  // Filters: every hit passes, and a selective filter still fills k (inside, not after).
+  SearchOptions o;
+  o.k = 20;
+  o.filter.under = "/rare";
+  auto rare = c->Search(RandomUnit(32, &rng), o);
+  ASSERT_EQ(rare->size(), 20u);
+  for (const auto& h : *rare) EXPECT_EQ(h.path.rfind("/rare/", 0), 0u);
+  o.filter = {};
+  o.filter.formats = {"png"};
+  o.filter.after_s = 1'420'070'400;   // 2015-01-01
+  o.filter.before_s = 1'483'228'800;  // 2017-01-01
+  auto dated = c->Search(RandomUnit(32, &rng), o);
+  ASSERT_EQ(dated->size(), 20u);
+  for (const auto& h : *dated) {
+    const int i = std::stoi(h.path.substr(h.path.rfind('/') + 1));
+    EXPECT_EQ(i % 2, 1);
+    EXPECT_TRUE(i % 10 == 5 || i % 10 == 6) << h.path;
+  }
+  o.filter = {};
+  o.filter.under = "/rar";  // a prefix of a folder name is not that folder
+  EXPECT_TRUE(c->Search(RandomUnit(32, &rng), o)->empty());
+}
+
+TEST(Search, PaginationAndThreshold) {
+  const std::string dir = testing::MakeTempDir() + "/db";
+  auto c = Open(dir, {}, 32);
+  std::mt19937 rng(6);
+  std::vector<ImageUpsert> batch;
+  for (int i = 0; i < 100; ++i)
+    batch.push_back(MakeImage("/" + std::to_string(i), RandomUnit(32, &rng), std::to_string(i)));
+  ASSERT_TRUE(c->Upsert(batch).ok());
+  const std::vector<float> q = RandomUnit(32, &rng);
+  SearchOptions o;
+  o.k = 20;
+  auto all = *c->Search(q, o);
+  o.k = 10;
+  o.offset = 10;
+  auto page2 = *c->Search(q, o);
+  ASSERT_EQ(page2.size(), 10u);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(page2[i].id, all[10 + i].id);
+  o.offset = 0;
+  o.k = 100;
+  o.min_score = all[4].score;
+  auto above = *c->Search(q, o);
+  EXPECT_EQ(above.size(), 5u);
+  for (size_t i = 1; i < all.size(); ++i) EXPECT_GE(all[i - 1].score, all[i].score);
+}
+
+TEST(Snapshot, ReloadsCatchesUpAndRebuildsWhenDamaged) {
+  const std::string dir = testing::MakeTempDir() + "/db";
+  CollectionOptions options;
+  options.index.exact_below = 10;
+  std::mt19937 rng(8);
+  std::vector<float> probe = RandomUnit(16, &rng);
+  std::vector<SearchHit> before;
+  {
+    auto c = Open(dir, options);
+    std::vector<ImageUpsert> batch;
+    for (int i = 0; i < 200; ++i)
+      batch.push_back(MakeImage("/" + std::to_string(i), RandomUnit(16, &rng), std::to_string(i)));
+    ASSERT_TRUE(c->Upsert(batch).ok());
+    ASSERT_TRUE(c->Checkpoint().ok());
+    // Writes after the snapshot are caught up from the change log on the next open.
+    ASSERT_TRUE(c->Remove(std::vector<std::string>{"/0", "/1"}).ok());
+    ASSERT_TRUE(c->Upsert(std::vector<ImageUpsert>{MakeImage("/new", probe, "new")}).ok());
+    // Copy the directory as a crash would leave it: snapshot older than the catalog.
+    fs::copy(dir, dir + "-crashed", fs::copy_options::recursive);
+    SearchOptions o;
+    o.k = 5;
+    before = *c->Search(probe, o);
+  }
+  for (const std::string& d : {dir, dir + "-crashed"}) {
+    fs::remove(d + "/LOCK");
+    auto c = Open(d, options);
+    ASSERT_NE(c, nullptr);
+    EXPECT_TRUE(c->CheckIntegrity().ok()) << c->CheckIntegrity().ToString();
+    EXPECT_EQ(*c->Count(), 199);
+    SearchOptions o;
+    o.k = 5;
+    auto after = *c->Search(probe, o);
+    ASSERT_EQ(after.size(), before.size());
+    EXPECT_EQ(after[0].path, "/new");
+  }
+  // Damaged and missing snapshots are rebuilt.
+  std::string snapshot = testing::ReadFile(dir + "/ann.hnsw");
+  snapshot[snapshot.size() / 2] ^= 0x5A;
+  testing::WriteFile(dir + "/ann.hnsw", snapshot);
+  {
+    auto c = Open(dir, options);
+    EXPECT_TRUE(c->CheckIntegrity().ok());
+    EXPECT_EQ(c->Search(probe, SearchOptions{})->front().path, "/new");
+  }
+  fs::remove(dir + "/ann.hnsw");
+  fs::remove(dir + "/ann.hnsw.meta");
+  auto c = Open(dir, options);
+  EXPECT_TRUE(c->CheckIntegrity().ok());
+  EXPECT_EQ(c->Search(probe, SearchOptions{})->front().path, "/new");
+}
+
+TEST(Concurrency, SearchesDuringWritesSeeConsistentResults) {
+  const std::string dir = testing::MakeTempDir() + "/db";
+  CollectionOptions options;
+  options.index.exact_below = 50;
+  auto c = Open(dir, options, 32);
+  std::atomic<bool> done{false};
+  std::atomic<int> failures{0}, searches{0};
+  std::thread writer([&] {
+    std::mt19937 rng(9);
+    for (int b = 0; b < 40; ++b) {
+      std::vector<ImageUpsert> batch;
+      for (int i = 0; i < 25; ++i) {
+        const int n = b * 25 + i;
+        batch.push_back(MakeImage("/w/" + std::to_string(n), RandomUnit(32, &rng), std::to_string(n)));
+      }
+      if (!c->Upsert(batch).ok()) ++failures;
+      if (b % 5 == 4 && !c->Remove(std::vector<std::string>{"/w/" + std::to_string(b * 25)}).ok()) ++failures;
+    }
+    done = true;
+  });
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&, t] {
+      std::mt19937 rng(100 + t);
+      while (!done) {
+        SearchOptions o;
+        o.k = 10;
+        auto hits = c->Search(RandomUnit(32, &rng), o);
+        if (!hits.ok()) {
+          ++failures;
+          continue;
+        }
+        for (size_t i = 1; i < hits->size(); ++i) {
+          if ((*hits)[i - 1].score < (*hits)[i].score || (*hits)[i].path.rfind("/w/", 0) != 0) ++failures;
+        }
+        ++searches;
+      }
+    });
+  }
+  writer.join();
+  for (auto& r : readers) r.join();
+  EXPECT_EQ(failures, 0);
+  EXPECT_GT(searches, 0);
+  EXPECT_EQ(*c->Count(), 1000 - 8);
+  EXPECT_TRUE(c->CheckIntegrity().ok());
+}
+
+// kill -9 a real writer process at random moments: the collection must open, pass the integrity
+// check and hold every image whose batch was acknowledged.
+TEST(Crash, KillNineAtRandomMomentsLosesNothingAcknowledged) {
+  std::mt19937 rng(std::random_device{}());
+  int total_acknowledged = 0, rounds_checked = 0;
+  for (int round = 0; round < 6; ++round) {
+    const std::string dir = testing::MakeTempDir() + "/db";
+    int pipe_fds[2];
+    ASSERT_EQ(::pipe(pipe_fds), 0);
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::dup2(pipe_fds[1], 1);
+      ::close(pipe_fds[0]);
+      ::execl(IMGSEARCH_CRASH_WRITER, IMGSEARCH_CRASH_WRITER, dir.c_str(), "400", nullptr);
+      ::_exit(127);
+    }
+    ::close(pipe_fds[1]);
+    // Read acknowledgements until a random deadline, then kill.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(50 + rng() % 1500);
+    int acknowledged = 0;
+    std::string buffer;
+    char chunk[256];
+    ::fcntl(pipe_fds[0], F_SETFL, O_NONBLOCK);
+    while (std::chrono::steady_clock::now() < deadline) {
+      const ssize_t n = ::read(pipe_fds[0], chunk, sizeof(chunk));
+      if (n > 0) {
+        buffer.append(chunk, static_cast<size_t>(n));
+      } else if (n == 0) {
+        break;
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    for (ssize_t n; (n = ::read(pipe_fds[0], chunk, sizeof(chunk))) > 0;) buffer.append(chunk, static_cast<size_t>(n));
+    ::close(pipe_fds[0]);
+    for (size_t pos = 0; (pos = buffer.find("ok ", pos)) != std::string::npos; pos += 3) {
+      const size_t end = buffer.find('\n', pos);
+      if (end == std::string::npos) break;  // a line cut by the kill was not acknowledged
+      acknowledged = std::stoi(buffer.substr(pos + 3, end - pos - 3));
+    }
+    total_acknowledged += acknowledged;
+    std::printf("round %d: killed after %d acknowledged images\n", round, acknowledged);
+    if (!fs::exists(dir + "/catalog.db")) continue;  // killed before it created anything
+    ++rounds_checked;
+    CollectionOptions options;
+    options.index.exact_below = 100;
+    auto c = Open(dir, options, 32);
+    ASSERT_NE(c, nullptr);
+    EXPECT_TRUE(c->CheckIntegrity().ok()) << c->CheckIntegrity().ToString();
+    const int64_t count = *c->Count();
+    EXPECT_GE(count, acknowledged) << "round " << round;
+    for (int i = 0; i < acknowledged; i += 37) {
+      EXPECT_TRUE(c->GetByPath("/photos/img" + std::to_string(i) + ".jpg")->has_value()) << i;
+    }
+    // Search sees exactly what the catalog holds.
+    SearchOptions o;
+    o.k = 5;
+    o.exact = true;
+    EXPECT_EQ(c->Search(RandomUnit(32, &rng), o)->size(), static_cast<size_t>(std::min<int64_t>(5, count)));
+  }
+  EXPECT_GT(total_acknowledged, 0) << "the writer never got going: the test checked nothing";
+  EXPECT_GT(rounds_checked, 3);
+}
+
+}  // namespace
+}  // namespace imgsearch

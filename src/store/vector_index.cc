@@ -1,0 +1,336 @@
+#include "store/vector_index.h"
+
+#include <hnswlib/hnswlib.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <queue>
+
+#include <nlohmann/json.hpp>
+
+#include "base/file.h"
+
+namespace imgsearch::store {
+
+namespace {
+
+constexpr int kSnapshotFormat = 1;
+
+using Internal = hnswlib::tableint;
+
+// Unix seconds of "YYYY-MM-DDTHH:MM:SS" (EXIF has no zone; read as UTC), or nullopt.
+std::optional<int64_t> ParseIsoSeconds(const std::string& s) {
+  std::tm tm{};
+  if (s.size() < 19 || std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                                   &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6) {
+    return std::nullopt;
+  }
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return static_cast<int64_t>(timegm(&tm));
+}
+
+// A bounded selection of the best `n` (highest score).
+class TopN {
+ public:
+  explicit TopN(size_t n) : n_(n) {}
+  void Offer(int64_t id, float score) {
+    if (n_ == 0) return;
+    if (heap_.size() < n_) {
+      heap_.push({score, id});
+    } else if (score > heap_.top().first) {
+      heap_.pop();
+      heap_.push({score, id});
+    }
+  }
+  std::vector<ScoredId> Take() {
+    std::vector<ScoredId> out;
+    out.reserve(heap_.size());
+    while (!heap_.empty()) {
+      out.push_back({heap_.top().second, heap_.top().first});
+      heap_.pop();
+    }
+    std::reverse(out.begin(), out.end());
+    return out;
+  }
+
+ private:
+  size_t n_;
+  std::priority_queue<std::pair<float, int64_t>, std::vector<std::pair<float, int64_t>>, std::greater<>> heap_;
+};
+
+Result<uint64_t> HashFile(const std::string& path) {
+  ASSIGN_OR_RETURN(MappedFile file, MappedFile::Open(path));
+  return static_cast<uint64_t>(XXH3_64bits(file.data(), file.size()));
+}
+
+}  // namespace
+
+struct VectorIndex::Graph {
+  explicit Graph(int dim) : space(dim) {}
+  hnswlib::InnerProductSpace space;
+  std::unique_ptr<hnswlib::HierarchicalNSW<float>> hnsw;
+};
+
+ImageMeta MetaOf(const ImageRecord& r) {
+  ImageMeta m;
+  m.path = r.path;
+  m.format = r.format;
+  m.width = r.width;
+  m.height = r.height;
+  std::optional<int64_t> captured = r.capture_time ? ParseIsoSeconds(*r.capture_time) : std::nullopt;
+  m.time_s = captured ? *captured : r.mtime_ns / 1'000'000'000;
+  return m;
+}
+
+VectorIndex::VectorIndex(int dim, const IndexParams& params)
+    : dim_(dim), params_(params), g_(std::make_unique<Graph>(dim)) {
+  g_->hnsw = std::make_unique<hnswlib::HierarchicalNSW<float>>(&g_->space, 1024, params_.m, params_.ef_construction);
+}
+
+VectorIndex::~VectorIndex() = default;
+
+const ImageMeta* VectorIndex::Meta(int64_t id) const {
+  auto it = meta_.find(id);
+  return it == meta_.end() ? nullptr : &it->second;
+}
+
+void VectorIndex::Reserve(size_t n) {
+  if (n <= g_->hnsw->max_elements_) return;
+  g_->hnsw->resizeIndex(std::max(n, g_->hnsw->max_elements_ * 2));
+}
+
+void VectorIndex::Put(int64_t id, std::span<const float> vector, ImageMeta meta) {
+  Reserve(g_->hnsw->cur_element_count + 1);
+  g_->hnsw->addPoint(vector.data(), static_cast<hnswlib::labeltype>(id));
+  meta_[id] = std::move(meta);
+}
+
+void VectorIndex::UpdateMeta(int64_t id, ImageMeta meta) {
+  auto it = meta_.find(id);
+  if (it != meta_.end()) it->second = std::move(meta);
+}
+
+bool VectorIndex::AttachMeta(int64_t id, ImageMeta meta) {
+  auto it = g_->hnsw->label_lookup_.find(static_cast<hnswlib::labeltype>(id));
+  if (it == g_->hnsw->label_lookup_.end() || g_->hnsw->isMarkedDeleted(it->second)) return false;
+  meta_[id] = std::move(meta);
+  return true;
+}
+
+void VectorIndex::Erase(int64_t id) {
+  if (meta_.erase(id) == 0) return;
+  auto it = g_->hnsw->label_lookup_.find(static_cast<hnswlib::labeltype>(id));
+  if (it != g_->hnsw->label_lookup_.end() && !g_->hnsw->isMarkedDeleted(it->second)) {
+    g_->hnsw->markDelete(static_cast<hnswlib::labeltype>(id));
+  }
+}
+
+bool VectorIndex::Passes(int64_t id, const SearchFilter& filter) const {
+  if (filter.empty()) return true;
+  const ImageMeta* m = Meta(id);
+  if (m == nullptr) return false;
+  if (!filter.under.empty()) {
+    const std::string& u = filter.under;
+    if (m->path.compare(0, u.size(), u) != 0) return false;
+    // "/photos/a" holds "/photos/a/x.jpg", not "/photos/ab.jpg".
+    if (u.back() != '/' && m->path.size() > u.size() && m->path[u.size()] != '/') return false;
+  }
+  if (filter.after_s && m->time_s < *filter.after_s) return false;
+  if (filter.before_s && m->time_s >= *filter.before_s) return false;
+  if (!filter.formats.empty() &&
+      std::find(filter.formats.begin(), filter.formats.end(), m->format) == filter.formats.end()) {
+    return false;
+  }
+  return true;
+}
+
+std::vector<ScoredId> VectorIndex::SearchExact(std::span<const float> query, size_t n,
+                                               const SearchFilter& filter) const {
+  TopN top(n);
+  const size_t count = g_->hnsw->cur_element_count;
+  for (Internal i = 0; i < count; ++i) {
+    if (g_->hnsw->isMarkedDeleted(i)) continue;
+    const int64_t id = static_cast<int64_t>(g_->hnsw->getExternalLabel(i));
+    if (!Passes(id, filter)) continue;
+    const float dist =
+        g_->hnsw->fstdistfunc_(query.data(), g_->hnsw->getDataByInternalId(i), g_->hnsw->dist_func_param_);
+    top.Offer(id, 1.0f - dist);
+  }
+  return top.Take();
+}
+
+// hnswlib's search (greedy descent through the upper layers, then a best-first search of the base
+// layer with a beam of ef), except that points failing the filter are walked through but never
+// returned, exactly as hnswlib treats deleted points. The filter thus applies inside the search.
+std::vector<ScoredId> VectorIndex::SearchGraph(std::span<const float> query, size_t n,
+                                               const SearchFilter& filter) const {
+  const auto& g = *g_->hnsw;
+  if (g.cur_element_count == 0 || g.enterpoint_node_ == static_cast<Internal>(-1)) return {};
+  const void* q = query.data();
+  auto distance = [&](Internal i) { return g.fstdistfunc_(q, g.getDataByInternalId(i), g.dist_func_param_); };
+  auto excluded = [&](Internal i) {
+    return g.isMarkedDeleted(i) || !Passes(static_cast<int64_t>(g.getExternalLabel(i)), filter);
+  };
+
+  Internal current = g.enterpoint_node_;
+  float current_dist = distance(current);
+  for (int level = g.maxlevel_; level > 0; --level) {
+    bool changed = true;
+    while (changed) {
+      changed = false;
+      const auto* list = reinterpret_cast<const unsigned int*>(g.get_linklist(current, level));
+      const int size = g.getListCount(const_cast<unsigned int*>(list));
+      const auto* neighbours = reinterpret_cast<const Internal*>(list + 1);
+      for (int i = 0; i < size; ++i) {
+        const float d = distance(neighbours[i]);
+        if (d < current_dist) {
+          current_dist = d;
+          current = neighbours[i];
+          changed = true;
+        }
+      }
+    }
+  }
+
+  const size_t ef = std::max<size_t>(static_cast<size_t>(params_.ef_search), n);
+  using Pair = std::pair<float, Internal>;
+  std::priority_queue<Pair> top;                                          // worst on top
+  std::priority_queue<Pair, std::vector<Pair>, std::greater<>> frontier;  // closest on top
+  hnswlib::VisitedList* visited = g.visited_list_pool_->getFreeVisitedList();
+  hnswlib::vl_type* mark = visited->mass;
+  const hnswlib::vl_type tag = visited->curV;
+
+  float bound = std::numeric_limits<float>::max();
+  if (!excluded(current)) {
+    top.emplace(current_dist, current);
+    bound = current_dist;
+  }
+  frontier.emplace(current_dist, current);
+  mark[current] = tag;
+  while (!frontier.empty()) {
+    const Pair node = frontier.top();
+    if (node.first > bound && top.size() == ef) break;
+    frontier.pop();
+    const auto* list = reinterpret_cast<const unsigned int*>(g.get_linklist0(node.second));
+    const int size = g.getListCount(const_cast<unsigned int*>(list));
+    const auto* neighbours = reinterpret_cast<const Internal*>(list + 1);
+    for (int i = 0; i < size; ++i) {
+      const Internal c = neighbours[i];
+      if (mark[c] == tag) continue;
+      mark[c] = tag;
+      const float d = distance(c);
+      if (top.size() < ef || d < bound) {
+        frontier.emplace(d, c);
+        if (!excluded(c)) top.emplace(d, c);
+        if (top.size() > ef) top.pop();
+        if (!top.empty()) bound = top.top().first;
+      }
+    }
+  }
+  g.visited_list_pool_->releaseVisitedList(visited);
+
+  std::vector<ScoredId> out;
+  while (!top.empty()) {
+    out.push_back({static_cast<int64_t>(g.getExternalLabel(top.top().second)), 1.0f - top.top().first});
+    top.pop();
+  }
+  std::reverse(out.begin(), out.end());
+  if (out.size() > n) out.resize(n);
+  return out;
+}
+
+std::vector<ScoredId> VectorIndex::Search(std::span<const float> query, size_t n, const SearchFilter& filter,
+                                          bool exact) const {
+  if (exact || size() <= params_.exact_below) return SearchExact(query, n, filter);
+  if (!filter.empty()) {
+    // A selective filter leaves few candidates: scanning them is exact and cheaper than a graph
+    // walk that must step over most points.
+    int64_t passing = 0;
+    for (const auto& [id, meta] : meta_) {
+      if (Passes(id, filter) && ++passing > params_.exact_below) break;
+    }
+    if (passing <= params_.exact_below) return SearchExact(query, n, filter);
+  }
+  return SearchGraph(query, n, filter);
+}
+
+std::vector<float> VectorIndex::VectorOf(int64_t id) const {
+  auto it = g_->hnsw->label_lookup_.find(static_cast<hnswlib::labeltype>(id));
+  if (it == g_->hnsw->label_lookup_.end() || g_->hnsw->isMarkedDeleted(it->second)) return {};
+  const auto* p = reinterpret_cast<const float*>(g_->hnsw->getDataByInternalId(it->second));
+  return std::vector<float>(p, p + dim_);
+}
+
+std::vector<int64_t> VectorIndex::GraphIds() const {
+  std::vector<int64_t> ids;
+  for (const auto& [label, internal] : g_->hnsw->label_lookup_) {
+    if (!g_->hnsw->isMarkedDeleted(internal)) ids.push_back(static_cast<int64_t>(label));
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+int64_t VectorIndex::graph_bytes() const {
+  return static_cast<int64_t>(g_->hnsw->max_elements_ * g_->hnsw->size_data_per_element_);
+}
+
+Status VectorIndex::Save(const std::string& path, int64_t change_seq) const {
+  const std::string tmp = path + ".tmp";
+  try {
+    g_->hnsw->saveIndex(tmp);
+  } catch (const std::exception& e) {
+    return Status::IoError("cannot write " + tmp + ": " + e.what());
+  }
+  ASSIGN_OR_RETURN(uint64_t hash, HashFile(tmp));
+  nlohmann::json meta = {{"format", kSnapshotFormat},
+                         {"change_seq", change_seq},
+                         {"dim", dim_},
+                         {"m", params_.m},
+                         {"bytes", std::filesystem::file_size(tmp)},
+                         {"xxh3", hash}};
+  const std::string meta_tmp = path + ".meta.tmp";
+  {
+    std::ofstream out(meta_tmp, std::ios::trunc);
+    out << meta.dump() << "\n";
+    if (!out.good()) return Status::IoError("cannot write " + meta_tmp);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (!ec) std::filesystem::rename(meta_tmp, path + ".meta", ec);
+  if (ec) return Status::IoError("cannot install the index snapshot " + path + ": " + ec.message());
+  return Status::Ok();
+}
+
+Result<int64_t> VectorIndex::Load(const std::string& path) {
+  auto meta_text = ReadFileText(path + ".meta", 1 << 20);
+  if (!meta_text.ok()) return meta_text.status();
+  nlohmann::json meta;
+  try {
+    meta = nlohmann::json::parse(*meta_text);
+    if (meta.at("format").get<int>() != kSnapshotFormat) return Status::Unsupported("snapshot format differs");
+    if (meta.at("dim").get<int>() != dim_ || meta.at("m").get<int>() != params_.m) {
+      return Status::InvalidArgument("snapshot was built with other parameters");
+    }
+  } catch (const std::exception& e) {
+    return Status::Corruption(path + ".meta: " + e.what());
+  }
+  std::error_code ec;
+  const uint64_t bytes = std::filesystem::file_size(path, ec);
+  if (ec || bytes != meta.value("bytes", uint64_t{0})) return Status::Corruption(path + ": size differs from its meta");
+  ASSIGN_OR_RETURN(uint64_t hash, HashFile(path));
+  if (hash != meta.value("xxh3", uint64_t{0})) return Status::Corruption(path + ": checksum mismatch");
+  try {
+    g_->hnsw = std::make_unique<hnswlib::HierarchicalNSW<float>>(&g_->space, path);
+  } catch (const std::exception& e) {
+    return Status::Corruption(path + ": " + e.what());
+  }
+  meta_.clear();
+  return meta.value("change_seq", int64_t{0});
+}
+
+}  // namespace imgsearch::store
