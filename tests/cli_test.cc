@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "imgsearch/image.h"
 #include "test_util.h"
 
 namespace imgsearch {
@@ -117,6 +118,103 @@ TEST(Cli, GoldenEmbedReportsTruncatedAndEmbedsTheRest) {
   EXPECT_TRUE(lines[0].contains("embedding"));
   EXPECT_TRUE(lines[1].contains("error"));
   EXPECT_TRUE(lines[2].contains("embedding"));
+}
+
+}  // namespace
+}  // namespace imgsearch
+
+namespace imgsearch {
+namespace {
+
+// A small library of distinct images, and one broken file.
+std::vector<std::string> MakeLibrary(const std::string& dir) {
+  std::vector<std::string> paths;
+  std::filesystem::create_directories(dir + "/lib/sub");
+  for (int seed : {1, 2, 3}) {
+    Image img(40 + seed, 30 + 2 * seed);
+    for (size_t i = 0; i < img.rgb.size(); ++i) img.rgb[i] = static_cast<uint8_t>((i * (seed * 7 + 3)) % 253);
+    const std::string out = dir + (seed == 3 ? "/lib/sub/" : "/lib/") + "img" + std::to_string(seed) + ".png";
+    EXPECT_TRUE(WritePng(img, out).ok());
+    paths.push_back(out);
+  }
+  testing::WriteFile(dir + "/lib/broken.jpg", std::string("\xFF\xD8\xFF\xE0", 4));
+  return paths;
+}
+
+TEST(Cli, IndexSearchStatsList) {
+  const std::string dir = testing::MakeTempDir();
+  const auto paths = MakeLibrary(dir);
+  const std::string db = dir + "/db";
+  auto index = RunCommand({ImgsearchBin(), "index", "--db", db, "--model", TestModelDir(), dir + "/lib"});
+  EXPECT_EQ(index.exit_code, 1) << index.err;  // one file failed
+  EXPECT_NE(index.out.find("3 added"), std::string::npos) << index.out;
+  EXPECT_NE(index.out.find("failed: " + dir + "/lib/broken.jpg"), std::string::npos) << index.out;
+  auto again = RunCommand({ImgsearchBin(), "index", "--db", db, "--model", TestModelDir(), dir + "/lib"});
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.out.find("(0 embedded)"), std::string::npos) << again.out;
+
+  auto search = RunCommand({ImgsearchBin(), "search", "--db", db, "--model", TestModelDir(), "a photo", "+", "0.5:cat",
+                            "-", "dog", "-k", "2", "--json"});
+  ASSERT_EQ(search.exit_code, 0) << search.err;
+  auto hits = JsonLines(search.out);
+  ASSERT_EQ(hits.size(), 2u);
+  EXPECT_GE(hits[0]["score"].get<double>(), hits[1]["score"].get<double>());
+  for (const char* key : {"id", "path", "score", "width", "height"}) EXPECT_TRUE(hits[0].contains(key)) << key;
+
+  // By image file, restricted to a folder, and "more like this" without a model.
+  auto by_image = RunCommand({ImgsearchBin(), "search", "--db", db, "--model", TestModelDir(), paths[2], "--under",
+                              dir + "/lib/sub", "--json"});
+  ASSERT_EQ(by_image.exit_code, 0) << by_image.err;
+  hits = JsonLines(by_image.out);
+  ASSERT_EQ(hits.size(), 1u);
+  EXPECT_EQ(hits[0]["path"], paths[2]);
+  EXPECT_NEAR(hits[0]["score"].get<double>(), 1.0, 1e-4);
+  auto similar = RunCommand(
+      {ImgsearchBin(), "search", "--db", db, "--similar", std::to_string(hits[0]["id"].get<int64_t>()), "-k", "1"});
+  ASSERT_EQ(similar.exit_code, 0) << similar.err;
+  EXPECT_NE(similar.out.find(paths[2]), std::string::npos) << similar.out;
+
+  auto stats = RunCommand({ImgsearchBin(), "stats", "--db", db, "--json"});
+  ASSERT_EQ(stats.exit_code, 0) << stats.err;
+  const auto s = nlohmann::json::parse(stats.out);
+  EXPECT_EQ(s["indexed"], 3);
+  EXPECT_EQ(s["failed"], 1);
+  EXPECT_EQ(s["model"]["dim"], 48);
+
+  auto failed = RunCommand({ImgsearchBin(), "list", "--db", db, "--status", "failed", "--json"});
+  auto listed = JsonLines(failed.out);
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0]["status"], "failed");
+  EXPECT_FALSE(listed[0]["error"].get<std::string>().empty());
+  auto all = RunCommand({ImgsearchBin(), "list", "--db", db});
+  EXPECT_EQ(std::count(all.out.begin(), all.out.end(), '\n'), 4);
+
+  auto dups = RunCommand({ImgsearchBin(), "duplicates", "--db", db, "--min-score", "0.9999", "--json"});
+  EXPECT_EQ(dups.exit_code, 0) << dups.err;
+}
+
+TEST(Cli, SearchErrorsAreClear) {
+  const std::string dir = testing::MakeTempDir();
+  auto no_db = RunCommand({ImgsearchBin(), "search", "--db", dir + "/none", "--model", TestModelDir(), "cat"});
+  EXPECT_EQ(no_db.exit_code, 2);
+  EXPECT_NE(no_db.err.find("no collection"), std::string::npos) << no_db.err;
+  MakeLibrary(dir);
+  RunCommand({ImgsearchBin(), "index", "--db", dir + "/db", "--model", TestModelDir(), dir + "/lib"});
+  auto bad_query = RunCommand({ImgsearchBin(), "search", "--db", dir + "/db", "--model", TestModelDir(), "cat", "dog"});
+  EXPECT_EQ(bad_query.exit_code, 2);
+  EXPECT_NE(bad_query.err.find("+ or -"), std::string::npos) << bad_query.err;
+  auto bad_date = RunCommand(
+      {ImgsearchBin(), "search", "--db", dir + "/db", "--model", TestModelDir(), "cat", "--after", "yesterday"});
+  EXPECT_EQ(bad_date.exit_code, 2);
+  EXPECT_NE(bad_date.err.find("yesterday"), std::string::npos);
+  auto bad_k = RunCommand({ImgsearchBin(), "search", "--db", dir + "/db", "--model", TestModelDir(), "cat", "-k", "0"});
+  EXPECT_EQ(bad_k.exit_code, 2);
+  auto unknown_id = RunCommand({ImgsearchBin(), "search", "--db", dir + "/db", "--similar", "999"});
+  EXPECT_EQ(unknown_id.exit_code, 2);
+  EXPECT_NE(unknown_id.err.find("999"), std::string::npos);
+  auto no_model = RunCommand({ImgsearchBin(), "index", "--db", dir + "/db2", dir + "/lib"});
+  EXPECT_EQ(no_model.exit_code, 2);
+  EXPECT_NE(no_model.err.find("--model"), std::string::npos) << no_model.err;
 }
 
 }  // namespace

@@ -5,7 +5,11 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <memory>
 #include <string>
+
+#include "imgsearch/clip.h"
+#include "imgsearch/status.h"
 
 namespace imgsearch::cli {
 
@@ -20,6 +24,17 @@ RunFn AddEmbedCommand(CLI::App& root);
 RunFn AddTokenizeCommand(CLI::App& root);
 RunFn AddPreprocessCommand(CLI::App& root);
 RunFn AddModelCommand(CLI::App& root);
+RunFn AddIndexCommand(CLI::App& root);
+RunFn AddSearchCommand(CLI::App& root);
+RunFn AddStatsCommand(CLI::App& root);
+RunFn AddListCommand(CLI::App& root);
+RunFn AddDuplicatesCommand(CLI::App& root);
+
+// Loads the model named by --model, else $IMGSEARCH_MODEL.
+Result<std::unique_ptr<ClipModel>> LoadModel(const std::string& flag, int threads = 0);
+
+// Prints the status as one line on stderr and returns `exit_code`.
+int ReportError(const Status& status, int exit_code);
 
 // Prints "imgsearch: <message>" on stderr.
 void PrintError(const std::string& message);

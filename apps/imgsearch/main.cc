@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 
 #include "commands.h"
@@ -10,6 +11,27 @@
 namespace imgsearch::cli {
 
 void PrintError(const std::string& message) { std::fprintf(stderr, "imgsearch: %s\n", message.c_str()); }
+
+int ReportError(const Status& status, int exit_code) {
+  PrintError(status.ToString());
+  return exit_code;
+}
+
+Result<std::unique_ptr<ClipModel>> LoadModel(const std::string& flag, int threads) {
+  std::string dir = flag;
+  if (dir.empty()) {
+    const char* env = std::getenv("IMGSEARCH_MODEL");
+    if (env != nullptr) dir = env;
+  }
+  if (dir.empty()) {
+    return Status::InvalidArgument(
+        "no model given: pass --model DIR (a Hugging Face CLIP folder) or set "
+        "IMGSEARCH_MODEL");
+  }
+  ModelOptions options;
+  options.n_threads = threads;
+  return ClipModel::Load(dir, options);
+}
 
 namespace {
 
@@ -29,6 +51,11 @@ int Main(int argc, char** argv) {
   add(AddTokenizeCommand(app));
   add(AddPreprocessCommand(app));
   add(AddModelCommand(app));
+  add(AddIndexCommand(app));
+  add(AddSearchCommand(app));
+  add(AddStatsCommand(app));
+  add(AddListCommand(app));
+  add(AddDuplicatesCommand(app));
 
   try {
     app.parse(argc, argv);

@@ -54,8 +54,9 @@ struct ModelInfo {
   int image_size = 0;  // pixels per side of the model's input
   int patch_size = 0;
   int embedding_dim = 0;
-  std::string isa;        // the instruction set the kernels use
-  std::string precision;  // what the GEMMs compute in
+  std::string fingerprint;  // identifies the weights: a hash of the header, size and sampled data
+  std::string isa;          // the instruction set the kernels use
+  std::string precision;    // what the GEMMs compute in
 };
 
 class ClipModel {

@@ -52,6 +52,7 @@ Result<std::unique_ptr<ClipModel>> ClipModel::Load(const std::string& dir, const
   auto impl = std::make_unique<Impl>();
   ASSIGN_OR_RETURN(impl->config, clip::DeriveConfig(st, files.config_json));
   const uint64_t weights_bytes = st.file_size();
+  const std::string fingerprint = st.Fingerprint();
   ASSIGN_OR_RETURN(impl->weights, clip::ClipWeights::Load(std::move(st), impl->config));
   ASSIGN_OR_RETURN(clip::Tokenizer tokenizer, clip::Tokenizer::Load(files.vocab_json, files.merges_txt));
   if (static_cast<int>(tokenizer.vocab_size()) > impl->config.vocab_size ||
@@ -83,6 +84,7 @@ Result<std::unique_ptr<ClipModel>> ClipModel::Load(const std::string& dir, const
   info.image_size = c.image_size;
   info.patch_size = c.patch_size;
   info.embedding_dim = c.projection_dim;
+  info.fingerprint = fingerprint;
   info.isa = kernels::DescribeIsa();
   info.precision = "fp32";
   spdlog::debug("loaded {}: {} params ({}), kernels {} {}, {} threads", files.dir, info.n_params, info.dtype, info.isa,

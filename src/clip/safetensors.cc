@@ -3,7 +3,10 @@
 #include <cstring>
 #include <limits>
 
+#include <xxhash.h>
 #include <nlohmann/json.hpp>
+
+#include <cstdio>
 
 namespace imgsearch::clip {
 
@@ -52,6 +55,28 @@ int64_t TensorInfo::numel() const {
 const TensorInfo* SafetensorsFile::Find(const std::string& name) const {
   auto it = tensors_.find(name);
   return it == tensors_.end() ? nullptr : &it->second;
+}
+
+std::string SafetensorsFile::Fingerprint() const {
+  XXH3_state_t* state = XXH3_createState();
+  XXH3_64bits_reset(state);
+  const uint64_t size = file_.size();
+  XXH3_64bits_update(state, &size, sizeof(size));
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0 && size >= 8; --i) header_len = (header_len << 8) | file_.data()[i];
+  const size_t header_end = static_cast<size_t>(std::min<uint64_t>(8 + header_len, size));
+  XXH3_64bits_update(state, file_.data(), header_end);
+  constexpr size_t kSamples = 64, kSampleBytes = 4096;
+  const size_t data_bytes = size - header_end;
+  for (size_t i = 0; i < kSamples && data_bytes > 0; ++i) {
+    const size_t at = header_end + data_bytes / kSamples * i;
+    XXH3_64bits_update(state, file_.data() + at, std::min(kSampleBytes, size - at));
+  }
+  const uint64_t hash = XXH3_64bits_digest(state);
+  XXH3_freeState(state);
+  char hex[17];
+  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(hash));
+  return hex;
 }
 
 Result<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {

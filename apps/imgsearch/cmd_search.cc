@@ -1,0 +1,295 @@
+// imgsearch search, stats, list and duplicates: reading a collection.
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <numeric>
+
+#include "commands.h"
+#include "imgsearch/collection.h"
+#include "imgsearch/ingest.h"
+#include "imgsearch/query.h"
+#include "json_out.h"
+
+namespace imgsearch::cli {
+
+namespace {
+
+// "2024-05-01" or "2024-05-01T13:45:00" (UTC) → Unix seconds.
+Result<int64_t> ParseDate(const std::string& text) {
+  std::tm tm{};
+  int n = std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                      &tm.tm_min, &tm.tm_sec);
+  if (n != 3 && n != 6) {
+    return Status::InvalidArgument("date \"" + text + "\" is not YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS");
+  }
+  if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31) {
+    return Status::InvalidArgument("date \"" + text + "\" is out of range");
+  }
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return static_cast<int64_t>(timegm(&tm));
+}
+
+Result<std::unique_ptr<Collection>> OpenForReading(const std::string& db, const ClipModel* model) {
+  CollectionOptions options;
+  options.read_only = true;  // searching never waits for, nor blocks, a running index or serve
+  if (model == nullptr) return OpenCollection(db, nullptr, options);
+  const ModelIdentity identity = IdentityOf(*model);
+  return OpenCollection(db, &identity, options);
+}
+
+void PrintHits(const std::vector<SearchHit>& hits, bool json) {
+  for (const SearchHit& h : hits) {
+    if (json) {
+      std::printf("{\"id\":%lld,\"path\":%s,\"score\":%.6f,\"width\":%d,\"height\":%d}\n", static_cast<long long>(h.id),
+                  JsonString(h.path).c_str(), h.score, h.width, h.height);
+    } else {
+      std::printf("%.4f  %s\n", h.score, h.path.c_str());
+    }
+  }
+}
+
+}  // namespace
+
+RunFn AddSearchCommand(CLI::App& root) {
+  struct Flags {
+    std::string db, model;
+    std::vector<std::string> query, images, formats;
+    std::vector<int64_t> similar;
+    int k = 10, offset = 0;
+    float min_score = -1.0f;
+    std::string under, after, before;
+    bool exact = false, json = false;
+  };
+  auto f = std::make_shared<Flags>();
+  CLI::App* app = root.add_subcommand("search", "find images by text, by image, or like an indexed image");
+  app->add_option("--db", f->db, "collection directory")->required();
+  app->add_option("--model", f->model, "model directory (default: $IMGSEARCH_MODEL); not needed for --similar");
+  app->add_option("query", f->query,
+                  "terms joined by + and -, each optionally weighted W:term; a term naming a file is an image, "
+                  "e.g. \"golden retriever\" + 0.5:beach - people + ./dog.jpg");
+  app->add_option("--image", f->images, "add an image file as a query term");
+  app->add_option("--similar", f->similar, "add an indexed image (by id) as a query term: more like this");
+  app->add_option("-k", f->k, "results per page")->capture_default_str()->check(CLI::Range(1, 10000));
+  app->add_option("--offset", f->offset, "results to skip (pagination)")->check(CLI::Range(0, 100000));
+  app->add_option("--min-score", f->min_score, "only results at least this similar (cosine)");
+  app->add_option("--under", f->under, "only images under this folder");
+  app->add_option("--after", f->after, "only images taken (else modified) on or after this date, YYYY-MM-DD");
+  app->add_option("--before", f->before, "only images taken (else modified) before this date");
+  app->add_option("--format", f->formats, "only these formats (jpeg, png, webp, gif, bmp, tiff)");
+  app->add_flag("--exact", f->exact, "exact search instead of the ANN index");
+  app->add_flag("--json", f->json, "JSON lines: id, path, score, width, height");
+  return [f] {
+    auto terms = ParseQueryArgs(f->query);
+    if (!terms.ok()) return ReportError(terms.status(), kExitUsage);
+    for (const std::string& image : f->images) {
+      QueryTerm t;
+      t.kind = QueryTerm::Kind::kImageFile;
+      t.path = image;
+      terms->push_back(t);
+    }
+    for (int64_t id : f->similar) {
+      QueryTerm t;
+      t.kind = QueryTerm::Kind::kSimilar;
+      t.id = id;
+      terms->push_back(t);
+    }
+    if (terms->empty())
+      return ReportError(Status::InvalidArgument("nothing to search for: give a query, --image or --similar"),
+                         kExitUsage);
+    const bool needs_model = std::any_of(terms->begin(), terms->end(),
+                                         [](const QueryTerm& t) { return t.kind != QueryTerm::Kind::kSimilar; });
+    std::unique_ptr<ClipModel> model;
+    if (needs_model) {
+      auto loaded = LoadModel(f->model);
+      if (!loaded.ok()) return ReportError(loaded.status(), kExitUsage);
+      model = std::move(loaded).value();
+    }
+    auto collection = OpenForReading(f->db, model.get());
+    if (!collection.ok()) return ReportError(collection.status(), kExitUsage);
+
+    SearchOptions options;
+    options.k = f->k;
+    options.offset = f->offset;
+    options.min_score = f->min_score;
+    options.exact = f->exact;
+    options.filter.formats = f->formats;
+    if (!f->under.empty()) options.filter.under = std::filesystem::absolute(f->under).lexically_normal().string();
+    while (options.filter.under.size() > 1 && options.filter.under.back() == '/') options.filter.under.pop_back();
+    for (auto [text, out] :
+         {std::pair{&f->after, &options.filter.after_s}, std::pair{&f->before, &options.filter.before_s}}) {
+      if (text->empty()) continue;
+      auto seconds = ParseDate(*text);
+      if (!seconds.ok()) return ReportError(seconds.status(), kExitUsage);
+      *out = *seconds;
+    }
+
+    Result<std::vector<float>> query = Status::Internal("unset");
+    if (model) {
+      query = BuildQueryVector(*terms, *model, collection->get());
+    } else {
+      // Only indexed images: combine their stored vectors without a model.
+      std::vector<float> sum;
+      for (const QueryTerm& t : *terms) {
+        auto v = (*collection)->GetEmbedding(t.id);
+        if (!v.ok()) return ReportError(v.status(), kExitUsage);
+        if (sum.empty()) sum.assign(v->size(), 0.0f);
+        for (size_t i = 0; i < v->size() && i < sum.size(); ++i) sum[i] += t.weight * (*v)[i];
+      }
+      query = sum;
+    }
+    if (!query.ok()) return ReportError(query.status(), kExitUsage);
+    auto hits = (*collection)->Search(*query, options);
+    if (!hits.ok()) return ReportError(hits.status(), kExitUsage);
+    PrintHits(*hits, f->json);
+    return kExitOk;
+  };
+}
+
+RunFn AddStatsCommand(CLI::App& root) {
+  struct Flags {
+    std::string db;
+    bool json = false;
+  };
+  auto f = std::make_shared<Flags>();
+  CLI::App* app = root.add_subcommand("stats", "what a collection holds: counts, model, disk use, index");
+  app->add_option("--db", f->db, "collection directory")->required();
+  app->add_flag("--json", f->json, "one JSON object");
+  return [f] {
+    auto collection = OpenForReading(f->db, nullptr);
+    if (!collection.ok()) return ReportError(collection.status(), kExitUsage);
+    auto s = (*collection)->Stats();
+    if (!s.ok()) return ReportError(s.status(), kExitUsage);
+    if (f->json) {
+      nlohmann::json j = {{"indexed", s->indexed},
+                          {"failed", s->failed},
+                          {"distinct_vectors", s->distinct_vectors},
+                          {"model", {{"id", s->model.id}, {"name", s->model.name}, {"dim", s->model.dim}}},
+                          {"database_bytes", s->database_bytes},
+                          {"index_bytes", s->index_bytes},
+                          {"index",
+                           {{"kind", s->index_kind},
+                            {"m", s->index_params.m},
+                            {"ef_construction", s->index_params.ef_construction},
+                            {"ef_search", s->index_params.ef_search},
+                            {"exact_below", s->index_params.exact_below}}},
+                          {"schema_version", s->schema_version}};
+      std::printf("%s\n", j.dump().c_str());
+      return kExitOk;
+    }
+    std::printf("collection  %s\n", f->db.c_str());
+    std::printf("images      %lld indexed, %lld failed\n", static_cast<long long>(s->indexed),
+                static_cast<long long>(s->failed));
+    std::printf("vectors     %lld distinct (identical files share one)\n", static_cast<long long>(s->distinct_vectors));
+    std::printf("model       %s (%s, %d dimensions)\n", s->model.name.c_str(), s->model.id.c_str(), s->model.dim);
+    std::printf("disk        catalog %.1f MB, index snapshot %.1f MB\n", s->database_bytes / 1e6, s->index_bytes / 1e6);
+    std::printf("index       %s (HNSW M=%d, ef_construction=%d, ef_search=%d; exact below %d images)\n",
+                s->index_kind.c_str(), s->index_params.m, s->index_params.ef_construction, s->index_params.ef_search,
+                s->index_params.exact_below);
+    std::printf("schema      version %d\n", s->schema_version);
+    return kExitOk;
+  };
+}
+
+RunFn AddListCommand(CLI::App& root) {
+  struct Flags {
+    std::string db, status;
+    bool json = false;
+  };
+  auto f = std::make_shared<Flags>();
+  CLI::App* app = root.add_subcommand("list", "every image the collection knows, one per line");
+  app->add_option("--db", f->db, "collection directory")->required();
+  app->add_option("--status", f->status, "only indexed or failed images")->check(CLI::IsMember({"indexed", "failed"}));
+  app->add_flag("--json", f->json, "JSON lines: id, path, status, error");
+  return [f] {
+    auto collection = OpenForReading(f->db, nullptr);
+    if (!collection.ok()) return ReportError(collection.status(), kExitUsage);
+    std::optional<ImageStatus> status;
+    if (f->status == "indexed") status = ImageStatus::kIndexed;
+    if (f->status == "failed") status = ImageStatus::kFailed;
+    Status st = (*collection)
+                    ->ForEach(
+                        [&](const ImageRecord& r) {
+                          if (f->json) {
+                            std::printf("{\"id\":%lld,\"path\":%s,\"status\":\"%s\",\"error\":%s}\n",
+                                        static_cast<long long>(r.id), JsonString(r.path).c_str(),
+                                        ImageStatusName(r.status), JsonString(r.error).c_str());
+                          } else if (r.status == ImageStatus::kFailed) {
+                            std::printf("failed   %s  (%s)\n", r.path.c_str(), r.error.c_str());
+                          } else {
+                            std::printf("indexed  %s\n", r.path.c_str());
+                          }
+                          return true;
+                        },
+                        status);
+    return st.ok() ? kExitOk : ReportError(st, kExitUsage);
+  };
+}
+
+RunFn AddDuplicatesCommand(CLI::App& root) {
+  struct Flags {
+    std::string db;
+    float min_score = 0.95f;
+    bool json = false;
+  };
+  auto f = std::make_shared<Flags>();
+  CLI::App* app = root.add_subcommand("duplicates", "groups of images whose embeddings are near-identical");
+  app->add_option("--db", f->db, "collection directory")->required();
+  app->add_option("--min-score", f->min_score, "how similar counts as a duplicate (cosine)")->capture_default_str();
+  app->add_flag("--json", f->json, "one JSON object per group");
+  return [f] {
+    auto collection = OpenForReading(f->db, nullptr);
+    if (!collection.ok()) return ReportError(collection.status(), kExitUsage);
+    Collection& c = **collection;
+    std::vector<int64_t> ids;
+    std::map<int64_t, std::string> paths;
+    Status st = c.ForEach(
+        [&](const ImageRecord& r) {
+          ids.push_back(r.id);
+          paths[r.id] = r.path;
+          return true;
+        },
+        ImageStatus::kIndexed);
+    if (!st.ok()) return ReportError(st, kExitUsage);
+    // Union-find over the pairs above the threshold.
+    std::map<int64_t, int64_t> parent;
+    for (int64_t id : ids) parent[id] = id;
+    auto find = [&](int64_t x) {
+      while (parent[x] != x) x = parent[x] = parent[parent[x]];
+      return x;
+    };
+    SearchOptions options;
+    options.k = 50;
+    options.min_score = f->min_score;
+    for (int64_t id : ids) {
+      auto v = c.GetEmbedding(id);
+      if (!v.ok()) return ReportError(v.status(), kExitUsage);
+      auto hits = c.Search(*v, options);
+      if (!hits.ok()) return ReportError(hits.status(), kExitUsage);
+      for (const SearchHit& h : *hits) {
+        if (h.id != id) parent[find(h.id)] = find(id);
+      }
+    }
+    std::map<int64_t, std::vector<int64_t>> groups;
+    for (int64_t id : ids) groups[find(id)].push_back(id);
+    int n_groups = 0;
+    for (const auto& [rep, members] : groups) {
+      if (members.size() < 2) continue;
+      ++n_groups;
+      if (f->json) {
+        nlohmann::json j = nlohmann::json::array();
+        for (int64_t id : members) j.push_back({{"id", id}, {"path", paths[id]}});
+        std::printf("{\"images\":%s}\n", j.dump().c_str());
+      } else {
+        for (int64_t id : members) std::printf("%s\n", paths[id].c_str());
+        std::printf("\n");
+      }
+    }
+    if (!f->json) std::fprintf(stderr, "%d groups of near-duplicates (cosine >= %.3f)\n", n_groups, f->min_score);
+    return kExitOk;
+  };
+}
+
+}  // namespace imgsearch::cli

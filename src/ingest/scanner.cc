@@ -1,0 +1,88 @@
+#include "ingest/scanner.h"
+
+#include <fnmatch.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <filesystem>
+
+namespace imgsearch::ingest {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool MatchesAny(const std::vector<std::string>& globs, const std::string& name) {
+  return std::any_of(globs.begin(), globs.end(),
+                     [&](const std::string& g) { return ::fnmatch(g.c_str(), name.c_str(), FNM_CASEFOLD) == 0; });
+}
+
+bool SkipName(const std::string& name, const ScanOptions& o) {
+  if (!o.include_hidden && !name.empty() && name[0] == '.') return true;
+  return std::find(o.exclude_names.begin(), o.exclude_names.end(), name) != o.exclude_names.end();
+}
+
+bool Stat(const std::string& path, bool follow, FileInfo* out) {
+  struct stat st {};
+  if ((follow ? ::stat(path.c_str(), &st) : ::lstat(path.c_str(), &st)) != 0) return false;
+  if (!S_ISREG(st.st_mode)) return false;
+  out->path = path;
+  out->size_bytes = st.st_size;
+  out->mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+  return true;
+}
+
+}  // namespace
+
+std::string NormaliseRoot(const std::string& root) {
+  std::string p = fs::absolute(root).lexically_normal().string();
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  return p;
+}
+
+bool IsUnder(const std::string& path, const std::string& root) {
+  if (path.size() < root.size() || path.compare(0, root.size(), root) != 0) return false;
+  return path.size() == root.size() || root == "/" || path[root.size()] == '/';
+}
+
+Result<std::vector<FileInfo>> ScanTree(const std::string& root_in, const ScanOptions& o,
+                                       std::vector<std::string>* warnings) {
+  const std::string root = NormaliseRoot(root_in);
+  std::error_code ec;
+  const fs::file_status status = fs::status(root, ec);
+  if (ec || !fs::exists(status)) return Status::NotFound("folder " + root + " does not exist");
+  std::vector<FileInfo> files;
+  if (fs::is_regular_file(status)) {
+    FileInfo f;
+    if (Stat(root, true, &f)) files.push_back(f);
+    return files;
+  }
+  if (!fs::is_directory(status)) return Status::InvalidArgument(root + " is neither a folder nor a file");
+
+  fs::directory_options options = fs::directory_options::skip_permission_denied;
+  if (o.follow_symlinks) options |= fs::directory_options::follow_directory_symlink;
+  fs::recursive_directory_iterator it(root, options, ec);
+  if (ec) return Status::IoError("cannot read folder " + root + ": " + ec.message());
+  for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (ec) {
+      warnings->push_back("cannot read " + it->path().string() + ": " + ec.message());
+      ec.clear();
+      continue;
+    }
+    const std::string name = it->path().filename().string();
+    if (SkipName(name, o)) {
+      if (it->is_directory(ec)) it.disable_recursion_pending();
+      continue;
+    }
+    if (it->is_symlink(ec) && !o.follow_symlinks) continue;
+    if (!it->is_regular_file(ec)) continue;
+    if (!o.include_globs.empty() && !MatchesAny(o.include_globs, name)) continue;
+    if (MatchesAny(o.exclude_globs, name)) continue;
+    FileInfo f;
+    if (Stat(it->path().string(), o.follow_symlinks, &f)) files.push_back(std::move(f));
+  }
+  std::sort(files.begin(), files.end(), [](const FileInfo& a, const FileInfo& b) { return a.path < b.path; });
+  return files;
+}
+
+}  // namespace imgsearch::ingest

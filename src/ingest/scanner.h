@@ -1,0 +1,29 @@
+// Walking folders: regular files with their size and mtime, skipping what users never mean to index.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "imgsearch/ingest.h"
+
+namespace imgsearch::ingest {
+
+struct FileInfo {
+  std::string path;  // absolute, normalised
+  int64_t size_bytes = 0;
+  int64_t mtime_ns = 0;
+};
+
+// Absolute, normalised form of a root ("./photos/" → "/home/me/photos").
+std::string NormaliseRoot(const std::string& root);
+
+// Files under `root` (or `root` itself when it is a file), in path order. Unreadable folders are
+// skipped and reported in `warnings`.
+Result<std::vector<FileInfo>> ScanTree(const std::string& root, const ScanOptions& options,
+                                       std::vector<std::string>* warnings);
+
+// True when `path` lies under `root` (a folder) or is `root`.
+bool IsUnder(const std::string& path, const std::string& root);
+
+}  // namespace imgsearch::ingest
