@@ -146,6 +146,14 @@ TEST(Collection, RejectsBadInputWithClearErrors) {
   EXPECT_FALSE(c->Upsert(std::vector<ImageUpsert>{MakeImage("/b.jpg", std::vector<float>(3, 1.0f), "b")}).ok());
   EXPECT_FALSE(c->Upsert(std::vector<ImageUpsert>{MakeImage("/c.jpg", Axis(16, 1), "")}).ok());
   EXPECT_FALSE(c->Upsert(std::vector<ImageUpsert>{MakeImage("", Axis(16, 1), "x")}).ok());
+  EXPECT_FALSE(c->Upsert(std::vector<ImageUpsert>{MakeImage("/z.jpg", std::vector<float>(16, 0.0f), "z")}).ok());
+  EXPECT_FALSE(c->Upsert(std::vector<ImageUpsert>{MakeImage("/n.jpg", std::vector<float>(16, NAN), "n")}).ok());
+  // The same path twice in one batch: the last one wins.
+  ASSERT_TRUE(c->Upsert(std::vector<ImageUpsert>{MakeImage("/t.jpg", Axis(16, 4), "t1"),
+                                                 MakeImage("/t.jpg", Axis(16, 5), "t2")})
+                  .ok());
+  EXPECT_EQ(c->Search(Axis(16, 5), SearchOptions{})->front().path, "/t.jpg");
+  ASSERT_TRUE(c->Remove(std::vector<std::string>{"/t.jpg"}).ok());
   // A failed batch writes nothing.
   EXPECT_FALSE(
       c->Upsert(std::vector<ImageUpsert>{MakeImage("/d.jpg", Axis(16, 2), "d"), MakeImage("/e.jpg", Axis(16, 3), "")})
@@ -463,6 +471,41 @@ TEST(Crash, KillNineAtRandomMomentsLosesNothingAcknowledged) {
   }
   EXPECT_GT(total_acknowledged, 0) << "the writer never got going: the test checked nothing";
   EXPECT_GT(rounds_checked, 3);
+}
+
+}  // namespace
+}  // namespace imgsearch
+
+namespace imgsearch {
+namespace {
+
+// Scores are exact cosines for any dimension (the SIMD kernel's tail included).
+TEST(Search, ScoresAreCosinesAtOddDimensions) {
+  for (int dim : {3, 8, 37, 515}) {
+    const std::string dir = testing::MakeTempDir() + "/db";
+    const ModelIdentity model = TestModel(dim);
+    auto c = OpenCollection(dir, &model);
+    ASSERT_TRUE(c.ok());
+    std::mt19937 rng(dim);
+    std::vector<std::vector<float>> vs;
+    std::vector<ImageUpsert> batch;
+    for (int i = 0; i < 20; ++i) {
+      vs.push_back(RandomUnit(dim, &rng));
+      batch.push_back(MakeImage("/" + std::to_string(i), vs.back(), std::to_string(i)));
+    }
+    ASSERT_TRUE((*c)->Upsert(batch).ok());
+    const std::vector<float> q = RandomUnit(dim, &rng);
+    SearchOptions o;
+    o.k = 20;
+    auto hits = (*c)->Search(q, o);
+    ASSERT_EQ(hits->size(), 20u);
+    for (const SearchHit& h : *hits) {
+      const auto& v = vs[std::stoi(h.path.substr(1))];
+      double dot = 0;
+      for (int i = 0; i < dim; ++i) dot += double(q[i]) * v[i];
+      EXPECT_NEAR(h.score, dot, 1e-5) << "dim " << dim;
+    }
+  }
 }
 
 }  // namespace

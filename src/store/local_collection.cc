@@ -10,6 +10,7 @@
 #include <mutex>
 #include <shared_mutex>
 
+#include "base/rw_mutex.h"
 #include "imgsearch/collection.h"
 #include "store/catalog.h"
 #include "store/vector_index.h"
@@ -78,6 +79,11 @@ class LocalCollection final : public Collection {
 
   Result<std::vector<int64_t>> Upsert(std::span<const ImageUpsert> batch) override {
     RETURN_IF_ERROR(CheckWritable());
+    for (const ImageUpsert& u : batch) {
+      if (u.record.status == ImageStatus::kIndexed && !u.embedding.empty() && Normalised(u.embedding).empty()) {
+        return Status::InvalidArgument(u.record.path + ": embedding is zero or not finite");
+      }
+    }
     std::lock_guard<std::mutex> writer(write_mu_);
     ASSIGN_OR_RETURN(std::vector<int64_t> ids, catalog_->Upsert(batch, model_.dim));
     std::vector<std::vector<float>> stored(batch.size());
@@ -86,19 +92,25 @@ class LocalCollection final : public Collection {
         ASSIGN_OR_RETURN(stored[i], catalog_->GetEmbedding(ids[i]));  // shared content: reuse its vector
       }
     }
+    std::vector<int64_t> put_ids;
+    std::vector<float> put_vectors;
+    std::vector<ImageMeta> put_metas;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const ImageUpsert& u = batch[i];
+      if (u.record.status != ImageStatus::kIndexed) continue;
+      ImageRecord r = u.record;
+      r.id = ids[i];
+      const std::vector<float> v = Normalised(u.embedding.empty() ? stored[i] : u.embedding);
+      put_ids.push_back(ids[i]);
+      put_vectors.insert(put_vectors.end(), v.begin(), v.end());
+      put_metas.push_back(MetaOf(r));
+    }
     {
-      std::unique_lock<std::shared_mutex> lock(index_mu_);
+      std::unique_lock<RwMutex> lock(index_mu_);
       for (size_t i = 0; i < batch.size(); ++i) {
-        const ImageUpsert& u = batch[i];
-        if (u.record.status != ImageStatus::kIndexed) {
-          index_->Erase(ids[i]);
-          continue;
-        }
-        ImageRecord r = u.record;
-        r.id = ids[i];
-        const std::vector<float>& v = u.embedding.empty() ? stored[i] : u.embedding;
-        index_->Put(ids[i], Normalised(v), MetaOf(r));
+        if (batch[i].record.status != ImageStatus::kIndexed) index_->Erase(ids[i]);
       }
+      index_->PutBatch(put_ids, put_vectors, std::move(put_metas));
     }
     RETURN_IF_ERROR(NoteChanges(static_cast<int64_t>(batch.size())));
     return ids;
@@ -109,7 +121,7 @@ class LocalCollection final : public Collection {
     std::lock_guard<std::mutex> writer(write_mu_);
     ASSIGN_OR_RETURN(std::vector<int64_t> ids, catalog_->Remove(paths));
     {
-      std::unique_lock<std::shared_mutex> lock(index_mu_);
+      std::unique_lock<RwMutex> lock(index_mu_);
       for (int64_t id : ids) index_->Erase(id);
     }
     RETURN_IF_ERROR(NoteChanges(static_cast<int64_t>(ids.size())));
@@ -123,7 +135,7 @@ class LocalCollection final : public Collection {
     if (!id) return Status::NotFound("cannot move " + from + ": not in the collection");
     ASSIGN_OR_RETURN(std::optional<ImageRecord> record, catalog_->GetById(*id));
     if (record) {
-      std::unique_lock<std::shared_mutex> lock(index_mu_);
+      std::unique_lock<RwMutex> lock(index_mu_);
       index_->UpdateMeta(*id, MetaOf(*record));
     }
     return NoteChanges(1);
@@ -155,7 +167,7 @@ class LocalCollection final : public Collection {
     const std::vector<float> q = Normalised({query.begin(), query.end()});
     if (q.empty()) return Status::InvalidArgument("query vector is zero");
 
-    std::shared_lock<std::shared_mutex> lock(index_mu_);
+    std::shared_lock<RwMutex> lock(index_mu_);
     const std::vector<ScoredId> found =
         index_->Search(q, static_cast<size_t>(o.k) + static_cast<size_t>(o.offset), o.filter, o.exact);
     std::vector<SearchHit> hits;
@@ -178,7 +190,7 @@ class LocalCollection final : public Collection {
     for (const char* f : {"catalog.db", "catalog.db-wal", "catalog.db-shm"}) s.database_bytes += FileBytes(f);
     s.index_bytes = FileBytes(kSnapshotFile);
     s.index_params = options_.index;
-    std::shared_lock<std::shared_mutex> lock(index_mu_);
+    std::shared_lock<RwMutex> lock(index_mu_);
     s.index_kind = index_ != nullptr && index_->size() > options_.index.exact_below ? "hnsw" : "exact";
     return s;
   }
@@ -199,7 +211,7 @@ class LocalCollection final : public Collection {
         },
         ImageStatus::kIndexed));
     std::sort(catalog_ids.begin(), catalog_ids.end());
-    std::shared_lock<std::shared_mutex> lock(index_mu_);
+    std::shared_lock<RwMutex> lock(index_mu_);
     const std::vector<int64_t> graph_ids = index_ ? index_->GraphIds() : std::vector<int64_t>();
     if (graph_ids != catalog_ids) {
       return Status::Corruption(dir_ + ": the index holds " + std::to_string(graph_ids.size()) +
@@ -242,7 +254,7 @@ class LocalCollection final : public Collection {
 
   Status CheckpointLocked() {
     {
-      std::shared_lock<std::shared_mutex> lock(index_mu_);
+      std::shared_lock<RwMutex> lock(index_mu_);
       RETURN_IF_ERROR(index_->Save(dir_ + "/" + kSnapshotFile, applied_seq_));
     }
     changes_since_snapshot_ = 0;
@@ -289,14 +301,28 @@ class LocalCollection final : public Collection {
     index_ = std::make_unique<VectorIndex>(model_.dim, options_.index);
     ASSIGN_OR_RETURN(applied_seq_, catalog_->LastChangeSeq());
     Status bad;
+    std::vector<int64_t> ids;
+    std::vector<float> vectors;
+    std::vector<ImageMeta> metas;
+    auto flush = [&] {
+      index_->PutBatch(ids, vectors, std::move(metas));
+      ids.clear();
+      vectors.clear();
+      metas.clear();
+    };
     RETURN_IF_ERROR(catalog_->ForEachIndexed([&](const ImageRecord& r, std::span<const float> v) {
       if (static_cast<int>(v.size()) != model_.dim) {
         bad = Status::Corruption(dir_ + ": vector of " + r.path + " has " + std::to_string(v.size()) + " dimensions");
         return;
       }
-      index_->Put(r.id, Normalised({v.begin(), v.end()}), MetaOf(r));
+      const std::vector<float> n = Normalised({v.begin(), v.end()});
+      ids.push_back(r.id);
+      vectors.insert(vectors.end(), n.begin(), n.end());
+      metas.push_back(MetaOf(r));
+      if (ids.size() >= 4096) flush();
     }));
     RETURN_IF_ERROR(bad);
+    flush();
     changes_since_snapshot_ = index_->size() > 0 ? 1 : 0;  // worth a snapshot on close
     if (!options_.read_only && index_->size() > options_.index.exact_below) return CheckpointLocked();
     return Status::Ok();
@@ -312,7 +338,7 @@ class LocalCollection final : public Collection {
   int64_t applied_seq_ = 0;             // guarded by write_mu_
   int64_t changes_since_snapshot_ = 0;  // guarded by write_mu_
 
-  mutable std::shared_mutex index_mu_;
+  mutable RwMutex index_mu_;
   std::unique_ptr<VectorIndex> index_;  // guarded by index_mu_ (the pointer is set before sharing)
 };
 

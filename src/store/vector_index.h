@@ -42,6 +42,8 @@ class VectorIndex {
 
   // Inserts or replaces.
   void Put(int64_t id, std::span<const float> vector, ImageMeta meta);
+  // The same for many; the graph insertions run on all cores. `vectors` holds ids.size() rows.
+  void PutBatch(std::span<const int64_t> ids, std::span<const float> vectors, std::vector<ImageMeta> metas);
   void UpdateMeta(int64_t id, ImageMeta meta);
   // After Load: makes `id`, present in the loaded graph, searchable again. False if it is not there.
   bool AttachMeta(int64_t id, ImageMeta meta);
