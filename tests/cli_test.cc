@@ -219,3 +219,33 @@ TEST(Cli, SearchErrorsAreClear) {
 
 }  // namespace
 }  // namespace imgsearch
+
+namespace imgsearch {
+namespace {
+
+TEST(Cli, AnotherModelIsRefusedUntilReindex) {
+  const std::string dir = testing::MakeTempDir();
+  MakeLibrary(dir);
+  const std::string db = dir + "/db";
+  const std::string other = TestModelDir() + "-2";
+  RunCommand({ImgsearchBin(), "index", "--db", db, "--model", TestModelDir(), dir + "/lib"});
+  const auto before = nlohmann::json::parse(RunCommand({ImgsearchBin(), "stats", "--db", db, "--json"}).out);
+  auto refused = RunCommand({ImgsearchBin(), "search", "--db", db, "--model", other, "cat"});
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.err.find("reindex"), std::string::npos) << refused.err;
+  auto reindex = RunCommand({ImgsearchBin(), "reindex", "--db", db, "--model", other});
+  EXPECT_EQ(reindex.exit_code, 1) << reindex.err;  // the broken file still fails
+  EXPECT_NE(reindex.out.find("re-embedded 3 images"), std::string::npos) << reindex.out;
+  const auto after = nlohmann::json::parse(RunCommand({ImgsearchBin(), "stats", "--db", db, "--json"}).out);
+  EXPECT_NE(after["model"]["id"], before["model"]["id"]);
+  EXPECT_EQ(after["indexed"], 3);
+  EXPECT_EQ(after["failed"], 1);
+  auto search = RunCommand({ImgsearchBin(), "search", "--db", db, "--model", other, "cat", "-k", "3"});
+  EXPECT_EQ(search.exit_code, 0) << search.err;
+  EXPECT_EQ(std::count(search.out.begin(), search.out.end(), '\n'), 3);
+  EXPECT_FALSE(std::filesystem::exists(db + ".reindex"));
+  EXPECT_FALSE(std::filesystem::exists(db + ".old"));
+}
+
+}  // namespace
+}  // namespace imgsearch

@@ -16,6 +16,7 @@
 #include <set>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "imgsearch/collection.h"
 
@@ -91,6 +92,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch", batch, "images per write transaction")->capture_default_str();
   app.add_option("--dir", dir, "collection directory (default: a fresh temporary one, removed after)");
   CLI11_PARSE(app, argc, argv);
+  spdlog::set_level(spdlog::level::warn);
   if (clusters <= 0) clusters = static_cast<int>(std::max<int64_t>(10, n / 100));
   const bool temporary = dir.empty();
   if (temporary)

@@ -74,3 +74,29 @@ RunFn AddIndexCommand(CLI::App& root) {
 }
 
 }  // namespace imgsearch::cli
+
+namespace imgsearch::cli {
+
+RunFn AddReindexCommand(CLI::App& root) {
+  struct Flags {
+    std::string db, model;
+    int threads = 0;
+  };
+  auto f = std::make_shared<Flags>();
+  CLI::App* app = root.add_subcommand("reindex", "re-embed every image of a collection with another model");
+  app->add_option("--db", f->db, "collection directory")->required();
+  app->add_option("--model", f->model, "the new model (default: $IMGSEARCH_MODEL)");
+  app->add_option("--threads", f->threads, "threads for the model (0: all cores)");
+  return [f] {
+    auto model = LoadModel(f->model, f->threads);
+    if (!model.ok()) return ReportError(model.status(), kExitUsage);
+    auto report = ReindexCollection(f->db, **model);
+    if (!report.ok()) return ReportError(report.status(), kExitUsage);
+    std::printf("re-embedded %lld images in %.1fs (%lld failed)\n", static_cast<long long>(report->embedded),
+                report->seconds, static_cast<long long>(report->failed));
+    for (const auto& [path, reason] : report->failures) std::printf("failed: %s: %s\n", path.c_str(), reason.c_str());
+    return report->failed > 0 ? kExitSomeFailed : kExitOk;
+  };
+}
+
+}  // namespace imgsearch::cli

@@ -52,6 +52,7 @@ int Main(int argc, char** argv) {
   add(AddPreprocessCommand(app));
   add(AddModelCommand(app));
   add(AddIndexCommand(app));
+  add(AddReindexCommand(app));
   add(AddSearchCommand(app));
   add(AddStatsCommand(app));
   add(AddListCommand(app));

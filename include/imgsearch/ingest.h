@@ -48,6 +48,10 @@ struct SyncReport {
 Result<SyncReport> SyncFolders(std::span<const std::string> roots, const ClipModel& model, Collection* collection,
                                const SyncOptions& options = {});
 
+// Re-embeds every image of the collection in `dir` with `model` (after a model change). Builds the
+// new collection beside the old one and swaps them only when it is complete.
+Result<SyncReport> ReindexCollection(const std::string& dir, const ClipModel& model, const SyncOptions& options = {});
+
 // The collection's identity for a model.
 ModelIdentity IdentityOf(const ClipModel& model);
 

@@ -2,8 +2,11 @@
 #include <spdlog/spdlog.h>
 #include <xxhash.h>
 
+#include <sys/stat.h>
+
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <unordered_map>
@@ -83,6 +86,12 @@ class Syncer {
       return true;
     }));
 
+    return Reconcile(on_disk, known);
+  }
+
+  // Makes the collection's `known` records match the files `on_disk`.
+  Status Reconcile(const std::map<std::string, FileInfo>& on_disk,
+                   const std::unordered_map<std::string, ImageRecord>& known) {
     // Files whose size or mtime changed (or that are new) are read and hashed; the rest are not.
     std::vector<Pending> pending;
     std::vector<std::string> gone;  // known paths that are no longer images on disk
@@ -231,6 +240,53 @@ class Syncer {
 };
 
 }  // namespace
+
+Result<SyncReport> ReindexCollection(const std::string& dir, const ClipModel& model, const SyncOptions& options) {
+  namespace fs = std::filesystem;
+  const auto start = std::chrono::steady_clock::now();
+  // Held open (read-write, any model) for the whole run: no other process may write meanwhile.
+  auto old = OpenCollection(dir, nullptr, CollectionOptions{.read_only = false, .create_if_missing = false});
+  if (!old.ok()) return old.status();
+  std::map<std::string, FileInfo> files;
+  RETURN_IF_ERROR((*old)->ForEach([&](const ImageRecord& r) {
+    FileInfo f;
+    struct stat st {};
+    if (::stat(r.path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      f.path = r.path;
+      f.size_bytes = st.st_size;
+      f.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+      files.emplace(r.path, f);
+    }
+    return true;
+  }));
+
+  const std::string staging = dir + ".reindex";
+  std::error_code ec;
+  fs::remove_all(staging, ec);
+  SyncReport report;
+  {
+    const ModelIdentity identity = IdentityOf(model);
+    auto fresh = OpenCollection(staging, &identity);
+    if (!fresh.ok()) return fresh.status();
+    Syncer syncer(model, fresh->get(), options, &report);
+    RETURN_IF_ERROR(syncer.Reconcile(files, {}));
+    report.scanned = static_cast<int64_t>(files.size());
+  }
+  // Swap the directories: the old collection stays intact until the new one is complete.
+  old = Status::Internal("closed");
+  const std::string retired = dir + ".old";
+  fs::remove_all(retired, ec);
+  fs::rename(dir, retired, ec);
+  if (ec) return Status::IoError("cannot move " + dir + " aside: " + ec.message());
+  fs::rename(staging, dir, ec);
+  if (ec) {
+    fs::rename(retired, dir);
+    return Status::IoError("cannot install the re-embedded collection: " + ec.message());
+  }
+  fs::remove_all(retired, ec);
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return report;
+}
 
 ModelIdentity IdentityOf(const ClipModel& model) {
   const ModelInfo& info = model.info();

@@ -70,8 +70,9 @@ class LocalCollection final : public Collection {
   Status Init() {
     if (model_.dim <= 0) return Status::Ok();  // an empty collection with no model yet
     index_ = std::make_unique<VectorIndex>(model_.dim, options_.index);
+    if (!std::filesystem::exists(dir_ + "/" + kSnapshotFile + ".meta")) return Rebuild();  // new, or never snapshotted
     if (Status st = LoadSnapshot(); !st.ok()) {
-      spdlog::info("index snapshot of {} not usable ({}); rebuilding from the catalog", dir_, st.message());
+      spdlog::warn("index snapshot of {} not usable ({}); rebuilding it from the catalog", dir_, st.message());
       RETURN_IF_ERROR(Rebuild());
     }
     return Status::Ok();
