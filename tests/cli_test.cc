@@ -249,3 +249,22 @@ TEST(Cli, AnotherModelIsRefusedUntilReindex) {
 
 }  // namespace
 }  // namespace imgsearch
+
+namespace imgsearch {
+namespace {
+
+// The benchmark's output contract (figures themselves are never asserted in tests).
+TEST(Cli, BenchReportsEveryFigure) {
+  auto r = RunCommand({ImgsearchBin(), "bench", "--model", TestModelDir(), "--images", "4", "--batch", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  for (const char* key : {"encoder_images_per_s", "end_to_end_images_per_s", "text_ms_p50_short", "text_ms_p99_short",
+                          "text_ms_p50_long", "gemm_peak_gflops", "encoder_gflops", "path", "peak_rss_mb"}) {
+    EXPECT_TRUE(j.contains(key)) << key;
+  }
+  EXPECT_GT(j["encoder_images_per_s"].get<double>(), 0);
+  EXPECT_EQ(j["end_to_end_files"], 4);
+}
+
+}  // namespace
+}  // namespace imgsearch

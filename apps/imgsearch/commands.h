@@ -26,6 +26,7 @@ RunFn AddPreprocessCommand(CLI::App& root);
 RunFn AddModelCommand(CLI::App& root);
 RunFn AddIndexCommand(CLI::App& root);
 RunFn AddReindexCommand(CLI::App& root);
+RunFn AddBenchCommand(CLI::App& root);
 RunFn AddSearchCommand(CLI::App& root);
 RunFn AddStatsCommand(CLI::App& root);
 RunFn AddListCommand(CLI::App& root);

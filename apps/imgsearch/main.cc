@@ -53,6 +53,7 @@ int Main(int argc, char** argv) {
   add(AddModelCommand(app));
   add(AddIndexCommand(app));
   add(AddReindexCommand(app));
+  add(AddBenchCommand(app));
   add(AddSearchCommand(app));
   add(AddStatsCommand(app));
   add(AddListCommand(app));

@@ -59,6 +59,13 @@ struct ModelInfo {
   std::string precision;    // what the GEMMs compute in
 };
 
+// Times the engine's fp32 GEMM on an m×k · k×n problem for at least `min_seconds` and returns the
+// rate in GFLOPS: the ceiling the encoders are measured against.
+double MeasureGemmGflops(int m, int k, int n, double min_seconds = 1.0);
+
+// Floating-point operations to encode one image (multiply-adds counted as two).
+double VisionFlopsPerImage(const ModelInfo& info);
+
 class ClipModel {
  public:
   // Loads a Hugging Face CLIPModel directory (config.json, model.safetensors, vocab.json,

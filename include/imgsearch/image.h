@@ -73,4 +73,7 @@ Status PreprocessForClip(std::span<const uint8_t> bytes, int size, float* chw, c
 
 Status WritePng(const Image& image, const std::string& path);
 
+// Baseline JPEG (libjpeg-turbo), quality 1..100.
+Result<std::vector<uint8_t>> EncodeJpeg(const Image& image, int quality = 90);
+
 }  // namespace imgsearch

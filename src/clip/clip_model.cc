@@ -1,6 +1,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "clip/config.h"
 #include "clip/encoders.h"
@@ -8,6 +9,7 @@
 #include "clip/weights.h"
 #include "imgsearch/clip.h"
 #include "kernels/cpu.h"
+#include "kernels/gemm.h"
 
 namespace imgsearch {
 
@@ -29,6 +31,33 @@ TowerInfo DescribeTower(const clip::TowerConfig& t) {
 }
 
 }  // namespace
+
+double MeasureGemmGflops(int m, int k, int n, double min_seconds) {
+  std::vector<float> x(static_cast<size_t>(m) * k, 0.5f), w(static_cast<size_t>(n) * k, 0.25f);
+  std::vector<float> y(static_cast<size_t>(m) * n);
+  kernels::Linear(x.data(), w.data(), nullptr, y.data(), m, k, n);  // warm-up: JIT and caches
+  const auto start = std::chrono::steady_clock::now();
+  int reps = 0;
+  double elapsed = 0;
+  do {
+    kernels::Linear(x.data(), w.data(), nullptr, y.data(), m, k, n);
+    ++reps;
+    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  } while (elapsed < min_seconds);
+  return 2.0 * m * k * n * reps / elapsed / 1e9;
+}
+
+double VisionFlopsPerImage(const ModelInfo& info) {
+  const double w = info.vision.width;
+  const double grid = static_cast<double>(info.image_size) / info.patch_size;
+  const double t = grid * grid + 1;
+  const double patch = 2.0 * grid * grid * 3 * info.patch_size * info.patch_size * w;
+  const double per_layer = 2.0 * t * w * 3 * w                         // q, k, v
+                           + 2.0 * 2 * t * t * w                       // scores and weighted sum
+                           + 2.0 * t * w * w                           // output projection
+                           + 2.0 * 2 * t * w * info.vision.mlp_width;  // MLP
+  return patch + info.vision.n_layers * per_layer + 2.0 * w * info.embedding_dim;
+}
 
 Result<Precision> ParsePrecision(std::string_view name) {
   if (name == "fp32") return Precision::kFp32;

@@ -64,7 +64,7 @@ std::string ExifWithOrientation(int orientation) {
 
 enum class JpegKind { kRgb, kGray, kCmyk, kProgressive };
 
-Bytes EncodeJpeg(const Image& img, JpegKind kind = JpegKind::kRgb, int orientation = 0, int quality = 95) {
+Bytes EncodeTestJpeg(const Image& img, JpegKind kind = JpegKind::kRgb, int orientation = 0, int quality = 95) {
   jpeg_compress_struct c;
   jpeg_error_mgr err;
   c.err = jpeg_std_error(&err);
@@ -238,7 +238,7 @@ Image MustDecode(const Bytes& bytes, const DecodeOptions& options = {}) {
 
 TEST(Decode, DetectsFormatsByContent) {
   const Image img = Gradient(16, 8);
-  EXPECT_EQ(DetectImageFormat(EncodeJpeg(img)), ImageFormat::kJpeg);
+  EXPECT_EQ(DetectImageFormat(EncodeTestJpeg(img)), ImageFormat::kJpeg);
   EXPECT_EQ(DetectImageFormat(EncodePng(img.rgb.data(), 16, 8, PNG_FORMAT_RGB)), ImageFormat::kPng);
   EXPECT_EQ(DetectImageFormat(EncodeWebpLossless(img)), ImageFormat::kWebp);
   EXPECT_EQ(DetectImageFormat(EncodeGif(16, 8, false)), ImageFormat::kGif);
@@ -270,19 +270,19 @@ TEST(Decode, LosslessFormatsRoundTripExactly) {
 TEST(Decode, JpegVariants) {
   const Image img = Quadrants(64, 32);
   for (JpegKind kind : {JpegKind::kRgb, JpegKind::kProgressive}) {
-    const Image d = MustDecode(EncodeJpeg(img, kind));
+    const Image d = MustDecode(EncodeTestJpeg(img, kind));
     ASSERT_EQ(d.width, 64);
     ExpectNear(Pixel(d, 8, 8), {255, 0, 0}, 3, "red quadrant");
     ExpectNear(Pixel(d, 56, 24), {255, 255, 255}, 3, "white quadrant");
   }
-  const Image gray = MustDecode(EncodeJpeg(Gradient(32, 32), JpegKind::kGray));
+  const Image gray = MustDecode(EncodeTestJpeg(Gradient(32, 32), JpegKind::kGray));
   for (int x = 0; x < 32; ++x) {
     auto p = Pixel(gray, x, 5);
     EXPECT_EQ(p[0], p[1]);
     EXPECT_EQ(p[1], p[2]);
   }
   // CMYK stored as (c, m, y, 255) and read the Adobe way (inverted): nk = 255, channel = 255 − (255 − s) = s.
-  const Image cmyk = MustDecode(EncodeJpeg(Quadrants(64, 32), JpegKind::kCmyk));
+  const Image cmyk = MustDecode(EncodeTestJpeg(Quadrants(64, 32), JpegKind::kCmyk));
   ExpectNear(Pixel(cmyk, 8, 8), {255, 0, 0}, 3, "CMYK red");
   ExpectNear(Pixel(cmyk, 40, 8), {0, 255, 0}, 3, "CMYK green");
 }
@@ -353,7 +353,7 @@ constexpr int kRedCorner[9] = {0, 0, 1, 3, 2, 0, 1, 3, 2};
 TEST(Orientation, JpegExifOrientationsAllEight) {
   const Image img = Quadrants(64, 32);
   for (int o = 1; o <= 8; ++o) {
-    auto d = DecodeImage(EncodeJpeg(img, JpegKind::kRgb, o));
+    auto d = DecodeImage(EncodeTestJpeg(img, JpegKind::kRgb, o));
     ASSERT_TRUE(d.ok());
     EXPECT_EQ(d->orientation, o);
     const bool swapped = o >= 5;
@@ -369,7 +369,7 @@ TEST(Orientation, JpegExifOrientationsAllEight) {
 TEST(Orientation, CanBeTurnedOffAndTiffUsesItsOwnTag) {
   DecodeOptions raw;
   raw.apply_exif_orientation = false;
-  auto d = DecodeImage(EncodeJpeg(Quadrants(64, 32), JpegKind::kRgb, 6), raw);
+  auto d = DecodeImage(EncodeTestJpeg(Quadrants(64, 32), JpegKind::kRgb, 6), raw);
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->image.width, 64);
   const Image t = MustDecode(EncodeTiff(Quadrants(16, 8), 6));
@@ -391,7 +391,7 @@ TEST(BadInput, EmptyTextAndTruncated) {
   const std::string text = "GIF? no. just text";
   ExpectDecodeError(Bytes(text.begin(), text.end()), "not an image");
   const Image img = Gradient(64, 48);
-  Bytes jpeg = EncodeJpeg(img);
+  Bytes jpeg = EncodeTestJpeg(img);
   jpeg.resize(jpeg.size() / 2);
   ExpectDecodeError(jpeg, "JPEG");
   Bytes png = EncodePng(img.rgb.data(), 64, 48, PNG_FORMAT_RGB);
@@ -410,7 +410,7 @@ TEST(BadInput, EmptyTextAndTruncated) {
 
 TEST(BadInput, AbsurdDimensionsAreRefusedBeforeAllocating) {
   // JPEG: patch the SOF0 frame header to 60000 × 60000 (3.6 gigapixels).
-  Bytes jpeg = EncodeJpeg(Gradient(16, 16));
+  Bytes jpeg = EncodeTestJpeg(Gradient(16, 16));
   for (size_t i = 0; i + 9 < jpeg.size(); ++i) {
     if (jpeg[i] == 0xFF && jpeg[i + 1] == 0xC0) {
       jpeg[i + 5] = 0xEA, jpeg[i + 6] = 0x60, jpeg[i + 7] = 0xEA, jpeg[i + 8] = 0x60;
@@ -434,8 +434,8 @@ TEST(BadInput, AbsurdDimensionsAreRefusedBeforeAllocating) {
 
 TEST(BadInput, RandomDamageNeverCrashes) {
   const Image img = Gradient(40, 30);
-  const std::vector<Bytes> originals = {EncodeJpeg(img),
-                                        EncodeJpeg(img, JpegKind::kProgressive),
+  const std::vector<Bytes> originals = {EncodeTestJpeg(img),
+                                        EncodeTestJpeg(img, JpegKind::kProgressive),
                                         EncodePng(img.rgb.data(), 40, 30, PNG_FORMAT_RGB),
                                         EncodeWebpLossless(img),
                                         EncodeGif(40, 30, true),
@@ -515,6 +515,17 @@ TEST(Preprocess, PreprocessForClipReportsBadBytes) {
   EXPECT_FALSE(PreprocessForClip({}, 224, chw.data()).ok());
   const Bytes png = EncodePng(Gradient(30, 20).rgb.data(), 30, 20, PNG_FORMAT_RGB);
   EXPECT_TRUE(PreprocessForClip(png, 224, chw.data()).ok());
+}
+
+TEST(Jpeg, EncodesWhatDecodesBackClosely) {
+  const Image img = Quadrants(64, 48);
+  auto bytes = EncodeJpeg(img, 95);
+  ASSERT_TRUE(bytes.ok());
+  const Image d = MustDecode(*bytes);
+  ASSERT_EQ(d.width, 64);
+  ExpectNear(Pixel(d, 50, 40), {255, 255, 255}, 3, "white quadrant");
+  EXPECT_FALSE(EncodeJpeg(Image(), 90).ok());
+  EXPECT_FALSE(EncodeJpeg(img, 0).ok());
 }
 
 TEST(Png, WritesWhatItReadsBack) {
