@@ -10,27 +10,16 @@
 // clang-format on
 
 #include "image/decoders.h"
+#include "image/jpeg_error.h"
 
 namespace imgsearch::image {
 
 namespace {
 
-struct ErrorManager {
-  jpeg_error_mgr pub;
-  jmp_buf jump;
-  char message[JMSG_LENGTH_MAX];
-};
-
-[[noreturn]] void OnError(j_common_ptr cinfo) {
-  auto* err = reinterpret_cast<ErrorManager*>(cinfo->err);
-  (*cinfo->err->format_message)(cinfo, err->message);
-  std::longjmp(err->jump, 1);
-}
-
 void OnMessage(j_common_ptr cinfo, int level) {
   // Warnings about corrupt data in a real photo are common and Pillow accepts them; running out of
   // data is not: the rest of the image would be made up.
-  if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) OnError(cinfo);
+  if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) JpegErrorExit(cinfo);
 }
 
 // Pillow reads CMYK JPEGs as inverted ("CMYK;I", the Adobe convention) and converts with
@@ -44,11 +33,9 @@ inline uint8_t CmykChannel(int c, int nk) {
 // All state that must survive a longjmp lives in `out` or is trivially destructible.
 Status DecodeInto(std::span<const uint8_t> bytes, const DecodeOptions& options, RawDecode* out) {
   jpeg_decompress_struct cinfo;
-  ErrorManager err;
-  cinfo.err = jpeg_std_error(&err.pub);
-  err.pub.error_exit = OnError;
+  JpegErrorManager err;
+  cinfo.err = InstallJpegErrors(&err);
   err.pub.emit_message = OnMessage;
-  err.message[0] = '\0';
   if (setjmp(err.jump)) {
     jpeg_destroy_decompress(&cinfo);
     return Status::Corruption(std::string(err.message));
@@ -106,6 +93,19 @@ Status DecodeInto(std::span<const uint8_t> bytes, const DecodeOptions& options, 
 }
 
 }  // namespace
+
+jpeg_error_mgr* InstallJpegErrors(JpegErrorManager* err) {
+  jpeg_error_mgr* mgr = jpeg_std_error(&err->pub);
+  mgr->error_exit = JpegErrorExit;
+  err->message[0] = '\0';
+  return mgr;
+}
+
+void JpegErrorExit(j_common_ptr cinfo) {
+  auto* err = reinterpret_cast<JpegErrorManager*>(cinfo->err);
+  (*cinfo->err->format_message)(cinfo, err->message);
+  std::longjmp(err->jump, 1);
+}
 
 Result<RawDecode> DecodeJpeg(std::span<const uint8_t> bytes, const DecodeOptions& options) {
   RawDecode out;

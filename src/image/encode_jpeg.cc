@@ -1,36 +1,18 @@
-// clang-format off: jpeglib.h needs size_t and FILE declared before it.
-#include <csetjmp>
-#include <cstddef>
-#include <cstdio>
 #include <cstdlib>
+#include <vector>
 
-#include <jpeglib.h>
-// clang-format on
-
+#include "image/jpeg_error.h"
 #include "imgsearch/image.h"
 
 namespace imgsearch {
 
 namespace {
 
-struct ErrorManager {
-  jpeg_error_mgr pub;
-  jmp_buf jump;
-  char message[JMSG_LENGTH_MAX];
-};
-
-[[noreturn]] void OnError(j_common_ptr cinfo) {
-  auto* err = reinterpret_cast<ErrorManager*>(cinfo->err);
-  (*cinfo->err->format_message)(cinfo, err->message);
-  std::longjmp(err->jump, 1);
-}
-
 // State that must survive a longjmp lives in `out`.
 Status Compress(const Image& image, int quality, std::vector<uint8_t>* out) {
   jpeg_compress_struct c;
-  ErrorManager err;
-  c.err = jpeg_std_error(&err.pub);
-  err.pub.error_exit = OnError;
+  image::JpegErrorManager err;
+  c.err = image::InstallJpegErrors(&err);
   unsigned char* buffer = nullptr;
   unsigned long size = 0;
   if (setjmp(err.jump)) {
