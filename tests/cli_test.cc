@@ -23,6 +23,8 @@ std::vector<nlohmann::json> JsonLines(const std::string& out) {
   return lines;
 }
 
+std::vector<std::string> MakeLibrary(const std::string& dir);
+
 // A valid 1×1 PNG: decoders are covered by the image tests; the CLI needs only something real.
 std::string WriteTinyPng(const std::string& dir) {
   static const unsigned char kPng[] = {

@@ -18,6 +18,7 @@ struct EmbedFlags {
   std::string model;
   std::string precision = "fp32";
   int threads = 0;
+  double max_megapixels = 100;
   std::vector<std::string> texts;
   std::vector<std::string> images;
   CLI::Option* text_opt = nullptr;
@@ -82,7 +83,9 @@ int RunEmbed(const EmbedFlags& f) {
       token_ids.push_back(in.ids);
       continue;
     }
-    auto decoded = DecodeImageFile(in.value);
+    DecodeOptions decode;
+    decode.max_pixels = static_cast<uint64_t>(f.max_megapixels * 1e6);
+    auto decoded = DecodeImageFile(in.value, decode);
     if (!decoded.ok()) {
       in.error = decoded.status().message();
       continue;
@@ -133,6 +136,9 @@ RunFn AddEmbedCommand(CLI::App& root) {
   app->add_option("--precision", f->precision, "fp32 or auto (bf16 GEMMs where the CPU has native bf16)")
       ->capture_default_str();
   app->add_option("--threads", f->threads, "threads for the kernels (0: all cores)")->capture_default_str();
+  app->add_option("--max-megapixels", f->max_megapixels, "refuse larger images before decoding them")
+      ->capture_default_str()
+      ->check(CLI::Range(0.001, 10000.0));
   f->text_opt = app->add_option("--text", f->texts, "a text to embed (repeatable)")->allow_extra_args(false);
   f->image_opt = app->add_option("--image", f->images, "an image file to embed (repeatable)")->allow_extra_args(false);
   return [f] { return RunEmbed(*f); };

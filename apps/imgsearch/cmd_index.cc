@@ -21,6 +21,7 @@ RunFn AddIndexCommand(CLI::App& root) {
     bool hidden = false;
     bool follow_symlinks = false;
     int threads = 0;
+    double max_megapixels = 100;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* app = root.add_subcommand("index", "add, update and remove images so the collection matches folders");
@@ -32,6 +33,9 @@ RunFn AddIndexCommand(CLI::App& root) {
   app->add_flag("--hidden", f->hidden, "include hidden files and folders");
   app->add_flag("--follow-symlinks", f->follow_symlinks, "follow symbolic links to folders");
   app->add_option("--threads", f->threads, "threads for the model (0: all cores)");
+  app->add_option("--max-megapixels", f->max_megapixels, "record larger images as failed without decoding them")
+      ->capture_default_str()
+      ->check(CLI::Range(0.001, 10000.0));
   return [f] {
     auto model = LoadModel(f->model, f->threads);
     if (!model.ok()) return ReportError(model.status(), kExitUsage);
@@ -44,6 +48,7 @@ RunFn AddIndexCommand(CLI::App& root) {
     options.scan.follow_symlinks = f->follow_symlinks;
     options.scan.include_globs = f->include;
     options.scan.exclude_globs = f->exclude;
+    options.decode.max_pixels = static_cast<uint64_t>(f->max_megapixels * 1e6);
     const bool tty = ::isatty(2) != 0;
     const auto start = std::chrono::steady_clock::now();
     auto last = start;
