@@ -5,14 +5,13 @@
 
 namespace imgsearch::clip {
 
-void BlockScratch::Reserve(int n_tokens, int seq_len, const TowerConfig& c) {
+void BlockScratch::Reserve(int n_tokens, const TowerConfig& c) {
   const size_t n = static_cast<size_t>(n_tokens);
   ln.resize(n * c.width);
   qkv.resize(n * 3 * c.width);
   attn.resize(n * c.width);
   proj.resize(n * c.width);
   mlp.resize(n * c.mlp_width);
-  scores.resize(static_cast<size_t>(seq_len));
 }
 
 void ApplyLinear(const LinearWeights& linear, const float* x, int rows, float* y) {
@@ -23,16 +22,12 @@ void TransformerBlock(const BlockWeights& w, const TowerConfig& c, float* x, int
                       BlockScratch* s) {
   const int n_tokens = n_seqs * seq_len;
   const int64_t n_values = int64_t{n_tokens} * c.width;
-  s->Reserve(n_tokens, seq_len, c);
+  s->Reserve(n_tokens, c);
 
   // Attention half.
   kernels::LayerNorm(x, w.ln1.gamma, w.ln1.beta, s->ln.data(), n_tokens, c.width, c.layer_norm_eps);
   ApplyLinear(w.qkv, s->ln.data(), n_tokens, s->qkv.data());
-  for (int seq = 0; seq < n_seqs; ++seq) {
-    const int64_t row = int64_t{seq} * seq_len;
-    kernels::Attention(s->qkv.data() + row * 3 * c.width, s->attn.data() + row * c.width, seq_len, c.width, c.n_head,
-                       causal, s->scores.data());
-  }
+  kernels::AttentionBatch(s->qkv.data(), s->attn.data(), n_seqs, seq_len, c.width, c.n_head, causal);
   ApplyLinear(w.out, s->attn.data(), n_tokens, s->proj.data());
   kernels::AddInPlace(x, s->proj.data(), n_values);
 

@@ -10,14 +10,13 @@ namespace imgsearch::clip {
 
 // Scratch space for one forward pass; grows to the largest batch seen and is then reused.
 struct BlockScratch {
-  std::vector<float> ln;      // [tokens, width]
-  std::vector<float> qkv;     // [tokens, 3·width]
-  std::vector<float> attn;    // [tokens, width]
-  std::vector<float> proj;    // [tokens, width]
-  std::vector<float> mlp;     // [tokens, mlp_width]
-  std::vector<float> scores;  // [seq_len]
+  std::vector<float> ln;    // [tokens, width]
+  std::vector<float> qkv;   // [tokens, 3·width]
+  std::vector<float> attn;  // [tokens, width]
+  std::vector<float> proj;  // [tokens, width]
+  std::vector<float> mlp;   // [tokens, mlp_width]
 
-  void Reserve(int n_tokens, int seq_len, const TowerConfig& c);
+  void Reserve(int n_tokens, const TowerConfig& c);
 };
 
 // x ([n_seqs·seq_len, width], sequences back to back) ← block(x), in place.

@@ -146,3 +146,22 @@ TEST(Kernels, L2NormalizeLeavesZeroAlone) {
 
 }  // namespace
 }  // namespace imgsearch::kernels
+
+namespace imgsearch::kernels {
+namespace {
+
+TEST(Kernels, AttentionBatchEqualsOneSequenceAtATime) {
+  std::mt19937 rng(4);
+  const int n_seqs = 5, seq_len = 50, width = 128, n_head = 2;
+  auto qkv = Random(size_t(n_seqs) * seq_len * 3 * width, &rng);
+  std::vector<float> batched(size_t(n_seqs) * seq_len * width), single(batched.size()), scratch(seq_len);
+  AttentionBatch(qkv.data(), batched.data(), n_seqs, seq_len, width, n_head, false);
+  for (int s = 0; s < n_seqs; ++s) {
+    Attention(qkv.data() + size_t(s) * seq_len * 3 * width, single.data() + size_t(s) * seq_len * width, seq_len, width,
+              n_head, false, scratch.data());
+  }
+  EXPECT_EQ(batched, single);
+}
+
+}  // namespace
+}  // namespace imgsearch::kernels

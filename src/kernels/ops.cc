@@ -2,10 +2,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace imgsearch::kernels {
 
+// Below this many values a parallel region costs more than it saves.
+constexpr int64_t kParallelMin = 1 << 15;
+
 void LayerNorm(const float* x, const float* gamma, const float* beta, float* out, int rows, int width, float eps) {
+#pragma omp parallel for schedule(static) if (int64_t{rows} * width >= kParallelMin)
   for (int r = 0; r < rows; ++r) {
     const float* xr = x + int64_t{r} * width;
     float* yr = out + int64_t{r} * width;
@@ -23,14 +28,17 @@ void LayerNorm(const float* x, const float* gamma, const float* beta, float* out
 }
 
 void QuickGelu(float* x, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + std::exp(-1.702f * x[i]));
 }
 
 void Gelu(float* x, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
 }
 
 void AddInPlace(float* y, const float* x, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
@@ -74,6 +82,18 @@ void Attention(const float* qkv, float* out, int n_tokens, int width, int n_head
         const float* vj = v + j * stride;
         for (int d = 0; d < head_dim; ++d) oi[d] += p * vj[d];
       }
+    }
+  }
+}
+
+void AttentionBatch(const float* qkv, float* out, int n_seqs, int seq_len, int width, int n_head, bool causal) {
+  const int64_t seq_stride = int64_t{seq_len} * width;
+#pragma omp parallel if (n_seqs > 1)
+  {
+    std::vector<float> scratch(static_cast<size_t>(seq_len));
+#pragma omp for schedule(static)
+    for (int s = 0; s < n_seqs; ++s) {
+      Attention(qkv + 3 * s * seq_stride, out + s * seq_stride, seq_len, width, n_head, causal, scratch.data());
     }
   }
 }

@@ -27,4 +27,7 @@ void L2Normalize(float* x, int n);
 // With `causal`, token i attends to tokens 0..i only. `scratch` holds n_tokens floats.
 void Attention(const float* qkv, float* out, int n_tokens, int width, int n_head, bool causal, float* scratch);
 
+// Attention for n_seqs sequences of seq_len tokens laid back to back, in parallel.
+void AttentionBatch(const float* qkv, float* out, int n_seqs, int seq_len, int width, int n_head, bool causal);
+
 }  // namespace imgsearch::kernels
