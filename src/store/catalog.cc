@@ -63,6 +63,33 @@ constexpr const char* kMigrations[] = {
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
+// What every write does after touching an image row: drop the vector its old content left without
+// any image, and append the image to the change log.
+class ChangeRecorder {
+ public:
+  static Result<ChangeRecorder> Prepare(Database* db) {
+    ASSIGN_OR_RETURN(Statement drop, db->Prepare("DELETE FROM vectors WHERE hash = ?1 AND NOT EXISTS "
+                                                 "(SELECT 1 FROM images WHERE content_hash = ?1)"));
+    ASSIGN_OR_RETURN(Statement log, db->Prepare("INSERT INTO changes(image_id) VALUES (?)"));
+    return ChangeRecorder(std::move(drop), std::move(log));
+  }
+
+  // `released_hash`: content the image no longer has (empty: none).
+  Status Record(int64_t image_id, const std::string& released_hash) {
+    if (!released_hash.empty()) {
+      drop_orphan_.Bind(1, std::string_view(released_hash));
+      RETURN_IF_ERROR(drop_orphan_.Run());
+    }
+    log_change_.Bind(1, image_id);
+    return log_change_.Run();
+  }
+
+ private:
+  ChangeRecorder(Statement drop, Statement log) : drop_orphan_(std::move(drop)), log_change_(std::move(log)) {}
+  Statement drop_orphan_;
+  Statement log_change_;
+};
+
 }  // namespace
 
 Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path, bool read_only) {
@@ -132,11 +159,7 @@ Result<std::vector<int64_t>> Catalog::Upsert(std::span<const ImageUpsert> batch,
           "content_hash = excluded.content_hash, width = excluded.width, height = excluded.height, "
           "format = excluded.format, capture_time = excluded.capture_time, indexed_at_ms = excluded.indexed_at_ms, "
           "status = excluded.status, error = excluded.error RETURNING id"));
-  ASSIGN_OR_RETURN(
-      Statement drop_orphan,
-      writer_.Prepare(
-          "DELETE FROM vectors WHERE hash = ?1 AND NOT EXISTS (SELECT 1 FROM images WHERE content_hash = ?1)"));
-  ASSIGN_OR_RETURN(Statement log_change, writer_.Prepare("INSERT INTO changes(image_id) VALUES (?)"));
+  ASSIGN_OR_RETURN(ChangeRecorder changes, ChangeRecorder::Prepare(&writer_));
 
   std::vector<int64_t> ids;
   ids.reserve(batch.size());
@@ -186,12 +209,7 @@ Result<std::vector<int64_t>> Catalog::Upsert(std::span<const ImageUpsert> batch,
     const int64_t id = put_image.Int(0);
     put_image.Reset();
     ids.push_back(id);
-    if (!previous_hash.empty() && previous_hash != r.content_hash) {
-      drop_orphan.Bind(1, std::string_view(previous_hash));
-      RETURN_IF_ERROR(drop_orphan.Run());
-    }
-    log_change.Bind(1, id);
-    RETURN_IF_ERROR(log_change.Run());
+    RETURN_IF_ERROR(changes.Record(id, previous_hash != r.content_hash ? previous_hash : std::string()));
   }
   RETURN_IF_ERROR(txn.Commit());
   return ids;
@@ -201,11 +219,7 @@ Result<std::vector<int64_t>> Catalog::Remove(std::span<const std::string> paths)
   std::lock_guard<std::mutex> lock(write_mu_);
   ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(&writer_));
   ASSIGN_OR_RETURN(Statement del, writer_.Prepare("DELETE FROM images WHERE path = ? RETURNING id, content_hash"));
-  ASSIGN_OR_RETURN(
-      Statement drop_orphan,
-      writer_.Prepare(
-          "DELETE FROM vectors WHERE hash = ?1 AND NOT EXISTS (SELECT 1 FROM images WHERE content_hash = ?1)"));
-  ASSIGN_OR_RETURN(Statement log_change, writer_.Prepare("INSERT INTO changes(image_id) VALUES (?)"));
+  ASSIGN_OR_RETURN(ChangeRecorder changes, ChangeRecorder::Prepare(&writer_));
   std::vector<int64_t> removed;
   for (const std::string& path : paths) {
     del.Bind(1, std::string_view(path));
@@ -218,12 +232,7 @@ Result<std::vector<int64_t>> Catalog::Remove(std::span<const std::string> paths)
     const std::string hash = del.Text(1);
     RETURN_IF_ERROR(del.Run());
     removed.push_back(id);
-    if (!hash.empty()) {
-      drop_orphan.Bind(1, std::string_view(hash));
-      RETURN_IF_ERROR(drop_orphan.Run());
-    }
-    log_change.Bind(1, id);
-    RETURN_IF_ERROR(log_change.Run());
+    RETURN_IF_ERROR(changes.Record(id, hash));
   }
   RETURN_IF_ERROR(txn.Commit());
   return removed;
@@ -242,9 +251,8 @@ Result<std::optional<int64_t>> Catalog::Move(const std::string& from, const std:
   if (!row) return std::optional<int64_t>();
   const int64_t id = move.Int(0);
   RETURN_IF_ERROR(move.Run());
-  ASSIGN_OR_RETURN(Statement log_change, writer_.Prepare("INSERT INTO changes(image_id) VALUES (?)"));
-  log_change.Bind(1, id);
-  RETURN_IF_ERROR(log_change.Run());
+  ASSIGN_OR_RETURN(ChangeRecorder changes, ChangeRecorder::Prepare(&writer_));
+  RETURN_IF_ERROR(changes.Record(id, ""));
   RETURN_IF_ERROR(txn.Commit());
   return std::optional<int64_t>(id);
 }
