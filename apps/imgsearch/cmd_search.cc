@@ -126,20 +126,7 @@ RunFn AddSearchCommand(CLI::App& root) {
       *out = *seconds;
     }
 
-    Result<std::vector<float>> query = Status::Internal("unset");
-    if (model) {
-      query = BuildQueryVector(*terms, *model, collection->get());
-    } else {
-      // Only indexed images: combine their stored vectors without a model.
-      std::vector<float> sum;
-      for (const QueryTerm& t : *terms) {
-        auto v = (*collection)->GetEmbedding(t.id);
-        if (!v.ok()) return ReportError(v.status(), kExitUsage);
-        if (sum.empty()) sum.assign(v->size(), 0.0f);
-        for (size_t i = 0; i < v->size() && i < sum.size(); ++i) sum[i] += t.weight * (*v)[i];
-      }
-      query = sum;
-    }
+    auto query = BuildQueryVector(*terms, model.get(), collection->get());
     if (!query.ok()) return ReportError(query.status(), kExitUsage);
     auto hits = (*collection)->Search(*query, options);
     if (!hits.ok()) return ReportError(hits.status(), kExitUsage);

@@ -30,8 +30,9 @@ struct QueryTerm {
 // a weight "W:" (e.g. "0.5:beach"); a term naming an existing file is an image.
 Result<std::vector<QueryTerm>> ParseQueryArgs(std::span<const std::string> args);
 
-// Embeds every term and combines them. `collection` is needed only for kSimilar terms.
-Result<std::vector<float>> BuildQueryVector(std::span<const QueryTerm> terms, const ClipModel& model,
+// Embeds every term and combines them. `collection` is needed for kSimilar terms; `model` may be
+// null when every term is kSimilar (stored vectors need no model).
+Result<std::vector<float>> BuildQueryVector(std::span<const QueryTerm> terms, const ClipModel* model,
                                             Collection* collection, const DecodeOptions& decode = {});
 
 }  // namespace imgsearch

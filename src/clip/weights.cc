@@ -100,6 +100,7 @@ class ClipWeights::Loader {
     BlockWeights b;
     const int w = c.width;
     ASSIGN_OR_RETURN(b.ln1, Norm(prefix + ".layer_norm1", w));
+    const size_t widened_from = w_->owned_.size();  // F16/BF16 q, k, v land here, freed once fused
     ASSIGN_OR_RETURN(LinearWeights q, Linear(prefix + ".self_attn.q_proj", w, w, true));
     ASSIGN_OR_RETURN(LinearWeights k, Linear(prefix + ".self_attn.k_proj", w, w, true));
     ASSIGN_OR_RETURN(LinearWeights v, Linear(prefix + ".self_attn.v_proj", w, w, true));
@@ -113,6 +114,7 @@ class ClipWeights::Loader {
       std::memcpy(fused_b.data() + static_cast<size_t>(p) * w, parts[p]->bias, static_cast<size_t>(w) * sizeof(float));
     }
     b.qkv = LinearWeights{fused_w.data(), fused_b.data(), w, 3 * w};
+    for (size_t i = widened_from; i + 2 < w_->owned_.size(); ++i) std::vector<float>().swap(w_->owned_[i]);
     ASSIGN_OR_RETURN(b.out, Linear(prefix + ".self_attn.out_proj", w, w, true));
     ASSIGN_OR_RETURN(b.ln2, Norm(prefix + ".layer_norm2", w));
     ASSIGN_OR_RETURN(b.fc1, Linear(prefix + ".mlp.fc1", w, c.mlp_width, true));

@@ -10,7 +10,6 @@
 #include <map>
 #include <set>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "base/file.h"
 #include "imgsearch/ingest.h"

@@ -68,18 +68,22 @@ Result<std::vector<QueryTerm>> ParseQueryArgs(std::span<const std::string> args)
   return terms;
 }
 
-Result<std::vector<float>> BuildQueryVector(std::span<const QueryTerm> terms, const ClipModel& model,
+Result<std::vector<float>> BuildQueryVector(std::span<const QueryTerm> terms, const ClipModel* model,
                                             Collection* collection, const DecodeOptions& decode) {
   if (terms.empty()) return Status::InvalidArgument("empty query: give text, an image or an image id");
-  const int dim = model.embedding_dim();
+  if (model == nullptr && collection == nullptr)
+    return Status::InvalidArgument("a query needs a model or a collection");
+  const int dim = model != nullptr ? model->embedding_dim() : collection->model().dim;
   std::vector<float> sum(static_cast<size_t>(dim), 0.0f);
   std::vector<float> emb(static_cast<size_t>(dim));
-  const int size = model.image_size();
   std::vector<float> pixels;
   for (const QueryTerm& t : terms) {
+    if (model == nullptr && t.kind != QueryTerm::Kind::kSimilar) {
+      return Status::InvalidArgument("text and image query terms need a model (--model DIR or IMGSEARCH_MODEL)");
+    }
     switch (t.kind) {
       case QueryTerm::Kind::kText: {
-        RETURN_IF_ERROR(model.EncodeTexts(std::vector<std::string>{t.text}, emb.data()));
+        RETURN_IF_ERROR(model->EncodeTexts(std::vector<std::string>{t.text}, emb.data()));
         break;
       }
       case QueryTerm::Kind::kImageFile:
@@ -87,9 +91,10 @@ Result<std::vector<float>> BuildQueryVector(std::span<const QueryTerm> terms, co
         auto decoded =
             t.kind == QueryTerm::Kind::kImageFile ? DecodeImageFile(t.path, decode) : DecodeImage(t.bytes, decode);
         if (!decoded.ok()) return decoded.status().WithContext("query image");
+        const int size = model->image_size();
         pixels.resize(3 * static_cast<size_t>(size) * size);
         NormalizeForClip(ResizeAndCropForClip(decoded->image, size), pixels.data());
-        RETURN_IF_ERROR(model.EncodeImages(pixels.data(), 1, emb.data()));
+        RETURN_IF_ERROR(model->EncodeImages(pixels.data(), 1, emb.data()));
         break;
       }
       case QueryTerm::Kind::kSimilar: {
