@@ -121,9 +121,10 @@ class Collection {
   virtual Result<bool> HasEmbeddingFor(const std::string& content_hash) = 0;
 
   virtual Result<int64_t> Count() = 0;
-  // Visits every image in path order; stop by returning false.
+  // Visits every image in path order (only those with `status`, and only `under` a path — the
+  // path itself or anything below it — when given); stop by returning false.
   virtual Status ForEach(const std::function<bool(const ImageRecord&)>& visit,
-                         std::optional<ImageStatus> status = std::nullopt) = 0;
+                         std::optional<ImageStatus> status = std::nullopt, const std::string& under = "") = 0;
 
   // `query` must be L2-normalised and of the model's dimension.
   virtual Result<std::vector<SearchHit>> Search(std::span<const float> query, const SearchOptions& options) = 0;

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -25,6 +26,7 @@ struct SyncOptions {
   ScanOptions scan;
   DecodeOptions decode;
   int batch_size = 32;
+  int decode_threads = 0;  // 0: one per core
   // Called now and then with files done and total, for progress display.
   std::function<void(int64_t done, int64_t total)> on_progress;
 };
@@ -40,6 +42,21 @@ struct SyncReport {
   int64_t failed = 0;
   std::vector<std::pair<std::string, std::string>> failures;  // path, reason
   double seconds = 0;
+  double decode_seconds = 0, encode_seconds = 0, write_seconds = 0;  // busy time per pipeline stage
+};
+
+// What the ingest pipeline is doing (for progress displays and the server's status).
+struct PipelineStatus {
+  int64_t queued = 0;     // files waiting to be read and decoded
+  int64_t decoded = 0;    // images waiting for the encoder
+  int64_t encoded = 0;    // results waiting to be written
+  int64_t in_flight = 0;  // submitted and not yet written
+  int64_t done = 0;       // files that reached their outcome
+  int64_t embedded = 0;
+  int64_t failed = 0;
+  double images_per_s = 0;                                           // over the last ten seconds
+  double decode_seconds = 0, encode_seconds = 0, write_seconds = 0;  // busy time per stage (decode: all threads)
+  double uptime_seconds = 0;
 };
 
 // Makes the collection hold exactly the images under `roots`: new and changed files embedded,
@@ -47,6 +64,48 @@ struct SyncReport {
 // that are not images (by content) are ignored; images that cannot be read are recorded as failed.
 Result<SyncReport> SyncFolders(std::span<const std::string> roots, const ClipModel& model, Collection* collection,
                                const SyncOptions& options = {});
+
+struct WatchOptions {
+  SyncOptions sync;
+  // > 0: no inotify; rescan every this many seconds.
+  double poll_seconds = 0;
+  // Rescan period when inotify cannot cover a folder (watch limit, network filesystem).
+  double fallback_poll_seconds = 60;
+  // A file is taken once it was closed after writing and then left alone this long.
+  int quiet_ms = 400;
+  // A file still open for writing is taken anyway after this long without events.
+  int open_write_timeout_ms = 30'000;
+};
+
+struct WatchStatus {
+  std::vector<std::string> roots;
+  std::string mode;                // "inotify", "polling" or "inotify+polling"
+  std::vector<std::string> notes;  // why polling is in use, folders that vanished, …
+  int64_t watched_folders = 0;
+  int64_t pending_paths = 0;  // changed paths waiting for their quiet time
+  int64_t rescans = 0;
+  PipelineStatus pipeline;
+  SyncReport totals;  // everything done since start, the start-up reconciliation included
+};
+
+// Follows folders live: reconciles them with the collection at start, then applies every change
+// (inotify, or periodic rescans where inotify cannot cover a folder) through the ingest pipeline.
+class FolderWatcher {
+ public:
+  // Returns once the watches are in place; the start-up reconciliation runs in the background.
+  static Result<std::unique_ptr<FolderWatcher>> Start(std::span<const std::string> roots, const ClipModel& model,
+                                                      Collection* collection, const WatchOptions& options = {});
+  virtual ~FolderWatcher() = default;
+  // Stops watching and drains: every change seen so far is written. Idempotent.
+  virtual void Stop() = 0;
+  // Reconciles a root (or everything, when empty) now, as after a missed event.
+  virtual Status Rescan(const std::string& root = "") = 0;
+  // True when nothing is pending or in flight (the collection matches the last events seen).
+  virtual bool Idle() const = 0;
+  virtual WatchStatus Describe() const = 0;
+  // Set when the watcher stopped by itself (the collection could not be written).
+  virtual Status error() const = 0;
+};
 
 // Re-embeds every image of the collection in `dir` with `model` (after a model change). Builds the
 // new collection beside the old one and swaps them only when it is complete.

@@ -314,12 +314,20 @@ Result<int64_t> Catalog::CountVectors() {
   return row ? s.Int(0) : 0;
 }
 
-Status Catalog::ForEach(const std::function<bool(const ImageRecord&)>& visit, std::optional<ImageStatus> status) {
+Status Catalog::ForEach(const std::function<bool(const ImageRecord&)>& visit, std::optional<ImageStatus> status,
+                        const std::string& under) {
   std::lock_guard<std::mutex> lock(read_mu_);
-  std::string sql = std::string("SELECT ") + kImageColumns + " FROM images";
-  if (status) sql += " WHERE status = " + std::to_string(static_cast<int>(*status));
+  std::string sql = std::string("SELECT ") + kImageColumns + " FROM images WHERE 1";
+  if (status) sql += " AND status = " + std::to_string(static_cast<int>(*status));
+  // "under" is the path itself or anything below it: the range [under/, under0) of the path index
+  // ('0' follows '/' in byte order).
+  if (!under.empty()) sql += " AND (path = ?1 OR (path >= ?2 AND path < ?3))";
   sql += " ORDER BY path";
   ASSIGN_OR_RETURN(Statement s, reader_.Prepare(sql));
+  if (!under.empty()) {
+    const std::string dir = under.back() == '/' ? under.substr(0, under.size() - 1) : under;
+    s.Bind(1, std::string_view(dir)).Bind(2, std::string_view(dir + "/")).Bind(3, std::string_view(dir + "0"));
+  }
   while (true) {
     ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row || !visit(ReadImage(s))) break;

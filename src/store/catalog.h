@@ -45,7 +45,8 @@ class Catalog {
 
   Result<int64_t> CountByStatus(ImageStatus status);
   Result<int64_t> CountVectors();
-  Status ForEach(const std::function<bool(const ImageRecord&)>& visit, std::optional<ImageStatus> status);
+  Status ForEach(const std::function<bool(const ImageRecord&)>& visit, std::optional<ImageStatus> status,
+                 const std::string& under = "");
 
   // Every indexed image with its vector, for building the index.
   Status ForEachIndexed(const std::function<void(const ImageRecord&, std::span<const float>)>& visit);

@@ -153,8 +153,9 @@ class LocalCollection final : public Collection {
     return indexed + failed;
   }
 
-  Status ForEach(const std::function<bool(const ImageRecord&)>& visit, std::optional<ImageStatus> status) override {
-    return catalog_->ForEach(visit, status);
+  Status ForEach(const std::function<bool(const ImageRecord&)>& visit, std::optional<ImageStatus> status,
+                 const std::string& under) override {
+    return catalog_->ForEach(visit, status, under);
   }
 
   Result<std::vector<SearchHit>> Search(std::span<const float> query, const SearchOptions& o) override {

@@ -1,0 +1,389 @@
+#include "ingest/pipeline.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "base/file.h"
+
+namespace imgsearch::ingest {
+
+namespace {
+
+constexpr size_t kMaxFileBytes = size_t{1} << 30;
+
+using Clock = std::chrono::steady_clock;
+
+int64_t NanosSince(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t).count();
+}
+
+// Size and mtime now, or nullopt when the path is no longer a regular file.
+std::optional<FileInfo> StatNow(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+  FileInfo f;
+  f.path = path;
+  f.size_bytes = st.st_size;
+  f.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+  return f;
+}
+
+ImageRecord BaseRecord(const FileInfo& f, const std::string& hash) {
+  ImageRecord r;
+  r.path = f.path;
+  r.size_bytes = f.size_bytes;
+  r.mtime_ns = f.mtime_ns;
+  r.content_hash = hash;
+  return r;
+}
+
+}  // namespace
+
+std::string ContentHash(std::span<const uint8_t> bytes) {
+  const XXH128_hash_t h = XXH3_128bits(bytes.data(), bytes.size());
+  char hex[33];
+  std::snprintf(hex, sizeof(hex), "%016llx%016llx", static_cast<unsigned long long>(h.high64),
+                static_cast<unsigned long long>(h.low64));
+  return hex;
+}
+
+// A file on its way to the encoder (pixels set) or straight to the writer.
+struct Pipeline::Decoded {
+  ImageUpsert upsert;
+  bool was_known = false;
+  std::vector<float> pixels;  // 3 × size × size, normalised; empty: nothing to embed
+};
+
+// What the writer does with one file.
+struct Pipeline::Write {
+  enum Kind { kUpsert, kRemove, kDrop } kind = kUpsert;
+  ImageUpsert upsert;  // kUpsert; record.path names the file for every kind
+  bool was_known = false;
+  bool embedded = false;
+};
+
+Pipeline::Pipeline(const ClipModel& model, Collection* collection, const PipelineOptions& options)
+    : model_(model),
+      collection_(collection),
+      options_(options),
+      work_(static_cast<size_t>(std::max(64, 2 * options.batch_size))),
+      pixels_(static_cast<size_t>(2 * std::max(1, options.batch_size))),
+      writes_(static_cast<size_t>(4 * std::max(1, options.batch_size))) {
+  int n = options_.decode_threads;
+  if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  decoders_left_ = n;
+  for (int i = 0; i < n; ++i) decoders_.emplace_back([this] { DecodeLoop(); });
+  encoder_ = std::thread([this] { EncodeLoop(); });
+  writer_ = std::thread([this] { WriteLoop(); });
+}
+
+Pipeline::~Pipeline() {
+  work_.Close();
+  for (std::thread& t : decoders_) t.join();
+  encoder_.join();
+  writer_.join();
+}
+
+bool Pipeline::Submit(WorkItem item) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!status_.ok()) return false;
+    auto it = in_flight_.find(item.file.path);
+    const std::pair<int64_t, int64_t> key{item.file.size_bytes, item.file.mtime_ns};
+    if (it != in_flight_.end() && it->second == key && !item.moved) return true;  // already on its way
+    in_flight_[item.file.path] = key;
+    ++submitted_;
+  }
+  const std::string path = item.file.path;
+  if (!work_.Push(std::move(item))) {
+    Finish(path);
+    return false;
+  }
+  return true;
+}
+
+void Pipeline::Flush() {
+  std::unique_lock<std::mutex> lock(mu_);
+  idle_.wait(lock, [&] { return finished_ == submitted_; });
+}
+
+Status Pipeline::status() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return status_;
+}
+
+void Pipeline::Finish(const std::string& path, int64_t n) {
+  std::lock_guard<std::mutex> lock(mu_);
+  in_flight_.erase(path);
+  finished_ += n;
+  if (finished_ == submitted_) idle_.notify_all();
+}
+
+void Pipeline::Fail(Status status) {
+  spdlog::error("ingest stopped: {}", status.ToString());
+  std::lock_guard<std::mutex> lock(mu_);
+  if (status_.ok()) status_ = std::move(status);
+}
+
+void Pipeline::DecodeLoop() {
+  const int size = model_.image_size();
+  while (std::optional<WorkItem> item = work_.Pop()) {
+    const auto t0 = Clock::now();
+    Write out;
+    out.upsert.record = BaseRecord(item->file, item->hash);
+    out.was_known = item->existing.has_value();
+    const std::optional<ImageRecord>& old = item->existing;
+    auto same_content = [&](const std::string& hash) {
+      return old && old->content_hash == hash && old->status == ImageStatus::kIndexed;
+    };
+    auto keep_description = [&] {
+      out.upsert.record.width = old->width;
+      out.upsert.record.height = old->height;
+      out.upsert.record.format = old->format;
+      out.upsert.record.capture_time = old->capture_time;
+    };
+
+    if (!item->hash.empty() && same_content(item->hash)) {
+      keep_description();  // renamed or touched: nothing to read
+      decode_ns_ += NanosSince(t0);
+      writes_.Push(std::move(out));
+      continue;
+    }
+    // Stat right before reading: the writer compares with this to catch later changes.
+    std::optional<FileInfo> now = StatNow(item->file.path);
+    if (!now) {
+      out.kind = Write::kDrop;  // gone already; its removal is someone else's event
+      writes_.Push(std::move(out));
+      continue;
+    }
+    out.upsert.record.size_bytes = now->size_bytes;
+    out.upsert.record.mtime_ns = now->mtime_ns;
+    auto bytes = ReadFileBytes(item->file.path, kMaxFileBytes);
+    if (!bytes.ok()) {
+      if (bytes.status().code() == StatusCode::kNotFound) {
+        out.kind = Write::kDrop;
+      } else {
+        out.upsert.record.status = ImageStatus::kFailed;
+        out.upsert.record.error = bytes.status().message();
+      }
+      decode_ns_ += NanosSince(t0);
+      writes_.Push(std::move(out));
+      continue;
+    }
+    const std::string hash = ContentHash(*bytes);
+    out.upsert.record.content_hash = hash;
+    if (!bytes->empty() && DetectImageFormat(*bytes) == ImageFormat::kUnknown) {
+      out.kind = out.was_known ? Write::kRemove : Write::kDrop;  // not an image (any more)
+      decode_ns_ += NanosSince(t0);
+      writes_.Push(std::move(out));
+      continue;
+    }
+    if (same_content(hash)) {
+      keep_description();
+      decode_ns_ += NanosSince(t0);
+      writes_.Push(std::move(out));
+      continue;
+    }
+    Result<DecodedImage> decoded = DecodeImage(*bytes, options_.decode);
+    bytes->clear();
+    bytes->shrink_to_fit();
+    if (!decoded.ok()) {
+      out.upsert.record.status = ImageStatus::kFailed;
+      out.upsert.record.error = decoded.status().message();
+      decode_ns_ += NanosSince(t0);
+      writes_.Push(std::move(out));
+      continue;
+    }
+    ImageRecord& r = out.upsert.record;
+    r.width = decoded->image.width;
+    r.height = decoded->image.height;
+    r.format = ImageFormatName(decoded->format);
+    r.capture_time = decoded->capture_time;
+    r.status = ImageStatus::kIndexed;
+    Result<bool> known_content = collection_->HasEmbeddingFor(hash);
+    if (known_content.ok() && *known_content) {
+      decode_ns_ += NanosSince(t0);
+      writes_.Push(std::move(out));  // a copy of something already embedded
+      continue;
+    }
+    Decoded d;
+    d.upsert = std::move(out.upsert);
+    d.was_known = out.was_known;
+    d.pixels.resize(3 * static_cast<size_t>(size) * size);
+    NormalizeForClip(ResizeAndCropForClip(decoded->image, size), d.pixels.data());
+    decode_ns_ += NanosSince(t0);
+    pixels_.Push(std::move(d));
+  }
+  if (--decoders_left_ == 0) pixels_.Close();
+}
+
+void Pipeline::EncodeLoop() {
+  std::vector<Decoded> batch;
+  const size_t batch_size = static_cast<size_t>(std::max(1, options_.batch_size));
+  while (true) {
+    std::optional<Decoded> d;
+    if (batch.empty()) {
+      d = pixels_.Pop();
+      if (!d) break;  // closed and drained
+    } else {
+      d = pixels_.PopUntil(Clock::now() + options_.batch_deadline);
+      if (!d) {
+        Encode(batch);  // deadline passed (or the queue closed) with a partial batch
+        if (pixels_.closed()) break;
+        continue;
+      }
+    }
+    batch.push_back(std::move(*d));
+    if (batch.size() >= batch_size) Encode(batch);
+  }
+  if (!batch.empty()) Encode(batch);
+  writes_.Close();
+}
+
+void Pipeline::Encode(std::vector<Decoded>& batch) {
+  if (batch.empty()) return;
+  const auto t0 = Clock::now();
+  const int size = model_.image_size();
+  const int dim = model_.embedding_dim();
+  const size_t image_floats = 3 * static_cast<size_t>(size) * size;
+  std::vector<float> pixels(batch.size() * image_floats);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    std::copy(batch[i].pixels.begin(), batch[i].pixels.end(), pixels.begin() + i * image_floats);
+    batch[i].pixels = {};
+  }
+  std::vector<float> out(batch.size() * static_cast<size_t>(dim));
+  const Status st = model_.EncodeImages(pixels.data(), static_cast<int>(batch.size()), out.data());
+  pixels = {};
+  encode_ns_ += NanosSince(t0);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    Write w;
+    w.upsert = std::move(batch[i].upsert);
+    w.was_known = batch[i].was_known;
+    if (st.ok()) {
+      w.upsert.embedding.assign(out.begin() + i * dim, out.begin() + (i + 1) * dim);
+      w.embedded = true;
+    } else {
+      w.upsert.record.status = ImageStatus::kFailed;
+      w.upsert.record.error = "the model failed: " + st.message();
+    }
+    writes_.Push(std::move(w));
+  }
+  batch.clear();
+}
+
+void Pipeline::WriteLoop() {
+  while (std::optional<Write> first = writes_.Pop()) {
+    // Take whatever else is ready: one transaction for all of it.
+    std::vector<Write> batch;
+    batch.push_back(std::move(*first));
+    while (batch.size() < 256) {
+      std::optional<Write> more = writes_.TryPop();
+      if (!more) break;
+      batch.push_back(std::move(*more));
+    }
+    const auto t0 = Clock::now();
+    std::vector<ImageUpsert> upserts;
+    std::vector<std::string> removals;
+    std::vector<const Write*> written;
+    bool ok = status().ok();
+    if (ok) {
+      std::lock_guard<std::mutex> lock(catalog_mu_);
+      for (Write& w : batch) {
+        if (w.kind == Write::kDrop) {
+          ++dropped_;
+          continue;
+        }
+        // The file must still be what was read; otherwise a newer event brings it back.
+        std::optional<FileInfo> now = StatNow(w.upsert.record.path);
+        const bool unchanged =
+            now && now->size_bytes == w.upsert.record.size_bytes && now->mtime_ns == w.upsert.record.mtime_ns;
+        if (w.kind == Write::kRemove) {
+          removals.push_back(w.upsert.record.path);
+        } else if (!unchanged) {
+          w.kind = Write::kDrop;
+          ++dropped_;
+        } else {
+          upserts.push_back(w.upsert);
+          written.push_back(&w);
+        }
+      }
+      Status st = Status::Ok();
+      if (!upserts.empty()) {
+        auto ids = collection_->Upsert(upserts);
+        if (!ids.ok()) st = ids.status();
+      }
+      if (st.ok() && !removals.empty()) {
+        auto n = collection_->Remove(removals);
+        if (!n.ok())
+          st = n.status();
+        else
+          removed_ += *n;
+      }
+      ok = st.ok();
+      if (!ok) Fail(st);
+    }
+    if (ok) {
+      for (const Write* w : written) {
+        if (w->upsert.record.status == ImageStatus::kFailed) {
+          ++failed_;
+          std::lock_guard<std::mutex> lock(failures_mu_);
+          failures_.emplace_back(w->upsert.record.path, w->upsert.record.error);
+        } else {
+          ++(w->was_known ? updated_ : added_);
+        }
+        if (w->embedded) ++embedded_;
+      }
+    }
+    write_ns_ += NanosSince(t0);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const auto now = Clock::now();
+      recent_.emplace_back(now, embedded_.load());
+      while (recent_.size() > 1 && now - recent_.front().first > std::chrono::seconds(10)) recent_.pop_front();
+    }
+    if (!ok) work_.Close();  // nothing more can be written; let everything drain
+    for (const Write& w : batch) Finish(w.upsert.record.path);
+  }
+}
+
+void Pipeline::AddTo(SyncReport* report) const {
+  report->added += added_;
+  report->updated += updated_;
+  report->failed += failed_;
+  report->embedded += embedded_;
+  report->removed += removed_;
+  std::lock_guard<std::mutex> lock(failures_mu_);
+  report->failures.insert(report->failures.end(), failures_.begin(), failures_.end());
+}
+
+PipelineStatus Pipeline::Snapshot() const {
+  PipelineStatus s;
+  s.queued = static_cast<int64_t>(work_.size());
+  s.decoded = static_cast<int64_t>(pixels_.size());
+  s.encoded = static_cast<int64_t>(writes_.size());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    s.in_flight = submitted_ - finished_;
+    s.done = finished_;
+    // Throughput over the last ten seconds of writes.
+    const auto now = Clock::now();
+    if (!recent_.empty() && now - recent_.back().first < std::chrono::seconds(10)) {
+      const double span = std::chrono::duration<double>(now - recent_.front().first).count();
+      if (span > 0.5) s.images_per_s = (recent_.back().second - recent_.front().second) / span;
+    }
+  }
+  s.embedded = embedded_;
+  s.failed = failed_;
+  s.decode_seconds = decode_ns_ * 1e-9;
+  s.encode_seconds = encode_ns_ * 1e-9;
+  s.write_seconds = write_ns_ * 1e-9;
+  const double up = std::chrono::duration<double>(Clock::now() - start_).count();
+  s.uptime_seconds = up;
+  return s;
+}
+
+}  // namespace imgsearch::ingest
