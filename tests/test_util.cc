@@ -4,12 +4,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 namespace imgsearch::testing {
 
@@ -77,6 +80,66 @@ CommandResult RunCommand(const std::vector<std::string>& argv) {
   r.out = ReadFile(out_path);
   r.err = ReadFile(err_path);
   return r;
+}
+
+Process::Process(const std::vector<std::string>& argv) {
+  const std::string dir = MakeTempDir();
+  out_path_ = dir + "/stdout";
+  err_path_ = dir + "/stderr";
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    int out = ::open(out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int err = ::open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+}
+
+Process::~Process() {
+  if (Running()) {
+    Signal(SIGKILL);
+    Wait();
+  }
+}
+
+void Process::Signal(int sig) {
+  if (pid_ > 0 && exit_code_ < 0) ::kill(pid_, sig);
+}
+
+int Process::Wait() {
+  if (exit_code_ >= 0 || pid_ <= 0) return exit_code_;
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return exit_code_;
+}
+
+bool Process::Running() {
+  if (exit_code_ >= 0 || pid_ <= 0) return false;
+  int status = 0;
+  if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+    exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return false;
+  }
+  return true;
+}
+
+std::string Process::Out() const { return ReadFile(out_path_); }
+std::string Process::Err() const { return ReadFile(err_path_); }
+
+bool Process::WaitForOutput(const std::string& text, double timeout_s) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (Out().find(text) != std::string::npos) return true;
+    if (!Running()) return Out().find(text) != std::string::npos;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
 }
 
 void WriteFile(const std::string& path, const std::string& bytes) {

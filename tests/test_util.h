@@ -29,6 +29,30 @@ struct CommandResult {
 // Runs argv (no shell) and captures its output.
 CommandResult RunCommand(const std::vector<std::string>& argv);
 
+// A child process running in the background, its output going to files. Killed (SIGKILL) and
+// reaped on destruction if still running.
+class Process {
+ public:
+  explicit Process(const std::vector<std::string>& argv);
+  ~Process();
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  void Signal(int sig);
+  // Waits for the exit; the exit code, or 128 + signal.
+  int Wait();
+  bool Running();
+  std::string Out() const;
+  std::string Err() const;
+  // Waits until stdout contains `text`; false after `timeout_s` or if the process ended first.
+  bool WaitForOutput(const std::string& text, double timeout_s);
+
+ private:
+  int pid_ = -1;
+  int exit_code_ = -1;
+  std::string out_path_, err_path_;
+};
+
 void WriteFile(const std::string& path, const std::string& bytes);
 std::string ReadFile(const std::string& path);
 

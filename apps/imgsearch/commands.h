@@ -25,6 +25,7 @@ RunFn AddTokenizeCommand(CLI::App& root);
 RunFn AddPreprocessCommand(CLI::App& root);
 RunFn AddModelCommand(CLI::App& root);
 RunFn AddIndexCommand(CLI::App& root);
+RunFn AddWatchCommand(CLI::App& root);
 RunFn AddReindexCommand(CLI::App& root);
 RunFn AddBenchCommand(CLI::App& root);
 RunFn AddSearchCommand(CLI::App& root);

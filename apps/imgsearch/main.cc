@@ -52,6 +52,7 @@ int Main(int argc, char** argv) {
   add(AddPreprocessCommand(app));
   add(AddModelCommand(app));
   add(AddIndexCommand(app));
+  add(AddWatchCommand(app));
   add(AddReindexCommand(app));
   add(AddBenchCommand(app));
   add(AddSearchCommand(app));

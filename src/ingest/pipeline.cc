@@ -63,6 +63,7 @@ struct Pipeline::Write {
   enum Kind { kUpsert, kRemove, kDrop } kind = kUpsert;
   ImageUpsert upsert;  // kUpsert; record.path names the file for every kind
   bool was_known = false;
+  bool moved = false;  // counted as a move by the reconciler already
   bool embedded = false;
 };
 
@@ -136,6 +137,7 @@ void Pipeline::DecodeLoop() {
     Write out;
     out.upsert.record = BaseRecord(item->file, item->hash);
     out.was_known = item->existing.has_value();
+    out.moved = item->moved;
     const std::optional<ImageRecord>& old = item->existing;
     auto same_content = [&](const std::string& hash) {
       return old && old->content_hash == hash && old->status == ImageStatus::kIndexed;
@@ -332,7 +334,7 @@ void Pipeline::WriteLoop() {
           ++failed_;
           std::lock_guard<std::mutex> lock(failures_mu_);
           failures_.emplace_back(w->upsert.record.path, w->upsert.record.error);
-        } else {
+        } else if (!w->moved) {
           ++(w->was_known ? updated_ : added_);
         }
         if (w->embedded) ++embedded_;

@@ -2,6 +2,7 @@
 // directly, new and changed files through the pipeline.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <span>
 #include <string>
@@ -26,6 +27,10 @@ class Reconciler {
   // (call Pipeline::Flush to wait for them). Counts go to `report`.
   Status Reconcile(std::span<const std::string> scopes, SyncReport* report);
 
+  // Once *stop is true, Reconcile submits nothing more (what it skips is found by the next
+  // reconciliation, so nothing is lost).
+  void set_stop(const std::atomic<bool>* stop) { stop_ = stop; }
+
   // The same for an explicit file list against an explicit catalog view.
   Status Apply(const std::map<std::string, FileInfo>& on_disk,
                const std::unordered_map<std::string, ImageRecord>& known, SyncReport* report);
@@ -38,6 +43,7 @@ class Reconciler {
 
   Collection* collection_;
   Pipeline* pipeline_;
+  const std::atomic<bool>* stop_ = nullptr;
   const ScanOptions& scan_;
 };
 

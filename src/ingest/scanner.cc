@@ -45,6 +45,22 @@ bool IsUnder(const std::string& path, const std::string& root) {
   return path.size() == root.size() || root == "/" || path[root.size()] == '/';
 }
 
+bool Excluded(const std::string& path, const std::string& root, bool is_dir, const ScanOptions& o) {
+  if (!IsUnder(path, root) || path.size() == root.size()) return false;
+  size_t start = root == "/" ? 1 : root.size() + 1;
+  std::string name;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string::npos) end = path.size();
+    name = path.substr(start, end - start);
+    if (!name.empty() && SkipName(name, o)) return true;
+    start = end + 1;
+  }
+  if (is_dir) return false;
+  if (!o.include_globs.empty() && !MatchesAny(o.include_globs, name)) return true;
+  return MatchesAny(o.exclude_globs, name);
+}
+
 Result<std::vector<FileInfo>> ScanTree(const std::string& root_in, const ScanOptions& o,
                                        std::vector<std::string>* warnings) {
   const std::string root = NormaliseRoot(root_in);

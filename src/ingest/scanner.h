@@ -23,6 +23,10 @@ std::string NormaliseRoot(const std::string& root);
 Result<std::vector<FileInfo>> ScanTree(const std::string& root, const ScanOptions& options,
                                        std::vector<std::string>* warnings);
 
+// True when the scan would skip `path` (below `root`): a hidden or excluded folder on the way, or
+// (for files) a name the globs exclude.
+bool Excluded(const std::string& path, const std::string& root, bool is_dir, const ScanOptions& options);
+
 // True when `path` lies under `root` (a folder) or is `root`.
 bool IsUnder(const std::string& path, const std::string& root);
 

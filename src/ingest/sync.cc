@@ -68,6 +68,7 @@ Status Reconciler::Apply(const std::map<std::string, FileInfo>& on_disk,
 
 Status Reconciler::Submit(std::vector<WorkItem>& work) {
   for (WorkItem& item : work) {
+    if (stop_ != nullptr && *stop_) break;
     if (!pipeline_->Submit(std::move(item))) return pipeline_->status();
   }
   return Status::Ok();

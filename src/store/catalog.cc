@@ -335,6 +335,16 @@ Status Catalog::ForEach(const std::function<bool(const ImageRecord&)>& visit, st
   return Status::Ok();
 }
 
+Status Catalog::BeginConsistentRead() {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  return reader_.Exec("BEGIN");
+}
+
+void Catalog::EndConsistentRead() {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  (void)reader_.Exec("COMMIT");
+}
+
 Status Catalog::ForEachIndexed(const std::function<void(const ImageRecord&, std::span<const float>)>& visit) {
   std::lock_guard<std::mutex> lock(read_mu_);
   ASSIGN_OR_RETURN(

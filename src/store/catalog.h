@@ -57,6 +57,11 @@ class Catalog {
 
   Status CheckIntegrity();
 
+  // Reads between these two see one consistent state of the catalog, whatever another process
+  // commits meanwhile (a read transaction on the reading connection).
+  Status BeginConsistentRead();
+  void EndConsistentRead();
+
  private:
   Catalog(Database writer, Database reader) : writer_(std::move(writer)), reader_(std::move(reader)) {}
   Status Migrate(bool read_only);

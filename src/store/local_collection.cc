@@ -70,6 +70,14 @@ class LocalCollection final : public Collection {
   Status Init() {
     if (model_.dim <= 0) return Status::Ok();  // an empty collection with no model yet
     index_ = std::make_unique<VectorIndex>(model_.dim, options_.index);
+    // A reader opening while another process writes must build its index from one state.
+    RETURN_IF_ERROR(catalog_->BeginConsistentRead());
+    Status st = LoadIndex();
+    catalog_->EndConsistentRead();
+    return st;
+  }
+
+  Status LoadIndex() {
     if (!std::filesystem::exists(dir_ + "/" + kSnapshotFile + ".meta")) return Rebuild();  // new, or never snapshotted
     if (Status st = LoadSnapshot(); !st.ok()) {
       spdlog::warn("index snapshot of {} not usable ({}); rebuilding it from the catalog", dir_, st.message());

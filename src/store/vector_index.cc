@@ -181,7 +181,8 @@ bool VectorIndex::AttachMeta(int64_t id, ImageMeta meta) {
 }
 
 void VectorIndex::Erase(int64_t id) {
-  if (meta_.erase(id) == 0) return;
+  // No early return without metadata: a point loaded from a snapshot has none until attached.
+  meta_.erase(id);
   auto it = g_->hnsw->label_lookup_.find(static_cast<hnswlib::labeltype>(id));
   if (it != g_->hnsw->label_lookup_.end() && !g_->hnsw->isMarkedDeleted(it->second)) {
     g_->hnsw->markDelete(static_cast<hnswlib::labeltype>(id));
