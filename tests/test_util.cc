@@ -57,7 +57,7 @@ std::string MakeTempDir() {
   return tmpl;
 }
 
-CommandResult RunCommand(const std::vector<std::string>& argv) {
+CommandResult RunCommand(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
   const std::string dir = MakeTempDir();
   const std::string out_path = dir + "/stdout";
   const std::string err_path = dir + "/stderr";
@@ -67,6 +67,7 @@ CommandResult RunCommand(const std::vector<std::string>& argv) {
     int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     ::dup2(out, 1);
     ::dup2(err, 2);
+    for (const std::string& e : env) ::putenv(const_cast<char*>(e.c_str()));
     std::vector<char*> args;
     for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);

@@ -26,8 +26,8 @@ struct CommandResult {
   std::string err;  // stderr
 };
 
-// Runs argv (no shell) and captures its output.
-CommandResult RunCommand(const std::vector<std::string>& argv);
+// Runs argv (no shell) and captures its output; `env` adds or overrides variables ("NAME=value").
+CommandResult RunCommand(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});
 
 // A child process running in the background, its output going to files. Killed (SIGKILL) and
 // reaped on destruction if still running.

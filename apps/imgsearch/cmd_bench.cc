@@ -118,7 +118,7 @@ RunFn AddBenchCommand(CLI::App& root) {
   };
   auto f = std::make_shared<Flags>();
   CLI::App* app = root.add_subcommand("bench", "measure the engine: image and text encoders, end to end, GEMM peak");
-  app->add_option("--model", f->model, "model directory (default: $IMGSEARCH_MODEL)");
+  app->add_option("--model", f->model, "model folder or hub name (default: $IMGSEARCH_MODEL, then the default model)");
   app->add_option("--images", f->images, "images per measurement")->capture_default_str()->check(CLI::Range(1, 100000));
   app->add_option("--batch", f->batch, "images per encoder call")->capture_default_str()->check(CLI::Range(1, 1024));
   app->add_option("--threads", f->threads, "threads (0: all cores)")->capture_default_str();
@@ -127,15 +127,11 @@ RunFn AddBenchCommand(CLI::App& root) {
   return [f] {
     auto precision = ParsePrecision(f->precision);
     if (!precision.ok()) return ReportError(precision.status(), kExitUsage);
-    std::string dir = f->model;
-    if (dir.empty() && std::getenv("IMGSEARCH_MODEL") != nullptr) dir = std::getenv("IMGSEARCH_MODEL");
     ModelOptions options;
     options.precision = *precision;
     options.n_threads = f->threads;
     const auto load_start = Clock::now();
-    auto loaded = dir.empty()
-                      ? Result<std::unique_ptr<ClipModel>>(Status::InvalidArgument("no model given: --model DIR"))
-                      : ClipModel::Load(dir, options);
+    auto loaded = LoadModel(f->model, options);
     if (!loaded.ok()) return ReportError(loaded.status(), kExitUsage);
     const double load_s = Since(load_start);
     const ClipModel& model = **loaded;

@@ -43,7 +43,7 @@ int RunEmbed(const EmbedFlags& f) {
   ModelOptions options;
   options.precision = *precision;
   options.n_threads = f.threads;
-  auto model = ClipModel::Load(f.model, options);
+  auto model = LoadModel(f.model, options);
   if (!model.ok()) {
     PrintError(model.status().ToString());
     return kExitUsage;
@@ -132,7 +132,7 @@ RunFn AddEmbedCommand(CLI::App& root) {
   auto f = std::make_shared<EmbedFlags>();
   CLI::App* app = root.add_subcommand("embed", "print CLIP embeddings of texts and images as JSON lines");
   f->app = app;
-  app->add_option("--model", f->model, "model directory (Hugging Face CLIPModel layout)")->required();
+  app->add_option("--model", f->model, "model folder or hub name (default: $IMGSEARCH_MODEL, then the default model)");
   app->add_option("--precision", f->precision, "fp32 or auto (bf16 GEMMs where the CPU has native bf16)")
       ->capture_default_str();
   app->add_option("--threads", f->threads, "threads for the kernels (0: all cores)")->capture_default_str();

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 #include <memory>
 
 #include "commands.h"
@@ -24,6 +25,7 @@ struct IngestFlags {
   std::vector<std::string> include, exclude;
   bool hidden = false;
   bool follow_symlinks = false;
+  bool offline = false;
   int threads = 0;
   int decode_threads = 0;
   int batch = 32;
@@ -32,7 +34,10 @@ struct IngestFlags {
 
 void AddIngestFlags(CLI::App* app, IngestFlags* f) {
   app->add_option("--db", f->db, "collection directory (created if missing)")->required();
-  app->add_option("--model", f->model, "model directory (default: $IMGSEARCH_MODEL)");
+  app->add_option("--model", f->model,
+                  "model folder or hub name (default: $IMGSEARCH_MODEL, then openai/clip-vit-base-patch32, "
+                  "downloaded on first use)");
+  app->add_flag("--offline", f->offline, "never download a model");
   app->add_option("paths", f->paths, "folders (or files) to index")->required();
   app->add_option("--include", f->include, "only file names matching these globs (e.g. '*.jpg')");
   app->add_option("--exclude", f->exclude, "skip file names matching these globs");
@@ -52,6 +57,11 @@ SyncOptions SyncOptionsOf(const IngestFlags& f) {
   options.scan.follow_symlinks = f.follow_symlinks;
   options.scan.include_globs = f.include;
   options.scan.exclude_globs = f.exclude;
+  // The collection may live inside a folder it indexes; its files are never images to index.
+  options.scan.exclude_paths = {std::filesystem::absolute(f.db).lexically_normal().string()};
+  while (options.scan.exclude_paths[0].size() > 1 && options.scan.exclude_paths[0].back() == '/') {
+    options.scan.exclude_paths[0].pop_back();
+  }
   options.decode.max_pixels = static_cast<uint64_t>(f.max_megapixels * 1e6);
   options.batch_size = f.batch;
   options.decode_threads = f.decode_threads;
@@ -69,7 +79,7 @@ RunFn AddIndexCommand(CLI::App& root) {
   CLI::App* app = root.add_subcommand("index", "add, update and remove images so the collection matches folders");
   AddIngestFlags(app, f.get());
   return [f] {
-    auto model = LoadModel(f->model, f->threads);
+    auto model = LoadModel(f->model, {.n_threads = f->threads}, {.pull_if_missing = true, .offline = f->offline});
     if (!model.ok()) return ReportError(model.status(), kExitUsage);
     const ModelIdentity identity = IdentityOf(**model);
     auto collection = OpenCollection(f->db, &identity);
@@ -132,7 +142,7 @@ RunFn AddWatchCommand(CLI::App& root) {
     sigaddset(&signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-    auto model = LoadModel(f->model, f->threads);
+    auto model = LoadModel(f->model, {.n_threads = f->threads}, {.pull_if_missing = true, .offline = f->offline});
     if (!model.ok()) return ReportError(model.status(), kExitUsage);
     const ModelIdentity identity = IdentityOf(**model);
     auto collection = OpenCollection(f->db, &identity);
@@ -209,10 +219,10 @@ RunFn AddReindexCommand(CLI::App& root) {
   auto f = std::make_shared<Flags>();
   CLI::App* app = root.add_subcommand("reindex", "re-embed every image of a collection with another model");
   app->add_option("--db", f->db, "collection directory")->required();
-  app->add_option("--model", f->model, "the new model (default: $IMGSEARCH_MODEL)");
+  app->add_option("--model", f->model, "the new model: folder or hub name");
   app->add_option("--threads", f->threads, "threads for the model (0: all cores)");
   return [f] {
-    auto model = LoadModel(f->model, f->threads);
+    auto model = LoadModel(f->model, {.n_threads = f->threads});
     if (!model.ok()) return ReportError(model.status(), kExitUsage);
     auto report = ReindexCollection(f->db, **model);
     if (!report.ok()) return ReportError(report.status(), kExitUsage);

@@ -66,7 +66,9 @@ RunFn AddSearchCommand(CLI::App& root) {
   auto f = std::make_shared<Flags>();
   CLI::App* app = root.add_subcommand("search", "find images by text, by image, or like an indexed image");
   app->add_option("--db", f->db, "collection directory")->required();
-  app->add_option("--model", f->model, "model directory (default: $IMGSEARCH_MODEL); not needed for --similar");
+  app->add_option(
+      "--model", f->model,
+      "model folder or hub name (default: $IMGSEARCH_MODEL, then the default model); not needed for --similar");
   app->add_option("query", f->query,
                   "terms joined by + and -, each optionally weighted W:term; a term naming a file is an image, "
                   "e.g. \"golden retriever\" + 0.5:beach - people + ./dog.jpg");

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "imgsearch/clip.h"
+#include "imgsearch/models.h"
 #include "imgsearch/status.h"
 
 namespace imgsearch::cli {
@@ -33,8 +34,18 @@ RunFn AddStatsCommand(CLI::App& root);
 RunFn AddListCommand(CLI::App& root);
 RunFn AddDuplicatesCommand(CLI::App& root);
 
-// Loads the model named by --model, else $IMGSEARCH_MODEL.
-Result<std::unique_ptr<ClipModel>> LoadModel(const std::string& flag, int threads = 0);
+struct ModelFetch {
+  bool pull_if_missing = false;  // download a named (or the default) model that is not cached
+  bool offline = false;
+};
+
+// Loads the model --model names (a folder or a hub name), else $IMGSEARCH_MODEL, else the default
+// model from the cache (see ResolveModel).
+Result<std::unique_ptr<ClipModel>> LoadModel(const std::string& flag, const ModelOptions& options = {},
+                                             const ModelFetch& fetch = {});
+
+// Prints download progress on stderr (a bar on a terminal, a line every few seconds otherwise).
+std::function<void(const PullProgress&)> PullProgressPrinter();
 
 // Prints the status as one line on stderr and returns `exit_code`.
 int ReportError(const Status& status, int exit_code);

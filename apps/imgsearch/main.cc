@@ -17,19 +17,13 @@ int ReportError(const Status& status, int exit_code) {
   return exit_code;
 }
 
-Result<std::unique_ptr<ClipModel>> LoadModel(const std::string& flag, int threads) {
-  std::string dir = flag;
-  if (dir.empty()) {
-    const char* env = std::getenv("IMGSEARCH_MODEL");
-    if (env != nullptr) dir = env;
-  }
-  if (dir.empty()) {
-    return Status::InvalidArgument(
-        "no model given: pass --model DIR (a Hugging Face CLIP folder) or set "
-        "IMGSEARCH_MODEL");
-  }
-  ModelOptions options;
-  options.n_threads = threads;
+Result<std::unique_ptr<ClipModel>> LoadModel(const std::string& flag, const ModelOptions& options,
+                                             const ModelFetch& fetch) {
+  ResolveOptions resolve;
+  resolve.pull_if_missing = fetch.pull_if_missing;
+  resolve.offline = fetch.offline;
+  resolve.pull.on_progress = PullProgressPrinter();
+  ASSIGN_OR_RETURN(const std::string dir, ResolveModel(flag, resolve));
   return ClipModel::Load(dir, options);
 }
 

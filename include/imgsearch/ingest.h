@@ -20,6 +20,7 @@ struct ScanOptions {
   std::vector<std::string> exclude_names = {"@eaDir", "node_modules", ".git", "#recycle", "$RECYCLE.BIN"};
   std::vector<std::string> include_globs;  // e.g. "*.jpg"; empty: every file (images are detected by content)
   std::vector<std::string> exclude_globs;
+  std::vector<std::string> exclude_paths;  // absolute folders never entered (the collection's own folder)
 };
 
 struct SyncOptions {

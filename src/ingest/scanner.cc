@@ -32,6 +32,11 @@ bool Stat(const std::string& path, bool follow, FileInfo* out) {
   return true;
 }
 
+bool IsExcludedPath(const std::string& path, const ScanOptions& o) {
+  return std::any_of(o.exclude_paths.begin(), o.exclude_paths.end(),
+                     [&](const std::string& p) { return IsUnder(path, p); });
+}
+
 }  // namespace
 
 std::string NormaliseRoot(const std::string& root) {
@@ -47,6 +52,7 @@ bool IsUnder(const std::string& path, const std::string& root) {
 
 bool Excluded(const std::string& path, const std::string& root, bool is_dir, const ScanOptions& o) {
   if (!IsUnder(path, root) || path.size() == root.size()) return false;
+  if (IsExcludedPath(path, o)) return true;
   size_t start = root == "/" ? 1 : root.size() + 1;
   std::string name;
   while (start <= path.size()) {
@@ -86,7 +92,7 @@ Result<std::vector<FileInfo>> ScanTree(const std::string& root_in, const ScanOpt
       continue;
     }
     const std::string name = it->path().filename().string();
-    if (SkipName(name, o)) {
+    if (SkipName(name, o) || IsExcludedPath(it->path().string(), o)) {
       if (it->is_directory(ec)) it.disable_recursion_pending();
       continue;
     }

@@ -1,0 +1,142 @@
+// imgsearch model pull / list / info: getting models and looking at them.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+
+#include "commands.h"
+#include "imgsearch/clip.h"
+#include "imgsearch/models.h"
+#include "json_out.h"
+
+namespace imgsearch::cli {
+
+namespace {
+
+nlohmann::json TowerJson(const TowerInfo& t) {
+  return {{"width", t.width},          {"layers", t.n_layers},       {"heads", t.n_head},
+          {"mlp_width", t.mlp_width},  {"positions", t.n_positions}, {"layer_norm_eps", t.layer_norm_eps},
+          {"activation", t.activation}};
+}
+
+int PrintInfo(const std::string& flag, bool as_json) {
+  auto model = LoadModel(flag);
+  if (!model.ok()) return ReportError(model.status(), kExitUsage);
+  const ModelInfo& m = (*model)->info();
+  nlohmann::json j = {{"dir", m.dir},
+                      {"weights", m.weights_path},
+                      {"file_bytes", m.weights_bytes},
+                      {"dtype", m.dtype},
+                      {"parameters", m.n_params},
+                      {"embedding_dim", m.embedding_dim},
+                      {"image_size", m.image_size},
+                      {"patch_size", m.patch_size},
+                      {"vocab_size", m.vocab_size},
+                      {"context_length", m.text.n_positions},
+                      {"text", TowerJson(m.text)},
+                      {"vision", TowerJson(m.vision)},
+                      {"identity", m.fingerprint},
+                      {"kernels", m.isa}};
+  if (as_json) {
+    std::printf("%s\n", j.dump().c_str());
+    return kExitOk;
+  }
+  std::printf("model       %s\n", m.dir.c_str());
+  std::printf("weights     %s (%.1f MB, %s, %.1fM parameters)\n", m.weights_path.c_str(), m.weights_bytes / 1e6,
+              m.dtype.c_str(), m.n_params / 1e6);
+  std::printf("vision      ViT %dpx, patch %d, width %d, %d layers, %d heads, mlp %d, %s\n", m.image_size, m.patch_size,
+              m.vision.width, m.vision.n_layers, m.vision.n_head, m.vision.mlp_width, m.vision.activation.c_str());
+  std::printf("text        context %d, vocab %d, width %d, %d layers, %d heads, mlp %d, %s\n", m.text.n_positions,
+              m.vocab_size, m.text.width, m.text.n_layers, m.text.n_head, m.text.mlp_width, m.text.activation.c_str());
+  std::printf("embedding   %d dimensions\n", m.embedding_dim);
+  std::printf("identity    %s\n", m.fingerprint.c_str());
+  std::printf("kernels     %s\n", m.isa.c_str());
+  return kExitOk;
+}
+
+}  // namespace
+
+std::function<void(const PullProgress&)> PullProgressPrinter() {
+  const bool tty = ::isatty(2) != 0;
+  auto start = std::chrono::steady_clock::now();
+  auto last = std::make_shared<std::chrono::steady_clock::time_point>();
+  auto last_file = std::make_shared<std::string>();
+  return [=](const PullProgress& p) {
+    const auto now = std::chrono::steady_clock::now();
+    const bool file_done = p.file_bytes_done == p.file_bytes_total;
+    if (!file_done && now - *last < std::chrono::milliseconds(tty ? 200 : 5000)) return;
+    if (file_done && *last_file == p.file) return;
+    *last = now;
+    if (file_done) *last_file = p.file;
+    const double s = std::chrono::duration<double>(now - start).count();
+    std::fprintf(
+        stderr,
+        tty ? "\r%-24s %7.1f / %.1f MB  (all: %.0f%%, %.1f MB/s)   " : "%s %.1f / %.1f MB (all: %.0f%%, %.1f MB/s)\n",
+        p.file.c_str(), p.file_bytes_done / 1e6, p.file_bytes_total / 1e6,
+        p.bytes_total > 0 ? 100.0 * p.bytes_done / p.bytes_total : 100.0, s > 0 ? p.bytes_done / 1e6 / s : 0.0);
+    if (tty && file_done) std::fprintf(stderr, "\n");
+  };
+}
+
+RunFn AddModelCommand(CLI::App& root) {
+  struct Flags {
+    std::string model;
+    std::string name = kDefaultModelName;
+    std::string cache;
+    std::string revision = "main";
+    bool json = false;
+  };
+  auto f = std::make_shared<Flags>();
+  CLI::App* app = root.add_subcommand("model", "get models and look at them");
+  app->require_subcommand(1);
+  CLI::App* pull = app->add_subcommand("pull", "download a CLIP model from the Hugging Face hub into the cache");
+  pull->add_option("name", f->name, "owner/name on the hub")->capture_default_str();
+  pull->add_option("--cache", f->cache, "cache folder (default: $XDG_CACHE_HOME/imgsearch/models)");
+  pull->add_option("--revision", f->revision, "branch, tag or commit")->capture_default_str();
+  CLI::App* list = app->add_subcommand("list", "cached models with their size and identity");
+  list->add_option("--cache", f->cache, "cache folder (default: $XDG_CACHE_HOME/imgsearch/models)");
+  list->add_flag("--json", f->json, "JSON lines");
+  CLI::App* info = app->add_subcommand("info", "print a model's architecture, dtype, size");
+  info->add_option("--model", f->model, "model folder or name (default: $IMGSEARCH_MODEL, then the default model)");
+  info->add_flag("--json", f->json, "print one JSON object");
+  return [f, pull, list] {
+    if (pull->parsed()) {
+      PullOptions o;
+      o.cache_dir = f->cache;
+      o.revision = f->revision;
+      o.on_progress = PullProgressPrinter();
+      auto dir = PullModel(f->name, o);
+      if (!dir.ok()) return ReportError(dir.status(), kExitUsage);
+      std::printf("%s is in %s\n", f->name.c_str(), dir->c_str());
+      return kExitOk;
+    }
+    if (list->parsed()) {
+      const std::string cache = f->cache.empty() ? DefaultModelCache() : f->cache;
+      const auto models = ListCachedModels(cache);
+      if (models.empty() && !f->json)
+        std::printf("no models in %s (get one with `imgsearch model pull`)\n", cache.c_str());
+      for (const CachedModel& m : models) {
+        auto loaded = ClipModel::Load(m.dir);
+        const std::string identity =
+            loaded.ok() ? (*loaded)->info().fingerprint : "unreadable: " + loaded.status().message();
+        if (f->json) {
+          std::printf("%s\n", nlohmann::json({{"name", m.name},
+                                              {"dir", m.dir},
+                                              {"bytes", m.bytes},
+                                              {"revision", m.revision},
+                                              {"pulled_at", m.pulled_at},
+                                              {"identity", identity}})
+                                  .dump()
+                                  .c_str());
+        } else {
+          std::printf("%-40s %8.1f MB  %s  %s\n", m.name.c_str(), m.bytes / 1e6, identity.c_str(), m.dir.c_str());
+        }
+      }
+      return kExitOk;
+    }
+    return PrintInfo(f->model, f->json);
+  };
+}
+
+}  // namespace imgsearch::cli
