@@ -68,8 +68,10 @@ TEST(Cli, EmbedExitCodes) {
   auto no_model = RunCommand({ImgsearchBin(), "embed", "--model", "/nonexistent", "--text", "x"});
   EXPECT_EQ(no_model.exit_code, 2);
   EXPECT_NE(no_model.err.find("/nonexistent"), std::string::npos) << no_model.err;
-  auto usage = RunCommand({ImgsearchBin(), "embed", "--text", "x"});
+  auto usage = RunCommand({ImgsearchBin(), "embed", "--text", "x"},
+                          {"XDG_CACHE_HOME=" + testing::MakeTempDir(), "IMGSEARCH_MODEL="});
   EXPECT_EQ(usage.exit_code, 2);
+  EXPECT_NE(usage.err.find("imgsearch model pull"), std::string::npos) << usage.err;
   auto nothing = RunCommand({ImgsearchBin(), "embed", "--model", TestModelDir()});
   EXPECT_EQ(nothing.exit_code, 2);
   auto bad_precision =
@@ -214,9 +216,12 @@ TEST(Cli, SearchErrorsAreClear) {
   auto unknown_id = RunCommand({ImgsearchBin(), "search", "--db", dir + "/db", "--similar", "999"});
   EXPECT_EQ(unknown_id.exit_code, 2);
   EXPECT_NE(unknown_id.err.find("999"), std::string::npos);
-  auto no_model = RunCommand({ImgsearchBin(), "index", "--db", dir + "/db2", dir + "/lib"});
+  // No model given, none cached, downloads forbidden: the message says how to get one.
+  auto no_model = RunCommand({ImgsearchBin(), "index", "--offline", "--db", dir + "/db2", dir + "/lib"},
+                             {"XDG_CACHE_HOME=" + dir + "/cache", "IMGSEARCH_MODEL="});
   EXPECT_EQ(no_model.exit_code, 2);
   EXPECT_NE(no_model.err.find("--model"), std::string::npos) << no_model.err;
+  EXPECT_NE(no_model.err.find("imgsearch model pull"), std::string::npos) << no_model.err;
 }
 
 }  // namespace

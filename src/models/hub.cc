@@ -360,7 +360,13 @@ Result<std::string> ResolveModel(const std::string& flag, const ResolveOptions& 
                             "`, or pass --model DIR with a Hugging Face CLIP folder (config.json, model.safetensors, "
                             "vocab.json, merges.txt)");
   }
-  return PullModel(value, options.pull);
+  auto pulled = PullModel(value, options.pull);
+  if (!pulled.ok()) {
+    return Status(pulled.status().code(),
+                  "cannot download model " + value + " (" + source + "): " + pulled.status().message() +
+                      "; alternatively pass --model DIR with a Hugging Face CLIP folder");
+  }
+  return pulled;
 }
 
 }  // namespace imgsearch
