@@ -184,6 +184,9 @@ TEST(Cli, IndexSearchStatsList) {
   EXPECT_EQ(s["indexed"], 3);
   EXPECT_EQ(s["failed"], 1);
   EXPECT_EQ(s["model"]["dim"], 48);
+  ASSERT_EQ(s["failures"].size(), 1u);  // with the reason
+  EXPECT_EQ(s["failures"][0]["path"], dir + "/lib/broken.jpg");
+  EXPECT_FALSE(s["failures"][0]["error"].get<std::string>().empty());
 
   auto failed = RunCommand({ImgsearchBin(), "list", "--db", db, "--status", "failed", "--json"});
   auto listed = JsonLines(failed.out);

@@ -151,6 +151,16 @@ RunFn AddStatsCommand(CLI::App& root) {
     if (!collection.ok()) return ReportError(collection.status(), kExitUsage);
     auto s = (*collection)->Stats();
     if (!s.ok()) return ReportError(s.status(), kExitUsage);
+    // The failures with their reasons (the first ones; `list --status failed` has them all).
+    constexpr size_t kShownFailures = 20;
+    std::vector<std::pair<std::string, std::string>> failures;
+    Status listed = (*collection)->ForEach(
+        [&](const ImageRecord& r) {
+          failures.emplace_back(r.path, r.error);
+          return failures.size() < kShownFailures;
+        },
+        ImageStatus::kFailed);
+    if (!listed.ok()) return ReportError(listed, kExitUsage);
     if (f->json) {
       nlohmann::json j = {{"indexed", s->indexed},
                           {"failed", s->failed},
@@ -164,7 +174,9 @@ RunFn AddStatsCommand(CLI::App& root) {
                             {"ef_construction", s->index_params.ef_construction},
                             {"ef_search", s->index_params.ef_search},
                             {"exact_below", s->index_params.exact_below}}},
-                          {"schema_version", s->schema_version}};
+                          {"schema_version", s->schema_version},
+                          {"failures", nlohmann::json::array()}};
+      for (const auto& [path, error] : failures) j["failures"].push_back({{"path", path}, {"error", error}});
       std::printf("%s\n", j.dump().c_str());
       return kExitOk;
     }
@@ -178,6 +190,11 @@ RunFn AddStatsCommand(CLI::App& root) {
                 s->index_kind.c_str(), s->index_params.m, s->index_params.ef_construction, s->index_params.ef_search,
                 s->index_params.exact_below);
     std::printf("schema      version %d\n", s->schema_version);
+    for (const auto& [path, error] : failures) std::printf("failed      %s: %s\n", path.c_str(), error.c_str());
+    if (s->failed > static_cast<int64_t>(failures.size())) {
+      std::printf("            … and %lld more (imgsearch list --status failed)\n",
+                  static_cast<long long>(s->failed - static_cast<int64_t>(failures.size())));
+    }
     return kExitOk;
   };
 }
