@@ -61,7 +61,8 @@ class WatchTest : public ::testing::Test {
                                      TestModelDir(), "--quiet-ms", "150",  root_};
     argv.insert(argv.end(), extra.begin(), extra.end());
     watch_ = std::make_unique<Process>(argv);
-    ASSERT_TRUE(watch_->WaitForOutput("watching", 60)) << watch_->Out() << watch_->Err();
+    // Once the start-up reconciliation is over, every later change is the watcher's to see.
+    ASSERT_TRUE(watch_->WaitForOutput("initial scan done", 120)) << watch_->Out() << watch_->Err();
   }
 
   void StopWatch() {

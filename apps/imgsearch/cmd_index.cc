@@ -161,6 +161,7 @@ RunFn AddWatchCommand(CLI::App& root) {
     SyncReport shown;
     size_t failures_shown = 0;
     bool was_idle = false;
+    bool reconciled = false;
     int exit_code = kExitOk;
     while (true) {
       timespec wait{1, 0};
@@ -182,6 +183,14 @@ RunFn AddWatchCommand(CLI::App& root) {
                     t.failures[failures_shown].second.c_str());
       }
       const bool idle = (*watcher)->Idle();
+      if (idle && !reconciled) {
+        reconciled = true;
+        auto stats = (*collection)->Stats();
+        std::printf("initial scan done: %lld images indexed, %lld failed; following changes\n",
+                    static_cast<long long>(stats.ok() ? stats->indexed : 0),
+                    static_cast<long long>(stats.ok() ? stats->failed : 0));
+        std::fflush(stdout);
+      }
       const bool changed = t.added != shown.added || t.updated != shown.updated || t.moved != shown.moved ||
                            t.removed != shown.removed || t.failed != shown.failed;
       if (changed && (idle || !was_idle)) {
