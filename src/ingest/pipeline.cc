@@ -1,7 +1,6 @@
 #include "ingest/pipeline.h"
 
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
 #include <xxhash.h>
 
 #include <algorithm>
@@ -13,23 +12,10 @@ namespace imgsearch::ingest {
 
 namespace {
 
-constexpr size_t kMaxFileBytes = size_t{1} << 30;
-
 using Clock = std::chrono::steady_clock;
 
 int64_t NanosSince(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t).count();
-}
-
-// Size and mtime now, or nullopt when the path is no longer a regular file.
-std::optional<FileInfo> StatNow(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
-  FileInfo f;
-  f.path = path;
-  f.size_bytes = st.st_size;
-  f.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
-  return f;
 }
 
 ImageRecord BaseRecord(const FileInfo& f, const std::string& hash) {
@@ -42,6 +28,14 @@ ImageRecord BaseRecord(const FileInfo& f, const std::string& hash) {
 }
 
 }  // namespace
+
+PipelineOptions PipelineOptionsOf(const SyncOptions& o) {
+  PipelineOptions p;
+  p.decode = o.decode;
+  p.batch_size = o.batch_size;
+  p.decode_threads = o.decode_threads;
+  return p;
+}
 
 std::string ContentHash(std::span<const uint8_t> bytes) {
   const XXH128_hash_t h = XXH3_128bits(bytes.data(), bytes.size());
@@ -156,7 +150,7 @@ void Pipeline::DecodeLoop() {
       continue;
     }
     // Stat right before reading: the writer compares with this to catch later changes.
-    std::optional<FileInfo> now = StatNow(item->file.path);
+    std::optional<FileInfo> now = StatFile(item->file.path);
     if (!now) {
       out.kind = Write::kDrop;  // gone already; its removal is someone else's event
       writes_.Push(std::move(out));
@@ -300,7 +294,7 @@ void Pipeline::WriteLoop() {
           continue;
         }
         // The file must still be what was read; otherwise a newer event brings it back.
-        std::optional<FileInfo> now = StatNow(w.upsert.record.path);
+        std::optional<FileInfo> now = StatFile(w.upsert.record.path);
         const bool unchanged =
             now && now->size_bytes == w.upsert.record.size_bytes && now->mtime_ns == w.upsert.record.mtime_ns;
         if (w.kind == Write::kRemove) {

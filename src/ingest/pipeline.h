@@ -51,6 +51,9 @@ struct PipelineOptions {
   std::chrono::milliseconds batch_deadline{100};  // a partial batch waits at most this long
 };
 
+// The pipeline settings of a sync or watch.
+PipelineOptions PipelineOptionsOf(const SyncOptions& options);
+
 class Pipeline {
  public:
   Pipeline(const ClipModel& model, Collection* collection, const PipelineOptions& options);

@@ -22,22 +22,23 @@ bool SkipName(const std::string& name, const ScanOptions& o) {
   return std::find(o.exclude_names.begin(), o.exclude_names.end(), name) != o.exclude_names.end();
 }
 
-bool Stat(const std::string& path, bool follow, FileInfo* out) {
-  struct stat st {};
-  if ((follow ? ::stat(path.c_str(), &st) : ::lstat(path.c_str(), &st)) != 0) return false;
-  if (!S_ISREG(st.st_mode)) return false;
-  out->path = path;
-  out->size_bytes = st.st_size;
-  out->mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
-  return true;
-}
-
 bool IsExcludedPath(const std::string& path, const ScanOptions& o) {
   return std::any_of(o.exclude_paths.begin(), o.exclude_paths.end(),
                      [&](const std::string& p) { return IsUnder(path, p); });
 }
 
 }  // namespace
+
+std::optional<FileInfo> StatFile(const std::string& path, bool follow) {
+  struct stat st {};
+  if ((follow ? ::stat(path.c_str(), &st) : ::lstat(path.c_str(), &st)) != 0) return std::nullopt;
+  if (!S_ISREG(st.st_mode)) return std::nullopt;
+  FileInfo f;
+  f.path = path;
+  f.size_bytes = st.st_size;
+  f.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+  return f;
+}
 
 std::string NormaliseRoot(const std::string& root) {
   std::string p = fs::absolute(root).lexically_normal().string();
@@ -75,8 +76,7 @@ Result<std::vector<FileInfo>> ScanTree(const std::string& root_in, const ScanOpt
   if (ec || !fs::exists(status)) return Status::NotFound("folder " + root + " does not exist");
   std::vector<FileInfo> files;
   if (fs::is_regular_file(status)) {
-    FileInfo f;
-    if (Stat(root, true, &f)) files.push_back(f);
+    if (std::optional<FileInfo> f = StatFile(root, true)) files.push_back(std::move(*f));
     return files;
   }
   if (!fs::is_directory(status)) return Status::InvalidArgument(root + " is neither a folder nor a file");
@@ -100,8 +100,7 @@ Result<std::vector<FileInfo>> ScanTree(const std::string& root_in, const ScanOpt
     if (!it->is_regular_file(ec)) continue;
     if (!o.include_globs.empty() && !MatchesAny(o.include_globs, name)) continue;
     if (MatchesAny(o.exclude_globs, name)) continue;
-    FileInfo f;
-    if (Stat(it->path().string(), o.follow_symlinks, &f)) files.push_back(std::move(f));
+    if (std::optional<FileInfo> f = StatFile(it->path().string(), o.follow_symlinks)) files.push_back(std::move(*f));
   }
   std::sort(files.begin(), files.end(), [](const FileInfo& a, const FileInfo& b) { return a.path < b.path; });
   return files;

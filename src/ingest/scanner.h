@@ -1,7 +1,9 @@
 // Walking folders: regular files with their size and mtime, skipping what users never mean to index.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +16,12 @@ struct FileInfo {
   int64_t size_bytes = 0;
   int64_t mtime_ns = 0;
 };
+
+// Size and mtime of `path` if it is a regular file (following a final symlink when `follow`).
+std::optional<FileInfo> StatFile(const std::string& path, bool follow = true);
+
+// Files larger than this are not read (recorded as failed).
+inline constexpr size_t kMaxFileBytes = size_t{1} << 30;
 
 // Absolute, normalised form of a root ("./photos/" → "/home/me/photos").
 std::string NormaliseRoot(const std::string& root);

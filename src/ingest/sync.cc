@@ -1,6 +1,5 @@
 // One-shot folder sync and re-embedding, built from the reconciler and the pipeline.
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
 
 #include <chrono>
 #include <filesystem>
@@ -19,8 +18,6 @@ namespace imgsearch {
 namespace ingest {
 
 namespace {
-
-constexpr size_t kMaxFileBytes = size_t{1} << 30;
 
 bool SameStat(const ImageRecord& r, const FileInfo& f) {
   return r.size_bytes == f.size_bytes && r.mtime_ns == f.mtime_ns;
@@ -135,20 +132,12 @@ Status Reconciler::Diff(const std::map<std::string, FileInfo>& on_disk,
 
 namespace {
 
-ingest::PipelineOptions PipelineOptionsOf(const SyncOptions& o) {
-  ingest::PipelineOptions p;
-  p.decode = o.decode;
-  p.batch_size = o.batch_size;
-  p.decode_threads = o.decode_threads;
-  return p;
-}
-
 // Runs `reconcile` with a pipeline, reporting progress until everything submitted is written.
 Result<SyncReport> RunSync(const ClipModel& model, Collection* collection, const SyncOptions& options,
                            const std::function<Status(ingest::Reconciler&, SyncReport*)>& reconcile) {
   const auto start = std::chrono::steady_clock::now();
   SyncReport report;
-  ingest::Pipeline pipeline(model, collection, PipelineOptionsOf(options));
+  ingest::Pipeline pipeline(model, collection, ingest::PipelineOptionsOf(options));
   ingest::Reconciler reconciler(collection, &pipeline, options.scan);
   std::atomic<bool> done{false};
   std::thread progress;
@@ -187,8 +176,10 @@ Result<SyncReport> SyncFolders(std::span<const std::string> roots_in, const Clip
   std::vector<std::string> roots;
   for (const std::string& r : roots_in) {
     roots.push_back(ingest::NormaliseRoot(r));
-    struct stat st {};
-    if (::stat(roots.back().c_str(), &st) != 0) return Status::NotFound("folder " + roots.back() + " does not exist");
+    std::error_code ec;
+    if (!std::filesystem::exists(roots.back(), ec)) {
+      return Status::NotFound("folder " + roots.back() + " does not exist");
+    }
   }
   return RunSync(model, collection, options,
                  [&](ingest::Reconciler& r, SyncReport* report) { return r.Reconcile(roots, report); });
@@ -201,14 +192,7 @@ Result<SyncReport> ReindexCollection(const std::string& dir, const ClipModel& mo
   if (!old.ok()) return old.status();
   std::map<std::string, ingest::FileInfo> files;
   RETURN_IF_ERROR((*old)->ForEach([&](const ImageRecord& r) {
-    ingest::FileInfo f;
-    struct stat st {};
-    if (::stat(r.path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
-      f.path = r.path;
-      f.size_bytes = st.st_size;
-      f.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
-      files.emplace(r.path, f);
-    }
+    if (std::optional<ingest::FileInfo> f = ingest::StatFile(r.path)) files.emplace(r.path, std::move(*f));
     return true;
   }));
 

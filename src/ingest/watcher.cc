@@ -74,7 +74,7 @@ class Watcher final : public FolderWatcher {
   Watcher(std::vector<std::string> roots, const ClipModel& model, Collection* collection, const WatchOptions& options)
       : roots_(std::move(roots)),
         options_(options),
-        pipeline_(model, collection, PipelineOptionsOf(options.sync)),
+        pipeline_(model, collection, ingest::PipelineOptionsOf(options.sync)),
         reconciler_(collection, &pipeline_, options_.sync.scan) {
     reconciler_.set_stop(&stopping_);
   }
@@ -175,14 +175,6 @@ class Watcher final : public FolderWatcher {
     Clock::time_point last;
     bool writing = false;  // created or modified and not yet closed
   };
-
-  static ingest::PipelineOptions PipelineOptionsOf(const SyncOptions& o) {
-    ingest::PipelineOptions p;
-    p.decode = o.decode;
-    p.batch_size = o.batch_size;
-    p.decode_threads = o.decode_threads;
-    return p;
-  }
 
   static std::string Seconds(double s) { return fmt::format("{:g} s", s); }
 
@@ -328,14 +320,17 @@ class Watcher final : public FolderWatcher {
 
   // Paths due for reconciliation now: quiet long enough (or stuck open too long), polled roots
   // whose period is over, vanished roots that are back.
+  // Closed and quiet long enough, or left open for writing too long.
+  bool Ready(const Pending& p, Clock::time_point now) const {
+    const int ms = p.writing ? options_.open_write_timeout_ms : options_.quiet_ms;
+    return now - p.last >= std::chrono::milliseconds(ms);
+  }
+
   std::vector<std::string> TakeDueLocked() {
     const auto now = Clock::now();
-    const auto quiet = std::chrono::milliseconds(options_.quiet_ms);
-    const auto open_timeout = std::chrono::milliseconds(options_.open_write_timeout_ms);
     std::vector<std::string> due;
     for (auto it = pending_.begin(); it != pending_.end();) {
-      const auto idle = now - it->second.last;
-      if (idle >= (it->second.writing ? open_timeout : quiet)) {
+      if (Ready(it->second, now)) {
         due.push_back(it->first);
         it = pending_.erase(it);
       } else {
@@ -406,9 +401,7 @@ class Watcher final : public FolderWatcher {
 
   bool HasDueLocked() const {
     const auto now = Clock::now();
-    const auto quiet = std::chrono::milliseconds(options_.quiet_ms);
-    return std::any_of(pending_.begin(), pending_.end(),
-                       [&](const auto& p) { return !p.second.writing && now - p.second.last >= quiet; });
+    return std::any_of(pending_.begin(), pending_.end(), [&](const auto& p) { return Ready(p.second, now); });
   }
 
   void Merge(const SyncReport& r) {

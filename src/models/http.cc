@@ -25,22 +25,33 @@ struct SlistDeleter {
 using CurlPtr = std::unique_ptr<CURL, CurlDeleter>;
 using SlistPtr = std::unique_ptr<curl_slist, SlistDeleter>;
 
+// A handle and the header list it points to, which must live as long as it.
+struct Request {
+  CurlPtr curl;
+  SlistPtr headers;
+};
+
 // Options every request shares: redirects, timeouts that catch stalls, proxies from the
-// environment (libcurl's default), a user agent.
-CurlPtr NewHandle(const std::string& url, curl_slist* headers) {
+// environment (libcurl's default), a user agent, the client's headers.
+Result<Request> NewRequest(const std::string& url, const std::vector<std::string>& headers) {
   GlobalInit();
-  CurlPtr c(curl_easy_init());
-  if (!c) return c;
-  curl_easy_setopt(c.get(), CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c.get(), CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(c.get(), CURLOPT_MAXREDIRS, 10L);
-  curl_easy_setopt(c.get(), CURLOPT_CONNECTTIMEOUT, 20L);
-  curl_easy_setopt(c.get(), CURLOPT_LOW_SPEED_LIMIT, 1L);  // abort after 60 s without a byte
-  curl_easy_setopt(c.get(), CURLOPT_LOW_SPEED_TIME, 60L);
-  curl_easy_setopt(c.get(), CURLOPT_USERAGENT, "imgsearch/0.1");
-  curl_easy_setopt(c.get(), CURLOPT_NOSIGNAL, 1L);
-  if (headers != nullptr) curl_easy_setopt(c.get(), CURLOPT_HTTPHEADER, headers);
-  return c;
+  Request r;
+  curl_slist* list = nullptr;
+  for (const std::string& h : headers) list = curl_slist_append(list, h.c_str());
+  r.headers.reset(list);
+  r.curl.reset(curl_easy_init());
+  if (!r.curl) return Status::Internal("curl_easy_init failed");
+  CURL* c = r.curl.get();
+  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+  curl_easy_setopt(c, CURLOPT_MAXREDIRS, 10L);
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 20L);
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);  // abort after 60 s without a byte
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
+  curl_easy_setopt(c, CURLOPT_USERAGENT, "imgsearch/0.1");
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  if (list != nullptr) curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+  return r;
 }
 
 Status TransportError(const std::string& url, CURLcode code, const char* detail) {
@@ -95,19 +106,16 @@ HttpClient::HttpClient(std::string token) {
 }
 
 Result<HttpResponse> HttpClient::Get(const std::string& url) const {
-  curl_slist* list = nullptr;
-  for (const std::string& h : headers_) list = curl_slist_append(list, h.c_str());
-  SlistPtr headers(list);
-  CurlPtr c = NewHandle(url, headers.get());
-  if (!c) return Status::Internal("curl_easy_init failed");
+  ASSIGN_OR_RETURN(Request req, NewRequest(url, headers_));
+  CURL* c = req.curl.get();
   HttpResponse r;
   char error[CURL_ERROR_SIZE] = {0};
-  curl_easy_setopt(c.get(), CURLOPT_ERRORBUFFER, error);
-  curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, AppendToString);
-  curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, &r.body);
-  const CURLcode code = curl_easy_perform(c.get());
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, AppendToString);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &r.body);
+  const CURLcode code = curl_easy_perform(c);
   if (code != CURLE_OK) return TransportError(url, code, error);
-  curl_easy_getinfo(c.get(), CURLINFO_RESPONSE_CODE, &r.code);
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.code);
   return r;
 }
 
@@ -115,33 +123,30 @@ Result<long> HttpClient::Download(const std::string& url, const std::string& pat
                                   const std::function<void(int64_t)>& on_bytes) const {
   struct stat st {};
   const int64_t have = ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : 0;
-  curl_slist* list = nullptr;
-  for (const std::string& h : headers_) list = curl_slist_append(list, h.c_str());
-  SlistPtr headers(list);
-  CurlPtr c = NewHandle(url, headers.get());
-  if (!c) return Status::Internal("curl_easy_init failed");
+  ASSIGN_OR_RETURN(Request req, NewRequest(url, headers_));
+  CURL* c = req.curl.get();
   DownloadState s;
   s.file = std::fopen(path.c_str(), have > 0 ? "ab" : "wb");
   if (s.file == nullptr) return Status::IoError("cannot write " + path);
   s.appending = have > 0;
   s.size = have;
   s.on_bytes = &on_bytes;
-  s.curl = c.get();
+  s.curl = c;
   s.path = path;
   char error[CURL_ERROR_SIZE] = {0};
-  curl_easy_setopt(c.get(), CURLOPT_ERRORBUFFER, error);
-  curl_easy_setopt(c.get(), CURLOPT_WRITEFUNCTION, WriteToFile);
-  curl_easy_setopt(c.get(), CURLOPT_WRITEDATA, &s);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, WriteToFile);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
   // A plain Range header rather than CURLOPT_RESUME_FROM, which fails outright when the server
   // ignores ranges; WriteToFile starts over on a 200 instead.
   const std::string range = std::to_string(have) + "-";
-  if (have > 0) curl_easy_setopt(c.get(), CURLOPT_RANGE, range.c_str());
-  const CURLcode code = curl_easy_perform(c.get());
+  if (have > 0) curl_easy_setopt(c, CURLOPT_RANGE, range.c_str());
+  const CURLcode code = curl_easy_perform(c);
   const bool closed = s.file != nullptr && std::fclose(s.file) == 0;
   if (code != CURLE_OK) return TransportError(url, code, error);
   if (!closed) return Status::IoError("cannot write " + path);
   long http = 0;
-  curl_easy_getinfo(c.get(), CURLINFO_RESPONSE_CODE, &http);
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &http);
   // 416: asked for bytes past the end, i.e. the file is already complete.
   return http;
 }
