@@ -154,12 +154,13 @@ RunFn AddStatsCommand(CLI::App& root) {
     // The failures with their reasons (the first ones; `list --status failed` has them all).
     constexpr size_t kShownFailures = 20;
     std::vector<std::pair<std::string, std::string>> failures;
-    Status listed = (*collection)->ForEach(
-        [&](const ImageRecord& r) {
-          failures.emplace_back(r.path, r.error);
-          return failures.size() < kShownFailures;
-        },
-        ImageStatus::kFailed);
+    Status listed = (*collection)
+                        ->ForEach(
+                            [&](const ImageRecord& r) {
+                              failures.emplace_back(r.path, r.error);
+                              return failures.size() < kShownFailures;
+                            },
+                            ImageStatus::kFailed);
     if (!listed.ok()) return ReportError(listed, kExitUsage);
     if (f->json) {
       nlohmann::json j = {{"indexed", s->indexed},

@@ -33,6 +33,7 @@ RunFn AddSearchCommand(CLI::App& root);
 RunFn AddStatsCommand(CLI::App& root);
 RunFn AddListCommand(CLI::App& root);
 RunFn AddDuplicatesCommand(CLI::App& root);
+RunFn AddServeCommand(CLI::App& root);
 
 struct ModelFetch {
   bool pull_if_missing = false;  // download a named (or the default) model that is not cached

@@ -53,6 +53,7 @@ int Main(int argc, char** argv) {
   add(AddStatsCommand(app));
   add(AddListCommand(app));
   add(AddDuplicatesCommand(app));
+  add(AddServeCommand(app));
 
   try {
     app.parse(argc, argv);

@@ -129,6 +129,12 @@ class Collection {
   // `query` must be L2-normalised and of the model's dimension.
   virtual Result<std::vector<SearchHit>> Search(std::span<const float> query, const SearchOptions& options) = 0;
 
+  // The folders whose images this collection holds, as `index` and `watch` recorded them. Files are
+  // served (by the server) only from inside these.
+  virtual Result<std::vector<std::string>> Roots() = 0;
+  // Records more folders (absolute, normalised); already known ones are ignored.
+  virtual Status AddRoots(std::span<const std::string> roots) = 0;
+
   virtual Result<CollectionStats> Stats() = 0;
   // Writes the ANN snapshot now (also done on close and every snapshot_every changes).
   virtual Status Checkpoint() = 0;

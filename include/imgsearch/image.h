@@ -36,12 +36,16 @@ struct DecodeOptions {
   // Images with more pixels are refused before any pixel memory is allocated.
   uint64_t max_pixels = 100'000'000;
   bool apply_exif_orientation = true;
+  // 0: full resolution (what CLIP must see). > 0: a JPEG may be decoded at 1/2, 1/4 or 1/8 of its
+  // size (libjpeg's DCT scaling, several times faster) as long as both sides stay ≥ this; for
+  // thumbnails.
+  int min_side = 0;
 };
 
 struct DecodedImage {
   Image image;  // oriented, RGB
   ImageFormat format = ImageFormat::kUnknown;
-  int stored_width = 0;  // as stored in the file, before orientation
+  int stored_width = 0;  // as decoded (see DecodeOptions::min_side), before orientation
   int stored_height = 0;
   int orientation = 1;                      // EXIF orientation tag, 1 when absent
   std::optional<std::string> capture_time;  // EXIF DateTimeOriginal, "YYYY-MM-DDTHH:MM:SS"

@@ -84,7 +84,7 @@ struct WatchStatus {
   std::vector<std::string> notes;  // why polling is in use, folders that vanished, …
   int64_t watched_folders = 0;
   int64_t pending_paths = 0;  // changed paths waiting for their quiet time
-  int64_t rescans = 0;
+  int64_t rescans = 0;  // full reconciliations since start: polling, overflow, Rescan()
   PipelineStatus pipeline;
   SyncReport totals;  // everything done since start, the start-up reconciliation included
 };

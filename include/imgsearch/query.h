@@ -30,6 +30,11 @@ struct QueryTerm {
 // a weight "W:" (e.g. "0.5:beach"); a term naming an existing file is an image.
 Result<std::vector<QueryTerm>> ParseQueryArgs(std::span<const std::string> args);
 
+// The normalised sum of the normalised embeddings, each scaled by its weight. Fails when the sum is
+// zero (terms that cancel out) or the embeddings differ in length.
+Result<std::vector<float>> CombineQueryEmbeddings(std::span<const std::vector<float>> embeddings,
+                                                  std::span<const float> weights);
+
 // Embeds every term and combines them. `collection` is needed for kSimilar terms; `model` may be
 // null when every term is kSimilar (stored vectors need no model).
 Result<std::vector<float>> BuildQueryVector(std::span<const QueryTerm> terms, const ClipModel* model,

@@ -20,6 +20,7 @@ enum class StatusCode {
   kIoError,            // the operating system refused a read or write
   kResourceExhausted,  // a configured limit was exceeded (pixel limit, memory)
   kInternal,           // a bug: an invariant did not hold
+  kPermissionDenied,   // not allowed (a file outside the indexed folders, a missing token)
 };
 
 class [[nodiscard]] Status {
@@ -35,6 +36,7 @@ class [[nodiscard]] Status {
   static Status IoError(std::string m) { return {StatusCode::kIoError, std::move(m)}; }
   static Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+  static Status PermissionDenied(std::string m) { return {StatusCode::kPermissionDenied, std::move(m)}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

@@ -13,6 +13,7 @@ const char* CodeName(StatusCode code) {
     case StatusCode::kIoError: return "I/O error";
     case StatusCode::kResourceExhausted: return "limit exceeded";
     case StatusCode::kInternal: return "internal error";
+    case StatusCode::kPermissionDenied: return "permission denied";
   }
   return "unknown";
 }

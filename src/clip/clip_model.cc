@@ -131,11 +131,8 @@ std::vector<int32_t> ClipModel::Tokenize(std::string_view text) const {
 }
 
 Status ClipModel::EncodeTokens(std::span<const std::vector<int32_t>> token_ids, float* out) const {
-  const int dim = embedding_dim();
-  for (size_t i = 0; i < token_ids.size(); ++i) {
-    RETURN_IF_ERROR(clip::EncodeText(impl_->config, impl_->weights->text(), token_ids[i], out + i * dim));
-  }
-  return Status::Ok();
+  std::vector<std::span<const int32_t>> seqs(token_ids.begin(), token_ids.end());
+  return clip::EncodeTextBatch(impl_->config, impl_->weights->text(), seqs, out);
 }
 
 Status ClipModel::EncodeTexts(std::span<const std::string> texts, float* out) const {

@@ -14,6 +14,11 @@ namespace imgsearch::clip {
 // computed: the causal mask means later positions never influence it. Writes projection_dim floats.
 Status EncodeText(const ClipConfig& c, const TextWeights& w, std::span<const int32_t> ids, float* out);
 
+// Embeds several sequences as batches (sequences of similar length share their matrix products).
+// Writes seqs.size() · projection_dim floats, in order. The same embeddings as EncodeText one by one.
+Status EncodeTextBatch(const ClipConfig& c, const TextWeights& w, std::span<const std::span<const int32_t>> seqs,
+                       float* out);
+
 // Embeds n_images images given as [n, 3, image_size, image_size]. Writes n · projection_dim floats.
 void EncodeImageBatch(const ClipConfig& c, const VisionWeights& w, const float* pixels, int n_images, float* out);
 

@@ -220,6 +220,27 @@ TEST(Loader, HalfPrecisionCheckpointsMatchF32) {
   }
 }
 
+TEST(Encoder, BatchedTextsMatchOneByOne) {
+  auto model = ClipModel::Load(testing::TestModelDir());
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  // Lengths from 3 tokens to the full context, in no particular order, with a duplicate: the batch
+  // groups them by length and pads, which must change nothing.
+  std::string long_text;
+  for (int i = 0; i < 100; ++i) long_text += "word" + std::to_string(i) + " ";
+  const std::vector<std::string> texts = {
+      "a dog", long_text, "a red car in the snow at night", "cat", "a photo of a small bird sitting on a branch",
+      "a dog", ""};
+  const int dim = (*model)->embedding_dim();
+  std::vector<float> batched(texts.size() * dim);
+  ASSERT_TRUE((*model)->EncodeTexts(texts, batched.data()).ok());
+  for (size_t i = 0; i < texts.size(); ++i) {
+    std::vector<float> one(dim);
+    ASSERT_TRUE((*model)->EncodeTexts(std::vector<std::string>{texts[i]}, one.data()).ok());
+    const std::vector<float> row(batched.begin() + i * dim, batched.begin() + (i + 1) * dim);
+    EXPECT_GT(testing::Cosine(one, row), 0.9999999) << "text " << i;
+  }
+}
+
 TEST(Loader, RandomHeaderDamageNeverCrashes) {
   const std::string dir = CopyModel();
   const std::string original = ReadFile(dir + "/model.safetensors");

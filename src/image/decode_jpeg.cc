@@ -1,5 +1,6 @@
 // JPEG through libjpeg-turbo, the decoder Pillow uses, with its default (islow DCT, fancy
 // upsampling) settings so the pixels are the same.
+#include <algorithm>
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
@@ -60,6 +61,13 @@ Status DecodeInto(std::span<const uint8_t> bytes, const DecodeOptions& options, 
   const bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
   const bool gray = cinfo.jpeg_color_space == JCS_GRAYSCALE;
   cinfo.out_color_space = cmyk ? JCS_CMYK : gray ? JCS_GRAYSCALE : JCS_RGB;
+  if (options.min_side > 0) {
+    unsigned denom = 1;
+    const JDIMENSION shorter = std::min(cinfo.image_width, cinfo.image_height);
+    while (denom < 8 && shorter / (denom * 2) >= static_cast<JDIMENSION>(options.min_side)) denom *= 2;
+    cinfo.scale_num = 1;
+    cinfo.scale_denom = denom;
+  }
   jpeg_start_decompress(&cinfo);
 
   const int w = static_cast<int>(cinfo.output_width);

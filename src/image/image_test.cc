@@ -528,6 +528,26 @@ TEST(Jpeg, EncodesWhatDecodesBackClosely) {
   EXPECT_FALSE(EncodeJpeg(img, 0).ok());
 }
 
+TEST(Jpeg, ScaledDecodeForThumbnailsKeepsBothSidesAboveTheMinimum) {
+  const Image img = Quadrants(640, 480);
+  auto bytes = EncodeJpeg(img, 95);
+  ASSERT_TRUE(bytes.ok());
+  struct Case {
+    int min_side, width, height;
+  };
+  for (const Case& c : {Case{0, 640, 480}, Case{100, 160, 120}, Case{130, 320, 240}, Case{60, 80, 60}, Case{10, 80, 60},
+                        Case{300, 640, 480}, Case{240, 320, 240}}) {
+    DecodeOptions options;
+    options.min_side = c.min_side;
+    auto d = DecodeImage(*bytes, options);
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    EXPECT_EQ(d->image.width, c.width) << "min_side " << c.min_side;
+    EXPECT_EQ(d->image.height, c.height) << "min_side " << c.min_side;
+    ExpectNear(Pixel(d->image, d->image.width * 3 / 4, d->image.height * 3 / 4), {255, 255, 255}, 4,
+               "white quadrant at min_side " + std::to_string(c.min_side));
+  }
+}
+
 TEST(Png, WritesWhatItReadsBack) {
   const std::string path = testing::MakeTempDir() + "/out.png";
   const Image img = Gradient(31, 17);

@@ -181,6 +181,7 @@ Result<SyncReport> SyncFolders(std::span<const std::string> roots_in, const Clip
       return Status::NotFound("folder " + roots.back() + " does not exist");
     }
   }
+  RETURN_IF_ERROR(collection->AddRoots(roots));
   return RunSync(model, collection, options,
                  [&](ingest::Reconciler& r, SyncReport* report) { return r.Reconcile(roots, report); });
 }
@@ -204,6 +205,8 @@ Result<SyncReport> ReindexCollection(const std::string& dir, const ClipModel& mo
     const ModelIdentity identity = IdentityOf(model);
     auto fresh = OpenCollection(staging, &identity);
     if (!fresh.ok()) return fresh.status();
+    ASSIGN_OR_RETURN(const std::vector<std::string> roots, (*old)->Roots());
+    RETURN_IF_ERROR((*fresh)->AddRoots(roots));
     report = RunSync(model, fresh->get(), options, [&](ingest::Reconciler& r, SyncReport* rep) {
       rep->scanned = static_cast<int64_t>(files.size());
       return r.Apply(files, {}, rep);

@@ -137,6 +137,7 @@ class Watcher final : public FolderWatcher {
       if (!known) return Status::InvalidArgument(r + " is not under a watched folder");
       MarkLocked(r, false);
     }
+    ++rescans_;
     // Due now, not after the quiet time.
     for (auto& [path, p] : pending_) p.last = Clock::now() - std::chrono::hours(1);
     cv_.notify_all();
@@ -448,6 +449,7 @@ Result<std::unique_ptr<FolderWatcher>> FolderWatcher::Start(std::span<const std:
   }
   std::sort(roots.begin(), roots.end());
   roots.erase(std::unique(roots.begin(), roots.end()), roots.end());
+  RETURN_IF_ERROR(collection->AddRoots(roots));
   auto watcher = std::make_unique<Watcher>(std::move(roots), model, collection, options);
   RETURN_IF_ERROR(watcher->Init());
   return std::unique_ptr<FolderWatcher>(std::move(watcher));

@@ -3,8 +3,10 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <mutex>
@@ -27,6 +29,7 @@ namespace fs = std::filesystem;
 constexpr const char* kCatalogFile = "catalog.db";
 constexpr const char* kSnapshotFile = "ann.hnsw";
 constexpr const char* kLockFile = "LOCK";
+constexpr const char* kRootsKey = "roots";  // meta: JSON list of the indexed folders
 
 // An exclusive advisory lock on DIR/LOCK, so that two processes never write one collection.
 class DirLock {
@@ -188,6 +191,32 @@ class LocalCollection final : public Collection {
       hits.push_back({found[i].id, m->path, found[i].score, m->width, m->height});
     }
     return hits;
+  }
+
+  Result<std::vector<std::string>> Roots() override {
+    ASSIGN_OR_RETURN(std::optional<std::string> stored, catalog_->GetMeta(kRootsKey));
+    std::vector<std::string> roots;
+    if (!stored) return roots;
+    const nlohmann::json j = nlohmann::json::parse(*stored, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_array()) return Status::Corruption(dir_ + ": the recorded folders are not a JSON list");
+    for (const nlohmann::json& r : j) {
+      if (!r.is_string()) return Status::Corruption(dir_ + ": a recorded folder is not a string");
+      roots.push_back(r.get<std::string>());
+    }
+    return roots;
+  }
+
+  Status AddRoots(std::span<const std::string> add) override {
+    RETURN_IF_ERROR(CheckWritable());
+    std::lock_guard<std::mutex> writer(write_mu_);
+    ASSIGN_OR_RETURN(std::vector<std::string> roots, Roots());
+    const size_t before = roots.size();
+    for (const std::string& r : add) {
+      if (std::find(roots.begin(), roots.end(), r) == roots.end()) roots.push_back(r);
+    }
+    if (roots.size() == before) return Status::Ok();
+    std::sort(roots.begin(), roots.end());
+    return catalog_->SetMeta(kRootsKey, nlohmann::json(roots).dump());
   }
 
   Result<CollectionStats> Stats() override {

@@ -68,19 +68,39 @@ Result<std::vector<QueryTerm>> ParseQueryArgs(std::span<const std::string> args)
   return terms;
 }
 
+Result<std::vector<float>> CombineQueryEmbeddings(std::span<const std::vector<float>> embeddings,
+                                                  std::span<const float> weights) {
+  if (embeddings.empty()) return Status::InvalidArgument("empty query: give text, an image or an image id");
+  if (weights.size() != embeddings.size()) return Status::Internal("one weight per query term expected");
+  std::vector<float> sum(embeddings[0].size(), 0.0f);
+  for (size_t i = 0; i < embeddings.size(); ++i) {
+    if (embeddings[i].size() != sum.size()) {
+      return Status::InvalidArgument("query terms have embeddings of different dimensions");
+    }
+    AddScaled(&sum, embeddings[i], weights[i]);
+  }
+  double sq = 0;
+  for (float x : sum) sq += static_cast<double>(x) * x;
+  if (sq < 1e-12) return Status::InvalidArgument("the query terms cancel out (their weighted sum is zero)");
+  const float inv = static_cast<float>(1.0 / std::sqrt(sq));
+  for (float& x : sum) x *= inv;
+  return sum;
+}
+
 Result<std::vector<float>> BuildQueryVector(std::span<const QueryTerm> terms, const ClipModel* model,
                                             Collection* collection, const DecodeOptions& decode) {
   if (terms.empty()) return Status::InvalidArgument("empty query: give text, an image or an image id");
   if (model == nullptr && collection == nullptr)
     return Status::InvalidArgument("a query needs a model or a collection");
   const int dim = model != nullptr ? model->embedding_dim() : collection->model().dim;
-  std::vector<float> sum(static_cast<size_t>(dim), 0.0f);
-  std::vector<float> emb(static_cast<size_t>(dim));
+  std::vector<std::vector<float>> embeddings;
+  std::vector<float> weights;
   std::vector<float> pixels;
   for (const QueryTerm& t : terms) {
     if (model == nullptr && t.kind != QueryTerm::Kind::kSimilar) {
       return Status::InvalidArgument("text and image query terms need a model (--model DIR or IMGSEARCH_MODEL)");
     }
+    std::vector<float> emb(static_cast<size_t>(dim));
     switch (t.kind) {
       case QueryTerm::Kind::kText: {
         RETURN_IF_ERROR(model->EncodeTexts(std::vector<std::string>{t.text}, emb.data()));
@@ -104,18 +124,14 @@ Result<std::vector<float>> BuildQueryVector(std::span<const QueryTerm> terms, co
         if (static_cast<int>(stored->size()) != dim) {
           return Status::InvalidArgument("image " + std::to_string(t.id) + " has a vector of another dimension");
         }
-        emb = *stored;
+        emb = std::move(*stored);
         break;
       }
     }
-    AddScaled(&sum, emb, t.weight);
+    embeddings.push_back(std::move(emb));
+    weights.push_back(t.weight);
   }
-  double sq = 0;
-  for (float x : sum) sq += static_cast<double>(x) * x;
-  if (sq < 1e-12) return Status::InvalidArgument("the query terms cancel out (their weighted sum is zero)");
-  const float inv = static_cast<float>(1.0 / std::sqrt(sq));
-  for (float& x : sum) x *= inv;
-  return sum;
+  return CombineQueryEmbeddings(embeddings, weights);
 }
 
 }  // namespace imgsearch

@@ -1,0 +1,114 @@
+// imgsearch serve: the search API and web page over a collection, following folders live.
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+
+#include "commands.h"
+#include "imgsearch/server.h"
+#include "ingest_common.h"
+
+namespace imgsearch::cli {
+
+namespace {
+
+// "8080", ":8080", "0.0.0.0:8080", "[::1]:8080" → host, port.
+Result<std::pair<std::string, int>> ParseListen(const std::string& text) {
+  std::string host = "127.0.0.1";
+  std::string port = text;
+  if (!text.empty() && text[0] == '[') {
+    const size_t close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      return Status::InvalidArgument("--listen: expected [IPv6]:PORT, got \"" + text + "\"");
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else if (const size_t colon = text.rfind(':'); colon != std::string::npos) {
+    if (colon > 0) host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  char* end = nullptr;
+  const long p = std::strtol(port.c_str(), &end, 10);
+  if (port.empty() || *end != '\0' || p < 0 || p > 65535) {
+    return Status::InvalidArgument("--listen: \"" + port + "\" is not a port number (0-65535)");
+  }
+  return std::make_pair(host, static_cast<int>(p));
+}
+
+bool IsLoopback(const std::string& host) { return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0; }
+
+}  // namespace
+
+RunFn AddServeCommand(CLI::App& root) {
+  struct Flags : IngestFlags, WatchFlags {
+    std::vector<std::string> watch;
+    std::string listen = "127.0.0.1:8080";
+    std::string token;
+    std::string thumbnails;
+    int http_threads = 64;
+  };
+  auto f = std::make_shared<Flags>();
+  CLI::App* app = root.add_subcommand("serve", "serve the search API and web page, following folders live");
+  AddIngestFlags(app, f.get());
+  AddWatchFlags(app, f.get());
+  app->add_option("--watch", f->watch, "a folder to index and follow (repeat for several)");
+  app->add_option("--listen", f->listen, "address and port to serve on (0.0.0.0:PORT for every interface)")
+      ->capture_default_str();
+  app->add_option("--token", f->token,
+                  "bearer token required for /api/rescan and /metrics (default: $IMGSEARCH_TOKEN)");
+  app->add_option("--thumbnails", f->thumbnails, "thumbnail cache folder (default: DB/thumbnails)");
+  app->add_option("--http-threads", f->http_threads, "connections served at once")
+      ->capture_default_str()
+      ->check(CLI::Range(4, 4096));
+  return [f] {
+    auto listen = ParseListen(f->listen);
+    if (!listen.ok()) return ReportError(listen.status(), kExitUsage);
+    if (f->token.empty()) {
+      if (const char* env = std::getenv("IMGSEARCH_TOKEN")) f->token = env;
+    }
+    const sigset_t signals = BlockStopSignals();
+
+    auto target = OpenIngestTarget(*f);
+    if (!target.ok()) return ReportError(target.status(), kExitUsage);
+    const ClipModel* model = target->model.get();
+    Collection* collection = target->collection.get();
+
+    std::unique_ptr<FolderWatcher> watcher;
+    if (!f->watch.empty()) {
+      auto started = FolderWatcher::Start(f->watch, *model, collection, WatchOptionsOf(*f, *f));
+      if (!started.ok()) return ReportError(started.status(), kExitUsage);
+      watcher = std::move(*started);
+    }
+
+    ServerOptions options;
+    options.host = listen->first;
+    options.port = listen->second;
+    options.token = f->token;
+    options.thumbnail_dir = f->thumbnails.empty() ? f->db + "/thumbnails" : f->thumbnails;
+    options.http_threads = f->http_threads;
+    options.decode = SyncOptionsOf(*f).decode;
+    auto server = SearchServer::Start(model, collection, watcher.get(), options);
+    if (!server.ok()) {
+      if (watcher) watcher->Stop();
+      return ReportError(server.status(), kExitUsage);
+    }
+    const std::string shown_host =
+        options.host.find(':') != std::string::npos ? "[" + options.host + "]" : options.host;
+    std::printf("serving http://%s:%d/ (API at /api)%s\n", shown_host.c_str(), (*server)->port(),
+                f->token.empty() ? "" : "; rescan and metrics need the bearer token");
+    if (!IsLoopback(options.host)) {
+      std::printf("note: listening beyond this machine: anyone who can reach it can search and view the images%s\n",
+                  f->token.empty() ? " (and rescan: set --token)" : "");
+    }
+    if (watcher) {
+      PrintWatching(*watcher);
+    } else {
+      std::printf("no folders watched (add --watch FOLDER to index and follow one); Ctrl-C to stop\n");
+    }
+    std::fflush(stdout);
+    const int exit_code = FollowUntilStopped(watcher.get(), collection, signals);
+    (*server)->Stop();
+    return exit_code;
+  };
+}
+
+}  // namespace imgsearch::cli

@@ -1,0 +1,158 @@
+#include "ingest_common.h"
+
+#include <pthread.h>
+
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+
+#include "commands.h"
+
+namespace imgsearch::cli {
+
+void AddIngestFlags(CLI::App* app, IngestFlags* f) {
+  app->add_option("--db", f->db, "collection directory (created if missing)")->required();
+  app->add_option("--model", f->model,
+                  "model folder or hub name (default: $IMGSEARCH_MODEL, then openai/clip-vit-base-patch32, "
+                  "downloaded on first use)");
+  app->add_flag("--offline", f->offline, "never download a model");
+  app->add_option("--include", f->include, "only file names matching these globs (e.g. '*.jpg')");
+  app->add_option("--exclude", f->exclude, "skip file names matching these globs");
+  app->add_flag("--hidden", f->hidden, "include hidden files and folders");
+  app->add_flag("--follow-symlinks", f->follow_symlinks, "follow symbolic links to folders");
+  app->add_option("--threads", f->threads, "threads for the model (0: all cores)");
+  app->add_option("--decode-threads", f->decode_threads, "threads decoding images (0: one per core)");
+  app->add_option("--batch", f->batch, "images per model call")->capture_default_str()->check(CLI::Range(1, 1024));
+  app->add_option("--max-megapixels", f->max_megapixels, "record larger images as failed without decoding them")
+      ->capture_default_str()
+      ->check(CLI::Range(0.001, 10000.0));
+}
+
+SyncOptions SyncOptionsOf(const IngestFlags& f) {
+  SyncOptions options;
+  options.scan.include_hidden = f.hidden;
+  options.scan.follow_symlinks = f.follow_symlinks;
+  options.scan.include_globs = f.include;
+  options.scan.exclude_globs = f.exclude;
+  // The collection may live inside a folder it indexes; its files are never images to index.
+  options.scan.exclude_paths = {std::filesystem::absolute(f.db).lexically_normal().string()};
+  while (options.scan.exclude_paths[0].size() > 1 && options.scan.exclude_paths[0].back() == '/') {
+    options.scan.exclude_paths[0].pop_back();
+  }
+  options.decode.max_pixels = static_cast<uint64_t>(f.max_megapixels * 1e6);
+  options.batch_size = f.batch;
+  options.decode_threads = f.decode_threads;
+  return options;
+}
+
+Result<IngestTarget> OpenIngestTarget(const IngestFlags& f) {
+  IngestTarget t;
+  ASSIGN_OR_RETURN(t.model,
+                   LoadModel(f.model, {.n_threads = f.threads}, {.pull_if_missing = true, .offline = f.offline}));
+  const ModelIdentity identity = IdentityOf(*t.model);
+  ASSIGN_OR_RETURN(t.collection, OpenCollection(f.db, &identity));
+  return t;
+}
+
+void PrintWatching(const FolderWatcher& watcher) {
+  const WatchStatus s = watcher.Describe();
+  std::printf("watching %zu folder%s (%s, %lld folders watched); Ctrl-C to stop\n", s.roots.size(),
+              s.roots.size() == 1 ? "" : "s", s.mode.c_str(), static_cast<long long>(s.watched_folders));
+  std::fflush(stdout);
+}
+
+void AddWatchFlags(CLI::App* app, WatchFlags* f) {
+  app->add_option("--poll", f->poll, "rescan every SECONDS instead of using inotify (network filesystems)")
+      ->check(CLI::Range(0.1, 86400.0));
+  app->add_option("--quiet-ms", f->quiet_ms, "how long a changed file must stay untouched before it is read")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 60'000));
+}
+
+WatchOptions WatchOptionsOf(const IngestFlags& ingest, const WatchFlags& watch) {
+  WatchOptions options;
+  options.sync = SyncOptionsOf(ingest);
+  options.poll_seconds = watch.poll;
+  options.quiet_ms = watch.quiet_ms;
+  return options;
+}
+
+sigset_t BlockStopSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+int FollowUntilStopped(FolderWatcher* watcher, Collection* collection, const sigset_t& signals) {
+  if (watcher == nullptr) {
+    while (true) {
+      const int sig = sigwaitinfo(&signals, nullptr);
+      if (sig == SIGINT || sig == SIGTERM) return kExitOk;
+    }
+  }
+  WatchStatus s;
+  SyncReport shown;
+  size_t failures_shown = 0;
+  bool was_idle = false;
+  bool reconciled = false;
+  int exit_code = kExitOk;
+  while (true) {
+    timespec wait{1, 0};
+    const int sig = sigtimedwait(&signals, nullptr, &wait);
+    if (sig == SIGINT || sig == SIGTERM) {
+      std::printf("stopping: finishing the images in flight\n");
+      std::fflush(stdout);
+      break;
+    }
+    if (Status err = watcher->error(); !err.ok()) {
+      ReportError(err, kExitUsage);
+      exit_code = kExitUsage;
+      break;
+    }
+    s = watcher->Describe();
+    const SyncReport& t = s.totals;
+    for (; failures_shown < t.failures.size(); ++failures_shown) {
+      std::printf("failed: %s: %s\n", t.failures[failures_shown].first.c_str(),
+                  t.failures[failures_shown].second.c_str());
+    }
+    const bool idle = watcher->Idle();
+    if (idle && !reconciled) {
+      reconciled = true;
+      auto stats = collection->Stats();
+      std::printf("initial scan done: %lld images indexed, %lld failed; following changes\n",
+                  static_cast<long long>(stats.ok() ? stats->indexed : 0),
+                  static_cast<long long>(stats.ok() ? stats->failed : 0));
+      std::fflush(stdout);
+    }
+    const bool changed = t.added != shown.added || t.updated != shown.updated || t.moved != shown.moved ||
+                         t.removed != shown.removed || t.failed != shown.failed;
+    if (changed && (idle || !was_idle)) {
+      std::time_t now = std::time(nullptr);
+      char when[16];
+      std::strftime(when, sizeof(when), "%H:%M:%S", std::localtime(&now));
+      std::printf("%s  %lld added, %lld updated, %lld moved, %lld removed, %lld failed%s", when,
+                  static_cast<long long>(t.added - shown.added), static_cast<long long>(t.updated - shown.updated),
+                  static_cast<long long>(t.moved - shown.moved), static_cast<long long>(t.removed - shown.removed),
+                  static_cast<long long>(t.failed - shown.failed), idle ? "; up to date\n" : "");
+      if (!idle) {
+        std::printf("; %lld in flight, %.1f images/s\n", static_cast<long long>(s.pipeline.in_flight),
+                    s.pipeline.images_per_s);
+      }
+      std::fflush(stdout);
+      shown = t;
+    }
+    was_idle = idle;
+  }
+  watcher->Stop();
+  s = watcher->Describe();
+  std::printf("stopped: %lld added, %lld updated, %lld moved, %lld removed, %lld failed since start\n",
+              static_cast<long long>(s.totals.added), static_cast<long long>(s.totals.updated),
+              static_cast<long long>(s.totals.moved), static_cast<long long>(s.totals.removed),
+              static_cast<long long>(s.totals.failed));
+  return exit_code;
+}
+
+}  // namespace imgsearch::cli

@@ -1,0 +1,53 @@
+// The search server: a JSON API over HTTP and the web page, on top of a model, a collection and
+// (optionally) a folder watcher that keeps the collection up to date.
+//
+//   ServerOptions options;
+//   options.port = 8080;
+//   ASSIGN_OR_RETURN(auto server, SearchServer::Start(model.get(), collection.get(), watcher.get(), options));
+//   ...
+//   server->Stop();
+//
+// The API is described in the README and served at /api.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "imgsearch/clip.h"
+#include "imgsearch/collection.h"
+#include "imgsearch/image.h"
+#include "imgsearch/ingest.h"
+
+namespace imgsearch {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;  // 0: any free port (see SearchServer::port)
+  // Bearer token required by the endpoints that change something or reveal more than search does
+  // (POST /api/rescan, GET /metrics). Empty: no token.
+  std::string token;
+  // Where thumbnails are cached (made on first request, kept by content hash).
+  std::string thumbnail_dir;
+  int http_threads = 64;  // connections served at once (each keep-alive connection holds one)
+  size_t max_body_bytes = size_t{32} << 20;
+  int max_k = 1000;                  // largest k + offset a search may ask for
+  DecodeOptions decode;              // for uploaded query images
+  int max_text_batch = 64;           // concurrent text queries encoded in one model call
+  size_t text_cache_entries = 4096;  // recently encoded query texts kept
+};
+
+class SearchServer {
+ public:
+  // Binds the port and starts serving in the background. `watcher` may be null (no live folders;
+  // /api/rescan then answers 409). The model, collection and watcher must outlive the server.
+  static Result<std::unique_ptr<SearchServer>> Start(const ClipModel* model, Collection* collection,
+                                                     FolderWatcher* watcher, const ServerOptions& options);
+  virtual ~SearchServer() = default;
+
+  virtual int port() const = 0;
+  // Stops accepting, lets requests in progress finish. Idempotent.
+  virtual void Stop() = 0;
+};
+
+}  // namespace imgsearch

@@ -1,0 +1,188 @@
+#include "server/files.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+
+#include "base/file.h"
+#include "ingest/pipeline.h"
+#include "ingest/scanner.h"
+
+namespace imgsearch::server {
+
+namespace {
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// Where the descriptor really points, every symbolic link resolved.
+std::string ResolvedPath(int fd) {
+  char link[64];
+  std::snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+  char target[PATH_MAX + 1];
+  const ssize_t n = ::readlink(link, target, PATH_MAX);
+  if (n <= 0) return "";
+  return std::string(target, static_cast<size_t>(n));
+}
+
+}  // namespace
+
+std::vector<std::string> FileGate::RealRoots(bool refresh) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto now = std::chrono::steady_clock::now();
+  if (refresh || real_roots_.empty() || now - loaded_ > std::chrono::seconds(10)) {
+    auto roots = collection_->Roots();
+    if (roots.ok()) {
+      real_roots_.clear();
+      for (const std::string& r : *roots) {
+        char resolved[PATH_MAX + 1];
+        if (::realpath(r.c_str(), resolved) != nullptr) real_roots_.push_back(resolved);
+      }
+      loaded_ = now;
+    }
+  }
+  return real_roots_;
+}
+
+Result<std::vector<uint8_t>> FileGate::Read(const std::string& path, size_t max_bytes) {
+  // O_NONBLOCK: a FIFO put in an image's place must not hang the request.
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  if (fd.get() < 0) {
+    if (errno == ENOENT || errno == ENOTDIR) return Status::NotFound(path + " no longer exists");
+    return Status::IoError("cannot open " + path + ": " + std::strerror(errno));
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return Status::IoError("cannot stat " + path + ": " + std::strerror(errno));
+  const std::string real = ResolvedPath(fd.get());
+  auto inside = [&](const std::vector<std::string>& roots) {
+    return std::any_of(roots.begin(), roots.end(), [&](const std::string& r) { return ingest::IsUnder(real, r); });
+  };
+  if (real.empty() || (!inside(RealRoots(false)) && !inside(RealRoots(true)))) {
+    return Status::PermissionDenied(path + " resolves to a place outside the indexed folders");
+  }
+  if (!S_ISREG(st.st_mode)) return Status::PermissionDenied(path + " is not a regular file");
+  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+    return Status::ResourceExhausted(path + " is larger than " + std::to_string(max_bytes) + " bytes");
+  }
+  std::vector<uint8_t> bytes(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::pread(fd.get(), bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::IoError("cannot read " + path + ": " + std::strerror(errno));
+    if (n == 0) break;  // shrank while reading
+    done += static_cast<size_t>(n);
+  }
+  bytes.resize(done);
+  return bytes;
+}
+
+int ThumbnailCache::RoundSize(int requested) {
+  for (int s : kSizes) {
+    if (requested <= s) return s;
+  }
+  return kSizes[std::size(kSizes) - 1];
+}
+
+ThumbnailCache::ThumbnailCache(std::string dir, FileGate* gate, DecodeOptions decode)
+    : dir_(std::move(dir)), gate_(gate), decode_(decode) {}
+
+Result<std::string> ThumbnailCache::Get(const ImageRecord& record, int requested) {
+  const int size = RoundSize(requested);
+  if (record.content_hash.size() < 3) return Status::InvalidArgument("image " + record.path + " has no content hash");
+  const std::string path =
+      dir_ + "/" + record.content_hash.substr(0, 2) + "/" + record.content_hash + "-" + std::to_string(size) + ".jpg";
+  auto read_cached = [&]() -> std::optional<std::string> {
+    auto cached = ReadFileText(path, size_t{64} << 20);
+    if (!cached.ok()) return std::nullopt;
+    ++hits_;
+    return std::move(*cached);
+  };
+  if (auto cached = read_cached()) return std::move(*cached);
+  {
+    // One maker per thumbnail; the others wait for it and then read what it wrote.
+    std::unique_lock<std::mutex> lock(mu_);
+    bool waited = false;
+    while (in_progress_.count(path) != 0) {
+      cv_.wait(lock);
+      waited = true;
+    }
+    if (waited || FileExists(path)) {
+      lock.unlock();
+      if (auto cached = read_cached()) return std::move(*cached);
+      lock.lock();
+    }
+    in_progress_.insert(path);
+  }
+  Result<std::string> made = Make(record, size, path);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    in_progress_.erase(path);
+  }
+  cv_.notify_all();
+  return made;
+}
+
+Result<std::string> ThumbnailCache::Make(const ImageRecord& record, int size, const std::string& cache_path) {
+  ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, gate_->Read(record.path, ingest::kMaxFileBytes));
+  DecodeOptions options = decode_;
+  options.min_side = size;
+  auto decoded = DecodeImage(bytes, options);
+  if (!decoded.ok()) return decoded.status().WithContext(record.path);
+  const Image& full = decoded->image;
+  const double scale = std::min(1.0, static_cast<double>(size) / std::max(full.width, full.height));
+  const int w = std::max(1, static_cast<int>(full.width * scale + 0.5));
+  const int h = std::max(1, static_cast<int>(full.height * scale + 0.5));
+  const Image thumb = w == full.width && h == full.height ? full : ResizeBicubic(full, w, h);
+  ASSIGN_OR_RETURN(std::vector<uint8_t> jpeg, EncodeJpeg(thumb, 85));
+  std::string out(jpeg.begin(), jpeg.end());
+  ++made_;
+
+  // Cached only when the file still holds the content the catalog knows (else it changed after
+  // it was indexed, and its new hash will name its thumbnail once the watcher catches up).
+  if (ingest::ContentHash(bytes) == record.content_hash) {
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(cache_path).parent_path(), ec);
+    const std::string tmp = cache_path + ".tmp" + std::to_string(::getpid());
+    {
+      std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+      f.write(out.data(), static_cast<std::streamsize>(out.size()));
+      if (!f) ec = std::make_error_code(std::errc::io_error);
+    }
+    if (!ec) std::filesystem::rename(tmp, cache_path, ec);
+    if (ec) std::filesystem::remove(tmp, ec);  // a cache that cannot be written only costs time
+  }
+  return out;
+}
+
+const char* MimeTypeOf(const std::string& format) {
+  if (format == "jpeg") return "image/jpeg";
+  if (format == "png") return "image/png";
+  if (format == "webp") return "image/webp";
+  if (format == "gif") return "image/gif";
+  if (format == "bmp") return "image/bmp";
+  if (format == "tiff") return "image/tiff";
+  return "application/octet-stream";
+}
+
+}  // namespace imgsearch::server

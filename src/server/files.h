@@ -1,0 +1,73 @@
+// What the server reads from disk on a client's behalf: indexed images (only from inside the
+// collection's folders) and their thumbnails (made once, cached by content).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "imgsearch/collection.h"
+#include "imgsearch/image.h"
+
+namespace imgsearch::server {
+
+// Hands out files only when they resolve — every symbolic link followed, by the kernel, on the
+// descriptor actually opened — to a regular file inside one of the collection's roots. A stored
+// path that now leads elsewhere (a symlink swapped in, a folder renamed to point outside) is refused.
+class FileGate {
+ public:
+  explicit FileGate(Collection* collection) : collection_(collection) {}
+
+  // The whole file. kPermissionDenied outside the roots, kNotFound when it is gone.
+  Result<std::vector<uint8_t>> Read(const std::string& path, size_t max_bytes);
+
+ private:
+  // The roots with their symbolic links resolved; re-read from the collection when a path is not
+  // under any of them (another process may have indexed a new folder).
+  std::vector<std::string> RealRoots(bool refresh);
+
+  Collection* collection_;
+  std::mutex mu_;
+  std::vector<std::string> real_roots_;
+  std::chrono::steady_clock::time_point loaded_{};
+};
+
+// Thumbnails: the image scaled so its longer side is `size` (never enlarged), as JPEG, cached in
+// `dir` under its content hash (a renamed image keeps its thumbnail; a changed one gets a new one).
+// Concurrent requests for the same thumbnail make it once.
+class ThumbnailCache {
+ public:
+  // Sizes are rounded up to one of these, so the cache holds a bounded number of variants.
+  static constexpr int kSizes[] = {64, 128, 256, 512, 1024};
+  static int RoundSize(int requested);
+
+  ThumbnailCache(std::string dir, FileGate* gate, DecodeOptions decode);
+
+  // The JPEG bytes of the thumbnail of `record` at RoundSize(size).
+  Result<std::string> Get(const ImageRecord& record, int size);
+
+  int64_t made() const { return made_; }
+  int64_t hits() const { return hits_; }
+
+ private:
+  Result<std::string> Make(const ImageRecord& record, int size, const std::string& cache_path);
+
+  const std::string dir_;
+  FileGate* gate_;
+  const DecodeOptions decode_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::set<std::string> in_progress_;  // cache paths being made
+  std::atomic<int64_t> made_{0}, hits_{0};
+};
+
+// "image/jpeg" for ImageRecord::format "jpeg", and so on.
+const char* MimeTypeOf(const std::string& format);
+
+}  // namespace imgsearch::server

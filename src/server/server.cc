@@ -1,0 +1,588 @@
+// The HTTP server: routes, authentication, JSON responses, the web page.
+#include "imgsearch/server.h"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "imgsearch/query.h"
+#include "ingest/scanner.h"
+#include "server/api.h"
+#include "server/files.h"
+#include "server/metrics.h"
+#include "server/query_encoder.h"
+
+namespace imgsearch {
+
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+#include "web_assets.inc"  // kWebAssets: the page's files, embedded at build time
+
+constexpr const char* kVersion = "0.1.0";
+
+// The API's self-description, served at /api (the README has the same, with examples).
+const char* const kApiDoc = R"json({
+  "endpoints": [
+    {"method": "GET", "path": "/api/search", "params": ["q", "similar", "k", "offset", "min_score", "under", "after", "before", "format", "exact"],
+     "about": "Search by text (q) or by an indexed image (similar=ID). Results: id, path, score, width, height, url, thumbnail."},
+    {"method": "POST", "path": "/api/search",
+     "body": "JSON {q, terms: [{text|image (base64)|id, weight}], image, similar, k, offset, min_score, under, after, before, formats, exact} or multipart/form-data with image file parts and the same fields",
+     "about": "Weighted positive and negative terms: texts, uploaded images and indexed images."},
+    {"method": "GET", "path": "/api/images/{id}", "about": "The image file itself."},
+    {"method": "GET", "path": "/api/images/{id}/info", "about": "What the collection knows about the image."},
+    {"method": "GET", "path": "/api/images/{id}/thumbnail", "params": ["size"], "about": "A JPEG thumbnail; size (longest side) is rounded up to 64, 128, 256, 512 or 1024; cached."},
+    {"method": "GET", "path": "/api/images/{id}/similar", "params": ["k", "offset", "min_score", "under", "after", "before", "format", "exact"], "about": "More like this (the image itself left out)."},
+    {"method": "GET", "path": "/api/status", "about": "Counts by state, ingestion queues and throughput, recent failures, model, index."},
+    {"method": "POST", "path": "/api/rescan", "body": "optional JSON {path}", "auth": true, "about": "Reconcile a watched folder (or all) with the disk now."},
+    {"method": "GET", "path": "/healthz", "about": "200 when serving; 503 when ingestion has stopped on an error."},
+    {"method": "GET", "path": "/metrics", "auth": true, "about": "Prometheus text format."}
+  ],
+  "errors": "4xx/5xx with JSON {\"error\": \"what is wrong\"}",
+  "auth": "endpoints marked auth need 'Authorization: Bearer TOKEN' when the server was started with a token"
+})json";
+
+thread_local Clock::time_point t_request_start{};
+
+std::string RouteOf(const std::string& path) {
+  if (path == "/api/search") return "search";
+  if (path == "/api/status") return "status";
+  if (path == "/api/rescan") return "rescan";
+  if (path == "/healthz") return "healthz";
+  if (path == "/metrics") return "metrics";
+  if (path == "/api") return "api";
+  if (path.rfind("/api/images/", 0) == 0) {
+    if (path.ends_with("/thumbnail")) return "thumbnail";
+    if (path.ends_with("/similar")) return "similar";
+    if (path.ends_with("/info")) return "info";
+    return "image";
+  }
+  if (path.rfind("/api/", 0) == 0) return "unknown";
+  return "page";
+}
+
+const char* ReasonOf(int status) {
+  switch (status) {
+    case 400: return "bad request";
+    case 401: return "a bearer token is required (Authorization: Bearer TOKEN)";
+    case 403: return "forbidden";
+    case 404: return "no such endpoint or resource (see /api)";
+    case 405: return "method not allowed";
+    case 413: return "the request body is too large";
+    case 415: return "unsupported content type";
+    default: return status >= 500 ? "internal error" : "request failed";
+  }
+}
+
+bool ConstantTimeEquals(const std::string& a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+class Server final : public SearchServer {
+ public:
+  Server(const ClipModel* model, Collection* collection, FolderWatcher* watcher, const ServerOptions& options)
+      : model_(model),
+        collection_(collection),
+        watcher_(watcher),
+        options_(options),
+        encoder_(*model, options.max_text_batch, options.text_cache_entries),
+        gate_(collection),
+        thumbnails_(options.thumbnail_dir, &gate_, options.decode),
+        started_(Clock::now()) {
+    limits_.max_k = options.max_k;
+  }
+
+  ~Server() override { Stop(); }
+
+  Status Init() {
+    const int threads = std::max(4, options_.http_threads);
+    http_.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+    http_.set_payload_max_length(options_.max_body_bytes);
+    http_.set_keep_alive_max_count(1000);
+    http_.set_read_timeout(std::chrono::seconds(30));
+    http_.set_write_timeout(std::chrono::seconds(30));
+    Routes();
+    if (options_.port == 0) {
+      port_ = http_.bind_to_any_port(options_.host);
+      if (port_ <= 0) return Status::IoError("cannot listen on " + options_.host + " (any port)");
+    } else {
+      if (!http_.bind_to_port(options_.host, options_.port)) {
+        return Status::IoError("cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
+                               " (in use, or not an address of this machine)");
+      }
+      port_ = options_.port;
+    }
+    thread_ = std::thread([this] { http_.listen_after_bind(); });
+    return Status::Ok();
+  }
+
+  int port() const override { return port_; }
+
+  void Stop() override {
+    if (stopped_.exchange(true)) return;
+    http_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  using Req = httplib::Request;
+  using Res = httplib::Response;
+
+  static void SendJson(Res& res, const json& j, int status = 200) {
+    res.status = status;
+    res.set_content(j.dump(), "application/json");
+  }
+
+  static void SendError(Res& res, const Status& s) {
+    SendJson(res, json{{"error", s.message()}}, server::HttpStatusOf(s));
+  }
+
+  bool Authorized(const Req& req, Res& res) const {
+    if (options_.token.empty()) return true;
+    const std::string header = req.get_header_value("Authorization");
+    const std::string prefix = "Bearer ";
+    if (header.rfind(prefix, 0) == 0 && ConstantTimeEquals(header.substr(prefix.size()), options_.token)) return true;
+    res.set_header("WWW-Authenticate", "Bearer");
+    SendJson(res,
+             json{{"error",
+                   header.empty() ? "this endpoint needs 'Authorization: Bearer TOKEN'" : "the bearer token is wrong"}},
+             401);
+    return false;
+  }
+
+  static Result<int64_t> IdOf(const Req& req) {
+    const std::string text = req.matches[1];
+    if (text.size() > 18) return Status::NotFound("no image " + text);
+    return std::stoll(text);
+  }
+
+  Result<ImageRecord> Record(int64_t id) {
+    ASSIGN_OR_RETURN(std::optional<ImageRecord> r, collection_->GetById(id));
+    if (!r) return Status::NotFound("no image with id " + std::to_string(id));
+    return std::move(*r);
+  }
+
+  static json HitJson(const SearchHit& h) {
+    const std::string id = std::to_string(h.id);
+    return json{{"id", h.id},
+                {"path", h.path},
+                {"score", h.score},
+                {"width", h.width},
+                {"height", h.height},
+                {"url", "/api/images/" + id},
+                {"thumbnail", "/api/images/" + id + "/thumbnail"}};
+  }
+
+  static json RecordJson(const ImageRecord& r) {
+    const std::string id = std::to_string(r.id);
+    json j{{"id", r.id},
+           {"path", r.path},
+           {"size_bytes", r.size_bytes},
+           {"mtime_s", r.mtime_ns / 1'000'000'000},
+           {"width", r.width},
+           {"height", r.height},
+           {"format", r.format},
+           {"capture_time", r.capture_time ? json(*r.capture_time) : json(nullptr)},
+           {"status", ImageStatusName(r.status)},
+           {"indexed_at_ms", r.indexed_at_ms},
+           {"url", "/api/images/" + id},
+           {"thumbnail", "/api/images/" + id + "/thumbnail"}};
+    if (r.status == ImageStatus::kFailed) j["error"] = r.error;
+    return j;
+  }
+
+  // Embeds the terms (texts batched with other requests', images decoded here) and searches.
+  Result<json> RunSearch(const server::SearchRequest& request) {
+    const auto start = Clock::now();
+    std::vector<std::vector<float>> embeddings;
+    std::vector<float> weights;
+    for (const server::SearchTerm& t : request.terms) {
+      switch (t.kind) {
+        case server::SearchTerm::Kind::kText: {
+          ASSIGN_OR_RETURN(std::vector<float> e, encoder_.EncodeText(t.text));
+          embeddings.push_back(std::move(e));
+          break;
+        }
+        case server::SearchTerm::Kind::kImage: {
+          auto decoded = DecodeImage(t.image, options_.decode);
+          if (!decoded.ok()) {
+            const Status& s = decoded.status();
+            return Status(s.code() == StatusCode::kResourceExhausted ? s.code() : StatusCode::kInvalidArgument,
+                          "the uploaded image cannot be used: " + s.message());
+          }
+          ASSIGN_OR_RETURN(std::vector<float> e, encoder_.EncodeImage(decoded->image));
+          embeddings.push_back(std::move(e));
+          break;
+        }
+        case server::SearchTerm::Kind::kSimilar: {
+          ASSIGN_OR_RETURN(const ImageRecord r, Record(t.id));
+          if (r.status != ImageStatus::kIndexed) {
+            return Status::InvalidArgument("image " + std::to_string(t.id) + " could not be read when indexed (" +
+                                           r.error + "), so it has no embedding");
+          }
+          ASSIGN_OR_RETURN(std::vector<float> e, collection_->GetEmbedding(t.id));
+          embeddings.push_back(std::move(e));
+          break;
+        }
+      }
+      weights.push_back(t.weight);
+    }
+    ASSIGN_OR_RETURN(const std::vector<float> query, CombineQueryEmbeddings(embeddings, weights));
+
+    // "More like this" alone: the image itself is the best match and is left out.
+    std::optional<int64_t> exclude;
+    if (request.terms.size() == 1 && request.terms[0].kind == server::SearchTerm::Kind::kSimilar &&
+        request.terms[0].weight > 0) {
+      exclude = request.terms[0].id;
+    }
+    SearchOptions o = request.options;
+    if (exclude) ++o.k;
+    ASSIGN_OR_RETURN(std::vector<SearchHit> hits, collection_->Search(query, o));
+    json results = json::array();
+    for (const SearchHit& h : hits) {
+      if (exclude && h.id == *exclude) continue;
+      if (static_cast<int>(results.size()) == request.options.k) break;
+      results.push_back(HitJson(h));
+    }
+    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    return json{{"results", std::move(results)},
+                {"k", request.options.k},
+                {"offset", request.options.offset},
+                {"took_ms", std::round(ms * 100) / 100}};
+  }
+
+  void HandleSearch(Result<server::SearchRequest> request, Res& res) {
+    if (!request.ok()) return SendError(res, request.status());
+    Result<json> out = RunSearch(*request);
+    if (!out.ok()) return SendError(res, out.status());
+    SendJson(res, *out);
+  }
+
+  json StatusJson() {
+    json j;
+    auto stats = collection_->Stats();
+    if (stats.ok()) {
+      j["collection"] = {{"indexed", stats->indexed},
+                         {"failed", stats->failed},
+                         {"distinct_vectors", stats->distinct_vectors},
+                         {"index_kind", stats->index_kind},
+                         {"database_bytes", stats->database_bytes},
+                         {"index_bytes", stats->index_bytes},
+                         {"schema_version", stats->schema_version}};
+    } else {
+      j["collection"] = {{"error", stats.status().ToString()}};
+    }
+    auto roots = collection_->Roots();
+    j["roots"] = roots.ok() ? json(*roots) : json::array();
+    const ModelInfo& info = model_->info();
+    j["model"] = {{"name", collection_->model().name},
+                  {"id", collection_->model().id},
+                  {"dim", info.embedding_dim},
+                  {"dir", info.dir},
+                  {"isa", info.isa},
+                  {"precision", info.precision},
+                  {"image_size", info.image_size},
+                  {"params", info.n_params}};
+
+    // Recent failures: this run's first (with reasons), then older ones from the collection.
+    json failures = json::array();
+    std::set<std::string> listed;
+    if (watcher_ != nullptr) {
+      const WatchStatus w = watcher_->Describe();
+      const PipelineStatus& p = w.pipeline;
+      j["ingest"] = {{"mode", w.mode},
+                     {"roots", w.roots},
+                     {"notes", w.notes},
+                     {"idle", watcher_->Idle()},
+                     {"watched_folders", w.watched_folders},
+                     {"pending", w.pending_paths},
+                     {"queued", p.queued},
+                     {"decoded", p.decoded},
+                     {"encoded", p.encoded},
+                     {"in_flight", p.in_flight},
+                     {"images_per_s", std::round(p.images_per_s * 10) / 10},
+                     {"rescans", w.rescans},
+                     {"since_start",
+                      {{"added", w.totals.added},
+                       {"updated", w.totals.updated},
+                       {"moved", w.totals.moved},
+                       {"removed", w.totals.removed},
+                       {"failed", w.totals.failed},
+                       {"embedded", w.totals.embedded}}}};
+      const Status err = watcher_->error();
+      if (!err.ok()) j["ingest"]["error"] = err.ToString();
+      for (auto it = w.totals.failures.rbegin(); it != w.totals.failures.rend() && failures.size() < 20; ++it) {
+        if (listed.insert(it->first).second) failures.push_back({{"path", it->first}, {"reason", it->second}});
+      }
+    } else {
+      j["ingest"] = nullptr;
+    }
+    if (failures.size() < 20 && stats.ok() && stats->failed > 0) {
+      (void)collection_->ForEach(
+          [&](const ImageRecord& r) {
+            if (listed.insert(r.path).second) {
+              failures.push_back({{"id", r.id}, {"path", r.path}, {"reason", r.error}});
+            }
+            return failures.size() < 20;
+          },
+          ImageStatus::kFailed);
+    }
+    j["failures"] = std::move(failures);
+    const server::QueryEncoderStats q = encoder_.stats();
+    j["server"] = {{"version", kVersion},
+                   {"uptime_s", std::round(std::chrono::duration<double>(Clock::now() - started_).count())},
+                   {"requests", metrics_.total()},
+                   {"auth", !options_.token.empty()},
+                   {"query_texts", q.texts},
+                   {"query_text_cache_hits", q.cache_hits},
+                   {"query_text_batches", q.text_batches},
+                   {"query_largest_batch", q.largest_batch},
+                   {"query_images", q.images},
+                   {"thumbnails_made", thumbnails_.made()},
+                   {"thumbnails_cached", thumbnails_.hits()}};
+    return j;
+  }
+
+  std::string MetricsText() {
+    using server::PromHeader;
+    using server::PromLine;
+    std::string out = metrics_.Render();
+    auto stats = collection_->Stats();
+    if (stats.ok()) {
+      out += PromHeader("imgsearch_images", "gauge", "Images in the collection by state.");
+      out += PromLine("imgsearch_images", "state=\"indexed\"", static_cast<double>(stats->indexed));
+      out += PromLine("imgsearch_images", "state=\"failed\"", static_cast<double>(stats->failed));
+      out += PromHeader("imgsearch_distinct_vectors", "gauge", "Stored embeddings (one per distinct content).");
+      out += PromLine("imgsearch_distinct_vectors", "", static_cast<double>(stats->distinct_vectors));
+      out += PromHeader("imgsearch_database_bytes", "gauge", "Size of the catalog files.");
+      out += PromLine("imgsearch_database_bytes", "", static_cast<double>(stats->database_bytes));
+    }
+    if (watcher_ != nullptr) {
+      const WatchStatus w = watcher_->Describe();
+      const PipelineStatus& p = w.pipeline;
+      out += PromHeader("imgsearch_ingest_queue", "gauge", "Files waiting in each ingestion stage.");
+      out += PromLine("imgsearch_ingest_queue", "stage=\"pending\"", static_cast<double>(w.pending_paths));
+      out += PromLine("imgsearch_ingest_queue", "stage=\"decode\"", static_cast<double>(p.queued));
+      out += PromLine("imgsearch_ingest_queue", "stage=\"encode\"", static_cast<double>(p.decoded));
+      out += PromLine("imgsearch_ingest_queue", "stage=\"write\"", static_cast<double>(p.encoded));
+      out += PromHeader("imgsearch_ingest_images_per_second", "gauge", "Images embedded per second (last 10 s).");
+      out += PromLine("imgsearch_ingest_images_per_second", "", p.images_per_s);
+      out += PromHeader("imgsearch_ingest_total", "counter", "Files handled since start, by outcome.");
+      for (const auto& [name, v] : {std::pair<const char*, int64_t>{"added", w.totals.added},
+                                    {"updated", w.totals.updated},
+                                    {"moved", w.totals.moved},
+                                    {"removed", w.totals.removed},
+                                    {"failed", w.totals.failed},
+                                    {"embedded", w.totals.embedded}}) {
+        out += PromLine("imgsearch_ingest_total", std::string("outcome=\"") + name + "\"", static_cast<double>(v));
+      }
+      out += PromHeader("imgsearch_ingest_stage_busy_seconds_total", "counter", "Busy time per pipeline stage.");
+      out += PromLine("imgsearch_ingest_stage_busy_seconds_total", "stage=\"decode\"", p.decode_seconds);
+      out += PromLine("imgsearch_ingest_stage_busy_seconds_total", "stage=\"encode\"", p.encode_seconds);
+      out += PromLine("imgsearch_ingest_stage_busy_seconds_total", "stage=\"write\"", p.write_seconds);
+    }
+    const server::QueryEncoderStats q = encoder_.stats();
+    out += PromHeader("imgsearch_query_texts_total", "counter", "Query texts embedded or served from the cache.");
+    out += PromLine("imgsearch_query_texts_total", "source=\"model\"", static_cast<double>(q.texts - q.cache_hits));
+    out += PromLine("imgsearch_query_texts_total", "source=\"cache\"", static_cast<double>(q.cache_hits));
+    out += PromHeader("imgsearch_query_batches_total", "counter", "Model calls made for queries.");
+    out += PromLine("imgsearch_query_batches_total", "kind=\"text\"", static_cast<double>(q.text_batches));
+    out += PromLine("imgsearch_query_batches_total", "kind=\"image\"", static_cast<double>(q.image_batches));
+    out += PromHeader("imgsearch_thumbnails_total", "counter", "Thumbnails made or served from the cache.");
+    out += PromLine("imgsearch_thumbnails_total", "source=\"made\"", static_cast<double>(thumbnails_.made()));
+    out += PromLine("imgsearch_thumbnails_total", "source=\"cache\"", static_cast<double>(thumbnails_.hits()));
+    out += PromHeader("imgsearch_uptime_seconds", "gauge", "Seconds since the server started.");
+    out += PromLine("imgsearch_uptime_seconds", "", std::chrono::duration<double>(Clock::now() - started_).count());
+    return out;
+  }
+
+  // Serves `bytes` unless the client's copy (If-None-Match) is current.
+  static void SendCacheable(const Req& req, Res& res, std::string bytes, const char* type, const std::string& etag) {
+    const std::string quoted = "\"" + etag + "\"";
+    res.set_header("ETag", quoted);
+    res.set_header("Cache-Control", "private, max-age=3600");
+    if (req.get_header_value("If-None-Match") == quoted) {
+      res.status = 304;
+      return;
+    }
+    res.set_content(std::move(bytes), type);
+  }
+
+  void Routes() {
+    http_.set_pre_routing_handler([](const Req&, Res&) {
+      t_request_start = Clock::now();
+      return httplib::Server::HandlerResponse::Unhandled;
+    });
+    http_.set_logger([this](const Req& req, const Res& res) {
+      const double seconds = t_request_start == Clock::time_point{}
+                                 ? -1
+                                 : std::chrono::duration<double>(Clock::now() - t_request_start).count();
+      t_request_start = {};
+      metrics_.Observe(RouteOf(req.path), res.status, seconds);
+      spdlog::info("{} {} {} {:.1f} ms", req.method, req.path, res.status, seconds * 1000);
+    });
+    http_.set_error_handler([](const Req&, Res& res) {
+      if (res.body.empty()) SendJson(res, json{{"error", ReasonOf(res.status)}}, res.status);
+    });
+    http_.set_exception_handler([](const Req&, Res& res, std::exception_ptr ep) {
+      std::string what = "unknown";
+      try {
+        if (ep) std::rethrow_exception(ep);
+      } catch (const std::exception& e) {
+        what = e.what();
+      } catch (...) {
+      }
+      spdlog::error("request failed with an exception: {}", what);
+      SendJson(res, json{{"error", "internal error: " + what}}, 500);
+    });
+
+    // The page.
+    for (const WebAsset& asset : kWebAssets) {
+      const std::string path = std::string(asset.path) == "/index.html" ? "/" : asset.path;
+      http_.Get(path, [&asset](const Req&, Res& res) {
+        res.set_header("Cache-Control", "no-cache");
+        res.set_content(asset.data, asset.size, asset.mime);
+      });
+    }
+
+    http_.Get("/api", [](const Req&, Res& res) { res.set_content(kApiDoc, "application/json"); });
+    http_.Get("/healthz", [this](const Req&, Res& res) {
+      const Status err = watcher_ != nullptr ? watcher_->error() : Status::Ok();
+      if (err.ok()) return SendJson(res, json{{"status", "ok"}});
+      SendJson(res, json{{"status", "ingestion stopped"}, {"error", err.ToString()}}, 503);
+    });
+    http_.Get("/metrics", [this](const Req& req, Res& res) {
+      if (!Authorized(req, res)) return;
+      res.set_content(MetricsText(), "text/plain; version=0.0.4");
+    });
+    http_.Get("/api/status", [this](const Req&, Res& res) { SendJson(res, StatusJson()); });
+
+    http_.Get("/api/search",
+              [this](const Req& req, Res& res) { HandleSearch(server::ParseSearchParams(req.params, limits_), res); });
+    http_.Post("/api/search", [this](const Req& req, Res& res) {
+      const std::string type = req.get_header_value("Content-Type");
+      if (req.is_multipart_form_data()) {
+        std::vector<server::FormPart> parts;
+        for (const auto& [name, part] : req.files) parts.push_back({part.name, part.content, part.filename});
+        return HandleSearch(server::ParseSearchForm(parts, limits_), res);
+      }
+      if (type.rfind("application/json", 0) != 0 && !type.empty()) {
+        return SendError(res, Status::Unsupported("send application/json or multipart/form-data, not " + type));
+      }
+      HandleSearch(server::ParseSearchJson(req.body, limits_), res);
+    });
+
+    http_.Get(R"(/api/images/(\d+))", [this](const Req& req, Res& res) {
+      auto record = IdOf(req);
+      Result<ImageRecord> r = record.ok() ? Record(*record) : Result<ImageRecord>(record.status());
+      if (!r.ok()) return SendError(res, r.status());
+      auto bytes = gate_.Read(r->path, ingest::kMaxFileBytes);
+      if (!bytes.ok()) return SendError(res, bytes.status());
+      const std::string name = r->path.substr(r->path.find_last_of('/') + 1);
+      res.set_header("Content-Disposition", "inline; filename=\"" + name + "\"");
+      SendCacheable(req, res, std::string(bytes->begin(), bytes->end()), server::MimeTypeOf(r->format),
+                    r->content_hash);
+    });
+    http_.Get(R"(/api/images/(\d+)/info)", [this](const Req& req, Res& res) {
+      auto id = IdOf(req);
+      Result<ImageRecord> r = id.ok() ? Record(*id) : Result<ImageRecord>(id.status());
+      if (!r.ok()) return SendError(res, r.status());
+      SendJson(res, RecordJson(*r));
+    });
+    http_.Get(R"(/api/images/(\d+)/thumbnail)", [this](const Req& req, Res& res) {
+      int size = 256;
+      for (const auto& [key, value] : req.params) {
+        if (key != "size") return SendError(res, Status::InvalidArgument("unknown parameter \"" + key + "\" (size)"));
+        char* end = nullptr;
+        const long v = std::strtol(value.c_str(), &end, 10);
+        if (value.empty() || *end != '\0' || v < 16 || v > 1024) {
+          return SendError(res, Status::InvalidArgument("size must be a number of pixels from 16 to 1024"));
+        }
+        size = static_cast<int>(v);
+      }
+      auto id = IdOf(req);
+      Result<ImageRecord> r = id.ok() ? Record(*id) : Result<ImageRecord>(id.status());
+      if (!r.ok()) return SendError(res, r.status());
+      if (r->status != ImageStatus::kIndexed) {
+        return SendError(res, Status::NotFound("image " + std::to_string(r->id) + " could not be read: " + r->error));
+      }
+      auto thumb = thumbnails_.Get(*r, size);
+      if (!thumb.ok()) return SendError(res, thumb.status());
+      SendCacheable(req, res, std::move(*thumb), "image/jpeg",
+                    r->content_hash + "-" + std::to_string(server::ThumbnailCache::RoundSize(size)));
+    });
+    http_.Get(R"(/api/images/(\d+)/similar)", [this](const Req& req, Res& res) {
+      auto id = IdOf(req);
+      if (!id.ok()) return SendError(res, id.status());
+      auto request = server::ParseSearchParams(req.params, limits_, /*allow_q=*/false);
+      if (request.ok()) request->terms.push_back({server::SearchTerm::Kind::kSimilar, {}, {}, *id, 1.0f});
+      HandleSearch(std::move(request), res);
+    });
+
+    http_.Post("/api/rescan", [this](const Req& req, Res& res) {
+      if (!Authorized(req, res)) return;
+      if (watcher_ == nullptr) {
+        return SendJson(res, json{{"error", "no folders are watched (start serve with --watch FOLDER)"}}, 409);
+      }
+      std::string path;
+      if (!req.body.empty()) {
+        const json j = json::parse(req.body, nullptr, false);
+        if (j.is_discarded() || !j.is_object())
+          return SendError(res, Status::InvalidArgument("the body must be a JSON object like {\"path\": \"/photos\"}"));
+        for (const auto& [key, value] : j.items()) {
+          if (key != "path") return SendError(res, Status::InvalidArgument("unknown field \"" + key + "\" (path)"));
+          if (!value.is_string() || value.get<std::string>().empty() || value.get<std::string>()[0] != '/') {
+            return SendError(res, Status::InvalidArgument("path must be an absolute folder path"));
+          }
+          path = value.get<std::string>();
+        }
+      }
+      const Status s = watcher_->Rescan(path);
+      if (!s.ok()) return SendError(res, s);
+      SendJson(res, json{{"rescanning", path.empty() ? json(watcher_->Describe().roots) : json::array({path})}}, 202);
+    });
+  }
+
+  const ClipModel* model_;
+  Collection* collection_;
+  FolderWatcher* watcher_;
+  const ServerOptions options_;
+  server::Limits limits_;
+  server::QueryEncoder encoder_;
+  server::FileGate gate_;
+  server::ThumbnailCache thumbnails_;
+  server::RequestMetrics metrics_;
+  const Clock::time_point started_;
+
+  httplib::Server http_;
+  int port_ = 0;
+  std::thread thread_;
+  std::atomic<bool> stopped_{false};
+};
+
+}  // namespace
+
+Result<std::unique_ptr<SearchServer>> SearchServer::Start(const ClipModel* model, Collection* collection,
+                                                          FolderWatcher* watcher, const ServerOptions& options) {
+  if (model == nullptr || collection == nullptr)
+    return Status::InvalidArgument("the server needs a model and a collection");
+  if (options.thumbnail_dir.empty()) return Status::InvalidArgument("no thumbnail folder given");
+  auto server = std::make_unique<Server>(model, collection, watcher, options);
+  RETURN_IF_ERROR(server->Init());
+  return std::unique_ptr<SearchServer>(std::move(server));
+}
+
+}  // namespace imgsearch

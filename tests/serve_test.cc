@@ -1,0 +1,434 @@
+// `imgsearch serve` as clients use it: the real binary on loopback, real files, the tiny model.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <regex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "imgsearch/clip.h"
+#include "imgsearch/collection.h"
+#include "imgsearch/image.h"
+#include "imgsearch/ingest.h"
+#include "imgsearch/query.h"
+#include "test_util.h"
+
+namespace imgsearch {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using testing::ImgsearchBin;
+using testing::Process;
+using testing::TestModelDir;
+using Clock = std::chrono::steady_clock;
+
+// A small JPEG whose content depends on `seed`.
+std::string JpegBytes(int seed, int w = 96, int h = 64) {
+  Image img(w, h);
+  for (int y = 0; y < h; ++y) {
+    for (int x = 0; x < w; ++x) {
+      uint8_t* p = img.row(y) + 3 * x;
+      p[0] = static_cast<uint8_t>((x * (seed + 2) + y) % 256);
+      p[1] = static_cast<uint8_t>((y * (seed + 5)) % 256);
+      p[2] = static_cast<uint8_t>((x + y + seed * 40) % 256);
+    }
+  }
+  auto bytes = EncodeJpeg(img, 90);
+  EXPECT_TRUE(bytes.ok());
+  return std::string(bytes->begin(), bytes->end());
+}
+
+std::string Base64(const std::string& bytes) {
+  static const char* kDigits = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    uint32_t v = static_cast<uint8_t>(bytes[i]) << 16;
+    if (i + 1 < bytes.size()) v |= static_cast<uint8_t>(bytes[i + 1]) << 8;
+    if (i + 2 < bytes.size()) v |= static_cast<uint8_t>(bytes[i + 2]);
+    out += kDigits[(v >> 18) & 63];
+    out += kDigits[(v >> 12) & 63];
+    out += i + 1 < bytes.size() ? kDigits[(v >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? kDigits[v & 63] : '=';
+  }
+  return out;
+}
+
+class ServeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::MakeTempDir();
+    root_ = dir_ + "/pics";
+    db_ = dir_ + "/db";
+    fs::create_directories(root_ + "/sub");
+    for (int i = 0; i < 12; ++i) {
+      testing::WriteFile(root_ + (i < 4 ? "/sub/" : "/") + "img" + std::to_string(i) + ".jpg", JpegBytes(i));
+    }
+  }
+
+  void TearDown() override { StopServer(); }
+
+  // Starts serve and waits until it listens (and, with a watcher, has indexed everything).
+  void StartServer(std::vector<std::string> extra = {}, bool watch = true) {
+    std::vector<std::string> argv = {ImgsearchBin(), "serve",    "--db",        db_,          "--model", TestModelDir(),
+                                     "--offline",    "--listen", "127.0.0.1:0", "--quiet-ms", "100"};
+    if (watch) argv.insert(argv.end(), {"--watch", root_});
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    started_at_ = Clock::now();
+    server_ = std::make_unique<Process>(argv);
+    ASSERT_TRUE(server_->WaitForOutput("serving http://", 60)) << server_->Out() << server_->Err();
+    std::smatch m;
+    const std::string out = server_->Out();
+    ASSERT_TRUE(std::regex_search(out, m, std::regex("serving http://127\\.0\\.0\\.1:(\\d+)/")));
+    port_ = std::stoi(m[1]);
+    if (watch) {
+      ASSERT_TRUE(server_->WaitForOutput("initial scan done", 120)) << server_->Out() << server_->Err();
+    }
+  }
+
+  void StopServer() {
+    if (!server_) return;
+    server_->Signal(SIGTERM);
+    EXPECT_EQ(server_->Wait(), 0) << server_->Out() << server_->Err();
+    server_.reset();
+  }
+
+  httplib::Client Client() const {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_read_timeout(std::chrono::seconds(60));
+    return c;
+  }
+
+  // Status and parsed JSON body.
+  std::pair<int, json> Get(const std::string& path, const httplib::Headers& headers = {}) {
+    auto res = Client().Get(path, headers);
+    if (!res) return {-1, json()};
+    return {res->status, json::parse(res->body, nullptr, false)};
+  }
+  std::pair<int, json> PostJson(const std::string& path, const std::string& body,
+                                const std::string& type = "application/json", const httplib::Headers& headers = {}) {
+    auto res = Client().Post(path, headers, body, type);
+    if (!res) return {-1, json()};
+    return {res->status, json::parse(res->body, nullptr, false)};
+  }
+
+  int64_t IdOf(const std::string& rel) {
+    auto c = OpenCollection(db_, nullptr, CollectionOptions{.read_only = true, .create_if_missing = false});
+    EXPECT_TRUE(c.ok());
+    auto r = (*c)->GetByPath(root_ + "/" + rel);
+    EXPECT_TRUE(r.ok() && r->has_value()) << rel;
+    return r.ok() && r->has_value() ? (**r).id : -1;
+  }
+
+  std::string dir_, root_, db_;
+  std::unique_ptr<Process> server_;
+  int port_ = 0;
+  Clock::time_point started_at_;
+};
+
+TEST_F(ServeTest, SearchAnswersWhatTheLibraryComputes) {
+  StartServer();
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - started_at_).count(), 30) << "ready within seconds";
+  auto [code, body] = Get("/api/search?q=a%20red%20car%20in%20the%20snow&k=5");
+  ASSERT_EQ(code, 200) << body.dump();
+  ASSERT_EQ(body["results"].size(), 5u);
+
+  // The same query through the library, in this process.
+  auto model = ClipModel::Load(TestModelDir());
+  ASSERT_TRUE(model.ok());
+  const ModelIdentity identity = IdentityOf(**model);
+  auto col = OpenCollection(db_, &identity, CollectionOptions{.read_only = true, .create_if_missing = false});
+  ASSERT_TRUE(col.ok()) << col.status().ToString();
+  QueryTerm t;
+  t.text = "a red car in the snow";
+  auto q = BuildQueryVector(std::vector<QueryTerm>{t}, model->get(), col->get());
+  ASSERT_TRUE(q.ok());
+  auto hits = (*col)->Search(*q, SearchOptions{.k = 5});
+  ASSERT_TRUE(hits.ok());
+  for (size_t i = 0; i < hits->size(); ++i) {
+    const json& r = body["results"][i];
+    EXPECT_EQ(r["id"].get<int64_t>(), (*hits)[i].id) << i;
+    EXPECT_NEAR(r["score"].get<double>(), (*hits)[i].score, 1e-5) << i;
+    EXPECT_EQ(r["path"], (*hits)[i].path);
+    EXPECT_EQ(r["width"], 96);
+    EXPECT_EQ(r["thumbnail"], "/api/images/" + std::to_string((*hits)[i].id) + "/thumbnail");
+  }
+
+  // POST with weighted terms equals the library's combination; pagination continues the ranking.
+  QueryTerm neg;
+  neg.text = "people";
+  neg.weight = -0.5f;
+  auto q2 = BuildQueryVector(std::vector<QueryTerm>{t, neg}, model->get(), col->get());
+  ASSERT_TRUE(q2.ok());
+  auto hits2 = (*col)->Search(*q2, SearchOptions{.k = 3, .offset = 2});
+  auto [code2, body2] = PostJson("/api/search", R"({"terms": [{"text": "a red car in the snow"},
+      {"text": "people", "weight": -0.5}], "k": 3, "offset": 2})");
+  ASSERT_EQ(code2, 200) << body2.dump();
+  ASSERT_EQ(body2["results"].size(), hits2->size());
+  for (size_t i = 0; i < hits2->size(); ++i) EXPECT_EQ(body2["results"][i]["id"].get<int64_t>(), (*hits2)[i].id);
+
+  // Filters: folder, format, date.
+  auto [code3, body3] = Get("/api/search?q=dog&k=50&under=" + root_ + "/sub");
+  ASSERT_EQ(code3, 200);
+  EXPECT_EQ(body3["results"].size(), 4u);
+  for (const json& r : body3["results"]) EXPECT_EQ(r["path"].get<std::string>().rfind(root_ + "/sub/", 0), 0u);
+  EXPECT_EQ(Get("/api/search?q=dog&k=50&format=png").second["results"].size(), 0u);
+  EXPECT_EQ(Get("/api/search?q=dog&k=50&format=jpg").second["results"].size(), 12u);
+  EXPECT_EQ(Get("/api/search?q=dog&k=50&after=2100-01-01").second["results"].size(), 0u);
+  EXPECT_EQ(Get("/api/search?q=dog&k=50&before=2100-01-01T00:00:00Z").second["results"].size(), 12u);
+}
+
+TEST_F(ServeTest, ImagesThumbnailsSimilarAndUploads) {
+  StartServer();
+  const int64_t id = IdOf("img5.jpg");
+  auto file = Client().Get("/api/images/" + std::to_string(id));
+  ASSERT_TRUE(file);
+  EXPECT_EQ(file->status, 200);
+  EXPECT_EQ(file->get_header_value("Content-Type"), "image/jpeg");
+  EXPECT_EQ(file->body, testing::ReadFile(root_ + "/img5.jpg"));
+  // Conditional request: the client's copy is current.
+  auto again = Client().Get("/api/images/" + std::to_string(id), {{"If-None-Match", file->get_header_value("ETag")}});
+  EXPECT_EQ(again->status, 304);
+
+  auto info = Get("/api/images/" + std::to_string(id) + "/info");
+  EXPECT_EQ(info.first, 200);
+  EXPECT_EQ(info.second["path"], root_ + "/img5.jpg");
+  EXPECT_EQ(info.second["format"], "jpeg");
+
+  // Thumbnails: longest side is the size rounded up to a cached size; made once, then cached.
+  for (auto [asked, side] : {std::pair{40, 64}, std::pair{100, 96}, std::pair{256, 96}}) {
+    auto t = Client().Get("/api/images/" + std::to_string(id) + "/thumbnail?size=" + std::to_string(asked));
+    ASSERT_TRUE(t);
+    ASSERT_EQ(t->status, 200) << t->body;
+    EXPECT_EQ(t->get_header_value("Content-Type"), "image/jpeg");
+    auto d = DecodeImage(std::span(reinterpret_cast<const uint8_t*>(t->body.data()), t->body.size()));
+    ASSERT_TRUE(d.ok());
+    EXPECT_EQ(std::max(d->image.width, d->image.height), side) << "size=" << asked;  // never enlarged
+  }
+  Client().Get("/api/images/" + std::to_string(id) + "/thumbnail?size=40");
+  const json status = Get("/api/status").second;
+  EXPECT_EQ(status["server"]["thumbnails_made"], 3);  // 64, 128 and 256 (96 px originals are not enlarged)
+  EXPECT_GE(status["server"]["thumbnails_cached"], 1);
+
+  // More like this: the image itself is left out.
+  auto [code, similar] = Get("/api/images/" + std::to_string(id) + "/similar?k=20");
+  ASSERT_EQ(code, 200) << similar.dump();
+  EXPECT_EQ(similar["results"].size(), 11u);
+  for (const json& r : similar["results"]) EXPECT_NE(r["id"].get<int64_t>(), id);
+
+  // Uploading the image finds it first, score 1: multipart and base64 JSON alike.
+  httplib::MultipartFormDataItems form = {{"image", testing::ReadFile(root_ + "/img5.jpg"), "img5.jpg", "image/jpeg"},
+                                          {"k", "3", "", ""}};
+  auto up = Client().Post("/api/search", form);
+  ASSERT_TRUE(up);
+  ASSERT_EQ(up->status, 200) << up->body;
+  const json upj = json::parse(up->body);
+  ASSERT_EQ(upj["results"].size(), 3u);
+  EXPECT_EQ(upj["results"][0]["id"].get<int64_t>(), id);
+  EXPECT_NEAR(upj["results"][0]["score"].get<double>(), 1.0, 1e-5);
+  const std::string b64 = Base64(testing::ReadFile(root_ + "/img5.jpg"));
+  auto [code2, body2] = PostJson("/api/search", R"({"image": "data:image/jpeg;base64,)" + b64 + R"(", "k": 1})");
+  ASSERT_EQ(code2, 200) << body2.dump();
+  EXPECT_EQ(body2["results"][0]["id"].get<int64_t>(), id);
+}
+
+TEST_F(ServeTest, BadRequestsGetClearErrors) {
+  StartServer();
+  struct Case {
+    std::string method, path, body, type;
+    int status;
+    std::string error;  // a substring of the JSON error
+  };
+  const std::string big(33 << 20, 'x');
+  const std::string truncated = JpegBytes(1).substr(0, 300);
+  const std::vector<Case> cases = {
+      {"GET", "/api/search?q=dog&k=0", "", "", 400, "k must be between 1 and 1000"},
+      {"GET", "/api/search?q=dog&k=5000", "", "", 400, "k must be between 1 and 1000"},
+      {"GET", "/api/search?q=dog&k=abc", "", "", 400, "k must be an integer"},
+      {"GET", "/api/search?q=dog&k=600&offset=600", "", "", 400, "k + offset"},
+      {"GET", "/api/search?q=dog&min_score=2", "", "", 400, "min_score"},
+      {"GET", "/api/search?q=dog&under=relative/path", "", "", 400, "absolute"},
+      {"GET", "/api/search?q=dog&after=yesterday", "", "", 400, "after must be a date"},
+      {"GET", "/api/search?q=dog&after=2024-02-30x", "", "", 400, "after"},
+      {"GET", "/api/search?q=dog&after=2024-01-02&before=2024-01-01", "", "", 400, "earlier"},
+      {"GET", "/api/search?q=dog&format=psd", "", "", 400, "unknown format"},
+      {"GET", "/api/search?q=dog&colour=red", "", "", 400, "unknown parameter \"colour\""},
+      {"GET", "/api/search?q=", "", "", 400, "q is empty"},
+      {"GET", "/api/search", "", "", 400, "nothing to search for"},
+      {"GET", "/api/search?similar=999999", "", "", 404, "no image with id 999999"},
+      {"POST", "/api/search", "{not json", "application/json", 400, "not valid JSON"},
+      {"POST", "/api/search", "[1,2]", "application/json", 400, "must be a JSON object"},
+      {"POST", "/api/search", R"({"q": "dog", "colour": "red"})", "application/json", 400, "unknown field \"colour\""},
+      {"POST", "/api/search", R"({"q": "dog", "k": "many"})", "application/json", 400, "k must be an integer"},
+      {"POST", "/api/search", R"({"terms": [{"text": "dog", "id": 3}]})", "application/json", 400, "exactly one of"},
+      {"POST", "/api/search", R"({"terms": [{"text": "dog", "weight": 0}]})", "application/json", 400, "weight"},
+      {"POST", "/api/search", R"({"terms": [{"txt": "dog"}]})", "application/json", 400, "unknown field terms[0].txt"},
+      {"POST", "/api/search", R"({"image": "%%%not base64"})", "application/json", 400, "not valid base64"},
+      {"POST", "/api/search", R"({"image": "aGVsbG8gd29ybGQ="})", "application/json", 400, "not an image"},
+      {"POST", "/api/search", R"({"q": "dog"})", "text/plain", 415, "application/json or multipart"},
+      {"POST", "/api/search", big, "application/json", 413, "too large"},
+      {"GET", "/api/images/999999", "", "", 404, "no image with id"},
+      {"GET", "/api/images/99999999999999999999999", "", "", 404, "no image"},
+      {"GET", "/api/images/1/thumbnail?size=5", "", "", 400, "size must be"},
+      {"GET", "/api/images/1/thumbnail?width=5", "", "", 400, "unknown parameter"},
+      {"GET", "/api/images/1/similar?q=dog", "", "", 400, "unknown parameter \"q\""},
+      {"GET", "/api/nothing-here", "", "", 404, "no such endpoint"},
+      {"POST", "/api/rescan", "{\"path\": 3}", "application/json", 400, "path must be"},
+      {"POST", "/api/rescan", "{\"path\": \"/elsewhere\"}", "application/json", 400, "not under a watched folder"},
+      {"POST", "/api/rescan", "{\"folder\": \"/x\"}", "application/json", 400, "unknown field"},
+  };
+  for (const Case& c : cases) {
+    auto res = c.method == "GET" ? Client().Get(c.path) : Client().Post(c.path, c.body, c.type);
+    ASSERT_TRUE(res) << c.method << " " << c.path;
+    EXPECT_EQ(res->status, c.status) << c.method << " " << c.path << ": " << res->body.substr(0, 200);
+    const json j = json::parse(res->body, nullptr, false);
+    ASSERT_TRUE(j.is_object() && j.contains("error")) << c.path << ": " << res->body.substr(0, 200);
+    EXPECT_NE(j["error"].get<std::string>().find(c.error), std::string::npos)
+        << c.method << " " << c.path << ": " << j["error"];
+  }
+  // A truncated upload is refused with the decoder's reason; a bad multipart field likewise.
+  httplib::MultipartFormDataItems form = {{"image", truncated, "cut.jpg", "image/jpeg"}};
+  auto res = Client().Post("/api/search", form);
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400) << res->body;
+  EXPECT_NE(res->body.find("uploaded image"), std::string::npos) << res->body;
+  httplib::MultipartFormDataItems form2 = {{"q", "dog", "", ""}, {"k", "-1", "", ""}};
+  EXPECT_EQ(Client().Post("/api/search", form2)->status, 400);
+  // And the server is still healthy, with nothing stored lost.
+  EXPECT_EQ(Get("/healthz").first, 200);
+  EXPECT_EQ(Get("/api/status").second["collection"]["indexed"], 12);
+}
+
+TEST_F(ServeTest, FilesOnlyFromInsideTheIndexedFolders) {
+  // Indexed first, served without a watcher: the server alone must refuse what now leads outside.
+  ASSERT_EQ(testing::RunCommand({ImgsearchBin(), "index", "--db", db_, "--model", TestModelDir(), "--offline", root_})
+                .exit_code,
+            0);
+  const std::string outside = dir_ + "/outside";
+  fs::create_directories(outside + "/sub");
+  testing::WriteFile(outside + "/secret.jpg", JpegBytes(99));
+  testing::WriteFile(outside + "/sub/img0.jpg", JpegBytes(98));
+  const int64_t swapped = IdOf("img7.jpg");
+  const int64_t in_sub = IdOf("sub/img0.jpg");
+  const int64_t fifo = IdOf("img8.jpg");
+  const int64_t fine = IdOf("img9.jpg");
+  StartServer({}, /*watch=*/false);
+
+  // A file replaced by a symbolic link to a file outside.
+  fs::remove(root_ + "/img7.jpg");
+  fs::create_symlink(outside + "/secret.jpg", root_ + "/img7.jpg");
+  // A folder replaced by a link to a folder outside holding a file of the same name.
+  fs::rename(root_ + "/sub", dir_ + "/sub-moved");
+  fs::create_directory_symlink(outside + "/sub", root_ + "/sub");
+  // A FIFO in an image's place (must not hang the request).
+  fs::remove(root_ + "/img8.jpg");
+  ASSERT_EQ(::mkfifo((root_ + "/img8.jpg").c_str(), 0644), 0);
+
+  for (int64_t id : {swapped, in_sub}) {
+    for (const std::string suffix : {"", "/thumbnail"}) {
+      auto [code, body] = Get("/api/images/" + std::to_string(id) + suffix);
+      EXPECT_EQ(code, 403) << id << suffix << " " << body.dump();
+      EXPECT_NE(body["error"].get<std::string>().find("outside the indexed folders"), std::string::npos);
+    }
+  }
+  EXPECT_EQ(Get("/api/images/" + std::to_string(fifo)).first, 403);
+  auto ok = Client().Get("/api/images/" + std::to_string(fine));
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_EQ(ok->body, testing::ReadFile(root_ + "/img9.jpg"));
+  // A link inside the folders to a file inside them is fine.
+  fs::remove(root_ + "/img9.jpg");
+  fs::create_symlink(root_ + "/img10.jpg", root_ + "/img9.jpg");
+  EXPECT_EQ(Get("/api/images/" + std::to_string(fine)).first, 200);
+  // Without a watcher, rescan says why it cannot.
+  EXPECT_EQ(PostJson("/api/rescan", "").first, 409);
+}
+
+TEST_F(ServeTest, TokenGuardsRescanAndMetricsAndRescanFindsChanges) {
+  // Polling once an hour: only a rescan can find what changes meanwhile.
+  ::setenv("IMGSEARCH_TOKEN", "s3cret", 1);
+  StartServer({"--poll", "3600"});
+  ::unsetenv("IMGSEARCH_TOKEN");
+  EXPECT_EQ(Get("/api/search?q=dog").first, 200);  // reading stays open
+  EXPECT_EQ(Get("/metrics").first, 401);
+  EXPECT_EQ(Get("/metrics", {{"Authorization", "Bearer wrong"}}).first, 401);
+  EXPECT_EQ(PostJson("/api/rescan", "").first, 401);
+  EXPECT_EQ(PostJson("/api/rescan", "", "application/json", {{"Authorization", "Bearer nope"}}).first, 401);
+
+  testing::WriteFile(root_ + "/sub/new.jpg", JpegBytes(50));
+  fs::remove(root_ + "/img6.jpg");
+  auto [code, body] = PostJson("/api/rescan", R"({"path": ")" + root_ + R"("})", "application/json",
+                               {{"Authorization", "Bearer s3cret"}});
+  EXPECT_EQ(code, 202) << body.dump();
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  json status;
+  while (Clock::now() < deadline) {
+    status = Get("/api/status").second;
+    if (status["collection"]["indexed"] == 12 && status["ingest"]["since_start"]["removed"] == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(status["collection"]["indexed"], 12) << status.dump();
+  EXPECT_EQ(status["ingest"]["since_start"]["removed"], 1) << status.dump();
+  EXPECT_EQ(status["ingest"]["mode"], "polling");
+  EXPECT_GE(status["ingest"]["rescans"].get<int>(), 1);
+
+  auto metrics = Client().Get("/metrics", {{"Authorization", "Bearer s3cret"}});
+  ASSERT_EQ(metrics->status, 200);
+  EXPECT_NE(metrics->body.find("imgsearch_images{state=\"indexed\"} 12\n"), std::string::npos) << metrics->body;
+  EXPECT_NE(metrics->body.find("imgsearch_http_requests_total{route=\"rescan\",code=\"401\"} 2"), std::string::npos)
+      << metrics->body;
+  EXPECT_NE(metrics->body.find("# TYPE imgsearch_http_request_seconds histogram"), std::string::npos);
+  EXPECT_NE(metrics->body.find("imgsearch_http_request_seconds_bucket{route=\"search\",le=\"+Inf\"} 1"),
+            std::string::npos);
+}
+
+TEST_F(ServeTest, StatusReportsFailuresAndConcurrentQueriesAgree) {
+  testing::WriteFile(root_ + "/broken.jpg", JpegBytes(3).substr(0, 200));
+  StartServer();
+  const json status = Get("/api/status").second;
+  EXPECT_EQ(status["collection"]["indexed"], 12);
+  EXPECT_EQ(status["collection"]["failed"], 1);
+  ASSERT_EQ(status["failures"].size(), 1u) << status.dump();
+  EXPECT_EQ(status["failures"][0]["path"], root_ + "/broken.jpg");
+  EXPECT_FALSE(status["failures"][0]["reason"].get<std::string>().empty());
+  EXPECT_EQ(status["model"]["name"], "tiny-model");
+  EXPECT_EQ(status["roots"], json::array({root_}));
+  EXPECT_TRUE(status["ingest"]["idle"].get<bool>());
+
+  // Many clients at once, each asking different texts: every answer equals the one asked alone.
+  std::vector<std::string> texts;
+  for (int i = 0; i < 48; ++i) texts.push_back("query number " + std::to_string(i) + " about dogs");
+  std::vector<json> alone;
+  for (const std::string& t : texts) {
+    alone.push_back(PostJson("/api/search", json{{"q", t}, {"k", 5}}.dump()).second["results"]);
+  }
+  // The answers above came from the cache on a second ask; new spellings make the model work again.
+  std::vector<json> together(texts.size());
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 16; ++w) {
+    threads.emplace_back([&, w] {
+      for (size_t i = static_cast<size_t>(w); i < texts.size(); i += 16) {
+        together[i] = PostJson("/api/search", json{{"q", texts[i] + " "}, {"k", 5}}.dump()).second["results"];
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (size_t i = 0; i < texts.size(); ++i) {
+    ASSERT_EQ(together[i].size(), 5u) << i;
+    for (size_t r = 0; r < 5; ++r) {
+      EXPECT_EQ(together[i][r]["id"], alone[i][r]["id"]) << texts[i];
+    }
+  }
+  const json after = Get("/api/status").second["server"];
+  EXPECT_EQ(after["query_texts"], 96);
+  std::printf("[ info ] 48 concurrent texts took %d model calls (largest batch %d)\n",
+              after["query_text_batches"].get<int>() - 48, after["query_largest_batch"].get<int>());
+}
+
+}  // namespace
+}  // namespace imgsearch

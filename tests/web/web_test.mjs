@@ -1,0 +1,186 @@
+// The web page in a real browser (Debian's headless chromium, driven by playwright-core) against a
+// real `imgsearch serve` over a folder of JPEGs: search, open, more like this, upload, drop, +/−
+// terms, folder filter, status, live indexing, phone width. Screenshots go to OUT_DIR.
+//
+//   node web_test.mjs IMGSEARCH_BIN MODEL_DIR MAKE_PHOTO_FOLDER_BIN OUT_DIR
+import { spawn, execFileSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+const [bin, modelDir, makePhotos, outDir] = process.argv.slice(2);
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const SKIP = 77;  // ctest SKIP_RETURN_CODE
+
+let chromium;
+try {
+  ({ chromium } = await import("playwright-core"));
+} catch (e) {
+  console.log(`SKIPPED: playwright-core is not installed (scripts/setup installs it): ${e.message}`);
+  process.exit(SKIP);
+}
+if (!fs.existsSync(CHROMIUM)) {
+  console.log(`SKIPPED: no chromium at ${CHROMIUM} (scripts/setup installs Debian's chromium)`);
+  process.exit(SKIP);
+}
+
+let passed = 0, failed = 0;
+const failures = [];
+function check(cond, what) {
+  if (cond) { passed++; console.log(`ok    ${what}`); } else { failed++; failures.push(what); console.log(`FAIL  ${what}`); }
+}
+
+const work = fs.mkdtempSync(path.join(os.tmpdir(), "imgsearch-web-"));
+fs.mkdirSync(outDir, { recursive: true });
+const pics = path.join(work, "pics");
+execFileSync(makePhotos, ["--out", pics, "--n", "24", "--seed", "3"]);
+// A subfolder, for the folder filter.
+fs.mkdirSync(path.join(pics, "trip"));
+for (const f of fs.readdirSync(pics).filter((f) => f.endsWith(".jpg")).slice(0, 6)) {
+  fs.renameSync(path.join(pics, f), path.join(pics, "trip", f));
+}
+const somePhoto = path.join(pics, fs.readdirSync(pics).filter((f) => f.endsWith(".jpg"))[0]);
+
+const server = spawn(bin, ["serve", "--db", path.join(work, "db"), "--model", modelDir, "--offline", "--watch", pics,
+                           "--listen", "127.0.0.1:0", "--quiet-ms", "100"], { stdio: ["ignore", "pipe", "pipe"] });
+let out = "";
+server.stdout.on("data", (d) => { out += d; });
+server.stderr.on("data", (d) => { out += d; });
+
+async function until(what, fn, timeoutMs = 30000) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    try { const v = await fn(); if (v) return v; } catch (_) { /* not yet */ }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}\n--- server output ---\n${out}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+let browser;
+try {
+  const base = await until("the server to listen", () => (out.match(/serving (http:\/\/[^/]+)\//) || [])[1]);
+  const status = async () => (await fetch(`${base}/api/status`)).json();
+  await until("the initial scan", async () => (await status()).collection.indexed === 24 && (await status()).ingest.idle);
+
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const pageErrors = [];
+  page.on("pageerror", (e) => pageErrors.push(e.message));
+  const results = page.locator("[data-testid=result]");
+  const firstIds = async () => page.$$eval("[data-testid=result]", (cards) => cards.map((c) => Number(c.dataset.id)));
+
+  // Search as you type.
+  await page.goto(base + "/");
+  await page.fill("[data-testid=search-input]", "a red car in the snow");
+  await until("text results", async () => (await results.count()) === 24);
+  const thumbsLoaded = await until("thumbnails", () => page.$$eval("[data-testid=result] img",
+    (imgs) => imgs.slice(0, 8).every((i) => i.complete && i.naturalWidth > 0)));
+  check(thumbsLoaded, "text search shows 24 results with thumbnails");
+  check(/24 results/.test(await page.textContent("[data-testid=message]")), "result count is shown");
+  check(new URL(page.url()).searchParams.get("q") === "a red car in the snow", "the search is in the URL");
+  await page.screenshot({ path: path.join(outDir, "search.png") });
+
+  // Open a result: the full image and its details.
+  const openedId = (await firstIds())[0];
+  await results.first().click();
+  await page.waitForSelector("[data-testid=viewer][open]");
+  await until("the full image", () => page.$eval("[data-testid=viewer-image]", (i) => i.complete && i.naturalWidth > 0));
+  check((await page.textContent("[data-testid=viewer-path]")).endsWith(".jpg"), "viewer shows the image and its path");
+  await until("image details", async () => /JPEG/.test(await page.textContent("#viewer-meta")));
+  await page.screenshot({ path: path.join(outDir, "viewer.png") });
+
+  // More like this: the opened image is left out, the rest ranked by similarity.
+  await page.click("[data-testid=viewer-similar]");
+  await until("similar results", async () => (await results.count()) === 23);
+  check(!(await firstIds()).includes(openedId), "more like this lists the others, not the image itself");
+  check((await page.locator("[data-testid=term]").count()) === 1, "more like this shows the image as a term");
+  const api = await (await fetch(`${base}/api/images/${openedId}/similar?k=23`)).json();
+  check(JSON.stringify(api.results.map((r) => r.id)) === JSON.stringify(await firstIds()),
+        "the page shows the API's similar ranking");
+  await page.screenshot({ path: path.join(outDir, "similar.png") });
+
+  // Search by an uploaded image: that very image comes first with score 1.
+  await page.goto(base + "/");
+  await page.setInputFiles("[data-testid=file-input]", somePhoto);
+  await until("upload results", async () => (await results.count()) === 24);
+  const top = await page.$eval("[data-testid=result]", (c) => [c.title, c.querySelector(".score").textContent]);
+  check(top[0] === somePhoto && top[1] === "1.000", `uploaded image finds itself first (${top.join(" ")})`);
+  await page.screenshot({ path: path.join(outDir, "upload.png") });
+
+  // Drop an image onto the page: the same.
+  await page.goto(base + "/");
+  const bytes = fs.readFileSync(somePhoto).toString("base64");
+  await page.evaluate(async (b64) => {
+    const data = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const dt = new DataTransfer();
+    dt.items.add(new File([data], "dropped.jpg", { type: "image/jpeg" }));
+    document.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }, bytes);
+  await until("drop results", async () => (await results.count()) === 24);
+  check((await page.$eval("[data-testid=result]", (c) => c.title)) === somePhoto, "a dropped image searches by it");
+
+  // A file that is not an image: a clear error, no crash.
+  await page.goto(base + "/");
+  await page.setInputFiles("[data-testid=file-input]", { name: "fake.png", mimeType: "image/png", buffer: Buffer.from("not really a png") });
+  await until("the upload error", async () => /not an image/.test(await page.textContent("[data-testid=message]")));
+  check(await page.$eval("[data-testid=message]", (m) => m.classList.contains("error")), "a broken upload shows the server's error");
+
+  // +/− terms change the ranking; the sign toggles.
+  await page.goto(base + "/?q=beach");
+  await until("results", async () => (await results.count()) === 24);
+  const before = await firstIds();
+  await page.click("[data-testid=add-term]");
+  await page.fill("[data-testid=term] input", "people");
+  await page.click("[data-testid=term] .sign");
+  check(await page.$eval("[data-testid=term]", (c) => c.classList.contains("negative")), "a term can be made negative");
+  const negBody = { terms: [{ text: "beach", weight: 1 }, { text: "people", weight: -1 }], k: 60 };
+  const expected = (await (await fetch(`${base}/api/search`, { method: "POST", headers: { "Content-Type": "application/json" },
+                                                               body: JSON.stringify(negBody) })).json()).results.map((r) => r.id);
+  await until("the −term ranking", async () => JSON.stringify(await firstIds()) === JSON.stringify(expected));
+  check(JSON.stringify(before) !== JSON.stringify(expected), "beach − people ranks differently from beach");
+  await page.screenshot({ path: path.join(outDir, "terms.png") });
+
+  // Folder filter.
+  await page.goto(base + "/?q=beach");
+  await page.click("[data-testid=filters]");
+  await page.fill("[data-testid=filter-under]", path.join(pics, "trip"));
+  await page.press("[data-testid=filter-under]", "Enter");
+  await page.dispatchEvent("[data-testid=filter-under]", "change");
+  await until("filtered results", async () => (await results.count()) === 6);
+  const titles = await page.$$eval("[data-testid=result]", (cards) => cards.map((c) => c.title));
+  check(titles.every((t) => t.startsWith(path.join(pics, "trip") + "/")), "folder filter keeps only that folder");
+
+  // Status panel, and live indexing of a new file.
+  await page.goto(base + "/");
+  await page.click("[data-testid=status-pill]");
+  await until("the status panel", async () => /Indexed\s*24/.test(await page.textContent("[data-testid=status-panel]")));
+  check(true, "status panel shows the indexed count");
+  fs.copyFileSync(somePhoto, path.join(pics, "new-copy.jpg"));
+  await until("the new image in the status", async () => /Indexed\s*25/.test(await page.textContent("[data-testid=status-panel]")));
+  check(/25 images/.test(await page.textContent("[data-testid=status-pill]")), "a file added to the folder shows up live");
+  await page.screenshot({ path: path.join(outDir, "status.png") });
+
+  // Phone width: nothing wider than the screen.
+  const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  await phone.goto(base + "/?q=mountains");
+  await until("phone results", async () => (await phone.locator("[data-testid=result]").count()) > 0);
+  const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 0, `no horizontal scrolling at phone width (overflow ${overflow}px)`);
+  const columns = await phone.$$eval("[data-testid=result]", (cards) => new Set(cards.slice(0, 6).map((c) => c.getBoundingClientRect().left)).size);
+  check(columns >= 2 && columns <= 3, `phone grid has 2-3 columns (${columns})`);
+  await phone.screenshot({ path: path.join(outDir, "phone.png") });
+
+  check(pageErrors.length === 0, `no JavaScript errors (${pageErrors.join("; ")})`);
+} catch (e) {
+  failed++;
+  failures.push(e.message);
+  console.log(`FAIL  ${e.message}`);
+} finally {
+  if (browser) await browser.close();
+  server.kill("SIGTERM");
+  await new Promise((r) => server.once("exit", r));
+  fs.rmSync(work, { recursive: true, force: true });
+}
+console.log(`screenshots in ${outDir}`);
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);

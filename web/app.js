@@ -1,0 +1,314 @@
+// imgsearch web page: search as you type, browse, "more like this", search by a dropped or pasted
+// image, +/− terms, folder and date filters, and a live status panel. Plain JS, no build step.
+"use strict";
+
+const PAGE = 60;          // results per request
+const STATUS_EVERY = 3000; // ms between status polls
+
+const $ = (id) => document.getElementById(id);
+const el = (tag, props = {}, ...children) => {
+  const node = Object.assign(document.createElement(tag), props);
+  for (const c of children) node.append(c);
+  return node;
+};
+
+const state = {
+  terms: [],        // extra terms: {kind: "text"|"image"|"id", text?, data?, id?, label?, weight: ±1}
+  offset: 0,
+  seq: 0,           // request sequence: stale answers are dropped
+  controller: null,
+  lastQuery: null,  // the body of the last search, for "More results"
+};
+
+// ---- searching ----
+
+function currentTerms() {
+  const terms = [];
+  const text = $("q").value.trim();
+  if (text) terms.push({ text, weight: 1 });
+  for (const t of state.terms) {
+    if (t.kind === "text" && t.text.trim()) terms.push({ text: t.text.trim(), weight: t.weight });
+    if (t.kind === "image") terms.push({ image: t.data, weight: t.weight });
+    if (t.kind === "id") terms.push({ id: t.id, weight: t.weight });
+  }
+  return terms;
+}
+
+function filters() {
+  const f = {};
+  const under = $("under").value.trim();
+  if (under) f.under = under;
+  if ($("after").value) f.after = $("after").value;
+  if ($("before").value) f.before = $("before").value;
+  return f;
+}
+
+function showMessage(text, isError = false) {
+  const m = $("message");
+  m.textContent = text;
+  m.classList.toggle("error", isError);
+}
+
+async function search({ append = false } = {}) {
+  const terms = currentTerms();
+  saveToUrl();
+  if (!terms.length) {
+    state.controller?.abort();
+    $("results").replaceChildren();
+    $("more").hidden = true;
+    showMessage("Type what you are looking for, or drop or paste an image.");
+    return;
+  }
+  if (!append) state.offset = 0;
+  const body = { terms, k: PAGE, offset: state.offset, ...filters() };
+  state.lastQuery = body;
+  const seq = ++state.seq;
+  state.controller?.abort();
+  state.controller = new AbortController();
+  if (!append) showMessage("Searching…");
+  let answer;
+  try {
+    const res = await fetch("/api/search", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+      signal: state.controller.signal,
+    });
+    answer = await res.json();
+    if (!res.ok) throw new Error(answer.error || res.statusText);
+  } catch (err) {
+    if (err.name === "AbortError" || seq !== state.seq) return;
+    showMessage(err.message, true);
+    return;
+  }
+  if (seq !== state.seq) return;
+  render(answer.results, append);
+  const shown = $("results").children.length;
+  showMessage(shown ? `${shown} result${shown === 1 ? "" : "s"} · ${answer.took_ms} ms` : "No matches.");
+  $("more").hidden = answer.results.length < PAGE || state.offset + PAGE >= 1000;
+}
+
+function render(results, append) {
+  const grid = $("results");
+  if (!append) grid.replaceChildren();
+  for (const r of results) {
+    const name = r.path.split("/").pop();
+    const img = el("img", { src: `${r.thumbnail}?size=256`, alt: name, loading: "lazy", decoding: "async" });
+    const card = el("button", { className: "card", type: "button", title: r.path },
+      img,
+      el("span", { className: "caption" },
+        el("span", { className: "name", textContent: name }),
+        el("span", { className: "score", textContent: r.score.toFixed(3) })));
+    card.dataset.testid = "result";
+    card.dataset.id = r.id;
+    card.addEventListener("click", () => openViewer(r));
+    grid.append(card);
+  }
+}
+
+let typingTimer = 0;
+function searchSoon() {
+  clearTimeout(typingTimer);
+  typingTimer = setTimeout(() => search(), 250);
+}
+
+// ---- terms ----
+
+function renderTerms() {
+  const box = $("terms");
+  box.replaceChildren();
+  state.terms.forEach((t, i) => {
+    const sign = el("button", { type: "button", className: "sign", textContent: t.weight > 0 ? "+" : "−",
+                                title: "Switch between should match (+) and should not match (−)" });
+    sign.addEventListener("click", () => { t.weight = -t.weight; renderTerms(); search(); });
+    const remove = el("button", { type: "button", className: "remove", textContent: "✕", title: "Remove" });
+    remove.addEventListener("click", () => { state.terms.splice(i, 1); renderTerms(); search(); });
+    let body;
+    if (t.kind === "text") {
+      body = el("input", { value: t.text, placeholder: "term", ariaLabel: "term" });
+      body.addEventListener("input", () => { t.text = body.value; searchSoon(); });
+    } else if (t.kind === "image") {
+      body = el("img", { src: t.data, alt: t.label || "image" });
+    } else {
+      body = el("img", { src: `/api/images/${t.id}/thumbnail?size=64`, alt: `image ${t.id}`, title: t.label || "" });
+    }
+    const chip = el("span", { className: `chip ${t.weight > 0 ? "positive" : "negative"}` }, sign, body, remove);
+    chip.dataset.testid = "term";
+    box.append(chip);
+  });
+}
+
+function addTerm(term) {
+  state.terms.push(term);
+  renderTerms();
+  search();
+}
+
+function readImageFile(file) {
+  if (!file || !file.type.startsWith("image/")) {
+    showMessage(`${file ? file.name : "That"} is not an image.`, true);
+    return;
+  }
+  if (file.size > 30 * 1024 * 1024) {
+    showMessage(`${file.name} is larger than 30 MB.`, true);
+    return;
+  }
+  const reader = new FileReader();
+  reader.onload = () => addTerm({ kind: "image", data: reader.result, label: file.name, weight: 1 });
+  reader.onerror = () => showMessage(`Cannot read ${file.name}.`, true);
+  reader.readAsDataURL(file);
+}
+
+function moreLikeThis(r) {
+  $("q").value = "";
+  state.terms = [{ kind: "id", id: r.id, label: r.path, weight: 1 }];
+  renderTerms();
+  search();
+}
+
+// ---- viewer ----
+
+let viewing = null;
+async function openViewer(r) {
+  viewing = r;
+  $("viewer-image").src = r.url;
+  $("viewer-image").alt = r.path;
+  $("viewer-path").textContent = r.path;
+  $("viewer-open").href = r.url;
+  $("viewer-meta").textContent = `${r.width} × ${r.height}` + (r.score !== undefined ? ` · score ${r.score.toFixed(3)}` : "");
+  $("viewer").showModal();
+  try {
+    const info = await (await fetch(`/api/images/${r.id}/info`)).json();
+    if (viewing !== r) return;
+    const parts = [`${info.width} × ${info.height}`, info.format.toUpperCase(), `${(info.size_bytes / 1e6).toFixed(1)} MB`];
+    if (info.capture_time) parts.push(`taken ${info.capture_time.replace("T", " ")}`);
+    if (r.score !== undefined) parts.push(`score ${r.score.toFixed(3)}`);
+    $("viewer-meta").textContent = parts.join(" · ");
+  } catch (_) { /* the basic line stays */ }
+}
+
+// ---- status ----
+
+function fmt(n) { return Number(n).toLocaleString(); }
+
+async function pollStatus() {
+  let s;
+  try {
+    const res = await fetch("/api/status");
+    s = await res.json();
+  } catch (_) {
+    $("status-pill").textContent = "server unreachable";
+    $("status-pill").className = "pill error";
+    return;
+  }
+  const c = s.collection || {};
+  const ing = s.ingest;
+  const pill = $("status-pill");
+  const busy = ing && !ing.idle;
+  pill.className = `pill${ing && ing.error ? " error" : busy ? " busy" : ""}`;
+  pill.textContent = ing && ing.error ? "indexing stopped"
+    : busy ? `indexing · ${fmt(ing.in_flight + ing.pending)} left · ${ing.images_per_s}/s`
+    : `${fmt(c.indexed || 0)} images`;
+  $("roots").replaceChildren(...(s.roots || []).map((r) => el("option", { value: r })));
+  if (!$("status-panel").hidden) renderStatus(s);
+}
+
+function renderStatus(s) {
+  const c = s.collection || {};
+  const ing = s.ingest;
+  const items = [["Indexed", fmt(c.indexed || 0)], ["Failed", fmt(c.failed || 0)],
+                 ["Distinct images", fmt(c.distinct_vectors || 0)], ["Index", c.index_kind || "–"],
+                 ["Model", `${s.model.name} (${s.model.dim}-d)`], ["Kernels", `${s.model.isa}, ${s.model.precision}`]];
+  const panel = $("status-panel");
+  panel.replaceChildren(el("h2", { textContent: "Status" }));
+  const dl = el("dl");
+  const add = (list) => { for (const [k, v] of list) dl.append(el("div", {}, el("dt", { textContent: k }), el("dd", { textContent: v }))); };
+  add(items);
+  panel.append(dl);
+  if (ing) {
+    const t = ing.since_start;
+    const done = t.added + t.updated + t.failed;
+    const left = ing.in_flight + ing.pending;
+    const dl2 = el("dl");
+    dl.after(dl2);
+    for (const [k, v] of [["Watching", `${ing.roots.length} folder(s), ${ing.mode}`], ["State", ing.error ? "stopped" : ing.idle ? "up to date" : "indexing"],
+                          ["Waiting", fmt(left)], ["Throughput", `${ing.images_per_s} images/s`],
+                          ["Since start", `+${fmt(t.added)} ~${fmt(t.updated)} →${fmt(t.moved)} −${fmt(t.removed)}`],
+                          ["Queues", `decode ${ing.queued} · encode ${ing.decoded} · write ${ing.encoded}`]]) {
+      dl2.append(el("div", {}, el("dt", { textContent: k }), el("dd", { textContent: v })));
+    }
+    if (left > 0) panel.append(el("progress", { max: done + left, value: done }));
+    if (ing.error) panel.append(el("p", { className: "message error", textContent: ing.error }));
+    for (const note of ing.notes || []) panel.append(el("p", { className: "message", textContent: note }));
+  }
+  if (s.failures && s.failures.length) {
+    panel.append(el("h2", { textContent: "Images that could not be read" }));
+    panel.append(el("ul", {}, ...s.failures.map((f) => el("li", {}, `${f.path}: `, el("span", { className: "reason", textContent: f.reason })))));
+  }
+}
+
+// ---- URL: a search can be bookmarked and survives a reload ----
+
+function saveToUrl() {
+  const params = new URLSearchParams();
+  const text = $("q").value.trim();
+  if (text) params.set("q", text);
+  const like = state.terms.find((t) => t.kind === "id");
+  if (like && state.terms.length === 1) params.set("similar", like.id);
+  for (const [k, v] of Object.entries(filters())) params.set(k, v);
+  const query = params.toString();
+  history.replaceState(null, "", query ? `?${query}` : location.pathname);
+}
+
+function loadFromUrl() {
+  const params = new URLSearchParams(location.search);
+  $("q").value = params.get("q") || "";
+  if (params.get("similar")) state.terms = [{ kind: "id", id: Number(params.get("similar")), weight: 1 }];
+  if (params.get("under")) $("under").value = params.get("under");
+  if (params.get("after")) $("after").value = params.get("after");
+  if (params.get("before")) $("before").value = params.get("before");
+  renderTerms();
+}
+
+// ---- wiring ----
+
+$("search-form").addEventListener("submit", (e) => { e.preventDefault(); clearTimeout(typingTimer); search(); });
+$("q").addEventListener("input", searchSoon);
+for (const id of ["under", "after", "before"]) $(id).addEventListener("change", () => search());
+$("add-term").addEventListener("click", () => {
+  state.terms.push({ kind: "text", text: "", weight: 1 });
+  renderTerms();
+  $("terms").querySelector(".chip:last-child input")?.focus();
+});
+$("file-input").addEventListener("change", (e) => { readImageFile(e.target.files[0]); e.target.value = ""; });
+$("more").addEventListener("click", () => { state.offset += PAGE; search({ append: true }); });
+$("status-pill").addEventListener("click", () => {
+  const panel = $("status-panel");
+  panel.hidden = !panel.hidden;
+  $("status-pill").setAttribute("aria-expanded", String(!panel.hidden));
+  pollStatus();
+});
+$("viewer-similar").addEventListener("click", () => { $("viewer").close(); moreLikeThis(viewing); });
+$("viewer-plus").addEventListener("click", () => { $("viewer").close(); addTerm({ kind: "id", id: viewing.id, label: viewing.path, weight: 1 }); });
+$("viewer-minus").addEventListener("click", () => { $("viewer").close(); addTerm({ kind: "id", id: viewing.id, label: viewing.path, weight: -1 }); });
+$("viewer").addEventListener("click", (e) => { if (e.target === $("viewer")) $("viewer").close(); });
+
+let dragDepth = 0;
+document.addEventListener("dragenter", (e) => { if ([...e.dataTransfer.types].includes("Files")) { dragDepth++; $("drop-overlay").hidden = false; } });
+document.addEventListener("dragleave", () => { if (--dragDepth <= 0) { dragDepth = 0; $("drop-overlay").hidden = true; } });
+document.addEventListener("dragover", (e) => e.preventDefault());
+document.addEventListener("drop", (e) => {
+  e.preventDefault();
+  dragDepth = 0;
+  $("drop-overlay").hidden = true;
+  if (e.dataTransfer.files.length) readImageFile(e.dataTransfer.files[0]);
+});
+document.addEventListener("paste", (e) => {
+  const item = [...(e.clipboardData?.items || [])].find((i) => i.type.startsWith("image/"));
+  if (item) { e.preventDefault(); readImageFile(item.getAsFile()); }
+});
+
+loadFromUrl();
+search();
+pollStatus();
+setInterval(pollStatus, STATUS_EVERY);
