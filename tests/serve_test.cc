@@ -221,6 +221,10 @@ TEST_F(ServeTest, ImagesThumbnailsSimilarAndUploads) {
   ASSERT_EQ(code, 200) << similar.dump();
   EXPECT_EQ(similar["results"].size(), 11u);
   for (const json& r : similar["results"]) EXPECT_NE(r["id"].get<int64_t>(), id);
+  // Pages continue that ranking without overlap.
+  auto page2 = Get("/api/images/" + std::to_string(id) + "/similar?k=4&offset=4").second["results"];
+  ASSERT_EQ(page2.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(page2[i]["id"], similar["results"][4 + i]["id"]) << i;
 
   // Uploading the image finds it first, score 1: multipart and base64 JSON alike.
   httplib::MultipartFormDataItems form = {{"image", testing::ReadFile(root_ + "/img5.jpg"), "img5.jpg", "image/jpeg"},
@@ -260,6 +264,7 @@ TEST_F(ServeTest, BadRequestsGetClearErrors) {
       {"GET", "/api/search?q=dog&format=psd", "", "", 400, "unknown format"},
       {"GET", "/api/search?q=dog&colour=red", "", "", 400, "unknown parameter \"colour\""},
       {"GET", "/api/search?q=", "", "", 400, "q is empty"},
+      {"POST", "/api/search", "{\"q\": \"" + std::string(3000, 'a') + "\"}", "application/json", 400, "2000 characters"},
       {"GET", "/api/search", "", "", 400, "nothing to search for"},
       {"GET", "/api/search?similar=999999", "", "", 404, "no image with id 999999"},
       {"POST", "/api/search", "{not json", "application/json", 400, "not valid JSON"},

@@ -160,6 +160,12 @@ Result<std::string> ScalarText(const json& v, const std::string& key) {
 Status CheckHasTerms(const SearchRequest& r) {
   if (r.terms.empty()) return Bad("nothing to search for: give q (text), an image, or similar (an image id)");
   if (r.terms.size() > 32) return Bad("at most 32 query terms");
+  for (const SearchTerm& t : r.terms) {
+    // The model reads 77 tokens; a longer text only costs tokenising time.
+    if (t.kind == SearchTerm::Kind::kText && t.text.size() > 2000) {
+      return Bad("a text term is limited to 2000 characters (the model reads the first 77 tokens)");
+    }
+  }
   return Status::Ok();
 }
 

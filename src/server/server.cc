@@ -248,15 +248,21 @@ class Server final : public SearchServer {
         request.terms[0].weight > 0) {
       exclude = request.terms[0].id;
     }
+    // Pages are cut from the ranking without the image: search from the top, one more, and skip.
     SearchOptions o = request.options;
-    if (exclude) ++o.k;
-    ASSIGN_OR_RETURN(std::vector<SearchHit> hits, collection_->Search(query, o));
-    json results = json::array();
-    for (const SearchHit& h : hits) {
-      if (exclude && h.id == *exclude) continue;
-      if (static_cast<int>(results.size()) == request.options.k) break;
-      results.push_back(HitJson(h));
+    if (exclude) {
+      o.k += o.offset + 1;
+      o.offset = 0;
     }
+    ASSIGN_OR_RETURN(std::vector<SearchHit> hits, collection_->Search(query, o));
+    if (exclude) {
+      std::erase_if(hits, [&](const SearchHit& h) { return h.id == *exclude; });
+      const size_t skip = std::min(hits.size(), static_cast<size_t>(request.options.offset));
+      hits.erase(hits.begin(), hits.begin() + static_cast<ptrdiff_t>(skip));
+      if (hits.size() > static_cast<size_t>(request.options.k)) hits.resize(static_cast<size_t>(request.options.k));
+    }
+    json results = json::array();
+    for (const SearchHit& h : hits) results.push_back(HitJson(h));
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
     return json{{"results", std::move(results)},
                 {"k", request.options.k},
