@@ -147,17 +147,16 @@ int Load(const std::string& url, int clients, double seconds, const std::vector<
         const int kind = r < mix[0] ? 0 : r < mix[0] + mix[1] ? 1 : 2;
         const int64_t id = 1 + static_cast<int64_t>(rng() % static_cast<uint64_t>(n_images));
         const auto t0 = Clock::now();
-        httplib::Result res;
-        if (kind == 0) {
-          // A new text every time: no query cache can answer it.
-          std::string q = std::string("a ") + kWords[rng() % 16] + " " + kWords[rng() % 16] + " and " +
-                          kWords[rng() % 16] + " #" + std::to_string(c) + "." + std::to_string(counter++);
-          res = client.Post("/api/search", json{{"q", q}, {"k", 20}}.dump(), "application/json");
-        } else if (kind == 1) {
-          res = client.Get("/api/images/" + std::to_string(id) + "/similar?k=20");
-        } else {
-          res = client.Get("/api/images/" + std::to_string(id) + "/thumbnail?size=256");
-        }
+        httplib::Result res = [&] {
+          if (kind == 0) {
+            // A new text every time: no query cache can answer it.
+            const std::string q = std::string("a ") + kWords[rng() % 16] + " " + kWords[rng() % 16] + " and " +
+                                  kWords[rng() % 16] + " #" + std::to_string(c) + "." + std::to_string(counter++);
+            return client.Post("/api/search", json{{"q", q}, {"k", 20}}.dump(), "application/json");
+          }
+          if (kind == 1) return client.Get("/api/images/" + std::to_string(id) + "/similar?k=20");
+          return client.Get("/api/images/" + std::to_string(id) + "/thumbnail?size=256");
+        }();
         const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
         if (!res) ++transport_errors;
         mine.push_back({kind, ms, res && res->status == 200});
