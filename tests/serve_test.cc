@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -264,7 +265,8 @@ TEST_F(ServeTest, BadRequestsGetClearErrors) {
       {"GET", "/api/search?q=dog&format=psd", "", "", 400, "unknown format"},
       {"GET", "/api/search?q=dog&colour=red", "", "", 400, "unknown parameter \"colour\""},
       {"GET", "/api/search?q=", "", "", 400, "q is empty"},
-      {"POST", "/api/search", "{\"q\": \"" + std::string(3000, 'a') + "\"}", "application/json", 400, "2000 characters"},
+      {"POST", "/api/search", "{\"q\": \"" + std::string(3000, 'a') + "\"}", "application/json", 400,
+       "2000 characters"},
       {"GET", "/api/search", "", "", 400, "nothing to search for"},
       {"GET", "/api/search?similar=999999", "", "", 404, "no image with id 999999"},
       {"POST", "/api/search", "{not json", "application/json", 400, "not valid JSON"},
@@ -390,6 +392,38 @@ TEST_F(ServeTest, TokenGuardsRescanAndMetricsAndRescanFindsChanges) {
   EXPECT_NE(metrics->body.find("# TYPE imgsearch_http_request_seconds histogram"), std::string::npos);
   EXPECT_NE(metrics->body.find("imgsearch_http_request_seconds_bucket{route=\"search\",le=\"+Inf\"} 1"),
             std::string::npos);
+}
+
+TEST_F(ServeTest, BurstsOfNewConnectionsAndASecondServerOnThePort) {
+  StartServer({}, /*watch=*/false);
+  // 64 clients connecting at the same moment (a page loading its thumbnails): none may be dropped
+  // from the listen queue (a dropped connection costs a 1 s SYN retransmit, or fails).
+  constexpr int kClients = 64;
+  std::atomic<int> ready{0}, ok{0}, slow{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&] {
+      ++ready;
+      while (ready.load() < kClients) std::this_thread::yield();
+      const auto t0 = Clock::now();
+      auto res = Client().Get("/healthz");
+      if (res && res->status == 200) ++ok;
+      if (Clock::now() - t0 > std::chrono::milliseconds(900)) ++slow;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), kClients);
+  EXPECT_EQ(slow.load(), 0) << "connections waited for a SYN retransmit: the listen backlog overflowed";
+
+  // A second server on the same port is refused, not silently sharing it.
+  Process second({ImgsearchBin(), "serve", "--db", dir_ + "/db2", "--model", TestModelDir(), "--offline", "--listen",
+                  "127.0.0.1:" + std::to_string(port_)});
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (second.Running() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_FALSE(second.Running()) << "a second server started on the same port: " << second.Out();
+  EXPECT_EQ(second.Wait(), 2);
+  EXPECT_NE(second.Err().find("cannot listen on 127.0.0.1:" + std::to_string(port_)), std::string::npos)
+      << second.Err();
 }
 
 TEST_F(ServeTest, StatusReportsFailuresAndConcurrentQueriesAgree) {

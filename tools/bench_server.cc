@@ -142,11 +142,13 @@ int Load(const std::string& url, int clients, double seconds, const std::vector<
       std::vector<Sample> mine;
       const int total = mix[0] + mix[1] + mix[2];
       int64_t counter = 0;
+      auto last_end = Clock::now();
       while (Clock::now() < end) {
         const int r = static_cast<int>(rng() % static_cast<uint32_t>(total));
         const int kind = r < mix[0] ? 0 : r < mix[0] + mix[1] ? 1 : 2;
         const int64_t id = 1 + static_cast<int64_t>(rng() % static_cast<uint64_t>(n_images));
         const auto t0 = Clock::now();
+        const double gap_ms = std::chrono::duration<double, std::milli>(t0 - last_end).count();
         httplib::Result res = [&] {
           if (kind == 0) {
             // A new text every time: no query cache can answer it.
@@ -158,8 +160,17 @@ int Load(const std::string& url, int clients, double seconds, const std::vector<
           return client.Get("/api/images/" + std::to_string(id) + "/thumbnail?size=256");
         }();
         const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-        if (!res) ++transport_errors;
+        if (!res) {
+          ++transport_errors;
+          std::lock_guard<std::mutex> lock(mu);
+          std::fprintf(
+              stderr,
+              "bench_server: %s request failed after %.0f ms (%.0f ms after the previous), %.1f s into the run: %s\n",
+              kKinds[kind], ms, gap_ms, std::chrono::duration<double>(Clock::now() - start).count(),
+              httplib::to_string(res.error()).c_str());
+        }
         mine.push_back({kind, ms, res && res->status == 200});
+        last_end = Clock::now();
       }
       std::lock_guard<std::mutex> lock(mu);
       samples.insert(samples.end(), mine.begin(), mine.end());

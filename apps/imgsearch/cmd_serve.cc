@@ -45,6 +45,7 @@ RunFn AddServeCommand(CLI::App& root) {
     std::string token;
     std::string thumbnails;
     int http_threads = 64;
+    int query_batch = 64;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* app = root.add_subcommand("serve", "serve the search API and web page, following folders live");
@@ -59,6 +60,9 @@ RunFn AddServeCommand(CLI::App& root) {
   app->add_option("--http-threads", f->http_threads, "connections served at once")
       ->capture_default_str()
       ->check(CLI::Range(4, 4096));
+  app->add_option("--query-batch", f->query_batch, "concurrent query texts embedded in one model call (1: one by one)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
   return [f] {
     auto listen = ParseListen(f->listen);
     if (!listen.ok()) return ReportError(listen.status(), kExitUsage);
@@ -85,6 +89,7 @@ RunFn AddServeCommand(CLI::App& root) {
     options.token = f->token;
     options.thumbnail_dir = f->thumbnails.empty() ? f->db + "/thumbnails" : f->thumbnails;
     options.http_threads = f->http_threads;
+    options.max_text_batch = f->query_batch;
     options.decode = SyncOptionsOf(*f).decode;
     auto server = SearchServer::Start(model, collection, watcher.get(), options);
     if (!server.ok()) {

@@ -3,6 +3,7 @@
 
 #include <httplib.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -111,6 +112,14 @@ class Server final : public SearchServer {
     const int threads = std::max(4, options_.http_threads);
     http_.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
     http_.set_payload_max_length(options_.max_body_bytes);
+    // SO_REUSEADDR (a restart may bind while old connections linger) but not the library's default
+    // SO_REUSEPORT, which would let a second server take the same port silently. The socket is
+    // remembered to raise its backlog below.
+    http_.set_socket_options([this](int sock) {
+      int yes = 1;
+      ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+      listen_socket_ = sock;
+    });
     http_.set_keep_alive_max_count(1000);
     http_.set_read_timeout(std::chrono::seconds(30));
     http_.set_write_timeout(std::chrono::seconds(30));
@@ -125,6 +134,10 @@ class Server final : public SearchServer {
       }
       port_ = options_.port;
     }
+    // Debian's compiled cpp-httplib listens with a backlog of 5: a burst of new connections (a page
+    // loading its thumbnails, 50 clients starting at once) overflows it and the connections that do
+    // not fit fail after a second. Listening again on a listening socket only changes the backlog.
+    if (listen_socket_ >= 0) ::listen(listen_socket_, SOMAXCONN);
     thread_ = std::thread([this] { http_.listen_after_bind(); });
     return Status::Ok();
   }
@@ -575,6 +588,7 @@ class Server final : public SearchServer {
 
   httplib::Server http_;
   int port_ = 0;
+  int listen_socket_ = -1;
   std::thread thread_;
   std::atomic<bool> stopped_{false};
 };
