@@ -313,6 +313,9 @@ TEST_F(ServeTest, BadRequestsGetClearErrors) {
 }
 
 TEST_F(ServeTest, FilesOnlyFromInsideTheIndexedFolders) {
+  // A large file is streamed in pieces; it must arrive whole.
+  testing::WriteFile(root_ + "/big.jpg", JpegBytes(7, 2400, 1800));
+  ASSERT_GT(fs::file_size(root_ + "/big.jpg"), 256u << 10);
   // Indexed first, served without a watcher: the server alone must refuse what now leads outside.
   ASSERT_EQ(testing::RunCommand({ImgsearchBin(), "index", "--db", db_, "--model", TestModelDir(), "--offline", root_})
                 .exit_code,
@@ -345,6 +348,10 @@ TEST_F(ServeTest, FilesOnlyFromInsideTheIndexedFolders) {
     }
   }
   EXPECT_EQ(Get("/api/images/" + std::to_string(fifo)).first, 403);
+  auto big = Client().Get("/api/images/" + std::to_string(IdOf("big.jpg")));
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->status, 200);
+  EXPECT_TRUE(big->body == testing::ReadFile(root_ + "/big.jpg")) << big->body.size() << " bytes";
   auto ok = Client().Get("/api/images/" + std::to_string(fine));
   EXPECT_EQ(ok->status, 200);
   EXPECT_EQ(ok->body, testing::ReadFile(root_ + "/img9.jpg"));

@@ -21,20 +21,6 @@ namespace imgsearch::server {
 
 namespace {
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 // Where the descriptor really points, every symbolic link resolved.
 std::string ResolvedPath(int fd) {
   char link[64];
@@ -64,16 +50,29 @@ std::vector<std::string> FileGate::RealRoots(bool refresh) {
   return real_roots_;
 }
 
-Result<std::vector<uint8_t>> FileGate::Read(const std::string& path, size_t max_bytes) {
+OpenFile::~OpenFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Result<size_t> OpenFile::ReadAt(uint64_t offset, uint8_t* out, size_t n) const {
+  while (true) {
+    const ssize_t got = ::pread(fd_, out, n, static_cast<off_t>(offset));
+    if (got >= 0) return static_cast<size_t>(got);
+    if (errno != EINTR) return Status::IoError("cannot read " + path_ + ": " + std::strerror(errno));
+  }
+}
+
+Result<std::shared_ptr<OpenFile>> FileGate::Open(const std::string& path) {
   // O_NONBLOCK: a FIFO put in an image's place must not hang the request.
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
-  if (fd.get() < 0) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) {
     if (errno == ENOENT || errno == ENOTDIR) return Status::NotFound(path + " no longer exists");
     return Status::IoError("cannot open " + path + ": " + std::strerror(errno));
   }
+  auto file = std::shared_ptr<OpenFile>(new OpenFile(fd, path, 0));
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return Status::IoError("cannot stat " + path + ": " + std::strerror(errno));
-  const std::string real = ResolvedPath(fd.get());
+  if (::fstat(fd, &st) != 0) return Status::IoError("cannot stat " + path + ": " + std::strerror(errno));
+  const std::string real = ResolvedPath(fd);
   auto inside = [&](const std::vector<std::string>& roots) {
     return std::any_of(roots.begin(), roots.end(), [&](const std::string& r) { return ingest::IsUnder(real, r); });
   };
@@ -81,17 +80,21 @@ Result<std::vector<uint8_t>> FileGate::Read(const std::string& path, size_t max_
     return Status::PermissionDenied(path + " resolves to a place outside the indexed folders");
   }
   if (!S_ISREG(st.st_mode)) return Status::PermissionDenied(path + " is not a regular file");
-  if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+  file->size_ = static_cast<uint64_t>(st.st_size);
+  return file;
+}
+
+Result<std::vector<uint8_t>> FileGate::Read(const std::string& path, size_t max_bytes) {
+  ASSIGN_OR_RETURN(std::shared_ptr<OpenFile> file, Open(path));
+  if (file->size() > max_bytes) {
     return Status::ResourceExhausted(path + " is larger than " + std::to_string(max_bytes) + " bytes");
   }
-  std::vector<uint8_t> bytes(static_cast<size_t>(st.st_size));
+  std::vector<uint8_t> bytes(file->size());
   size_t done = 0;
   while (done < bytes.size()) {
-    const ssize_t n = ::pread(fd.get(), bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::IoError("cannot read " + path + ": " + std::strerror(errno));
+    ASSIGN_OR_RETURN(const size_t n, file->ReadAt(done, bytes.data() + done, bytes.size() - done));
     if (n == 0) break;  // shrank while reading
-    done += static_cast<size_t>(n);
+    done += n;
   }
   bytes.resize(done);
   return bytes;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <shared_mutex>
@@ -17,6 +18,25 @@
 
 namespace imgsearch::server {
 
+// A file the gate let through: read it by offset (the descriptor stays valid however the path
+// changes afterwards).
+class OpenFile {
+ public:
+  ~OpenFile();
+  OpenFile(const OpenFile&) = delete;
+  OpenFile& operator=(const OpenFile&) = delete;
+  uint64_t size() const { return size_; }
+  // Up to `n` bytes at `offset`; 0 at the end.
+  Result<size_t> ReadAt(uint64_t offset, uint8_t* out, size_t n) const;
+
+ private:
+  friend class FileGate;
+  OpenFile(int fd, std::string path, uint64_t size) : fd_(fd), path_(std::move(path)), size_(size) {}
+  int fd_;
+  std::string path_;
+  uint64_t size_;
+};
+
 // Hands out files only when they resolve — every symbolic link followed, by the kernel, on the
 // descriptor actually opened — to a regular file inside one of the collection's roots. A stored
 // path that now leads elsewhere (a symlink swapped in, a folder renamed to point outside) is refused.
@@ -24,7 +44,9 @@ class FileGate {
  public:
   explicit FileGate(Collection* collection) : collection_(collection) {}
 
-  // The whole file. kPermissionDenied outside the roots, kNotFound when it is gone.
+  // kPermissionDenied outside the roots or not a regular file, kNotFound when it is gone.
+  Result<std::shared_ptr<OpenFile>> Open(const std::string& path);
+  // The whole file (at most max_bytes, else kResourceExhausted).
   Result<std::vector<uint8_t>> Read(const std::string& path, size_t max_bytes);
 
  private:

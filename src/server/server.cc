@@ -428,16 +428,14 @@ class Server final : public SearchServer {
     return out;
   }
 
-  // Serves `bytes` unless the client's copy (If-None-Match) is current.
-  static void SendCacheable(const Req& req, Res& res, std::string bytes, const char* type, const std::string& etag) {
+  // Sets the validators; true (and 304) when the client's copy (If-None-Match) is current.
+  static bool NotModified(const Req& req, Res& res, const std::string& etag) {
     const std::string quoted = "\"" + etag + "\"";
     res.set_header("ETag", quoted);
     res.set_header("Cache-Control", "private, max-age=3600");
-    if (req.get_header_value("If-None-Match") == quoted) {
-      res.status = 304;
-      return;
-    }
-    res.set_content(std::move(bytes), type);
+    if (req.get_header_value("If-None-Match") != quoted) return false;
+    res.status = 304;
+    return true;
   }
 
   void Routes() {
@@ -508,12 +506,20 @@ class Server final : public SearchServer {
       auto record = IdOf(req);
       Result<ImageRecord> r = record.ok() ? Record(*record) : Result<ImageRecord>(record.status());
       if (!r.ok()) return SendError(res, r.status());
-      auto bytes = gate_.Read(r->path, ingest::kMaxFileBytes);
-      if (!bytes.ok()) return SendError(res, bytes.status());
+      if (NotModified(req, res, r->content_hash)) return;
+      auto file = gate_.Open(r->path);
+      if (!file.ok()) return SendError(res, file.status());
       const std::string name = r->path.substr(r->path.find_last_of('/') + 1);
       res.set_header("Content-Disposition", "inline; filename=\"" + name + "\"");
-      SendCacheable(req, res, std::string(bytes->begin(), bytes->end()), server::MimeTypeOf(r->format),
-                    r->content_hash);
+      // Streamed from the descriptor the gate checked, in pieces: large files cost no memory.
+      const uint64_t size = (*file)->size();
+      res.set_content_provider(size, server::MimeTypeOf(r->format),
+                               [opened = std::move(*file)](size_t offset, size_t length, httplib::DataSink& sink) {
+                                 uint8_t buffer[64 << 10];
+                                 auto n = opened->ReadAt(offset, buffer, std::min(length, sizeof(buffer)));
+                                 if (!n.ok() || *n == 0) return false;  // failed or shrank: the connection is closed
+                                 return sink.write(reinterpret_cast<const char*>(buffer), *n);
+                               });
     });
     http_.Get(R"(/api/images/(\d+)/info)", [this](const Req& req, Res& res) {
       auto id = IdOf(req);
@@ -538,10 +544,12 @@ class Server final : public SearchServer {
       if (r->status != ImageStatus::kIndexed) {
         return SendError(res, Status::NotFound("image " + std::to_string(r->id) + " could not be read: " + r->error));
       }
+      if (NotModified(req, res, r->content_hash + "-" + std::to_string(server::ThumbnailCache::RoundSize(size)))) {
+        return;
+      }
       auto thumb = thumbnails_.Get(*r, size);
       if (!thumb.ok()) return SendError(res, thumb.status());
-      SendCacheable(req, res, std::move(*thumb), "image/jpeg",
-                    r->content_hash + "-" + std::to_string(server::ThumbnailCache::RoundSize(size)));
+      res.set_content(std::move(*thumb), "image/jpeg");
     });
     http_.Get(R"(/api/images/(\d+)/similar)", [this](const Req& req, Res& res) {
       auto id = IdOf(req);
