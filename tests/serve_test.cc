@@ -243,6 +243,45 @@ TEST_F(ServeTest, ImagesThumbnailsSimilarAndUploads) {
   EXPECT_EQ(body2["results"][0]["id"].get<int64_t>(), id);
 }
 
+TEST_F(ServeTest, ThumbnailCacheStaysUnderItsLimit) {
+  StartServer({"--thumbnail-cache-mb", "0.01"});  // 10,485 bytes: a few thumbnails
+  auto cache_bytes = [&] {
+    uint64_t total = 0;
+    std::error_code ec;
+    for (fs::recursive_directory_iterator it(db_ + "/thumbnails", ec), end; !ec && it != end; it.increment(ec)) {
+      if (it->is_regular_file()) total += it->file_size();
+    }
+    return total;
+  };
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 12; ++i) ids.push_back(IdOf((i < 4 ? "sub/img" : "img") + std::to_string(i) + ".jpg"));
+  uint64_t made_bytes = 0;
+  for (int64_t id : ids) {
+    for (int size : {64, 128}) {
+      auto t = Client().Get("/api/images/" + std::to_string(id) + "/thumbnail?size=" + std::to_string(size));
+      ASSERT_TRUE(t);
+      ASSERT_EQ(t->status, 200);
+      made_bytes += t->body.size();
+    }
+  }
+  ASSERT_GT(made_bytes, 10485u * 2) << "the thumbnails must overflow the limit for this test to mean anything";
+  // The pruner runs in the background: wait until the disk and the server's count agree.
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  json server = Get("/api/status").second["server"];
+  while ((cache_bytes() > 10485 || server["thumbnail_cache_bytes"].get<uint64_t>() > 10485) &&
+         Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    server = Get("/api/status").second["server"];
+  }
+  EXPECT_LE(cache_bytes(), 10485u);
+  EXPECT_GT(server["thumbnails_evicted"].get<int64_t>(), 0);
+  EXPECT_LE(server["thumbnail_cache_bytes"].get<uint64_t>(), 10485u);
+  // An evicted thumbnail is simply made again.
+  auto again = Client().Get("/api/images/" + std::to_string(ids[0]) + "/thumbnail?size=64");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200);
+}
+
 TEST_F(ServeTest, BadRequestsGetClearErrors) {
   StartServer();
   struct Case {

@@ -44,6 +44,7 @@ RunFn AddServeCommand(CLI::App& root) {
     std::string listen = "127.0.0.1:8080";
     std::string token;
     std::string thumbnails;
+    double thumbnail_cache_mb = 1024;
     int http_threads = 64;
     int query_batch = 64;
   };
@@ -57,6 +58,10 @@ RunFn AddServeCommand(CLI::App& root) {
   app->add_option("--token", f->token,
                   "bearer token required for /api/rescan and /metrics (default: $IMGSEARCH_TOKEN)");
   app->add_option("--thumbnails", f->thumbnails, "thumbnail cache folder (default: DB/thumbnails)");
+  app->add_option("--thumbnail-cache-mb", f->thumbnail_cache_mb,
+                  "delete the least recently used thumbnails beyond this size (0: no limit)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1e9));
   app->add_option("--http-threads", f->http_threads, "connections served at once")
       ->capture_default_str()
       ->check(CLI::Range(4, 4096));
@@ -88,6 +93,7 @@ RunFn AddServeCommand(CLI::App& root) {
     options.port = listen->second;
     options.token = f->token;
     options.thumbnail_dir = f->thumbnails.empty() ? f->db + "/thumbnails" : f->thumbnails;
+    options.thumbnail_cache_bytes = static_cast<uint64_t>(f->thumbnail_cache_mb * (1 << 20));
     options.http_threads = f->http_threads;
     options.max_text_batch = f->query_batch;
     options.decode = SyncOptionsOf(*f).decode;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -27,8 +28,10 @@ struct ServerOptions {
   // Bearer token required by the endpoints that change something or reveal more than search does
   // (POST /api/rescan, GET /metrics). Empty: no token.
   std::string token;
-  // Where thumbnails are cached (made on first request, kept by content hash).
+  // Where thumbnails are cached (made on first request, kept by content hash), and how large the
+  // cache may grow before the least recently used are deleted (0: no limit).
   std::string thumbnail_dir;
+  uint64_t thumbnail_cache_bytes = uint64_t{1} << 30;
   int http_threads = 64;  // connections served at once (each keep-alive connection holds one)
   size_t max_body_bytes = size_t{32} << 20;
   int max_k = 1000;                  // largest k + offset a search may ask for

@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -107,8 +108,67 @@ int ThumbnailCache::RoundSize(int requested) {
   return kSizes[std::size(kSizes) - 1];
 }
 
-ThumbnailCache::ThumbnailCache(std::string dir, FileGate* gate, DecodeOptions decode)
-    : dir_(std::move(dir)), gate_(gate), decode_(decode) {}
+ThumbnailCache::ThumbnailCache(std::string dir, FileGate* gate, DecodeOptions decode, uint64_t max_bytes)
+    : dir_(std::move(dir)), gate_(gate), decode_(decode), max_bytes_(max_bytes) {
+  pruner_ = std::thread([this] { PruneLoop(); });
+}
+
+ThumbnailCache::~ThumbnailCache() {
+  {
+    std::lock_guard<std::mutex> lock(prune_mu_);
+    stopping_ = true;
+  }
+  prune_cv_.notify_all();
+  pruner_.join();
+}
+
+void ThumbnailCache::PruneLoop() {
+  std::unique_lock<std::mutex> lock(prune_mu_);
+  while (true) {
+    prune_cv_.wait(lock, [&] { return stopping_ || prune_wanted_; });
+    if (stopping_) return;
+    prune_wanted_ = false;
+    lock.unlock();
+    Prune();
+    lock.lock();
+  }
+}
+
+void ThumbnailCache::Prune() {
+  namespace fs = std::filesystem;
+  struct Entry {
+    fs::file_time_type time;
+    uint64_t size;
+    fs::path path;
+  };
+  std::vector<Entry> entries;
+  uint64_t total = 0;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
+    // Only finished thumbnails: files being written end in .tmp<pid>.
+    if (!it->is_regular_file(ec) || it->path().extension() != ".jpg") continue;
+    const uint64_t size = it->file_size(ec);
+    const fs::file_time_type time = it->last_write_time(ec);
+    if (ec) {
+      ec.clear();
+      continue;
+    }
+    entries.push_back({time, size, it->path()});
+    total += size;
+  }
+  if (max_bytes_ > 0 && total > max_bytes_) {
+    std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.time < b.time; });
+    const uint64_t target = max_bytes_ / 10 * 8;
+    for (const Entry& e : entries) {
+      if (total <= target) break;
+      if (fs::remove(e.path, ec)) {
+        total -= e.size;
+        ++evicted_;
+      }
+    }
+  }
+  bytes_ = total;
+}
 
 Result<std::string> ThumbnailCache::Get(const ImageRecord& record, int requested) {
   const int size = RoundSize(requested);
@@ -119,6 +179,7 @@ Result<std::string> ThumbnailCache::Get(const ImageRecord& record, int requested
     auto cached = ReadFileText(path, size_t{64} << 20);
     if (!cached.ok()) return std::nullopt;
     ++hits_;
+    if (max_bytes_ > 0) ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);  // recently used: evicted last
     return std::move(*cached);
   };
   if (auto cached = read_cached()) return std::move(*cached);
@@ -173,7 +234,15 @@ Result<std::string> ThumbnailCache::Make(const ImageRecord& record, int size, co
       if (!f) ec = std::make_error_code(std::errc::io_error);
     }
     if (!ec) std::filesystem::rename(tmp, cache_path, ec);
-    if (ec) std::filesystem::remove(tmp, ec);  // a cache that cannot be written only costs time
+    if (ec) {
+      std::filesystem::remove(tmp, ec);  // a cache that cannot be written only costs time
+    } else if ((bytes_ += out.size()) > max_bytes_ && max_bytes_ > 0) {
+      {
+        std::lock_guard<std::mutex> lock(prune_mu_);
+        prune_wanted_ = true;
+      }
+      prune_cv_.notify_one();
+    }
   }
   return out;
 }

@@ -11,6 +11,7 @@
 #include <set>
 #include <shared_mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "imgsearch/collection.h"
@@ -62,23 +63,33 @@ class FileGate {
 
 // Thumbnails: the image scaled so its longer side is `size` (never enlarged), as JPEG, cached in
 // `dir` under its content hash (a renamed image keeps its thumbnail; a changed one gets a new one).
-// Concurrent requests for the same thumbnail make it once.
+// Concurrent requests for the same thumbnail make it once. The cache is kept under `max_bytes` (0:
+// no limit): when it grows past, a background thread deletes the least recently used thumbnails
+// down to 80% of the limit (a cache hit refreshes the file's time).
 class ThumbnailCache {
  public:
   // Sizes are rounded up to one of these, so the cache holds a bounded number of variants.
   static constexpr int kSizes[] = {64, 128, 256, 512, 1024};
   static int RoundSize(int requested);
 
-  ThumbnailCache(std::string dir, FileGate* gate, DecodeOptions decode);
+  ThumbnailCache(std::string dir, FileGate* gate, DecodeOptions decode, uint64_t max_bytes);
+  ~ThumbnailCache();
+  ThumbnailCache(const ThumbnailCache&) = delete;
+  ThumbnailCache& operator=(const ThumbnailCache&) = delete;
 
   // The JPEG bytes of the thumbnail of `record` at RoundSize(size).
   Result<std::string> Get(const ImageRecord& record, int size);
 
   int64_t made() const { return made_; }
   int64_t hits() const { return hits_; }
+  // Bytes in the cache folder, as of the last scan plus what was added since.
+  uint64_t bytes() const { return bytes_; }
+  int64_t evicted() const { return evicted_; }
 
  private:
   Result<std::string> Make(const ImageRecord& record, int size, const std::string& cache_path);
+  void PruneLoop();
+  void Prune();
 
   const std::string dir_;
   FileGate* gate_;
@@ -86,7 +97,15 @@ class ThumbnailCache {
   std::mutex mu_;
   std::condition_variable cv_;
   std::set<std::string> in_progress_;  // cache paths being made
-  std::atomic<int64_t> made_{0}, hits_{0};
+  std::atomic<int64_t> made_{0}, hits_{0}, evicted_{0};
+
+  const uint64_t max_bytes_;
+  std::atomic<uint64_t> bytes_{0};
+  std::mutex prune_mu_;
+  std::condition_variable prune_cv_;
+  bool prune_wanted_ = true;  // guarded by prune_mu_; the first scan measures the cache
+  bool stopping_ = false;     // guarded by prune_mu_
+  std::thread pruner_;
 };
 
 // "image/jpeg" for ImageRecord::format "jpeg", and so on.

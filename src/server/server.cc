@@ -101,7 +101,7 @@ class Server final : public SearchServer {
         options_(options),
         encoder_(*model, options.max_text_batch, options.text_cache_entries),
         gate_(collection),
-        thumbnails_(options.thumbnail_dir, &gate_, options.decode),
+        thumbnails_(options.thumbnail_dir, &gate_, options.decode, options.thumbnail_cache_bytes),
         started_(Clock::now()) {
     limits_.max_k = options.max_k;
   }
@@ -371,7 +371,9 @@ class Server final : public SearchServer {
                    {"query_largest_batch", q.largest_batch},
                    {"query_images", q.images},
                    {"thumbnails_made", thumbnails_.made()},
-                   {"thumbnails_cached", thumbnails_.hits()}};
+                   {"thumbnails_cached", thumbnails_.hits()},
+                   {"thumbnail_cache_bytes", thumbnails_.bytes()},
+                   {"thumbnails_evicted", thumbnails_.evicted()}};
     return j;
   }
 
@@ -423,6 +425,8 @@ class Server final : public SearchServer {
     out += PromHeader("imgsearch_thumbnails_total", "counter", "Thumbnails made or served from the cache.");
     out += PromLine("imgsearch_thumbnails_total", "source=\"made\"", static_cast<double>(thumbnails_.made()));
     out += PromLine("imgsearch_thumbnails_total", "source=\"cache\"", static_cast<double>(thumbnails_.hits()));
+    out += PromHeader("imgsearch_thumbnail_cache_bytes", "gauge", "Size of the thumbnail cache.");
+    out += PromLine("imgsearch_thumbnail_cache_bytes", "", static_cast<double>(thumbnails_.bytes()));
     out += PromHeader("imgsearch_uptime_seconds", "gauge", "Seconds since the server started.");
     out += PromLine("imgsearch_uptime_seconds", "", std::chrono::duration<double>(Clock::now() - started_).count());
     return out;
