@@ -10,12 +10,10 @@
 
 namespace imgsearch::clip {
 
-// Embeds one token sequence ([SOT] … [EOT]). Only positions up to the EOT (the highest id) are
-// computed: the causal mask means later positions never influence it. Writes projection_dim floats.
-Status EncodeText(const ClipConfig& c, const TextWeights& w, std::span<const int32_t> ids, float* out);
-
-// Embeds several sequences as batches (sequences of similar length share their matrix products).
-// Writes seqs.size() · projection_dim floats, in order. The same embeddings as EncodeText one by one.
+// Embeds token sequences ([SOT] … [EOT]). Only positions up to each EOT (the highest id) are
+// computed: the causal mask means later positions never influence it. Sequences of similar length
+// are batched (they share their matrix products). Writes seqs.size() · projection_dim floats, in
+// order: the same embeddings as one sequence at a time.
 Status EncodeTextBatch(const ClipConfig& c, const TextWeights& w, std::span<const std::span<const int32_t>> seqs,
                        float* out);
 

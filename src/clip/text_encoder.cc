@@ -89,9 +89,4 @@ Status EncodeTextBatch(const ClipConfig& c, const TextWeights& w, std::span<cons
   return Status::Ok();
 }
 
-Status EncodeText(const ClipConfig& c, const TextWeights& w, std::span<const int32_t> ids, float* out) {
-  const std::span<const int32_t> one[] = {ids};
-  return EncodeTextBatch(c, w, one, out);
-}
-
 }  // namespace imgsearch::clip

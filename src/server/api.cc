@@ -157,6 +157,23 @@ Result<std::string> ScalarText(const json& v, const std::string& key) {
   return Bad(key + " must be a string or a number");
 }
 
+// A text field of a query string or a form: a term (q, similar) when `terms_allowed`, else an
+// option. kNotFound for a key that is neither.
+Status ApplyField(const std::string& key, const std::string& value, const Limits& limits, bool terms_allowed,
+                  SearchRequest* r) {
+  if (terms_allowed && key == "q") {
+    if (value.empty()) return Bad("q is empty: type something to search for");
+    r->terms.push_back(SearchTerm{SearchTerm::Kind::kText, value, {}, 0, 1.0f});
+    return Status::Ok();
+  }
+  if (terms_allowed && key == "similar") {
+    ASSIGN_OR_RETURN(const int64_t id, ParseInteger(value, "similar"));
+    r->terms.push_back(SearchTerm{SearchTerm::Kind::kSimilar, {}, {}, id, 1.0f});
+    return Status::Ok();
+  }
+  return ApplyOption(key, value, limits, &r->options);
+}
+
 Status CheckHasTerms(const SearchRequest& r) {
   if (r.terms.empty()) return Bad("nothing to search for: give q (text), an image, or similar (an image id)");
   if (r.terms.size() > 32) return Bad("at most 32 query terms");
@@ -255,17 +272,7 @@ Result<std::vector<uint8_t>> DecodeBase64(const std::string& text_in, const std:
 Result<SearchRequest> ParseSearchParams(const Params& params, const Limits& limits, bool allow_q) {
   SearchRequest r;
   for (const auto& [key, value] : params) {
-    if (allow_q && key == "q") {
-      if (value.empty()) return Bad("q is empty: type something to search for");
-      r.terms.push_back(SearchTerm{SearchTerm::Kind::kText, value, {}, 0, 1.0f});
-      continue;
-    }
-    if (allow_q && key == "similar") {
-      ASSIGN_OR_RETURN(const int64_t id, ParseInteger(value, "similar"));
-      r.terms.push_back(SearchTerm{SearchTerm::Kind::kSimilar, {}, {}, id, 1.0f});
-      continue;
-    }
-    const Status s = ApplyOption(key, value, limits, &r.options);
+    const Status s = ApplyField(key, value, limits, allow_q, &r);
     if (s.code() == StatusCode::kNotFound) {
       return Bad("unknown parameter \"" + key + "\" (" + (allow_q ? "q, similar, " : "") +
                  "k, offset, min_score, under, after, before, format, exact)");
@@ -344,17 +351,9 @@ Result<SearchRequest> ParseSearchForm(const std::vector<FormPart>& parts, const 
     }
   }
   for (const auto& [key, value] : fields) {
-    if (key == "q") {
-      if (!value.empty()) r.terms.push_back(SearchTerm{SearchTerm::Kind::kText, value, {}, 0, 1.0f});
-      continue;
-    }
-    if (key == "similar") {
-      ASSIGN_OR_RETURN(const int64_t id, ParseInteger(value, "similar"));
-      r.terms.push_back(SearchTerm{SearchTerm::Kind::kSimilar, {}, {}, id, 1.0f});
-      continue;
-    }
-    if (value.empty()) continue;  // an empty form field: option not set
-    const Status s = ApplyOption(key, value, limits, &r.options);
+    // An empty form field leaves its option (or the text) unset; an empty "similar" is an error.
+    if (value.empty() && key != "similar") continue;
+    const Status s = ApplyField(key, value, limits, /*terms_allowed=*/true, &r);
     if (s.code() == StatusCode::kNotFound) {
       return Bad(
           "unknown form field \"" + key +

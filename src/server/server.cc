@@ -182,6 +182,12 @@ class Server final : public SearchServer {
     return std::stoll(text);
   }
 
+  // The record of the image the path's {id} names.
+  Result<ImageRecord> RecordOf(const Req& req) {
+    ASSIGN_OR_RETURN(const int64_t id, IdOf(req));
+    return Record(id);
+  }
+
   Result<ImageRecord> Record(int64_t id) {
     ASSIGN_OR_RETURN(std::optional<ImageRecord> r, collection_->GetById(id));
     if (!r) return Status::NotFound("no image with id " + std::to_string(id));
@@ -507,8 +513,7 @@ class Server final : public SearchServer {
     });
 
     http_.Get(R"(/api/images/(\d+))", [this](const Req& req, Res& res) {
-      auto record = IdOf(req);
-      Result<ImageRecord> r = record.ok() ? Record(*record) : Result<ImageRecord>(record.status());
+      Result<ImageRecord> r = RecordOf(req);
       if (!r.ok()) return SendError(res, r.status());
       if (NotModified(req, res, r->content_hash)) return;
       auto file = gate_.Open(r->path);
@@ -526,8 +531,7 @@ class Server final : public SearchServer {
                                });
     });
     http_.Get(R"(/api/images/(\d+)/info)", [this](const Req& req, Res& res) {
-      auto id = IdOf(req);
-      Result<ImageRecord> r = id.ok() ? Record(*id) : Result<ImageRecord>(id.status());
+      Result<ImageRecord> r = RecordOf(req);
       if (!r.ok()) return SendError(res, r.status());
       SendJson(res, RecordJson(*r));
     });
@@ -542,8 +546,7 @@ class Server final : public SearchServer {
         }
         size = static_cast<int>(v);
       }
-      auto id = IdOf(req);
-      Result<ImageRecord> r = id.ok() ? Record(*id) : Result<ImageRecord>(id.status());
+      Result<ImageRecord> r = RecordOf(req);
       if (!r.ok()) return SendError(res, r.status());
       if (r->status != ImageStatus::kIndexed) {
         return SendError(res, Status::NotFound("image " + std::to_string(r->id) + " could not be read: " + r->error));
