@@ -36,7 +36,7 @@ RunFn AddIndexCommand(CLI::App& root) {
     auto target = OpenIngestTarget(*f);
     if (!target.ok()) return ReportError(target.status(), kExitUsage);
 
-    SyncOptions options = SyncOptionsOf(*f);
+    SyncOptions options = SyncOptionsOf(*f, &*target);
     const bool tty = ::isatty(2) != 0;
     const auto start = std::chrono::steady_clock::now();
     auto last = start;
@@ -58,10 +58,11 @@ RunFn AddIndexCommand(CLI::App& root) {
     const SyncReport& r = *report;
     std::printf(
         "%lld files scanned in %.1fs: %lld added, %lld updated, %lld moved, %lld removed, %lld unchanged, "
-        "%lld failed (%lld embedded)\n",
+        "%lld failed (%lld embedded%s)\n",
         static_cast<long long>(r.scanned), r.seconds, static_cast<long long>(r.added),
         static_cast<long long>(r.updated), static_cast<long long>(r.moved), static_cast<long long>(r.removed),
-        static_cast<long long>(r.unchanged), static_cast<long long>(r.failed), static_cast<long long>(r.embedded));
+        static_cast<long long>(r.unchanged), static_cast<long long>(r.failed), static_cast<long long>(r.embedded),
+        r.queued > 0 ? (", " + std::to_string(r.queued) + " queued for workers").c_str() : "");
     const double busy = r.decode_seconds + r.encode_seconds + r.write_seconds;
     if (r.embedded > 0 && busy > 0) {
       std::printf("time in stages: decode %.0f%%, encode %.0f%%, write %.0f%% (decode summed over threads)\n",
@@ -85,7 +86,8 @@ RunFn AddWatchCommand(CLI::App& root) {
     const sigset_t signals = BlockStopSignals();
     auto target = OpenIngestTarget(*f);
     if (!target.ok()) return ReportError(target.status(), kExitUsage);
-    auto watcher = FolderWatcher::Start(f->paths, *target->model, target->collection.get(), WatchOptionsOf(*f, *f));
+    auto watcher =
+        FolderWatcher::Start(f->paths, *target->model, target->collection.get(), WatchOptionsOf(*f, *f, &*target));
     if (!watcher.ok()) return ReportError(watcher.status(), kExitUsage);
     PrintWatching(**watcher);
     return FollowUntilStopped(watcher->get(), target->collection.get(), signals);

@@ -5,11 +5,14 @@
 #include <map>
 #include <memory>
 #include <numeric>
+#include <optional>
 
 #include "commands.h"
 #include "imgsearch/collection.h"
+#include "imgsearch/dist.h"
 #include "imgsearch/ingest.h"
 #include "imgsearch/query.h"
+#include "ingest_common.h"
 #include "json_out.h"
 
 namespace imgsearch::cli {
@@ -32,12 +35,15 @@ Result<int64_t> ParseDate(const std::string& text) {
   return static_cast<int64_t>(timegm(&tm));
 }
 
-Result<std::unique_ptr<Collection>> OpenForReading(const std::string& db, const ClipModel* model) {
+Result<std::unique_ptr<Collection>> OpenForReading(const StoreFlags& where, const ClipModel* model) {
+  ASSIGN_OR_RETURN(const std::string location, LocationOf(where));
   CollectionOptions options;
   options.read_only = true;  // searching never waits for, nor blocks, a running index or serve
-  if (model == nullptr) return OpenCollection(db, nullptr, options);
-  const ModelIdentity identity = IdentityOf(*model);
-  return OpenCollection(db, &identity, options);
+  options.create_if_missing = false;
+  std::optional<ModelIdentity> identity;
+  if (model != nullptr) identity = IdentityOf(*model);
+  ASSIGN_OR_RETURN(Store store, OpenStore(location, identity ? &*identity : nullptr, options));
+  return std::move(store.collection);
 }
 
 void PrintHits(const std::vector<SearchHit>& hits, bool json) {
@@ -54,8 +60,8 @@ void PrintHits(const std::vector<SearchHit>& hits, bool json) {
 }  // namespace
 
 RunFn AddSearchCommand(CLI::App& root) {
-  struct Flags {
-    std::string db, model;
+  struct Flags : StoreFlags {
+    std::string model;
     std::vector<std::string> query, images, formats;
     std::vector<int64_t> similar;
     int k = 10, offset = 0;
@@ -65,7 +71,7 @@ RunFn AddSearchCommand(CLI::App& root) {
   };
   auto f = std::make_shared<Flags>();
   CLI::App* app = root.add_subcommand("search", "find images by text, by image, or like an indexed image");
-  app->add_option("--db", f->db, "collection directory")->required();
+  AddStoreFlags(app, f.get());
   app->add_option(
       "--model", f->model,
       "model folder or hub name (default: $IMGSEARCH_MODEL, then the default model); not needed for --similar");
@@ -109,7 +115,7 @@ RunFn AddSearchCommand(CLI::App& root) {
       if (!loaded.ok()) return ReportError(loaded.status(), kExitUsage);
       model = std::move(loaded).value();
     }
-    auto collection = OpenForReading(f->db, model.get());
+    auto collection = OpenForReading(*f, model.get());
     if (!collection.ok()) return ReportError(collection.status(), kExitUsage);
 
     SearchOptions options;
@@ -138,19 +144,24 @@ RunFn AddSearchCommand(CLI::App& root) {
 }
 
 RunFn AddStatsCommand(CLI::App& root) {
-  struct Flags {
-    std::string db;
+  struct Flags : StoreFlags {
     bool json = false;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* app = root.add_subcommand("stats", "what a collection holds: counts, model, disk use, index");
-  app->add_option("--db", f->db, "collection directory")->required();
+  AddStoreFlags(app, f.get());
   app->add_flag("--json", f->json, "one JSON object");
   return [f] {
-    auto collection = OpenForReading(f->db, nullptr);
+    auto collection = OpenForReading(*f, nullptr);
     if (!collection.ok()) return ReportError(collection.status(), kExitUsage);
     auto s = (*collection)->Stats();
     if (!s.ok()) return ReportError(s.status(), kExitUsage);
+    std::optional<QueueStatus> queue;
+    if (!f->store.empty()) {
+      auto q = DescribeQueue(f->store);
+      if (!q.ok()) return ReportError(q.status(), kExitUsage);
+      queue = *q;
+    }
     // The failures with their reasons (the first ones; `list --status failed` has them all).
     constexpr size_t kShownFailures = 20;
     std::vector<std::pair<std::string, std::string>> failures;
@@ -178,15 +189,37 @@ RunFn AddStatsCommand(CLI::App& root) {
                           {"schema_version", s->schema_version},
                           {"failures", nlohmann::json::array()}};
       for (const auto& [path, error] : failures) j["failures"].push_back({{"path", path}, {"error", error}});
+      if (queue) {
+        j["queue"] = {{"pending", queue->pending},
+                      {"leased", queue->leased},
+                      {"retrying", queue->retrying},
+                      {"workers", nlohmann::json::array()}};
+        for (const QueueStatus::Worker& w : queue->workers) {
+          j["queue"]["workers"].push_back(
+              {{"name", w.name}, {"seen_seconds_ago", w.seen_seconds_ago}, {"jobs_done", w.jobs_done}});
+        }
+      }
       std::printf("%s\n", j.dump().c_str());
       return kExitOk;
     }
-    std::printf("collection  %s\n", f->db.c_str());
+    std::printf("collection  %s\n", RedactedLocation(f->db.empty() ? f->store : f->db).c_str());
     std::printf("images      %lld indexed, %lld failed\n", static_cast<long long>(s->indexed),
                 static_cast<long long>(s->failed));
     std::printf("vectors     %lld distinct (identical files share one)\n", static_cast<long long>(s->distinct_vectors));
     std::printf("model       %s (%s, %d dimensions)\n", s->model.name.c_str(), s->model.id.c_str(), s->model.dim);
-    std::printf("disk        catalog %.1f MB, index snapshot %.1f MB\n", s->database_bytes / 1e6, s->index_bytes / 1e6);
+    if (queue) {
+      std::printf("database    %.1f MB in PostgreSQL\n", s->database_bytes / 1e6);
+      std::printf("queue       %lld waiting, %lld being embedded, %lld to retry; %zu workers seen in the last minute\n",
+                  static_cast<long long>(queue->pending), static_cast<long long>(queue->leased),
+                  static_cast<long long>(queue->retrying), queue->workers.size());
+      for (const QueueStatus::Worker& w : queue->workers) {
+        std::printf("worker      %s: %lld jobs done, seen %.0fs ago\n", w.name.c_str(),
+                    static_cast<long long>(w.jobs_done), w.seen_seconds_ago);
+      }
+    } else {
+      std::printf("disk        catalog %.1f MB, index snapshot %.1f MB\n", s->database_bytes / 1e6,
+                  s->index_bytes / 1e6);
+    }
     std::printf("index       %s (HNSW M=%d, ef_construction=%d, ef_search=%d; exact below %d images)\n",
                 s->index_kind.c_str(), s->index_params.m, s->index_params.ef_construction, s->index_params.ef_search,
                 s->index_params.exact_below);
@@ -201,17 +234,17 @@ RunFn AddStatsCommand(CLI::App& root) {
 }
 
 RunFn AddListCommand(CLI::App& root) {
-  struct Flags {
-    std::string db, status;
+  struct Flags : StoreFlags {
+    std::string status;
     bool json = false;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* app = root.add_subcommand("list", "every image the collection knows, one per line");
-  app->add_option("--db", f->db, "collection directory")->required();
+  AddStoreFlags(app, f.get());
   app->add_option("--status", f->status, "only indexed or failed images")->check(CLI::IsMember({"indexed", "failed"}));
   app->add_flag("--json", f->json, "JSON lines: id, path, status, error");
   return [f] {
-    auto collection = OpenForReading(f->db, nullptr);
+    auto collection = OpenForReading(*f, nullptr);
     if (!collection.ok()) return ReportError(collection.status(), kExitUsage);
     std::optional<ImageStatus> status;
     if (f->status == "indexed") status = ImageStatus::kIndexed;
@@ -236,18 +269,17 @@ RunFn AddListCommand(CLI::App& root) {
 }
 
 RunFn AddDuplicatesCommand(CLI::App& root) {
-  struct Flags {
-    std::string db;
+  struct Flags : StoreFlags {
     float min_score = 0.95f;
     bool json = false;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* app = root.add_subcommand("duplicates", "groups of images whose embeddings are near-identical");
-  app->add_option("--db", f->db, "collection directory")->required();
+  AddStoreFlags(app, f.get());
   app->add_option("--min-score", f->min_score, "how similar counts as a duplicate (cosine)")->capture_default_str();
   app->add_flag("--json", f->json, "one JSON object per group");
   return [f] {
-    auto collection = OpenForReading(f->db, nullptr);
+    auto collection = OpenForReading(*f, nullptr);
     if (!collection.ok()) return ReportError(collection.status(), kExitUsage);
     Collection& c = **collection;
     std::vector<int64_t> ids;

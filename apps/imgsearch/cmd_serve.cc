@@ -34,6 +34,16 @@ Result<std::pair<std::string, int>> ParseListen(const std::string& text) {
   return std::make_pair(host, static_cast<int>(p));
 }
 
+// $XDG_CACHE_HOME/imgsearch/thumbnails, else ~/.cache/imgsearch/thumbnails (thumbnails are named
+// by content, so collections can share them).
+std::string DefaultThumbnailDir() {
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg != nullptr && *xdg != '\0') {
+    return std::string(xdg) + "/imgsearch/thumbnails";
+  }
+  const char* home = std::getenv("HOME");
+  return std::string(home != nullptr ? home : "/tmp") + "/.cache/imgsearch/thumbnails";
+}
+
 bool IsLoopback(const std::string& host) { return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0; }
 
 }  // namespace
@@ -81,9 +91,17 @@ RunFn AddServeCommand(CLI::App& root) {
     const ClipModel* model = target->model.get();
     Collection* collection = target->collection.get();
 
+    if (!f->store.empty()) {
+      // A search node builds its index from the database before answering (later changes follow).
+      const std::vector<float> probe(static_cast<size_t>(model->embedding_dim()), 1.0f);
+      if (auto warm = collection->Search(probe, {.k = 1}); !warm.ok()) return ReportError(warm.status(), kExitUsage);
+      auto stats = collection->Stats();
+      if (stats.ok()) std::printf("search index ready: %lld images\n", static_cast<long long>(stats->indexed));
+    }
+
     std::unique_ptr<FolderWatcher> watcher;
     if (!f->watch.empty()) {
-      auto started = FolderWatcher::Start(f->watch, *model, collection, WatchOptionsOf(*f, *f));
+      auto started = FolderWatcher::Start(f->watch, *model, collection, WatchOptionsOf(*f, *f, &*target));
       if (!started.ok()) return ReportError(started.status(), kExitUsage);
       watcher = std::move(*started);
     }
@@ -92,7 +110,9 @@ RunFn AddServeCommand(CLI::App& root) {
     options.host = listen->first;
     options.port = listen->second;
     options.token = f->token;
-    options.thumbnail_dir = f->thumbnails.empty() ? f->db + "/thumbnails" : f->thumbnails;
+    options.thumbnail_dir = !f->thumbnails.empty() ? f->thumbnails
+                            : !f->db.empty()       ? f->db + "/thumbnails"
+                                                   : DefaultThumbnailDir();
     options.thumbnail_cache_bytes = static_cast<uint64_t>(f->thumbnail_cache_mb * (1 << 20));
     options.http_threads = f->http_threads;
     options.max_text_batch = f->query_batch;

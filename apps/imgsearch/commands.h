@@ -34,6 +34,8 @@ RunFn AddStatsCommand(CLI::App& root);
 RunFn AddListCommand(CLI::App& root);
 RunFn AddDuplicatesCommand(CLI::App& root);
 RunFn AddServeCommand(CLI::App& root);
+RunFn AddWorkerCommand(CLI::App& root);
+RunFn AddMigrateCommand(CLI::App& root);
 
 struct ModelFetch {
   bool pull_if_missing = false;  // download a named (or the default) model that is not cached

@@ -7,11 +7,35 @@
 #include <filesystem>
 
 #include "commands.h"
+#include "imgsearch/dist.h"
 
 namespace imgsearch::cli {
 
+void AddStoreFlags(CLI::App* app, StoreFlags* f, const std::string& db_help) {
+  app->add_option("--db", f->db, db_help);
+  app->add_option("--store", f->store, "the collection in PostgreSQL (scale-out mode): postgresql://…")
+      ->envname("IMGSEARCH_STORE");
+}
+
+Result<std::string> LocationOf(const StoreFlags& f) {
+  if (!f.db.empty() && !f.store.empty()) {
+    return Status::InvalidArgument("give --db (a folder) or --store (PostgreSQL), not both (is IMGSEARCH_STORE set?)");
+  }
+  if (!f.store.empty()) {
+    if (!IsPostgresUrl(f.store)) {
+      return Status::InvalidArgument("--store must be a postgresql:// URL, not \"" + f.store + "\"");
+    }
+    return f.store;
+  }
+  if (f.db.empty()) return Status::InvalidArgument("where is the collection? give --db DIR or --store postgresql://…");
+  if (IsPostgresUrl(f.db)) return Status::InvalidArgument("--db takes a folder; give a PostgreSQL URL with --store");
+  return f.db;
+}
+
 void AddIngestFlags(CLI::App* app, IngestFlags* f) {
-  app->add_option("--db", f->db, "collection directory (created if missing)")->required();
+  AddStoreFlags(app, f, "collection directory (created if missing)");
+  app->add_flag("--embed-local", f->embed_local,
+                "with --store: embed new images in this process instead of leaving them to workers");
   app->add_option("--model", f->model,
                   "model folder or hub name (default: $IMGSEARCH_MODEL, then openai/clip-vit-base-patch32, "
                   "downloaded on first use)");
@@ -28,16 +52,19 @@ void AddIngestFlags(CLI::App* app, IngestFlags* f) {
       ->check(CLI::Range(0.001, 10000.0));
 }
 
-SyncOptions SyncOptionsOf(const IngestFlags& f) {
+SyncOptions SyncOptionsOf(const IngestFlags& f, const IngestTarget* target) {
   SyncOptions options;
+  if (target != nullptr && !f.embed_local) options.queue = target->queue;
   options.scan.include_hidden = f.hidden;
   options.scan.follow_symlinks = f.follow_symlinks;
   options.scan.include_globs = f.include;
   options.scan.exclude_globs = f.exclude;
   // The collection may live inside a folder it indexes; its files are never images to index.
-  options.scan.exclude_paths = {std::filesystem::absolute(f.db).lexically_normal().string()};
-  while (options.scan.exclude_paths[0].size() > 1 && options.scan.exclude_paths[0].back() == '/') {
-    options.scan.exclude_paths[0].pop_back();
+  if (!f.db.empty()) {
+    options.scan.exclude_paths = {std::filesystem::absolute(f.db).lexically_normal().string()};
+    while (options.scan.exclude_paths[0].size() > 1 && options.scan.exclude_paths[0].back() == '/') {
+      options.scan.exclude_paths[0].pop_back();
+    }
   }
   options.decode.max_pixels = static_cast<uint64_t>(f.max_megapixels * 1e6);
   options.batch_size = f.batch;
@@ -46,11 +73,16 @@ SyncOptions SyncOptionsOf(const IngestFlags& f) {
 }
 
 Result<IngestTarget> OpenIngestTarget(const IngestFlags& f) {
+  ASSIGN_OR_RETURN(const std::string location, LocationOf(f));
+  if (f.embed_local && f.store.empty()) return Status::InvalidArgument("--embed-local goes with --store");
   IngestTarget t;
   ASSIGN_OR_RETURN(t.model,
                    LoadModel(f.model, {.n_threads = f.threads}, {.pull_if_missing = true, .offline = f.offline}));
   const ModelIdentity identity = IdentityOf(*t.model);
-  ASSIGN_OR_RETURN(t.collection, OpenCollection(f.db, &identity));
+  ASSIGN_OR_RETURN(Store store, OpenStore(location, &identity));
+  t.collection = std::move(store.collection);
+  t.owned_queue = std::move(store.queue);
+  t.queue = t.owned_queue.get();
   return t;
 }
 
@@ -69,9 +101,9 @@ void AddWatchFlags(CLI::App* app, WatchFlags* f) {
       ->check(CLI::Range(0, 60'000));
 }
 
-WatchOptions WatchOptionsOf(const IngestFlags& ingest, const WatchFlags& watch) {
+WatchOptions WatchOptionsOf(const IngestFlags& ingest, const WatchFlags& watch, const IngestTarget* target) {
   WatchOptions options;
-  options.sync = SyncOptionsOf(ingest);
+  options.sync = SyncOptionsOf(ingest, target);
   options.poll_seconds = watch.poll;
   options.quiet_ms = watch.quiet_ms;
   return options;

@@ -15,8 +15,18 @@
 
 namespace imgsearch::cli {
 
-struct IngestFlags {
+// Where the collection is: --db DIR (embedded) or --store postgresql://… ($IMGSEARCH_STORE).
+struct StoreFlags {
   std::string db;
+  std::string store;
+};
+// Adds --db and --store; exactly one must be given (checked by LocationOf).
+void AddStoreFlags(CLI::App* app, StoreFlags* f, const std::string& db_help = "collection directory");
+// The location the flags name: the --db folder or the --store URL.
+Result<std::string> LocationOf(const StoreFlags& f);
+
+struct IngestFlags : StoreFlags {
+  bool embed_local = false;
   std::string model;
   std::vector<std::string> include, exclude;
   bool hidden = false;
@@ -28,23 +38,28 @@ struct IngestFlags {
   double max_megapixels = 100;
 };
 
-// Adds --db, --model, --offline and the scan, decode and batching flags (not the folders).
+// Adds --db/--store, --embed-local, --model, --offline and the scan, decode and batching flags (not
+// the folders).
 void AddIngestFlags(CLI::App* app, IngestFlags* f);
-SyncOptions SyncOptionsOf(const IngestFlags& f);
 
 // The model (pulled on first use unless --offline) and the collection bound to it.
 struct IngestTarget {
   std::unique_ptr<ClipModel> model;
   std::unique_ptr<Collection> collection;
+  JobQueue* queue = nullptr;  // scale-out without --embed-local: where new files go
+  std::unique_ptr<JobQueue> owned_queue;
 };
 Result<IngestTarget> OpenIngestTarget(const IngestFlags& f);
+
+// The sync options of the flags; with a target that has a queue, files become jobs.
+SyncOptions SyncOptionsOf(const IngestFlags& f, const IngestTarget* target = nullptr);
 
 struct WatchFlags {
   double poll = 0;
   int quiet_ms = 400;
 };
 void AddWatchFlags(CLI::App* app, WatchFlags* f);
-WatchOptions WatchOptionsOf(const IngestFlags& ingest, const WatchFlags& watch);
+WatchOptions WatchOptionsOf(const IngestFlags& ingest, const WatchFlags& watch, const IngestTarget* target);
 
 // "watching 2 folders (inotify, 40 folders watched); Ctrl-C to stop"
 void PrintWatching(const FolderWatcher& watcher);

@@ -54,6 +54,8 @@ int Main(int argc, char** argv) {
   add(AddListCommand(app));
   add(AddDuplicatesCommand(app));
   add(AddServeCommand(app));
+  add(AddWorkerCommand(app));
+  add(AddMigrateCommand(app));
 
   try {
     app.parse(argc, argv);

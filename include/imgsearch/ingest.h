@@ -23,11 +23,29 @@ struct ScanOptions {
   std::vector<std::string> exclude_paths;  // absolute folders never entered (the collection's own folder)
 };
 
+// A file for a worker to embed (scale-out mode).
+struct FileJob {
+  std::string path;
+  int64_t size_bytes = 0;
+  int64_t mtime_ns = 0;
+};
+
+// Where `index` and `watch` put new and changed files when workers embed them (imgsearch/dist.h).
+class JobQueue {
+ public:
+  virtual ~JobQueue() = default;
+  // Adds or refreshes jobs (one per path); a job whose file is unchanged is left as it is.
+  virtual Status Enqueue(std::span<const FileJob> jobs) = 0;
+};
+
 struct SyncOptions {
   ScanOptions scan;
   DecodeOptions decode;
   int batch_size = 32;
   int decode_threads = 0;  // 0: one per core
+  // Set: new and changed files become jobs for workers instead of being embedded here (renames
+  // and deletions are still applied directly).
+  JobQueue* queue = nullptr;
   // Called now and then with files done and total, for progress display.
   std::function<void(int64_t done, int64_t total)> on_progress;
 };
@@ -40,6 +58,7 @@ struct SyncReport {
   int64_t moved = 0;    // renamed or moved: kept their embedding
   int64_t removed = 0;
   int64_t embedded = 0;  // images that went through the model
+  int64_t queued = 0;    // files handed to workers as jobs (scale-out mode)
   int64_t failed = 0;
   std::vector<std::pair<std::string, std::string>> failures;  // path, reason
   double seconds = 0;

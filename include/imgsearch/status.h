@@ -21,6 +21,7 @@ enum class StatusCode {
   kResourceExhausted,  // a configured limit was exceeded (pixel limit, memory)
   kInternal,           // a bug: an invariant did not hold
   kPermissionDenied,   // not allowed (a file outside the indexed folders, a missing token)
+  kUnavailable,        // a service (PostgreSQL, an image server) cannot be reached now; retrying may help
 };
 
 class [[nodiscard]] Status {
@@ -37,6 +38,7 @@ class [[nodiscard]] Status {
   static Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
   static Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
   static Status PermissionDenied(std::string m) { return {StatusCode::kPermissionDenied, std::move(m)}; }
+  static Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

@@ -14,6 +14,7 @@ const char* CodeName(StatusCode code) {
     case StatusCode::kResourceExhausted: return "limit exceeded";
     case StatusCode::kInternal: return "internal error";
     case StatusCode::kPermissionDenied: return "permission denied";
+    case StatusCode::kUnavailable: return "unavailable";
   }
   return "unknown";
 }

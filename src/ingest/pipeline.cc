@@ -29,6 +29,11 @@ ImageRecord BaseRecord(const FileInfo& f, const std::string& hash) {
 
 }  // namespace
 
+std::unique_ptr<Sink> MakeSink(const ClipModel& model, Collection* collection, const SyncOptions& options) {
+  if (options.queue != nullptr) return std::make_unique<QueueSink>(options.queue);
+  return std::make_unique<Pipeline>(model, collection, PipelineOptionsOf(options));
+}
+
 PipelineOptions PipelineOptionsOf(const SyncOptions& o) {
   PipelineOptions p;
   p.decode = o.decode;
@@ -54,7 +59,7 @@ struct Pipeline::Decoded {
 
 // What the writer does with one file.
 struct Pipeline::Write {
-  enum Kind { kUpsert, kRemove, kDrop } kind = kUpsert;
+  PreparedFile::Kind kind = PreparedFile::kUpsert;
   ImageUpsert upsert;  // kUpsert; record.path names the file for every kind
   bool was_known = false;
   bool moved = false;  // counted as a move by the reconciler already
@@ -124,95 +129,95 @@ void Pipeline::Fail(Status status) {
   if (status_.ok()) status_ = std::move(status);
 }
 
+Result<FileContent> ReadLocalFile(const std::string& path) {
+  FileContent content;
+  // Stat right before reading: the writer compares with this to catch later changes.
+  std::optional<FileInfo> now = StatFile(path);
+  if (!now) return Status::NotFound(path + " is gone");
+  content.stat = std::move(*now);
+  ASSIGN_OR_RETURN(content.bytes, ReadFileBytes(path, kMaxFileBytes));
+  return content;
+}
+
+PreparedFile PrepareFile(const WorkItem& item, const FileReader& read, const DecodeOptions& decode, int image_size,
+                         Collection* collection) {
+  PreparedFile out;
+  out.upsert.record = BaseRecord(item.file, item.hash);
+  out.was_known = item.existing.has_value();
+  out.moved = item.moved;
+  const std::optional<ImageRecord>& old = item.existing;
+  auto same_content = [&](const std::string& hash) {
+    return old && old->content_hash == hash && old->status == ImageStatus::kIndexed;
+  };
+  auto keep_description = [&] {
+    out.upsert.record.width = old->width;
+    out.upsert.record.height = old->height;
+    out.upsert.record.format = old->format;
+    out.upsert.record.capture_time = old->capture_time;
+  };
+  auto fail = [&](std::string why) {
+    out.upsert.record.status = ImageStatus::kFailed;
+    out.upsert.record.error = std::move(why);
+    return std::move(out);
+  };
+
+  if (!item.hash.empty() && same_content(item.hash)) {
+    keep_description();  // renamed or touched: nothing to read
+    return out;
+  }
+  Result<FileContent> content = read(item.file.path);
+  if (!content.ok()) {
+    if (content.status().code() == StatusCode::kNotFound) {
+      out.kind = PreparedFile::kDrop;  // gone already; its removal is someone else's event
+      return out;
+    }
+    return fail(content.status().message());
+  }
+  out.upsert.record.size_bytes = content->stat.size_bytes;
+  out.upsert.record.mtime_ns = content->stat.mtime_ns;
+  std::vector<uint8_t>& bytes = content->bytes;
+  const std::string hash = ContentHash(bytes);
+  out.upsert.record.content_hash = hash;
+  if (!bytes.empty() && DetectImageFormat(bytes) == ImageFormat::kUnknown) {
+    out.kind = out.was_known ? PreparedFile::kRemove : PreparedFile::kDrop;  // not an image (any more)
+    return out;
+  }
+  if (same_content(hash)) {
+    keep_description();
+    return out;
+  }
+  Result<DecodedImage> decoded = DecodeImage(bytes, decode);
+  bytes = {};
+  if (!decoded.ok()) return fail(decoded.status().message());
+  ImageRecord& r = out.upsert.record;
+  r.width = decoded->image.width;
+  r.height = decoded->image.height;
+  r.format = ImageFormatName(decoded->format);
+  r.capture_time = decoded->capture_time;
+  r.status = ImageStatus::kIndexed;
+  Result<bool> known_content = collection->HasEmbeddingFor(hash);
+  if (known_content.ok() && *known_content) return out;  // a copy of something already embedded
+  out.pixels.resize(3 * static_cast<size_t>(image_size) * image_size);
+  NormalizeForClip(ResizeAndCropForClip(decoded->image, image_size), out.pixels.data());
+  return out;
+}
+
 void Pipeline::DecodeLoop() {
   const int size = model_.image_size();
   while (std::optional<WorkItem> item = work_.Pop()) {
     const auto t0 = Clock::now();
-    Write out;
-    out.upsert.record = BaseRecord(item->file, item->hash);
-    out.was_known = item->existing.has_value();
-    out.moved = item->moved;
-    const std::optional<ImageRecord>& old = item->existing;
-    auto same_content = [&](const std::string& hash) {
-      return old && old->content_hash == hash && old->status == ImageStatus::kIndexed;
-    };
-    auto keep_description = [&] {
-      out.upsert.record.width = old->width;
-      out.upsert.record.height = old->height;
-      out.upsert.record.format = old->format;
-      out.upsert.record.capture_time = old->capture_time;
-    };
-
-    if (!item->hash.empty() && same_content(item->hash)) {
-      keep_description();  // renamed or touched: nothing to read
-      decode_ns_ += NanosSince(t0);
-      writes_.Push(std::move(out));
-      continue;
-    }
-    // Stat right before reading: the writer compares with this to catch later changes.
-    std::optional<FileInfo> now = StatFile(item->file.path);
-    if (!now) {
-      out.kind = Write::kDrop;  // gone already; its removal is someone else's event
-      writes_.Push(std::move(out));
-      continue;
-    }
-    out.upsert.record.size_bytes = now->size_bytes;
-    out.upsert.record.mtime_ns = now->mtime_ns;
-    auto bytes = ReadFileBytes(item->file.path, kMaxFileBytes);
-    if (!bytes.ok()) {
-      if (bytes.status().code() == StatusCode::kNotFound) {
-        out.kind = Write::kDrop;
-      } else {
-        out.upsert.record.status = ImageStatus::kFailed;
-        out.upsert.record.error = bytes.status().message();
-      }
-      decode_ns_ += NanosSince(t0);
-      writes_.Push(std::move(out));
-      continue;
-    }
-    const std::string hash = ContentHash(*bytes);
-    out.upsert.record.content_hash = hash;
-    if (!bytes->empty() && DetectImageFormat(*bytes) == ImageFormat::kUnknown) {
-      out.kind = out.was_known ? Write::kRemove : Write::kDrop;  // not an image (any more)
-      decode_ns_ += NanosSince(t0);
-      writes_.Push(std::move(out));
-      continue;
-    }
-    if (same_content(hash)) {
-      keep_description();
-      decode_ns_ += NanosSince(t0);
-      writes_.Push(std::move(out));
-      continue;
-    }
-    Result<DecodedImage> decoded = DecodeImage(*bytes, options_.decode);
-    bytes->clear();
-    bytes->shrink_to_fit();
-    if (!decoded.ok()) {
-      out.upsert.record.status = ImageStatus::kFailed;
-      out.upsert.record.error = decoded.status().message();
-      decode_ns_ += NanosSince(t0);
-      writes_.Push(std::move(out));
-      continue;
-    }
-    ImageRecord& r = out.upsert.record;
-    r.width = decoded->image.width;
-    r.height = decoded->image.height;
-    r.format = ImageFormatName(decoded->format);
-    r.capture_time = decoded->capture_time;
-    r.status = ImageStatus::kIndexed;
-    Result<bool> known_content = collection_->HasEmbeddingFor(hash);
-    if (known_content.ok() && *known_content) {
-      decode_ns_ += NanosSince(t0);
-      writes_.Push(std::move(out));  // a copy of something already embedded
-      continue;
-    }
-    Decoded d;
-    d.upsert = std::move(out.upsert);
-    d.was_known = out.was_known;
-    d.pixels.resize(3 * static_cast<size_t>(size) * size);
-    NormalizeForClip(ResizeAndCropForClip(decoded->image, size), d.pixels.data());
+    PreparedFile p = PrepareFile(*item, ReadLocalFile, options_.decode, size, collection_);
     decode_ns_ += NanosSince(t0);
-    pixels_.Push(std::move(d));
+    if (!p.pixels.empty()) {
+      pixels_.Push(Decoded{std::move(p.upsert), p.was_known, std::move(p.pixels)});
+      continue;
+    }
+    Write w;
+    w.kind = p.kind;
+    w.upsert = std::move(p.upsert);
+    w.was_known = p.was_known;
+    w.moved = p.moved;
+    writes_.Push(std::move(w));
   }
   if (--decoders_left_ == 0) pixels_.Close();
 }
@@ -289,7 +294,7 @@ void Pipeline::WriteLoop() {
     if (ok) {
       std::lock_guard<std::mutex> lock(catalog_mu_);
       for (Write& w : batch) {
-        if (w.kind == Write::kDrop) {
+        if (w.kind == PreparedFile::kDrop) {
           ++dropped_;
           continue;
         }
@@ -297,10 +302,10 @@ void Pipeline::WriteLoop() {
         std::optional<FileInfo> now = StatFile(w.upsert.record.path);
         const bool unchanged =
             now && now->size_bytes == w.upsert.record.size_bytes && now->mtime_ns == w.upsert.record.mtime_ns;
-        if (w.kind == Write::kRemove) {
+        if (w.kind == PreparedFile::kRemove) {
           removals.push_back(w.upsert.record.path);
         } else if (!unchanged) {
-          w.kind = Write::kDrop;
+          w.kind = PreparedFile::kDrop;
           ++dropped_;
         } else {
           upserts.push_back(w.upsert);

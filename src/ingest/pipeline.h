@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -44,6 +45,31 @@ struct WorkItem {
   bool moved = false;                   // the catalog row was just moved here (a rename)
 };
 
+// A file's bytes as read for ingestion, with its size and mtime taken right before reading.
+struct FileContent {
+  FileInfo stat;
+  std::vector<uint8_t> bytes;
+};
+// Reads a file for ingestion; NotFound when it is gone.
+using FileReader = std::function<Result<FileContent>(const std::string& path)>;
+// Reads from the local filesystem.
+Result<FileContent> ReadLocalFile(const std::string& path);
+
+// What reading one file leads to.
+struct PreparedFile {
+  enum Kind { kUpsert, kRemove, kDrop } kind = kUpsert;  // kRemove: no longer an image; kDrop: gone
+  ImageUpsert upsert;                                    // record.path names the file for every kind
+  bool was_known = false;                                // the catalog had a row for the path
+  bool moved = false;                                    // counted as a move by the reconciler already
+  std::vector<float> pixels;                             // 3 × size × size, normalised; empty: nothing to embed
+};
+
+// Reads, hashes and decodes one file and prepares its pixels for a model of `image_size`: the
+// whole per-file half of ingestion (the other half is the model and the write). A file whose
+// content is unchanged, or already embedded elsewhere in `collection`, gets no pixels.
+PreparedFile PrepareFile(const WorkItem& item, const FileReader& read, const DecodeOptions& decode, int image_size,
+                         Collection* collection);
+
 struct PipelineOptions {
   DecodeOptions decode;
   int batch_size = 32;
@@ -54,28 +80,67 @@ struct PipelineOptions {
 // The pipeline settings of a sync or watch.
 PipelineOptions PipelineOptionsOf(const SyncOptions& options);
 
-class Pipeline {
+// Where the reconciler sends new and changed files: the pipeline below (embedded in this process)
+// or a job queue (embedded by workers).
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  // Queues a file, waiting while the sink is full. A file already in flight with the same size
+  // and mtime is not queued twice. False once the sink has stopped (on a write error).
+  virtual bool Submit(WorkItem item) = 0;
+  // Waits until everything submitted so far has reached its outcome.
+  virtual void Flush() = 0;
+  // The first error that stopped the sink (a failed write), or Ok.
+  virtual Status status() const = 0;
+  // Counters since construction.
+  virtual void AddTo(SyncReport* report) const = 0;
+  virtual PipelineStatus Snapshot() const = 0;
+
+  // Held by whoever compares the catalog with the disk while the sink writes, so a write never
+  // lands between the comparison and the changes made from it.
+  std::mutex& catalog_mutex() { return catalog_mu_; }
+
+ protected:
+  std::mutex catalog_mu_;
+};
+
+// The sink `options` ask for: a QueueSink when options.queue is set, else a Pipeline.
+std::unique_ptr<Sink> MakeSink(const ClipModel& model, Collection* collection, const SyncOptions& options);
+
+// Turns files into jobs for workers (scale-out mode), in batches.
+class QueueSink final : public Sink {
+ public:
+  explicit QueueSink(JobQueue* queue) : queue_(queue) {}
+  ~QueueSink() override { Flush(); }
+
+  bool Submit(WorkItem item) override;
+  void Flush() override;
+  Status status() const override;
+  void AddTo(SyncReport* report) const override;
+  PipelineStatus Snapshot() const override;
+
+ private:
+  Status EnqueueLocked();
+
+  JobQueue* queue_;
+  mutable std::mutex mu_;  // guards what follows
+  std::vector<FileJob> pending_;
+  int64_t queued_ = 0;
+  Status status_;
+};
+
+class Pipeline final : public Sink {
  public:
   Pipeline(const ClipModel& model, Collection* collection, const PipelineOptions& options);
-  ~Pipeline();  // drains and stops
+  ~Pipeline() override;  // drains and stops
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
 
-  // Queues a file, waiting while the pipeline is full. A file already in flight with the same
-  // size and mtime is not queued twice. False once the pipeline has stopped (on a write error).
-  bool Submit(WorkItem item);
-  // Waits until everything submitted so far has reached its outcome.
-  void Flush();
-  // The first error that stopped the pipeline (a failed write), or Ok.
-  Status status() const;
-
-  // Held by whoever compares the catalog with the disk while the writer commits, so a commit
-  // never lands between the comparison and the changes made from it.
-  std::mutex& catalog_mutex() { return catalog_mu_; }
-
-  // Counters since construction.
-  void AddTo(SyncReport* report) const;
-  PipelineStatus Snapshot() const;
+  bool Submit(WorkItem item) override;
+  void Flush() override;
+  Status status() const override;
+  void AddTo(SyncReport* report) const override;
+  PipelineStatus Snapshot() const override;
 
  private:
   struct Decoded;
@@ -98,8 +163,6 @@ class Pipeline {
   std::vector<std::thread> decoders_;
   std::thread encoder_, writer_;
   std::atomic<int> decoders_left_{0};
-
-  std::mutex catalog_mu_;
 
   mutable std::mutex mu_;  // guards what follows
   std::condition_variable idle_;

@@ -18,7 +18,7 @@ namespace imgsearch::ingest {
 
 class Reconciler {
  public:
-  Reconciler(Collection* collection, Pipeline* pipeline, const ScanOptions& scan)
+  Reconciler(Collection* collection, Sink* pipeline, const ScanOptions& scan)
       : collection_(collection), pipeline_(pipeline), scan_(scan) {}
 
   // Makes the catalog match the disk within each scope: a root, or a folder or file below one (a
@@ -42,7 +42,7 @@ class Reconciler {
   Status Submit(std::vector<WorkItem>& work);
 
   Collection* collection_;
-  Pipeline* pipeline_;
+  Sink* pipeline_;
   const std::atomic<bool>* stop_ = nullptr;
   const ScanOptions& scan_;
 };

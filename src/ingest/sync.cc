@@ -137,7 +137,8 @@ Result<SyncReport> RunSync(const ClipModel& model, Collection* collection, const
                            const std::function<Status(ingest::Reconciler&, SyncReport*)>& reconcile) {
   const auto start = std::chrono::steady_clock::now();
   SyncReport report;
-  ingest::Pipeline pipeline(model, collection, ingest::PipelineOptionsOf(options));
+  std::unique_ptr<ingest::Sink> sink = ingest::MakeSink(model, collection, options);
+  ingest::Sink& pipeline = *sink;
   ingest::Reconciler reconciler(collection, &pipeline, options.scan);
   std::atomic<bool> done{false};
   std::thread progress;

@@ -74,8 +74,8 @@ class Watcher final : public FolderWatcher {
   Watcher(std::vector<std::string> roots, const ClipModel& model, Collection* collection, const WatchOptions& options)
       : roots_(std::move(roots)),
         options_(options),
-        pipeline_(model, collection, ingest::PipelineOptionsOf(options.sync)),
-        reconciler_(collection, &pipeline_, options_.sync.scan) {
+        pipeline_(ingest::MakeSink(model, collection, options.sync)),
+        reconciler_(collection, pipeline_.get(), options_.sync.scan) {
     reconciler_.set_stop(&stopping_);
   }
 
@@ -146,12 +146,12 @@ class Watcher final : public FolderWatcher {
 
   bool Idle() const override {
     std::lock_guard<std::mutex> lock(mu_);
-    return started_ && !busy_ && pending_.empty() && pipeline_.Snapshot().in_flight == 0;
+    return started_ && !busy_ && pending_.empty() && pipeline_->Snapshot().in_flight == 0;
   }
 
   WatchStatus Describe() const override {
     WatchStatus s;
-    s.pipeline = pipeline_.Snapshot();
+    s.pipeline = pipeline_->Snapshot();
     std::lock_guard<std::mutex> lock(mu_);
     s.roots = roots_;
     const bool any_inotify = inotify_fd_ >= 0 && !wd_path_.empty();
@@ -161,14 +161,14 @@ class Watcher final : public FolderWatcher {
     s.pending_paths = static_cast<int64_t>(pending_.size());
     s.rescans = rescans_;
     s.totals = totals_;
-    pipeline_.AddTo(&s.totals);
+    pipeline_->AddTo(&s.totals);
     return s;
   }
 
   Status error() const override {
     std::lock_guard<std::mutex> lock(mu_);
     if (!error_.ok()) return error_;
-    return pipeline_.status();
+    return pipeline_->status();
   }
 
  private:
@@ -380,7 +380,7 @@ class Watcher final : public FolderWatcher {
         std::unique_lock<std::mutex> lock(mu_);
         cv_.wait_for(lock, std::chrono::milliseconds(50));
         if (stopping_) break;
-        if (!error_.ok() || !pipeline_.status().ok()) continue;
+        if (!error_.ok() || !pipeline_->status().ok()) continue;
         if (Clock::now() - last_root_check < std::chrono::seconds(1) && !HasDueLocked()) continue;
         last_root_check = Clock::now();
         scopes = TakeDueLocked();
@@ -397,7 +397,7 @@ class Watcher final : public FolderWatcher {
       }
       busy_ = false;
     }
-    pipeline_.Flush();
+    pipeline_->Flush();
   }
 
   bool HasDueLocked() const {
@@ -414,7 +414,7 @@ class Watcher final : public FolderWatcher {
 
   const std::vector<std::string> roots_;
   const WatchOptions options_;
-  ingest::Pipeline pipeline_;
+  std::unique_ptr<ingest::Sink> pipeline_;  // the pipeline, or the job queue in scale-out mode
   ingest::Reconciler reconciler_;
   int inotify_fd_ = -1;
   int wake_fd_ = -1;

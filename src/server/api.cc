@@ -374,6 +374,7 @@ int HttpStatusOf(const Status& status) {
     case StatusCode::kUnsupported: return 415;
     case StatusCode::kNotFound: return 404;
     case StatusCode::kPermissionDenied: return 403;
+    case StatusCode::kUnavailable: return 503;
     case StatusCode::kResourceExhausted: return 413;
     case StatusCode::kIoError:
     case StatusCode::kInternal: return 500;

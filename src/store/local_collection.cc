@@ -3,8 +3,8 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -170,27 +170,8 @@ class LocalCollection final : public Collection {
   }
 
   Result<std::vector<SearchHit>> Search(std::span<const float> query, const SearchOptions& o) override {
-    if (index_ == nullptr) return std::vector<SearchHit>();  // nothing indexed yet
-    if (static_cast<int>(query.size()) != model_.dim) {
-      return Status::InvalidArgument("query has " + std::to_string(query.size()) + " dimensions, the collection " +
-                                     std::to_string(model_.dim));
-    }
-    if (o.k < 1 || o.k > 10'000) return Status::InvalidArgument("k must be between 1 and 10000");
-    if (o.offset < 0 || o.offset > 100'000) return Status::InvalidArgument("offset must be between 0 and 100000");
-    const std::vector<float> q = Normalised({query.begin(), query.end()});
-    if (q.empty()) return Status::InvalidArgument("query vector is zero");
-
     std::shared_lock<RwMutex> lock(index_mu_);
-    const std::vector<ScoredId> found =
-        index_->Search(q, static_cast<size_t>(o.k) + static_cast<size_t>(o.offset), o.filter, o.exact);
-    std::vector<SearchHit> hits;
-    for (size_t i = static_cast<size_t>(o.offset); i < found.size(); ++i) {
-      if (found[i].score < o.min_score) break;
-      const ImageMeta* m = index_->Meta(found[i].id);
-      if (m == nullptr) continue;
-      hits.push_back({found[i].id, m->path, found[i].score, m->width, m->height});
-    }
-    return hits;
+    return SearchIndex(index_.get(), model_.dim, query, o);
   }
 
   Result<std::vector<std::string>> Roots() override {
@@ -266,15 +247,6 @@ class LocalCollection final : public Collection {
     if (options_.read_only) return Status::InvalidArgument("collection " + dir_ + " is open read-only");
     if (index_ == nullptr) return Status::InvalidArgument("collection " + dir_ + " has no model; open it with one");
     return Status::Ok();
-  }
-
-  static std::vector<float> Normalised(std::vector<float> v) {
-    double sq = 0;
-    for (float x : v) sq += static_cast<double>(x) * x;
-    if (sq <= 0 || !std::isfinite(sq)) return {};
-    const float inv = static_cast<float>(1.0 / std::sqrt(sq));
-    for (float& x : v) x *= inv;
-    return v;
   }
 
   int64_t FileBytes(const char* name) const {

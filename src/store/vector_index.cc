@@ -392,4 +392,36 @@ Result<int64_t> VectorIndex::Load(const std::string& path) {
   return meta.value("change_seq", int64_t{0});
 }
 
+std::vector<float> Normalised(std::vector<float> v) {
+  double sq = 0;
+  for (float x : v) sq += static_cast<double>(x) * x;
+  if (sq <= 0 || !std::isfinite(sq)) return {};
+  const float inv = static_cast<float>(1.0 / std::sqrt(sq));
+  for (float& x : v) x *= inv;
+  return v;
+}
+
+Result<std::vector<SearchHit>> SearchIndex(const VectorIndex* index, int dim, std::span<const float> query,
+                                           const SearchOptions& o) {
+  if (static_cast<int>(query.size()) != dim && index != nullptr) {
+    return Status::InvalidArgument("query has " + std::to_string(query.size()) + " dimensions, the collection " +
+                                   std::to_string(dim));
+  }
+  if (o.k < 1 || o.k > 10'000) return Status::InvalidArgument("k must be between 1 and 10000");
+  if (o.offset < 0 || o.offset > 100'000) return Status::InvalidArgument("offset must be between 0 and 100000");
+  if (index == nullptr) return std::vector<SearchHit>();  // nothing indexed yet
+  const std::vector<float> q = Normalised({query.begin(), query.end()});
+  if (q.empty()) return Status::InvalidArgument("query vector is zero");
+  const std::vector<ScoredId> found =
+      index->Search(q, static_cast<size_t>(o.k) + static_cast<size_t>(o.offset), o.filter, o.exact);
+  std::vector<SearchHit> hits;
+  for (size_t i = static_cast<size_t>(o.offset); i < found.size(); ++i) {
+    if (found[i].score < o.min_score) break;
+    const ImageMeta* m = index->Meta(found[i].id);
+    if (m == nullptr) continue;
+    hits.push_back({found[i].id, m->path, found[i].score, m->width, m->height});
+  }
+  return hits;
+}
+
 }  // namespace imgsearch::store

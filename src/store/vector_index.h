@@ -25,6 +25,9 @@ struct ImageMeta {
 
 ImageMeta MetaOf(const ImageRecord& record);
 
+// `v` scaled to unit length; empty when it is zero or not finite.
+std::vector<float> Normalised(std::vector<float> v);
+
 struct ScoredId {
   int64_t id;
   float score;
@@ -78,5 +81,11 @@ class VectorIndex {
   std::unique_ptr<Graph> g_;
   std::unordered_map<int64_t, ImageMeta> meta_;  // one entry per live (searchable) image
 };
+
+// A collection's search over `index` (which the caller keeps from changing meanwhile): checks the
+// query and options, then returns the page of hits they ask for. `index` may be null (nothing
+// indexed yet).
+Result<std::vector<SearchHit>> SearchIndex(const VectorIndex* index, int dim, std::span<const float> query,
+                                           const SearchOptions& options);
 
 }  // namespace imgsearch::store

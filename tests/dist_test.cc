@@ -1,0 +1,437 @@
+// Scale-out mode against a real, throwaway PostgreSQL (Debian's, started in a temporary folder on
+// its own Unix socket): workers, search nodes, crashes, a database restart, schema migrations.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <regex>
+#include <thread>
+
+#include "dist/pg.h"
+#include "imgsearch/dist.h"
+#include "imgsearch/image.h"
+#include "test_util.h"
+
+namespace imgsearch {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+using testing::ImgsearchBin;
+using testing::Process;
+using testing::RunCommand;
+using testing::TestModelDir;
+
+// Debian's PostgreSQL 15 server binaries (postgresql-15), or empty.
+std::string PgBinDir() {
+  for (const char* dir : {"/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin"}) {
+    if (fs::exists(std::string(dir) + "/initdb")) return dir;
+  }
+  return "";
+}
+
+int FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// A PostgreSQL cluster of its own: initdb in a temporary folder, listening only on a Unix socket
+// there. PostgreSQL refuses to run as root, so as root it runs as the postgres user.
+class Postgres {
+ public:
+  explicit Postgres(std::string bin) : bin_(std::move(bin)) {
+    const std::string parent = testing::MakeTempDir();
+    fs::permissions(parent, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);  // for postgres
+    dir_ = parent + "/pg";
+    fs::create_directories(dir_);
+    port_ = FreePort();
+    if (::geteuid() == 0) RunCommand({"/usr/bin/chown", "-R", "postgres", dir_});
+    const auto init =
+        Run({bin_ + "/initdb", "-D", dir_ + "/data", "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"});
+    ok_ = init.exit_code == 0;
+    if (!ok_) {
+      error_ = "initdb failed (exit " + std::to_string(init.exit_code) + "): " + init.out + init.err;
+      return;
+    }
+    ok_ = Start();
+  }
+  ~Postgres() {
+    if (ok_) Run({bin_ + "/pg_ctl", "-D", dir_ + "/data", "-m", "immediate", "-w", "stop"});
+  }
+
+  bool ok() const { return ok_; }
+  const std::string& error() const { return error_; }
+
+  bool Start() {
+    const auto r = Run(
+        {bin_ + "/pg_ctl", "-D", dir_ + "/data", "-l", dir_ + "/log", "-w", "-t", "60", "-o",
+         "-k " + dir_ + " -p " + std::to_string(port_) + " -c listen_addresses='' -c fsync=off -c max_connections=200",
+         "start"});
+    if (r.exit_code != 0) error_ = r.out + r.err + testing::ReadFile(dir_ + "/log");
+    return r.exit_code == 0;
+  }
+  bool Stop() { return Run({bin_ + "/pg_ctl", "-D", dir_ + "/data", "-m", "fast", "-w", "stop"}).exit_code == 0; }
+
+  // A new database; its URL.
+  std::string CreateDatabase(const std::string& name) {
+    EXPECT_EQ(Psql("postgres", "CREATE DATABASE " + name), "");
+    return Url(name);
+  }
+  std::string Url(const std::string& db) const {
+    return "postgresql:///" + db + "?host=" + dir_ + "&port=" + std::to_string(port_) + "&user=postgres";
+  }
+  // Runs SQL; the unaligned, tuples-only output.
+  std::string Psql(const std::string& db, const std::string& sql) {
+    auto r = Run({bin_ + "/psql", "-X", "-q", "-A", "-t", "-h", dir_, "-p", std::to_string(port_), "-U", "postgres",
+                  "-d", db, "-c", sql});
+    EXPECT_EQ(r.exit_code, 0) << sql << "\n" << r.err;
+    while (!r.out.empty() && r.out.back() == '\n') r.out.pop_back();
+    return r.out;
+  }
+
+ private:
+  testing::CommandResult Run(std::vector<std::string> argv) {
+    if (::geteuid() == 0) argv.insert(argv.begin(), {"/usr/sbin/runuser", "-u", "postgres", "--"});
+    return RunCommand(argv);
+  }
+
+  std::string bin_, dir_, error_;
+  int port_ = 0;
+  bool ok_ = false;
+};
+
+Image TestImage(int seed) {
+  Image img(32 + seed % 7, 24 + seed % 5);
+  for (size_t i = 0; i < img.rgb.size(); ++i) {
+    img.rgb[i] = static_cast<uint8_t>((i * (seed % 97 + 3) + seed * 17 + (i / 3) * (seed % 13)) % 251);
+  }
+  return img;
+}
+
+void WriteImages(const std::string& dir, int n) {
+  fs::create_directories(dir);
+  for (int i = 0; i < n; ++i) {
+    ASSERT_TRUE(WritePng(TestImage(i), dir + "/img" + std::to_string(i) + ".png").ok());
+  }
+}
+
+// `imgsearch stats --json` of a location.
+json Stats(const std::vector<std::string>& where) {
+  std::vector<std::string> argv = {ImgsearchBin(), "stats", "--json"};
+  argv.insert(argv.end(), where.begin(), where.end());
+  const auto r = RunCommand(argv);
+  if (r.exit_code != 0) return json{{"error", r.err}};
+  return json::parse(r.out, nullptr, false);
+}
+
+// Waits until the store holds `n` indexed images and no job is waiting or leased.
+bool WaitIndexed(const std::string& url, int n, double timeout_s, json* last) {
+  const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
+  while (Clock::now() < deadline) {
+    *last = Stats({"--store", url});
+    if (last->contains("indexed") && (*last)["indexed"] == n && (*last)["queue"]["pending"] == 0 &&
+        (*last)["queue"]["leased"] == 0 && (*last)["queue"]["retrying"] == 0) {
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  return false;
+}
+
+// path → score of a CLI search.
+std::vector<std::pair<std::string, double>> CliSearch(const std::vector<std::string>& where, const std::string& q,
+                                                      int k) {
+  std::vector<std::string> argv = {ImgsearchBin(), "search", "--model",        TestModelDir(),
+                                   "--json",       "-k",     std::to_string(k)};
+  argv.insert(argv.end(), where.begin(), where.end());
+  argv.push_back(q);
+  const auto r = RunCommand(argv);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::vector<std::pair<std::string, double>> hits;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) {
+    const json j = json::parse(line);
+    hits.emplace_back(j["path"].get<std::string>(), j["score"].get<double>());
+  }
+  return hits;
+}
+
+class SearchNode {
+ public:
+  explicit SearchNode(const std::string& url)
+      : p_({ImgsearchBin(), "serve", "--store", url, "--model", TestModelDir(), "--listen", "127.0.0.1:0",
+            "--thumbnails", testing::MakeTempDir()}) {
+    EXPECT_TRUE(p_.WaitForOutput("serving http://", 120)) << p_.Out() << p_.Err();
+    std::smatch m;
+    const std::string out = p_.Out();
+    if (std::regex_search(out, m, std::regex("serving http://127\\.0\\.0\\.1:(\\d+)/"))) port_ = std::stoi(m[1]);
+  }
+  std::vector<std::pair<std::string, double>> Search(const std::string& q, int k) {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_read_timeout(60, 0);
+    auto res = c.Get("/api/search?k=" + std::to_string(k) + "&q=" + httplib::detail::encode_query_param(q));
+    std::vector<std::pair<std::string, double>> hits;
+    last_error_ = !res ? "no response: " + httplib::to_string(res.error())
+                       : std::to_string(res->status) + " " + res->body.substr(0, 100);
+    if (!res || res->status != 200) return hits;
+    const json body = json::parse(res->body);
+    for (const json& h : body["results"]) {
+      hits.emplace_back(h["path"].get<std::string>(), h["score"].get<double>());
+    }
+    return hits;
+  }
+  Process& process() { return p_; }
+  std::string Log() const { return "last error: " + last_error_ + "\nnode's log:\n" + p_.Err(); }
+
+ private:
+  std::string last_error_;
+  Process p_;
+  int port_ = 0;
+};
+
+void ExpectSameHits(const std::vector<std::pair<std::string, double>>& got,
+                    const std::vector<std::pair<std::string, double>>& want, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].first, want[i].first) << what << " rank " << i;
+    EXPECT_NEAR(got[i].second, want[i].second, 1e-4) << what << " rank " << i;
+  }
+}
+
+// A search node answers like the embedded collection once it has caught up (it follows changes
+// asynchronously): waits up to `timeout_s` for that.
+void ExpectNodeConverges(SearchNode& node, const std::string& q,
+                         const std::vector<std::pair<std::string, double>>& want, double timeout_s = 30) {
+  const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
+  std::vector<std::pair<std::string, double>> got;
+  while (Clock::now() < deadline) {
+    got = node.Search(q, static_cast<int>(want.size()));
+    if (got.size() == want.size() && std::equal(got.begin(), got.end(), want.begin(),
+                                                [](const auto& a, const auto& b) { return a.first == b.first; })) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ExpectSameHits(got, want, "search node, query \"" + q + "\" got " + std::to_string(got.size()) + "\n" + node.Log());
+}
+
+class DistTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string bin = PgBinDir();
+    if (bin.empty()) GTEST_SKIP() << "PostgreSQL server binaries not found (apt-get install postgresql-15); skipping";
+    pg_ = std::make_unique<Postgres>(bin);
+    ASSERT_TRUE(pg_->ok()) << pg_->error();
+    url_ = pg_->CreateDatabase("photos");
+    photos_ = testing::MakeTempDir() + "/photos";
+  }
+
+  std::unique_ptr<Process> Worker(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {ImgsearchBin(), "worker", "--store",          url_, "--model", TestModelDir(),
+                                     "--threads",    "1",      "--decode-threads", "1"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return std::make_unique<Process>(argv);
+  }
+
+  testing::CommandResult Enqueue() {
+    return RunCommand({ImgsearchBin(), "index", "--store", url_, "--model", TestModelDir(), photos_});
+  }
+
+  std::unique_ptr<Postgres> pg_;
+  std::string url_, photos_;
+};
+
+TEST_F(DistTest, ThreeWorkersTwoSearchNodesMatchEmbeddedMode) {
+  constexpr int kImages = 2000;
+  WriteImages(photos_, kImages);
+  SearchNode node_a(url_), node_b(url_);  // start empty: everything arrives through the change feed
+  const auto queued = Enqueue();
+  ASSERT_EQ(queued.exit_code, 0) << queued.err;
+  EXPECT_NE(queued.out.find(std::to_string(kImages) + " queued for workers"), std::string::npos) << queued.out;
+  auto w1 = Worker(), w2 = Worker(), w3 = Worker();
+  json stats;
+  ASSERT_TRUE(WaitIndexed(url_, kImages, 600, &stats)) << stats.dump() << w1->Err();
+  EXPECT_EQ(stats["failed"], 0);
+  EXPECT_EQ(stats["distinct_vectors"], kImages);
+  // Every worker took a share.
+  for (Process* w : {w1.get(), w2.get(), w3.get()}) {
+    w->Signal(SIGTERM);
+    EXPECT_EQ(w->Wait(), 0) << w->Err();
+    EXPECT_NE(w->Out().find("stopped:"), std::string::npos);
+    EXPECT_EQ(w->Out().find("stopped: 0 jobs"), std::string::npos) << w->Out();
+  }
+  EXPECT_EQ(pg_->Psql("photos", "SELECT count(*), count(DISTINCT path) FROM imgsearch.images"), "2000|2000");
+
+  const std::string db = testing::MakeTempDir() + "/embedded";
+  const auto local = RunCommand({ImgsearchBin(), "index", "--db", db, "--model", TestModelDir(), photos_});
+  ASSERT_EQ(local.exit_code, 0) << local.err;
+  for (const std::string q : {"a photo of a cat", "red", "mountains at night"}) {
+    const auto want = CliSearch({"--db", db}, q, 20);
+    ASSERT_EQ(want.size(), 20u);
+    ExpectSameHits(CliSearch({"--store", url_}, q, 20), want, "search --store, \"" + q + "\"");
+    ExpectNodeConverges(node_a, q, want);
+    ExpectNodeConverges(node_b, q, want);
+  }
+
+  // Deletes and renames reach the search nodes too.
+  fs::remove(photos_ + "/img0.png");
+  fs::rename(photos_ + "/img1.png", photos_ + "/renamed.png");
+  const auto again = Enqueue();
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.out.find("1 moved, 1 removed"), std::string::npos) << again.out;
+  const auto local_again = RunCommand({ImgsearchBin(), "index", "--db", db, "--model", TestModelDir(), photos_});
+  ASSERT_EQ(local_again.exit_code, 0);
+  const auto want = CliSearch({"--db", db}, "red", 50);
+  ExpectNodeConverges(node_a, "red", want);
+  ExpectNodeConverges(node_b, "red", want);
+}
+
+TEST_F(DistTest, KilledWorkerMidBatchEveryImageIndexedExactlyOnce) {
+  constexpr int kImages = 300;
+  WriteImages(photos_, kImages);
+  ASSERT_EQ(Enqueue().exit_code, 0);
+  // A slow worker (big batches, one thread), killed while it holds a batch.
+  auto doomed = Worker({"--batch", "64", "--lease-seconds", "5", "--name", "doomed"});
+  const auto deadline = Clock::now() + std::chrono::seconds(120);
+  std::string leased;
+  while (Clock::now() < deadline) {
+    leased = pg_->Psql("photos", "SELECT count(*) FROM imgsearch.jobs WHERE lease_owner = 'doomed'");
+    const std::string done = pg_->Psql("photos", "SELECT count(*) FROM imgsearch.images");
+    if (leased != "0" && done != "0") break;  // one batch written, the next one in hand
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  doomed->Signal(SIGKILL);
+  doomed->Wait();
+  ASSERT_NE(leased, "0");
+  const int before = std::stoi(pg_->Psql("photos", "SELECT count(*) FROM imgsearch.images"));
+  EXPECT_LT(before, kImages);
+  // Another worker takes the rest, the dead one's batch once its lease runs out.
+  auto rescuer = Worker({"--name", "rescuer"});
+  json stats;
+  ASSERT_TRUE(WaitIndexed(url_, kImages, 300, &stats)) << stats.dump() << rescuer->Err();
+  EXPECT_EQ(pg_->Psql("photos",
+                      "SELECT count(*), count(DISTINCT path), count(*) FILTER (WHERE status = 1) FROM "
+                      "imgsearch.images"),
+            "300|300|300");
+  EXPECT_EQ(pg_->Psql("photos", "SELECT count(*) FROM imgsearch.jobs"), "0");
+  // Each image's one row came from one write: its id was never replaced.
+  EXPECT_EQ(pg_->Psql("photos", "SELECT max(id) - min(id) + 1 FROM imgsearch.images"), "300");
+  const auto check = RunCommand({ImgsearchBin(), "search", "--store", url_, "--model", TestModelDir(), "-k", "1", "x"});
+  EXPECT_EQ(check.exit_code, 0) << check.err;
+}
+
+TEST_F(DistTest, PostgresRestartDuringIngestionLosesNothing) {
+  constexpr int kImages = 400;
+  WriteImages(photos_, kImages);
+  SearchNode node(url_);
+  ASSERT_EQ(Enqueue().exit_code, 0);
+  auto w1 = Worker({"--batch", "4"}), w2 = Worker({"--batch", "4"});
+  const auto deadline = Clock::now() + std::chrono::seconds(120);
+  while (Clock::now() < deadline && std::stoi(pg_->Psql("photos", "SELECT count(*) FROM imgsearch.images")) < 20) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const int written = std::stoi(pg_->Psql("photos", "SELECT count(*) FROM imgsearch.images"));
+  ASSERT_TRUE(pg_->Stop());
+  ASSERT_LT(written, kImages) << "ingestion finished before the restart: nothing was tested";
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  ASSERT_TRUE(pg_->Start()) << pg_->error();
+  json stats;
+  ASSERT_TRUE(WaitIndexed(url_, kImages, 300, &stats)) << stats.dump() << w1->Err() << w2->Err();
+  EXPECT_EQ(stats["failed"], 0);
+  EXPECT_EQ(pg_->Psql("photos", "SELECT count(*), count(DISTINCT path) FROM imgsearch.images"), "400|400");
+  EXPECT_TRUE(w1->Running());
+  EXPECT_TRUE(w2->Running());
+  // The search node reconnected and caught up: it answers like a fresh reader of the database.
+  ExpectNodeConverges(node, "anything", CliSearch({"--store", url_}, "anything", kImages), 60);
+}
+
+TEST_F(DistTest, SchemaMigratesFromPreviousVersionAndRefusesNewer) {
+  dist::PgClient client(url_, std::chrono::seconds(10));
+  auto found = dist::MigrateSchema(&client, kPgSchemaVersion - 1);
+  ASSERT_TRUE(found.ok()) << found.status().ToString();
+  EXPECT_EQ(*found, 0);
+  pg_->Psql("photos", "INSERT INTO imgsearch.jobs(path, size_bytes, mtime_ns) VALUES ('/x/a.png', 1, 2)");
+  EXPECT_EQ(pg_->Psql("photos", "SELECT to_regclass('imgsearch.workers') IS NULL"), "t");
+
+  // Any command brings it up to date, keeping what is there.
+  WriteImages(photos_, 3);
+  ASSERT_EQ(Enqueue().exit_code, 0);
+  EXPECT_EQ(pg_->Psql("photos", "SELECT value FROM imgsearch.meta WHERE key = 'schema_version'"),
+            std::to_string(kPgSchemaVersion));
+  EXPECT_EQ(pg_->Psql("photos", "SELECT to_regclass('imgsearch.workers') IS NULL"), "f");
+  EXPECT_EQ(pg_->Psql("photos", "SELECT count(*) FROM imgsearch.jobs"), "4");
+
+  // A database written by a newer imgsearch is refused, and left alone.
+  pg_->Psql("photos", "UPDATE imgsearch.meta SET value = '99' WHERE key = 'schema_version'");
+  const auto refused = RunCommand({ImgsearchBin(), "stats", "--store", url_});
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.err.find("version 99, newer than this imgsearch understands"), std::string::npos) << refused.err;
+  EXPECT_EQ(pg_->Psql("photos", "SELECT value FROM imgsearch.meta WHERE key = 'schema_version'"), "99");
+  auto again = dist::MigrateSchema(&client, kPgSchemaVersion);
+  EXPECT_EQ(again.status().code(), StatusCode::kUnsupported);
+}
+
+TEST_F(DistTest, MigrateEmbeddedCollectionAndEmbedLocal) {
+  WriteImages(photos_, 40);
+  const std::string db = testing::MakeTempDir() + "/embedded";
+  ASSERT_EQ(RunCommand({ImgsearchBin(), "index", "--db", db, "--model", TestModelDir(), photos_}).exit_code, 0);
+  const auto moved = RunCommand({ImgsearchBin(), "migrate", "--from", db, "--to", url_});
+  ASSERT_EQ(moved.exit_code, 0) << moved.err;
+  EXPECT_NE(moved.out.find("copied 40 indexed and 0 failed images"), std::string::npos) << moved.out;
+  const auto want = CliSearch({"--db", db}, "a dog", 10);
+  ExpectSameHits(CliSearch({"--store", url_}, "a dog", 10), want, "after migrate");
+  // Nothing left to do for workers: the folder is already in.
+  const auto again = Enqueue();
+  EXPECT_NE(again.out.find("40 unchanged"), std::string::npos) << again.out;
+  EXPECT_EQ(pg_->Psql("photos", "SELECT count(*) FROM imgsearch.jobs"), "0");
+
+  // --embed-local: this process embeds, no job is queued.
+  WriteImages(photos_ + "/more", 5);
+  const auto local =
+      RunCommand({ImgsearchBin(), "index", "--store", url_, "--embed-local", "--model", TestModelDir(), photos_});
+  ASSERT_EQ(local.exit_code, 0) << local.err;
+  EXPECT_NE(local.out.find("5 added"), std::string::npos) << local.out;
+  EXPECT_EQ(pg_->Psql("photos", "SELECT count(*) FROM imgsearch.jobs"), "0");
+  EXPECT_EQ(Stats({"--store", url_})["indexed"], 45);
+}
+
+TEST_F(DistTest, BadStoresAreClearErrors) {
+  const auto both = RunCommand({ImgsearchBin(), "stats", "--db", "/tmp/x", "--store", url_});
+  EXPECT_EQ(both.exit_code, 2);
+  EXPECT_NE(both.err.find("not both"), std::string::npos) << both.err;
+  const auto not_url = RunCommand({ImgsearchBin(), "stats", "--store", "/tmp/x"});
+  EXPECT_NE(not_url.err.find("must be a postgresql:// URL"), std::string::npos) << not_url.err;
+  const auto no_db = RunCommand({ImgsearchBin(), "stats", "--store", pg_->Url("nosuchdb")});
+  EXPECT_EQ(no_db.exit_code, 2);
+  EXPECT_NE(no_db.err.find("database \"nosuchdb\" does not exist"), std::string::npos) << no_db.err;
+  const auto password = RunCommand({ImgsearchBin(), "stats", "--store", "postgresql://me:secret@127.0.0.1:1/x"},
+                                   {"IMGSEARCH_PG_RETRY_SECONDS=1"});
+  EXPECT_EQ(password.exit_code, 2);
+  EXPECT_NE(password.err.find("cannot reach PostgreSQL at postgresql://me:***@127.0.0.1:1/x"), std::string::npos)
+      << password.err;
+  EXPECT_EQ(password.err.find("secret"), std::string::npos) << password.err;
+  // A model other than the collection's is refused by workers and enqueuers alike.
+  WriteImages(photos_, 2);
+  ASSERT_EQ(Enqueue().exit_code, 0);
+  const auto other = RunCommand({ImgsearchBin(), "index", "--store", url_, "--model", TestModelDir() + "-2", photos_});
+  EXPECT_EQ(other.exit_code, 2);
+  EXPECT_NE(other.err.find("was built with model"), std::string::npos) << other.err;
+}
+
+}  // namespace
+}  // namespace imgsearch
