@@ -410,6 +410,75 @@ TEST_F(DistTest, MigrateEmbeddedCollectionAndEmbedLocal) {
   EXPECT_EQ(Stats({"--store", url_})["indexed"], 45);
 }
 
+TEST_F(DistTest, WatchEnqueuesLiveChangesForWorkers) {
+  WriteImages(photos_, 10);
+  Process watch({ImgsearchBin(), "watch", "--store", url_, "--model", TestModelDir(), "--quiet-ms", "100", photos_});
+  ASSERT_TRUE(watch.WaitForOutput("initial scan done", 120)) << watch.Out() << watch.Err();
+  auto worker = Worker();
+  json stats;
+  ASSERT_TRUE(WaitIndexed(url_, 10, 120, &stats)) << stats.dump();
+  // Added, deleted and renamed while watching: the worker embeds the new one, the watcher applies
+  // the rest itself.
+  ASSERT_TRUE(WritePng(TestImage(1000), photos_ + "/new.png").ok());
+  fs::remove(photos_ + "/img3.png");
+  const std::string before = pg_->Psql("photos", "SELECT id FROM imgsearch.images WHERE path LIKE '%/img4.png'");
+  fs::rename(photos_ + "/img4.png", photos_ + "/moved.png");
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  std::string paths;
+  const std::string want = "img0.png,img1.png,img2.png,img5.png,img6.png,img7.png,img8.png,img9.png,moved.png,new.png";
+  while (Clock::now() < deadline) {
+    paths = pg_->Psql("photos",
+                      "SELECT string_agg(regexp_replace(path, '.*/', ''), ',' ORDER BY path) FROM imgsearch.images "
+                      "WHERE status = 1");
+    if (paths == want) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(paths, want) << watch.Out() << watch.Err();
+  // The rename kept the image's row (and so its embedding): no job was made for it.
+  EXPECT_EQ(pg_->Psql("photos", "SELECT id FROM imgsearch.images WHERE path LIKE '%/moved.png'"), before);
+  watch.Signal(SIGTERM);
+  EXPECT_EQ(watch.Wait(), 0) << watch.Err();
+  EXPECT_NE(watch.Out().find("queued for workers"), std::string::npos) << watch.Out();
+}
+
+TEST_F(DistTest, WorkerWaitsForAMissingShareThenReadsThroughAUrlMap) {
+  WriteImages(photos_, 6);
+  ASSERT_EQ(Enqueue().exit_code, 0);
+  // The folder is not visible where the worker runs; a file server has it.
+  const std::string served = testing::MakeTempDir() + "/served";
+  fs::rename(photos_, served);
+  httplib::Server files;
+  ASSERT_TRUE(files.set_mount_point("/photos", served));
+  const int port = files.bind_to_any_port("127.0.0.1");
+  std::thread server([&] { files.listen_after_bind(); });
+
+  // Without a map: the jobs are handed back with the reason, not lost and not failed.
+  auto blind = Worker({"--name", "blind"});
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (Clock::now() < deadline &&
+         pg_->Psql("photos", "SELECT count(*) FROM imgsearch.jobs WHERE last_error LIKE '%is not there on this machine%'") !=
+             "6") {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  blind->Signal(SIGTERM);
+  EXPECT_EQ(blind->Wait(), 0) << blind->Err();
+  EXPECT_EQ(pg_->Psql("photos", "SELECT count(*) FROM imgsearch.jobs WHERE last_error LIKE '%is not there%'"), "6")
+      << blind->Err();
+  EXPECT_EQ(pg_->Psql("photos", "SELECT count(*) FROM imgsearch.images"), "0");
+
+  // With the folder mapped to the file server, they are embedded, under their own paths.
+  pg_->Psql("photos", "UPDATE imgsearch.jobs SET not_before = now()");  // no need to wait for the backoff
+  auto mapped = Worker({"--map", photos_ + "=http://127.0.0.1:" + std::to_string(port) + "/photos"});
+  json stats;
+  EXPECT_TRUE(WaitIndexed(url_, 6, 120, &stats)) << stats.dump() << mapped->Err();
+  EXPECT_EQ(pg_->Psql("photos", "SELECT count(*) FROM imgsearch.images WHERE path LIKE '" + photos_ + "/img%.png'"),
+            "6");
+  mapped->Signal(SIGTERM);
+  mapped->Wait();
+  files.stop();
+  server.join();
+}
+
 TEST_F(DistTest, BadStoresAreClearErrors) {
   const auto both = RunCommand({ImgsearchBin(), "stats", "--db", "/tmp/x", "--store", url_});
   EXPECT_EQ(both.exit_code, 2);

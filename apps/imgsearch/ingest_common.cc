@@ -160,15 +160,17 @@ int FollowUntilStopped(FolderWatcher* watcher, Collection* collection, const sig
       std::fflush(stdout);
     }
     const bool changed = t.added != shown.added || t.updated != shown.updated || t.moved != shown.moved ||
-                         t.removed != shown.removed || t.failed != shown.failed;
+                         t.removed != shown.removed || t.failed != shown.failed || t.queued != shown.queued;
     if (changed && (idle || !was_idle)) {
       std::time_t now = std::time(nullptr);
       char when[16];
       std::strftime(when, sizeof(when), "%H:%M:%S", std::localtime(&now));
-      std::printf("%s  %lld added, %lld updated, %lld moved, %lld removed, %lld failed%s", when,
+      const std::string queued =
+          t.queued != shown.queued ? ", " + std::to_string(t.queued - shown.queued) + " queued for workers" : "";
+      std::printf("%s  %lld added, %lld updated, %lld moved, %lld removed, %lld failed%s%s", when,
                   static_cast<long long>(t.added - shown.added), static_cast<long long>(t.updated - shown.updated),
                   static_cast<long long>(t.moved - shown.moved), static_cast<long long>(t.removed - shown.removed),
-                  static_cast<long long>(t.failed - shown.failed), idle ? "; up to date\n" : "");
+                  static_cast<long long>(t.failed - shown.failed), queued.c_str(), idle ? "; up to date\n" : "");
       if (!idle) {
         std::printf("; %lld in flight, %.1f images/s\n", static_cast<long long>(s.pipeline.in_flight),
                     s.pipeline.images_per_s);
@@ -180,6 +182,8 @@ int FollowUntilStopped(FolderWatcher* watcher, Collection* collection, const sig
   }
   watcher->Stop();
   s = watcher->Describe();
+  if (s.totals.queued > 0)
+    std::printf("queued for workers since start: %lld\n", static_cast<long long>(s.totals.queued));
   std::printf("stopped: %lld added, %lld updated, %lld moved, %lld removed, %lld failed since start\n",
               static_cast<long long>(s.totals.added), static_cast<long long>(s.totals.updated),
               static_cast<long long>(s.totals.moved), static_cast<long long>(s.totals.removed),

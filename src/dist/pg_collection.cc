@@ -398,6 +398,7 @@ class PgCollection final : public Collection {
 
   // Builds the index from one snapshot of the database, then starts following the changes.
   Status EnsureIndex() {
+    if (loaded_) return Status::Ok();
     std::lock_guard<std::mutex> loading(load_mu_);
     if (loaded_) return Status::Ok();
     if (model_.dim <= 0) return Status::Ok();  // no model bound yet: nothing can be indexed

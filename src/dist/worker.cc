@@ -283,6 +283,18 @@ class Worker {
       for (size_t i = 0; i < jobs.size(); ++i) {
         const Job& job = jobs[i];
         const Outcome& o = outcomes[i];
+        const ImageUpsert& u = o.file.upsert;
+        if (o.retry.ok() && o.file.kind == ingest::PreparedFile::kUpsert && u.record.status == ImageStatus::kIndexed &&
+            u.embedding.empty() &&
+            w.exec_params("SELECT 1 FROM imgsearch.vectors WHERE hash = $1", u.record.content_hash).empty()) {
+          // It was a copy of an image that has since been removed with its vector: embed it again.
+          w.exec_params(
+              "UPDATE imgsearch.jobs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND generation = $2 AND "
+              "lease_owner = $3",
+              job.id, job.generation, name_);
+          ++delta.retried;
+          continue;
+        }
         if (!o.retry.ok()) {
           const double backoff = std::min(600.0, 5.0 * (1 << std::min(job.attempts, 7)));
           w.exec_params(

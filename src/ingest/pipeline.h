@@ -88,6 +88,8 @@ class Sink {
   // Queues a file, waiting while the sink is full. A file already in flight with the same size
   // and mtime is not queued twice. False once the sink has stopped (on a write error).
   virtual bool Submit(WorkItem item) = 0;
+  // The caller has submitted all it has for now: a sink that batches sends what it holds.
+  virtual void SubmitDone() {}
   // Waits until everything submitted so far has reached its outcome.
   virtual void Flush() = 0;
   // The first error that stopped the sink (a failed write), or Ok.
@@ -114,6 +116,7 @@ class QueueSink final : public Sink {
   ~QueueSink() override { Flush(); }
 
   bool Submit(WorkItem item) override;
+  void SubmitDone() override { Flush(); }
   void Flush() override;
   Status status() const override;
   void AddTo(SyncReport* report) const override;

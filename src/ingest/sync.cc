@@ -68,7 +68,8 @@ Status Reconciler::Submit(std::vector<WorkItem>& work) {
     if (stop_ != nullptr && *stop_) break;
     if (!pipeline_->Submit(std::move(item))) return pipeline_->status();
   }
-  return Status::Ok();
+  pipeline_->SubmitDone();
+  return pipeline_->status();
 }
 
 Status Reconciler::Diff(const std::map<std::string, FileInfo>& on_disk,
