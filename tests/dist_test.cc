@@ -173,9 +173,9 @@ std::vector<std::pair<std::string, double>> CliSearch(const std::vector<std::str
 
 class SearchNode {
  public:
-  explicit SearchNode(const std::string& url)
-      : p_({ImgsearchBin(), "serve", "--store", url, "--model", TestModelDir(), "--listen", "127.0.0.1:0",
-            "--thumbnails", testing::MakeTempDir()}) {
+  explicit SearchNode(const std::string& url, const std::string& index_cache = "none")
+      : p_({ImgsearchBin(), "-v", "serve", "--store", url, "--model", TestModelDir(), "--listen", "127.0.0.1:0",
+            "--thumbnails", testing::MakeTempDir(), "--index-cache", index_cache}) {
     EXPECT_TRUE(p_.WaitForOutput("serving http://", 120)) << p_.Out() << p_.Err();
     std::smatch m;
     const std::string out = p_.Out();
@@ -339,7 +339,9 @@ TEST_F(DistTest, PostgresRestartDuringIngestionLosesNothing) {
   constexpr int kImages = 400;
   WriteImages(photos_, kImages);
   SearchNode node(url_);
-  ASSERT_EQ(Enqueue().exit_code, 0);
+  // Every role is running: the enqueuer (watch), two workers, a search node.
+  Process watch({ImgsearchBin(), "watch", "--store", url_, "--model", TestModelDir(), "--quiet-ms", "100", photos_});
+  ASSERT_TRUE(watch.WaitForOutput("initial scan done", 120)) << watch.Out() << watch.Err();
   auto w1 = Worker({"--batch", "4"}), w2 = Worker({"--batch", "4"});
   const auto deadline = Clock::now() + std::chrono::seconds(120);
   while (Clock::now() < deadline && std::stoi(pg_->Psql("photos", "SELECT count(*) FROM imgsearch.images")) < 20) {
@@ -356,8 +358,12 @@ TEST_F(DistTest, PostgresRestartDuringIngestionLosesNothing) {
   EXPECT_EQ(pg_->Psql("photos", "SELECT count(*), count(DISTINCT path) FROM imgsearch.images"), "400|400");
   EXPECT_TRUE(w1->Running());
   EXPECT_TRUE(w2->Running());
+  // The watcher is still following the folder: a new file goes through the queue.
+  ASSERT_TRUE(WritePng(TestImage(5000), photos_ + "/after-restart.png").ok());
+  ASSERT_TRUE(WaitIndexed(url_, kImages + 1, 120, &stats)) << stats.dump() << watch.Err();
+  EXPECT_TRUE(watch.Running()) << watch.Err();
   // The search node reconnected and caught up: it answers like a fresh reader of the database.
-  ExpectNodeConverges(node, "anything", CliSearch({"--store", url_}, "anything", kImages), 60);
+  ExpectNodeConverges(node, "anything", CliSearch({"--store", url_}, "anything", kImages + 1), 60);
 }
 
 TEST_F(DistTest, SchemaMigratesFromPreviousVersionAndRefusesNewer) {
@@ -477,6 +483,50 @@ TEST_F(DistTest, WorkerWaitsForAMissingShareThenReadsThroughAUrlMap) {
   mapped->Wait();
   files.stop();
   server.join();
+}
+
+TEST_F(DistTest, SearchNodeRestartsFromItsSnapshotAndReplaysChanges) {
+  WriteImages(photos_, 50);
+  auto embed_here = [&] {
+    const auto r =
+        RunCommand({ImgsearchBin(), "index", "--store", url_, "--embed-local", "--model", TestModelDir(), photos_});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  };
+  embed_here();
+  const std::string cache = testing::MakeTempDir();
+  {
+    SearchNode node(url_, cache);
+    EXPECT_NE(node.process().Err().find("search index built from"), std::string::npos) << node.Log();
+    node.process().Signal(SIGTERM);
+    EXPECT_EQ(node.process().Wait(), 0) << node.Log();
+  }
+  std::vector<std::string> snapshots;
+  for (const auto& e : fs::directory_iterator(cache)) {
+    if (e.path().extension() == ".hnsw") snapshots.push_back(e.path().string());
+  }
+  ASSERT_EQ(snapshots.size(), 1u);
+
+  // Changes while the node is down: 10 added, 5 deleted, 1 renamed.
+  for (int i = 50; i < 60; ++i) ASSERT_TRUE(WritePng(TestImage(i), photos_ + "/img" + std::to_string(i) + ".png").ok());
+  for (int i = 0; i < 5; ++i) fs::remove(photos_ + "/img" + std::to_string(i) + ".png");
+  fs::rename(photos_ + "/img7.png", photos_ + "/seven.png");
+  embed_here();
+  const auto want = CliSearch({"--store", url_}, "a quiet street", 55);
+  ASSERT_EQ(want.size(), 55u);
+  {
+    SearchNode node(url_, cache);
+    EXPECT_NE(node.process().Err().find("search index loaded from " + snapshots[0] + " (55 images, 16 changes replayed)"),
+              std::string::npos)
+        << node.Log();
+    ExpectNodeConverges(node, "a quiet street", want, 5);
+    node.process().Signal(SIGTERM);
+    EXPECT_EQ(node.process().Wait(), 0);
+  }
+  // A damaged snapshot is noticed and the index rebuilt from the database.
+  std::filesystem::resize_file(snapshots[0], std::filesystem::file_size(snapshots[0]) / 2);
+  SearchNode node(url_, cache);
+  EXPECT_NE(node.process().Err().find("not usable"), std::string::npos) << node.Log();
+  ExpectNodeConverges(node, "a quiet street", want, 5);
 }
 
 TEST_F(DistTest, BadStoresAreClearErrors) {

@@ -84,7 +84,7 @@ RunFn AddWatchCommand(CLI::App& root) {
   app->add_option("paths", f->paths, "folders to watch")->required();
   return [f] {
     const sigset_t signals = BlockStopSignals();
-    auto target = OpenIngestTarget(*f);
+    auto target = OpenIngestTarget(*f, {.wait_for_database = true});
     if (!target.ok()) return ReportError(target.status(), kExitUsage);
     auto watcher =
         FolderWatcher::Start(f->paths, *target->model, target->collection.get(), WatchOptionsOf(*f, *f, &*target));

@@ -34,14 +34,14 @@ Result<std::pair<std::string, int>> ParseListen(const std::string& text) {
   return std::make_pair(host, static_cast<int>(p));
 }
 
-// $XDG_CACHE_HOME/imgsearch/thumbnails, else ~/.cache/imgsearch/thumbnails (thumbnails are named
-// by content, so collections can share them).
-std::string DefaultThumbnailDir() {
+// $XDG_CACHE_HOME/imgsearch/NAME, else ~/.cache/imgsearch/NAME. (Thumbnails are named by content
+// and index snapshots by collection, so collections can share these folders.)
+std::string CacheDir(const std::string& name) {
   if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg != nullptr && *xdg != '\0') {
-    return std::string(xdg) + "/imgsearch/thumbnails";
+    return std::string(xdg) + "/imgsearch/" + name;
   }
   const char* home = std::getenv("HOME");
-  return std::string(home != nullptr ? home : "/tmp") + "/.cache/imgsearch/thumbnails";
+  return std::string(home != nullptr ? home : "/tmp") + "/.cache/imgsearch/" + name;
 }
 
 bool IsLoopback(const std::string& host) { return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0; }
@@ -54,6 +54,7 @@ RunFn AddServeCommand(CLI::App& root) {
     std::string listen = "127.0.0.1:8080";
     std::string token;
     std::string thumbnails;
+    std::string index_cache = CacheDir("indexes");
     double thumbnail_cache_mb = 1024;
     int http_threads = 64;
     int query_batch = 64;
@@ -67,7 +68,12 @@ RunFn AddServeCommand(CLI::App& root) {
       ->capture_default_str();
   app->add_option("--token", f->token,
                   "bearer token required for /api/rescan and /metrics (default: $IMGSEARCH_TOKEN)");
-  app->add_option("--thumbnails", f->thumbnails, "thumbnail cache folder (default: DB/thumbnails)");
+  app->add_option("--thumbnails", f->thumbnails,
+                  "thumbnail cache folder (default: DB/thumbnails; with --store ~/.cache/imgsearch/thumbnails)");
+  app->add_option("--index-cache", f->index_cache,
+                  "with --store: where the search index is snapshotted, so a restart replays only the changes "
+                  "since (\"none\": rebuild from the database at every start)")
+      ->capture_default_str();
   app->add_option("--thumbnail-cache-mb", f->thumbnail_cache_mb,
                   "delete the least recently used thumbnails beyond this size (0: no limit)")
       ->capture_default_str()
@@ -86,7 +92,8 @@ RunFn AddServeCommand(CLI::App& root) {
     }
     const sigset_t signals = BlockStopSignals();
 
-    auto target = OpenIngestTarget(*f);
+    auto target = OpenIngestTarget(
+        *f, {.wait_for_database = true, .index_cache_dir = f->index_cache == "none" ? "" : f->index_cache});
     if (!target.ok()) return ReportError(target.status(), kExitUsage);
     const ClipModel* model = target->model.get();
     Collection* collection = target->collection.get();
@@ -112,7 +119,7 @@ RunFn AddServeCommand(CLI::App& root) {
     options.token = f->token;
     options.thumbnail_dir = !f->thumbnails.empty() ? f->thumbnails
                             : !f->db.empty()       ? f->db + "/thumbnails"
-                                                   : DefaultThumbnailDir();
+                                                   : CacheDir("thumbnails");
     options.thumbnail_cache_bytes = static_cast<uint64_t>(f->thumbnail_cache_mb * (1 << 20));
     options.http_threads = f->http_threads;
     options.max_text_batch = f->query_batch;

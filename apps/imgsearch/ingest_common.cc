@@ -72,14 +72,14 @@ SyncOptions SyncOptionsOf(const IngestFlags& f, const IngestTarget* target) {
   return options;
 }
 
-Result<IngestTarget> OpenIngestTarget(const IngestFlags& f) {
+Result<IngestTarget> OpenIngestTarget(const IngestFlags& f, const CollectionOptions& options) {
   ASSIGN_OR_RETURN(const std::string location, LocationOf(f));
   if (f.embed_local && f.store.empty()) return Status::InvalidArgument("--embed-local goes with --store");
   IngestTarget t;
   ASSIGN_OR_RETURN(t.model,
                    LoadModel(f.model, {.n_threads = f.threads}, {.pull_if_missing = true, .offline = f.offline}));
   const ModelIdentity identity = IdentityOf(*t.model);
-  ASSIGN_OR_RETURN(Store store, OpenStore(location, &identity));
+  ASSIGN_OR_RETURN(Store store, OpenStore(location, &identity, options));
   t.collection = std::move(store.collection);
   t.owned_queue = std::move(store.queue);
   t.queue = t.owned_queue.get();

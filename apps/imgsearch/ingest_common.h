@@ -49,7 +49,8 @@ struct IngestTarget {
   JobQueue* queue = nullptr;  // scale-out without --embed-local: where new files go
   std::unique_ptr<JobQueue> owned_queue;
 };
-Result<IngestTarget> OpenIngestTarget(const IngestFlags& f);
+// `options` for the collection (watch and serve wait out a database outage however long it lasts).
+Result<IngestTarget> OpenIngestTarget(const IngestFlags& f, const CollectionOptions& options = {});
 
 // The sync options of the flags; with a target that has a queue, files become jobs.
 SyncOptions SyncOptionsOf(const IngestFlags& f, const IngestTarget* target = nullptr);

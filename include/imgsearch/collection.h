@@ -88,6 +88,13 @@ struct CollectionOptions {
   bool read_only = false;
   bool create_if_missing = true;
   IndexParams index;
+  // PostgreSQL collections: true for long-running roles (watch, serve), which wait as long as it
+  // takes for an unreachable database; others give up after $IMGSEARCH_PG_RETRY_SECONDS (60).
+  bool wait_for_database = false;
+  // PostgreSQL collections: a folder where the in-memory search index is snapshotted (on close and
+  // every IndexParams::snapshot_every changes), so a restart loads it and replays the changes since
+  // instead of rebuilding from every vector. Empty: no snapshots.
+  std::string index_cache_dir;
 };
 
 struct CollectionStats {

@@ -3,9 +3,14 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <shared_mutex>
 #include <thread>
@@ -139,12 +144,19 @@ using Snapshot = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
 
 class PgCollection final : public Collection {
  public:
-  PgCollection(std::shared_ptr<PgClient> client, ModelIdentity model, const CollectionOptions& options)
-      : client_(std::move(client)), options_(options), model_(std::move(model)) {}
+  PgCollection(std::shared_ptr<PgClient> client, ModelIdentity model, std::string collection_id,
+               const CollectionOptions& options)
+      : client_(std::move(client)),
+        options_(options),
+        model_(std::move(model)),
+        collection_id_(std::move(collection_id)) {}
 
   ~PgCollection() override {
     stop_ = true;
     if (follower_.joinable()) follower_.join();
+    if (loaded_ && changes_since_save_ > 0) {
+      if (Status st = SaveSnapshot(); !st.ok()) spdlog::warn("could not snapshot the search index: {}", st.ToString());
+    }
   }
 
   Result<std::vector<int64_t>> Upsert(std::span<const ImageUpsert> batch) override {
@@ -396,12 +408,36 @@ class PgCollection final : public Collection {
     return s;
   }
 
-  // Builds the index from one snapshot of the database, then starts following the changes.
+  // Builds the index (from the cached snapshot and the changes since, else from every vector in
+  // one snapshot of the database), then starts following the changes.
   Status EnsureIndex() {
     if (loaded_) return Status::Ok();
     std::lock_guard<std::mutex> loading(load_mu_);
     if (loaded_) return Status::Ok();
     if (model_.dim <= 0) return Status::Ok();  // no model bound yet: nothing can be indexed
+    const std::string path = SnapshotPath();
+    std::error_code ec;
+    if (!path.empty() && std::filesystem::exists(path + ".meta", ec)) {
+      if (Status st = LoadFromSnapshot(path); st.ok()) {
+        loaded_ = true;
+        follower_ = std::thread([this] { Follow(); });
+        return Status::Ok();
+      } else {
+        spdlog::warn("search index snapshot {} not usable ({}); building the index from the database", path,
+                     st.message());
+      }
+    }
+    RETURN_IF_ERROR(LoadFromDatabase());
+    loaded_ = true;
+    changes_since_save_ = 1;  // worth a snapshot
+    if (!path.empty()) {
+      if (Status st = SaveSnapshot(); !st.ok()) spdlog::warn("could not snapshot the search index: {}", st.ToString());
+    }
+    follower_ = std::thread([this] { Follow(); });
+    return Status::Ok();
+  }
+
+  Status LoadFromDatabase() {
     std::unique_ptr<store::VectorIndex> index;
     int64_t seq = 0;
     RETURN_IF_ERROR(client_->Run([&](pqxx::connection& c) {
@@ -434,6 +470,45 @@ class PgCollection final : public Collection {
         after = ids.back();
       }
     }));
+    const int64_t n = index->size();
+    {
+      std::unique_lock<RwMutex> lock(index_mu_);
+      index_ = std::move(index);
+    }
+    std::lock_guard<std::mutex> lock(catch_up_mu_);
+    applied_seq_ = seq;
+    spdlog::info("search index built from {}: {} images", SafeUrl(client_->url()), n);
+    return Status::Ok();
+  }
+
+  // The snapshot's graph, every indexed image's metadata, then the changes made since it was taken.
+  Status LoadFromSnapshot(const std::string& path) {
+    auto index = std::make_unique<store::VectorIndex>(model_.dim, options_.index);
+    int64_t seq = 0;
+    {
+      SnapshotLock lock(path, LOCK_SH);
+      ASSIGN_OR_RETURN(seq, index->Load(path));
+    }
+    int64_t indexed = 0;
+    RETURN_IF_ERROR(client_->Run([&](pqxx::connection& c) {
+      Snapshot t(c);
+      if (seq > LastSeq(t)) throw StatusError{Status::Corruption("it is ahead of the database (a restored backup?)")};
+      indexed = 0;
+      int64_t after = 0;
+      while (true) {
+        const pqxx::result r = t.exec_params(std::string("SELECT ") + kImageColumns +
+                                                 " FROM imgsearch.images i WHERE i.status = 1 AND i.id > $1 "
+                                                 "ORDER BY i.id LIMIT 10000",
+                                             after);
+        for (const pqxx::row& row : r) {
+          const ImageRecord rec = RecordOf(row);
+          index->AttachMeta(rec.id, store::MetaOf(rec));
+          after = rec.id;
+          ++indexed;
+        }
+        if (r.size() < 10000) break;
+      }
+    }));
     {
       std::unique_lock<RwMutex> lock(index_mu_);
       index_ = std::move(index);
@@ -441,12 +516,57 @@ class PgCollection final : public Collection {
     {
       std::lock_guard<std::mutex> lock(catch_up_mu_);
       applied_seq_ = seq;
+      changes_since_save_ = 0;
     }
-    spdlog::info("search index loaded from {}: {} images", SafeUrl(client_->url()), index_->size());
-    loaded_ = true;
-    follower_ = std::thread([this] { Follow(); });
+    RETURN_IF_ERROR(CatchUp());
+    // The graph must now hold exactly the indexed images.
+    ASSIGN_OR_RETURN(CollectionStats counts, Counts());
+    {
+      std::shared_lock<RwMutex> lock(index_mu_);
+      if (index_->size() != counts.indexed || static_cast<int64_t>(index_->GraphIds().size()) != counts.indexed) {
+        return Status::Corruption("after catching up it holds " + std::to_string(index_->size()) +
+                                  " images, the database " + std::to_string(counts.indexed));
+      }
+    }
+    spdlog::info("search index loaded from {} ({} images, {} changes replayed)", path, counts.indexed,
+                 changes_since_save_.load());
     return Status::Ok();
   }
+
+  std::string SnapshotPath() const {
+    if (options_.index_cache_dir.empty() || collection_id_.empty()) return "";
+    return options_.index_cache_dir + "/" + collection_id_ + ".hnsw";
+  }
+
+  // Writes the index as of applied_seq_ (no change is applied meanwhile).
+  Status SaveSnapshot() {
+    const std::string path = SnapshotPath();
+    if (path.empty()) return Status::Ok();
+    std::error_code ec;
+    std::filesystem::create_directories(options_.index_cache_dir, ec);
+    if (ec) return Status::IoError("cannot create " + options_.index_cache_dir + ": " + ec.message());
+    std::lock_guard<std::mutex> lock(catch_up_mu_);
+    std::shared_lock<RwMutex> index_lock(index_mu_);
+    SnapshotLock file_lock(path, LOCK_EX);  // search nodes on one machine share the cache
+    RETURN_IF_ERROR(index_->Save(path, applied_seq_));
+    changes_since_save_ = 0;
+    return Status::Ok();
+  }
+
+  // An advisory lock on PATH.lock for as long as it lives.
+  class SnapshotLock {
+   public:
+    SnapshotLock(const std::string& path, int how)
+        : fd_(::open((path + ".lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644)) {
+      if (fd_ >= 0) ::flock(fd_, how);
+    }
+    ~SnapshotLock() {
+      if (fd_ >= 0) ::close(fd_);
+    }
+
+   private:
+    int fd_;
+  };
 
   Status CatchUpIfLoaded() {
     if (!loaded_) return Status::Ok();
@@ -494,6 +614,7 @@ class PgCollection final : public Collection {
       }
     }
     applied_seq_ = upper;
+    changes_since_save_ += static_cast<int64_t>(records.size() + removed.size());
     return Status::Ok();
   }
 
@@ -517,6 +638,10 @@ class PgCollection final : public Collection {
           if (notified.exchange(false) || due) {
             if (Status st = CatchUp(); !st.ok()) spdlog::warn("search index: {}", st.ToString());
             last_check = std::chrono::steady_clock::now();
+            if (changes_since_save_ >= options_.index.snapshot_every) {
+              if (Status st = SaveSnapshot(); !st.ok())
+                spdlog::warn("could not snapshot the search index: {}", st.ToString());
+            }
           }
           conn->await_notification(0, 200'000);
         }
@@ -531,11 +656,13 @@ class PgCollection final : public Collection {
   const std::shared_ptr<PgClient> client_;
   const CollectionOptions options_;
   const ModelIdentity model_;
+  const std::string collection_id_;  // names the index snapshot
 
   std::mutex load_mu_;
   std::atomic<bool> loaded_{false};
   std::mutex catch_up_mu_;
-  int64_t applied_seq_ = 0;  // guarded by catch_up_mu_
+  int64_t applied_seq_ = 0;                     // guarded by catch_up_mu_
+  std::atomic<int64_t> changes_since_save_{0};  // changes applied since the last snapshot
   mutable RwMutex index_mu_;
   std::unique_ptr<store::VectorIndex> index_;  // guarded by index_mu_
   std::atomic<bool> stop_{false};
@@ -579,10 +706,16 @@ class PgJobQueue final : public JobQueue {
 Result<std::unique_ptr<Collection>> OpenPgCollection(std::shared_ptr<PgClient> client, const ModelIdentity* model,
                                                      const CollectionOptions& options) {
   ModelIdentity stored;
+  std::string collection_id;
   RETURN_IF_ERROR(client->Run([&](pqxx::connection& c) {
     pqxx::work w(c);
     w.exec("LOCK TABLE imgsearch.meta IN SHARE ROW EXCLUSIVE MODE");  // two first users bind one model
     stored = {};
+    // A name for this collection that outlives renames of the database (index snapshots use it).
+    const pqxx::result id = w.exec(
+        "INSERT INTO imgsearch.meta(key, value) VALUES ('collection_id', md5(random()::text || "
+        "clock_timestamp()::text)) ON CONFLICT (key) DO UPDATE SET value = imgsearch.meta.value RETURNING value");
+    collection_id = id[0][0].as<std::string>();
     for (const pqxx::row& row :
          w.exec("SELECT key, value FROM imgsearch.meta WHERE key IN ('model_id', 'model_name', 'dim')")) {
       const std::string key = row[0].as<std::string>(), value = row[1].as<std::string>();
@@ -597,6 +730,7 @@ Result<std::unique_ptr<Collection>> OpenPgCollection(std::shared_ptr<PgClient> c
         }
       }
     }
+    if (model == nullptr || stored.dim != 0) w.commit();  // keeps the collection id
     if (model == nullptr) return;
     if (stored.dim == 0) {
       if (options.read_only) throw StatusError{Status::InvalidArgument(SafeUrl(client->url()) + " has no model yet")};
@@ -617,7 +751,8 @@ Result<std::unique_ptr<Collection>> OpenPgCollection(std::shared_ptr<PgClient> c
   if (model == nullptr && stored.dim == 0 && !options.create_if_missing) {
     return Status::NotFound("no collection at " + SafeUrl(client->url()) + " (index some images into it first)");
   }
-  return std::unique_ptr<Collection>(std::make_unique<PgCollection>(std::move(client), stored, options));
+  return std::unique_ptr<Collection>(
+      std::make_unique<PgCollection>(std::move(client), stored, std::move(collection_id), options));
 }
 
 }  // namespace dist
@@ -634,7 +769,8 @@ Result<Store> OpenStore(const std::string& location, const ModelIdentity* model,
     ASSIGN_OR_RETURN(store.collection, OpenCollection(location, model, options));
     return store;
   }
-  auto client = std::make_shared<dist::PgClient>(location, dist::RetryFor());
+  auto client = std::make_shared<dist::PgClient>(
+      location, options.wait_for_database ? std::chrono::hours(24 * 365) : dist::RetryFor());
   RETURN_IF_ERROR(dist::MigrateSchema(client.get(), kPgSchemaVersion).status());
   ASSIGN_OR_RETURN(store.collection, dist::OpenPgCollection(client, model, options));
   store.queue = std::make_unique<dist::PgJobQueue>(client);
