@@ -195,6 +195,11 @@ class SearchNode {
     }
     return hits;
   }
+  json Status() {
+    httplib::Client c("127.0.0.1", port_);
+    auto res = c.Get("/api/status");
+    return res && res->status == 200 ? json::parse(res->body) : json();
+  }
   Process& process() { return p_; }
   std::string Log() const { return "last error: " + last_error_ + "\nnode's log:\n" + p_.Err(); }
 
@@ -268,6 +273,12 @@ TEST_F(DistTest, ThreeWorkersTwoSearchNodesMatchEmbeddedMode) {
   ASSERT_TRUE(WaitIndexed(url_, kImages, 600, &stats)) << stats.dump() << w1->Err();
   EXPECT_EQ(stats["failed"], 0);
   EXPECT_EQ(stats["distinct_vectors"], kImages);
+  // The search nodes' status shows the queue and the three workers.
+  const json status = node_a.Status();
+  ASSERT_TRUE(status.contains("queue")) << status.dump();
+  EXPECT_EQ(status["queue"]["pending"], 0) << status.dump();
+  EXPECT_EQ(status["queue"]["workers"].size(), 3u) << status.dump();
+  EXPECT_EQ(status["collection"]["indexed"], kImages);
   // Every worker took a share.
   for (Process* w : {w1.get(), w2.get(), w3.get()}) {
     w->Signal(SIGTERM);

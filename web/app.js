@@ -205,9 +205,11 @@ async function pollStatus() {
   const ing = s.ingest;
   const pill = $("status-pill");
   const busy = ing && !ing.idle;
-  pill.className = `pill${ing && ing.error ? " error" : busy ? " busy" : ""}`;
+  const jobs = s.queue && !s.queue.error ? s.queue.pending + s.queue.leased : 0;
+  pill.className = `pill${ing && ing.error ? " error" : busy || jobs ? " busy" : ""}`;
   pill.textContent = ing && ing.error ? "indexing stopped"
     : busy ? `indexing · ${fmt(ing.in_flight + ing.pending)} left · ${ing.images_per_s}/s`
+    : jobs ? `${fmt(c.indexed || 0)} images · workers embedding ${fmt(jobs)} more`
     : `${fmt(c.indexed || 0)} images`;
   $("roots").replaceChildren(...(s.roots || []).map((r) => el("option", { value: r })));
   if (!$("status-panel").hidden) renderStatus(s);
@@ -240,6 +242,15 @@ function renderStatus(s) {
     if (left > 0) panel.append(el("progress", { max: done + left, value: done }));
     if (ing.error) panel.append(el("p", { className: "message error", textContent: ing.error }));
     for (const note of ing.notes || []) panel.append(el("p", { className: "message", textContent: note }));
+  }
+  if (s.queue && !s.queue.error) {
+    const q = s.queue;
+    const dl3 = el("dl");
+    panel.append(dl3);
+    for (const [k, v] of [["Jobs waiting", fmt(q.pending)], ["Being embedded", fmt(q.leased)], ["To retry", fmt(q.retrying)],
+                          ["Workers", q.workers.length ? q.workers.map((w) => `${w.name} (${fmt(w.jobs_done)})`).join(", ") : "none seen in the last minute"]]) {
+      dl3.append(el("div", {}, el("dt", { textContent: k }), el("dd", { textContent: v })));
+    }
   }
   if (s.failures && s.failures.length) {
     panel.append(el("h2", { textContent: "Images that could not be read" }));

@@ -154,9 +154,11 @@ int FollowUntilStopped(FolderWatcher* watcher, Collection* collection, const sig
     if (idle && !reconciled) {
       reconciled = true;
       auto stats = collection->Stats();
-      std::printf("initial scan done: %lld images indexed, %lld failed; following changes\n",
+      const std::string queued = t.queued > 0 ? ", " + std::to_string(t.queued) + " queued for workers" : "";
+      std::printf("initial scan done: %lld images indexed, %lld failed%s; following changes\n",
                   static_cast<long long>(stats.ok() ? stats->indexed : 0),
-                  static_cast<long long>(stats.ok() ? stats->failed : 0));
+                  static_cast<long long>(stats.ok() ? stats->failed : 0), queued.c_str());
+      shown.queued = t.queued;  // said just now
       std::fflush(stdout);
     }
     const bool changed = t.added != shown.added || t.updated != shown.updated || t.moved != shown.moved ||

@@ -75,17 +75,7 @@ Result<WorkerReport> RunWorker(const std::string& url, const ClipModel& model, c
                                const std::atomic<bool>& stop,
                                const std::function<void(const WorkerReport&)>& on_batch = {});
 
-struct QueueStatus {
-  int64_t pending = 0;   // waiting for a worker
-  int64_t leased = 0;    // being embedded
-  int64_t retrying = 0;  // handed back after an error, waiting for their next attempt
-  struct Worker {
-    std::string name;
-    double seen_seconds_ago = 0;
-    int64_t jobs_done = 0;
-  };
-  std::vector<Worker> workers;  // seen in the last minute
-};
+// The queue of the PostgreSQL store at `url`.
 Result<QueueStatus> DescribeQueue(const std::string& url);
 
 struct MigrateReport {

@@ -30,12 +30,26 @@ struct FileJob {
   int64_t mtime_ns = 0;
 };
 
+struct QueueStatus {
+  int64_t pending = 0;   // waiting for a worker
+  int64_t leased = 0;    // being embedded
+  int64_t retrying = 0;  // handed back after an error, waiting for their next attempt
+  struct Worker {
+    std::string name;
+    double seen_seconds_ago = 0;
+    int64_t jobs_done = 0;
+  };
+  std::vector<Worker> workers;  // seen in the last minute
+};
+
 // Where `index` and `watch` put new and changed files when workers embed them (imgsearch/dist.h).
 class JobQueue {
  public:
   virtual ~JobQueue() = default;
   // Adds or refreshes jobs (one per path); a job whose file is unchanged is left as it is.
   virtual Status Enqueue(std::span<const FileJob> jobs) = 0;
+  // How many jobs wait, and who works on them.
+  virtual Result<QueueStatus> Describe() = 0;
 };
 
 struct SyncOptions {
@@ -103,7 +117,7 @@ struct WatchStatus {
   std::vector<std::string> notes;  // why polling is in use, folders that vanished, …
   int64_t watched_folders = 0;
   int64_t pending_paths = 0;  // changed paths waiting for their quiet time
-  int64_t rescans = 0;  // full reconciliations since start: polling, overflow, Rescan()
+  int64_t rescans = 0;        // full reconciliations since start: polling, overflow, Rescan()
   PipelineStatus pipeline;
   SyncReport totals;  // everything done since start, the start-up reconciliation included
 };

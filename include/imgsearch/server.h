@@ -38,6 +38,7 @@ struct ServerOptions {
   DecodeOptions decode;              // for uploaded query images
   int max_text_batch = 64;           // concurrent text queries encoded in one model call
   size_t text_cache_entries = 4096;  // recently encoded query texts kept
+  JobQueue* queue = nullptr;         // scale-out: its depth and workers go into status and metrics
 };
 
 class SearchServer {

@@ -697,6 +697,28 @@ class PgJobQueue final : public JobQueue {
     });
   }
 
+  Result<QueueStatus> Describe() override {
+    QueueStatus s;
+    RETURN_IF_ERROR(client_->Run([&](pqxx::connection& c) {
+      Snapshot t(c);
+      const pqxx::row r = t.exec(
+          "SELECT count(*) FILTER (WHERE (lease_until IS NULL OR lease_until < now()) AND not_before <= now()), "
+          "count(*) FILTER (WHERE lease_until >= now()), "
+          "count(*) FILTER (WHERE (lease_until IS NULL OR lease_until < now()) AND not_before > now()) "
+          "FROM imgsearch.jobs")[0];
+      s.pending = r[0].as<int64_t>();
+      s.leased = r[1].as<int64_t>();
+      s.retrying = r[2].as<int64_t>();
+      s.workers.clear();
+      for (const pqxx::row& w :
+           t.exec("SELECT name, extract(epoch FROM now() - last_seen)::float8, jobs_done FROM imgsearch.workers "
+                  "WHERE last_seen > now() - interval '1 minute' ORDER BY name")) {
+        s.workers.push_back({w[0].as<std::string>(), w[1].as<double>(), w[2].as<int64_t>()});
+      }
+    }));
+    return s;
+  }
+
  private:
   std::shared_ptr<PgClient> client_;
 };
@@ -762,6 +784,13 @@ bool IsPostgresUrl(const std::string& location) {
 }
 
 std::string RedactedLocation(const std::string& location) { return dist::SafeUrl(location); }
+
+Result<QueueStatus> DescribeQueue(const std::string& url) {
+  if (!IsPostgresUrl(url)) return Status::InvalidArgument("no job queue in " + url + ": not a postgresql:// URL");
+  auto client = std::make_shared<dist::PgClient>(url, dist::RetryFor());
+  RETURN_IF_ERROR(dist::MigrateSchema(client.get(), kPgSchemaVersion).status());
+  return dist::PgJobQueue(client).Describe();
+}
 
 Result<Store> OpenStore(const std::string& location, const ModelIdentity* model, const CollectionOptions& options) {
   Store store;

@@ -373,28 +373,4 @@ Result<WorkerReport> RunWorker(const std::string& url, const ClipModel& model, c
   return worker.Run(stop, on_batch);
 }
 
-Result<QueueStatus> DescribeQueue(const std::string& url) {
-  auto client = std::make_shared<dist::PgClient>(url, dist::RetryFor());
-  RETURN_IF_ERROR(dist::MigrateSchema(client.get(), kPgSchemaVersion).status());
-  QueueStatus s;
-  RETURN_IF_ERROR(client->Run([&](pqxx::connection& c) {
-    pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> t(c);
-    const pqxx::row r = t.exec(
-        "SELECT count(*) FILTER (WHERE (lease_until IS NULL OR lease_until < now()) AND not_before <= now()), "
-        "count(*) FILTER (WHERE lease_until >= now()), "
-        "count(*) FILTER (WHERE (lease_until IS NULL OR lease_until < now()) AND not_before > now()) "
-        "FROM imgsearch.jobs")[0];
-    s.pending = r[0].as<int64_t>();
-    s.leased = r[1].as<int64_t>();
-    s.retrying = r[2].as<int64_t>();
-    s.workers.clear();
-    for (const pqxx::row& w :
-         t.exec("SELECT name, extract(epoch FROM now() - last_seen)::float8, jobs_done FROM imgsearch.workers "
-                "WHERE last_seen > now() - interval '1 minute' ORDER BY name")) {
-      s.workers.push_back({w[0].as<std::string>(), w[1].as<double>(), w[2].as<int64_t>()});
-    }
-  }));
-  return s;
-}
-
 }  // namespace imgsearch

@@ -366,6 +366,20 @@ class Server final : public SearchServer {
           ImageStatus::kFailed);
     }
     j["failures"] = std::move(failures);
+    j["queue"] = nullptr;
+    if (options_.queue != nullptr) {
+      auto q = options_.queue->Describe();
+      if (q.ok()) {
+        json workers = json::array();
+        for (const QueueStatus::Worker& w : q->workers) {
+          workers.push_back(
+              {{"name", w.name}, {"seen_seconds_ago", std::round(w.seen_seconds_ago)}, {"jobs_done", w.jobs_done}});
+        }
+        j["queue"] = {{"pending", q->pending}, {"leased", q->leased}, {"retrying", q->retrying}, {"workers", workers}};
+      } else {
+        j["queue"] = {{"error", q.status().ToString()}};
+      }
+    }
     const server::QueryEncoderStats q = encoder_.stats();
     j["server"] = {{"version", kVersion},
                    {"uptime_s", std::round(std::chrono::duration<double>(Clock::now() - started_).count())},
@@ -420,6 +434,16 @@ class Server final : public SearchServer {
       out += PromLine("imgsearch_ingest_stage_busy_seconds_total", "stage=\"decode\"", p.decode_seconds);
       out += PromLine("imgsearch_ingest_stage_busy_seconds_total", "stage=\"encode\"", p.encode_seconds);
       out += PromLine("imgsearch_ingest_stage_busy_seconds_total", "stage=\"write\"", p.write_seconds);
+    }
+    if (options_.queue != nullptr) {
+      if (auto jobs = options_.queue->Describe(); jobs.ok()) {
+        out += PromHeader("imgsearch_queue_jobs", "gauge", "Scale-out jobs by state.");
+        out += PromLine("imgsearch_queue_jobs", "state=\"pending\"", static_cast<double>(jobs->pending));
+        out += PromLine("imgsearch_queue_jobs", "state=\"leased\"", static_cast<double>(jobs->leased));
+        out += PromLine("imgsearch_queue_jobs", "state=\"retrying\"", static_cast<double>(jobs->retrying));
+        out += PromHeader("imgsearch_workers", "gauge", "Workers seen in the last minute.");
+        out += PromLine("imgsearch_workers", "", static_cast<double>(jobs->workers.size()));
+      }
     }
     const server::QueryEncoderStats q = encoder_.stats();
     out += PromHeader("imgsearch_query_texts_total", "counter", "Query texts embedded or served from the cache.");
