@@ -540,6 +540,65 @@ TEST_F(DistTest, SearchNodeRestartsFromItsSnapshotAndReplaysChanges) {
   ExpectNodeConverges(node, "a quiet street", want, 5);
 }
 
+TEST_F(DistTest, ReindexIntoAnotherDatabaseWithANewModel) {
+  WriteImages(photos_, 20);
+  const auto embedded =
+      RunCommand({ImgsearchBin(), "index", "--store", url_, "--embed-local", "--model", TestModelDir(), photos_});
+  ASSERT_EQ(embedded.exit_code, 0) << embedded.err;
+  const std::string new_model = TestModelDir() + "-2";
+  // The reference: an embedded collection re-embedded in place.
+  const std::string db = testing::MakeTempDir() + "/embedded";
+  ASSERT_EQ(RunCommand({ImgsearchBin(), "index", "--db", db, "--model", TestModelDir(), photos_}).exit_code, 0);
+  const auto local = RunCommand({ImgsearchBin(), "reindex", "--db", db, "--model", new_model});
+  ASSERT_EQ(local.exit_code, 0) << local.err;
+  auto search = [&](const std::vector<std::string>& where) {
+    std::vector<std::string> argv = {ImgsearchBin(), "search", "--model", new_model, "--json", "-k", "10"};
+    argv.insert(argv.end(), where.begin(), where.end());
+    argv.push_back("a boat");
+    const auto r = RunCommand(argv);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.out;
+  };
+  const std::string want = search({"--db", db});
+
+  // Through workers running the new model.
+  const std::string url_b = pg_->CreateDatabase("photos_b");
+  const auto queued = RunCommand({ImgsearchBin(), "reindex", "--store", url_, "--to", url_b, "--model", new_model});
+  ASSERT_EQ(queued.exit_code, 0) << queued.err;
+  EXPECT_NE(queued.out.find("queued 20 images for workers"), std::string::npos) << queued.out;
+  Process worker({ImgsearchBin(), "worker", "--store", url_b, "--model", new_model, "--threads", "1"});
+  json stats;
+  ASSERT_TRUE(WaitIndexed(url_b, 20, 120, &stats)) << stats.dump() << worker.Err();
+  // Scores of a JSON line may differ in the last printed digit between runs of the same model; ids
+  // differ between stores. Compare paths and rounded scores.
+  auto summary = [](const std::string& lines) {
+    std::string out;
+    std::istringstream in(lines);
+    for (std::string line; std::getline(in, line);) {
+      const json j = json::parse(line);
+      char score[16];
+      std::snprintf(score, sizeof(score), "%.4f", j["score"].get<double>());
+      out += j["path"].get<std::string>() + " " + score + "\n";
+    }
+    return out;
+  };
+  EXPECT_EQ(summary(search({"--store", url_b})), summary(want));
+
+  // Or here, without workers.
+  const std::string url_c = pg_->CreateDatabase("photos_c");
+  const auto here =
+      RunCommand({ImgsearchBin(), "reindex", "--store", url_, "--to", url_c, "--embed-local", "--model", new_model});
+  ASSERT_EQ(here.exit_code, 0) << here.err;
+  EXPECT_NE(here.out.find("re-embedded 20 images"), std::string::npos) << here.out;
+  EXPECT_EQ(summary(search({"--store", url_c})), summary(want));
+  // The source is untouched, still on its own model; the same database twice is refused.
+  const json source = Stats({"--store", url_});
+  EXPECT_EQ(source["indexed"], 20);
+  EXPECT_NE(source["model"]["id"], Stats({"--store", url_b})["model"]["id"]);
+  const auto same = RunCommand({ImgsearchBin(), "reindex", "--store", url_, "--to", url_, "--model", new_model});
+  EXPECT_EQ(same.exit_code, 2);
+}
+
 TEST_F(DistTest, BadStoresAreClearErrors) {
   const auto both = RunCommand({ImgsearchBin(), "stats", "--db", "/tmp/x", "--store", url_});
   EXPECT_EQ(both.exit_code, 2);

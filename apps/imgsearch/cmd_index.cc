@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "imgsearch/clip.h"
 #include "imgsearch/collection.h"
+#include "imgsearch/dist.h"
 #include "imgsearch/ingest.h"
 #include "ingest_common.h"
 
@@ -95,20 +96,59 @@ RunFn AddWatchCommand(CLI::App& root) {
 }
 
 RunFn AddReindexCommand(CLI::App& root) {
-  struct Flags {
-    std::string db, model;
+  struct Flags : StoreFlags {
+    std::string model, to;
     int threads = 0;
+    bool embed_local = false;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* app = root.add_subcommand("reindex", "re-embed every image of a collection with another model");
-  app->add_option("--db", f->db, "collection directory")->required();
+  AddStoreFlags(app, f.get());
+  app->add_option("--to", f->to,
+                  "with --store: the database that receives the re-embedded collection (postgresql://…, empty or "
+                  "already bound to the new model)");
+  app->add_flag("--embed-local", f->embed_local, "with --store: embed here instead of leaving it to workers");
   app->add_option("--model", f->model, "the new model: folder or hub name");
   app->add_option("--threads", f->threads, "threads for the model (0: all cores)");
   return [f] {
+    auto location = LocationOf(*f);
+    if (!location.ok()) return ReportError(location.status(), kExitUsage);
+    if (f->store.empty() && (!f->to.empty() || f->embed_local)) {
+      return ReportError(Status::InvalidArgument("--to and --embed-local go with --store (a folder is re-embedded in "
+                                                 "place)"),
+                         kExitUsage);
+    }
+    if (!f->store.empty() && !IsPostgresUrl(f->to)) {
+      return ReportError(Status::InvalidArgument("reindex --store needs --to postgresql://… (a database for the "
+                                                 "re-embedded collection; switch to it once it is complete)"),
+                         kExitUsage);
+    }
+    if (!f->store.empty() && f->to == f->store) {
+      return ReportError(Status::InvalidArgument("--to must be another database than --store"), kExitUsage);
+    }
     auto model = LoadModel(f->model, {.n_threads = f->threads});
     if (!model.ok()) return ReportError(model.status(), kExitUsage);
-    auto report = ReindexCollection(f->db, **model);
+    Result<SyncReport> report = Status::Internal("not run");
+    if (f->store.empty()) {
+      report = ReindexCollection(f->db, **model);
+    } else {
+      auto from = OpenStore(f->store, nullptr, {.read_only = true, .create_if_missing = false});
+      if (!from.ok()) return ReportError(from.status(), kExitUsage);
+      const ModelIdentity identity = IdentityOf(**model);
+      auto to = OpenStore(f->to, &identity);
+      if (!to.ok()) return ReportError(to.status(), kExitUsage);
+      SyncOptions options;
+      if (!f->embed_local) options.queue = to->queue.get();
+      report = ReembedInto(from->collection.get(), to->collection.get(), **model, options);
+    }
     if (!report.ok()) return ReportError(report.status(), kExitUsage);
+    if (report->queued > 0) {
+      std::printf(
+          "queued %lld images for workers with the new model in %s; switch to it once `imgsearch stats "
+          "--store` shows the queue empty\n",
+          static_cast<long long>(report->queued), RedactedLocation(f->to).c_str());
+      return kExitOk;
+    }
     std::printf("re-embedded %lld images in %.1fs (%lld failed)\n", static_cast<long long>(report->embedded),
                 report->seconds, static_cast<long long>(report->failed));
     PrintFailures(*report);

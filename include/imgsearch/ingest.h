@@ -145,6 +145,11 @@ class FolderWatcher {
 // new collection beside the old one and swaps them only when it is complete.
 Result<SyncReport> ReindexCollection(const std::string& dir, const ClipModel& model, const SyncOptions& options = {});
 
+// Brings every image of `from` into `to` (a collection bound to `model`) by embedding it again,
+// and records `from`'s folders in `to`. With options.queue, the files become jobs for workers.
+Result<SyncReport> ReembedInto(Collection* from, Collection* to, const ClipModel& model,
+                               const SyncOptions& options = {});
+
 // The collection's identity for a model.
 ModelIdentity IdentityOf(const ClipModel& model);
 

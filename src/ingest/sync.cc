@@ -188,16 +188,29 @@ Result<SyncReport> SyncFolders(std::span<const std::string> roots_in, const Clip
                  [&](ingest::Reconciler& r, SyncReport* report) { return r.Reconcile(roots, report); });
 }
 
+Result<SyncReport> ReembedInto(Collection* from, Collection* to, const ClipModel& model, const SyncOptions& options) {
+  std::map<std::string, ingest::FileInfo> files;
+  RETURN_IF_ERROR(from->ForEach([&](const ImageRecord& r) {
+    if (std::optional<ingest::FileInfo> f = ingest::StatFile(r.path)) {
+      files.emplace(r.path, std::move(*f));
+    } else if (options.queue != nullptr) {
+      files.emplace(r.path, ingest::FileInfo{r.path, r.size_bytes, r.mtime_ns});  // maybe only the workers see it
+    }
+    return true;
+  }));
+  ASSIGN_OR_RETURN(const std::vector<std::string> roots, from->Roots());
+  RETURN_IF_ERROR(to->AddRoots(roots));
+  return RunSync(model, to, options, [&](ingest::Reconciler& r, SyncReport* rep) {
+    rep->scanned = static_cast<int64_t>(files.size());
+    return r.Apply(files, {}, rep);
+  });
+}
+
 Result<SyncReport> ReindexCollection(const std::string& dir, const ClipModel& model, const SyncOptions& options) {
   namespace fs = std::filesystem;
   // Held open (read-write, any model) for the whole run: no other process may write meanwhile.
   auto old = OpenCollection(dir, nullptr, CollectionOptions{.read_only = false, .create_if_missing = false});
   if (!old.ok()) return old.status();
-  std::map<std::string, ingest::FileInfo> files;
-  RETURN_IF_ERROR((*old)->ForEach([&](const ImageRecord& r) {
-    if (std::optional<ingest::FileInfo> f = ingest::StatFile(r.path)) files.emplace(r.path, std::move(*f));
-    return true;
-  }));
 
   const std::string staging = dir + ".reindex";
   std::error_code ec;
@@ -207,12 +220,7 @@ Result<SyncReport> ReindexCollection(const std::string& dir, const ClipModel& mo
     const ModelIdentity identity = IdentityOf(model);
     auto fresh = OpenCollection(staging, &identity);
     if (!fresh.ok()) return fresh.status();
-    ASSIGN_OR_RETURN(const std::vector<std::string> roots, (*old)->Roots());
-    RETURN_IF_ERROR((*fresh)->AddRoots(roots));
-    report = RunSync(model, fresh->get(), options, [&](ingest::Reconciler& r, SyncReport* rep) {
-      rep->scanned = static_cast<int64_t>(files.size());
-      return r.Apply(files, {}, rep);
-    });
+    report = ReembedInto(old->get(), fresh->get(), model, options);
     if (!report.ok()) return report.status();
   }
   // Swap the directories: the old collection stays intact until the new one is complete.
