@@ -599,6 +599,27 @@ TEST_F(DistTest, ReindexIntoAnotherDatabaseWithANewModel) {
   EXPECT_EQ(same.exit_code, 2);
 }
 
+TEST_F(DistTest, EveryRoleWaitsForTheDatabaseAndStillStopsWhenAsked) {
+  WriteImages(photos_, 3);
+  ASSERT_TRUE(pg_->Stop());
+  auto worker = Worker();
+  Process watch({ImgsearchBin(), "watch", "--store", url_, "--model", TestModelDir(), photos_});
+  Process serve({ImgsearchBin(), "serve", "--store", url_, "--model", TestModelDir(), "--listen", "127.0.0.1:0",
+                 "--index-cache", "none", "--thumbnails", testing::MakeTempDir()});
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  // Waiting, not failing: the database may come back.
+  EXPECT_TRUE(worker->Running()) << worker->Err();
+  EXPECT_TRUE(watch.Running()) << watch.Err();
+  EXPECT_TRUE(serve.Running()) << serve.Err();
+  const auto start = Clock::now();
+  for (Process* p : {worker.get(), &watch, &serve}) p->Signal(SIGTERM);
+  EXPECT_EQ(worker->Wait(), 0) << worker->Err();
+  EXPECT_EQ(watch.Wait(), 0) << watch.Err();
+  EXPECT_EQ(serve.Wait(), 0) << serve.Err();
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 10.0);
+  ASSERT_TRUE(pg_->Start()) << pg_->error();
+}
+
 TEST_F(DistTest, BadStoresAreClearErrors) {
   const auto both = RunCommand({ImgsearchBin(), "stats", "--db", "/tmp/x", "--store", url_});
   EXPECT_EQ(both.exit_code, 2);

@@ -71,10 +71,13 @@ RunFn AddWorkerCommand(CLI::App& root) {
     if (!model.ok()) return ReportError(model.status(), kExitUsage);
 
     std::atomic<bool> stop{false};
+    std::atomic<bool> stop_requested{false};
     std::thread waiter([&] {
       int sig = 0;
       sigwait(&signals, &sig);
+      stop_requested = !stop;
       stop = true;
+      StopWaitingForDatabase();
     });
     std::printf("worker started on %s; Ctrl-C to stop after the batch in hand\n", RedactedLocation(f->store).c_str());
     std::fflush(stdout);
@@ -96,6 +99,10 @@ RunFn AddWorkerCommand(CLI::App& root) {
       pthread_kill(waiter.native_handle(), SIGTERM);  // wake the waiter: the worker ended by itself
     }
     waiter.join();
+    if (!report.ok() && stop_requested && report.status().code() == StatusCode::kUnavailable) {
+      std::printf("stopped while waiting for the database\n");
+      return kExitOk;
+    }
     if (!report.ok()) return ReportError(report.status(), kExitUsage);
     std::printf("stopped: %lld jobs done (%lld embedded, %lld failed, %lld handed back, %lld superseded) in %.1fs\n",
                 static_cast<long long>(report->jobs), static_cast<long long>(report->embedded),

@@ -85,12 +85,14 @@ RunFn AddWatchCommand(CLI::App& root) {
   app->add_option("paths", f->paths, "folders to watch")->required();
   return [f] {
     const sigset_t signals = BlockStopSignals();
+    auto guard = std::make_unique<StartupSignalGuard>(signals);
     auto target = OpenIngestTarget(*f, {.wait_for_database = true});
     if (!target.ok()) return ReportError(target.status(), kExitUsage);
     auto watcher =
         FolderWatcher::Start(f->paths, *target->model, target->collection.get(), WatchOptionsOf(*f, *f, &*target));
     if (!watcher.ok()) return ReportError(watcher.status(), kExitUsage);
     PrintWatching(**watcher);
+    guard.reset();
     return FollowUntilStopped(watcher->get(), target->collection.get(), signals);
   };
 }

@@ -91,6 +91,7 @@ RunFn AddServeCommand(CLI::App& root) {
       if (const char* env = std::getenv("IMGSEARCH_TOKEN")) f->token = env;
     }
     const sigset_t signals = BlockStopSignals();
+    auto guard = std::make_unique<StartupSignalGuard>(signals);
 
     auto target = OpenIngestTarget(
         *f, {.wait_for_database = true, .index_cache_dir = f->index_cache == "none" ? "" : f->index_cache});
@@ -144,6 +145,7 @@ RunFn AddServeCommand(CLI::App& root) {
       std::printf("no folders watched (add --watch FOLDER to index and follow one); Ctrl-C to stop\n");
     }
     std::fflush(stdout);
+    guard.reset();
     const int exit_code = FollowUntilStopped(watcher.get(), collection, signals);
     (*server)->Stop();
     return exit_code;

@@ -3,6 +3,7 @@
 #include <pthread.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 
@@ -118,11 +119,31 @@ sigset_t BlockStopSignals() {
   return signals;
 }
 
+StartupSignalGuard::StartupSignalGuard(const sigset_t& signals)
+    : thread_([this, signals] {
+        while (!done_) {
+          timespec wait{0, 100'000'000};
+          const int sig = sigtimedwait(&signals, nullptr, &wait);
+          if (sig == SIGINT || sig == SIGTERM) {
+            std::fprintf(stderr, "imgsearch: stopped while starting\n");
+            std::_Exit(kExitOk);
+          }
+        }
+      }) {}
+
+StartupSignalGuard::~StartupSignalGuard() {
+  done_ = true;
+  thread_.join();
+}
+
 int FollowUntilStopped(FolderWatcher* watcher, Collection* collection, const sigset_t& signals) {
   if (watcher == nullptr) {
     while (true) {
       const int sig = sigwaitinfo(&signals, nullptr);
-      if (sig == SIGINT || sig == SIGTERM) return kExitOk;
+      if (sig == SIGINT || sig == SIGTERM) {
+        StopWaitingForDatabase();
+        return kExitOk;
+      }
     }
   }
   WatchStatus s;
@@ -135,6 +156,7 @@ int FollowUntilStopped(FolderWatcher* watcher, Collection* collection, const sig
     timespec wait{1, 0};
     const int sig = sigtimedwait(&signals, nullptr, &wait);
     if (sig == SIGINT || sig == SIGTERM) {
+      StopWaitingForDatabase();  // an outage must not keep us from stopping
       std::printf("stopping: finishing the images in flight\n");
       std::fflush(stdout);
       break;

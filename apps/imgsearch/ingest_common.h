@@ -5,8 +5,10 @@
 
 #include <CLI/CLI.hpp>
 
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "imgsearch/clip.h"
@@ -68,6 +70,21 @@ void PrintWatching(const FolderWatcher& watcher);
 // Blocks SIGINT and SIGTERM in this thread and every thread started after (they are then taken by
 // FollowUntilStopped); returns the set.
 sigset_t BlockStopSignals();
+
+// While it lives, a stop signal (of `signals`, blocked) ends the process at once: for the start-up
+// of watch and serve, when nothing is in flight yet but the model, the collection or a database
+// that is down may take long. Destroy it before FollowUntilStopped takes the signals over.
+class StartupSignalGuard {
+ public:
+  explicit StartupSignalGuard(const sigset_t& signals);
+  ~StartupSignalGuard();
+  StartupSignalGuard(const StartupSignalGuard&) = delete;
+  StartupSignalGuard& operator=(const StartupSignalGuard&) = delete;
+
+ private:
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
 
 // Prints what the watcher does (the end of the start-up reconciliation, activity, failures) until
 // one of `signals` arrives or the watcher fails; then stops it and prints the totals. Returns the

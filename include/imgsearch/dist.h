@@ -30,6 +30,10 @@ bool IsPostgresUrl(const std::string& location);
 // The location for messages: a URL's password replaced by ***.
 std::string RedactedLocation(const std::string& location);
 
+// Makes every PostgreSQL operation of this process that is waiting for an unreachable database give
+// up now (kUnavailable), so that a process asked to stop during an outage can. Irreversible.
+void StopWaitingForDatabase();
+
 // A collection and, for PostgreSQL, its job queue.
 struct Store {
   std::unique_ptr<Collection> collection;

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <regex>
 #include <thread>
@@ -13,6 +14,8 @@ namespace imgsearch::dist {
 namespace {
 
 constexpr int kMaxConnections = 8;
+
+std::atomic<bool> g_stop_waiting{false};
 
 // Each entry takes the schema from the previous version to the next one. Never edit a shipped
 // entry: add one.
@@ -183,7 +186,7 @@ Status PgClient::Run(const std::function<void(pqxx::connection&)>& fn) {
     }
     c.reset();
     while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
-    if (Clock::now() + backoff > deadline) {
+    if (Clock::now() + backoff > deadline || g_stop_waiting) {
       return Status::Unavailable("cannot reach PostgreSQL at " + SafeUrl(url_) + ": " + why);
     }
     if (failures++ % 10 == 0) spdlog::warn("PostgreSQL at {}: {}; retrying", SafeUrl(url_), why);
@@ -234,3 +237,7 @@ Result<int> MigrateSchema(PgClient* client, int target) {
 }
 
 }  // namespace imgsearch::dist
+
+namespace imgsearch {
+void StopWaitingForDatabase() { dist::g_stop_waiting = true; }
+}  // namespace imgsearch
