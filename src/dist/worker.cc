@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <future>
 #include <thread>
 
 #include "dist/pg.h"
@@ -143,26 +144,41 @@ class Worker {
     spdlog::info("worker {} waiting for jobs", name_);
     auto idle = std::chrono::milliseconds(50);
     auto last_seen = Clock::now();
-    auto last_roots = Clock::now() - std::chrono::hours(1);
-    while (!stop) {
-      if (Clock::now() - last_roots > std::chrono::seconds(30)) {
-        ASSIGN_OR_RETURN(roots_, collection_->Roots());
-        last_roots = Clock::now();
-      }
-      ASSIGN_OR_RETURN(std::vector<Job> jobs, Claim());
-      if (jobs.empty()) {
-        if (Clock::now() - last_seen > std::chrono::seconds(10)) {
-          RETURN_IF_ERROR(Heartbeat(0));
-          last_seen = Clock::now();
+    Batch current;
+    bool have = false;
+    while (true) {
+      if (!have) {
+        if (stop) break;
+        ASSIGN_OR_RETURN(current, Fetch());
+        if (current.jobs.empty()) {
+          if (Clock::now() - last_seen > std::chrono::seconds(10)) {
+            RETURN_IF_ERROR(Heartbeat(0));
+            last_seen = Clock::now();
+          }
+          std::this_thread::sleep_for(idle);
+          idle = std::min(idle * 2, std::chrono::milliseconds(1000));
+          continue;
         }
-        std::this_thread::sleep_for(idle);
-        idle = std::min(idle * 2, std::chrono::milliseconds(1000));
-        continue;
       }
       idle = std::chrono::milliseconds(50);
-      std::vector<Outcome> outcomes = Prepare(jobs);
-      Embed(outcomes);
-      RETURN_IF_ERROR(Complete(jobs, outcomes));
+      // The next batch is claimed and read on the decode threads while this one is embedded and
+      // written, as the local pipeline overlaps its stages. Once stopping, nothing more is claimed
+      // and the batch in hand is finished.
+      std::future<Result<Batch>> next;
+      if (!stop) next = std::async(std::launch::async, [this] { return Fetch(); });
+      Embed(current.outcomes);
+      Status st = Complete(current.jobs, current.outcomes);
+      have = false;
+      if (next.valid()) {
+        Result<Batch> fetched = next.get();
+        if (!fetched.ok()) {
+          if (st.ok()) st = fetched.status();
+        } else if (!fetched->jobs.empty()) {
+          current = std::move(*fetched);
+          have = true;
+        }
+      }
+      RETURN_IF_ERROR(st);
       last_seen = Clock::now();
       report_.seconds = std::chrono::duration<double>(Clock::now() - start).count();
       if (on_batch) on_batch(report_);
@@ -172,6 +188,23 @@ class Worker {
   }
 
  private:
+  struct Batch {
+    std::vector<Job> jobs;
+    std::vector<Outcome> outcomes;
+  };
+
+  // Claims a batch and reads its files.
+  Result<Batch> Fetch() {
+    if (Clock::now() - last_roots_ > std::chrono::seconds(30)) {
+      ASSIGN_OR_RETURN(roots_, collection_->Roots());
+      last_roots_ = Clock::now();
+    }
+    Batch b;
+    ASSIGN_OR_RETURN(b.jobs, Claim());
+    if (!b.jobs.empty()) b.outcomes = Prepare(b.jobs);
+    return b;
+  }
+
   Result<std::vector<Job>> Claim() {
     std::vector<Job> jobs;
     RETURN_IF_ERROR(client_->Run([&](pqxx::connection& c) {
@@ -352,7 +385,8 @@ class Worker {
   const WorkerOptions options_;
   const std::string name_;
   const Sources sources_;
-  std::vector<std::string> roots_;
+  std::vector<std::string> roots_;  // only Fetch uses these (one at a time)
+  Clock::time_point last_roots_ = Clock::now() - std::chrono::hours(1);
   WorkerReport report_;
 };
 
