@@ -125,7 +125,7 @@ RunFn AddServeCommand(CLI::App& root) {
     options.http_threads = f->http_threads;
     options.max_text_batch = f->query_batch;
     options.decode = SyncOptionsOf(*f).decode;
-    options.queue = target->queue;
+    options.queue = target->queue.get();
     auto server = SearchServer::Start(model, collection, watcher.get(), options);
     if (!server.ok()) {
       if (watcher) watcher->Stop();

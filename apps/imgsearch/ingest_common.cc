@@ -55,7 +55,7 @@ void AddIngestFlags(CLI::App* app, IngestFlags* f) {
 
 SyncOptions SyncOptionsOf(const IngestFlags& f, const IngestTarget* target) {
   SyncOptions options;
-  if (target != nullptr && !f.embed_local) options.queue = target->queue;
+  if (target != nullptr && !f.embed_local) options.queue = target->queue.get();
   options.scan.include_hidden = f.hidden;
   options.scan.follow_symlinks = f.follow_symlinks;
   options.scan.include_globs = f.include;
@@ -82,8 +82,7 @@ Result<IngestTarget> OpenIngestTarget(const IngestFlags& f, const CollectionOpti
   const ModelIdentity identity = IdentityOf(*t.model);
   ASSIGN_OR_RETURN(Store store, OpenStore(location, &identity, options));
   t.collection = std::move(store.collection);
-  t.owned_queue = std::move(store.queue);
-  t.queue = t.owned_queue.get();
+  t.queue = std::move(store.queue);
   return t;
 }
 

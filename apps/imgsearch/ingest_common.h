@@ -48,8 +48,7 @@ void AddIngestFlags(CLI::App* app, IngestFlags* f);
 struct IngestTarget {
   std::unique_ptr<ClipModel> model;
   std::unique_ptr<Collection> collection;
-  JobQueue* queue = nullptr;  // scale-out without --embed-local: where new files go
-  std::unique_ptr<JobQueue> owned_queue;
+  std::unique_ptr<JobQueue> queue;  // scale-out: where new files go (unless --embed-local)
 };
 // `options` for the collection (watch and serve wait out a database outage however long it lasts).
 Result<IngestTarget> OpenIngestTarget(const IngestFlags& f, const CollectionOptions& options = {});

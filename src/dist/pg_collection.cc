@@ -19,6 +19,7 @@
 #include "dist/pg.h"
 #include "dist/pg_store.h"
 #include "imgsearch/dist.h"
+#include "store/collection_meta.h"
 #include "store/vector_index.h"
 
 namespace imgsearch {
@@ -285,15 +286,14 @@ class PgCollection final : public Collection {
   }
 
   Result<std::vector<std::string>> Roots() override {
-    std::vector<std::string> roots;
     std::optional<std::string> stored;
     RETURN_IF_ERROR(client_->Run([&](pqxx::connection& c) {
       pqxx::nontransaction t(c);
       const pqxx::result r = t.exec("SELECT value FROM imgsearch.meta WHERE key = 'roots'");
       stored = r.empty() ? std::nullopt : std::optional<std::string>(r[0][0].as<std::string>());
     }));
-    if (stored) RETURN_IF_ERROR(ParseRoots(*stored, &roots));
-    return roots;
+    if (!stored) return std::vector<std::string>();
+    return store::ParseRoots(*stored, SafeUrl(client_->url()));
   }
 
   Status AddRoots(std::span<const std::string> add) override {
@@ -303,15 +303,10 @@ class PgCollection final : public Collection {
       w.exec("INSERT INTO imgsearch.meta(key, value) VALUES ('roots', '[]') ON CONFLICT (key) DO NOTHING");
       const std::string stored =
           w.exec("SELECT value FROM imgsearch.meta WHERE key = 'roots' FOR UPDATE")[0][0].as<std::string>();
-      std::vector<std::string> roots;
-      if (Status st = ParseRoots(stored, &roots); !st.ok()) throw StatusError{st};
-      const size_t before = roots.size();
-      for (const std::string& r : add) {
-        if (std::find(roots.begin(), roots.end(), r) == roots.end()) roots.push_back(r);
-      }
-      if (roots.size() == before) return;
-      std::sort(roots.begin(), roots.end());
-      w.exec_params("UPDATE imgsearch.meta SET value = $1 WHERE key = 'roots'", nlohmann::json(roots).dump());
+      Result<std::vector<std::string>> roots = store::ParseRoots(stored, SafeUrl(client_->url()));
+      if (!roots.ok()) throw StatusError{roots.status()};
+      if (!store::MergeRoots(&*roots, add)) return;
+      w.exec_params("UPDATE imgsearch.meta SET value = $1 WHERE key = 'roots'", nlohmann::json(*roots).dump());
       w.commit();
     });
   }
@@ -365,17 +360,6 @@ class PgCollection final : public Collection {
     if (model_.dim <= 0)
       return Status::InvalidArgument("the collection at " + SafeUrl(client_->url()) +
                                      " has no model; open it with one");
-    return Status::Ok();
-  }
-
-  Status ParseRoots(const std::string& stored, std::vector<std::string>* roots) const {
-    const nlohmann::json j = nlohmann::json::parse(stored, nullptr, /*allow_exceptions=*/false);
-    if (!j.is_array())
-      return Status::Corruption(SafeUrl(client_->url()) + ": the recorded folders are not a JSON list");
-    for (const nlohmann::json& r : j) {
-      if (!r.is_string()) return Status::Corruption(SafeUrl(client_->url()) + ": a recorded folder is not a string");
-      roots->push_back(r.get<std::string>());
-    }
     return Status::Ok();
   }
 
@@ -763,11 +747,8 @@ Result<std::unique_ptr<Collection>> OpenPgCollection(std::shared_ptr<PgClient> c
       }
       w.commit();
       stored = *model;
-    } else if (stored.id != model->id || stored.dim != model->dim) {
-      throw StatusError{Status::InvalidArgument("collection " + SafeUrl(client->url()) + " was built with model " +
-                                                stored.name + " (" + stored.id + ", " + std::to_string(stored.dim) +
-                                                " dimensions), not " + model->name + " (" + model->id + ", " +
-                                                std::to_string(model->dim) + "); use that model")};
+    } else if (Status st = store::CheckSameModel(stored, *model, SafeUrl(client->url()), "use that model"); !st.ok()) {
+      throw StatusError{st};
     }
   }));
   if (model == nullptr && stored.dim == 0 && !options.create_if_missing) {

@@ -23,6 +23,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// A worker says it is alive, with the jobs it finished since it last said so.
+constexpr const char* kHeartbeatSql =
+    "UPDATE imgsearch.workers SET last_seen = now(), jobs_done = jobs_done + $2 WHERE name = $1";
+
 struct Job {
   int64_t id = 0;
   std::string path;
@@ -277,30 +281,11 @@ class Worker {
   }
 
   void Embed(std::vector<Outcome>& outcomes) {
-    std::vector<Outcome*> todo;
+    std::vector<ingest::PreparedFile*> files;
     for (Outcome& o : outcomes) {
-      if (o.retry.ok() && !o.file.pixels.empty()) todo.push_back(&o);
+      if (o.retry.ok() && !o.file.pixels.empty()) files.push_back(&o.file);
     }
-    if (todo.empty()) return;
-    const size_t image_floats = todo[0]->file.pixels.size();
-    const int dim = model_.embedding_dim();
-    std::vector<float> pixels(todo.size() * image_floats);
-    for (size_t i = 0; i < todo.size(); ++i) {
-      std::copy(todo[i]->file.pixels.begin(), todo[i]->file.pixels.end(), pixels.begin() + i * image_floats);
-      todo[i]->file.pixels = {};
-    }
-    std::vector<float> out(todo.size() * static_cast<size_t>(dim));
-    const Status st = model_.EncodeImages(pixels.data(), static_cast<int>(todo.size()), out.data());
-    for (size_t i = 0; i < todo.size(); ++i) {
-      ImageUpsert& u = todo[i]->file.upsert;
-      if (st.ok()) {
-        u.embedding.assign(out.begin() + i * dim, out.begin() + (i + 1) * dim);
-        ++report_.embedded;
-      } else {
-        u.record.status = ImageStatus::kFailed;
-        u.record.error = "the model failed: " + st.message();
-      }
-    }
+    if (ingest::EmbedPrepared(model_, files).ok()) report_.embedded += static_cast<int64_t>(files.size());
   }
 
   // Writes the results of the jobs this worker still holds (same generation, same lease) and
@@ -355,8 +340,7 @@ class Worker {
       if (!upserts.empty()) WriteUpserts(w, upserts, collection_->model().dim);
       if (!removals.empty()) WriteRemovals(w, removals);
       if (!upserts.empty() || !removals.empty()) NotifyChanges(w);
-      w.exec_params("UPDATE imgsearch.workers SET last_seen = now(), jobs_done = jobs_done + $2 WHERE name = $1", name_,
-                    delta.jobs);
+      w.exec_params(kHeartbeatSql, name_, delta.jobs);
       w.commit();
     }));
     for (size_t i = 0; i < jobs.size(); ++i) {
@@ -373,8 +357,7 @@ class Worker {
   Status Heartbeat(int64_t jobs) {
     return client_->Run([&](pqxx::connection& c) {
       pqxx::work w(c);
-      w.exec_params("UPDATE imgsearch.workers SET last_seen = now(), jobs_done = jobs_done + $2 WHERE name = $1", name_,
-                    jobs);
+      w.exec_params(kHeartbeatSql, name_, jobs);
       w.commit();
     });
   }

@@ -50,19 +50,8 @@ std::string ContentHash(std::span<const uint8_t> bytes) {
   return hex;
 }
 
-// A file on its way to the encoder (pixels set) or straight to the writer.
-struct Pipeline::Decoded {
-  ImageUpsert upsert;
-  bool was_known = false;
-  std::vector<float> pixels;  // 3 × size × size, normalised; empty: nothing to embed
-};
-
 // What the writer does with one file.
-struct Pipeline::Write {
-  PreparedFile::Kind kind = PreparedFile::kUpsert;
-  ImageUpsert upsert;  // kUpsert; record.path names the file for every kind
-  bool was_known = false;
-  bool moved = false;  // counted as a move by the reconciler already
+struct Pipeline::Write : PreparedFile {
   bool embedded = false;
 };
 
@@ -209,24 +198,19 @@ void Pipeline::DecodeLoop() {
     PreparedFile p = PrepareFile(*item, ReadLocalFile, options_.decode, size, collection_);
     decode_ns_ += NanosSince(t0);
     if (!p.pixels.empty()) {
-      pixels_.Push(Decoded{std::move(p.upsert), p.was_known, std::move(p.pixels)});
-      continue;
+      pixels_.Push(std::move(p));
+    } else {
+      writes_.Push(Write{std::move(p)});
     }
-    Write w;
-    w.kind = p.kind;
-    w.upsert = std::move(p.upsert);
-    w.was_known = p.was_known;
-    w.moved = p.moved;
-    writes_.Push(std::move(w));
   }
   if (--decoders_left_ == 0) pixels_.Close();
 }
 
 void Pipeline::EncodeLoop() {
-  std::vector<Decoded> batch;
+  std::vector<PreparedFile> batch;
   const size_t batch_size = static_cast<size_t>(std::max(1, options_.batch_size));
   while (true) {
-    std::optional<Decoded> d;
+    std::optional<PreparedFile> d;
     if (batch.empty()) {
       d = pixels_.Pop();
       if (!d) break;  // closed and drained
@@ -245,34 +229,37 @@ void Pipeline::EncodeLoop() {
   writes_.Close();
 }
 
-void Pipeline::Encode(std::vector<Decoded>& batch) {
+Status EmbedPrepared(const ClipModel& model, std::span<PreparedFile* const> files) {
+  if (files.empty()) return Status::Ok();
+  const size_t image_floats = files[0]->pixels.size();
+  const int dim = model.embedding_dim();
+  std::vector<float> pixels(files.size() * image_floats);
+  for (size_t i = 0; i < files.size(); ++i) {
+    std::copy(files[i]->pixels.begin(), files[i]->pixels.end(), pixels.begin() + i * image_floats);
+    files[i]->pixels = {};
+  }
+  std::vector<float> out(files.size() * static_cast<size_t>(dim));
+  const Status st = model.EncodeImages(pixels.data(), static_cast<int>(files.size()), out.data());
+  for (size_t i = 0; i < files.size(); ++i) {
+    ImageUpsert& u = files[i]->upsert;
+    if (st.ok()) {
+      u.embedding.assign(out.begin() + i * dim, out.begin() + (i + 1) * dim);
+    } else {
+      u.record.status = ImageStatus::kFailed;
+      u.record.error = "the model failed: " + st.message();
+    }
+  }
+  return st;
+}
+
+void Pipeline::Encode(std::vector<PreparedFile>& batch) {
   if (batch.empty()) return;
   const auto t0 = Clock::now();
-  const int size = model_.image_size();
-  const int dim = model_.embedding_dim();
-  const size_t image_floats = 3 * static_cast<size_t>(size) * size;
-  std::vector<float> pixels(batch.size() * image_floats);
-  for (size_t i = 0; i < batch.size(); ++i) {
-    std::copy(batch[i].pixels.begin(), batch[i].pixels.end(), pixels.begin() + i * image_floats);
-    batch[i].pixels = {};
-  }
-  std::vector<float> out(batch.size() * static_cast<size_t>(dim));
-  const Status st = model_.EncodeImages(pixels.data(), static_cast<int>(batch.size()), out.data());
-  pixels = {};
+  std::vector<PreparedFile*> files;
+  for (PreparedFile& f : batch) files.push_back(&f);
+  const Status st = EmbedPrepared(model_, files);
   encode_ns_ += NanosSince(t0);
-  for (size_t i = 0; i < batch.size(); ++i) {
-    Write w;
-    w.upsert = std::move(batch[i].upsert);
-    w.was_known = batch[i].was_known;
-    if (st.ok()) {
-      w.upsert.embedding.assign(out.begin() + i * dim, out.begin() + (i + 1) * dim);
-      w.embedded = true;
-    } else {
-      w.upsert.record.status = ImageStatus::kFailed;
-      w.upsert.record.error = "the model failed: " + st.message();
-    }
-    writes_.Push(std::move(w));
-  }
+  for (PreparedFile& f : batch) writes_.Push(Write{std::move(f), st.ok()});
   batch.clear();
 }
 

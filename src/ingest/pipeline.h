@@ -70,6 +70,10 @@ struct PreparedFile {
 PreparedFile PrepareFile(const WorkItem& item, const FileReader& read, const DecodeOptions& decode, int image_size,
                          Collection* collection);
 
+// Runs the model once over the files' pixels: each gets its embedding, or (when the model fails)
+// becomes a failure with the reason. The pixels are released. Returns the model's status.
+Status EmbedPrepared(const ClipModel& model, std::span<PreparedFile* const> files);
+
 struct PipelineOptions {
   DecodeOptions decode;
   int batch_size = 32;
@@ -146,13 +150,12 @@ class Pipeline final : public Sink {
   PipelineStatus Snapshot() const override;
 
  private:
-  struct Decoded;
   struct Write;
 
   void DecodeLoop();
   void EncodeLoop();
   void WriteLoop();
-  void Encode(std::vector<Decoded>& batch);
+  void Encode(std::vector<PreparedFile>& batch);
   void Finish(const std::string& path, int64_t n = 1);
   void Fail(Status status);
 
@@ -161,7 +164,7 @@ class Pipeline final : public Sink {
   const PipelineOptions options_;
 
   BoundedQueue<WorkItem> work_;
-  BoundedQueue<Decoded> pixels_;
+  BoundedQueue<PreparedFile> pixels_;
   BoundedQueue<Write> writes_;
   std::vector<std::thread> decoders_;
   std::thread encoder_, writer_;

@@ -15,6 +15,7 @@
 #include "base/rw_mutex.h"
 #include "imgsearch/collection.h"
 #include "store/catalog.h"
+#include "store/collection_meta.h"
 #include "store/vector_index.h"
 
 namespace imgsearch {
@@ -176,27 +177,15 @@ class LocalCollection final : public Collection {
 
   Result<std::vector<std::string>> Roots() override {
     ASSIGN_OR_RETURN(std::optional<std::string> stored, catalog_->GetMeta(kRootsKey));
-    std::vector<std::string> roots;
-    if (!stored) return roots;
-    const nlohmann::json j = nlohmann::json::parse(*stored, nullptr, /*allow_exceptions=*/false);
-    if (!j.is_array()) return Status::Corruption(dir_ + ": the recorded folders are not a JSON list");
-    for (const nlohmann::json& r : j) {
-      if (!r.is_string()) return Status::Corruption(dir_ + ": a recorded folder is not a string");
-      roots.push_back(r.get<std::string>());
-    }
-    return roots;
+    if (!stored) return std::vector<std::string>();
+    return ParseRoots(*stored, dir_);
   }
 
   Status AddRoots(std::span<const std::string> add) override {
     RETURN_IF_ERROR(CheckWritable());
     std::lock_guard<std::mutex> writer(write_mu_);
     ASSIGN_OR_RETURN(std::vector<std::string> roots, Roots());
-    const size_t before = roots.size();
-    for (const std::string& r : add) {
-      if (std::find(roots.begin(), roots.end(), r) == roots.end()) roots.push_back(r);
-    }
-    if (roots.size() == before) return Status::Ok();
-    std::sort(roots.begin(), roots.end());
+    if (!MergeRoots(&roots, add)) return Status::Ok();
     return catalog_->SetMeta(kRootsKey, nlohmann::json(roots).dump());
   }
 
@@ -396,11 +385,9 @@ Result<std::unique_ptr<Collection>> OpenCollection(const std::string& dir, const
       RETURN_IF_ERROR(catalog->SetMeta("model_name", model->name));
       RETURN_IF_ERROR(catalog->SetMeta("dim", std::to_string(model->dim)));
       stored = *model;
-    } else if (stored.id != model->id || stored.dim != model->dim) {
-      return Status::InvalidArgument("collection " + dir + " was built with model " + stored.name + " (" + stored.id +
-                                     ", " + std::to_string(stored.dim) + " dimensions), not " + model->name + " (" +
-                                     model->id + ", " + std::to_string(model->dim) +
-                                     "); use that model, or re-embed everything with `imgsearch reindex`");
+    } else {
+      RETURN_IF_ERROR(store::CheckSameModel(stored, *model, dir,
+                                            "use that model, or re-embed everything with `imgsearch reindex`"));
     }
   }
   auto collection = std::make_unique<store::LocalCollection>(dir, std::move(catalog), std::move(lock), stored, options);
