@@ -631,7 +631,7 @@ TEST_F(DistTest, BadStoresAreClearErrors) {
   EXPECT_NE(no_db.err.find("database \"nosuchdb\" does not exist"), std::string::npos) << no_db.err;
   const auto password = RunCommand({ImgsearchBin(), "stats", "--store", "postgresql://me:secret@127.0.0.1:1/x"},
                                    {"IMGSEARCH_PG_RETRY_SECONDS=1"});
-  EXPECT_EQ(password.exit_code, 2);
+  EXPECT_EQ(password.exit_code, 5);  // unreachable
   EXPECT_NE(password.err.find("cannot reach PostgreSQL at postgresql://me:***@127.0.0.1:1/x"), std::string::npos)
       << password.err;
   EXPECT_EQ(password.err.find("secret"), std::string::npos) << password.err;

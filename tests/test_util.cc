@@ -27,6 +27,11 @@ std::optional<std::string> GoldenDir() {
   return std::nullopt;
 }
 
+bool GoldenRequired() {
+  const char* env = std::getenv("IMGSEARCH_REQUIRE_GOLDEN");
+  return env != nullptr && std::string(env) == "1";
+}
+
 std::string TestModelDir() {
   const char* env = std::getenv("IMGSEARCH_TEST_MODEL");
   return env != nullptr ? env : IMGSEARCH_TEST_MODEL_DEFAULT;

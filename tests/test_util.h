@@ -10,6 +10,8 @@ namespace imgsearch::testing {
 
 // ../shared/golden, found through $IMGSEARCH_GOLDEN or next to the source tree; nullopt if absent.
 std::optional<std::string> GoldenDir();
+// True when $IMGSEARCH_REQUIRE_GOLDEN is "1": a missing ../shared is then a failure, not a skip.
+bool GoldenRequired();
 
 // The tiny random-weight model the test fixture makes ($IMGSEARCH_TEST_MODEL overrides).
 std::string TestModelDir();
@@ -60,10 +62,14 @@ double Cosine(const std::vector<float>& a, const std::vector<float>& b);
 
 }  // namespace imgsearch::testing
 
-// Skips the test with a message when the golden data is not there.
-#define REQUIRE_GOLDEN(var)                                                 \
-  auto var##_opt = ::imgsearch::testing::GoldenDir();                       \
-  if (!var##_opt)                                                           \
-    GTEST_SKIP() << "golden data not found (set IMGSEARCH_GOLDEN or place " \
-                    "../shared/golden beside the project); skipping";       \
+// Skips the test with a message when the golden data is not there; fails instead when
+// $IMGSEARCH_REQUIRE_GOLDEN is 1 (CI sets it: there, missing reference data is an error).
+#define REQUIRE_GOLDEN(var)                                                                          \
+  auto var##_opt = ::imgsearch::testing::GoldenDir();                                                \
+  if (!var##_opt && ::imgsearch::testing::GoldenRequired())                                          \
+    GTEST_FAIL() << "golden data not found and IMGSEARCH_REQUIRE_GOLDEN=1 (set IMGSEARCH_GOLDEN or " \
+                    "place ../shared/golden beside the project)";                                    \
+  if (!var##_opt)                                                                                    \
+    GTEST_SKIP() << "golden data not found (set IMGSEARCH_GOLDEN or place "                          \
+                    "../shared/golden beside the project); skipping";                                \
   const std::string var = *var##_opt

@@ -126,13 +126,13 @@ RunFn AddBenchCommand(CLI::App& root) {
   app->add_option("--dir", f->dir, "decode these image files end to end (default: generated JPEGs)");
   return [f] {
     auto precision = ParsePrecision(f->precision);
-    if (!precision.ok()) return ReportError(precision.status(), kExitUsage);
+    if (!precision.ok()) return ReportError(precision.status());
     ModelOptions options;
     options.precision = *precision;
     options.n_threads = f->threads;
     const auto load_start = Clock::now();
     auto loaded = LoadModel(f->model, options);
-    if (!loaded.ok()) return ReportError(loaded.status(), kExitUsage);
+    if (!loaded.ok()) return ReportError(loaded.status());
     const double load_s = Since(load_start);
     const ClipModel& model = **loaded;
     const ModelInfo& info = model.info();

@@ -49,8 +49,7 @@ RunFn AddWorkerCommand(CLI::App& root) {
       ->check(CLI::Range(0.001, 10000.0));
   return [f] {
     if (!IsPostgresUrl(f->store)) {
-      return ReportError(Status::InvalidArgument("--store must be a postgresql:// URL, not \"" + f->store + "\""),
-                         kExitUsage);
+      return ReportError(Status::InvalidArgument("--store must be a postgresql:// URL, not \"" + f->store + "\""));
     }
     WorkerOptions options;
     options.name = f->name;
@@ -62,13 +61,13 @@ RunFn AddWorkerCommand(CLI::App& root) {
     for (const std::string& m : f->maps) {
       const size_t eq = m.find('=');
       if (eq == std::string::npos || eq == 0 || eq + 1 == m.size() || m[0] != '/') {
-        return ReportError(Status::InvalidArgument("--map \"" + m + "\": expected /FOLDER=TARGET"), kExitUsage);
+        return ReportError(Status::InvalidArgument("--map \"" + m + "\": expected /FOLDER=TARGET"));
       }
       options.path_maps.push_back({m.substr(0, eq), m.substr(eq + 1)});
     }
     const sigset_t signals = BlockStopSignals();
     auto model = LoadModel(f->model, {.n_threads = f->threads}, {.pull_if_missing = true, .offline = f->offline});
-    if (!model.ok()) return ReportError(model.status(), kExitUsage);
+    if (!model.ok()) return ReportError(model.status());
 
     std::atomic<bool> stop{false};
     std::atomic<bool> stop_requested{false};
@@ -103,7 +102,7 @@ RunFn AddWorkerCommand(CLI::App& root) {
       std::printf("stopped while waiting for the database\n");
       return kExitOk;
     }
-    if (!report.ok()) return ReportError(report.status(), kExitUsage);
+    if (!report.ok()) return ReportError(report.status());
     std::printf("stopped: %lld jobs done (%lld embedded, %lld failed, %lld handed back, %lld superseded) in %.1fs\n",
                 static_cast<long long>(report->jobs), static_cast<long long>(report->embedded),
                 static_cast<long long>(report->failed), static_cast<long long>(report->retried),
@@ -124,7 +123,7 @@ RunFn AddMigrateCommand(CLI::App& root) {
   return [f] {
     const auto start = std::chrono::steady_clock::now();
     auto report = MigrateCollection(f->from, f->to);
-    if (!report.ok()) return ReportError(report.status(), kExitUsage);
+    if (!report.ok()) return ReportError(report.status());
     std::printf("copied %lld indexed and %lld failed images (%lld distinct vectors) to %s in %.1fs\n",
                 static_cast<long long>(report->indexed), static_cast<long long>(report->failed),
                 static_cast<long long>(report->vectors), RedactedLocation(f->to).c_str(),

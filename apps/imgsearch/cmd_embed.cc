@@ -37,16 +37,14 @@ struct Input {
 int RunEmbed(const EmbedFlags& f) {
   auto precision = ParsePrecision(f.precision);
   if (!precision.ok()) {
-    PrintError(precision.status().message());
-    return kExitUsage;
+    return ReportError(precision.status());
   }
   ModelOptions options;
   options.precision = *precision;
   options.n_threads = f.threads;
   auto model = LoadModel(f.model, options);
   if (!model.ok()) {
-    PrintError(model.status().ToString());
-    return kExitUsage;
+    return ReportError(model.status());
   }
   const ClipModel& m = **model;
   spdlog::info("model {}: kernels {}, {}", m.info().dir, m.info().isa, m.info().precision);
@@ -101,8 +99,7 @@ int RunEmbed(const EmbedFlags& f) {
   Status st = m.EncodeTokens(token_ids, text_emb.data());
   if (st.ok()) st = m.EncodeImages(pixels.data(), n_images, image_emb.data());
   if (!st.ok()) {
-    PrintError(st.ToString());
-    return kExitUsage;
+    return ReportError(st);
   }
 
   bool any_failed = false;

@@ -35,7 +35,7 @@ RunFn AddIndexCommand(CLI::App& root) {
   app->add_option("paths", f->paths, "folders (or files) to index")->required();
   return [f] {
     auto target = OpenIngestTarget(*f);
-    if (!target.ok()) return ReportError(target.status(), kExitUsage);
+    if (!target.ok()) return ReportError(target.status());
 
     SyncOptions options = SyncOptionsOf(*f, &*target);
     const bool tty = ::isatty(2) != 0;
@@ -55,7 +55,7 @@ RunFn AddIndexCommand(CLI::App& root) {
     };
     auto report = SyncFolders(f->paths, *target->model, target->collection.get(), options);
     if (tty) std::fprintf(stderr, "\n");
-    if (!report.ok()) return ReportError(report.status(), kExitUsage);
+    if (!report.ok()) return ReportError(report.status());
     const SyncReport& r = *report;
     std::printf(
         "%lld files scanned in %.1fs: %lld added, %lld updated, %lld moved, %lld removed, %lld unchanged, "
@@ -87,10 +87,10 @@ RunFn AddWatchCommand(CLI::App& root) {
     const sigset_t signals = BlockStopSignals();
     auto guard = std::make_unique<StartupSignalGuard>(signals);
     auto target = OpenIngestTarget(*f, {.wait_for_database = true});
-    if (!target.ok()) return ReportError(target.status(), kExitUsage);
+    if (!target.ok()) return ReportError(target.status());
     auto watcher =
         FolderWatcher::Start(f->paths, *target->model, target->collection.get(), WatchOptionsOf(*f, *f, &*target));
-    if (!watcher.ok()) return ReportError(watcher.status(), kExitUsage);
+    if (!watcher.ok()) return ReportError(watcher.status());
     PrintWatching(**watcher);
     guard.reset();
     return FollowUntilStopped(watcher->get(), target->collection.get(), signals);
@@ -114,36 +114,36 @@ RunFn AddReindexCommand(CLI::App& root) {
   app->add_option("--threads", f->threads, "threads for the model (0: all cores)");
   return [f] {
     auto location = LocationOf(*f);
-    if (!location.ok()) return ReportError(location.status(), kExitUsage);
+    if (!location.ok()) return ReportError(location.status());
     if (f->store.empty() && (!f->to.empty() || f->embed_local)) {
-      return ReportError(Status::InvalidArgument("--to and --embed-local go with --store (a folder is re-embedded in "
-                                                 "place)"),
-                         kExitUsage);
+      return ReportError(
+          Status::InvalidArgument("--to and --embed-local go with --store (a folder is re-embedded in "
+                                  "place)"));
     }
     if (!f->store.empty() && !IsPostgresUrl(f->to)) {
-      return ReportError(Status::InvalidArgument("reindex --store needs --to postgresql://… (a database for the "
-                                                 "re-embedded collection; switch to it once it is complete)"),
-                         kExitUsage);
+      return ReportError(
+          Status::InvalidArgument("reindex --store needs --to postgresql://… (a database for the "
+                                  "re-embedded collection; switch to it once it is complete)"));
     }
     if (!f->store.empty() && f->to == f->store) {
-      return ReportError(Status::InvalidArgument("--to must be another database than --store"), kExitUsage);
+      return ReportError(Status::InvalidArgument("--to must be another database than --store"));
     }
     auto model = LoadModel(f->model, {.n_threads = f->threads});
-    if (!model.ok()) return ReportError(model.status(), kExitUsage);
+    if (!model.ok()) return ReportError(model.status());
     Result<SyncReport> report = Status::Internal("not run");
     if (f->store.empty()) {
       report = ReindexCollection(f->db, **model);
     } else {
       auto from = OpenStore(f->store, nullptr, {.read_only = true, .create_if_missing = false});
-      if (!from.ok()) return ReportError(from.status(), kExitUsage);
+      if (!from.ok()) return ReportError(from.status());
       const ModelIdentity identity = IdentityOf(**model);
       auto to = OpenStore(f->to, &identity);
-      if (!to.ok()) return ReportError(to.status(), kExitUsage);
+      if (!to.ok()) return ReportError(to.status());
       SyncOptions options;
       if (!f->embed_local) options.queue = to->queue.get();
       report = ReembedInto(from->collection.get(), to->collection.get(), **model, options);
     }
-    if (!report.ok()) return ReportError(report.status(), kExitUsage);
+    if (!report.ok()) return ReportError(report.status());
     if (report->queued > 0) {
       std::printf(
           "queued %lld images for workers with the new model in %s; switch to it once `imgsearch stats "

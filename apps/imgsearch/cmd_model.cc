@@ -22,7 +22,7 @@ nlohmann::json TowerJson(const TowerInfo& t) {
 
 int PrintInfo(const std::string& flag, bool as_json) {
   auto model = LoadModel(flag);
-  if (!model.ok()) return ReportError(model.status(), kExitUsage);
+  if (!model.ok()) return ReportError(model.status());
   const ModelInfo& m = (*model)->info();
   nlohmann::json j = {{"dir", m.dir},
                       {"weights", m.weights_path},
@@ -107,7 +107,7 @@ RunFn AddModelCommand(CLI::App& root) {
       o.revision = f->revision;
       o.on_progress = PullProgressPrinter();
       auto dir = PullModel(f->name, o);
-      if (!dir.ok()) return ReportError(dir.status(), kExitUsage);
+      if (!dir.ok()) return ReportError(dir.status());
       std::printf("%s is in %s\n", f->name.c_str(), dir->c_str());
       return kExitOk;
     }

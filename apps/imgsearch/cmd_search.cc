@@ -11,29 +11,13 @@
 #include "imgsearch/collection.h"
 #include "imgsearch/dist.h"
 #include "imgsearch/ingest.h"
-#include "imgsearch/query.h"
+#include "imgsearch/search.h"
 #include "ingest_common.h"
 #include "json_out.h"
 
 namespace imgsearch::cli {
 
 namespace {
-
-// "2024-05-01" or "2024-05-01T13:45:00" (UTC) → Unix seconds.
-Result<int64_t> ParseDate(const std::string& text) {
-  std::tm tm{};
-  int n = std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-                      &tm.tm_min, &tm.tm_sec);
-  if (n != 3 && n != 6) {
-    return Status::InvalidArgument("date \"" + text + "\" is not YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS");
-  }
-  if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31) {
-    return Status::InvalidArgument("date \"" + text + "\" is out of range");
-  }
-  tm.tm_year -= 1900;
-  tm.tm_mon -= 1;
-  return static_cast<int64_t>(timegm(&tm));
-}
 
 Result<std::unique_ptr<Collection>> OpenForReading(const StoreFlags& where, const ClipModel* model) {
   ASSIGN_OR_RETURN(const std::string location, LocationOf(where));
@@ -64,9 +48,9 @@ RunFn AddSearchCommand(CLI::App& root) {
     std::string model;
     std::vector<std::string> query, images, formats;
     std::vector<int64_t> similar;
-    int k = 10, offset = 0;
-    float min_score = -1.0f;
-    std::string under, after, before;
+    // Options are read as text and given to the search layer, which checks them as it checks the
+    // API's: the same rules and the same messages everywhere.
+    std::string k, offset, min_score, under, after, before;
     bool exact = false, json = false;
   };
   auto f = std::make_shared<Flags>();
@@ -80,65 +64,44 @@ RunFn AddSearchCommand(CLI::App& root) {
                   "e.g. \"golden retriever\" + 0.5:beach - people + ./dog.jpg");
   app->add_option("--image", f->images, "add an image file as a query term");
   app->add_option("--similar", f->similar, "add an indexed image (by id) as a query term: more like this");
-  app->add_option("-k", f->k, "results per page")->capture_default_str()->check(CLI::Range(1, 10000));
-  app->add_option("--offset", f->offset, "results to skip (pagination)")->check(CLI::Range(0, 100000));
-  app->add_option("--min-score", f->min_score, "only results at least this similar (cosine)");
+  app->add_option("-k", f->k, "results per page (default 10, at most 1000 with --offset)");
+  app->add_option("--offset", f->offset, "results to skip (pagination)");
+  app->add_option("--min-score", f->min_score, "only results at least this similar (cosine, -1 to 1)");
   app->add_option("--under", f->under, "only images under this folder");
-  app->add_option("--after", f->after, "only images taken (else modified) on or after this date, YYYY-MM-DD");
-  app->add_option("--before", f->before, "only images taken (else modified) before this date");
-  app->add_option("--format", f->formats, "only these formats (jpeg, png, webp, gif, bmp, tiff)");
+  app->add_option("--after", f->after,
+                  "only images taken (else modified) at or after this time: 2024-05-01, 2024-05-01T13:45:00 (UTC) "
+                  "or Unix seconds");
+  app->add_option("--before", f->before, "only images taken (else modified) before this time");
+  app->add_option("--format", f->formats, "only these formats (jpeg or jpg, png, webp, gif, bmp, tiff or tif)");
   app->add_flag("--exact", f->exact, "exact search instead of the ANN index");
   app->add_flag("--json", f->json, "JSON lines: id, path, score, width, height");
   return [f] {
-    auto terms = ParseQueryArgs(f->query);
-    if (!terms.ok()) return ReportError(terms.status(), kExitUsage);
-    for (const std::string& image : f->images) {
-      QueryTerm t;
-      t.kind = QueryTerm::Kind::kImageFile;
-      t.path = image;
-      terms->push_back(t);
+    SearchFields options;
+    for (auto [key, value] :
+         {std::pair{"k", &f->k}, std::pair{"offset", &f->offset}, std::pair{"min_score", &f->min_score},
+          std::pair{"after", &f->after}, std::pair{"before", &f->before}}) {
+      if (!value->empty()) options.emplace_back(key, *value);
     }
-    for (int64_t id : f->similar) {
-      QueryTerm t;
-      t.kind = QueryTerm::Kind::kSimilar;
-      t.id = id;
-      terms->push_back(t);
-    }
-    if (terms->empty())
-      return ReportError(Status::InvalidArgument("nothing to search for: give a query, --image or --similar"),
-                         kExitUsage);
-    const bool needs_model = std::any_of(terms->begin(), terms->end(),
-                                         [](const QueryTerm& t) { return t.kind != QueryTerm::Kind::kSimilar; });
+    // A relative folder is relative to where the command runs.
+    if (!f->under.empty())
+      options.emplace_back("under", std::filesystem::absolute(f->under).lexically_normal().string());
+    for (const std::string& format : f->formats) options.emplace_back("format", format);
+    if (f->exact) options.emplace_back("exact", "true");
+    auto request = ParseSearchArgs(f->query, f->images, f->similar, options);
+    if (!request.ok()) return ReportError(request.status());
+
     std::unique_ptr<ClipModel> model;
-    if (needs_model) {
+    if (NeedsModel(*request)) {
       auto loaded = LoadModel(f->model);
-      if (!loaded.ok()) return ReportError(loaded.status(), kExitUsage);
+      if (!loaded.ok()) return ReportError(loaded.status());
       model = std::move(loaded).value();
     }
     auto collection = OpenForReading(*f, model.get());
-    if (!collection.ok()) return ReportError(collection.status(), kExitUsage);
-
-    SearchOptions options;
-    options.k = f->k;
-    options.offset = f->offset;
-    options.min_score = f->min_score;
-    options.exact = f->exact;
-    options.filter.formats = f->formats;
-    if (!f->under.empty()) options.filter.under = std::filesystem::absolute(f->under).lexically_normal().string();
-    while (options.filter.under.size() > 1 && options.filter.under.back() == '/') options.filter.under.pop_back();
-    for (auto [text, out] :
-         {std::pair{&f->after, &options.filter.after_s}, std::pair{&f->before, &options.filter.before_s}}) {
-      if (text->empty()) continue;
-      auto seconds = ParseDate(*text);
-      if (!seconds.ok()) return ReportError(seconds.status(), kExitUsage);
-      *out = *seconds;
-    }
-
-    auto query = BuildQueryVector(*terms, model.get(), collection->get());
-    if (!query.ok()) return ReportError(query.status(), kExitUsage);
-    auto hits = (*collection)->Search(*query, options);
-    if (!hits.ok()) return ReportError(hits.status(), kExitUsage);
-    PrintHits(*hits, f->json);
+    if (!collection.ok()) return ReportError(collection.status());
+    Searcher searcher(model.get(), collection->get());
+    auto response = searcher.Search(*request);
+    if (!response.ok()) return ReportError(response.status());
+    PrintHits(response->hits, f->json);
     return kExitOk;
   };
 }
@@ -153,13 +116,13 @@ RunFn AddStatsCommand(CLI::App& root) {
   app->add_flag("--json", f->json, "one JSON object");
   return [f] {
     auto collection = OpenForReading(*f, nullptr);
-    if (!collection.ok()) return ReportError(collection.status(), kExitUsage);
+    if (!collection.ok()) return ReportError(collection.status());
     auto s = (*collection)->Stats();
-    if (!s.ok()) return ReportError(s.status(), kExitUsage);
+    if (!s.ok()) return ReportError(s.status());
     std::optional<QueueStatus> queue;
     if (!f->store.empty()) {
       auto q = DescribeQueue(f->store);
-      if (!q.ok()) return ReportError(q.status(), kExitUsage);
+      if (!q.ok()) return ReportError(q.status());
       queue = *q;
     }
     // The failures with their reasons (the first ones; `list --status failed` has them all).
@@ -172,7 +135,7 @@ RunFn AddStatsCommand(CLI::App& root) {
                               return failures.size() < kShownFailures;
                             },
                             ImageStatus::kFailed);
-    if (!listed.ok()) return ReportError(listed, kExitUsage);
+    if (!listed.ok()) return ReportError(listed);
     if (f->json) {
       nlohmann::json j = {{"indexed", s->indexed},
                           {"failed", s->failed},
@@ -245,7 +208,7 @@ RunFn AddListCommand(CLI::App& root) {
   app->add_flag("--json", f->json, "JSON lines: id, path, status, error");
   return [f] {
     auto collection = OpenForReading(*f, nullptr);
-    if (!collection.ok()) return ReportError(collection.status(), kExitUsage);
+    if (!collection.ok()) return ReportError(collection.status());
     std::optional<ImageStatus> status;
     if (f->status == "indexed") status = ImageStatus::kIndexed;
     if (f->status == "failed") status = ImageStatus::kFailed;
@@ -264,7 +227,7 @@ RunFn AddListCommand(CLI::App& root) {
                           return true;
                         },
                         status);
-    return st.ok() ? kExitOk : ReportError(st, kExitUsage);
+    return st.ok() ? kExitOk : ReportError(st);
   };
 }
 
@@ -280,7 +243,7 @@ RunFn AddDuplicatesCommand(CLI::App& root) {
   app->add_flag("--json", f->json, "one JSON object per group");
   return [f] {
     auto collection = OpenForReading(*f, nullptr);
-    if (!collection.ok()) return ReportError(collection.status(), kExitUsage);
+    if (!collection.ok()) return ReportError(collection.status());
     Collection& c = **collection;
     std::vector<int64_t> ids;
     std::map<int64_t, std::string> paths;
@@ -291,7 +254,7 @@ RunFn AddDuplicatesCommand(CLI::App& root) {
           return true;
         },
         ImageStatus::kIndexed);
-    if (!st.ok()) return ReportError(st, kExitUsage);
+    if (!st.ok()) return ReportError(st);
     // Union-find over the pairs above the threshold.
     std::map<int64_t, int64_t> parent;
     for (int64_t id : ids) parent[id] = id;
@@ -304,9 +267,9 @@ RunFn AddDuplicatesCommand(CLI::App& root) {
     options.min_score = f->min_score;
     for (int64_t id : ids) {
       auto v = c.GetEmbedding(id);
-      if (!v.ok()) return ReportError(v.status(), kExitUsage);
+      if (!v.ok()) return ReportError(v.status());
       auto hits = c.Search(*v, options);
-      if (!hits.ok()) return ReportError(hits.status(), kExitUsage);
+      if (!hits.ok()) return ReportError(hits.status());
       for (const SearchHit& h : *hits) {
         if (h.id != id) parent[find(h.id)] = find(id);
       }

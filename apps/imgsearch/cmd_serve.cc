@@ -86,7 +86,7 @@ RunFn AddServeCommand(CLI::App& root) {
       ->check(CLI::Range(1, 1024));
   return [f] {
     auto listen = ParseListen(f->listen);
-    if (!listen.ok()) return ReportError(listen.status(), kExitUsage);
+    if (!listen.ok()) return ReportError(listen.status());
     if (f->token.empty()) {
       if (const char* env = std::getenv("IMGSEARCH_TOKEN")) f->token = env;
     }
@@ -95,14 +95,14 @@ RunFn AddServeCommand(CLI::App& root) {
 
     auto target = OpenIngestTarget(
         *f, {.wait_for_database = true, .index_cache_dir = f->index_cache == "none" ? "" : f->index_cache});
-    if (!target.ok()) return ReportError(target.status(), kExitUsage);
+    if (!target.ok()) return ReportError(target.status());
     const ClipModel* model = target->model.get();
     Collection* collection = target->collection.get();
 
     if (!f->store.empty()) {
       // A search node builds its index from the database before answering (later changes follow).
       const std::vector<float> probe(static_cast<size_t>(model->embedding_dim()), 1.0f);
-      if (auto warm = collection->Search(probe, {.k = 1}); !warm.ok()) return ReportError(warm.status(), kExitUsage);
+      if (auto warm = collection->Search(probe, {.k = 1}); !warm.ok()) return ReportError(warm.status());
       auto stats = collection->Stats();
       if (stats.ok()) std::printf("search index ready: %lld images\n", static_cast<long long>(stats->indexed));
     }
@@ -110,7 +110,7 @@ RunFn AddServeCommand(CLI::App& root) {
     std::unique_ptr<FolderWatcher> watcher;
     if (!f->watch.empty()) {
       auto started = FolderWatcher::Start(f->watch, *model, collection, WatchOptionsOf(*f, *f, &*target));
-      if (!started.ok()) return ReportError(started.status(), kExitUsage);
+      if (!started.ok()) return ReportError(started.status());
       watcher = std::move(*started);
     }
 
@@ -129,7 +129,7 @@ RunFn AddServeCommand(CLI::App& root) {
     auto server = SearchServer::Start(model, collection, watcher.get(), options);
     if (!server.ok()) {
       if (watcher) watcher->Stop();
-      return ReportError(server.status(), kExitUsage);
+      return ReportError(server.status());
     }
     const std::string shown_host =
         options.host.find(':') != std::string::npos ? "[" + options.host + "]" : options.host;

@@ -21,8 +21,7 @@ RunFn AddTokenizeCommand(CLI::App& root) {
   return [f] {
     auto model = LoadModel(f->model);
     if (!model.ok()) {
-      PrintError(model.status().ToString());
-      return kExitUsage;
+      return ReportError(model.status());
     }
     for (const std::string& text : f->texts) {
       std::printf("{\"text\":%s,\"ids\":%s}\n", JsonString(text).c_str(),

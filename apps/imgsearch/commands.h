@@ -14,10 +14,20 @@
 
 namespace imgsearch::cli {
 
-// Exit codes shared by every command.
+// Exit codes, the same for every command (the README lists them). A failure's code follows from its
+// Status (ExitCodeOf), so a command never picks one by hand.
 constexpr int kExitOk = 0;
-constexpr int kExitSomeFailed = 1;  // some inputs failed; the others were processed
-constexpr int kExitUsage = 2;       // bad flags, or the model could not be loaded
+constexpr int kExitSomeFailed = 1;   // some inputs failed (each named on stderr); the others were processed
+constexpr int kExitUsage = 2;        // the request is wrong: a bad flag or value, something named that does not
+                                     // exist (a file, a collection, a model, an id), another model's collection
+constexpr int kExitInternal = 3;     // a bug in imgsearch
+constexpr int kExitData = 4;         // reading or writing failed: an I/O error, damaged data, a limit reached
+constexpr int kExitUnavailable = 5;  // busy or unreachable, retrying may help: a database or network down, a
+                                     // collection another process holds, a port in use
+
+// The exit code for a failure: kInvalidArgument, kNotFound, kUnsupported, kPermissionDenied → 2;
+// kInternal → 3; kIoError, kCorruption, kResourceExhausted → 4; kUnavailable → 5.
+int ExitCodeOf(const Status& status);
 
 using RunFn = std::function<int()>;
 
@@ -50,8 +60,8 @@ Result<std::unique_ptr<ClipModel>> LoadModel(const std::string& flag, const Mode
 // Prints download progress on stderr (a bar on a terminal, a line every few seconds otherwise).
 std::function<void(const PullProgress&)> PullProgressPrinter();
 
-// Prints the status as one line on stderr and returns `exit_code`.
-int ReportError(const Status& status, int exit_code);
+// Prints the status as one line on stderr and returns its exit code (ExitCodeOf).
+int ReportError(const Status& status);
 
 // Prints "imgsearch: <message>" on stderr.
 void PrintError(const std::string& message);

@@ -161,8 +161,7 @@ int FollowUntilStopped(FolderWatcher* watcher, Collection* collection, const sig
       break;
     }
     if (Status err = watcher->error(); !err.ok()) {
-      ReportError(err, kExitUsage);
-      exit_code = kExitUsage;
+      exit_code = ReportError(err);
       break;
     }
     s = watcher->Describe();

@@ -12,9 +12,25 @@ namespace imgsearch::cli {
 
 void PrintError(const std::string& message) { std::fprintf(stderr, "imgsearch: %s\n", message.c_str()); }
 
-int ReportError(const Status& status, int exit_code) {
+int ExitCodeOf(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kOk: return kExitOk;
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kNotFound:
+    case StatusCode::kUnsupported:
+    case StatusCode::kPermissionDenied: return kExitUsage;
+    case StatusCode::kInternal: return kExitInternal;
+    case StatusCode::kIoError:
+    case StatusCode::kCorruption:
+    case StatusCode::kResourceExhausted: return kExitData;
+    case StatusCode::kUnavailable: return kExitUnavailable;
+  }
+  return kExitInternal;
+}
+
+int ReportError(const Status& status) {
   PrintError(status.ToString());
-  return exit_code;
+  return ExitCodeOf(status);
 }
 
 Result<std::unique_ptr<ClipModel>> LoadModel(const std::string& flag, const ModelOptions& options,
@@ -37,6 +53,7 @@ int Main(int argc, char** argv) {
 
   CLI::App app{"imgsearch: search folders of images by what they show"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("imgsearch ") + IMGSEARCH_VERSION);
   bool verbose = false;
   app.add_flag("-v,--verbose", verbose, "log what happens (the kernels in use, timings)");
   std::map<CLI::App*, RunFn> commands;
@@ -63,6 +80,8 @@ int Main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
   } catch (const CLI::ParseError& e) {
     app.exit(e);
     return kExitUsage;
@@ -84,6 +103,6 @@ int main(int argc, char** argv) {
     return imgsearch::cli::Main(argc, argv);
   } catch (const std::exception& e) {
     imgsearch::cli::PrintError(std::string("internal error: ") + e.what());
-    return 3;
+    return imgsearch::cli::kExitInternal;
   }
 }

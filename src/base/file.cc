@@ -20,7 +20,8 @@ Status ErrnoStatus(const std::string& what, const std::string& path, int err) {
 
 // Opens `path` read-only and checks that it is a regular file; returns the fd and its size.
 Status OpenRegular(const std::string& path, int* fd_out, size_t* size_out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below).
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return ErrnoStatus("cannot open", path, errno);
   struct stat st {};
   if (::fstat(fd, &st) != 0) {

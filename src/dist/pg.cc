@@ -170,7 +170,8 @@ Status PgClient::Run(const std::function<void(pqxx::connection&)>& fn) {
         std::string what = e.what();
         while (!what.empty() && (what.back() == '\n' || what.back() == ' ')) what.pop_back();
         if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr) {
-          return Status::Unavailable("cannot connect to PostgreSQL at " + SafeUrl(url_) + ": " + what);
+          // Refused for good (no such database or role, a wrong password): the URL is wrong.
+          return Status::InvalidArgument("cannot connect to PostgreSQL at " + SafeUrl(url_) + ": " + what);
         }
         return Status::Internal("PostgreSQL: " + what);
       }

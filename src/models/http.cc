@@ -58,6 +58,7 @@ Status TransportError(const std::string& url, CURLcode code, const char* detail)
   std::string m = "cannot fetch " + url + ": " + (detail[0] != '\0' ? detail : curl_easy_strerror(code));
   if (code == CURLE_COULDNT_RESOLVE_HOST || code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_PROXY) {
     m += " (no network? check the connection, HF_ENDPOINT and https_proxy)";
+    return Status::Unavailable(m);
   }
   return Status::IoError(m);
 }

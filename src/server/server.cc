@@ -14,12 +14,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "imgsearch/query.h"
+#include "base/text.h"
+#include "imgsearch/search.h"
 #include "ingest/scanner.h"
-#include "server/api.h"
 #include "server/files.h"
+#include "server/http_status.h"
 #include "server/metrics.h"
-#include "server/query_encoder.h"
 
 namespace imgsearch {
 
@@ -29,8 +29,6 @@ using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 #include "web_assets.inc"  // kWebAssets: the page's files, embedded at build time
-
-constexpr const char* kVersion = "0.1.0";
 
 // The API's self-description, served at /api (the README has the same, with examples).
 const char* const kApiDoc = R"json({
@@ -85,6 +83,8 @@ const char* ReasonOf(int status) {
   }
 }
 
+SearchFields FieldsOf(const httplib::Params& params) { return {params.begin(), params.end()}; }
+
 bool ConstantTimeEquals(const std::string& a, const std::string& b) {
   if (a.size() != b.size()) return false;
   unsigned char diff = 0;
@@ -99,7 +99,10 @@ class Server final : public SearchServer {
         collection_(collection),
         watcher_(watcher),
         options_(options),
-        encoder_(*model, options.max_text_batch, options.text_cache_entries),
+        searcher_(model, collection,
+                  SearcherOptions{.max_text_batch = options.max_text_batch,
+                                  .text_cache_entries = options.text_cache_entries,
+                                  .decode = options.decode}),
         gate_(collection),
         thumbnails_(options.thumbnail_dir, &gate_, options.decode, options.thumbnail_cache_bytes),
         started_(Clock::now()) {
@@ -126,11 +129,11 @@ class Server final : public SearchServer {
     Routes();
     if (options_.port == 0) {
       port_ = http_.bind_to_any_port(options_.host);
-      if (port_ <= 0) return Status::IoError("cannot listen on " + options_.host + " (any port)");
+      if (port_ <= 0) return Status::Unavailable("cannot listen on " + options_.host + " (any port)");
     } else {
       if (!http_.bind_to_port(options_.host, options_.port)) {
-        return Status::IoError("cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
-                               " (in use, or not an address of this machine)");
+        return Status::Unavailable("cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
+                                   " (in use, or not an address of this machine)");
       }
       port_ = options_.port;
     }
@@ -223,73 +226,17 @@ class Server final : public SearchServer {
     return j;
   }
 
-  // Embeds the terms (texts batched with other requests', images decoded here) and searches.
-  Result<json> RunSearch(const server::SearchRequest& request) {
-    const auto start = Clock::now();
-    std::vector<std::vector<float>> embeddings;
-    std::vector<float> weights;
-    for (const server::SearchTerm& t : request.terms) {
-      switch (t.kind) {
-        case server::SearchTerm::Kind::kText: {
-          ASSIGN_OR_RETURN(std::vector<float> e, encoder_.EncodeText(t.text));
-          embeddings.push_back(std::move(e));
-          break;
-        }
-        case server::SearchTerm::Kind::kImage: {
-          auto decoded = DecodeImage(t.image, options_.decode);
-          if (!decoded.ok()) {
-            const Status& s = decoded.status();
-            return Status(s.code() == StatusCode::kResourceExhausted ? s.code() : StatusCode::kInvalidArgument,
-                          "the uploaded image cannot be used: " + s.message());
-          }
-          ASSIGN_OR_RETURN(std::vector<float> e, encoder_.EncodeImage(decoded->image));
-          embeddings.push_back(std::move(e));
-          break;
-        }
-        case server::SearchTerm::Kind::kSimilar: {
-          ASSIGN_OR_RETURN(const ImageRecord r, Record(t.id));
-          if (r.status != ImageStatus::kIndexed) {
-            return Status::InvalidArgument("image " + std::to_string(t.id) + " could not be read when indexed (" +
-                                           r.error + "), so it has no embedding");
-          }
-          ASSIGN_OR_RETURN(std::vector<float> e, collection_->GetEmbedding(t.id));
-          embeddings.push_back(std::move(e));
-          break;
-        }
-      }
-      weights.push_back(t.weight);
-    }
-    ASSIGN_OR_RETURN(const std::vector<float> query, CombineQueryEmbeddings(embeddings, weights));
-
-    // "More like this" alone: the image itself is the best match and is left out.
-    std::optional<int64_t> exclude;
-    if (request.terms.size() == 1 && request.terms[0].kind == server::SearchTerm::Kind::kSimilar &&
-        request.terms[0].weight > 0) {
-      exclude = request.terms[0].id;
-    }
-    // Pages are cut from the ranking without the image: search from the top, one more, and skip.
-    SearchOptions o = request.options;
-    if (exclude) {
-      o.k += o.offset + 1;
-      o.offset = 0;
-    }
-    ASSIGN_OR_RETURN(std::vector<SearchHit> hits, collection_->Search(query, o));
-    if (exclude) {
-      std::erase_if(hits, [&](const SearchHit& h) { return h.id == *exclude; });
-      const size_t skip = std::min(hits.size(), static_cast<size_t>(request.options.offset));
-      hits.erase(hits.begin(), hits.begin() + static_cast<ptrdiff_t>(skip));
-      if (hits.size() > static_cast<size_t>(request.options.k)) hits.resize(static_cast<size_t>(request.options.k));
-    }
+  Result<json> RunSearch(const SearchRequest& request) {
+    ASSIGN_OR_RETURN(const SearchResponse response, searcher_.Search(request));
     json results = json::array();
-    for (const SearchHit& h : hits) results.push_back(HitJson(h));
-    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    for (const SearchHit& h : response.hits) results.push_back(HitJson(h));
     return json{{"results", std::move(results)},
                 {"k", request.options.k},
                 {"offset", request.options.offset},
-                {"took_ms", std::round(ms * 100) / 100}};
+                {"took_ms", std::round(response.took_ms * 100) / 100}};
   }
 
-  void HandleSearch(Result<server::SearchRequest> request, Res& res) {
+  void HandleSearch(Result<SearchRequest> request, Res& res) {
     if (!request.ok()) return SendError(res, request.status());
     Result<json> out = RunSearch(*request);
     if (!out.ok()) return SendError(res, out.status());
@@ -380,8 +327,8 @@ class Server final : public SearchServer {
         j["queue"] = {{"error", q.status().ToString()}};
       }
     }
-    const server::QueryEncoderStats q = encoder_.stats();
-    j["server"] = {{"version", kVersion},
+    const SearcherStats q = searcher_.stats();
+    j["server"] = {{"version", IMGSEARCH_VERSION},
                    {"uptime_s", std::round(std::chrono::duration<double>(Clock::now() - started_).count())},
                    {"requests", metrics_.total()},
                    {"auth", !options_.token.empty()},
@@ -445,7 +392,7 @@ class Server final : public SearchServer {
         out += PromLine("imgsearch_workers", "", static_cast<double>(jobs->workers.size()));
       }
     }
-    const server::QueryEncoderStats q = encoder_.stats();
+    const SearcherStats q = searcher_.stats();
     out += PromHeader("imgsearch_query_texts_total", "counter", "Query texts embedded or served from the cache.");
     out += PromLine("imgsearch_query_texts_total", "source=\"model\"", static_cast<double>(q.texts - q.cache_hits));
     out += PromLine("imgsearch_query_texts_total", "source=\"cache\"", static_cast<double>(q.cache_hits));
@@ -522,18 +469,18 @@ class Server final : public SearchServer {
     http_.Get("/api/status", [this](const Req&, Res& res) { SendJson(res, StatusJson()); });
 
     http_.Get("/api/search",
-              [this](const Req& req, Res& res) { HandleSearch(server::ParseSearchParams(req.params, limits_), res); });
+              [this](const Req& req, Res& res) { HandleSearch(ParseSearchQuery(FieldsOf(req.params), limits_), res); });
     http_.Post("/api/search", [this](const Req& req, Res& res) {
       const std::string type = req.get_header_value("Content-Type");
       if (req.is_multipart_form_data()) {
-        std::vector<server::FormPart> parts;
+        std::vector<FormPart> parts;
         for (const auto& [name, part] : req.files) parts.push_back({part.name, part.content, part.filename});
-        return HandleSearch(server::ParseSearchForm(parts, limits_), res);
+        return HandleSearch(ParseSearchForm(parts, limits_), res);
       }
       if (type.rfind("application/json", 0) != 0 && !type.empty()) {
         return SendError(res, Status::Unsupported("send application/json or multipart/form-data, not " + type));
       }
-      HandleSearch(server::ParseSearchJson(req.body, limits_), res);
+      HandleSearch(ParseSearchJson(req.body, limits_), res);
     });
 
     http_.Get(R"(/api/images/(\d+))", [this](const Req& req, Res& res) {
@@ -585,8 +532,8 @@ class Server final : public SearchServer {
     http_.Get(R"(/api/images/(\d+)/similar)", [this](const Req& req, Res& res) {
       auto id = IdOf(req);
       if (!id.ok()) return SendError(res, id.status());
-      auto request = server::ParseSearchParams(req.params, limits_, /*allow_q=*/false);
-      if (request.ok()) request->terms.push_back({server::SearchTerm::Kind::kSimilar, {}, {}, *id, 1.0f});
+      auto request = ParseSearchQuery(FieldsOf(req.params), limits_, /*allow_terms=*/false);
+      if (request.ok()) request->terms.push_back(SearchTerm{.kind = SearchTerm::Kind::kItem, .id = *id});
       HandleSearch(std::move(request), res);
     });
 
@@ -618,8 +565,8 @@ class Server final : public SearchServer {
   Collection* collection_;
   FolderWatcher* watcher_;
   const ServerOptions options_;
-  server::Limits limits_;
-  server::QueryEncoder encoder_;
+  RequestLimits limits_;
+  Searcher searcher_;
   server::FileGate gate_;
   server::ThumbnailCache thumbnails_;
   server::RequestMetrics metrics_;

@@ -7,11 +7,14 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <shared_mutex>
 
+#include "base/file.h"
 #include "base/rw_mutex.h"
 #include "imgsearch/collection.h"
 #include "store/catalog.h"
@@ -32,18 +35,35 @@ constexpr const char* kSnapshotFile = "ann.hnsw";
 constexpr const char* kLockFile = "LOCK";
 constexpr const char* kRootsKey = "roots";  // meta: JSON list of the indexed folders
 
-// An exclusive advisory lock on DIR/LOCK, so that two processes never write one collection.
+// An exclusive advisory lock on DIR/LOCK, so that two processes never write one collection. The
+// holder writes its process id and command line into the file, so a refusal can name it.
 class DirLock {
  public:
   static Result<std::unique_ptr<DirLock>> Acquire(const std::string& dir) {
     const std::string path = dir + "/" + kLockFile;
     const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return Status::IoError("cannot open " + path);
+    if (fd < 0) return Status::IoError("cannot open " + path + ": " + std::strerror(errno));
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      char holder[512] = {};
+      const ssize_t n = ::pread(fd, holder, sizeof(holder) - 1, 0);
       ::close(fd);
-      return Status::ResourceExhausted("collection " + dir +
-                                       " is being written by another imgsearch process; stop it first, or open the "
-                                       "collection read-only");
+      std::string who = n > 0 ? std::string(holder, static_cast<size_t>(n)) : "";
+      while (!who.empty() && (who.back() == '\n' || who.back() == ' ')) who.pop_back();
+      return Status::Unavailable("collection " + dir + " is being written by another imgsearch process" +
+                                 (who.empty() ? "" : " (" + who + ")") +
+                                 "; stop it first (search, list and stats can read the collection meanwhile)");
+    }
+    // "pid 1234: imgsearch serve --db …", for the message above in another process.
+    std::string me = "pid " + std::to_string(::getpid()) + ":";
+    if (auto cmdline = ReadFileText("/proc/self/cmdline", 4096); cmdline.ok()) {
+      for (char& c : *cmdline) {
+        if (c == '\0') c = ' ';
+      }
+      me += " " + *cmdline;
+    }
+    me.resize(std::min<size_t>(me.size(), 500));
+    if (::ftruncate(fd, 0) == 0 && ::pwrite(fd, me.data(), me.size(), 0) < 0) {
+      // The lock holds without its note; only the message above is poorer.
     }
     return std::unique_ptr<DirLock>(new DirLock(fd));
   }

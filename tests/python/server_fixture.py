@@ -16,12 +16,16 @@ import json
 
 
 @contextlib.contextmanager
-def running_server(n_photos=16, extra_args=(), env=None):
-    """Yields (url, photos_folder) once the server has indexed every photo."""
+def running_server(n_photos=16, extra_args=(), env=None, prepare=None, n_failed=0):
+    """Yields (url, photos_folder) once the server has indexed every photo; the collection is in
+    the folder "db" beside the photos. `prepare(photos)` may rearrange the photos before the server
+    starts (the count must stay n_photos, plus n_failed files that cannot be read)."""
     work = tempfile.mkdtemp(prefix="imgsearch-py-")
     photos = os.path.join(work, "photos")
     subprocess.run([os.environ["IMGSEARCH_MAKE_PHOTOS"], "--out", photos, "--n", str(n_photos), "--seed", "5"],
                    check=True, stdout=subprocess.DEVNULL)
+    if prepare is not None:
+        prepare(photos)
     log_path = os.path.join(work, "serve.log")
     log = open(log_path, "w+")
     proc = subprocess.Popen(
@@ -46,7 +50,8 @@ def running_server(n_photos=16, extra_args=(), env=None):
         while time.time() < deadline:
             with urllib.request.urlopen(url + "/api/status") as r:
                 s = json.load(r)
-            if s["collection"]["indexed"] == n_photos and s["ingest"]["idle"]:
+            if (s["collection"]["indexed"] == n_photos and s["collection"]["failed"] == n_failed
+                    and s["ingest"]["idle"]):
                 break
             time.sleep(0.1)
         else:

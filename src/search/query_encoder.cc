@@ -1,8 +1,8 @@
-#include "server/query_encoder.h"
+#include "search/query_encoder.h"
 
 #include <algorithm>
 
-namespace imgsearch::server {
+namespace imgsearch::search {
 
 namespace {
 
@@ -58,7 +58,7 @@ Result<std::vector<float>> QueryEncoder::EncodeImage(const Image& image) {
   return result.get();
 }
 
-QueryEncoderStats QueryEncoder::stats() const {
+SearcherStats QueryEncoder::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   return stats_;
 }
@@ -159,4 +159,4 @@ void QueryEncoder::CacheInsert(const std::string& text, const std::vector<float>
   }
 }
 
-}  // namespace imgsearch::server
+}  // namespace imgsearch::search

@@ -15,17 +15,9 @@
 
 #include "imgsearch/clip.h"
 #include "imgsearch/image.h"
+#include "imgsearch/search.h"
 
-namespace imgsearch::server {
-
-struct QueryEncoderStats {
-  int64_t texts = 0;         // texts asked for
-  int64_t cache_hits = 0;    // of which answered from the cache
-  int64_t text_batches = 0;  // model calls for texts
-  int64_t images = 0;
-  int64_t image_batches = 0;
-  int64_t largest_batch = 0;
-};
+namespace imgsearch::search {
 
 class QueryEncoder {
  public:
@@ -39,7 +31,7 @@ class QueryEncoder {
   // `image` is any decoded image; it is resized and cropped for the model here, by the caller's thread.
   Result<std::vector<float>> EncodeImage(const Image& image);
 
-  QueryEncoderStats stats() const;
+  SearcherStats stats() const;
 
  private:
   struct TextJob {
@@ -66,7 +58,7 @@ class QueryEncoder {
   std::vector<TextJob> texts_;
   std::vector<ImageJob> images_;
   bool stopping_ = false;
-  QueryEncoderStats stats_;
+  SearcherStats stats_;
   // LRU: most recent at the front.
   std::list<std::pair<std::string, std::vector<float>>> lru_;
   std::unordered_map<std::string, decltype(lru_)::iterator> cache_;
@@ -74,4 +66,4 @@ class QueryEncoder {
   std::thread worker_;
 };
 
-}  // namespace imgsearch::server
+}  // namespace imgsearch::search
