@@ -1,6 +1,8 @@
 // The imgsearch binary as other tools call it: output contract, order of inputs, exit codes.
 #include <gtest/gtest.h>
 
+#include <csignal>
+
 #include <filesystem>
 #include <sstream>
 
@@ -200,6 +202,25 @@ TEST(Cli, IndexSearchStatsList) {
 
   auto dups = RunCommand({ImgsearchBin(), "duplicates", "--db", db, "--min-score", "0.9999", "--json"});
   EXPECT_EQ(dups.exit_code, 0) << dups.err;
+}
+
+TEST(Cli, VersionAndTheCollectionsWriterNamed) {
+  auto version = RunCommand({ImgsearchBin(), "--version"});
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_EQ(version.out, std::string("imgsearch ") + IMGSEARCH_VERSION + "\n");
+  // A second writer is told who holds the collection, with the "busy, retry later" exit code.
+  const std::string dir = testing::MakeTempDir();
+  MakeLibrary(dir);
+  testing::Process watch({ImgsearchBin(), "watch", "--db", dir + "/db", "--model", TestModelDir(), dir + "/lib"});
+  ASSERT_TRUE(watch.WaitForOutput("initial scan done", 120)) << watch.Err();
+  auto second = RunCommand({ImgsearchBin(), "index", "--db", dir + "/db", "--model", TestModelDir(), dir + "/lib"});
+  EXPECT_EQ(second.exit_code, 5) << second.err;
+  EXPECT_NE(second.err.find("is being written by another imgsearch process (pid "), std::string::npos) << second.err;
+  EXPECT_NE(second.err.find("watch"), std::string::npos) << second.err;
+  // Reading goes on meanwhile.
+  EXPECT_EQ(RunCommand({ImgsearchBin(), "stats", "--db", dir + "/db"}).exit_code, 0);
+  watch.Signal(SIGTERM);
+  EXPECT_EQ(watch.Wait(), 0) << watch.Err();
 }
 
 TEST(Cli, SearchErrorsAreClear) {

@@ -361,6 +361,53 @@ TEST_F(ServeTest, BadRequestsGetClearErrors) {
   EXPECT_EQ(Get("/api/status").second["collection"]["indexed"], 12);
 }
 
+// The indexed folder itself replaced by a link to another folder holding files of the same names:
+// the server serves none of them, and the watcher neither scans through the link nor drops what the
+// folder held.
+TEST_F(ServeTest, AFolderSwappedForALinkIsNeitherServedNorScanned) {
+  StartServer();
+  const int64_t id = IdOf("img5.jpg");
+  ASSERT_EQ(Get("/api/images/" + std::to_string(id) + "/info").first, 200);
+  const std::string outside = dir_ + "/outside";
+  fs::create_directories(outside);
+  ASSERT_EQ(::chmod(outside.c_str(), 0700), 0);
+  testing::WriteFile(outside + "/img5.jpg", JpegBytes(77));
+  testing::WriteFile(outside + "/secret.jpg", JpegBytes(78));
+  fs::rename(root_, dir_ + "/pics.old");
+  fs::create_directory_symlink(outside, root_);
+
+  for (const std::string suffix : {"", "/thumbnail"}) {
+    auto [code, body] = Get("/api/images/" + std::to_string(id) + suffix);
+    EXPECT_EQ(code, 403) << suffix << " " << body.dump();
+  }
+  // Ask the watcher to look now, and wait until it has.
+  const int64_t rescans = Get("/api/status").second["ingest"]["rescans"].get<int64_t>();
+  auto [code, body] = PostJson("/api/rescan", "");
+  ASSERT_EQ(code, 202) << body.dump();
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  json status;
+  while (Clock::now() < deadline) {
+    status = Get("/api/status").second;
+    if (status["ingest"]["rescans"].get<int64_t>() > rescans && status["ingest"]["idle"].get<bool>()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_GT(status["ingest"]["rescans"].get<int64_t>(), rescans) << status.dump();
+  EXPECT_EQ(status["collection"]["indexed"], 12) << status.dump();
+  EXPECT_EQ(IdOf("img5.jpg"), id);
+  auto c = OpenCollection(db_, nullptr, CollectionOptions{.read_only = true, .create_if_missing = false});
+  ASSERT_TRUE(c.ok());
+  auto secret = (*c)->GetByPath(root_ + "/secret.jpg");
+  ASSERT_TRUE(secret.ok());
+  EXPECT_FALSE(secret->has_value()) << "a file behind the link was indexed";
+  // Still refused after the gate's periodic re-reading of the roots.
+  std::this_thread::sleep_for(std::chrono::seconds(11));
+  EXPECT_EQ(Get("/api/images/" + std::to_string(id)).first, 403);
+  // Restarting does not make the link acceptable either.
+  StopServer();
+  StartServer({}, /*watch=*/false);
+  EXPECT_EQ(Get("/api/images/" + std::to_string(id)).first, 403);
+}
+
 TEST_F(ServeTest, FilesOnlyFromInsideTheIndexedFolders) {
   // A large file is streamed in pieces; it must arrive whole.
   testing::WriteFile(root_ + "/big.jpg", JpegBytes(7, 2400, 1800));

@@ -56,8 +56,8 @@ int Make(const std::string& model_dir, const std::string& out, int n) {
     std::fprintf(stderr, "bench_server: %s\n", collection.status().ToString().c_str());
     return 2;
   }
-  const std::vector<std::string> roots = {photos};
-  if (!(*collection)->AddRoots(roots).ok()) return 2;
+  const std::vector<imgsearch::CollectionRoot> roots = {{photos, fs::canonical(photos).string()}};
+  if (!(*collection)->AddRoots(roots, imgsearch::RootChange::kAccept).ok()) return 2;
   imgsearch::tools::ClusteredVectors vectors(identity.dim, std::max(1, n / 50), 7);
   std::mt19937 rng(11);
   std::vector<imgsearch::ImageUpsert> batch;

@@ -220,7 +220,8 @@ function renderStatus(s) {
   const ing = s.ingest;
   const items = [["Indexed", fmt(c.indexed || 0)], ["Failed", fmt(c.failed || 0)],
                  ["Distinct images", fmt(c.distinct_vectors || 0)], ["Index", c.index_kind || "–"],
-                 ["Model", `${s.model.name} (${s.model.dim}-d)`], ["Kernels", `${s.model.isa}, ${s.model.precision}`]];
+                 ["Model", `${s.model.name} (${s.model.dim}-d)`], ["Kernels", `${s.model.isa}, ${s.model.precision}`],
+                 ["Version", `imgsearch ${s.server.version}`]];
   const panel = $("status-panel");
   panel.replaceChildren(el("h2", { textContent: "Status" }));
   const dl = el("dl");

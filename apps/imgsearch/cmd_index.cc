@@ -11,8 +11,8 @@
 #include "commands.h"
 #include "imgsearch/clip.h"
 #include "imgsearch/collection.h"
-#include "imgsearch/dist.h"
 #include "imgsearch/ingest.h"
+#include "imgsearch/scaleout.h"
 #include "ingest_common.h"
 
 namespace imgsearch::cli {

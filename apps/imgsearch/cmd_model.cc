@@ -7,7 +7,7 @@
 
 #include "commands.h"
 #include "imgsearch/clip.h"
-#include "imgsearch/models.h"
+#include "imgsearch/hub.h"
 #include "json_out.h"
 
 namespace imgsearch::cli {

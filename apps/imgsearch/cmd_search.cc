@@ -9,8 +9,8 @@
 
 #include "commands.h"
 #include "imgsearch/collection.h"
-#include "imgsearch/dist.h"
 #include "imgsearch/ingest.h"
+#include "imgsearch/scaleout.h"
 #include "imgsearch/search.h"
 #include "ingest_common.h"
 #include "json_out.h"
@@ -119,9 +119,9 @@ RunFn AddStatsCommand(CLI::App& root) {
     if (!collection.ok()) return ReportError(collection.status());
     auto s = (*collection)->Stats();
     if (!s.ok()) return ReportError(s.status());
-    std::optional<QueueStatus> queue;
+    std::optional<QueueStats> queue;
     if (!f->store.empty()) {
-      auto q = DescribeQueue(f->store);
+      auto q = QueueStatsAt(f->store);
       if (!q.ok()) return ReportError(q.status());
       queue = *q;
     }
@@ -157,7 +157,7 @@ RunFn AddStatsCommand(CLI::App& root) {
                       {"leased", queue->leased},
                       {"retrying", queue->retrying},
                       {"workers", nlohmann::json::array()}};
-        for (const QueueStatus::Worker& w : queue->workers) {
+        for (const QueueStats::Worker& w : queue->workers) {
           j["queue"]["workers"].push_back(
               {{"name", w.name}, {"seen_seconds_ago", w.seen_seconds_ago}, {"jobs_done", w.jobs_done}});
         }
@@ -175,7 +175,7 @@ RunFn AddStatsCommand(CLI::App& root) {
       std::printf("queue       %lld waiting, %lld being embedded, %lld to retry; %zu workers seen in the last minute\n",
                   static_cast<long long>(queue->pending), static_cast<long long>(queue->leased),
                   static_cast<long long>(queue->retrying), queue->workers.size());
-      for (const QueueStatus::Worker& w : queue->workers) {
+      for (const QueueStats::Worker& w : queue->workers) {
         std::printf("worker      %s: %lld jobs done, seen %.0fs ago\n", w.name.c_str(),
                     static_cast<long long>(w.jobs_done), w.seen_seconds_ago);
       }

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "imgsearch/clip.h"
-#include "imgsearch/models.h"
+#include "imgsearch/hub.h"
 #include "imgsearch/status.h"
 
 namespace imgsearch::cli {

@@ -8,7 +8,7 @@
 #include <filesystem>
 
 #include "commands.h"
-#include "imgsearch/dist.h"
+#include "imgsearch/scaleout.h"
 
 namespace imgsearch::cli {
 
@@ -87,7 +87,7 @@ Result<IngestTarget> OpenIngestTarget(const IngestFlags& f, const CollectionOpti
 }
 
 void PrintWatching(const FolderWatcher& watcher) {
-  const WatchStatus s = watcher.Describe();
+  const WatchStats s = watcher.Stats();
   std::printf("watching %zu folder%s (%s, %lld folders watched); Ctrl-C to stop\n", s.roots.size(),
               s.roots.size() == 1 ? "" : "s", s.mode.c_str(), static_cast<long long>(s.watched_folders));
   std::fflush(stdout);
@@ -145,7 +145,7 @@ int FollowUntilStopped(FolderWatcher* watcher, Collection* collection, const sig
       }
     }
   }
-  WatchStatus s;
+  WatchStats s;
   SyncReport shown;
   size_t failures_shown = 0;
   bool was_idle = false;
@@ -164,7 +164,7 @@ int FollowUntilStopped(FolderWatcher* watcher, Collection* collection, const sig
       exit_code = ReportError(err);
       break;
     }
-    s = watcher->Describe();
+    s = watcher->Stats();
     const SyncReport& t = s.totals;
     for (; failures_shown < t.failures.size(); ++failures_shown) {
       std::printf("failed: %s: %s\n", t.failures[failures_shown].first.c_str(),
@@ -203,7 +203,7 @@ int FollowUntilStopped(FolderWatcher* watcher, Collection* collection, const sig
     was_idle = idle;
   }
   watcher->Stop();
-  s = watcher->Describe();
+  s = watcher->Stats();
   if (s.totals.queued > 0)
     std::printf("queued for workers since start: %lld\n", static_cast<long long>(s.totals.queued));
   std::printf("stopped: %lld added, %lld updated, %lld moved, %lld removed, %lld failed since start\n",

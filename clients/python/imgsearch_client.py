@@ -37,6 +37,8 @@ __all__ = [
     "ConnectionError",
 ]
 
+# The same as the server's (CMakeLists.txt's project() defines it; tests/python/test_client.py checks
+# that the two agree). A server's own version: Client.status()["server"]["version"].
 __version__ = "0.1.0"
 
 

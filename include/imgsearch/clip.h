@@ -1,6 +1,6 @@
 // The CLIP inference engine: tokenizer, text encoder and vision encoder behind one facade.
 //
-//   ASSIGN_OR_RETURN(auto model, imgsearch::ClipModel::Load("models/clip-vit-base-patch32"));
+//   ASSIGN_OR_RETURN(auto model, imgsearch::ClipModel::Load("hub/clip-vit-base-patch32"));
 //   std::vector<float> text(model->embedding_dim());
 //   RETURN_IF_ERROR(model->EncodeTexts({"a red car in the snow"}, text.data()));
 //

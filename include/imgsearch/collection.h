@@ -97,6 +97,20 @@ struct CollectionOptions {
   std::string index_cache_dir;
 };
 
+// A folder the collection's images come from: as it was given (the images' paths start with it)
+// and where it led, every link followed, when it was recorded. Files are served only from inside
+// the real paths, and a folder that later leads elsewhere (replaced by a link, say) is not scanned.
+struct CollectionRoot {
+  std::string path;
+  std::string real_path;  // empty in collections recorded before imgsearch kept it
+};
+
+// What AddRoots does with a folder already recorded that now leads somewhere else.
+enum class RootChange {
+  kRefuse,  // kPermissionDenied, naming both places: someone may have swapped the folder for a link
+  kAccept,  // record the new place (the user asked for it: --follow-symlinks, or a migration)
+};
+
 struct CollectionStats {
   int64_t indexed = 0;
   int64_t failed = 0;
@@ -137,10 +151,11 @@ class Collection {
   virtual Result<std::vector<SearchHit>> Search(std::span<const float> query, const SearchOptions& options) = 0;
 
   // The folders whose images this collection holds, as `index` and `watch` recorded them. Files are
-  // served (by the server) only from inside these.
-  virtual Result<std::vector<std::string>> Roots() = 0;
-  // Records more folders (absolute, normalised); already known ones are ignored.
-  virtual Status AddRoots(std::span<const std::string> roots) = 0;
+  // served (by the server) only from inside their real paths.
+  virtual Result<std::vector<CollectionRoot>> Roots() = 0;
+  // Records folders (absolute, normalised). A folder already known keeps its entry; one recorded
+  // without its real path gains it; one recorded with another real path follows `change`.
+  virtual Status AddRoots(std::span<const CollectionRoot> roots, RootChange change) = 0;
 
   virtual Result<CollectionStats> Stats() = 0;
   // Writes the ANN snapshot now (also done on close and every snapshot_every changes).

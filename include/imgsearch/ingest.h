@@ -30,7 +30,7 @@ struct FileJob {
   int64_t mtime_ns = 0;
 };
 
-struct QueueStatus {
+struct QueueStats {
   int64_t pending = 0;   // waiting for a worker
   int64_t leased = 0;    // being embedded
   int64_t retrying = 0;  // handed back after an error, waiting for their next attempt
@@ -42,14 +42,14 @@ struct QueueStatus {
   std::vector<Worker> workers;  // seen in the last minute
 };
 
-// Where `index` and `watch` put new and changed files when workers embed them (imgsearch/dist.h).
+// Where `index` and `watch` put new and changed files when workers embed them (imgsearch/scaleout.h).
 class JobQueue {
  public:
   virtual ~JobQueue() = default;
   // Adds or refreshes jobs (one per path); a job whose file is unchanged is left as it is.
   virtual Status Enqueue(std::span<const FileJob> jobs) = 0;
   // How many jobs wait, and who works on them.
-  virtual Result<QueueStatus> Describe() = 0;
+  virtual Result<QueueStats> Stats() = 0;
 };
 
 struct SyncOptions {
@@ -80,7 +80,7 @@ struct SyncReport {
 };
 
 // What the ingest pipeline is doing (for progress displays and the server's status).
-struct PipelineStatus {
+struct PipelineStats {
   int64_t queued = 0;     // files waiting to be read and decoded
   int64_t decoded = 0;    // images waiting for the encoder
   int64_t encoded = 0;    // results waiting to be written
@@ -111,14 +111,14 @@ struct WatchOptions {
   int open_write_timeout_ms = 30'000;
 };
 
-struct WatchStatus {
+struct WatchStats {
   std::vector<std::string> roots;
   std::string mode;                // "inotify", "polling" or "inotify+polling"
   std::vector<std::string> notes;  // why polling is in use, folders that vanished, …
   int64_t watched_folders = 0;
   int64_t pending_paths = 0;  // changed paths waiting for their quiet time
   int64_t rescans = 0;        // full reconciliations since start: polling, overflow, Rescan()
-  PipelineStatus pipeline;
+  PipelineStats pipeline;
   SyncReport totals;  // everything done since start, the start-up reconciliation included
 };
 
@@ -136,7 +136,7 @@ class FolderWatcher {
   virtual Status Rescan(const std::string& root = "") = 0;
   // True when nothing is pending or in flight (the collection matches the last events seen).
   virtual bool Idle() const = 0;
-  virtual WatchStatus Describe() const = 0;
+  virtual WatchStats Stats() const = 0;
   // Set when the watcher stopped by itself (the collection could not be written).
   virtual Status error() const = 0;
 };

@@ -90,9 +90,6 @@ Result<SearchRequest> ParseSearchArgs(std::span<const std::string> args, std::sp
 // seconds. Errors name `field`.
 Result<int64_t> ParseSearchTime(std::string_view text, std::string_view field);
 
-// Standard or URL-safe base64, with or without padding; a "data:…;base64," prefix is skipped.
-Result<std::vector<uint8_t>> DecodeBase64(std::string_view text, std::string_view field);
-
 // Canonical format names ("jpg" → "jpeg", "tif" → "tiff", any case); an error for unknown ones.
 Result<std::string> CanonicalFormat(std::string_view name, std::string_view field = "format");
 
@@ -134,7 +131,7 @@ class Searcher {
   // Just the query vector (what Search ranks by).
   Result<std::vector<float>> QueryVector(const SearchRequest& request);
 
-  SearcherStats stats() const;
+  SearcherStats Stats() const;
 
  private:
   class Impl;

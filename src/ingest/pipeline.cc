@@ -348,8 +348,8 @@ void Pipeline::AddTo(SyncReport* report) const {
   report->failures.insert(report->failures.end(), failures_.begin(), failures_.end());
 }
 
-PipelineStatus Pipeline::Snapshot() const {
-  PipelineStatus s;
+PipelineStats Pipeline::Snapshot() const {
+  PipelineStats s;
   s.queued = static_cast<int64_t>(work_.size());
   s.decoded = static_cast<int64_t>(pixels_.size());
   s.encoded = static_cast<int64_t>(writes_.size());

@@ -100,7 +100,7 @@ class Sink {
   virtual Status status() const = 0;
   // Counters since construction.
   virtual void AddTo(SyncReport* report) const = 0;
-  virtual PipelineStatus Snapshot() const = 0;
+  virtual PipelineStats Snapshot() const = 0;
 
   // Held by whoever compares the catalog with the disk while the sink writes, so a write never
   // lands between the comparison and the changes made from it.
@@ -124,7 +124,7 @@ class QueueSink final : public Sink {
   void Flush() override;
   Status status() const override;
   void AddTo(SyncReport* report) const override;
-  PipelineStatus Snapshot() const override;
+  PipelineStats Snapshot() const override;
 
  private:
   Status EnqueueLocked();
@@ -147,7 +147,7 @@ class Pipeline final : public Sink {
   void Flush() override;
   Status status() const override;
   void AddTo(SyncReport* report) const override;
-  PipelineStatus Snapshot() const override;
+  PipelineStats Snapshot() const override;
 
  private:
   struct Write;

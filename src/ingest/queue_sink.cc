@@ -38,9 +38,9 @@ void QueueSink::AddTo(SyncReport* report) const {
   report->queued += queued_;
 }
 
-PipelineStatus QueueSink::Snapshot() const {
+PipelineStats QueueSink::Snapshot() const {
   std::lock_guard<std::mutex> lock(mu_);
-  PipelineStatus s;
+  PipelineStats s;
   s.queued = static_cast<int64_t>(pending_.size());
   s.in_flight = s.queued;
   s.done = queued_;

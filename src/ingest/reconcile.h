@@ -40,6 +40,9 @@ class Reconciler {
   Status Diff(const std::map<std::string, FileInfo>& on_disk, const std::unordered_map<std::string, ImageRecord>& known,
               SyncReport* report, std::vector<WorkItem>* work);
   Status Submit(std::vector<WorkItem>& work);
+  // kPermissionDenied when the recorded root holding `scope` now leads somewhere other than where
+  // it led when recorded (a folder swapped for a link): such a scope is neither scanned nor emptied.
+  Status CheckRootLeadsWhereRecorded(const std::string& scope, std::span<const CollectionRoot> roots) const;
 
   Collection* collection_;
   Sink* pipeline_;

@@ -1,5 +1,8 @@
 #include "ingest/scanner.h"
 
+#include <climits>
+#include <cstdlib>
+
 #include <fnmatch.h>
 #include <sys/stat.h>
 
@@ -44,6 +47,37 @@ std::string NormaliseRoot(const std::string& root) {
   std::string p = fs::absolute(root).lexically_normal().string();
   while (p.size() > 1 && p.back() == '/') p.pop_back();
   return p;
+}
+
+std::string RealPath(const std::string& path) {
+  char resolved[PATH_MAX + 1];
+  return ::realpath(path.c_str(), resolved) != nullptr ? std::string(resolved) : std::string();
+}
+
+Result<CollectionRoot> ResolveRoot(const std::string& folder) {
+  CollectionRoot root{NormaliseRoot(folder), ""};
+  std::error_code ec;
+  if (!fs::is_directory(root.path, ec)) {
+    return Status::NotFound("folder " + root.path + " does not exist (or is not a folder)");
+  }
+  root.real_path = RealPath(root.path);
+  if (root.real_path.empty()) return Status::NotFound("folder " + root.path + " cannot be resolved");
+  return root;
+}
+
+Result<std::vector<std::string>> RecordRoots(std::span<const std::string> folders, Collection* collection,
+                                             const ScanOptions& options) {
+  std::vector<CollectionRoot> roots;
+  std::vector<std::string> paths;
+  for (const std::string& f : folders) {
+    ASSIGN_OR_RETURN(CollectionRoot root, ResolveRoot(f));
+    paths.push_back(root.path);
+    roots.push_back(std::move(root));
+  }
+  RETURN_IF_ERROR(collection->AddRoots(roots, options.follow_symlinks ? RootChange::kAccept : RootChange::kRefuse));
+  std::sort(paths.begin(), paths.end());
+  paths.erase(std::unique(paths.begin(), paths.end()), paths.end());
+  return paths;
 }
 
 bool IsUnder(const std::string& path, const std::string& root) {

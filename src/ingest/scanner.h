@@ -26,6 +26,17 @@ inline constexpr size_t kMaxFileBytes = size_t{1} << 30;
 // Absolute, normalised form of a root ("./photos/" → "/home/me/photos").
 std::string NormaliseRoot(const std::string& root);
 
+// Where `path` leads, every link followed; empty when it cannot be resolved (gone, unreadable).
+std::string RealPath(const std::string& path);
+
+// A folder to record: normalised, with its real path now. kNotFound when it does not exist.
+Result<CollectionRoot> ResolveRoot(const std::string& folder);
+
+// Records `folders` in the collection with their real paths. A folder recorded earlier that now
+// leads elsewhere is refused (kPermissionDenied) unless `options.follow_symlinks`.
+Result<std::vector<std::string>> RecordRoots(std::span<const std::string> folders, Collection* collection,
+                                             const ScanOptions& options);
+
 // Files under `root` (or `root` itself when it is a file), in path order. Unreadable folders are
 // skipped and reported in `warnings`.
 Result<std::vector<FileInfo>> ScanTree(const std::string& root, const ScanOptions& options,

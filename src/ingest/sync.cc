@@ -25,12 +25,32 @@ bool SameStat(const ImageRecord& r, const FileInfo& f) {
 
 }  // namespace
 
+Status Reconciler::CheckRootLeadsWhereRecorded(const std::string& scope, std::span<const CollectionRoot> roots) const {
+  if (scan_.follow_symlinks) return Status::Ok();
+  for (const CollectionRoot& root : roots) {
+    if (root.real_path.empty() || !IsUnder(scope, root.path)) continue;
+    const std::string now = RealPath(root.path);
+    // A root that is gone is the scan's business (NotFound); one that leads elsewhere is not scanned.
+    if (!now.empty() && now != root.real_path) {
+      return Status::PermissionDenied("folder " + root.path + " now leads to " + now + ", not to " + root.real_path +
+                                      " as when it was indexed (replaced by a link, or moved): not scanned; run "
+                                      "index on it with --follow-symlinks to accept the new place");
+    }
+  }
+  return Status::Ok();
+}
+
 Status Reconciler::Reconcile(std::span<const std::string> scopes, SyncReport* report) {
   std::map<std::string, FileInfo> on_disk;
   std::unordered_map<std::string, ImageRecord> known;
   std::vector<std::string> warnings;
+  ASSIGN_OR_RETURN(const std::vector<CollectionRoot> roots, collection_->Roots());
   std::unique_lock<std::mutex> lock(pipeline_->catalog_mutex());
   for (const std::string& scope : scopes) {
+    if (Status moved = CheckRootLeadsWhereRecorded(scope, roots); !moved.ok()) {
+      warnings.push_back(moved.message());
+      continue;  // neither scanned through the link nor emptied: the catalog is left alone
+    }
     auto files = ScanTree(scope, scan_, &warnings);
     if (files.ok()) {
       for (FileInfo& f : *files) on_disk.emplace(f.path, std::move(f));
@@ -146,7 +166,7 @@ Result<SyncReport> RunSync(const ClipModel& model, Collection* collection, const
   if (options.on_progress) {
     progress = std::thread([&] {
       while (!done) {
-        const PipelineStatus s = pipeline.Snapshot();
+        const PipelineStats s = pipeline.Snapshot();
         options.on_progress(s.done, s.done + s.in_flight);
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
@@ -160,10 +180,10 @@ Result<SyncReport> RunSync(const ClipModel& model, Collection* collection, const
   if (!st.ok()) return st;
   pipeline.AddTo(&report);
   if (options.on_progress) {
-    const PipelineStatus s = pipeline.Snapshot();
+    const PipelineStats s = pipeline.Snapshot();
     options.on_progress(s.done, s.done);
   }
-  const PipelineStatus s = pipeline.Snapshot();
+  const PipelineStats s = pipeline.Snapshot();
   report.decode_seconds = s.decode_seconds;
   report.encode_seconds = s.encode_seconds;
   report.write_seconds = s.write_seconds;
@@ -175,15 +195,7 @@ Result<SyncReport> RunSync(const ClipModel& model, Collection* collection, const
 
 Result<SyncReport> SyncFolders(std::span<const std::string> roots_in, const ClipModel& model, Collection* collection,
                                const SyncOptions& options) {
-  std::vector<std::string> roots;
-  for (const std::string& r : roots_in) {
-    roots.push_back(ingest::NormaliseRoot(r));
-    std::error_code ec;
-    if (!std::filesystem::exists(roots.back(), ec)) {
-      return Status::NotFound("folder " + roots.back() + " does not exist");
-    }
-  }
-  RETURN_IF_ERROR(collection->AddRoots(roots));
+  ASSIGN_OR_RETURN(const std::vector<std::string> roots, ingest::RecordRoots(roots_in, collection, options.scan));
   return RunSync(model, collection, options,
                  [&](ingest::Reconciler& r, SyncReport* report) { return r.Reconcile(roots, report); });
 }
@@ -198,8 +210,8 @@ Result<SyncReport> ReembedInto(Collection* from, Collection* to, const ClipModel
     }
     return true;
   }));
-  ASSIGN_OR_RETURN(const std::vector<std::string> roots, from->Roots());
-  RETURN_IF_ERROR(to->AddRoots(roots));
+  ASSIGN_OR_RETURN(const std::vector<CollectionRoot> roots, from->Roots());
+  RETURN_IF_ERROR(to->AddRoots(roots, RootChange::kAccept));
   return RunSync(model, to, options, [&](ingest::Reconciler& r, SyncReport* rep) {
     rep->scanned = static_cast<int64_t>(files.size());
     return r.Apply(files, {}, rep);

@@ -149,8 +149,8 @@ class Watcher final : public FolderWatcher {
     return started_ && !busy_ && pending_.empty() && pipeline_->Snapshot().in_flight == 0;
   }
 
-  WatchStatus Describe() const override {
-    WatchStatus s;
+  WatchStats Stats() const override {
+    WatchStats s;
     s.pipeline = pipeline_->Snapshot();
     std::lock_guard<std::mutex> lock(mu_);
     s.roots = roots_;
@@ -441,15 +441,7 @@ Result<std::unique_ptr<FolderWatcher>> FolderWatcher::Start(std::span<const std:
                                                             const ClipModel& model, Collection* collection,
                                                             const WatchOptions& options) {
   if (roots_in.empty()) return Status::InvalidArgument("no folder to watch");
-  std::vector<std::string> roots;
-  for (const std::string& r : roots_in) {
-    const std::string root = ingest::NormaliseRoot(r);
-    if (!IsDirectory(root)) return Status::NotFound("folder " + root + " does not exist (or is not a folder)");
-    roots.push_back(root);
-  }
-  std::sort(roots.begin(), roots.end());
-  roots.erase(std::unique(roots.begin(), roots.end()), roots.end());
-  RETURN_IF_ERROR(collection->AddRoots(roots));
+  ASSIGN_OR_RETURN(std::vector<std::string> roots, ingest::RecordRoots(roots_in, collection, options.sync.scan));
   auto watcher = std::make_unique<Watcher>(std::move(roots), model, collection, options);
   RETURN_IF_ERROR(watcher->Init());
   return std::unique_ptr<FolderWatcher>(std::move(watcher));

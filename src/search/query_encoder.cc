@@ -58,7 +58,7 @@ Result<std::vector<float>> QueryEncoder::EncodeImage(const Image& image) {
   return result.get();
 }
 
-SearcherStats QueryEncoder::stats() const {
+SearcherStats QueryEncoder::Stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   return stats_;
 }

@@ -31,7 +31,7 @@ class QueryEncoder {
   // `image` is any decoded image; it is resized and cropped for the model here, by the caller's thread.
   Result<std::vector<float>> EncodeImage(const Image& image);
 
-  SearcherStats stats() const;
+  SearcherStats Stats() const;
 
  private:
   struct TextJob {

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/base64.h"
 #include "base/text.h"
 #include "imgsearch/search.h"
 
@@ -291,49 +292,6 @@ Result<int64_t> ParseSearchTime(std::string_view text_in, std::string_view field
                      back.tm_mday == d && back.tm_mon == mo - 1;
   if (!valid) return Bad(field + ": " + Quoted(text) + " is not a valid date");
   return static_cast<int64_t>(t);
-}
-
-Result<std::vector<uint8_t>> DecodeBase64(std::string_view text, std::string_view field_in) {
-  const std::string field(field_in);
-  if (text.substr(0, 5) == "data:") {
-    const size_t comma = text.find(',');
-    if (comma == std::string_view::npos || text.substr(0, comma).find(";base64") == std::string_view::npos) {
-      return Bad(field + ": a data URL must be base64 (data:image/…;base64,…)");
-    }
-    text.remove_prefix(comma + 1);
-  }
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+' || c == '-') return 62;
-    if (c == '/' || c == '_') return 63;
-    return -1;
-  };
-  std::vector<uint8_t> out;
-  out.reserve(text.size() * 3 / 4);
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t padding = 0;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (c == '\n' || c == '\r' || c == ' ') continue;
-    if (c == '=') {
-      ++padding;
-      continue;
-    }
-    const int v = value(c);
-    if (v < 0 || padding > 0) return Bad(field + " is not valid base64 (at character " + std::to_string(i) + ")");
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<uint8_t>((acc >> bits) & 0xFF));
-    }
-  }
-  if (bits >= 6 || padding > 2) return Bad(field + " is not valid base64 (wrong length)");
-  if (out.empty()) return Bad(field + " is empty");
-  return out;
 }
 
 Result<std::string> CanonicalFormat(std::string_view name, std::string_view field) {

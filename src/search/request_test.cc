@@ -2,6 +2,7 @@
 // whichever front end the request came through.
 #include <gtest/gtest.h>
 
+#include "base/base64.h"
 #include "imgsearch/search.h"
 
 namespace imgsearch {
@@ -35,6 +36,11 @@ TEST(DecodeBase64, StandardUrlSafePaddedUnpaddedAndDataUrls) {
   EXPECT_EQ(text(DecodeBase64("+/8=", "image")), "\xfb\xff");
   for (const char* bad : {"", "a", "aGk=aGk=", "a*b=", "data:image/png,aGk=", "aGk==="}) {
     EXPECT_FALSE(DecodeBase64(bad, "image").ok()) << bad;
+  }
+  for (const std::string bytes : {"h", "hi", "hello", "bad\xff\xfe name"}) {
+    auto round = DecodeBase64(EncodeBase64(bytes), "t");
+    ASSERT_TRUE(round.ok()) << bytes;
+    EXPECT_EQ(std::string(round->begin(), round->end()), bytes);
   }
 }
 

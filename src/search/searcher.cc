@@ -87,7 +87,7 @@ class Searcher::Impl {
     return response;
   }
 
-  SearcherStats stats() const { return encoder_ ? encoder_->stats() : SearcherStats{}; }
+  SearcherStats Stats() const { return encoder_ ? encoder_->Stats() : SearcherStats{}; }
 
  private:
   Result<std::vector<float>> Embed(const SearchTerm& t) {
@@ -144,6 +144,6 @@ Result<SearchResponse> Searcher::Search(const SearchRequest& request) { return i
 
 Result<std::vector<float>> Searcher::QueryVector(const SearchRequest& request) { return impl_->QueryVector(request); }
 
-SearcherStats Searcher::stats() const { return impl_->stats(); }
+SearcherStats Searcher::Stats() const { return impl_->Stats(); }
 
 }  // namespace imgsearch

@@ -41,9 +41,17 @@ std::vector<std::string> FileGate::RealRoots(bool refresh) {
     auto roots = collection_->Roots();
     if (roots.ok()) {
       real_roots_.clear();
-      for (const std::string& r : *roots) {
-        char resolved[PATH_MAX + 1];
-        if (::realpath(r.c_str(), resolved) != nullptr) real_roots_.push_back(resolved);
+      for (const CollectionRoot& r : *roots) {
+        // The real path recorded with the root, never where the root leads now: a root swapped for a
+        // link to elsewhere must not widen what is served. A root recorded before real paths were
+        // kept is resolved the first time this server sees it, and that answer is kept.
+        std::string real = r.real_path;
+        if (real.empty()) {
+          auto [it, inserted] = legacy_real_.try_emplace(r.path, "");
+          if (inserted) it->second = ingest::RealPath(r.path);
+          real = it->second;
+        }
+        if (!real.empty()) real_roots_.push_back(real);
       }
       loaded_ = now;
     }

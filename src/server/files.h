@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -58,6 +59,7 @@ class FileGate {
   Collection* collection_;
   std::mutex mu_;
   std::vector<std::string> real_roots_;
+  std::map<std::string, std::string> legacy_real_;  // roots recorded without a real path → resolved once
   std::chrono::steady_clock::time_point loaded_{};
 };
 
@@ -66,6 +68,13 @@ class FileGate {
 // Concurrent requests for the same thumbnail make it once. The cache is kept under `max_bytes` (0:
 // no limit): when it grows past, a background thread deletes the least recently used thumbnails
 // down to 80% of the limit (a cache hit refreshes the file's time).
+struct ThumbnailStats {
+  int64_t made = 0;    // made on request
+  int64_t cached = 0;  // served from the cache
+  uint64_t bytes = 0;  // in the cache folder, as of the last scan plus what was added since
+  int64_t evicted = 0;
+};
+
 class ThumbnailCache {
  public:
   // Sizes are rounded up to one of these, so the cache holds a bounded number of variants.
@@ -80,11 +89,7 @@ class ThumbnailCache {
   // The JPEG bytes of the thumbnail of `record` at RoundSize(size).
   Result<std::string> Get(const ImageRecord& record, int size);
 
-  int64_t made() const { return made_; }
-  int64_t hits() const { return hits_; }
-  // Bytes in the cache folder, as of the last scan plus what was added since.
-  uint64_t bytes() const { return bytes_; }
-  int64_t evicted() const { return evicted_; }
+  ThumbnailStats Stats() const { return {made_, hits_, bytes_, evicted_}; }
 
  private:
   Result<std::string> Make(const ImageRecord& record, int size, const std::string& cache_path);

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "base/text.h"
+
 namespace imgsearch::store {
 
 Status CheckSameModel(const ModelIdentity& stored, const ModelIdentity& wanted, const std::string& where,
@@ -14,25 +16,94 @@ Status CheckSameModel(const ModelIdentity& stored, const ModelIdentity& wanted, 
                                  wanted.id + ", " + std::to_string(wanted.dim) + "); " + remedy);
 }
 
-Result<std::vector<std::string>> ParseRoots(const std::string& json, const std::string& where) {
+namespace {
+
+// Paths are bytes. One that is not UTF-8 cannot be a JSON string; it is kept as hex instead.
+void PutPath(nlohmann::json* j, const char* key, const std::string& path) {
+  if (IsValidUtf8(path)) {
+    (*j)[key] = path;
+    return;
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned char c : path) {
+    hex += kHex[c >> 4];
+    hex += kHex[c & 15];
+  }
+  (*j)[std::string(key) + "_hex"] = hex;
+}
+
+Result<std::string> GetPath(const nlohmann::json& j, const std::string& key) {
+  if (j.contains(key) && j[key].is_string()) return j[key].get<std::string>();
+  const std::string hex_key = key + "_hex";
+  if (!j.contains(hex_key)) return std::string();
+  if (!j[hex_key].is_string() || j[hex_key].get_ref<const std::string&>().size() % 2 != 0) {
+    return Status::Corruption(hex_key + " is not a hex string");
+  }
+  const std::string& hex = j[hex_key].get_ref<const std::string&>();
+  std::string out;
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    const auto digit = [](char c) { return c <= '9' ? c - '0' : c - 'a' + 10; };
+    out += static_cast<char>(digit(hex[i]) * 16 + digit(hex[i + 1]));
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<CollectionRoot>> ParseRoots(const std::string& json, const std::string& where) {
   const nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
   if (!j.is_array()) return Status::Corruption(where + ": the recorded folders are not a JSON list");
-  std::vector<std::string> roots;
+  std::vector<CollectionRoot> roots;
   for (const nlohmann::json& r : j) {
-    if (!r.is_string()) return Status::Corruption(where + ": a recorded folder is not a string");
-    roots.push_back(r.get<std::string>());
+    if (r.is_string()) {
+      roots.push_back({r.get<std::string>(), ""});
+    } else if (r.is_object()) {
+      auto path = GetPath(r, "path");
+      auto real = GetPath(r, "real_path");
+      if (!path.ok() || !real.ok() || path->empty()) {
+        return Status::Corruption(where + ": a recorded folder has no readable path");
+      }
+      roots.push_back({*path, *real});
+    } else {
+      return Status::Corruption(where + ": a recorded folder is neither a path nor {\"path\", \"real_path\"}");
+    }
   }
   return roots;
 }
 
-bool MergeRoots(std::vector<std::string>* roots, std::span<const std::string> add) {
-  const size_t before = roots->size();
-  for (const std::string& r : add) {
-    if (std::find(roots->begin(), roots->end(), r) == roots->end()) roots->push_back(r);
+std::string RootsJson(const std::vector<CollectionRoot>& roots) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const CollectionRoot& r : roots) {
+    nlohmann::json entry = nlohmann::json::object();
+    PutPath(&entry, "path", r.path);
+    PutPath(&entry, "real_path", r.real_path);
+    j.push_back(std::move(entry));
   }
-  if (roots->size() == before) return false;
-  std::sort(roots->begin(), roots->end());
-  return true;
+  return j.dump();
+}
+
+Status MergeRoots(std::vector<CollectionRoot>* roots, std::span<const CollectionRoot> add, RootChange change,
+                  bool* changed) {
+  *changed = false;
+  for (const CollectionRoot& a : add) {
+    auto it = std::find_if(roots->begin(), roots->end(), [&](const CollectionRoot& r) { return r.path == a.path; });
+    if (it == roots->end()) {
+      roots->push_back(a);
+      *changed = true;
+    } else if (!a.real_path.empty() && it->real_path != a.real_path) {
+      if (!it->real_path.empty() && change == RootChange::kRefuse) {
+        return Status::PermissionDenied("folder " + a.path + " now leads to " + a.real_path + ", not to " +
+                                        it->real_path + " as when it was indexed (replaced by a link, or moved); " +
+                                        "with --follow-symlinks the new place is accepted");
+      }
+      it->real_path = a.real_path;
+      *changed = true;
+    }
+  }
+  std::sort(roots->begin(), roots->end(),
+            [](const CollectionRoot& x, const CollectionRoot& y) { return x.path < y.path; });
+  return Status::Ok();
 }
 
 }  // namespace imgsearch::store

@@ -15,10 +15,14 @@ namespace imgsearch::store {
 Status CheckSameModel(const ModelIdentity& stored, const ModelIdentity& wanted, const std::string& where,
                       const std::string& remedy);
 
-// The recorded folders, stored as a JSON list of strings.
-Result<std::vector<std::string>> ParseRoots(const std::string& json, const std::string& where);
+// The recorded folders, stored as a JSON list of {"path", "real_path"} (or, as written before real
+// paths were kept, of path strings).
+Result<std::vector<CollectionRoot>> ParseRoots(const std::string& json, const std::string& where);
+std::string RootsJson(const std::vector<CollectionRoot>& roots);
 
-// Adds the folders `roots` lacks and sorts them; false when none was new.
-bool MergeRoots(std::vector<std::string>* roots, std::span<const std::string> add);
+// Adds the folders `roots` lacks (sorted by path), fills in missing real paths, and applies
+// `change` to a folder that now leads elsewhere. Sets *changed when anything is to be written.
+Status MergeRoots(std::vector<CollectionRoot>* roots, std::span<const CollectionRoot> add, RootChange change,
+                  bool* changed);
 
 }  // namespace imgsearch::store

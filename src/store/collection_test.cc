@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "imgsearch/collection.h"
+#include "store/collection_meta.h"
 #include "store/store_test_util.h"
 #include "test_util.h"
 
@@ -80,6 +81,46 @@ TEST(Collection, UpsertSearchGetMoveRemove) {
   EXPECT_EQ((*hits)[0].path, "/p/a.jpg");
   EXPECT_EQ(*c->Count(), 2);
   EXPECT_TRUE(c->CheckIntegrity().ok());
+}
+
+// Recorded folders: their real paths kept, names of any bytes kept exactly, a folder that now
+// leads elsewhere refused unless accepted, and the list written before real paths were kept read.
+TEST(CollectionRoots, RealPathsAreKeptAndAChangeIsRefused) {
+  auto c = Open(testing::MakeTempDir() + "/db");
+  ASSERT_NE(c, nullptr);
+  const std::string odd = "/photos/bad\xff\xfename";
+  const std::vector<CollectionRoot> first = {{"/photos/a", "/mnt/a"}, {odd, odd}};
+  ASSERT_TRUE(c->AddRoots(first, RootChange::kRefuse).ok());
+  auto roots = c->Roots();
+  ASSERT_TRUE(roots.ok()) << roots.status().ToString();
+  ASSERT_EQ(roots->size(), 2u);
+  EXPECT_EQ((*roots)[0].path, "/photos/a");
+  EXPECT_EQ((*roots)[0].real_path, "/mnt/a");
+  EXPECT_EQ((*roots)[1].path, odd);
+  EXPECT_EQ((*roots)[1].real_path, odd);
+
+  const std::vector<CollectionRoot> swapped = {{"/photos/a", "/etc"}};
+  const Status refused = c->AddRoots(swapped, RootChange::kRefuse);
+  EXPECT_EQ(refused.code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(refused.message().find("/etc"), std::string::npos) << refused.message();
+  EXPECT_NE(refused.message().find("/mnt/a"), std::string::npos) << refused.message();
+  EXPECT_EQ((*c->Roots())[0].real_path, "/mnt/a");
+  ASSERT_TRUE(c->AddRoots(swapped, RootChange::kAccept).ok());
+  EXPECT_EQ((*c->Roots())[0].real_path, "/etc");
+
+  auto legacy = store::ParseRoots(R"(["/old/b", "/old/a"])", "test");
+  ASSERT_TRUE(legacy.ok());
+  ASSERT_EQ(legacy->size(), 2u);
+  EXPECT_EQ((*legacy)[0].path, "/old/b");
+  EXPECT_TRUE((*legacy)[0].real_path.empty());
+  bool changed = false;
+  const std::vector<CollectionRoot> resolved = {{"/old/a", "/real/a"}};
+  ASSERT_TRUE(store::MergeRoots(&*legacy, resolved, RootChange::kRefuse, &changed).ok());
+  EXPECT_TRUE(changed);  // a legacy entry gains its real path without a refusal
+  EXPECT_EQ((*legacy)[0].path, "/old/a");
+  EXPECT_EQ((*legacy)[0].real_path, "/real/a");
+  EXPECT_FALSE(store::ParseRoots(R"([{"real_path": "/x"}])", "test").ok());
+  EXPECT_FALSE(store::ParseRoots(R"({"path": "/x"})", "test").ok());
 }
 
 TEST(Collection, IdenticalContentSharesOneVector) {

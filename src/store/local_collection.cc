@@ -11,10 +11,11 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <mutex>
 #include <shared_mutex>
 
-#include "base/file.h"
 #include "base/rw_mutex.h"
 #include "imgsearch/collection.h"
 #include "store/catalog.h"
@@ -55,11 +56,11 @@ class DirLock {
     }
     // "pid 1234: imgsearch serve --db …", for the message above in another process.
     std::string me = "pid " + std::to_string(::getpid()) + ":";
-    if (auto cmdline = ReadFileText("/proc/self/cmdline", 4096); cmdline.ok()) {
-      for (char& c : *cmdline) {
-        if (c == '\0') c = ' ';
-      }
-      me += " " + *cmdline;
+    // /proc files report no size: read until the end.
+    if (std::ifstream cmdline("/proc/self/cmdline", std::ios::binary); cmdline) {
+      std::string args((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+      std::replace(args.begin(), args.end(), '\0', ' ');
+      me += " " + args;
     }
     me.resize(std::min<size_t>(me.size(), 500));
     if (::ftruncate(fd, 0) == 0 && ::pwrite(fd, me.data(), me.size(), 0) < 0) {
@@ -195,18 +196,20 @@ class LocalCollection final : public Collection {
     return SearchIndex(index_.get(), model_.dim, query, o);
   }
 
-  Result<std::vector<std::string>> Roots() override {
+  Result<std::vector<CollectionRoot>> Roots() override {
     ASSIGN_OR_RETURN(std::optional<std::string> stored, catalog_->GetMeta(kRootsKey));
-    if (!stored) return std::vector<std::string>();
+    if (!stored) return std::vector<CollectionRoot>();
     return ParseRoots(*stored, dir_);
   }
 
-  Status AddRoots(std::span<const std::string> add) override {
+  Status AddRoots(std::span<const CollectionRoot> add, RootChange change) override {
     RETURN_IF_ERROR(CheckWritable());
     std::lock_guard<std::mutex> writer(write_mu_);
-    ASSIGN_OR_RETURN(std::vector<std::string> roots, Roots());
-    if (!MergeRoots(&roots, add)) return Status::Ok();
-    return catalog_->SetMeta(kRootsKey, nlohmann::json(roots).dump());
+    ASSIGN_OR_RETURN(std::vector<CollectionRoot> roots, Roots());
+    bool changed = false;
+    RETURN_IF_ERROR(MergeRoots(&roots, add, change, &changed));
+    if (!changed) return Status::Ok();
+    return catalog_->SetMeta(kRootsKey, RootsJson(roots));
   }
 
   Result<CollectionStats> Stats() override {

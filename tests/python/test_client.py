@@ -3,6 +3,7 @@ import base64
 import datetime
 import json
 import os
+import re
 import socket
 import sys
 import unittest
@@ -88,6 +89,15 @@ class ClientTest(unittest.TestCase):
         self.assertTrue(self.client.healthy())
         self.assertEqual(self.client.rescan(), [self.photos])
         self.assertEqual(self.client.rescan(self.photos), [self.photos])
+
+    def test_one_version(self):
+        # Defined once, by CMakeLists.txt's project(); the server reports it and the client carries it.
+        with open(os.path.join(HERE, "..", "..", "CMakeLists.txt")) as f:
+            declared = re.search(r"project\(imgsearch VERSION ([0-9.]+)", f.read()).group(1)
+        self.assertEqual(self.client.status()["server"]["version"], declared)
+        self.assertEqual(isc.__version__, declared)
+        with urllib.request.urlopen(self.url + "/api") as r:
+            self.assertEqual(json.load(r)["version"], declared)
 
     def test_errors_are_typed_and_carry_the_servers_message(self):
         with self.assertRaises(isc.BadRequestError) as e:

@@ -1,0 +1,156 @@
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "imgsearch/clip.h"
+#include "kernels/cpu.h"
+#include "kernels/gemm.h"
+#include "model/config.h"
+#include "model/encoders.h"
+#include "model/tokenizer.h"
+#include "model/weights.h"
+
+namespace imgsearch {
+
+namespace {
+
+// Images per forward pass: bounds the activations' memory whatever batch the caller hands in.
+constexpr int kMaxImagesPerPass = 32;
+
+TowerInfo DescribeTower(const clip::TowerConfig& t) {
+  TowerInfo info;
+  info.width = t.width;
+  info.n_layers = t.n_layers;
+  info.n_head = t.n_head;
+  info.mlp_width = t.mlp_width;
+  info.n_positions = t.n_positions;
+  info.layer_norm_eps = t.layer_norm_eps;
+  info.activation = t.activation == clip::Activation::kQuickGelu ? "quick_gelu" : "gelu";
+  return info;
+}
+
+}  // namespace
+
+double MeasureGemmGflops(int m, int k, int n, double min_seconds) {
+  std::vector<float> x(static_cast<size_t>(m) * k, 0.5f), w(static_cast<size_t>(n) * k, 0.25f);
+  std::vector<float> y(static_cast<size_t>(m) * n);
+  kernels::Linear(x.data(), w.data(), nullptr, y.data(), m, k, n);  // warm-up: JIT and caches
+  const auto start = std::chrono::steady_clock::now();
+  int reps = 0;
+  double elapsed = 0;
+  do {
+    kernels::Linear(x.data(), w.data(), nullptr, y.data(), m, k, n);
+    ++reps;
+    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  } while (elapsed < min_seconds);
+  return 2.0 * m * k * n * reps / elapsed / 1e9;
+}
+
+double VisionFlopsPerImage(const ModelInfo& info) {
+  const double w = info.vision.width;
+  const double grid = static_cast<double>(info.image_size) / info.patch_size;
+  const double t = grid * grid + 1;
+  const double patch = 2.0 * grid * grid * 3 * info.patch_size * info.patch_size * w;
+  const double per_layer = 2.0 * t * w * 3 * w                         // q, k, v
+                           + 2.0 * 2 * t * t * w                       // scores and weighted sum
+                           + 2.0 * t * w * w                           // output projection
+                           + 2.0 * 2 * t * w * info.vision.mlp_width;  // MLP
+  return patch + info.vision.n_layers * per_layer + 2.0 * w * info.embedding_dim;
+}
+
+Result<Precision> ParsePrecision(std::string_view name) {
+  if (name == "fp32") return Precision::kFp32;
+  if (name == "auto") return Precision::kAuto;
+  return Status::InvalidArgument("unknown precision \"" + std::string(name) + "\" (expected fp32 or auto)");
+}
+
+struct ClipModel::Impl {
+  clip::ClipConfig config;
+  std::unique_ptr<clip::ClipWeights> weights;
+  std::unique_ptr<clip::Tokenizer> tokenizer;
+  ModelInfo info;
+};
+
+ClipModel::ClipModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ClipModel::~ClipModel() = default;
+
+Result<std::unique_ptr<ClipModel>> ClipModel::Load(const std::string& dir, const ModelOptions& options) {
+  ASSIGN_OR_RETURN(clip::ModelFiles files, clip::ResolveModelFiles(dir));
+  ASSIGN_OR_RETURN(clip::SafetensorsFile st, clip::SafetensorsFile::Open(files.weights));
+  auto impl = std::make_unique<Impl>();
+  ASSIGN_OR_RETURN(impl->config, clip::DeriveConfig(st, files.config_json));
+  const uint64_t weights_bytes = st.file_size();
+  const std::string fingerprint = st.Fingerprint();
+  ASSIGN_OR_RETURN(impl->weights, clip::ClipWeights::Load(std::move(st), impl->config));
+  ASSIGN_OR_RETURN(clip::Tokenizer tokenizer, clip::Tokenizer::Load(files.vocab_json, files.merges_txt));
+  if (static_cast<int>(tokenizer.vocab_size()) > impl->config.vocab_size ||
+      tokenizer.eot_id() >= impl->config.vocab_size || tokenizer.sot_id() >= impl->config.vocab_size) {
+    return Status::InvalidArgument(files.vocab_json + " has " + std::to_string(tokenizer.vocab_size()) +
+                                   " tokens but the token embedding has " + std::to_string(impl->config.vocab_size) +
+                                   " rows");
+  }
+  impl->tokenizer = std::make_unique<clip::Tokenizer>(std::move(tokenizer));
+
+  kernels::SetNumThreads(options.n_threads);
+  const kernels::CpuFeatures& cpu = kernels::DetectCpu();
+  const bool native_bf16 = (cpu.avx512_bf16 || cpu.amx_bf16) && !kernels::IsaLimitedToAvx2();
+  if (options.precision == Precision::kAuto && native_bf16) {
+    // The bf16 GEMM path is not built yet; fp32 is exact and always correct.
+    spdlog::info("precision auto: CPU has native bf16, but this build computes in fp32");
+  }
+
+  const clip::ClipConfig& c = impl->config;
+  ModelInfo& info = impl->info;
+  info.dir = files.dir;
+  info.weights_path = files.weights;
+  info.weights_bytes = weights_bytes;
+  info.dtype = impl->weights->dtype_name();
+  info.n_params = impl->weights->n_params();
+  info.text = DescribeTower(c.text);
+  info.vision = DescribeTower(c.vision);
+  info.vocab_size = c.vocab_size;
+  info.image_size = c.image_size;
+  info.patch_size = c.patch_size;
+  info.embedding_dim = c.projection_dim;
+  info.fingerprint = fingerprint;
+  info.isa = kernels::DescribeIsa();
+  info.precision = "fp32";
+  spdlog::debug("loaded {}: {} params ({}), kernels {} {}, {} threads", files.dir, info.n_params, info.dtype, info.isa,
+                info.precision, kernels::NumThreads());
+  return std::unique_ptr<ClipModel>(new ClipModel(std::move(impl)));
+}
+
+const ModelInfo& ClipModel::info() const { return impl_->info; }
+int ClipModel::embedding_dim() const { return impl_->config.projection_dim; }
+int ClipModel::image_size() const { return impl_->config.image_size; }
+int ClipModel::context_length() const { return impl_->config.text.n_positions; }
+
+std::vector<int32_t> ClipModel::Tokenize(std::string_view text) const {
+  return impl_->tokenizer->Encode(text, context_length());
+}
+
+Status ClipModel::EncodeTokens(std::span<const std::vector<int32_t>> token_ids, float* out) const {
+  std::vector<std::span<const int32_t>> seqs(token_ids.begin(), token_ids.end());
+  return clip::EncodeTextBatch(impl_->config, impl_->weights->text(), seqs, out);
+}
+
+Status ClipModel::EncodeTexts(std::span<const std::string> texts, float* out) const {
+  std::vector<std::vector<int32_t>> ids;
+  ids.reserve(texts.size());
+  for (const std::string& text : texts) ids.push_back(Tokenize(text));
+  return EncodeTokens(ids, out);
+}
+
+Status ClipModel::EncodeImages(const float* pixels, int n_images, float* out) const {
+  if (n_images < 0) return Status::InvalidArgument("negative image count");
+  const int64_t image_floats = 3 * int64_t{image_size()} * image_size();
+  for (int begin = 0; begin < n_images; begin += kMaxImagesPerPass) {
+    const int n = std::min(kMaxImagesPerPass, n_images - begin);
+    clip::EncodeImageBatch(impl_->config, impl_->weights->vision(), pixels + begin * image_floats, n,
+                           out + int64_t{begin} * embedding_dim());
+  }
+  return Status::Ok();
+}
+
+}  // namespace imgsearch

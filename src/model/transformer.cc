@@ -1,0 +1,47 @@
+#include "model/transformer.h"
+
+#include "kernels/gemm.h"
+#include "kernels/ops.h"
+
+namespace imgsearch::clip {
+
+void BlockScratch::Reserve(int n_tokens, const TowerConfig& c) {
+  const size_t n = static_cast<size_t>(n_tokens);
+  ln.resize(n * c.width);
+  qkv.resize(n * 3 * c.width);
+  attn.resize(n * c.width);
+  proj.resize(n * c.width);
+  mlp.resize(n * c.mlp_width);
+}
+
+void ApplyLinear(const LinearWeights& linear, const float* x, int rows, float* y) {
+  kernels::Linear(x, linear.weight, linear.bias, y, rows, linear.in, linear.out);
+}
+
+void TransformerBlock(const BlockWeights& w, const TowerConfig& c, float* x, int n_seqs, int seq_len, bool causal,
+                      BlockScratch* s) {
+  const int n_tokens = n_seqs * seq_len;
+  const int64_t n_values = int64_t{n_tokens} * c.width;
+  s->Reserve(n_tokens, c);
+
+  // Attention half.
+  kernels::LayerNorm(x, w.ln1.gamma, w.ln1.beta, s->ln.data(), n_tokens, c.width, c.layer_norm_eps);
+  ApplyLinear(w.qkv, s->ln.data(), n_tokens, s->qkv.data());
+  kernels::AttentionBatch(s->qkv.data(), s->attn.data(), n_seqs, seq_len, c.width, c.n_head, causal);
+  ApplyLinear(w.out, s->attn.data(), n_tokens, s->proj.data());
+  kernels::AddInPlace(x, s->proj.data(), n_values);
+
+  // MLP half.
+  kernels::LayerNorm(x, w.ln2.gamma, w.ln2.beta, s->ln.data(), n_tokens, c.width, c.layer_norm_eps);
+  ApplyLinear(w.fc1, s->ln.data(), n_tokens, s->mlp.data());
+  const int64_t n_mlp = int64_t{n_tokens} * c.mlp_width;
+  if (c.activation == Activation::kQuickGelu) {
+    kernels::QuickGelu(s->mlp.data(), n_mlp);
+  } else {
+    kernels::Gelu(s->mlp.data(), n_mlp);
+  }
+  ApplyLinear(w.fc2, s->mlp.data(), n_tokens, s->proj.data());
+  kernels::AddInPlace(x, s->proj.data(), n_values);
+}
+
+}  // namespace imgsearch::clip

@@ -1,0 +1,29 @@
+// The pre-LN transformer block shared by both towers.
+#pragma once
+
+#include <vector>
+
+#include "model/config.h"
+#include "model/weights.h"
+
+namespace imgsearch::clip {
+
+// Scratch space for one forward pass; grows to the largest batch seen and is then reused.
+struct BlockScratch {
+  std::vector<float> ln;    // [tokens, width]
+  std::vector<float> qkv;   // [tokens, 3·width]
+  std::vector<float> attn;  // [tokens, width]
+  std::vector<float> proj;  // [tokens, width]
+  std::vector<float> mlp;   // [tokens, mlp_width]
+
+  void Reserve(int n_tokens, const TowerConfig& c);
+};
+
+// x ([n_seqs·seq_len, width], sequences back to back) ← block(x), in place.
+void TransformerBlock(const BlockWeights& w, const TowerConfig& c, float* x, int n_seqs, int seq_len, bool causal,
+                      BlockScratch* s);
+
+// Applies `linear` to `rows` rows of x.
+void ApplyLinear(const LinearWeights& linear, const float* x, int rows, float* y);
+
+}  // namespace imgsearch::clip

@@ -1,0 +1,80 @@
+// The checkpoint's tensors, named as Hugging Face's CLIPModel names them.
+//
+// F32 tensors point straight into the memory-mapped file; F16 and BF16 ones are widened to F32
+// once at load. q/k/v projections are fused into one [3·width, width] matrix per layer.
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "model/config.h"
+#include "model/safetensors.h"
+
+namespace imgsearch::clip {
+
+struct LinearWeights {
+  const float* weight = nullptr;  // [out, in]
+  const float* bias = nullptr;    // [out] or null
+  int in = 0;
+  int out = 0;
+};
+
+struct LayerNormWeights {
+  const float* gamma = nullptr;
+  const float* beta = nullptr;
+};
+
+// One pre-LN transformer block: x += attn(ln1(x)); x += mlp(ln2(x)).
+struct BlockWeights {
+  LayerNormWeights ln1;  // layer_norm1
+  LinearWeights qkv;     // self_attn.{q,k,v}_proj fused
+  LinearWeights out;     // self_attn.out_proj
+  LayerNormWeights ln2;  // layer_norm2
+  LinearWeights fc1;     // mlp.fc1
+  LinearWeights fc2;     // mlp.fc2
+};
+
+struct TextWeights {
+  const float* token_embedding = nullptr;     // text_model.embeddings.token_embedding.weight [vocab, width]
+  const float* position_embedding = nullptr;  // text_model.embeddings.position_embedding.weight [ctx, width]
+  std::vector<BlockWeights> blocks;           // text_model.encoder.layers.N
+  LayerNormWeights final_ln;                  // text_model.final_layer_norm
+  LinearWeights projection;                   // text_projection.weight [proj, width]
+};
+
+struct VisionWeights {
+  const float* class_embedding = nullptr;     // vision_model.embeddings.class_embedding [width]
+  const float* patch_embedding = nullptr;     // vision_model.embeddings.patch_embedding.weight [width, 3·p·p]
+  const float* position_embedding = nullptr;  // vision_model.embeddings.position_embedding.weight [grid²+1, width]
+  LayerNormWeights pre_ln;                    // vision_model.pre_layrnorm (sic)
+  std::vector<BlockWeights> blocks;           // vision_model.encoder.layers.N
+  LayerNormWeights post_ln;                   // vision_model.post_layernorm
+  LinearWeights projection;                   // visual_projection.weight [proj, width]
+};
+
+class ClipWeights {
+ public:
+  // Checks every tensor's presence, dtype and shape against `config`.
+  static Result<std::unique_ptr<ClipWeights>> Load(SafetensorsFile file, const ClipConfig& config);
+
+  const TextWeights& text() const { return text_; }
+  const VisionWeights& vision() const { return vision_; }
+  const SafetensorsFile& file() const { return file_; }
+  const char* dtype_name() const { return dtype_name_; }
+  int64_t n_params() const { return n_params_; }
+
+ private:
+  explicit ClipWeights(SafetensorsFile file) : file_(std::move(file)) {}
+
+  class Loader;
+
+  SafetensorsFile file_;
+  std::deque<std::vector<float>> owned_;  // widened or fused tensors; deque: references stay valid
+  TextWeights text_;
+  VisionWeights vision_;
+  const char* dtype_name_ = "F32";
+  int64_t n_params_ = 0;
+};
+
+}  // namespace imgsearch::clip

@@ -1,0 +1,41 @@
+// What every handler answers with.
+#include "base/base64.h"
+#include "base/text.h"
+#include "server/http_status.h"
+#include "server/routes.h"
+
+namespace imgsearch::server {
+
+void SendJson(Res& res, const json& body, int status) {
+  res.status = status;
+  // Text that is not UTF-8 (a message quoting a file name) is replaced rather than failing the
+  // response; paths themselves go through AddPath, which loses nothing.
+  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+}
+
+void SendError(Res& res, const Status& status) {
+  SendJson(res, json{{"error", status.message()}}, HttpStatusOf(status));
+}
+
+Result<int64_t> PathId(const Req& req) {
+  const std::string text = req.matches[1];
+  if (text.empty() || text.size() > 18) return Status::NotFound("no image " + EscapeForDisplay(text, 40));
+  return std::stoll(text);
+}
+
+Result<ImageRecord> RecordOf(Collection* collection, int64_t id) {
+  ASSIGN_OR_RETURN(std::optional<ImageRecord> r, collection->GetById(id));
+  if (!r) return Status::NotFound("no image with id " + std::to_string(id));
+  return std::move(*r);
+}
+
+void AddPath(json* object, const std::string& path) {
+  if (IsValidUtf8(path)) {
+    (*object)["path"] = path;
+    return;
+  }
+  (*object)["path"] = EscapeForDisplay(path);
+  (*object)["path_bytes"] = EncodeBase64(path);
+}
+
+}  // namespace imgsearch::server

@@ -1,0 +1,81 @@
+// Search: GET and POST /api/search, and "more like this" for one image.
+#include <cmath>
+
+#include "server/routes.h"
+
+namespace imgsearch::server {
+
+namespace {
+
+SearchFields FieldsOf(const httplib::Params& params) { return {params.begin(), params.end()}; }
+
+json HitJson(const SearchHit& h) {
+  const std::string id = std::to_string(h.id);
+  json j{{"id", h.id},         {"score", h.score},           {"width", h.width},
+         {"height", h.height}, {"url", "/api/images/" + id}, {"thumbnail", "/api/images/" + id + "/thumbnail"}};
+  AddPath(&j, h.path);
+  return j;
+}
+
+void Answer(ServerContext& c, const Result<SearchRequest>& request, Res& res) {
+  if (!request.ok()) return SendError(res, request.status());
+  Result<SearchResponse> response = c.searcher->Search(*request);
+  if (!response.ok()) return SendError(res, response.status());
+  json results = json::array();
+  for (const SearchHit& h : response->hits) results.push_back(HitJson(h));
+  SendJson(res, json{{"results", std::move(results)},
+                     {"k", request->options.k},
+                     {"offset", request->options.offset},
+                     {"took_ms", std::round(response->took_ms * 100) / 100}});
+}
+
+}  // namespace
+
+std::vector<Route> SearchRoutes(ServerContext& c) {
+  const std::vector<std::string> options = {"k", "offset", "min_score", "under", "after", "before", "format", "exact"};
+  std::vector<std::string> params = {"q", "similar"};
+  params.insert(params.end(), options.begin(), options.end());
+  return {
+      {.method = "GET",
+       .pattern = "/api/search",
+       .name = "search",
+       .params = params,
+       .about = "Search by text (q) or by an indexed image (similar=ID). Results: id, path, score, width, height, "
+                "url, thumbnail.",
+       .handle = [&c](const Req& req, Res& res) { Answer(c, ParseSearchQuery(FieldsOf(req.params), c.limits), res); }},
+      {.method = "POST",
+       .pattern = "/api/search",
+       .name = "search",
+       .body = "JSON {q, terms: [{text|image (base64)|id, weight}], image, similar, k, offset, min_score, under, "
+               "after, before, formats, exact} or multipart/form-data with image file parts and the same fields",
+       .about = "Weighted positive and negative terms: texts, uploaded images and indexed images.",
+       .handle =
+           [&c](const Req& req, Res& res) {
+             if (req.is_multipart_form_data()) {
+               std::vector<FormPart> parts;
+               for (const auto& [name, part] : req.files) parts.push_back({part.name, part.content, part.filename});
+               return Answer(c, ParseSearchForm(parts, c.limits), res);
+             }
+             const std::string type = req.get_header_value("Content-Type");
+             if (type.rfind("application/json", 0) != 0 && !type.empty()) {
+               return SendError(res, Status::Unsupported("send application/json or multipart/form-data, not " + type));
+             }
+             Answer(c, ParseSearchJson(req.body, c.limits), res);
+           }},
+      {.method = "GET",
+       .pattern = "/api/images/{id}/similar",
+       .name = "similar",
+       .params = options,
+       .about = "More like this (the image itself left out).",
+       .handle =
+           [&c](const Req& req, Res& res) {
+             auto id = PathId(req);
+             if (!id.ok()) return SendError(res, id.status());
+             auto request = ParseSearchQuery(FieldsOf(req.params), c.limits, /*allow_terms=*/false);
+             if (request.ok()) request->terms.push_back(SearchTerm{.kind = SearchTerm::Kind::kItem, .id = *id});
+             Answer(c, request, res);
+           }},
+  };
+}
+
+}  // namespace imgsearch::server
