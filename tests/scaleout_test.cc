@@ -378,12 +378,27 @@ TEST_F(ScaleoutTest, PostgresRestartDuringIngestionLosesNothing) {
 }
 
 TEST_F(ScaleoutTest, SchemaMigratesFromPreviousVersionAndRefusesNewer) {
+  // Reading never writes: an empty database stays empty.
+  for (const std::string cmd : {"stats", "list"}) {
+    const auto nothing = RunCommand({ImgsearchBin(), cmd, "--store", url_});
+    EXPECT_EQ(nothing.exit_code, 2) << cmd;
+    EXPECT_NE(nothing.err.find("no collection at"), std::string::npos) << nothing.err;
+  }
+  EXPECT_EQ(pg_->Psql("photos", "SELECT to_regclass('imgsearch.meta') IS NULL"), "t");
+
   scaleout::PgClient client(url_, std::chrono::seconds(10));
   auto found = scaleout::MigrateSchema(&client, kPgSchemaVersion - 1);
   ASSERT_TRUE(found.ok()) << found.status().ToString();
   EXPECT_EQ(*found, 0);
   pg_->Psql("photos", "INSERT INTO imgsearch.jobs(path, size_bytes, mtime_ns) VALUES ('/x/a.png', 1, 2)");
   EXPECT_EQ(pg_->Psql("photos", "SELECT to_regclass('imgsearch.workers') IS NULL"), "t");
+  // An older schema is not upgraded by a reader, nor given a collection id.
+  const auto old = RunCommand({ImgsearchBin(), "stats", "--store", url_});
+  EXPECT_EQ(old.exit_code, 2);
+  EXPECT_NE(old.err.find("older than this imgsearch reads"), std::string::npos) << old.err;
+  EXPECT_EQ(pg_->Psql("photos", "SELECT value FROM imgsearch.meta WHERE key = 'schema_version'"),
+            std::to_string(kPgSchemaVersion - 1));
+  EXPECT_EQ(pg_->Psql("photos", "SELECT count(*) FROM imgsearch.meta WHERE key = 'collection_id'"), "0");
 
   // Any command brings it up to date, keeping what is there.
   WriteImages(photos_, 3);

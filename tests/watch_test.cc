@@ -263,7 +263,9 @@ TEST_F(WatchTest, KillDashNineMidBurstThenRestartConverges) {
     const std::string name = "img" + std::to_string(i) + ".png";
     fs::rename(outside_ + "/burst/" + name, root_ + "/" + name);
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // a few batches in
+  // Killed once the first images are in: mid-burst by state, not by a guess at the machine's speed.
+  const auto first_in = Clock::now() + std::chrono::seconds(120);
+  while (Listed().empty() && Clock::now() < first_in) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   watch_->Signal(SIGKILL);
   watch_->Wait();
   const size_t at_kill = Listed().size();

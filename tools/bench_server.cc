@@ -86,7 +86,7 @@ int Make(const std::string& model_dir, const std::string& out, int n) {
     u.record.path = path;
     u.record.size_bytes = st.st_size;
     u.record.mtime_ns = int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec;
-    u.record.content_hash = imgsearch::ingest::ContentHash(*jpeg);
+    u.record.content_hash = imgsearch::ContentHash(*jpeg);
     u.record.width = img.width;
     u.record.height = img.height;
     u.record.format = "jpeg";

@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "imgsearch/collection.h"
 #include "imgsearch/ingest.h"
+#include "imgsearch/paths.h"
 #include "imgsearch/scaleout.h"
 #include "imgsearch/search.h"
 #include "ingest_common.h"
@@ -83,8 +84,7 @@ RunFn AddSearchCommand(CLI::App& root) {
       if (!value->empty()) options.emplace_back(key, *value);
     }
     // A relative folder is relative to where the command runs.
-    if (!f->under.empty())
-      options.emplace_back("under", std::filesystem::absolute(f->under).lexically_normal().string());
+    if (!f->under.empty()) options.emplace_back("under", NormalisePath(f->under));
     for (const std::string& format : f->formats) options.emplace_back("format", format);
     if (f->exact) options.emplace_back("exact", "true");
     auto request = ParseSearchArgs(f->query, f->images, f->similar, options);

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "commands.h"
+#include "imgsearch/paths.h"
 #include "imgsearch/server.h"
 #include "ingest_common.h"
 
@@ -32,16 +33,6 @@ Result<std::pair<std::string, int>> ParseListen(const std::string& text) {
     return Status::InvalidArgument("--listen: \"" + port + "\" is not a port number (0-65535)");
   }
   return std::make_pair(host, static_cast<int>(p));
-}
-
-// $XDG_CACHE_HOME/imgsearch/NAME, else ~/.cache/imgsearch/NAME. (Thumbnails are named by content
-// and index snapshots by collection, so collections can share these folders.)
-std::string CacheDir(const std::string& name) {
-  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg != nullptr && *xdg != '\0') {
-    return std::string(xdg) + "/imgsearch/" + name;
-  }
-  const char* home = std::getenv("HOME");
-  return std::string(home != nullptr ? home : "/tmp") + "/.cache/imgsearch/" + name;
 }
 
 bool IsLoopback(const std::string& host) { return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0; }
@@ -101,8 +92,7 @@ RunFn AddServeCommand(CLI::App& root) {
 
     if (!f->store.empty()) {
       // A search node builds its index from the database before answering (later changes follow).
-      const std::vector<float> probe(static_cast<size_t>(model->embedding_dim()), 1.0f);
-      if (auto warm = collection->Search(probe, {.k = 1}); !warm.ok()) return ReportError(warm.status());
+      if (Status warm = collection->Warm(); !warm.ok()) return ReportError(warm);
       auto stats = collection->Stats();
       if (stats.ok()) std::printf("search index ready: %lld images\n", static_cast<long long>(stats->indexed));
     }

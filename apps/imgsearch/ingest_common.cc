@@ -1,5 +1,7 @@
 #include "ingest_common.h"
 
+#include "imgsearch/paths.h"
+
 #include <pthread.h>
 
 #include <cstdio>
@@ -62,7 +64,7 @@ SyncOptions SyncOptionsOf(const IngestFlags& f, const IngestTarget* target) {
   options.scan.exclude_globs = f.exclude;
   // The collection may live inside a folder it indexes; its files are never images to index.
   if (!f.db.empty()) {
-    options.scan.exclude_paths = {std::filesystem::absolute(f.db).lexically_normal().string()};
+    options.scan.exclude_paths = {NormalisePath(f.db)};
     while (options.scan.exclude_paths[0].size() > 1 && options.scan.exclude_paths[0].back() == '/') {
       options.scan.exclude_paths[0].pop_back();
     }

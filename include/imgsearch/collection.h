@@ -147,6 +147,10 @@ class Collection {
   virtual Status ForEach(const std::function<bool(const ImageRecord&)>& visit,
                          std::optional<ImageStatus> status = std::nullopt, const std::string& under = "") = 0;
 
+  // Makes the search index ready now rather than at the first search (a search node over PostgreSQL
+  // builds or loads it on first use), so that a server answers its first search quickly.
+  virtual Status Warm() = 0;
+
   // `query` must be L2-normalised and of the model's dimension.
   virtual Result<std::vector<SearchHit>> Search(std::span<const float> query, const SearchOptions& options) = 0;
 

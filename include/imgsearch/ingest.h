@@ -75,6 +75,7 @@ struct SyncReport {
   int64_t queued = 0;    // files handed to workers as jobs (scale-out mode)
   int64_t failed = 0;
   std::vector<std::pair<std::string, std::string>> failures;  // path, reason
+  std::vector<std::string> warnings;  // what was not scanned, and why (an unreadable folder, a swapped root)
   double seconds = 0;
   double decode_seconds = 0, encode_seconds = 0, write_seconds = 0;  // busy time per pipeline stage
 };

@@ -12,6 +12,9 @@
 
 namespace imgsearch {
 
+// Files larger than this are not read (the pipeline records them as failed).
+inline constexpr size_t kMaxFileBytes = size_t{1} << 30;
+
 // Reads a whole file. `max_bytes` guards against reading something absurd by mistake.
 Result<std::vector<uint8_t>> ReadFileBytes(const std::string& path, size_t max_bytes = size_t{1} << 31);
 

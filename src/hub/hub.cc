@@ -20,6 +20,7 @@
 
 #include "base/http_client.h"
 #include "imgsearch/hub.h"
+#include "imgsearch/paths.h"
 
 namespace imgsearch {
 
@@ -295,14 +296,7 @@ class Puller {
 
 }  // namespace
 
-std::string DefaultModelCache() {
-  std::string base = Env("XDG_CACHE_HOME");
-  if (base.empty()) {
-    const std::string home = Env("HOME");
-    base = (home.empty() ? std::string("/tmp") : home) + "/.cache";
-  }
-  return base + "/imgsearch/models";
-}
+std::string DefaultModelCache() { return CacheDir("models"); }
 
 std::string CachedModelDir(const std::string& name, const std::string& cache_dir) {
   return (cache_dir.empty() ? DefaultModelCache() : cache_dir) + "/" + DirName(name);

@@ -1,12 +1,12 @@
 #include "ingest/pipeline.h"
 
 #include <spdlog/spdlog.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <cstdio>
 
 #include "base/file.h"
+#include "base/hash.h"
 
 namespace imgsearch::ingest {
 
@@ -40,14 +40,6 @@ PipelineOptions PipelineOptionsOf(const SyncOptions& o) {
   p.batch_size = o.batch_size;
   p.decode_threads = o.decode_threads;
   return p;
-}
-
-std::string ContentHash(std::span<const uint8_t> bytes) {
-  const XXH128_hash_t h = XXH3_128bits(bytes.data(), bytes.size());
-  char hex[33];
-  std::snprintf(hex, sizeof(hex), "%016llx%016llx", static_cast<unsigned long long>(h.high64),
-                static_cast<unsigned long long>(h.low64));
-  return hex;
 }
 
 // What the writer does with one file.

@@ -34,9 +34,6 @@
 
 namespace imgsearch::ingest {
 
-// XXH3-128 of a file's bytes, as hex: the identity of its content.
-std::string ContentHash(std::span<const uint8_t> bytes);
-
 // One file to bring into the collection.
 struct WorkItem {
   FileInfo file;                        // as scanned

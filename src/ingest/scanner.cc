@@ -1,8 +1,5 @@
 #include "ingest/scanner.h"
 
-#include <climits>
-#include <cstdlib>
-
 #include <fnmatch.h>
 #include <sys/stat.h>
 
@@ -43,19 +40,8 @@ std::optional<FileInfo> StatFile(const std::string& path, bool follow) {
   return f;
 }
 
-std::string NormaliseRoot(const std::string& root) {
-  std::string p = fs::absolute(root).lexically_normal().string();
-  while (p.size() > 1 && p.back() == '/') p.pop_back();
-  return p;
-}
-
-std::string RealPath(const std::string& path) {
-  char resolved[PATH_MAX + 1];
-  return ::realpath(path.c_str(), resolved) != nullptr ? std::string(resolved) : std::string();
-}
-
 Result<CollectionRoot> ResolveRoot(const std::string& folder) {
-  CollectionRoot root{NormaliseRoot(folder), ""};
+  CollectionRoot root{NormalisePath(folder), ""};
   std::error_code ec;
   if (!fs::is_directory(root.path, ec)) {
     return Status::NotFound("folder " + root.path + " does not exist (or is not a folder)");
@@ -65,24 +51,18 @@ Result<CollectionRoot> ResolveRoot(const std::string& folder) {
   return root;
 }
 
-Result<std::vector<std::string>> RecordRoots(std::span<const std::string> folders, Collection* collection,
-                                             const ScanOptions& options) {
+Result<std::vector<CollectionRoot>> RecordRoots(std::span<const std::string> folders, Collection* collection,
+                                                const ScanOptions& options) {
   std::vector<CollectionRoot> roots;
-  std::vector<std::string> paths;
   for (const std::string& f : folders) {
     ASSIGN_OR_RETURN(CollectionRoot root, ResolveRoot(f));
-    paths.push_back(root.path);
     roots.push_back(std::move(root));
   }
+  std::sort(roots.begin(), roots.end(), [](const auto& a, const auto& b) { return a.path < b.path; });
+  roots.erase(std::unique(roots.begin(), roots.end(), [](const auto& a, const auto& b) { return a.path == b.path; }),
+              roots.end());
   RETURN_IF_ERROR(collection->AddRoots(roots, options.follow_symlinks ? RootChange::kAccept : RootChange::kRefuse));
-  std::sort(paths.begin(), paths.end());
-  paths.erase(std::unique(paths.begin(), paths.end()), paths.end());
-  return paths;
-}
-
-bool IsUnder(const std::string& path, const std::string& root) {
-  if (path.size() < root.size() || path.compare(0, root.size(), root) != 0) return false;
-  return path.size() == root.size() || root == "/" || path[root.size()] == '/';
+  return roots;
 }
 
 bool Excluded(const std::string& path, const std::string& root, bool is_dir, const ScanOptions& o) {
@@ -104,7 +84,7 @@ bool Excluded(const std::string& path, const std::string& root, bool is_dir, con
 
 Result<std::vector<FileInfo>> ScanTree(const std::string& root_in, const ScanOptions& o,
                                        std::vector<std::string>* warnings) {
-  const std::string root = NormaliseRoot(root_in);
+  const std::string root = NormalisePath(root_in);
   std::error_code ec;
   const fs::file_status status = fs::status(root, ec);
   if (ec || !fs::exists(status)) return Status::NotFound("folder " + root + " does not exist");

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "imgsearch/ingest.h"
+#include "imgsearch/paths.h"
 
 namespace imgsearch::ingest {
 
@@ -20,22 +21,14 @@ struct FileInfo {
 // Size and mtime of `path` if it is a regular file (following a final symlink when `follow`).
 std::optional<FileInfo> StatFile(const std::string& path, bool follow = true);
 
-// Files larger than this are not read (recorded as failed).
-inline constexpr size_t kMaxFileBytes = size_t{1} << 30;
-
-// Absolute, normalised form of a root ("./photos/" → "/home/me/photos").
-std::string NormaliseRoot(const std::string& root);
-
-// Where `path` leads, every link followed; empty when it cannot be resolved (gone, unreadable).
-std::string RealPath(const std::string& path);
-
 // A folder to record: normalised, with its real path now. kNotFound when it does not exist.
 Result<CollectionRoot> ResolveRoot(const std::string& folder);
 
 // Records `folders` in the collection with their real paths. A folder recorded earlier that now
 // leads elsewhere is refused (kPermissionDenied) unless `options.follow_symlinks`.
-Result<std::vector<std::string>> RecordRoots(std::span<const std::string> folders, Collection* collection,
-                                             const ScanOptions& options);
+// Returns them sorted by path, without repeats.
+Result<std::vector<CollectionRoot>> RecordRoots(std::span<const std::string> folders, Collection* collection,
+                                                const ScanOptions& options);
 
 // Files under `root` (or `root` itself when it is a file), in path order. Unreadable folders are
 // skipped and reported in `warnings`.
@@ -45,8 +38,5 @@ Result<std::vector<FileInfo>> ScanTree(const std::string& root, const ScanOption
 // True when the scan would skip `path` (below `root`): a hidden or excluded folder on the way, or
 // (for files) a name the globs exclude.
 bool Excluded(const std::string& path, const std::string& root, bool is_dir, const ScanOptions& options);
-
-// True when `path` lies under `root` (a folder) or is `root`.
-bool IsUnder(const std::string& path, const std::string& root);
 
 }  // namespace imgsearch::ingest

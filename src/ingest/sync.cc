@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "base/file.h"
+#include "base/hash.h"
 #include "imgsearch/ingest.h"
 #include "ingest/pipeline.h"
 #include "ingest/reconcile.h"
@@ -65,7 +66,10 @@ Status Reconciler::Reconcile(std::span<const std::string> scopes, SyncReport* re
         },
         std::nullopt, scope));
   }
-  for (const std::string& w : warnings) spdlog::warn("{}", w);
+  for (const std::string& w : warnings) {
+    spdlog::warn("{}", w);
+    report->warnings.push_back(w);
+  }
   report->scanned += static_cast<int64_t>(on_disk.size());
   std::vector<WorkItem> work;
   RETURN_IF_ERROR(Diff(on_disk, known, report, &work));
@@ -195,7 +199,9 @@ Result<SyncReport> RunSync(const ClipModel& model, Collection* collection, const
 
 Result<SyncReport> SyncFolders(std::span<const std::string> roots_in, const ClipModel& model, Collection* collection,
                                const SyncOptions& options) {
-  ASSIGN_OR_RETURN(const std::vector<std::string> roots, ingest::RecordRoots(roots_in, collection, options.scan));
+  ASSIGN_OR_RETURN(const std::vector<CollectionRoot> recorded, ingest::RecordRoots(roots_in, collection, options.scan));
+  std::vector<std::string> roots;
+  for (const CollectionRoot& r : recorded) roots.push_back(r.path);
   return RunSync(model, collection, options,
                  [&](ingest::Reconciler& r, SyncReport* report) { return r.Reconcile(roots, report); });
 }

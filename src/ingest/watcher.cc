@@ -37,6 +37,12 @@ namespace {
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
 
+std::vector<std::string> PathsOf(const std::vector<CollectionRoot>& roots) {
+  std::vector<std::string> paths;
+  for (const CollectionRoot& r : roots) paths.push_back(r.path);
+  return paths;
+}
+
 constexpr uint32_t kWatchMask = IN_CREATE | IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO |
                                 IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW |
                                 IN_EXCL_UNLINK;
@@ -71,12 +77,14 @@ bool IsDirectory(const std::string& path) {
 
 class Watcher final : public FolderWatcher {
  public:
-  Watcher(std::vector<std::string> roots, const ClipModel& model, Collection* collection, const WatchOptions& options)
-      : roots_(std::move(roots)),
+  Watcher(const std::vector<CollectionRoot>& recorded, const ClipModel& model, Collection* collection,
+          const WatchOptions& options)
+      : roots_(PathsOf(recorded)),
         options_(options),
         pipeline_(ingest::MakeSink(model, collection, options.sync)),
         reconciler_(collection, pipeline_.get(), options_.sync.scan) {
     reconciler_.set_stop(&stopping_);
+    for (const CollectionRoot& r : recorded) real_roots_[r.path] = r.real_path;
   }
 
   ~Watcher() override {
@@ -131,9 +139,8 @@ class Watcher final : public FolderWatcher {
     if (root.empty()) {
       for (const std::string& r : roots_) MarkLocked(r, false);
     } else {
-      const std::string r = ingest::NormaliseRoot(root);
-      const bool known =
-          std::any_of(roots_.begin(), roots_.end(), [&](const std::string& x) { return ingest::IsUnder(r, x); });
+      const std::string r = NormalisePath(root);
+      const bool known = std::any_of(roots_.begin(), roots_.end(), [&](const std::string& x) { return IsUnder(r, x); });
       if (!known) return Status::InvalidArgument(r + " is not under a watched folder");
       MarkLocked(r, false);
     }
@@ -181,7 +188,7 @@ class Watcher final : public FolderWatcher {
 
   const std::string* RootOf(const std::string& path) const {
     for (const std::string& r : roots_) {
-      if (ingest::IsUnder(path, r)) return &r;
+      if (IsUnder(path, r)) return &r;
     }
     return nullptr;
   }
@@ -232,7 +239,7 @@ class Watcher final : public FolderWatcher {
 
   void RemoveWatchTreeLocked(const std::string& dir) {
     for (auto it = wd_path_.begin(); it != wd_path_.end();) {
-      if (ingest::IsUnder(it->second, dir)) {
+      if (IsUnder(it->second, dir)) {
         ::inotify_rm_watch(inotify_fd_, it->first);
         it = wd_path_.erase(it);
       } else {
@@ -346,7 +353,7 @@ class Watcher final : public FolderWatcher {
       }
     }
     for (auto it = missing_roots_.begin(); it != missing_roots_.end();) {
-      if (IsDirectory(*it)) {
+      if (IsDirectory(*it) && !LeadsElsewhereLocked(*it)) {
         spdlog::warn("watched folder {} is back", *it);
         AddWatchTreeLocked(*it, *it);
         due.push_back(*it);
@@ -359,7 +366,7 @@ class Watcher final : public FolderWatcher {
     std::sort(due.begin(), due.end());
     std::vector<std::string> scopes;
     for (const std::string& p : due) {
-      if (scopes.empty() || !ingest::IsUnder(p, scopes.back())) scopes.push_back(p);
+      if (scopes.empty() || !IsUnder(p, scopes.back())) scopes.push_back(p);
     }
     return scopes;
   }
@@ -400,6 +407,21 @@ class Watcher final : public FolderWatcher {
     pipeline_->Flush();
   }
 
+  // True when root `root` came back as a link to another place: it is not watched through the link
+  // (a rescan asked for explicitly still reports it, with the reason, in the notes).
+  bool LeadsElsewhereLocked(const std::string& root) {
+    if (options_.sync.scan.follow_symlinks) return false;
+    const auto real = real_roots_.find(root);
+    if (real == real_roots_.end() || RealPath(root) == real->second) return false;
+    const std::string note = "folder " + root + " now leads to " + RealPath(root) + ", not to " + real->second +
+                             " as when it was indexed: not watched";
+    if (std::find(notes_.begin(), notes_.end(), note) == notes_.end()) {
+      spdlog::warn("{}", note);
+      notes_.push_back(note);
+    }
+    return true;
+  }
+
   bool HasDueLocked() const {
     const auto now = Clock::now();
     return std::any_of(pending_.begin(), pending_.end(), [&](const auto& p) { return Ready(p.second, now); });
@@ -410,6 +432,10 @@ class Watcher final : public FolderWatcher {
     totals_.unchanged += r.unchanged;
     totals_.moved += r.moved;
     totals_.removed += r.removed;
+    // Shown with the status until the watcher stops; the same warning once.
+    for (const std::string& w : r.warnings) {
+      if (notes_.size() < 50 && std::find(notes_.begin(), notes_.end(), w) == notes_.end()) notes_.push_back(w);
+    }
   }
 
   const std::vector<std::string> roots_;
@@ -427,6 +453,7 @@ class Watcher final : public FolderWatcher {
   std::map<std::string, Pending> pending_;
   std::map<std::string, Clock::time_point> poll_due_;  // roots rescanned periodically → next rescan
   std::set<std::string> missing_roots_;
+  std::map<std::string, std::string> real_roots_;  // root → where it led when recorded (set before threads start)
   std::vector<std::string> notes_;
   SyncReport totals_;
   int64_t rescans_ = 0;
@@ -441,8 +468,9 @@ Result<std::unique_ptr<FolderWatcher>> FolderWatcher::Start(std::span<const std:
                                                             const ClipModel& model, Collection* collection,
                                                             const WatchOptions& options) {
   if (roots_in.empty()) return Status::InvalidArgument("no folder to watch");
-  ASSIGN_OR_RETURN(std::vector<std::string> roots, ingest::RecordRoots(roots_in, collection, options.sync.scan));
-  auto watcher = std::make_unique<Watcher>(std::move(roots), model, collection, options);
+  ASSIGN_OR_RETURN(const std::vector<CollectionRoot> recorded,
+                   ingest::RecordRoots(roots_in, collection, options.sync.scan));
+  auto watcher = std::make_unique<Watcher>(recorded, model, collection, options);
   RETURN_IF_ERROR(watcher->Init());
   return std::unique_ptr<FolderWatcher>(std::move(watcher));
 }

@@ -190,7 +190,8 @@ Result<RawDecode> DecodeBmp(std::span<const uint8_t> bytes, const DecodeOptions&
   if (!stbi_info_from_memory(bytes.data(), len, &w, &h, &comps)) {
     return Status::Corruption(std::string("") + stbi_failure_reason());
   }
-  RETURN_IF_ERROR(CheckDimensions(w, h, options));
+  // A negative height is a top-down BMP (valid; stb_image flips it when loading), not a bad size.
+  RETURN_IF_ERROR(CheckDimensions(w, h < 0 ? -static_cast<int64_t>(h) : h, options));
   RETURN_IF_ERROR(CheckBmpComplete(bytes));
   stbi_uc* pixels = stbi_load_from_memory(bytes.data(), len, &w, &h, &comps, 3);
   if (pixels == nullptr) return Status::Corruption(std::string("") + stbi_failure_reason());

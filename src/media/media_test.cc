@@ -171,7 +171,7 @@ Bytes EncodeGif(int w, int h, bool interlace) {
   return out;
 }
 
-Bytes EncodeBmp(const Image& img) {
+Bytes EncodeBmp(const Image& img, bool top_down = false) {
   const int row_bytes = (img.width * 3 + 3) & ~3;
   const uint32_t data_size = row_bytes * img.height;
   Bytes b(54 + data_size, 0);
@@ -184,12 +184,12 @@ Bytes EncodeBmp(const Image& img) {
   put32(10, 54);
   put32(14, 40);
   put32(18, img.width);
-  put32(22, img.height);
+  put32(22, top_down ? static_cast<uint32_t>(-img.height) : static_cast<uint32_t>(img.height));
   b[26] = 1;
   b[28] = 24;
   put32(34, data_size);
-  for (int y = 0; y < img.height; ++y) {  // bottom-up, BGR
-    const uint8_t* src = img.row(img.height - 1 - y);
+  for (int y = 0; y < img.height; ++y) {  // bottom-up (or top-down when the height is negative), BGR
+    const uint8_t* src = img.row(top_down ? y : img.height - 1 - y);
     uint8_t* dst = b.data() + 54 + static_cast<size_t>(y) * row_bytes;
     for (int x = 0; x < img.width; ++x) {
       dst[3 * x + 0] = src[3 * x + 2];
@@ -264,6 +264,7 @@ TEST(Decode, LosslessFormatsRoundTripExactly) {
   EXPECT_EQ(MustDecode(EncodePng(img.rgb.data(), 37, 23, PNG_FORMAT_RGB)).rgb, img.rgb);
   EXPECT_EQ(MustDecode(EncodeWebpLossless(img)).rgb, img.rgb);
   EXPECT_EQ(MustDecode(EncodeBmp(img)).rgb, img.rgb);
+  EXPECT_EQ(MustDecode(EncodeBmp(img, /*top_down=*/true)).rgb, img.rgb);  // a negative height is valid
   EXPECT_EQ(MustDecode(EncodeTiff(img, 1)).rgb, img.rgb);
 }
 

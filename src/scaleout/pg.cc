@@ -196,6 +196,31 @@ Status PgClient::Run(const std::function<void(pqxx::connection&)>& fn) {
   }
 }
 
+namespace {
+
+// The schema version in the database (0: no imgsearch schema), read within `t`.
+int SchemaVersionIn(pqxx::transaction_base& t, const PgClient& client) {
+  if (t.exec("SELECT to_regclass('imgsearch.meta') IS NULL")[0][0].as<bool>()) return 0;
+  pqxx::result r = t.exec("SELECT value FROM imgsearch.meta WHERE key = 'schema_version'");
+  if (r.empty())
+    throw StatusError{Status::Corruption(SafeUrl(client.url()) + ": imgsearch.meta has no schema_version")};
+  int found = 0;
+  try {
+    found = std::stoi(r[0][0].as<std::string>());
+  } catch (const std::exception&) {
+    throw StatusError{Status::Corruption(SafeUrl(client.url()) + ": schema_version \"" + r[0][0].as<std::string>() +
+                                         "\" is not a number")};
+  }
+  if (found > kPgSchemaVersion) {
+    throw StatusError{Status::Unsupported("the imgsearch schema in " + SafeUrl(client.url()) + " is version " +
+                                          std::to_string(found) + ", newer than this imgsearch understands (" +
+                                          std::to_string(kPgSchemaVersion) + "); upgrade imgsearch on this machine")};
+  }
+  return found;
+}
+
+}  // namespace
+
 Result<int> MigrateSchema(PgClient* client, int target) {
   const auto& steps = Migrations();
   if (target < 1 || target > static_cast<int>(steps.size()))
@@ -205,23 +230,7 @@ Result<int> MigrateSchema(PgClient* client, int target) {
     pqxx::work w(c);
     // Processes starting together: one migrates, the others wait and find it done.
     w.exec_params("SELECT pg_advisory_xact_lock($1)", kSchemaLock);
-    found = 0;
-    if (!w.exec("SELECT to_regclass('imgsearch.meta') IS NULL")[0][0].as<bool>()) {
-      pqxx::result r = w.exec("SELECT value FROM imgsearch.meta WHERE key = 'schema_version'");
-      if (r.empty())
-        throw StatusError{Status::Corruption(SafeUrl(client->url()) + ": imgsearch.meta has no schema_version")};
-      try {
-        found = std::stoi(r[0][0].as<std::string>());
-      } catch (const std::exception&) {
-        throw StatusError{Status::Corruption(SafeUrl(client->url()) + ": schema_version \"" +
-                                             r[0][0].as<std::string>() + "\" is not a number")};
-      }
-    }
-    if (found > kPgSchemaVersion) {
-      throw StatusError{Status::Unsupported("the imgsearch schema in " + SafeUrl(client->url()) + " is version " +
-                                            std::to_string(found) + ", newer than this imgsearch understands (" +
-                                            std::to_string(kPgSchemaVersion) + "); upgrade imgsearch on this machine")};
-    }
+    found = SchemaVersionIn(w, *client);
     if (found >= target) return;
     for (int v = found + 1; v <= target; ++v) {
       for (const std::string& sql : steps[static_cast<size_t>(v - 1)]) w.exec(sql);
@@ -235,6 +244,25 @@ Result<int> MigrateSchema(PgClient* client, int target) {
       spdlog::info("migrated the imgsearch schema in {} from version {} to {}", SafeUrl(client->url()), found, target);
   }));
   return found;
+}
+
+Status CheckSchemaForReading(PgClient* client) {
+  int found = 0;
+  RETURN_IF_ERROR(client->Run([&](pqxx::connection& c) {
+    pqxx::read_transaction t(c);
+    found = SchemaVersionIn(t, *client);
+  }));
+  if (found == 0) {
+    return Status::NotFound("no collection at " + SafeUrl(client->url()) + " (index some images into it first)");
+  }
+  if (found < kPgSchemaVersion) {
+    return Status::Unsupported("the imgsearch schema in " + SafeUrl(client->url()) + " is version " +
+                               std::to_string(found) + ", older than this imgsearch reads (" +
+                               std::to_string(kPgSchemaVersion) +
+                               "); reading never changes it: start a watch, index or worker of this version once to "
+                               "upgrade it");
+  }
+  return Status::Ok();
 }
 
 }  // namespace imgsearch::scaleout

@@ -83,4 +83,8 @@ class PgClient {
 // Returns the version found before.
 Result<int> MigrateSchema(PgClient* client, int target);
 
+// For a read-only open, which never writes: Ok when the schema is this version's; kNotFound when
+// there is none; kUnsupported, naming both versions, when it is older or newer.
+Status CheckSchemaForReading(PgClient* client);
+
 }  // namespace imgsearch::scaleout

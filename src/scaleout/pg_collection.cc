@@ -279,6 +279,8 @@ class PgCollection final : public Collection {
     }
   }
 
+  Status Warm() override { return EnsureIndex(); }
+
   Result<std::vector<SearchHit>> Search(std::span<const float> query, const SearchOptions& o) override {
     RETURN_IF_ERROR(EnsureIndex());
     std::shared_lock<RwMutex> lock(index_mu_);
@@ -715,20 +717,15 @@ Result<std::unique_ptr<Collection>> OpenPgCollection(std::shared_ptr<PgClient> c
                                                      const CollectionOptions& options) {
   ModelIdentity stored;
   std::string collection_id;
-  RETURN_IF_ERROR(client->Run([&](pqxx::connection& c) {
-    pqxx::work w(c);
-    w.exec("LOCK TABLE imgsearch.meta IN SHARE ROW EXCLUSIVE MODE");  // two first users bind one model
+  // The model and the collection id as stored, read within `t`.
+  auto read_meta = [&](pqxx::transaction_base& t) {
     stored = {};
-    // A name for this collection that outlives renames of the database (index snapshots use it).
-    const pqxx::result id = w.exec(
-        "INSERT INTO imgsearch.meta(key, value) VALUES ('collection_id', md5(random()::text || "
-        "clock_timestamp()::text)) ON CONFLICT (key) DO UPDATE SET value = imgsearch.meta.value RETURNING value");
-    collection_id = id[0][0].as<std::string>();
-    for (const pqxx::row& row :
-         w.exec("SELECT key, value FROM imgsearch.meta WHERE key IN ('model_id', 'model_name', 'dim')")) {
+    for (const pqxx::row& row : t.exec(
+             "SELECT key, value FROM imgsearch.meta WHERE key IN ('model_id', 'model_name', 'dim', 'collection_id')")) {
       const std::string key = row[0].as<std::string>(), value = row[1].as<std::string>();
       if (key == "model_id") stored.id = value;
       if (key == "model_name") stored.name = value;
+      if (key == "collection_id") collection_id = value;
       if (key == "dim") {
         try {
           stored.dim = std::stoi(value);
@@ -738,10 +735,34 @@ Result<std::unique_ptr<Collection>> OpenPgCollection(std::shared_ptr<PgClient> c
         }
       }
     }
+  };
+  if (options.read_only) {
+    // Reading never writes: no collection id is made, no model bound.
+    RETURN_IF_ERROR(client->Run([&](pqxx::connection& c) {
+      pqxx::read_transaction t(c);
+      read_meta(t);
+    }));
+    if (stored.dim == 0) {
+      return model == nullptr
+                 ? Status::NotFound("no collection at " + SafeUrl(client->url()) + " (index some images into it first)")
+                 : Status::InvalidArgument(SafeUrl(client->url()) + " has no model yet");
+    }
+    if (model != nullptr)
+      RETURN_IF_ERROR(store::CheckSameModel(stored, *model, SafeUrl(client->url()), "use that model"));
+    return std::unique_ptr<Collection>(
+        std::make_unique<PgCollection>(std::move(client), stored, std::move(collection_id), options));
+  }
+  RETURN_IF_ERROR(client->Run([&](pqxx::connection& c) {
+    pqxx::work w(c);
+    w.exec("LOCK TABLE imgsearch.meta IN SHARE ROW EXCLUSIVE MODE");  // two first users bind one model
+    // A name for this collection that outlives renames of the database (index snapshots use it).
+    w.exec(
+        "INSERT INTO imgsearch.meta(key, value) VALUES ('collection_id', md5(random()::text || "
+        "clock_timestamp()::text)) ON CONFLICT (key) DO NOTHING");
+    read_meta(w);
     if (model == nullptr || stored.dim != 0) w.commit();  // keeps the collection id
     if (model == nullptr) return;
     if (stored.dim == 0) {
-      if (options.read_only) throw StatusError{Status::InvalidArgument(SafeUrl(client->url()) + " has no model yet")};
       for (const auto& [key, value] : {std::pair<std::string, std::string>{"model_id", model->id},
                                        {"model_name", model->name},
                                        {"dim", std::to_string(model->dim)}}) {
@@ -783,7 +804,11 @@ Result<Store> OpenStore(const std::string& location, const ModelIdentity* model,
   }
   auto client = std::make_shared<scaleout::PgClient>(
       location, options.wait_for_database ? std::chrono::hours(24 * 365) : scaleout::RetryFor());
-  RETURN_IF_ERROR(scaleout::MigrateSchema(client.get(), kPgSchemaVersion).status());
+  if (options.read_only) {
+    RETURN_IF_ERROR(scaleout::CheckSchemaForReading(client.get()));
+  } else {
+    RETURN_IF_ERROR(scaleout::MigrateSchema(client.get(), kPgSchemaVersion).status());
+  }
   ASSIGN_OR_RETURN(store.collection, scaleout::OpenPgCollection(client, model, options));
   store.queue = std::make_unique<scaleout::PgJobQueue>(client);
   return store;

@@ -15,6 +15,7 @@
 #include "ingest/scanner.h"
 #include "scaleout/pg.h"
 #include "scaleout/pg_store.h"
+#include "scaleout/sources.h"
 
 namespace imgsearch {
 
@@ -48,81 +49,6 @@ std::string DefaultName() {
   ::gethostname(host, sizeof(host) - 1);
   return std::string(host) + ":" + std::to_string(::getpid());
 }
-
-bool IsUrl(const std::string& s) { return s.starts_with("http://") || s.starts_with("https://"); }
-
-std::string EscapePath(const std::string& path) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : path) {
-    if (std::isalnum(c) || c == '/' || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
-// Where this worker reads a job's file: the path itself, or its place under a mapped prefix.
-class Sources {
- public:
-  explicit Sources(std::vector<PathMap> maps) : maps_(std::move(maps)) {
-    for (PathMap& m : maps_) {
-      while (m.prefix.size() > 1 && m.prefix.back() == '/') m.prefix.pop_back();
-      while (m.target.size() > 1 && m.target.back() == '/') m.target.pop_back();
-    }
-    // The longest prefix wins.
-    std::sort(maps_.begin(), maps_.end(),
-              [](const PathMap& a, const PathMap& b) { return a.prefix.size() > b.prefix.size(); });
-  }
-
-  std::string Locate(const std::string& path) const {
-    for (const PathMap& m : maps_) {
-      if (!ingest::IsUnder(path, m.prefix)) continue;
-      const std::string rest = path.substr(m.prefix.size());
-      return IsUrl(m.target) ? m.target + EscapePath(rest) : m.target + rest;
-    }
-    return path;
-  }
-
-  // NotFound: the file is gone. Unavailable: it cannot be reached now (the share is not there,
-  // the file server does not answer) and the job should be tried again later.
-  Result<ingest::FileContent> Read(const Job& job, const std::vector<CollectionRoot>& roots) const {
-    const std::string where = Locate(job.path);
-    if (IsUrl(where)) {
-      auto response = http_.Get(where);
-      if (!response.ok()) return Status::Unavailable(response.status().message());
-      if (response->code == 404 || response->code == 410) return Status::NotFound(where + " is gone");
-      if (response->code != 200) {
-        return Status::Unavailable("HTTP " + std::to_string(response->code) + " from " + where);
-      }
-      ingest::FileContent content;
-      content.stat = {job.path, static_cast<int64_t>(response->body.size()), job.mtime_ns};
-      content.bytes.assign(response->body.begin(), response->body.end());
-      return content;
-    }
-    Result<ingest::FileContent> content = ingest::ReadLocalFile(where);
-    if (content.ok() || content.status().code() != StatusCode::kNotFound) return content;
-    // Gone, or is the whole folder not visible from here (a share not mounted on this machine)?
-    for (const CollectionRoot& root : roots) {
-      if (!ingest::IsUnder(job.path, root.path)) continue;
-      const std::string local_root = Locate(root.path);
-      std::error_code ec;
-      if (!std::filesystem::exists(local_root, ec)) {
-        return Status::Unavailable(local_root + " (holding " + job.path +
-                                   ") is not there on this machine; mount it, or map it with --map");
-      }
-    }
-    return content;
-  }
-
- private:
-  std::vector<PathMap> maps_;
-  HttpClient http_;
-};
 
 class Worker {
  public:
@@ -271,7 +197,7 @@ class Worker {
     item.existing = *existing;
     Status unavailable;
     auto read = [&](const std::string&) -> Result<ingest::FileContent> {
-      Result<ingest::FileContent> content = sources_.Read(job, roots_);
+      Result<ingest::FileContent> content = sources_.Read(job.path, job.mtime_ns, roots_);
       if (!content.ok() && content.status().code() == StatusCode::kUnavailable) unavailable = content.status();
       return content;
     };
@@ -367,7 +293,7 @@ class Worker {
   const ClipModel& model_;
   const WorkerOptions options_;
   const std::string name_;
-  const Sources sources_;
+  const FileSources sources_;
   std::vector<CollectionRoot> roots_;  // only Fetch uses these (one at a time)
   Clock::time_point last_roots_ = Clock::now() - std::chrono::hours(1);
   WorkerReport report_;

@@ -15,6 +15,7 @@
 #include <optional>
 
 #include "base/file.h"
+#include "base/hash.h"
 #include "ingest/pipeline.h"
 #include "ingest/scanner.h"
 
@@ -48,7 +49,7 @@ std::vector<std::string> FileGate::RealRoots(bool refresh) {
         std::string real = r.real_path;
         if (real.empty()) {
           auto [it, inserted] = legacy_real_.try_emplace(r.path, "");
-          if (inserted) it->second = ingest::RealPath(r.path);
+          if (inserted) it->second = RealPath(r.path);
           real = it->second;
         }
         if (!real.empty()) real_roots_.push_back(real);
@@ -83,7 +84,7 @@ Result<std::shared_ptr<OpenFile>> FileGate::Open(const std::string& path) {
   if (::fstat(fd, &st) != 0) return Status::IoError("cannot stat " + path + ": " + std::strerror(errno));
   const std::string real = ResolvedPath(fd);
   auto inside = [&](const std::vector<std::string>& roots) {
-    return std::any_of(roots.begin(), roots.end(), [&](const std::string& r) { return ingest::IsUnder(real, r); });
+    return std::any_of(roots.begin(), roots.end(), [&](const std::string& r) { return IsUnder(real, r); });
   };
   if (real.empty() || (!inside(RealRoots(false)) && !inside(RealRoots(true)))) {
     return Status::PermissionDenied(path + " resolves to a place outside the indexed folders");
@@ -216,7 +217,7 @@ Result<std::string> ThumbnailCache::Get(const ImageRecord& record, int requested
 }
 
 Result<std::string> ThumbnailCache::Make(const ImageRecord& record, int size, const std::string& cache_path) {
-  ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, gate_->Read(record.path, ingest::kMaxFileBytes));
+  ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, gate_->Read(record.path, kMaxFileBytes));
   DecodeOptions options = decode_;
   options.min_side = size;
   auto decoded = DecodeImage(bytes, options);
@@ -232,7 +233,7 @@ Result<std::string> ThumbnailCache::Make(const ImageRecord& record, int size, co
 
   // Cached only when the file still holds the content the catalog knows (else it changed after
   // it was indexed, and its new hash will name its thumbnail once the watcher catches up).
-  if (ingest::ContentHash(bytes) == record.content_hash) {
+  if (ContentHash(bytes) == record.content_hash) {
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(cache_path).parent_path(), ec);
     const std::string tmp = cache_path + ".tmp" + std::to_string(::getpid());

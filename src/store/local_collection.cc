@@ -191,6 +191,8 @@ class LocalCollection final : public Collection {
     return catalog_->ForEach(visit, status, under);
   }
 
+  Status Warm() override { return Status::Ok(); }  // the index is loaded when the collection opens
+
   Result<std::vector<SearchHit>> Search(std::span<const float> query, const SearchOptions& o) override {
     std::shared_lock<RwMutex> lock(index_mu_);
     return SearchIndex(index_.get(), model_.dim, query, o);
