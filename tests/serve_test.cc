@@ -1,6 +1,9 @@
 // `imgsearch serve` as clients use it: the real binary on loopback, real files, the tiny model.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -59,6 +62,27 @@ std::string Base64(const std::string& bytes) {
     out += i + 2 < bytes.size() ? kDigits[v & 63] : '=';
   }
   return out;
+}
+
+// The response head of a GET, as it crossed the wire (httplib's client percent-decodes header
+// values, which would hide how they were sent).
+std::string RawResponseHead(int port, const std::string& path) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string head;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    if (::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+      char buf[4096];
+      ssize_t n = 0;
+      while (head.find("\r\n\r\n") == std::string::npos && (n = ::read(fd, buf, sizeof(buf))) > 0) head.append(buf, n);
+    }
+  }
+  ::close(fd);
+  return head.substr(0, head.find("\r\n\r\n"));
 }
 
 // The query vector for weighted texts, computed here from the model alone (an oracle independent of
@@ -479,11 +503,16 @@ TEST_F(ServeTest, TokenGuardsRescanAndMetricsAndRescanFindsChanges) {
   json status;
   while (Clock::now() < deadline) {
     status = Get("/api/status").second;
-    if (status["collection"]["indexed"] == 12 && status["ingest"]["since_start"]["removed"] == 1) break;
+    // Done: the removal and the new image both written, nothing left in flight.
+    if (status["collection"]["indexed"] == 12 && status["ingest"]["since_start"]["removed"] == 1 &&
+        status["ingest"]["since_start"]["added"] == 13 && status["ingest"]["idle"] == true) {
+      break;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_EQ(status["collection"]["indexed"], 12) << status.dump();
   EXPECT_EQ(status["ingest"]["since_start"]["removed"], 1) << status.dump();
+  EXPECT_EQ(status["ingest"]["since_start"]["added"], 13) << status.dump();
   EXPECT_EQ(status["ingest"]["mode"], "polling");
   EXPECT_GE(status["ingest"]["rescans"].get<int>(), 1);
 
@@ -527,6 +556,50 @@ TEST_F(ServeTest, BurstsOfNewConnectionsAndASecondServerOnThePort) {
   EXPECT_EQ(second.Wait(), 5);  // unavailable: the port is in use
   EXPECT_NE(second.Err().find("cannot listen on 127.0.0.1:" + std::to_string(port_)), std::string::npos)
       << second.Err();
+}
+
+// File names are bytes: one that is not UTF-8 is ranked, described and served without breaking a
+// response, with its exact bytes in path_bytes; a name with quotes cannot add a header parameter.
+TEST_F(ServeTest, FileNamesOfAnyBytesAreAnsweredLosslessly) {
+  const std::string odd = root_ + "/bad\xff\xfename.jpg";
+  const std::string quoted = root_ + "/a\"b;c.jpg";
+  testing::WriteFile(odd, JpegBytes(41));
+  testing::WriteFile(quoted, JpegBytes(42));
+  StartServer();
+  auto [code, body] = Get("/api/search?q=x&k=50&exact=1");
+  ASSERT_EQ(code, 200) << body.dump();
+  bool found = false;
+  for (const json& r : body["results"]) {
+    if (!r.contains("path_bytes")) continue;
+    found = true;
+    EXPECT_EQ(r["path"], root_ + "/bad\\xff\\xfename.jpg");
+    const std::string b64 = r["path_bytes"].get<std::string>();
+    EXPECT_EQ(b64, Base64(odd));
+    auto [info_code, info] = Get("/api/images/" + std::to_string(r["id"].get<int64_t>()) + "/info");
+    EXPECT_EQ(info_code, 200);
+    EXPECT_EQ(info["path_bytes"], b64);
+    auto file = Client().Get("/api/images/" + std::to_string(r["id"].get<int64_t>()));
+    ASSERT_TRUE(file);
+    EXPECT_EQ(file->status, 200);
+    EXPECT_EQ(file->body, testing::ReadFile(odd));
+    EXPECT_NE(
+        RawResponseHead(port_, "/api/images/" + std::to_string(r["id"].get<int64_t>()))
+            .find("\r\nContent-Disposition: inline; filename=\"bad__name.jpg\"; filename*=UTF-8''bad%FF%FEname.jpg"),
+        std::string::npos);
+  }
+  EXPECT_TRUE(found) << body.dump();
+  const std::string head = RawResponseHead(port_, "/api/images/" + std::to_string(IdOf("a\"b;c.jpg")));
+  EXPECT_NE(head.find("\r\nContent-Disposition: inline; filename=\"a_b_c.jpg\"; filename*=UTF-8''a%22b%3Bc.jpg"),
+            std::string::npos)
+      << head;
+  EXPECT_EQ(Get("/api/status").first, 200);
+  // Bad UTF-8 in a request is the client's mistake, named.
+  for (const std::string bad : {"/api/search?q=%ff", "/api/search?q=x&k=%ff", "/api/search?q=x&format=%ff",
+                                "/api/search?q=x&under=/tmp/%ff", "/api/search?q=x&%ff=1"}) {
+    auto [c, b] = Get(bad);
+    EXPECT_EQ(c, 400) << bad << " " << b.dump();
+    EXPECT_NE(b["error"].get<std::string>().find("UTF-8"), std::string::npos) << bad << " " << b.dump();
+  }
 }
 
 TEST_F(ServeTest, StatusReportsFailuresAndConcurrentQueriesAgree) {
