@@ -51,6 +51,20 @@ Result<CollectionRoot> ResolveRoot(const std::string& folder) {
   return root;
 }
 
+std::string MovedRootReason(const CollectionRoot& root) {
+  if (root.real_path.empty()) return "";
+  const std::string now = RealPath(root.path);
+  if (now.empty() || now == root.real_path) return "";
+  return "folder " + root.path + " now leads to " + now + ", not to " + root.real_path +
+         " as when it was indexed (replaced by a link, or moved)";
+}
+
+std::vector<std::string> PathsOf(std::span<const CollectionRoot> roots) {
+  std::vector<std::string> paths;
+  for (const CollectionRoot& r : roots) paths.push_back(r.path);
+  return paths;
+}
+
 Result<std::vector<CollectionRoot>> RecordRoots(std::span<const std::string> folders, Collection* collection,
                                                 const ScanOptions& options) {
   std::vector<CollectionRoot> roots;

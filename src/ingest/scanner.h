@@ -24,6 +24,14 @@ std::optional<FileInfo> StatFile(const std::string& path, bool follow = true);
 // A folder to record: normalised, with its real path now. kNotFound when it does not exist.
 Result<CollectionRoot> ResolveRoot(const std::string& folder);
 
+// Why `root` must not be scanned or watched now: it leads somewhere other than its recorded real
+// path (a folder swapped for a link, or moved). Empty when it leads where recorded, when nothing
+// was recorded, or when it is gone (a vanished root is the scan's business).
+std::string MovedRootReason(const CollectionRoot& root);
+
+// The roots' paths, in order.
+std::vector<std::string> PathsOf(std::span<const CollectionRoot> roots);
+
 // Records `folders` in the collection with their real paths. A folder recorded earlier that now
 // leads elsewhere is refused (kPermissionDenied) unless `options.follow_symlinks`.
 // Returns them sorted by path, without repeats.

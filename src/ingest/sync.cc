@@ -29,13 +29,11 @@ bool SameStat(const ImageRecord& r, const FileInfo& f) {
 Status Reconciler::CheckRootLeadsWhereRecorded(const std::string& scope, std::span<const CollectionRoot> roots) const {
   if (scan_.follow_symlinks) return Status::Ok();
   for (const CollectionRoot& root : roots) {
-    if (root.real_path.empty() || !IsUnder(scope, root.path)) continue;
-    const std::string now = RealPath(root.path);
-    // A root that is gone is the scan's business (NotFound); one that leads elsewhere is not scanned.
-    if (!now.empty() && now != root.real_path) {
-      return Status::PermissionDenied("folder " + root.path + " now leads to " + now + ", not to " + root.real_path +
-                                      " as when it was indexed (replaced by a link, or moved): not scanned; run "
-                                      "index on it with --follow-symlinks to accept the new place");
+    if (!IsUnder(scope, root.path)) continue;
+    if (const std::string why = MovedRootReason(root); !why.empty()) {
+      return Status::PermissionDenied(why +
+                                      ": not scanned; run index on it with --follow-symlinks to accept the new "
+                                      "place");
     }
   }
   return Status::Ok();
@@ -200,8 +198,7 @@ Result<SyncReport> RunSync(const ClipModel& model, Collection* collection, const
 Result<SyncReport> SyncFolders(std::span<const std::string> roots_in, const ClipModel& model, Collection* collection,
                                const SyncOptions& options) {
   ASSIGN_OR_RETURN(const std::vector<CollectionRoot> recorded, ingest::RecordRoots(roots_in, collection, options.scan));
-  std::vector<std::string> roots;
-  for (const CollectionRoot& r : recorded) roots.push_back(r.path);
+  const std::vector<std::string> roots = ingest::PathsOf(recorded);
   return RunSync(model, collection, options,
                  [&](ingest::Reconciler& r, SyncReport* report) { return r.Reconcile(roots, report); });
 }

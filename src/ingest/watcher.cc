@@ -37,12 +37,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
 
-std::vector<std::string> PathsOf(const std::vector<CollectionRoot>& roots) {
-  std::vector<std::string> paths;
-  for (const CollectionRoot& r : roots) paths.push_back(r.path);
-  return paths;
-}
-
 constexpr uint32_t kWatchMask = IN_CREATE | IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO |
                                 IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW |
                                 IN_EXCL_UNLINK;
@@ -79,7 +73,7 @@ class Watcher final : public FolderWatcher {
  public:
   Watcher(const std::vector<CollectionRoot>& recorded, const ClipModel& model, Collection* collection,
           const WatchOptions& options)
-      : roots_(PathsOf(recorded)),
+      : roots_(ingest::PathsOf(recorded)),
         options_(options),
         pipeline_(ingest::MakeSink(model, collection, options.sync)),
         reconciler_(collection, pipeline_.get(), options_.sync.scan) {
@@ -412,9 +406,10 @@ class Watcher final : public FolderWatcher {
   bool LeadsElsewhereLocked(const std::string& root) {
     if (options_.sync.scan.follow_symlinks) return false;
     const auto real = real_roots_.find(root);
-    if (real == real_roots_.end() || RealPath(root) == real->second) return false;
-    const std::string note = "folder " + root + " now leads to " + RealPath(root) + ", not to " + real->second +
-                             " as when it was indexed: not watched";
+    if (real == real_roots_.end()) return false;
+    const std::string why = ingest::MovedRootReason({root, real->second});
+    if (why.empty()) return false;
+    const std::string note = why + ": not watched";
     if (std::find(notes_.begin(), notes_.end(), note) == notes_.end()) {
       spdlog::warn("{}", note);
       notes_.push_back(note);
