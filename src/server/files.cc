@@ -153,6 +153,9 @@ void ThumbnailCache::Prune() {
   std::vector<Entry> entries;
   uint64_t total = 0;
   std::error_code ec;
+  // A thumbnail written while the folder is being read may be missed by the scan: what Make adds
+  // from here on is counted on top, so the count can run over (and only prunes again) but never under.
+  added_since_scan_ = 0;
   for (fs::recursive_directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
     // Only finished thumbnails: files being written end in .tmp<pid>.
     if (!it->is_regular_file(ec) || it->path().extension() != ".jpg") continue;
@@ -176,7 +179,11 @@ void ThumbnailCache::Prune() {
       }
     }
   }
-  bytes_ = total;
+  bytes_ = total + added_since_scan_.load();
+  if (max_bytes_ > 0 && bytes_ > max_bytes_) {
+    std::lock_guard<std::mutex> lock(prune_mu_);
+    prune_wanted_ = true;  // made during the scan: look again (an idle cache converges on its exact size)
+  }
 }
 
 Result<std::string> ThumbnailCache::Get(const ImageRecord& record, int requested) {
@@ -245,12 +252,15 @@ Result<std::string> ThumbnailCache::Make(const ImageRecord& record, int size, co
     if (!ec) std::filesystem::rename(tmp, cache_path, ec);
     if (ec) {
       std::filesystem::remove(tmp, ec);  // a cache that cannot be written only costs time
-    } else if ((bytes_ += out.size()) > max_bytes_ && max_bytes_ > 0) {
-      {
-        std::lock_guard<std::mutex> lock(prune_mu_);
-        prune_wanted_ = true;
+    } else {
+      added_since_scan_ += out.size();
+      if ((bytes_ += out.size()) > max_bytes_ && max_bytes_ > 0) {
+        {
+          std::lock_guard<std::mutex> lock(prune_mu_);
+          prune_wanted_ = true;
+        }
+        prune_cv_.notify_one();
       }
-      prune_cv_.notify_one();
     }
   }
   return out;

@@ -106,6 +106,7 @@ class ThumbnailCache {
 
   const uint64_t max_bytes_;
   std::atomic<uint64_t> bytes_{0};
+  std::atomic<uint64_t> added_since_scan_{0};  // written by Make while a scan may be missing it
   std::mutex prune_mu_;
   std::condition_variable prune_cv_;
   bool prune_wanted_ = true;  // guarded by prune_mu_; the first scan measures the cache
