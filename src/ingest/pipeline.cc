@@ -42,11 +42,6 @@ PipelineOptions PipelineOptionsOf(const SyncOptions& o) {
   return p;
 }
 
-// What the writer does with one file.
-struct Pipeline::Write : PreparedFile {
-  bool embedded = false;
-};
-
 Pipeline::Pipeline(const ClipModel& model, Collection* collection, const PipelineOptions& options)
     : model_(model),
       collection_(collection),
@@ -54,6 +49,8 @@ Pipeline::Pipeline(const ClipModel& model, Collection* collection, const Pipelin
       work_(static_cast<size_t>(std::max(64, 2 * options.batch_size))),
       pixels_(static_cast<size_t>(2 * std::max(1, options.batch_size))),
       writes_(static_cast<size_t>(4 * std::max(1, options.batch_size))) {
+  if (options_.writer == nullptr) own_writer_ = std::make_unique<CollectionWriter>(collection_, &catalog_mu_);
+  result_writer_ = options_.writer != nullptr ? options_.writer : own_writer_.get();
   int n = options_.decode_threads;
   if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   decoders_left_ = n;
@@ -124,9 +121,20 @@ PreparedFile PrepareFile(const WorkItem& item, const FileReader& read, const Dec
                          Collection* collection) {
   PreparedFile out;
   out.upsert.record = BaseRecord(item.file, item.hash);
-  out.was_known = item.existing.has_value();
   out.moved = item.moved;
-  const std::optional<ImageRecord>& old = item.existing;
+  out.token = item.token;
+  auto retry = [&](Status why) {
+    out.kind = PreparedFile::kRetry;
+    out.retry = std::move(why);
+    return std::move(out);
+  };
+  std::optional<ImageRecord> old = item.existing;
+  if (item.look_up_existing) {
+    Result<std::optional<ImageRecord>> known = collection->GetByPath(item.file.path);
+    if (!known.ok()) return retry(known.status());
+    old = std::move(*known);
+  }
+  out.was_known = old.has_value();
   auto same_content = [&](const std::string& hash) {
     return old && old->content_hash == hash && old->status == ImageStatus::kIndexed;
   };
@@ -142,16 +150,18 @@ PreparedFile PrepareFile(const WorkItem& item, const FileReader& read, const Dec
     return std::move(out);
   };
 
+  if (!item.fail_unread.empty()) return fail(item.fail_unread);
   if (!item.hash.empty() && same_content(item.hash)) {
     keep_description();  // renamed or touched: nothing to read
     return out;
   }
-  Result<FileContent> content = read(item.file.path);
+  Result<FileContent> content = read(item);
   if (!content.ok()) {
     if (content.status().code() == StatusCode::kNotFound) {
       out.kind = PreparedFile::kDrop;  // gone already; its removal is someone else's event
       return out;
     }
+    if (content.status().code() == StatusCode::kUnavailable) return retry(content.status());
     return fail(content.status().message());
   }
   out.upsert.record.size_bytes = content->stat.size_bytes;
@@ -185,14 +195,16 @@ PreparedFile PrepareFile(const WorkItem& item, const FileReader& read, const Dec
 
 void Pipeline::DecodeLoop() {
   const int size = model_.image_size();
+  const FileReader read =
+      options_.read ? options_.read : [](const WorkItem& item) { return ReadLocalFile(item.file.path); };
   while (std::optional<WorkItem> item = work_.Pop()) {
     const auto t0 = Clock::now();
-    PreparedFile p = PrepareFile(*item, ReadLocalFile, options_.decode, size, collection_);
+    PreparedFile p = PrepareFile(*item, read, options_.decode, size, collection_);
     decode_ns_ += NanosSince(t0);
     if (!p.pixels.empty()) {
       pixels_.Push(std::move(p));
     } else {
-      writes_.Push(Write{std::move(p)});
+      writes_.Push(std::move(p));
     }
   }
   if (--decoders_left_ == 0) pixels_.Close();
@@ -251,71 +263,72 @@ void Pipeline::Encode(std::vector<PreparedFile>& batch) {
   for (PreparedFile& f : batch) files.push_back(&f);
   const Status st = EmbedPrepared(model_, files);
   encode_ns_ += NanosSince(t0);
-  for (PreparedFile& f : batch) writes_.Push(Write{std::move(f), st.ok()});
+  for (PreparedFile& f : batch) {
+    f.embedded = st.ok();
+    writes_.Push(std::move(f));
+  }
   batch.clear();
 }
 
+Status CollectionWriter::Write(std::span<PreparedFile> batch) {
+  std::vector<ImageUpsert> upserts;
+  std::vector<std::string> removals;
+  std::lock_guard<std::mutex> lock(*catalog_mu_);
+  for (PreparedFile& f : batch) {
+    if (f.kind == PreparedFile::kRemove) {
+      removals.push_back(f.upsert.record.path);
+    } else if (f.kind == PreparedFile::kUpsert) {
+      // The file must still be what was read; otherwise a newer event brings it back.
+      std::optional<FileInfo> now = StatFile(f.upsert.record.path);
+      if (now && now->size_bytes == f.upsert.record.size_bytes && now->mtime_ns == f.upsert.record.mtime_ns) {
+        upserts.push_back(f.upsert);
+      } else {
+        f.kind = PreparedFile::kDrop;
+      }
+    }
+  }
+  if (!upserts.empty()) RETURN_IF_ERROR(collection_->Upsert(upserts).status());
+  if (!removals.empty()) RETURN_IF_ERROR(collection_->Remove(removals).status());
+  return Status::Ok();
+}
+
 void Pipeline::WriteLoop() {
-  while (std::optional<Write> first = writes_.Pop()) {
+  while (std::optional<PreparedFile> first = writes_.Pop()) {
     // Take whatever else is ready: one transaction for all of it.
-    std::vector<Write> batch;
+    std::vector<PreparedFile> batch;
     batch.push_back(std::move(*first));
     while (batch.size() < 256) {
-      std::optional<Write> more = writes_.TryPop();
+      std::optional<PreparedFile> more = writes_.TryPop();
       if (!more) break;
       batch.push_back(std::move(*more));
     }
     const auto t0 = Clock::now();
-    std::vector<ImageUpsert> upserts;
-    std::vector<std::string> removals;
-    std::vector<const Write*> written;
     bool ok = status().ok();
     if (ok) {
-      std::lock_guard<std::mutex> lock(catalog_mu_);
-      for (Write& w : batch) {
-        if (w.kind == PreparedFile::kDrop) {
-          ++dropped_;
-          continue;
-        }
-        // The file must still be what was read; otherwise a newer event brings it back.
-        std::optional<FileInfo> now = StatFile(w.upsert.record.path);
-        const bool unchanged =
-            now && now->size_bytes == w.upsert.record.size_bytes && now->mtime_ns == w.upsert.record.mtime_ns;
-        if (w.kind == PreparedFile::kRemove) {
-          removals.push_back(w.upsert.record.path);
-        } else if (!unchanged) {
-          w.kind = PreparedFile::kDrop;
-          ++dropped_;
-        } else {
-          upserts.push_back(w.upsert);
-          written.push_back(&w);
-        }
-      }
-      Status st = Status::Ok();
-      if (!upserts.empty()) {
-        auto ids = collection_->Upsert(upserts);
-        if (!ids.ok()) st = ids.status();
-      }
-      if (st.ok() && !removals.empty()) {
-        auto n = collection_->Remove(removals);
-        if (!n.ok())
-          st = n.status();
-        else
-          removed_ += *n;
-      }
+      Status st = result_writer_->Write(batch);
       ok = st.ok();
       if (!ok) Fail(st);
     }
     if (ok) {
-      for (const Write* w : written) {
-        if (w->upsert.record.status == ImageStatus::kFailed) {
-          ++failed_;
-          std::lock_guard<std::mutex> lock(failures_mu_);
-          failures_.emplace_back(w->upsert.record.path, w->upsert.record.error);
-        } else if (!w->moved) {
-          ++(w->was_known ? updated_ : added_);
+      for (const PreparedFile& f : batch) {
+        switch (f.kind) {
+          case PreparedFile::kDrop: ++dropped_; break;
+          case PreparedFile::kRetry:
+            ++retried_;
+            spdlog::warn("{}: {}; will try again later", f.upsert.record.path, f.retry.message());
+            break;
+          case PreparedFile::kRemove: ++removed_; break;
+          case PreparedFile::kUpsert:
+            if (f.upsert.record.status == ImageStatus::kFailed) {
+              ++failed_;
+              std::lock_guard<std::mutex> lock(failures_mu_);
+              failures_.emplace_back(f.upsert.record.path, f.upsert.record.error);
+            } else if (!f.moved) {
+              ++(f.was_known ? updated_ : added_);
+            }
+            if (f.embedded) ++embedded_;
+            break;
         }
-        if (w->embedded) ++embedded_;
       }
     }
     write_ns_ += NanosSince(t0);
@@ -326,7 +339,8 @@ void Pipeline::WriteLoop() {
       while (recent_.size() > 1 && now - recent_.front().first > std::chrono::seconds(10)) recent_.pop_front();
     }
     if (!ok) work_.Close();  // nothing more can be written; let everything drain
-    for (const Write& w : batch) Finish(w.upsert.record.path);
+    for (const PreparedFile& f : batch) Finish(f.upsert.record.path);
+    if (ok && options_.on_written) options_.on_written();
   }
 }
 

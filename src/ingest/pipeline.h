@@ -1,15 +1,21 @@
 // The ingest pipeline: files in, catalog rows and vectors out.
 //
-//   Submit ──▶ [work] ──▶ decode pool (read, hash, decode, preprocess)
+//   source ──Submit──▶ [work] ──▶ decode pool (read, hash, decode, preprocess)
 //          ──▶ [pixels] ──▶ encoder (batches by size or deadline)
 //          ──▶ [writes] ──▶ writer (one transaction per batch)
 //
 // Each [queue] is bounded, so a burst makes Submit wait instead of growing memory. Every submitted
 // file ends in exactly one outcome: written (indexed, or failed with a reason), removed (it is no
-// longer an image), or dropped because it changed or vanished after it was read (whoever changed
-// it submits it again).
+// longer an image), dropped because it changed or vanished after it was read (whoever changed it
+// submits it again), or handed back to be tried later (its storage could not be reached).
+//
+// Two things are pluggable, so one pipeline serves both deployments: how a file is read (the local
+// filesystem; a worker's shares and URLs) and where results go (the collection; in scale-out, the
+// collection and the jobs' completion in one transaction). The sources differ more and stay
+// outside: the scanner, watcher and reconciler submit locally; a worker submits the jobs it claims.
 #pragma once
 
+#include <any>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -38,8 +44,11 @@ namespace imgsearch::ingest {
 struct WorkItem {
   FileInfo file;                        // as scanned
   std::optional<ImageRecord> existing;  // the catalog's record for this path, if any
+  bool look_up_existing = false;        // the source does not know it: PrepareFile asks the collection
   std::string hash;                     // content hash when the caller already read the file
   bool moved = false;                   // the catalog row was just moved here (a rename)
+  std::string fail_unread;              // not empty: record the file as failed for this reason, unread
+  std::any token;                       // the source's, handed to the writer with the outcome (a job)
 };
 
 // A file's bytes as read for ingestion, with its size and mtime taken right before reading.
@@ -47,18 +56,23 @@ struct FileContent {
   FileInfo stat;
   std::vector<uint8_t> bytes;
 };
-// Reads a file for ingestion; NotFound when it is gone.
-using FileReader = std::function<Result<FileContent>(const std::string& path)>;
+// Reads a file for ingestion: kNotFound when it is gone, kUnavailable when its storage cannot be
+// reached now (the file is then tried again later, not recorded as failed).
+using FileReader = std::function<Result<FileContent>(const WorkItem& item)>;
 // Reads from the local filesystem.
 Result<FileContent> ReadLocalFile(const std::string& path);
 
 // What reading one file leads to.
 struct PreparedFile {
-  enum Kind { kUpsert, kRemove, kDrop } kind = kUpsert;  // kRemove: no longer an image; kDrop: gone
-  ImageUpsert upsert;                                    // record.path names the file for every kind
-  bool was_known = false;                                // the catalog had a row for the path
-  bool moved = false;                                    // counted as a move by the reconciler already
-  std::vector<float> pixels;                             // 3 × size × size, normalised; empty: nothing to embed
+  // kRemove: no longer an image; kDrop: gone, or changed since it was read; kRetry: try again later.
+  enum Kind { kUpsert, kRemove, kDrop, kRetry } kind = kUpsert;
+  ImageUpsert upsert;         // record.path names the file for every kind
+  bool was_known = false;     // the catalog had a row for the path
+  bool moved = false;         // counted as a move by the reconciler already
+  std::vector<float> pixels;  // 3 × size × size, normalised; empty: nothing to embed
+  bool embedded = false;      // went through the model
+  Status retry;               // kRetry: why
+  std::any token;             // WorkItem::token
 };
 
 // Reads, hashes and decodes one file and prepares its pixels for a model of `image_size`: the
@@ -71,11 +85,37 @@ PreparedFile PrepareFile(const WorkItem& item, const FileReader& read, const Dec
 // becomes a failure with the reason. The pixels are released. Returns the model's status.
 Status EmbedPrepared(const ClipModel& model, std::span<PreparedFile* const> files);
 
+// Where the pipeline's results go: one call per batch, in one transaction. It may turn a file into
+// kDrop (changed since it was read; superseded) or kRetry; every other kind is its outcome once
+// Write returns Ok. An error stops the pipeline.
+class ResultWriter {
+ public:
+  virtual ~ResultWriter() = default;
+  virtual Status Write(std::span<PreparedFile> batch) = 0;
+};
+
+// Writes into the collection, skipping files that changed on disk since they were read (a newer
+// event brings them back) and files to retry (their rows stay as they are). Holds `catalog_mu`
+// while it checks and writes (see Sink::catalog_mutex).
+class CollectionWriter final : public ResultWriter {
+ public:
+  CollectionWriter(Collection* collection, std::mutex* catalog_mu) : collection_(collection), catalog_mu_(catalog_mu) {}
+  Status Write(std::span<PreparedFile> batch) override;
+
+ private:
+  Collection* collection_;
+  std::mutex* catalog_mu_;
+};
+
 struct PipelineOptions {
   DecodeOptions decode;
   int batch_size = 32;
   int decode_threads = 0;                         // 0: one per core
   std::chrono::milliseconds batch_deadline{100};  // a partial batch waits at most this long
+  FileReader read;                                // empty: the local filesystem
+  ResultWriter* writer = nullptr;                 // null: a CollectionWriter into the pipeline's collection
+  // Called on the writer thread after each batch is written (progress reports).
+  std::function<void()> on_written;
 };
 
 // The pipeline settings of a sync or watch.
@@ -147,8 +187,6 @@ class Pipeline final : public Sink {
   PipelineStats Snapshot() const override;
 
  private:
-  struct Write;
-
   void DecodeLoop();
   void EncodeLoop();
   void WriteLoop();
@@ -162,7 +200,7 @@ class Pipeline final : public Sink {
 
   BoundedQueue<WorkItem> work_;
   BoundedQueue<PreparedFile> pixels_;
-  BoundedQueue<Write> writes_;
+  BoundedQueue<PreparedFile> writes_;
   std::vector<std::thread> decoders_;
   std::thread encoder_, writer_;
   std::atomic<int> decoders_left_{0};
@@ -174,7 +212,9 @@ class Pipeline final : public Sink {
   Status status_;
   std::deque<std::pair<std::chrono::steady_clock::time_point, int64_t>> recent_;  // (when, embedded so far)
 
-  std::atomic<int64_t> added_{0}, updated_{0}, failed_{0}, embedded_{0}, removed_{0}, dropped_{0};
+  std::unique_ptr<ResultWriter> own_writer_;  // when options_.writer is null
+  ResultWriter* result_writer_;
+  std::atomic<int64_t> added_{0}, updated_{0}, failed_{0}, embedded_{0}, removed_{0}, dropped_{0}, retried_{0};
   std::atomic<int64_t> decode_ns_{0}, encode_ns_{0}, write_ns_{0};
   mutable std::mutex failures_mu_;
   std::vector<std::pair<std::string, std::string>> failures_;

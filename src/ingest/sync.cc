@@ -109,7 +109,7 @@ Status Reconciler::Diff(const std::map<std::string, FileInfo>& on_disk,
         ++report->unchanged;
         continue;
       }
-      WorkItem item{f, std::nullopt, "", false};
+      WorkItem item{.file = f};
       if (it != known.end()) item.existing = it->second;
       work.push_back(std::move(item));
     }

@@ -32,6 +32,9 @@ inline constexpr int64_t kChangeLock = 0x696d677365617201;  // "imgsear" 01
 inline constexpr int64_t kSchemaLock = 0x696d677365617202;
 inline constexpr const char* kChangesChannel = "imgsearch_changes";
 
+// A read of one consistent state of the database.
+using Snapshot = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
+
 // Thrown inside PgClient::Run callbacks to return a Status.
 struct StatusError {
   Status status;

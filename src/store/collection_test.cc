@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <map>
 #include <random>
 #include <set>
 #include <thread>
@@ -248,6 +249,79 @@ TEST(Collection, OneWriterAtATime) {
   CollectionOptions ro;
   ro.read_only = true;
   EXPECT_TRUE(OpenCollection(dir, &model, ro).ok());
+}
+
+// A reader (a read-only open, as `serve` without --watch or `search`) beside a writer in another
+// process: it follows what the writer commits, also across the writer's snapshot, which drops the
+// change log the reader would have replayed; and a reader writes nothing into the folder.
+TEST(Collection, AReaderFollowsTheWriterAndWritesNothing) {
+  const std::string dir = testing::MakeTempDir() + "/db";
+  CollectionOptions options;
+  options.index.exact_below = 10;
+  auto writer = Open(dir, options);
+  std::mt19937 rng(5);
+  std::vector<ImageUpsert> batch;
+  for (int i = 0; i < 50; ++i)
+    batch.push_back(MakeImage("/a/" + std::to_string(i), RandomUnit(16, &rng), "a" + std::to_string(i)));
+  ASSERT_TRUE(writer->Upsert(batch).ok());
+  ASSERT_TRUE(writer->Checkpoint().ok());
+
+  options.read_only = true;
+  const ModelIdentity model = TestModel();
+  auto opened = OpenCollection(dir, &model, options);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  std::unique_ptr<Collection> reader = std::move(opened).value();
+  SearchOptions o;
+  o.k = 1;
+  ASSERT_EQ(reader->Search(Axis(16, 0), o)->size(), 1u);
+
+  // Waits until the reader's search finds `path` first for `query` (or gives up after 20 s).
+  auto reader_finds = [&](const std::vector<float>& query, const std::string& path) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto hits = reader->Search(query, o);
+      if (hits.ok() && !hits->empty() && hits->front().path == path) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  };
+  const std::vector<float> first = RandomUnit(16, &rng), second = RandomUnit(16, &rng);
+  ASSERT_TRUE(writer->Upsert(std::vector<ImageUpsert>{MakeImage("/new/1", first, "n1")}).ok());
+  EXPECT_TRUE(reader_finds(first, "/new/1"));
+  ASSERT_TRUE(writer->Move("/new/1", "/moved/1").ok());
+  EXPECT_TRUE(reader_finds(first, "/moved/1"));
+  // The writer snapshots (forgetting the log up to here), then writes on.
+  ASSERT_TRUE(writer->Remove(std::vector<std::string>{"/moved/1"}).ok());
+  ASSERT_TRUE(writer->Checkpoint().ok());
+  ASSERT_TRUE(writer->Upsert(std::vector<ImageUpsert>{MakeImage("/new/2", second, "n2")}).ok());
+  EXPECT_TRUE(reader_finds(second, "/new/2"));
+  EXPECT_TRUE(reader->CheckIntegrity().ok()) << reader->CheckIntegrity().ToString();
+  EXPECT_EQ(*reader->Count(), 51);
+  reader.reset();
+
+  // With the writer gone and its snapshot deleted, a reader rebuilds the index in memory only.
+  writer.reset();
+  fs::remove(dir + "/ann.hnsw");
+  fs::remove(dir + "/ann.hnsw.meta");
+  auto listing = [&] {
+    std::map<std::string, std::pair<uintmax_t, fs::file_time_type>> files;
+    for (const auto& e : fs::directory_iterator(dir)) {
+      // SQLite's write-ahead log and its shared-memory index are every reader's to open (and make).
+      if (e.path().filename() != "catalog.db-shm" && e.path().filename() != "catalog.db-wal") {
+        files[e.path().filename().string()] = {e.file_size(), e.last_write_time()};
+      }
+    }
+    return files;
+  };
+  const auto before = listing();
+  opened = OpenCollection(dir, &model, options);
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  reader = std::move(opened).value();
+  EXPECT_EQ(reader->Search(second, o)->front().path, "/new/2");
+  EXPECT_TRUE(reader->CheckIntegrity().ok());
+  EXPECT_TRUE(reader->Checkpoint().ok());
+  reader.reset();
+  EXPECT_EQ(listing(), before);
 }
 
 // Clustered unit vectors, like real embeddings: many near neighbours, not uniform noise.

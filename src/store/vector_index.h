@@ -1,7 +1,7 @@
 // The in-memory search structure: an HNSW graph (hnswlib; labels are image ids) whose stored
 // vectors also serve exact search, plus what filters need to know about each image.
 //
-// Not thread-safe by itself: LocalCollection guards it with a shared mutex (searches shared,
+// Not thread-safe by itself: the collection core guards it with a shared mutex (searches shared,
 // changes exclusive). hnswlib stays inside vector_index.cc: its 0.6 headers define globals and may
 // be included by one translation unit only.
 #pragma once

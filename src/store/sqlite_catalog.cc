@@ -1,7 +1,17 @@
-#include "store/catalog.h"
+#include "store/sqlite_catalog.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <thread>
 
 namespace imgsearch::store {
 
@@ -92,16 +102,90 @@ class ChangeRecorder {
 
 }  // namespace
 
-Result<std::unique_ptr<Catalog>> Catalog::Open(const std::string& path, bool read_only) {
-  const Database::Mode mode = read_only ? Database::Mode::kReadOnly : Database::Mode::kReadWrite;
+constexpr const char* kCatalogFile = "catalog.db";
+constexpr const char* kSnapshotFile = "ann.hnsw";
+constexpr const char* kLockFile = "LOCK";
+
+// An exclusive advisory lock on DIR/LOCK, so that two processes never write one collection. The
+// holder writes its process id and command line into the file, so a refusal can name it.
+class DirLock {
+ public:
+  static Result<std::unique_ptr<DirLock>> Acquire(const std::string& dir) {
+    const std::string path = dir + "/" + kLockFile;
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return Status::IoError("cannot open " + path + ": " + std::strerror(errno));
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      char holder[512] = {};
+      const ssize_t n = ::pread(fd, holder, sizeof(holder) - 1, 0);
+      ::close(fd);
+      std::string who = n > 0 ? std::string(holder, static_cast<size_t>(n)) : "";
+      while (!who.empty() && (who.back() == '\n' || who.back() == ' ')) who.pop_back();
+      return Status::Unavailable("collection " + dir + " is being written by another imgsearch process" +
+                                 (who.empty() ? "" : " (" + who + ")") +
+                                 "; stop it first (search, list and stats can read the collection meanwhile)");
+    }
+    // "pid 1234: imgsearch serve --db …", for the message above in another process.
+    std::string me = "pid " + std::to_string(::getpid()) + ":";
+    // /proc files report no size: read until the end.
+    if (std::ifstream cmdline("/proc/self/cmdline", std::ios::binary); cmdline) {
+      std::string args((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+      std::replace(args.begin(), args.end(), '\0', ' ');
+      me += " " + args;
+    }
+    me.resize(std::min<size_t>(me.size(), 500));
+    if (::ftruncate(fd, 0) == 0 && ::pwrite(fd, me.data(), me.size(), 0) < 0) {
+      // The lock holds without its note; only the message above is poorer.
+    }
+    return std::unique_ptr<DirLock>(new DirLock(fd));
+  }
+  ~DirLock() { ::close(fd_); }
+
+ private:
+  explicit DirLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+static bool CatalogExists(const std::string& dir) {
+  std::error_code ec;
+  return std::filesystem::exists(dir + "/" + kCatalogFile, ec);
+}
+
+Result<std::unique_ptr<SqliteCatalog>> SqliteCatalog::Open(const std::string& dir, const CollectionOptions& options) {
+  if (!CatalogExists(dir)) {
+    if (options.read_only || !options.create_if_missing) {
+      return Status::NotFound("no collection at " + dir + " (index some images into it first)");
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return Status::IoError("cannot create " + dir + ": " + ec.message());
+  }
+  std::unique_ptr<DirLock> lock;
+  if (!options.read_only) {
+    ASSIGN_OR_RETURN(lock, DirLock::Acquire(dir));
+  }
+  const std::string path = dir + "/" + kCatalogFile;
+  const Database::Mode mode = options.read_only ? Database::Mode::kReadOnly : Database::Mode::kReadWrite;
   ASSIGN_OR_RETURN(Database writer, Database::Open(path, mode));
   ASSIGN_OR_RETURN(Database reader, Database::Open(path, Database::Mode::kReadOnly));
-  std::unique_ptr<Catalog> catalog(new Catalog(std::move(writer), std::move(reader)));
-  RETURN_IF_ERROR(catalog->Migrate(read_only));
+  std::unique_ptr<SqliteCatalog> catalog(
+      new SqliteCatalog(dir, options.read_only, std::move(lock), std::move(writer), std::move(reader)));
+  RETURN_IF_ERROR(catalog->Migrate());
   return catalog;
 }
 
-Status Catalog::Migrate(bool read_only) {
+SqliteCatalog::SqliteCatalog(std::string dir, bool read_only, std::unique_ptr<DirLock> lock, Database writer,
+                             Database reader)
+    : dir_(std::move(dir)),
+      read_only_(read_only),
+      lock_(std::move(lock)),
+      writer_(std::move(writer)),
+      reader_(std::move(reader)) {}
+
+SqliteCatalog::~SqliteCatalog() = default;
+
+std::string SqliteCatalog::SnapshotPath() const { return dir_ + "/" + kSnapshotFile; }
+
+Status SqliteCatalog::Migrate() {
   std::lock_guard<std::mutex> lock(write_mu_);
   ASSIGN_OR_RETURN(Statement version_stmt, writer_.Prepare("PRAGMA user_version"));
   ASSIGN_OR_RETURN(bool row, version_stmt.Step());
@@ -111,7 +195,7 @@ Status Catalog::Migrate(bool read_only) {
                                ", newer than this imgsearch understands (" + std::to_string(kSchemaVersion) +
                                "); upgrade imgsearch");
   }
-  if (version < kSchemaVersion && read_only) {
+  if (version < kSchemaVersion && read_only_) {
     return Status::Unsupported(writer_.path() + " has schema version " + std::to_string(version) +
                                " and needs a migration; open it once without read-only");
   }
@@ -126,7 +210,7 @@ Status Catalog::Migrate(bool read_only) {
   return Status::Ok();
 }
 
-Result<std::optional<std::string>> Catalog::GetMeta(const std::string& key) {
+Result<std::optional<std::string>> SqliteCatalog::GetMeta(const std::string& key) {
   std::lock_guard<std::mutex> lock(read_mu_);
   ASSIGN_OR_RETURN(Statement s, reader_.Prepare("SELECT value FROM meta WHERE key = ?"));
   s.Bind(1, std::string_view(key));
@@ -135,14 +219,58 @@ Result<std::optional<std::string>> Catalog::GetMeta(const std::string& key) {
   return std::optional<std::string>(s.Text(0));
 }
 
-Status Catalog::SetMeta(const std::string& key, const std::string& value) {
+Status SqliteCatalog::UpdateMeta(
+    const std::string& key,
+    const std::function<Result<std::optional<std::string>>(const std::optional<std::string>&)>& change) {
   std::lock_guard<std::mutex> lock(write_mu_);
-  ASSIGN_OR_RETURN(Statement s, writer_.Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)"));
-  s.Bind(1, std::string_view(key)).Bind(2, std::string_view(value));
-  return s.Run();
+  ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(&writer_));
+  ASSIGN_OR_RETURN(Statement get, writer_.Prepare("SELECT value FROM meta WHERE key = ?"));
+  get.Bind(1, std::string_view(key));
+  ASSIGN_OR_RETURN(bool row, get.Step());
+  const std::optional<std::string> stored = row ? std::optional<std::string>(get.Text(0)) : std::nullopt;
+  get.Reset();
+  ASSIGN_OR_RETURN(std::optional<std::string> value, change(stored));
+  if (!value) return Status::Ok();  // the transaction rolls back: nothing was written
+  ASSIGN_OR_RETURN(Statement put, writer_.Prepare("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)"));
+  put.Bind(1, std::string_view(key)).Bind(2, std::string_view(*value));
+  RETURN_IF_ERROR(put.Run());
+  return txn.Commit();
 }
 
-Result<std::vector<int64_t>> Catalog::Upsert(std::span<const ImageUpsert> batch, int dim) {
+Result<ModelIdentity> SqliteCatalog::ReadModel() {
+  ModelIdentity stored;
+  ASSIGN_OR_RETURN(std::optional<std::string> id, GetMeta("model_id"));
+  ASSIGN_OR_RETURN(std::optional<std::string> name, GetMeta("model_name"));
+  ASSIGN_OR_RETURN(std::optional<std::string> dim, GetMeta("dim"));
+  if (!id || !dim) return stored;
+  stored.id = *id;
+  stored.name = name.value_or("");
+  try {
+    stored.dim = std::stoi(*dim);
+  } catch (const std::exception&) {
+    return Status::Corruption(dir_ + ": stored dimension \"" + *dim + "\" is not a number");
+  }
+  return stored;
+}
+
+Result<ModelIdentity> SqliteCatalog::BindModel(const ModelIdentity& model) {
+  {
+    // The folder's lock makes this process the only writer: no other binds meanwhile.
+    std::lock_guard<std::mutex> lock(write_mu_);
+    ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(&writer_));
+    ASSIGN_OR_RETURN(Statement put, writer_.Prepare("INSERT OR IGNORE INTO meta(key, value) VALUES (?, ?)"));
+    for (const auto& [key, value] : {std::pair<std::string, std::string>{"model_id", model.id},
+                                     {"model_name", model.name},
+                                     {"dim", std::to_string(model.dim)}}) {
+      put.Bind(1, std::string_view(key)).Bind(2, std::string_view(value));
+      RETURN_IF_ERROR(put.Run());
+    }
+    RETURN_IF_ERROR(txn.Commit());
+  }
+  return ReadModel();
+}
+
+Result<std::vector<int64_t>> SqliteCatalog::Upsert(std::span<const ImageUpsert> batch, int dim) {
   std::lock_guard<std::mutex> lock(write_mu_);
   ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(&writer_));
   ASSIGN_OR_RETURN(Statement put_vector,
@@ -215,7 +343,7 @@ Result<std::vector<int64_t>> Catalog::Upsert(std::span<const ImageUpsert> batch,
   return ids;
 }
 
-Result<std::vector<int64_t>> Catalog::Remove(std::span<const std::string> paths) {
+Result<std::vector<int64_t>> SqliteCatalog::Remove(std::span<const std::string> paths) {
   std::lock_guard<std::mutex> lock(write_mu_);
   ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(&writer_));
   ASSIGN_OR_RETURN(Statement del, writer_.Prepare("DELETE FROM images WHERE path = ? RETURNING id, content_hash"));
@@ -238,7 +366,7 @@ Result<std::vector<int64_t>> Catalog::Remove(std::span<const std::string> paths)
   return removed;
 }
 
-Result<std::optional<int64_t>> Catalog::Move(const std::string& from, const std::string& to) {
+Result<std::optional<int64_t>> SqliteCatalog::Move(const std::string& from, const std::string& to) {
   std::lock_guard<std::mutex> lock(write_mu_);
   ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(&writer_));
   ASSIGN_OR_RETURN(Statement taken, writer_.Prepare("SELECT 1 FROM images WHERE path = ?"));
@@ -257,7 +385,7 @@ Result<std::optional<int64_t>> Catalog::Move(const std::string& from, const std:
   return std::optional<int64_t>(id);
 }
 
-Result<std::optional<ImageRecord>> Catalog::GetById(int64_t id) {
+Result<std::optional<ImageRecord>> SqliteCatalog::GetById(int64_t id) {
   std::lock_guard<std::mutex> lock(read_mu_);
   ASSIGN_OR_RETURN(Statement s, reader_.Prepare(std::string("SELECT ") + kImageColumns + " FROM images WHERE id = ?"));
   s.Bind(1, id);
@@ -266,7 +394,7 @@ Result<std::optional<ImageRecord>> Catalog::GetById(int64_t id) {
   return std::optional<ImageRecord>(ReadImage(s));
 }
 
-Result<std::optional<ImageRecord>> Catalog::GetByPath(const std::string& path) {
+Result<std::optional<ImageRecord>> SqliteCatalog::GetByPath(const std::string& path) {
   std::lock_guard<std::mutex> lock(read_mu_);
   ASSIGN_OR_RETURN(Statement s,
                    reader_.Prepare(std::string("SELECT ") + kImageColumns + " FROM images WHERE path = ?"));
@@ -276,7 +404,7 @@ Result<std::optional<ImageRecord>> Catalog::GetByPath(const std::string& path) {
   return std::optional<ImageRecord>(ReadImage(s));
 }
 
-Result<std::vector<float>> Catalog::GetEmbedding(int64_t id) {
+Result<std::vector<float>> SqliteCatalog::GetEmbedding(int64_t id) {
   std::lock_guard<std::mutex> lock(read_mu_);
   ASSIGN_OR_RETURN(Statement s, reader_.Prepare("SELECT v.data, v.dim FROM images i JOIN vectors v ON v.hash = "
                                                 "i.content_hash WHERE i.id = ? AND i.status = ?"));
@@ -292,30 +420,42 @@ Result<std::vector<float>> Catalog::GetEmbedding(int64_t id) {
   return v;
 }
 
-Result<bool> Catalog::HasVector(const std::string& hash) {
+Result<bool> SqliteCatalog::HasVector(const std::string& hash) {
   std::lock_guard<std::mutex> lock(read_mu_);
   ASSIGN_OR_RETURN(Statement s, reader_.Prepare("SELECT 1 FROM vectors WHERE hash = ?"));
   s.Bind(1, std::string_view(hash));
   return s.Step();
 }
 
-Result<int64_t> Catalog::CountByStatus(ImageStatus status) {
-  std::lock_guard<std::mutex> lock(read_mu_);
-  ASSIGN_OR_RETURN(Statement s, reader_.Prepare("SELECT COUNT(*) FROM images WHERE status = ?"));
-  s.Bind(1, int64_t{static_cast<int>(status)});
-  ASSIGN_OR_RETURN(bool row, s.Step());
-  return row ? s.Int(0) : 0;
+int64_t SqliteCatalog::FileBytes(const char* name) const {
+  std::error_code ec;
+  const auto n = std::filesystem::file_size(dir_ + "/" + name, ec);
+  return ec ? 0 : static_cast<int64_t>(n);
 }
 
-Result<int64_t> Catalog::CountVectors() {
-  std::lock_guard<std::mutex> lock(read_mu_);
-  ASSIGN_OR_RETURN(Statement s, reader_.Prepare("SELECT COUNT(*) FROM vectors"));
-  ASSIGN_OR_RETURN(bool row, s.Step());
-  return row ? s.Int(0) : 0;
+Result<BackendCounts> SqliteCatalog::Counts() {
+  BackendCounts c;
+  {
+    std::lock_guard<std::mutex> lock(read_mu_);
+    ASSIGN_OR_RETURN(Statement s, reader_.Prepare("SELECT (SELECT COUNT(*) FROM images WHERE status = ?), "
+                                                  "(SELECT COUNT(*) FROM images WHERE status = ?), "
+                                                  "(SELECT COUNT(*) FROM vectors)"));
+    s.Bind(1, int64_t{static_cast<int>(ImageStatus::kIndexed)})
+        .Bind(2, int64_t{static_cast<int>(ImageStatus::kFailed)});
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (row) {
+      c.indexed = s.Int(0);
+      c.failed = s.Int(1);
+      c.distinct_vectors = s.Int(2);
+    }
+  }
+  for (const char* f : {"catalog.db", "catalog.db-wal", "catalog.db-shm"}) c.database_bytes += FileBytes(f);
+  c.schema_version = schema_version_;
+  return c;
 }
 
-Status Catalog::ForEach(const std::function<bool(const ImageRecord&)>& visit, std::optional<ImageStatus> status,
-                        const std::string& under) {
+Status SqliteCatalog::ForEach(const std::function<bool(const ImageRecord&)>& visit, std::optional<ImageStatus> status,
+                              const std::string& under) {
   std::lock_guard<std::mutex> lock(read_mu_);
   std::string sql = std::string("SELECT ") + kImageColumns + " FROM images WHERE 1";
   if (status) sql += " AND status = " + std::to_string(static_cast<int>(*status));
@@ -335,70 +475,135 @@ Status Catalog::ForEach(const std::function<bool(const ImageRecord&)>& visit, st
   return Status::Ok();
 }
 
-Status Catalog::BeginConsistentRead() {
-  std::lock_guard<std::mutex> lock(read_mu_);
-  return reader_.Exec("BEGIN");
+Status SqliteCatalog::ReadConsistently(const std::function<Status()>& fn) {
+  RETURN_IF_ERROR(reader_.Exec("BEGIN"));
+  Status st = fn();
+  (void)reader_.Exec("COMMIT");  // a read transaction: nothing to lose
+  return st;
 }
 
-void Catalog::EndConsistentRead() {
-  std::lock_guard<std::mutex> lock(read_mu_);
-  (void)reader_.Exec("COMMIT");
-}
-
-Status Catalog::ForEachIndexed(const std::function<void(const ImageRecord&, std::span<const float>)>& visit) {
-  std::lock_guard<std::mutex> lock(read_mu_);
-  ASSIGN_OR_RETURN(
-      Statement s,
-      reader_.Prepare(
-          std::string("SELECT i.id, i.path, i.size_bytes, i.mtime_ns, i.content_hash, i.width, i.height, i.format, "
-                      "i.capture_time, i.indexed_at_ms, i.status, i.error, v.data, v.dim FROM images i "
-                      "LEFT JOIN vectors v ON v.hash = i.content_hash WHERE i.status = ") +
-          std::to_string(static_cast<int>(ImageStatus::kIndexed))));
-  std::vector<float> vec;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) break;
-    const ImageRecord r = ReadImage(s);
-    const std::span<const uint8_t> blob = s.Blob(12);
-    if (blob.empty() || blob.size() != static_cast<size_t>(s.Int(13)) * sizeof(float)) {
-      return Status::Corruption(reader_.path() + ": indexed image " + r.path + " has no valid vector");
-    }
-    vec.resize(blob.size() / sizeof(float));
-    std::memcpy(vec.data(), blob.data(), blob.size());
-    visit(r, vec);
-  }
-  return Status::Ok();
-}
-
-Status Catalog::ChangesSince(int64_t seq, std::vector<int64_t>* ids, int64_t* last_seq) {
-  std::lock_guard<std::mutex> lock(read_mu_);
-  ASSIGN_OR_RETURN(Statement s, reader_.Prepare("SELECT seq, image_id FROM changes WHERE seq > ? ORDER BY seq"));
-  s.Bind(1, seq);
-  *last_seq = seq;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, s.Step());
-    if (!row) break;
-    *last_seq = s.Int(0);
-    ids->push_back(s.Int(1));
-  }
-  return Status::Ok();
-}
-
-Result<int64_t> Catalog::LastChangeSeq() {
-  std::lock_guard<std::mutex> lock(read_mu_);
-  ASSIGN_OR_RETURN(Statement s, reader_.Prepare("SELECT COALESCE(MAX(seq), 0) FROM changes"));
+Result<int64_t> SqliteCatalog::LastSeqLocked() {
+  // The log's prefix may be gone; AUTOINCREMENT keeps the largest value ever drawn.
+  ASSIGN_OR_RETURN(Statement s,
+                   reader_.Prepare("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)"));
   ASSIGN_OR_RETURN(bool row, s.Step());
   return row ? s.Int(0) : 0;
 }
 
-Status Catalog::ForgetChangesUpTo(int64_t seq) {
+Result<int64_t> SqliteCatalog::LastSeq() {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  return LastSeqLocked();
+}
+
+namespace {
+
+// An image row and its vector: kImageColumns of `i` then v.data, v.dim.
+constexpr const char* kImageWithVector =
+    "SELECT i.id, i.path, i.size_bytes, i.mtime_ns, i.content_hash, i.width, i.height, i.format, i.capture_time, "
+    "i.indexed_at_ms, i.status, i.error, v.data, v.dim FROM images i LEFT JOIN vectors v ON v.hash = i.content_hash ";
+
+// The vector read by a kImageWithVector statement; empty when missing or of the wrong size.
+std::vector<float> VectorOf(const Statement& s) {
+  const std::span<const uint8_t> blob = s.Blob(12);
+  if (blob.empty() || blob.size() != static_cast<size_t>(s.Int(13)) * sizeof(float)) return {};
+  std::vector<float> v(blob.size() / sizeof(float));
+  std::memcpy(v.data(), blob.data(), blob.size());
+  return v;
+}
+
+}  // namespace
+
+Result<int64_t> SqliteCatalog::ReadIndexed(
+    const std::function<Status(const ImageRecord&, std::span<const float>)>& visit) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  int64_t seq = 0;
+  RETURN_IF_ERROR(ReadConsistently([&]() -> Status {
+    ASSIGN_OR_RETURN(seq, LastSeqLocked());
+    ASSIGN_OR_RETURN(Statement s, reader_.Prepare(std::string(kImageWithVector) + "WHERE i.status = " +
+                                                  std::to_string(static_cast<int>(ImageStatus::kIndexed))));
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) return Status::Ok();
+      const ImageRecord r = ReadImage(s);
+      const std::vector<float> v = VectorOf(s);
+      if (v.empty()) return Status::Corruption(reader_.path() + ": indexed image " + r.path + " has no valid vector");
+      RETURN_IF_ERROR(visit(r, v));
+    }
+  }));
+  return seq;
+}
+
+Result<int64_t> SqliteCatalog::ReadIndexedRecords(const std::function<void(const ImageRecord&)>& visit) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  int64_t seq = 0;
+  RETURN_IF_ERROR(ReadConsistently([&]() -> Status {
+    ASSIGN_OR_RETURN(seq, LastSeqLocked());
+    ASSIGN_OR_RETURN(Statement s,
+                     reader_.Prepare(std::string("SELECT ") + kImageColumns + " FROM images WHERE status = " +
+                                     std::to_string(static_cast<int>(ImageStatus::kIndexed))));
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, s.Step());
+      if (!row) return Status::Ok();
+      visit(ReadImage(s));
+    }
+  }));
+  return seq;
+}
+
+Result<ChangeSet> SqliteCatalog::ChangesSince(int64_t seq) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  ChangeSet out;
+  out.last_seq = seq;
+  RETURN_IF_ERROR(ReadConsistently([&]() -> Status {
+    ASSIGN_OR_RETURN(const int64_t last, LastSeqLocked());
+    if (last <= seq) return Status::Ok();
+    ASSIGN_OR_RETURN(Statement first, reader_.Prepare("SELECT MIN(seq) FROM changes"));
+    ASSIGN_OR_RETURN(bool got, first.Step());
+    // Values are contiguous: the log holds every change after `seq` iff it starts at seq + 1 or before.
+    if (!got || first.IsNull(0) || first.Int(0) > seq + 1) {
+      out.incomplete = true;
+      return Status::Ok();
+    }
+    ASSIGN_OR_RETURN(Statement ids, reader_.Prepare("SELECT DISTINCT image_id FROM changes WHERE seq > ? ORDER BY 1"));
+    ids.Bind(1, seq);
+    std::vector<int64_t> touched;
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, ids.Step());
+      if (!row) break;
+      touched.push_back(ids.Int(0));
+    }
+    ASSIGN_OR_RETURN(Statement get, reader_.Prepare(std::string(kImageWithVector) + "WHERE i.id = ?"));
+    for (int64_t id : touched) {
+      get.Bind(1, id);
+      ASSIGN_OR_RETURN(bool row, get.Step());
+      if (row) {
+        out.changed.push_back(ReadImage(get));
+        out.vectors.push_back(VectorOf(get));
+      } else {
+        out.removed.push_back(id);
+      }
+      get.Reset();
+    }
+    out.last_seq = last;
+    return Status::Ok();
+  }));
+  return out;
+}
+
+Status SqliteCatalog::ForgetChangesUpTo(int64_t seq) {
   std::lock_guard<std::mutex> lock(write_mu_);
   ASSIGN_OR_RETURN(Statement s, writer_.Prepare("DELETE FROM changes WHERE seq <= ?"));
   s.Bind(1, seq);
   return s.Run();
 }
 
-Status Catalog::CheckIntegrity() {
+bool SqliteCatalog::WaitForChanges(std::chrono::milliseconds timeout, const std::atomic<bool>& stop) {
+  const auto until = std::chrono::steady_clock::now() + std::min(timeout, std::chrono::milliseconds(500));
+  while (!stop && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  return true;
+}
+
+Status SqliteCatalog::CheckIntegrity() {
   std::lock_guard<std::mutex> lock(read_mu_);
   ASSIGN_OR_RETURN(Statement check, reader_.Prepare("PRAGMA integrity_check"));
   ASSIGN_OR_RETURN(bool row, check.Step());
@@ -417,3 +622,17 @@ Status Catalog::CheckIntegrity() {
 }
 
 }  // namespace imgsearch::store
+
+namespace imgsearch {
+
+Result<std::unique_ptr<Collection>> OpenCollection(const std::string& dir, const ModelIdentity* model,
+                                                   const CollectionOptions& options) {
+  // Commands that do not embed (model null) never create a collection.
+  if (model == nullptr && !options.read_only && !store::CatalogExists(dir)) {
+    return Status::NotFound("no collection at " + dir);
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<store::SqliteCatalog> catalog, store::SqliteCatalog::Open(dir, options));
+  return store::OpenCollectionOver(std::move(catalog), model, options);
+}
+
+}  // namespace imgsearch

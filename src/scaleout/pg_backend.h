@@ -1,5 +1,5 @@
-// The collection's rows in PostgreSQL: reading them, and the writes the collection and the workers
-// share (a worker writes its results and completes its jobs in one transaction).
+// The PostgreSQL backend of the collection core (pg_backend.cc), and the writes it shares with the
+// workers (a worker writes its results and completes its jobs in one transaction).
 #pragma once
 
 #include <pqxx/pqxx>

@@ -1,0 +1,113 @@
+// Where a collection's rows live: the system of record under the collection core. Two backends
+// implement it: SQLite in a folder (sqlite_backend.cc, the embedded collection) and PostgreSQL
+// (scaleout/pg_backend.cc, shared by many processes). The collection core (collection_core.h)
+// holds everything else once: the in-memory search index, its snapshot, following the change
+// sequence, rebuilding, validation and model binding.
+//
+// The change sequence: every write that changes what search sees draws a new, larger sequence
+// value for the image it touches, and a reader that has seen value S has seen everything below S.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "imgsearch/collection.h"
+
+namespace imgsearch::store {
+
+// What changed after a sequence value, up to and including `last_seq`.
+struct ChangeSet {
+  int64_t last_seq = 0;
+  std::vector<ImageRecord> changed;         // images written (indexed or failed), as they are now
+  std::vector<std::vector<float>> vectors;  // for each of `changed`: its stored vector, empty when none
+  std::vector<int64_t> removed;             // images that are gone
+  // True when the backend no longer holds every change since the value asked for (the log was
+  // trimmed by a checkpoint of another process): the reader must rebuild from the rows instead.
+  bool incomplete = false;
+};
+
+struct BackendCounts {
+  int64_t indexed = 0;
+  int64_t failed = 0;
+  int64_t distinct_vectors = 0;
+  int64_t database_bytes = 0;
+  int schema_version = 0;
+};
+
+class CatalogBackend {
+ public:
+  virtual ~CatalogBackend() = default;
+
+  // The collection's location for messages: its folder, or its URL without the password.
+  virtual const std::string& where() const = 0;
+  // True when this process is the only writer (it holds the collection's lock): the core then
+  // keeps its index current from its own writes, loads it at open and trims the change log at
+  // each snapshot. Otherwise other processes write too, and the core follows their changes.
+  virtual bool sole_writer() const = 0;
+  // Where the index snapshot lives (the core adds nothing to the name); empty: no snapshots.
+  virtual std::string SnapshotPath() const = 0;
+  // False when the snapshot lives beside the rows and this open is read-only (reading never
+  // writes); a private cache (search nodes' --index-cache) is always written.
+  virtual bool may_write_snapshot() const = 0;
+
+  // The model the collection is bound to (dim 0: none yet).
+  virtual Result<ModelIdentity> ReadModel() = 0;
+  // Binds `model` if no model is bound yet (atomically: two first writers bind one); returns the
+  // model bound now, which the caller compares with `model`.
+  virtual Result<ModelIdentity> BindModel(const ModelIdentity& model) = 0;
+
+  virtual Result<std::optional<std::string>> GetMeta(const std::string& key) = 0;
+  // Reads `key`, passes its value to `change` and writes what that returns (nullopt: nothing to
+  // write), in one transaction that no other writer interleaves with.
+  virtual Status UpdateMeta(
+      const std::string& key,
+      const std::function<Result<std::optional<std::string>>(const std::optional<std::string>&)>& change) = 0;
+
+  // Writes, each in one transaction. `dim` is the bound model's.
+  virtual Result<std::vector<int64_t>> Upsert(std::span<const ImageUpsert> batch, int dim) = 0;
+  // The ids removed; unknown paths are ignored.
+  virtual Result<std::vector<int64_t>> Remove(std::span<const std::string> paths) = 0;
+  // The id moved, or nullopt when `from` is unknown; kInvalidArgument when `to` is taken.
+  virtual Result<std::optional<int64_t>> Move(const std::string& from, const std::string& to) = 0;
+
+  virtual Result<std::optional<ImageRecord>> GetById(int64_t id) = 0;
+  virtual Result<std::optional<ImageRecord>> GetByPath(const std::string& path) = 0;
+  // kNotFound when `id` is not an indexed image.
+  virtual Result<std::vector<float>> GetEmbedding(int64_t id) = 0;
+  virtual Result<bool> HasVector(const std::string& content_hash) = 0;
+  virtual Result<BackendCounts> Counts() = 0;
+  // As Collection::ForEach.
+  virtual Status ForEach(const std::function<bool(const ImageRecord&)>& visit, std::optional<ImageStatus> status,
+                         const std::string& under) = 0;
+
+  // The index's feed. Each call reads one consistent state.
+  // Every indexed image with its stored vector; returns the sequence value of that state.
+  virtual Result<int64_t> ReadIndexed(
+      const std::function<Status(const ImageRecord&, std::span<const float>)>& visit) = 0;
+  // Every indexed image (without vectors: for metadata after loading a snapshot); returns the
+  // sequence value of that state.
+  virtual Result<int64_t> ReadIndexedRecords(const std::function<void(const ImageRecord&)>& visit) = 0;
+  virtual Result<ChangeSet> ChangesSince(int64_t seq) = 0;
+  virtual Result<int64_t> LastSeq() = 0;
+  // The changes up to `seq` are in a snapshot: a backend may drop them (only a sole writer asks).
+  virtual Status ForgetChangesUpTo(int64_t seq) = 0;
+  // Returns within about `timeout` (sooner when `stop` turns true, or when another process signals
+  // a change); true when a change may have happened.
+  virtual bool WaitForChanges(std::chrono::milliseconds timeout, const std::atomic<bool>& stop) = 0;
+
+  // The backend's own checks (storage integrity, every indexed image has a vector).
+  virtual Status CheckIntegrity() = 0;
+};
+
+// The collection over `backend`: binds or checks `model` (null: whatever the collection has),
+// then loads the search index (at once when this process is the sole writer, else at the first
+// search or Warm).
+Result<std::unique_ptr<Collection>> OpenCollectionOver(std::unique_ptr<CatalogBackend> backend,
+                                                       const ModelIdentity* model, const CollectionOptions& options);
+
+}  // namespace imgsearch::store

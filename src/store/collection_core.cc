@@ -1,0 +1,434 @@
+// The collection core: one implementation of Collection over any catalog backend. The backend
+// holds the rows; the core holds the in-memory search index and keeps it equal to them by
+// following the change sequence, snapshots it, rebuilds it when the snapshot is missing, stale or
+// damaged, checks what is written and binds the model.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <mutex>
+#include <shared_mutex>
+#include <thread>
+
+#include "base/rw_mutex.h"
+#include "store/catalog_backend.h"
+#include "store/collection_meta.h"
+#include "store/vector_index.h"
+
+namespace imgsearch {
+
+const char* ImageStatusName(ImageStatus status) { return status == ImageStatus::kIndexed ? "indexed" : "failed"; }
+
+namespace store {
+namespace {
+
+constexpr const char* kRootsKey = "roots";  // meta: JSON list of the indexed folders
+
+// An advisory lock on PATH.lock for as long as it lives: processes that share a snapshot (search
+// nodes on one machine, or a reader beside the writer) never read one half written. A reader
+// does not create the lock file (reading never writes); without it there is no writer to wait for.
+class SnapshotLock {
+ public:
+  SnapshotLock(const std::string& path, bool exclusive)
+      : fd_(::open((path + ".lock").c_str(), exclusive ? O_RDWR | O_CREAT | O_CLOEXEC : O_RDONLY | O_CLOEXEC, 0644)) {
+    if (fd_ >= 0) ::flock(fd_, exclusive ? LOCK_EX : LOCK_SH);
+  }
+  ~SnapshotLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  SnapshotLock(const SnapshotLock&) = delete;
+  SnapshotLock& operator=(const SnapshotLock&) = delete;
+
+ private:
+  int fd_;
+};
+
+class CollectionCore final : public Collection {
+ public:
+  CollectionCore(std::unique_ptr<CatalogBackend> backend, ModelIdentity model, const CollectionOptions& options)
+      : backend_(std::move(backend)), options_(options), model_(std::move(model)) {}
+
+  ~CollectionCore() override {
+    stop_ = true;
+    if (follower_.joinable()) follower_.join();
+    if (loaded_ && changes_since_save_ > 0) {
+      if (Status st = SaveSnapshot(); !st.ok()) {
+        spdlog::warn("could not snapshot the search index of {}: {}", backend_->where(), st.ToString());
+      }
+    }
+  }
+
+  Result<std::vector<int64_t>> Upsert(std::span<const ImageUpsert> batch) override {
+    RETURN_IF_ERROR(CheckWritable());
+    for (const ImageUpsert& u : batch) {
+      if (u.record.status == ImageStatus::kIndexed && !u.embedding.empty() && Normalised(u.embedding).empty()) {
+        return Status::InvalidArgument(u.record.path + ": embedding is zero or not finite");
+      }
+    }
+    ASSIGN_OR_RETURN(std::vector<int64_t> ids, backend_->Upsert(batch, model_.dim));
+    RETURN_IF_ERROR(CatchUpIfLoaded());
+    return ids;
+  }
+
+  Result<int64_t> Remove(std::span<const std::string> paths) override {
+    RETURN_IF_ERROR(CheckWritable());
+    ASSIGN_OR_RETURN(std::vector<int64_t> ids, backend_->Remove(paths));
+    RETURN_IF_ERROR(CatchUpIfLoaded());
+    return static_cast<int64_t>(ids.size());
+  }
+
+  Status Move(const std::string& from, const std::string& to) override {
+    RETURN_IF_ERROR(CheckWritable());
+    ASSIGN_OR_RETURN(std::optional<int64_t> id, backend_->Move(from, to));
+    if (!id) return Status::NotFound("cannot move " + from + ": not in the collection");
+    return CatchUpIfLoaded();
+  }
+
+  Result<std::optional<ImageRecord>> GetById(int64_t id) override { return backend_->GetById(id); }
+  Result<std::optional<ImageRecord>> GetByPath(const std::string& path) override { return backend_->GetByPath(path); }
+  Result<std::vector<float>> GetEmbedding(int64_t id) override { return backend_->GetEmbedding(id); }
+  Result<bool> HasEmbeddingFor(const std::string& hash) override { return backend_->HasVector(hash); }
+
+  Result<int64_t> Count() override {
+    ASSIGN_OR_RETURN(BackendCounts c, backend_->Counts());
+    return c.indexed + c.failed;
+  }
+
+  Status ForEach(const std::function<bool(const ImageRecord&)>& visit, std::optional<ImageStatus> status,
+                 const std::string& under) override {
+    return backend_->ForEach(visit, status, under);
+  }
+
+  Status Warm() override { return EnsureIndex(); }
+
+  Result<std::vector<SearchHit>> Search(std::span<const float> query, const SearchOptions& o) override {
+    RETURN_IF_ERROR(EnsureIndex());
+    std::shared_lock<RwMutex> lock(index_mu_);
+    return SearchIndex(index_.get(), model_.dim, query, o);
+  }
+
+  Result<std::vector<CollectionRoot>> Roots() override {
+    ASSIGN_OR_RETURN(std::optional<std::string> stored, backend_->GetMeta(kRootsKey));
+    if (!stored) return std::vector<CollectionRoot>();
+    return ParseRoots(*stored, backend_->where());
+  }
+
+  Status AddRoots(std::span<const CollectionRoot> add, RootChange change) override {
+    RETURN_IF_ERROR(CheckWritable());
+    return backend_->UpdateMeta(kRootsKey,
+                                [&](const std::optional<std::string>& stored) -> Result<std::optional<std::string>> {
+                                  std::vector<CollectionRoot> roots;
+                                  if (stored) {
+                                    ASSIGN_OR_RETURN(roots, ParseRoots(*stored, backend_->where()));
+                                  }
+                                  bool changed = false;
+                                  RETURN_IF_ERROR(MergeRoots(&roots, add, change, &changed));
+                                  if (!changed) return std::optional<std::string>();
+                                  return std::optional<std::string>(RootsJson(roots));
+                                });
+  }
+
+  Result<CollectionStats> Stats() override {
+    ASSIGN_OR_RETURN(BackendCounts c, backend_->Counts());
+    CollectionStats s;
+    s.indexed = c.indexed;
+    s.failed = c.failed;
+    s.distinct_vectors = c.distinct_vectors;
+    s.database_bytes = c.database_bytes;
+    s.schema_version = c.schema_version;
+    s.model = model_;
+    s.index_params = options_.index;
+    std::error_code ec;
+    const std::string snapshot = backend_->SnapshotPath();
+    const auto snapshot_bytes = snapshot.empty() ? 0 : std::filesystem::file_size(snapshot, ec);
+    std::shared_lock<RwMutex> lock(index_mu_);
+    // In memory when loaded; else what the snapshot takes (stats need not load the index).
+    s.index_bytes = index_ != nullptr ? index_->graph_bytes() : ec ? 0 : static_cast<int64_t>(snapshot_bytes);
+    const int64_t size = index_ != nullptr ? index_->size() : c.indexed;
+    s.index_kind = size > options_.index.exact_below ? "hnsw" : "exact";
+    return s;
+  }
+
+  Status Checkpoint() override {
+    if (!loaded_) return Status::Ok();
+    return SaveSnapshot();
+  }
+
+  Status CheckIntegrity() override {
+    RETURN_IF_ERROR(backend_->CheckIntegrity());
+    RETURN_IF_ERROR(EnsureIndex());
+    RETURN_IF_ERROR(CatchUp());
+    std::vector<int64_t> ids;
+    RETURN_IF_ERROR(backend_->ForEach(
+        [&](const ImageRecord& r) {
+          ids.push_back(r.id);
+          return true;
+        },
+        ImageStatus::kIndexed, ""));
+    std::sort(ids.begin(), ids.end());
+    std::shared_lock<RwMutex> lock(index_mu_);
+    std::vector<int64_t> graph = index_ ? index_->GraphIds() : std::vector<int64_t>();
+    std::sort(graph.begin(), graph.end());
+    if (graph != ids) {
+      return Status::Corruption(backend_->where() + ": the search index holds " + std::to_string(graph.size()) +
+                                " images, the catalog " + std::to_string(ids.size()));
+    }
+    return Status::Ok();
+  }
+
+  const ModelIdentity& model() const override { return model_; }
+
+  // The sole writer loads at once: it keeps the index current as it writes and snapshots it.
+  Status Open() { return backend_->sole_writer() ? EnsureIndex() : Status::Ok(); }
+
+ private:
+  Status CheckWritable() const {
+    if (options_.read_only)
+      return Status::InvalidArgument("the collection at " + backend_->where() + " is open read-only");
+    if (model_.dim <= 0) {
+      return Status::InvalidArgument("the collection at " + backend_->where() + " has no model; open it with one");
+    }
+    return Status::Ok();
+  }
+
+  // Builds the index once: from the snapshot and the changes since, else from every vector.
+  // Others' changes are then followed in the background.
+  Status EnsureIndex() {
+    if (loaded_) return Status::Ok();
+    std::lock_guard<std::mutex> loading(load_mu_);
+    if (loaded_) return Status::Ok();
+    if (model_.dim <= 0) return Status::Ok();  // no model bound yet: nothing can be indexed
+    const std::string path = backend_->SnapshotPath();
+    std::error_code ec;
+    bool from_snapshot = false;
+    if (!path.empty() && std::filesystem::exists(path + ".meta", ec)) {
+      if (Status st = LoadSnapshot(path); st.ok()) {
+        from_snapshot = true;
+      } else {
+        spdlog::warn("search index snapshot {} not usable ({}); building the index from {}", path, st.message(),
+                     backend_->where());
+      }
+    }
+    if (!from_snapshot) {
+      std::lock_guard<std::mutex> lock(catch_up_mu_);
+      RETURN_IF_ERROR(RebuildLocked());
+    }
+    loaded_ = true;
+    if (!from_snapshot && !path.empty() && changes_since_save_ > 0 && Worth()) {
+      if (Status st = SaveSnapshot(); !st.ok()) {
+        spdlog::warn("could not snapshot the search index of {}: {}", backend_->where(), st.ToString());
+      }
+    }
+    if (!backend_->sole_writer()) follower_ = std::thread([this] { Follow(); });
+    return Status::Ok();
+  }
+
+  // A collection small enough to be searched exactly is rebuilt faster than a snapshot is read; a
+  // shared cache (search nodes) is always written, so that the next node starts from it.
+  bool Worth() const {
+    std::shared_lock<RwMutex> lock(index_mu_);
+    return !backend_->sole_writer() || index_->size() > options_.index.exact_below;
+  }
+
+  // Called with catch_up_mu_ held: no change is applied meanwhile.
+  Status RebuildLocked() {
+    auto index = std::make_unique<VectorIndex>(model_.dim, options_.index);
+    std::vector<int64_t> ids;
+    std::vector<float> vectors;
+    std::vector<ImageMeta> metas;
+    auto flush = [&] {
+      index->PutBatch(ids, vectors, std::move(metas));
+      ids.clear();
+      vectors.clear();
+      metas.clear();
+    };
+    ASSIGN_OR_RETURN(const int64_t seq, backend_->ReadIndexed([&](const ImageRecord& r,
+                                                                  std::span<const float> v) -> Status {
+      if (static_cast<int>(v.size()) != model_.dim) {
+        return Status::Corruption(backend_->where() + ": the vector of " + r.path + " has " + std::to_string(v.size()) +
+                                  " dimensions, the collection " + std::to_string(model_.dim));
+      }
+      const std::vector<float> n = Normalised({v.begin(), v.end()});
+      ids.push_back(r.id);
+      vectors.insert(vectors.end(), n.begin(), n.end());
+      metas.push_back(MetaOf(r));
+      if (ids.size() >= 4096) flush();
+      return Status::Ok();
+    }));
+    flush();
+    const int64_t n = index->size();
+    {
+      std::unique_lock<RwMutex> lock(index_mu_);
+      index_ = std::move(index);
+    }
+    applied_seq_ = seq;
+    changes_since_save_ = n > 0 ? 1 : 0;  // worth a snapshot
+    spdlog::info("search index built from {}: {} images", backend_->where(), n);
+    return Status::Ok();
+  }
+
+  // The snapshot's graph, every indexed image's metadata, then the changes made since it was taken.
+  Status LoadSnapshot(const std::string& path) {
+    auto index = std::make_unique<VectorIndex>(model_.dim, options_.index);
+    int64_t seq = 0;
+    {
+      SnapshotLock lock(path, /*exclusive=*/false);
+      ASSIGN_OR_RETURN(seq, index->Load(path));
+    }
+    ASSIGN_OR_RETURN(const int64_t last, backend_->LastSeq());
+    if (seq > last) return Status::Corruption("it is ahead of the catalog (a restored backup?)");
+    RETURN_IF_ERROR(
+        backend_->ReadIndexedRecords([&](const ImageRecord& r) { index->AttachMeta(r.id, MetaOf(r)); }).status());
+    {
+      std::unique_lock<RwMutex> lock(index_mu_);
+      index_ = std::move(index);
+    }
+    {
+      std::lock_guard<std::mutex> lock(catch_up_mu_);
+      applied_seq_ = seq;
+      changes_since_save_ = 0;
+    }
+    ASSIGN_OR_RETURN(const int64_t replayed, CatchUpChanges(/*rebuild_on_gap=*/false));
+    // The graph must now hold exactly the indexed images.
+    ASSIGN_OR_RETURN(BackendCounts counts, backend_->Counts());
+    {
+      std::shared_lock<RwMutex> lock(index_mu_);
+      if (index_->size() != counts.indexed || static_cast<int64_t>(index_->GraphIds().size()) != counts.indexed) {
+        return Status::Corruption("after catching up it holds " + std::to_string(index_->size()) +
+                                  " images, the catalog " + std::to_string(counts.indexed));
+      }
+    }
+    spdlog::info("search index loaded from {} ({} images, {} changes replayed)", path, counts.indexed, replayed);
+    return Status::Ok();
+  }
+
+  // Writes the index as of applied_seq_ (no change is applied meanwhile); a sole writer then lets
+  // the backend forget the changes the snapshot holds.
+  Status SaveSnapshot() {
+    const std::string path = backend_->SnapshotPath();
+    if (path.empty() || !backend_->may_write_snapshot()) return Status::Ok();
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+    if (ec) return Status::IoError("cannot create the folder of " + path + ": " + ec.message());
+    std::lock_guard<std::mutex> lock(catch_up_mu_);
+    {
+      std::shared_lock<RwMutex> index_lock(index_mu_);
+      SnapshotLock file_lock(path, /*exclusive=*/true);
+      RETURN_IF_ERROR(index_->Save(path, applied_seq_));
+    }
+    changes_since_save_ = 0;
+    if (backend_->sole_writer()) return backend_->ForgetChangesUpTo(applied_seq_);
+    return Status::Ok();
+  }
+
+  Status CatchUpIfLoaded() {
+    if (!loaded_) return Status::Ok();
+    RETURN_IF_ERROR(CatchUp());
+    if (backend_->sole_writer() && changes_since_save_ >= options_.index.snapshot_every) return SaveSnapshot();
+    return Status::Ok();
+  }
+
+  Status CatchUp() { return CatchUpChanges(/*rebuild_on_gap=*/true).status(); }
+
+  // Applies every change committed after applied_seq_; returns how many images it touched. When
+  // the backend has forgotten some of them (another process's checkpoint), rebuilds instead.
+  Result<int64_t> CatchUpChanges(bool rebuild_on_gap) {
+    std::unique_lock<std::mutex> lock(catch_up_mu_);
+    ASSIGN_OR_RETURN(ChangeSet changes, backend_->ChangesSince(applied_seq_));
+    if (changes.incomplete) {
+      if (!rebuild_on_gap) return Status::Corruption("the changes since it was taken are no longer recorded");
+      spdlog::info("{} was checkpointed by its writer past this index; rebuilding it", backend_->where());
+      RETURN_IF_ERROR(RebuildLocked());
+      return int64_t{0};
+    }
+    if (changes.last_seq <= applied_seq_) return int64_t{0};
+    // Vectors and metadata prepared outside the exclusive lock; searches wait only for the graph.
+    std::vector<int64_t> put_ids;
+    std::vector<float> put_vectors;
+    std::vector<ImageMeta> put_metas;
+    std::vector<std::pair<int64_t, ImageMeta>> renamed;  // same vector, new metadata
+    std::vector<int64_t> erase = changes.removed;
+    {
+      std::shared_lock<RwMutex> index_lock(index_mu_);
+      for (size_t i = 0; i < changes.changed.size(); ++i) {
+        const ImageRecord& r = changes.changed[i];
+        std::vector<float> v = Normalised(std::move(changes.vectors[i]));
+        if (r.status != ImageStatus::kIndexed || static_cast<int>(v.size()) != model_.dim) {
+          erase.push_back(r.id);
+        } else if (index_->Contains(r.id) && index_->VectorOf(r.id) == v) {
+          renamed.emplace_back(r.id, MetaOf(r));
+        } else {
+          put_ids.push_back(r.id);
+          put_vectors.insert(put_vectors.end(), v.begin(), v.end());
+          put_metas.push_back(MetaOf(r));
+        }
+      }
+    }
+    {
+      std::unique_lock<RwMutex> index_lock(index_mu_);
+      for (int64_t id : erase) index_->Erase(id);
+      for (auto& [id, meta] : renamed) index_->UpdateMeta(id, std::move(meta));
+      index_->PutBatch(put_ids, put_vectors, std::move(put_metas));
+    }
+    applied_seq_ = changes.last_seq;
+    const auto n = static_cast<int64_t>(changes.changed.size() + changes.removed.size());
+    changes_since_save_ += n;
+    return n;
+  }
+
+  // Follows other processes' changes (their signal, or a look every few seconds regardless) and
+  // snapshots the index every snapshot_every changes.
+  void Follow() {
+    while (!stop_) {
+      backend_->WaitForChanges(std::chrono::seconds(5), stop_);
+      if (stop_) break;
+      if (Status st = CatchUp(); !st.ok()) spdlog::warn("search index of {}: {}", backend_->where(), st.ToString());
+      if (changes_since_save_ >= options_.index.snapshot_every) {
+        if (Status st = SaveSnapshot(); !st.ok()) {
+          spdlog::warn("could not snapshot the search index of {}: {}", backend_->where(), st.ToString());
+        }
+      }
+    }
+  }
+
+  const std::unique_ptr<CatalogBackend> backend_;
+  const CollectionOptions options_;
+  const ModelIdentity model_;
+
+  std::mutex load_mu_;
+  std::atomic<bool> loaded_{false};
+  std::mutex catch_up_mu_;                      // applying changes and saving snapshots, one at a time
+  int64_t applied_seq_ = 0;                     // guarded by catch_up_mu_
+  std::atomic<int64_t> changes_since_save_{0};  // changes applied since the last snapshot
+  mutable RwMutex index_mu_;
+  std::unique_ptr<VectorIndex> index_;  // guarded by index_mu_
+  std::atomic<bool> stop_{false};
+  std::thread follower_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Collection>> OpenCollectionOver(std::unique_ptr<CatalogBackend> backend,
+                                                       const ModelIdentity* model, const CollectionOptions& options) {
+  const std::string where = backend->where();
+  ASSIGN_OR_RETURN(ModelIdentity stored, backend->ReadModel());
+  if (model != nullptr) {
+    if (stored.dim == 0) {
+      if (options.read_only) return Status::InvalidArgument(where + " has no model yet");
+      ASSIGN_OR_RETURN(stored, backend->BindModel(*model));
+    }
+    RETURN_IF_ERROR(
+        CheckSameModel(stored, *model, where, "use that model, or re-embed everything with `imgsearch reindex`"));
+  }
+  auto collection = std::make_unique<CollectionCore>(std::move(backend), std::move(stored), options);
+  RETURN_IF_ERROR(collection->Open());
+  return std::unique_ptr<Collection>(std::move(collection));
+}
+
+}  // namespace store
+}  // namespace imgsearch
