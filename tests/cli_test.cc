@@ -3,7 +3,9 @@
 
 #include <csignal>
 
+#include <algorithm>
 #include <filesystem>
+#include <set>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -145,6 +147,60 @@ std::vector<std::string> MakeLibrary(const std::string& dir) {
   }
   testing::WriteFile(dir + "/lib/broken.jpg", std::string("\xFF\xD8\xFF\xE0", 4));
   return paths;
+}
+
+// File names are bytes: `list --json`, `stats --json` and `search --json` keep them exactly
+// (path_bytes), and plain lines escape them, so a newline or an escape sequence in a name can
+// neither split a line nor reach the terminal.
+TEST(Cli, FileNamesOfAnyBytesAreListedLosslesslyAndPrintedEscaped) {
+  const std::string dir = testing::MakeTempDir();
+  MakeLibrary(dir);
+  const std::string lib = dir + "/lib";
+  const std::string odd = lib + "/bad\xff\xfe\nname\x1b[31m.png";
+  std::filesystem::copy_file(lib + "/img1.png", odd);
+  std::filesystem::copy_file(lib + "/img2.png", lib + "/x.png");
+  std::filesystem::resize_file(lib + "/x.png", 10);  // broken: listed among the failures
+  std::filesystem::rename(lib + "/x.png", lib + "/broken\xff.png");
+  const std::string db = dir + "/db";
+  const auto indexed = RunCommand({ImgsearchBin(), "index", "--db", db, "--model", TestModelDir(), lib});
+  ASSERT_EQ(indexed.exit_code, 1) << indexed.err;  // the broken files fail
+  EXPECT_EQ(indexed.err.find('\x1b'), std::string::npos) << "an escape sequence reached the terminal";
+
+  const auto list = RunCommand({ImgsearchBin(), "list", "--db", db, "--json"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  std::set<std::string> exact;
+  std::istringstream lines(list.out);
+  for (std::string line; std::getline(lines, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.contains("path_bytes")) exact.insert(j["path_bytes"].get<std::string>());
+  }
+  EXPECT_TRUE(exact.contains(testing::Base64(odd))) << list.out;
+  EXPECT_TRUE(exact.contains(testing::Base64(lib + "/broken\xff.png"))) << list.out;
+
+  const auto plain = RunCommand({ImgsearchBin(), "list", "--db", db});
+  ASSERT_EQ(plain.exit_code, 0);
+  EXPECT_EQ(std::count(plain.out.begin(), plain.out.end(), '\n'), 6) << plain.out;  // one line per file
+  EXPECT_EQ(plain.out.find('\x1b'), std::string::npos);
+  EXPECT_NE(plain.out.find(lib + "/bad\\xff\\xfe\\nname\\x1b[31m.png"), std::string::npos) << plain.out;
+
+  const auto stats = RunCommand({ImgsearchBin(), "stats", "--db", db, "--json"});
+  ASSERT_EQ(stats.exit_code, 0) << stats.err;
+  bool failure_exact = false;
+  const auto stats_json = nlohmann::json::parse(stats.out);
+  for (const auto& f : stats_json["failures"]) {
+    failure_exact |= f.value("path_bytes", "") == testing::Base64(lib + "/broken\xff.png");
+  }
+  EXPECT_TRUE(failure_exact) << stats.out;
+
+  const auto search = RunCommand(
+      {ImgsearchBin(), "search", "--db", db, "--model", TestModelDir(), "--json", "-k", "10", "--exact", "a photo"});
+  ASSERT_EQ(search.exit_code, 0) << search.err;
+  bool hit_exact = false;
+  std::istringstream hits(search.out);
+  for (std::string line; std::getline(hits, line);) {
+    hit_exact |= nlohmann::json::parse(line).value("path_bytes", "") == testing::Base64(odd);
+  }
+  EXPECT_TRUE(hit_exact) << search.out;
 }
 
 TEST(Cli, IndexSearchStatsList) {

@@ -49,21 +49,6 @@ std::string JpegBytes(int seed, int w = 96, int h = 64) {
   return std::string(bytes->begin(), bytes->end());
 }
 
-std::string Base64(const std::string& bytes) {
-  static const char* kDigits = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  for (size_t i = 0; i < bytes.size(); i += 3) {
-    uint32_t v = static_cast<uint8_t>(bytes[i]) << 16;
-    if (i + 1 < bytes.size()) v |= static_cast<uint8_t>(bytes[i + 1]) << 8;
-    if (i + 2 < bytes.size()) v |= static_cast<uint8_t>(bytes[i + 2]);
-    out += kDigits[(v >> 18) & 63];
-    out += kDigits[(v >> 12) & 63];
-    out += i + 1 < bytes.size() ? kDigits[(v >> 6) & 63] : '=';
-    out += i + 2 < bytes.size() ? kDigits[v & 63] : '=';
-  }
-  return out;
-}
-
 // The response head of a GET, as it crossed the wire (httplib's client percent-decodes header
 // values, which would hide how they were sent).
 std::string RawResponseHead(int port, const std::string& path) {
@@ -271,7 +256,7 @@ TEST_F(ServeTest, ImagesThumbnailsSimilarAndUploads) {
   ASSERT_EQ(upj["results"].size(), 3u);
   EXPECT_EQ(upj["results"][0]["id"].get<int64_t>(), id);
   EXPECT_NEAR(upj["results"][0]["score"].get<double>(), 1.0, 1e-5);
-  const std::string b64 = Base64(testing::ReadFile(root_ + "/img5.jpg"));
+  const std::string b64 = testing::Base64(testing::ReadFile(root_ + "/img5.jpg"));
   auto [code2, body2] = PostJson("/api/search", R"({"image": "data:image/jpeg;base64,)" + b64 + R"(", "k": 1})");
   ASSERT_EQ(code2, 200) << body2.dump();
   EXPECT_EQ(body2["results"][0]["id"].get<int64_t>(), id);
@@ -574,7 +559,7 @@ TEST_F(ServeTest, FileNamesOfAnyBytesAreAnsweredLosslessly) {
     found = true;
     EXPECT_EQ(r["path"], root_ + "/bad\\xff\\xfename.jpg");
     const std::string b64 = r["path_bytes"].get<std::string>();
-    EXPECT_EQ(b64, Base64(odd));
+    EXPECT_EQ(b64, testing::Base64(odd));
     auto [info_code, info] = Get("/api/images/" + std::to_string(r["id"].get<int64_t>()) + "/info");
     EXPECT_EQ(info_code, 200);
     EXPECT_EQ(info["path_bytes"], b64);

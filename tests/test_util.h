@@ -57,6 +57,8 @@ class Process {
 
 void WriteFile(const std::string& path, const std::string& bytes);
 std::string ReadFile(const std::string& path);
+// RFC 4648 base64, written independently of the product's (to check its path_bytes).
+std::string Base64(const std::string& bytes);
 
 double Cosine(const std::vector<float>& a, const std::vector<float>& b);
 

@@ -284,16 +284,35 @@ TEST_F(WatchTest, KillDashNineMidBurstThenRestartConverges) {
   EXPECT_TRUE((*c)->CheckIntegrity().ok());
 }
 
-TEST_F(WatchTest, DeletedWatchedFolderEmptiesThenComesBack) {
+// A watched folder that goes away (an unmounted drive looks the same) keeps its images, offline,
+// and says so; when it comes back nothing is embedded again. Only --forget-missing drops them.
+TEST_F(WatchTest, AWatchedFolderThatGoesAwayKeepsItsImagesUntilForgotten) {
   Write("a.png", 50);
   Write("deep/b.png", 51);
   StartWatch();
-  ExpectConverges({{"a.png", "indexed"}, {"deep/b.png", "indexed"}});
+  const Content both = {{"a.png", "indexed"}, {"deep/b.png", "indexed"}};
+  ExpectConverges(both);
+  auto says_offline = [&] {
+    const auto deadline = Clock::now() + std::chrono::seconds(30);
+    while (Clock::now() < deadline) {
+      if (watch_->Err().find("is missing or empty: its 2 images are kept") != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  };
   fs::rename(root_, outside_ + "/photos-away");
-  ExpectConverges({});
+  EXPECT_TRUE(says_offline()) << watch_->Err();
+  ExpectConverges(both);
   fs::rename(outside_ + "/photos-away", root_);
-  ExpectConverges({{"a.png", "indexed"}, {"deep/b.png", "indexed"}});
+  Write("c.png", 52);  // the folder is followed again
+  ExpectConverges({{"a.png", "indexed"}, {"deep/b.png", "indexed"}, {"c.png", "indexed"}});
+  StopWatch();
+  // a and b were added once, never removed nor embedded again; c was added.
+  EXPECT_NE(watch_->Out().find("stopped: 3 added, 0 updated, 0 moved, 0 removed"), std::string::npos) << watch_->Out();
+
   fs::remove_all(root_);
+  fs::create_directories(root_);
+  StartWatch({"--forget-missing"});
   ExpectConverges({});
 }
 

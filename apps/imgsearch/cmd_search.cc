@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "imgsearch/collection.h"
 #include "imgsearch/ingest.h"
+#include "imgsearch/path_display.h"
 #include "imgsearch/paths.h"
 #include "imgsearch/scaleout.h"
 #include "imgsearch/search.h"
@@ -34,10 +35,14 @@ Result<std::unique_ptr<Collection>> OpenForReading(const StoreFlags& where, cons
 void PrintHits(const std::vector<SearchHit>& hits, bool json) {
   for (const SearchHit& h : hits) {
     if (json) {
-      std::printf("{\"id\":%lld,\"path\":%s,\"score\":%.6f,\"width\":%d,\"height\":%d}\n", static_cast<long long>(h.id),
-                  JsonString(h.path).c_str(), h.score, h.width, h.height);
+      nlohmann::json j = {{"id", h.id}};
+      AddPath(&j, h.path);
+      j["score"] = h.score;
+      j["width"] = h.width;
+      j["height"] = h.height;
+      std::printf("%s\n", DumpJson(j).c_str());
     } else {
-      std::printf("%.4f  %s\n", h.score, h.path.c_str());
+      std::printf("%.4f  %s\n", h.score, ForTerminal(h.path).c_str());
     }
   }
 }
@@ -151,7 +156,12 @@ RunFn AddStatsCommand(CLI::App& root) {
                             {"exact_below", s->index_params.exact_below}}},
                           {"schema_version", s->schema_version},
                           {"failures", nlohmann::json::array()}};
-      for (const auto& [path, error] : failures) j["failures"].push_back({{"path", path}, {"error", error}});
+      for (const auto& [path, error] : failures) {
+        nlohmann::json failure;
+        AddPath(&failure, path);
+        failure["error"] = error;
+        j["failures"].push_back(std::move(failure));
+      }
       if (queue) {
         j["queue"] = {{"pending", queue->pending},
                       {"leased", queue->leased},
@@ -162,7 +172,7 @@ RunFn AddStatsCommand(CLI::App& root) {
               {{"name", w.name}, {"seen_seconds_ago", w.seen_seconds_ago}, {"jobs_done", w.jobs_done}});
         }
       }
-      std::printf("%s\n", j.dump().c_str());
+      std::printf("%s\n", DumpJson(j).c_str());
       return kExitOk;
     }
     std::printf("collection  %s\n", RedactedLocation(f->db.empty() ? f->store : f->db).c_str());
@@ -187,7 +197,9 @@ RunFn AddStatsCommand(CLI::App& root) {
                 s->index_kind.c_str(), s->index_params.m, s->index_params.ef_construction, s->index_params.ef_search,
                 s->index_params.exact_below);
     std::printf("schema      version %d\n", s->schema_version);
-    for (const auto& [path, error] : failures) std::printf("failed      %s: %s\n", path.c_str(), error.c_str());
+    for (const auto& [path, error] : failures) {
+      std::printf("failed      %s: %s\n", ForTerminal(path).c_str(), ForTerminal(error).c_str());
+    }
     if (s->failed > static_cast<int64_t>(failures.size())) {
       std::printf("            … and %lld more (imgsearch list --status failed)\n",
                   static_cast<long long>(s->failed - static_cast<int64_t>(failures.size())));
@@ -212,21 +224,26 @@ RunFn AddListCommand(CLI::App& root) {
     std::optional<ImageStatus> status;
     if (f->status == "indexed") status = ImageStatus::kIndexed;
     if (f->status == "failed") status = ImageStatus::kFailed;
-    Status st = (*collection)
-                    ->ForEach(
-                        [&](const ImageRecord& r) {
-                          if (f->json) {
-                            std::printf("{\"id\":%lld,\"path\":%s,\"status\":\"%s\",\"error\":%s}\n",
-                                        static_cast<long long>(r.id), JsonString(r.path).c_str(),
-                                        ImageStatusName(r.status), JsonString(r.error).c_str());
-                          } else if (r.status == ImageStatus::kFailed) {
-                            std::printf("failed   %s  (%s)\n", r.path.c_str(), r.error.c_str());
-                          } else {
-                            std::printf("indexed  %s\n", r.path.c_str());
-                          }
-                          return true;
-                        },
-                        status);
+    Status st =
+        (*collection)
+            ->ForEach(
+                [&](const ImageRecord& r) {
+                  // Names are bytes: JSON keeps them exactly (path_bytes), lines escape them so
+                  // that a newline or an escape sequence in a name cannot forge or hide a line.
+                  if (f->json) {
+                    nlohmann::json j = {{"id", r.id}};
+                    AddPath(&j, r.path);
+                    j["status"] = ImageStatusName(r.status);
+                    j["error"] = r.error;
+                    std::printf("%s\n", DumpJson(j).c_str());
+                  } else if (r.status == ImageStatus::kFailed) {
+                    std::printf("failed   %s  (%s)\n", ForTerminal(r.path).c_str(), ForTerminal(r.error).c_str());
+                  } else {
+                    std::printf("indexed  %s\n", ForTerminal(r.path).c_str());
+                  }
+                  return true;
+                },
+                status);
     return st.ok() ? kExitOk : ReportError(st);
   };
 }
@@ -282,10 +299,14 @@ RunFn AddDuplicatesCommand(CLI::App& root) {
       ++n_groups;
       if (f->json) {
         nlohmann::json j = nlohmann::json::array();
-        for (int64_t id : members) j.push_back({{"id", id}, {"path", paths[id]}});
-        std::printf("{\"images\":%s}\n", j.dump().c_str());
+        for (int64_t id : members) {
+          nlohmann::json image = {{"id", id}};
+          AddPath(&image, paths[id]);
+          j.push_back(std::move(image));
+        }
+        std::printf("%s\n", DumpJson(nlohmann::json{{"images", j}}).c_str());
       } else {
-        for (int64_t id : members) std::printf("%s\n", paths[id].c_str());
+        for (int64_t id : members) std::printf("%s\n", ForTerminal(paths[id]).c_str());
         std::printf("\n");
       }
     }

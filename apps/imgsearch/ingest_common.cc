@@ -46,7 +46,11 @@ void AddIngestFlags(CLI::App* app, IngestFlags* f) {
   app->add_option("--include", f->include, "only file names matching these globs (e.g. '*.jpg')");
   app->add_option("--exclude", f->exclude, "skip file names matching these globs");
   app->add_flag("--hidden", f->hidden, "include hidden files and folders");
-  app->add_flag("--follow-symlinks", f->follow_symlinks, "follow symbolic links to folders");
+  app->add_flag("--follow-symlinks", f->follow_symlinks,
+                "follow symbolic links (each folder is scanned once, however many links lead to it)");
+  app->add_flag("--forget-missing", f->forget_missing,
+                "a folder that is missing or empty loses its images (without it they are kept, offline: an "
+                "unmounted drive is not a deletion)");
   app->add_option("--threads", f->threads, "threads for the model (0: all cores)");
   app->add_option("--decode-threads", f->decode_threads, "threads decoding images (0: one per core)");
   app->add_option("--batch", f->batch, "images per model call")->capture_default_str()->check(CLI::Range(1, 1024));
@@ -60,6 +64,7 @@ SyncOptions SyncOptionsOf(const IngestFlags& f, const IngestTarget* target) {
   if (target != nullptr && !f.embed_local) options.queue = target->queue.get();
   options.scan.include_hidden = f.hidden;
   options.scan.follow_symlinks = f.follow_symlinks;
+  options.scan.forget_missing = f.forget_missing;
   options.scan.include_globs = f.include;
   options.scan.exclude_globs = f.exclude;
   // The collection may live inside a folder it indexes; its files are never images to index.

@@ -33,6 +33,7 @@ struct IngestFlags : StoreFlags {
   std::vector<std::string> include, exclude;
   bool hidden = false;
   bool follow_symlinks = false;
+  bool forget_missing = false;
   bool offline = false;
   int threads = 0;
   int decode_threads = 0;

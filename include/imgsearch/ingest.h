@@ -21,6 +21,10 @@ struct ScanOptions {
   std::vector<std::string> include_globs;  // e.g. "*.jpg"; empty: every file (images are detected by content)
   std::vector<std::string> exclude_globs;
   std::vector<std::string> exclude_paths;  // absolute folders never entered (the collection's own folder)
+  // A recorded folder that is missing or empty normally keeps its images (offline: an unmounted
+  // drive or share is not a deletion, and they return without being embedded again). True: it
+  // loses them, as when it was emptied or removed on purpose.
+  bool forget_missing = false;
 };
 
 // A file for a worker to embed (scale-out mode).

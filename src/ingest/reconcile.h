@@ -43,6 +43,9 @@ class Reconciler {
   // kPermissionDenied when the recorded root holding `scope` now leads somewhere other than where
   // it led when recorded (a folder swapped for a link): such a scope is neither scanned nor emptied.
   Status CheckRootLeadsWhereRecorded(const std::string& scope, std::span<const CollectionRoot> roots) const;
+  // The recorded root holding `scope` when it is missing or empty (unless ScanOptions::forget_missing):
+  // its images are then kept, offline. Empty otherwise.
+  std::string OfflineRoot(const std::string& scope, std::span<const CollectionRoot> roots) const;
 
   Collection* collection_;
   Sink* pipeline_;

@@ -5,6 +5,10 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <set>
+#include <utility>
+
+#include "base/text.h"
 
 namespace imgsearch::ingest {
 
@@ -96,8 +100,7 @@ bool Excluded(const std::string& path, const std::string& root, bool is_dir, con
   return MatchesAny(o.exclude_globs, name);
 }
 
-Result<std::vector<FileInfo>> ScanTree(const std::string& root_in, const ScanOptions& o,
-                                       std::vector<std::string>* warnings) {
+Result<std::vector<FileInfo>> ScanTree(const std::string& root_in, const ScanOptions& o, ScanNotes* notes) {
   const std::string root = NormalisePath(root_in);
   std::error_code ec;
   const fs::file_status status = fs::status(root, ec);
@@ -109,26 +112,61 @@ Result<std::vector<FileInfo>> ScanTree(const std::string& root_in, const ScanOpt
   }
   if (!fs::is_directory(status)) return Status::InvalidArgument(root + " is neither a folder nor a file");
 
-  fs::directory_options options = fs::directory_options::skip_permission_denied;
-  if (o.follow_symlinks) options |= fs::directory_options::follow_directory_symlink;
-  fs::recursive_directory_iterator it(root, options, ec);
-  if (ec) return Status::IoError("cannot read folder " + root + ": " + ec.message());
-  for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
+  // Depth first, one folder at a time, so that a folder that cannot be read is noted by name.
+  std::set<std::pair<dev_t, ino_t>> seen;  // folders entered
+  auto enter = [&](const std::string& dir) {
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0) return true;  // its listing will say why
+    return seen.emplace(st.st_dev, st.st_ino).second;
+  };
+  auto unreadable = [&](const std::string& dir, const std::string& why) {
+    notes->unreadable.push_back(dir);
+    notes->warnings.push_back("cannot read folder " + EscapeForDisplay(dir) + ": " + why +
+                              "; the images indexed from it are kept as they were");
+  };
+  std::vector<std::string> pending{root};
+  enter(root);
+  while (!pending.empty()) {
+    const std::string dir = std::move(pending.back());
+    pending.pop_back();
+    fs::directory_iterator it(dir, ec);
     if (ec) {
-      warnings->push_back("cannot read " + it->path().string() + ": " + ec.message());
+      unreadable(dir, ec.message());
       ec.clear();
       continue;
     }
-    const std::string name = it->path().filename().string();
-    if (SkipName(name, o) || IsExcludedPath(it->path().string(), o)) {
-      if (it->is_directory(ec)) it.disable_recursion_pending();
-      continue;
+    for (; it != fs::directory_iterator(); it.increment(ec)) {
+      if (ec) break;
+      const std::string path = it->path().string();
+      const std::string name = it->path().filename().string();
+      if (SkipName(name, o) || IsExcludedPath(path, o)) continue;
+      std::error_code e;
+      const bool link = it->is_symlink(e);
+      if (link && !o.follow_symlinks) continue;
+      const fs::file_status target = it->status(e);  // follows a link
+      if (e) {
+        if (e == std::errc::filename_too_long) {
+          notes->warnings.push_back("cannot read " + EscapeForDisplay(path.substr(0, 200)) + "…: " + e.message());
+        }
+        continue;  // a broken link, or gone since listed
+      }
+      if (fs::is_directory(target)) {
+        if (!enter(path)) {
+          if (link) notes->warnings.push_back(EscapeForDisplay(path) + " leads to a folder already scanned; skipped");
+          continue;
+        }
+        pending.push_back(path);
+        continue;
+      }
+      if (!fs::is_regular_file(target)) continue;
+      if (!o.include_globs.empty() && !MatchesAny(o.include_globs, name)) continue;
+      if (MatchesAny(o.exclude_globs, name)) continue;
+      if (std::optional<FileInfo> f = StatFile(path, o.follow_symlinks)) files.push_back(std::move(*f));
     }
-    if (it->is_symlink(ec) && !o.follow_symlinks) continue;
-    if (!it->is_regular_file(ec)) continue;
-    if (!o.include_globs.empty() && !MatchesAny(o.include_globs, name)) continue;
-    if (MatchesAny(o.exclude_globs, name)) continue;
-    if (std::optional<FileInfo> f = StatFile(it->path().string(), o.follow_symlinks)) files.push_back(std::move(*f));
+    if (ec) {
+      unreadable(dir, ec.message());  // failed part way: what it did list is kept too
+      ec.clear();
+    }
   }
   std::sort(files.begin(), files.end(), [](const FileInfo& a, const FileInfo& b) { return a.path < b.path; });
   return files;

@@ -38,10 +38,16 @@ std::vector<std::string> PathsOf(std::span<const CollectionRoot> roots);
 Result<std::vector<CollectionRoot>> RecordRoots(std::span<const std::string> folders, Collection* collection,
                                                 const ScanOptions& options);
 
-// Files under `root` (or `root` itself when it is a file), in path order. Unreadable folders are
-// skipped and reported in `warnings`.
-Result<std::vector<FileInfo>> ScanTree(const std::string& root, const ScanOptions& options,
-                                       std::vector<std::string>* warnings);
+// What a scan could not see, so that the caller does not take it for deleted.
+struct ScanNotes {
+  std::vector<std::string> warnings;    // for the user: each names a path and why
+  std::vector<std::string> unreadable;  // folders that could not be listed (permission, I/O error, name too long)
+};
+
+// Files under `root` (or `root` itself when it is a file), in path order. Folders that cannot be
+// read are noted, not fatal. With options.follow_symlinks, each folder (by device and inode) is
+// scanned once, however many links lead to it: loops end, and no file is listed twice through them.
+Result<std::vector<FileInfo>> ScanTree(const std::string& root, const ScanOptions& options, ScanNotes* notes);
 
 // True when the scan would skip `path` (below `root`): a hidden or excluded folder on the way, or
 // (for files) a name the globs exclude.

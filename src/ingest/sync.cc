@@ -12,6 +12,8 @@
 #include "imgsearch/ingest.h"
 #include "ingest/pipeline.h"
 #include "ingest/reconcile.h"
+
+#include "base/text.h"
 #include "ingest/scanner.h"
 
 namespace imgsearch {
@@ -39,6 +41,18 @@ Status Reconciler::CheckRootLeadsWhereRecorded(const std::string& scope, std::sp
   return Status::Ok();
 }
 
+std::string Reconciler::OfflineRoot(const std::string& scope, std::span<const CollectionRoot> roots) const {
+  if (scan_.forget_missing) return "";
+  for (const CollectionRoot& root : roots) {
+    if (!IsUnder(scope, root.path)) continue;
+    std::error_code ec;
+    if (!std::filesystem::is_directory(root.path, ec)) return root.path;
+    std::filesystem::directory_iterator it(root.path, ec);
+    if (!ec && it == std::filesystem::directory_iterator()) return root.path;
+  }
+  return "";
+}
+
 Status Reconciler::Reconcile(std::span<const std::string> scopes, SyncReport* report) {
   std::map<std::string, FileInfo> on_disk;
   std::unordered_map<std::string, ImageRecord> known;
@@ -50,19 +64,39 @@ Status Reconciler::Reconcile(std::span<const std::string> scopes, SyncReport* re
       warnings.push_back(moved.message());
       continue;  // neither scanned through the link nor emptied: the catalog is left alone
     }
-    auto files = ScanTree(scope, scan_, &warnings);
+    ScanNotes notes;
+    auto files = ScanTree(scope, scan_, &notes);
+    warnings.insert(warnings.end(), notes.warnings.begin(), notes.warnings.end());
     if (files.ok()) {
       for (FileInfo& f : *files) on_disk.emplace(f.path, std::move(f));
     } else if (files.status().code() != StatusCode::kNotFound) {
       warnings.push_back(files.status().message());
       continue;  // cannot tell what is there: leave the catalog alone
     }
+    std::vector<const ImageRecord*> in_scope;
     RETURN_IF_ERROR(collection_->ForEach(
         [&](const ImageRecord& r) {
-          known.emplace(r.path, r);
+          in_scope.push_back(&known.emplace(r.path, r).first->second);
           return true;
         },
         std::nullopt, scope));
+    // What could not be seen is not deleted: it stays as it was (its stat as recorded).
+    auto keep = [&](const ImageRecord& r) { on_disk.emplace(r.path, FileInfo{r.path, r.size_bytes, r.mtime_ns}); };
+    if (const std::string offline = OfflineRoot(scope, roots); !offline.empty() && !in_scope.empty()) {
+      for (const ImageRecord* r : in_scope) keep(*r);
+      warnings.push_back("folder " + EscapeForDisplay(offline) + " is missing or empty: its " +
+                         std::to_string(in_scope.size()) +
+                         " images are kept, offline (a drive or share that is not mounted is not a deletion; they "
+                         "return without being embedded again). If it was emptied or removed on purpose, run "
+                         "`imgsearch index --forget-missing " +
+                         EscapeForDisplay(offline) + "`");
+      continue;
+    }
+    for (const std::string& folder : notes.unreadable) {
+      for (const ImageRecord* r : in_scope) {
+        if (IsUnder(r->path, folder) && !on_disk.contains(r->path)) keep(*r);
+      }
+    }
   }
   for (const std::string& w : warnings) {
     spdlog::warn("{}", w);
@@ -197,8 +231,16 @@ Result<SyncReport> RunSync(const ClipModel& model, Collection* collection, const
 
 Result<SyncReport> SyncFolders(std::span<const std::string> roots_in, const ClipModel& model, Collection* collection,
                                const SyncOptions& options) {
-  ASSIGN_OR_RETURN(const std::vector<CollectionRoot> recorded, ingest::RecordRoots(roots_in, collection, options.scan));
-  const std::vector<std::string> roots = ingest::PathsOf(recorded);
+  // --forget-missing names folders that may be gone: they are scopes to empty, not roots to record.
+  std::vector<std::string> present, gone;
+  for (const std::string& path : roots_in) {
+    std::error_code ec;
+    const bool exists = std::filesystem::exists(path, ec);
+    (options.scan.forget_missing && !exists && !ec ? gone : present).push_back(path);
+  }
+  ASSIGN_OR_RETURN(const std::vector<CollectionRoot> recorded, ingest::RecordRoots(present, collection, options.scan));
+  std::vector<std::string> roots = ingest::PathsOf(recorded);
+  for (const std::string& path : gone) roots.push_back(NormalisePath(path));
   return RunSync(model, collection, options,
                  [&](ingest::Reconciler& r, SyncReport* report) { return r.Reconcile(roots, report); });
 }

@@ -1,8 +1,12 @@
 // Folder sync on real files with the tiny test model: every kind of change, checked by the
 // collection's exact content afterwards.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <utime.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 
@@ -132,6 +136,118 @@ TEST_F(SyncTest, MissingRootIsAnError) {
   auto r = SyncFolders(roots, *model_, collection_.get());
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("does not exist"), std::string::npos);
+}
+
+TEST_F(SyncTest, SymlinkLoopsEndAndEveryFileIsIndexedOnce) {
+  WriteImage("a/one.png", 1);
+  WriteImage("a/b/two.png", 2);
+  WriteImage("c/three.png", 3);
+  std::filesystem::create_directory_symlink("..", root_ + "/a/b/up");    // a/b/up → a
+  std::filesystem::create_directory_symlink("..", root_ + "/a/up2");     // a/up2 → the root
+  std::filesystem::create_directory_symlink("../c", root_ + "/a/to_c");  // a second way into c
+  SyncOptions options;
+  options.scan.follow_symlinks = true;
+  const std::vector<std::string> roots = {root_};
+  auto r = SyncFolders(roots, *model_, collection_.get(), options);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->added, 3);
+  EXPECT_EQ(*collection_->Count(), 3);
+  // Each image under one of its paths, whichever the walk met first.
+  std::set<std::string> names;
+  for (const std::string& p : Indexed()) names.insert(std::filesystem::path(p).filename().string());
+  EXPECT_EQ(names, (std::set<std::string>{"one.png", "two.png", "three.png"}));
+}
+
+TEST_F(SyncTest, AMissingOrEmptyRootKeepsItsImagesUntilForgotten) {
+  for (int i = 0; i < 4; ++i) WriteImage("sub/img" + std::to_string(i) + ".png", i);
+  ASSERT_EQ(Sync().added, 4);
+  const int64_t id = IdOf("sub/img0.png");
+  // Unmounted: the folder is there and empty.
+  const std::string aside = root_ + ".aside";
+  std::filesystem::rename(root_, aside);
+  std::filesystem::create_directory(root_);
+  SyncReport r = Sync();
+  EXPECT_EQ(r.removed, 0);
+  EXPECT_EQ(*collection_->Count(), 4);
+  ASSERT_FALSE(r.warnings.empty());
+  EXPECT_NE(r.warnings[0].find("is missing or empty: its 4 images are kept"), std::string::npos) << r.warnings[0];
+  EXPECT_NE(r.warnings[0].find("--forget-missing"), std::string::npos);
+  // Mounted again: nothing is embedded again and ids stay.
+  std::filesystem::remove(root_);
+  std::filesystem::rename(aside, root_);
+  r = Sync();
+  EXPECT_EQ(r.embedded, 0);
+  EXPECT_EQ(r.unchanged, 4);
+  EXPECT_EQ(IdOf("sub/img0.png"), id);
+  // Emptied on purpose.
+  std::filesystem::rename(root_, aside);
+  std::filesystem::create_directory(root_);
+  SyncOptions forget;
+  forget.scan.forget_missing = true;
+  const std::vector<std::string> roots = {root_};
+  auto gone = SyncFolders(roots, *model_, collection_.get(), forget);
+  ASSERT_TRUE(gone.ok()) << gone.status().ToString();
+  EXPECT_EQ(gone->removed, 4);
+  EXPECT_EQ(*collection_->Count(), 0);
+  // A folder removed altogether is named with --forget-missing too.
+  std::filesystem::remove(root_);
+  std::filesystem::rename(aside, root_);
+  ASSERT_EQ(Sync().added, 4);
+  std::filesystem::remove_all(root_);
+  gone = SyncFolders(roots, *model_, collection_.get(), forget);
+  ASSERT_TRUE(gone.ok()) << gone.status().ToString();
+  EXPECT_EQ(gone->removed, 4);
+}
+
+// chmod 0 stops only an unprivileged user: run as root (as CI does), the scan runs in a child that
+// has given up root.
+TEST_F(SyncTest, AnUnreadableFolderKeepsItsImagesAndIsReported) {
+  for (int i = 0; i < 3; ++i) WriteImage("open/img" + std::to_string(i) + ".png", i);
+  for (int i = 3; i < 6; ++i) WriteImage("locked/img" + std::to_string(i) + ".png", i);
+  ASSERT_EQ(Sync().added, 6);
+  const ModelIdentity id = IdentityOf(*model_);
+  const std::string db = testing::MakeTempDir() + "/db2";
+  {
+    auto c = OpenCollection(db, &id);
+    ASSERT_TRUE(c.ok());
+    const std::vector<std::string> roots = {root_};
+    ASSERT_TRUE(SyncFolders(roots, *model_, c->get()).ok());
+  }
+  ASSERT_EQ(::chmod((root_ + "/locked").c_str(), 0), 0);
+  const bool root_user = ::geteuid() == 0;
+  if (root_user) {
+    // Everything the child needs must be reachable by "nobody".
+    for (std::string p = root_; p != "/" && p != "/tmp"; p = std::filesystem::path(p).parent_path().string()) {
+      ::chmod(p.c_str(), 0755);
+    }
+    ::chmod(std::filesystem::path(db).parent_path().c_str(), 0755);
+    for (const auto& e : std::filesystem::recursive_directory_iterator(db)) ::chown(e.path().c_str(), 65534, 65534);
+    ::chown(db.c_str(), 65534, 65534);
+    for (const auto& e : std::filesystem::directory_iterator(root_ + "/open")) ::chmod(e.path().c_str(), 0644);
+  }
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (root_user && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(10);
+    auto c = OpenCollection(db, &id);
+    if (!c.ok()) ::_exit(11);
+    const std::vector<std::string> roots = {root_};
+    auto r = SyncFolders(roots, *model_, c->get());
+    if (!r.ok()) ::_exit(12);
+    // Nothing to embed: the child never starts the model's OpenMP threads, which a fork does not carry.
+    if (r->removed != 0 || *(*c)->Count() != 6) ::_exit(13);
+    const bool named = std::any_of(r->warnings.begin(), r->warnings.end(), [&](const std::string& w) {
+      return w.find("cannot read folder " + root_ + "/locked") != std::string::npos &&
+             w.find("kept as they were") != std::string::npos;
+    });
+    ::_exit(named ? 0 : 14);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ::chmod((root_ + "/locked").c_str(), 0755);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "10: cannot drop root, 11: open, 12: sync, 13: images removed, 14: the folder not named";
 }
 
 }  // namespace

@@ -10,7 +10,7 @@ void SendJson(Res& res, const json& body, int status) {
   res.status = status;
   // Text that is not UTF-8 (a message quoting a file name) is replaced rather than failing the
   // response; paths themselves go through AddPath, which loses nothing.
-  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+  res.set_content(DumpJson(body), "application/json");
 }
 
 void SendError(Res& res, const Status& status) {
@@ -27,15 +27,6 @@ Result<ImageRecord> RecordOf(Collection* collection, int64_t id) {
   ASSIGN_OR_RETURN(std::optional<ImageRecord> r, collection->GetById(id));
   if (!r) return Status::NotFound("no image with id " + std::to_string(id));
   return std::move(*r);
-}
-
-void AddPath(json* object, const std::string& path) {
-  if (IsValidUtf8(path)) {
-    (*object)["path"] = path;
-    return;
-  }
-  (*object)["path"] = EscapeForDisplay(path);
-  (*object)["path_bytes"] = EncodeBase64(path);
 }
 
 }  // namespace imgsearch::server

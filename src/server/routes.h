@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "imgsearch/path_display.h"
 #include "imgsearch/search.h"
 #include "imgsearch/server.h"
 #include "server/files.h"
@@ -62,9 +63,5 @@ void SendError(Res& res, const Status& status);
 Result<int64_t> PathId(const Req& req);
 // The record of an image, kNotFound when there is none.
 Result<ImageRecord> RecordOf(Collection* collection, int64_t id);
-
-// A path in JSON: as it is when it is UTF-8; otherwise its bytes escaped (\xNN) in "path", and the
-// exact bytes, base64, in "path_bytes".
-void AddPath(json* object, const std::string& path);
 
 }  // namespace imgsearch::server
