@@ -13,6 +13,7 @@
 #include <csignal>
 #include <filesystem>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -51,23 +52,42 @@ std::string JpegBytes(int seed, int w = 96, int h = 64) {
 
 // The response head of a GET, as it crossed the wire (httplib's client percent-decodes header
 // values, which would hide how they were sent).
-std::string RawResponseHead(int port, const std::string& path) {
+// Sends `request` as it is and returns what comes back until the server closes the connection, or
+// 10 s pass without a byte.
+std::string RawExchange(int port, const std::string& request, bool head_only = false) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string head;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-    const std::string request = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    if (::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
-      char buf[4096];
-      ssize_t n = 0;
-      while (head.find("\r\n\r\n") == std::string::npos && (n = ::read(fd, buf, sizeof(buf))) > 0) head.append(buf, n);
+  std::string response;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      ::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+    char buf[4096];
+    ssize_t n = 0;
+    while (!(head_only && response.find("\r\n\r\n") != std::string::npos) && (n = ::read(fd, buf, sizeof(buf))) > 0) {
+      response.append(buf, n);
     }
   }
   ::close(fd);
+  return response;
+}
+
+std::string RawResponseHead(int port, const std::string& path) {
+  const std::string head =
+      RawExchange(port, "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", /*head_only=*/true);
   return head.substr(0, head.find("\r\n\r\n"));
+}
+
+// The most memory the process has held (VmHWM), in bytes.
+int64_t PeakMemory(int pid) {
+  std::istringstream status(testing::ReadFile("/proc/" + std::to_string(pid) + "/status"));
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  }
+  return -1;
 }
 
 // The query vector for weighted texts, computed here from the model alone (an oracle independent of
@@ -299,6 +319,62 @@ TEST_F(ServeTest, ThumbnailCacheStaysUnderItsLimit) {
   auto again = Client().Get("/api/images/" + std::to_string(ids[0]) + "/thumbnail?size=64");
   ASSERT_TRUE(again);
   EXPECT_EQ(again->status, 200);
+}
+
+// What a request may take is bounded while it is read: a length that is not a number or is over the
+// limit is answered before any body; a JSON body of millions of tiny values is refused after a few
+// thousand, so four at once cost little more than their bytes; forms and malformed bodies say why.
+TEST_F(ServeTest, RequestsAreBoundedWhileTheyAreRead) {
+  StartServer();
+  const std::string post =
+      "POST /api/search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n";
+  std::string r = RawExchange(port_, post + "Content-Length: -1\r\n\r\n");
+  EXPECT_NE(r.find("HTTP/1.1 400"), std::string::npos) << r;
+  EXPECT_NE(r.find("Content-Length must be a number of bytes, not \\\"-1\\\""), std::string::npos) << r;
+  r = RawExchange(port_, post + "Content-Length: 99999999999999\r\n\r\n");
+  EXPECT_NE(r.find("HTTP/1.1 413"), std::string::npos) << r;
+  EXPECT_NE(r.find("accepts at most"), std::string::npos) << r;
+
+  std::string body = "{\"terms\": [";
+  while (body.size() < (size_t{30} << 20)) body += "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,";
+  body += "1]}";
+  const int64_t before = PeakMemory(server_->pid());
+  std::vector<std::thread> clients;
+  std::atomic<int> refused{0};
+  for (int i = 0; i < 4; ++i) {
+    clients.emplace_back([&] {
+      auto res = Client().Post("/api/search", body, "application/json");
+      if (res && res->status == 400 && res->body.find("more values than a search request") != std::string::npos) {
+        ++refused;
+      }
+    });
+  }
+  for (std::thread& t : clients) t.join();
+  EXPECT_EQ(refused, 4);
+  const int64_t growth = PeakMemory(server_->pid()) - before;
+  // Four bodies of 30 MiB are 120 MiB as bytes; building them as JSON took 1.8 GB each.
+  EXPECT_LT(growth, int64_t{700} << 20) << "the server grew by " << growth / (1 << 20) << " MiB";
+  std::printf("[ measured ] 4 concurrent 30 MiB bodies of tiny terms: peak memory +%lld MiB\n",
+              static_cast<long long>(growth >> 20));
+
+  for (const auto& [parts, says] : std::vector<std::pair<int, std::string>>{
+           {100, "the form has 100 parts; a search has at most 80"}, {5000, "or more than 1024 parts"}}) {
+    httplib::MultipartFormDataItems many;
+    for (int i = 0; i < parts; ++i) many.push_back({"k", "1", "", ""});
+    auto form = Client().Post("/api/search", many);
+    ASSERT_TRUE(form);
+    EXPECT_EQ(form->status, 400);
+    EXPECT_NE(form->body.find(says), std::string::npos) << form->body;
+  }
+  const std::string broken = "--b\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\ncat\r\n";  // no closing boundary
+  r = RawExchange(port_,
+                  "POST /api/search HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: "
+                  "multipart/form-data; boundary=b\r\nContent-Length: " +
+                      std::to_string(broken.size()) + "\r\n\r\n" + broken);
+  EXPECT_NE(r.find("HTTP/1.1 400"), std::string::npos) << r;
+  EXPECT_NE(r.find("multipart/form-data body cannot be read"), std::string::npos) << r;
+  // The server is still well.
+  EXPECT_EQ(Get("/healthz").first, 200);
 }
 
 TEST_F(ServeTest, BadRequestsGetClearErrors) {

@@ -48,6 +48,7 @@ class Process {
   std::string Err() const;
   // Waits until stdout contains `text`; false after `timeout_s` or if the process ended first.
   bool WaitForOutput(const std::string& text, double timeout_s);
+  int pid() const { return pid_; }
 
  private:
   int pid_ = -1;

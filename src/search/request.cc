@@ -323,8 +323,34 @@ Result<SearchRequest> ParseSearchQuery(const SearchFields& fields, const Request
   return r;
 }
 
+namespace {
+
+// Thrown by the parser callback below to stop a body that is larger than any request could be.
+struct JsonTooLarge {
+  std::string why;
+};
+
+}  // namespace
+
 Result<SearchRequest> ParseSearchJson(std::string_view body, const RequestLimits& limits) {
-  const json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  // The document is checked while it is parsed, so that a body of millions of tiny values is refused
+  // after a few thousand instead of being built in memory first (each value costs tens of bytes).
+  const size_t max_values = 64 + 16 * static_cast<size_t>(std::max(0, limits.max_terms));
+  size_t values = 0;
+  const json::parser_callback_t bound = [&](int depth, json::parse_event_t, json&) {
+    if (depth > 4) throw JsonTooLarge{"the body nests deeper than a search request does"};
+    if (++values > max_values) {
+      throw JsonTooLarge{"the body holds more values than a search request of at most " +
+                         std::to_string(limits.max_terms) + " query terms can"};
+    }
+    return true;
+  };
+  json j;
+  try {
+    j = json::parse(body, bound, /*allow_exceptions=*/false);
+  } catch (const JsonTooLarge& e) {
+    return Bad(e.why);
+  }
   if (j.is_discarded()) return Bad("the body is not valid JSON");
   if (!j.is_object()) return Bad("the body must be a JSON object like {\"q\": \"a red car\"}");
   SearchRequest r;

@@ -118,7 +118,11 @@ int ThumbnailCache::RoundSize(int requested) {
 }
 
 ThumbnailCache::ThumbnailCache(std::string dir, FileGate* gate, DecodeOptions decode, uint64_t max_bytes)
-    : dir_(std::move(dir)), gate_(gate), decode_(decode), max_bytes_(max_bytes) {
+    : dir_(std::move(dir)),
+      gate_(gate),
+      decode_(decode),
+      decode_slots_(static_cast<std::ptrdiff_t>(std::clamp(std::thread::hardware_concurrency(), 1u, 1024u))),
+      max_bytes_(max_bytes) {
   pruner_ = std::thread([this] { PruneLoop(); });
 }
 
@@ -225,16 +229,24 @@ Result<std::string> ThumbnailCache::Get(const ImageRecord& record, int requested
 
 Result<std::string> ThumbnailCache::Make(const ImageRecord& record, int size, const std::string& cache_path) {
   ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, gate_->Read(record.path, kMaxFileBytes));
-  DecodeOptions options = decode_;
-  options.min_side = size;
-  auto decoded = DecodeImage(bytes, options);
-  if (!decoded.ok()) return decoded.status().WithContext(record.path);
-  const Image& full = decoded->image;
-  const double scale = std::min(1.0, static_cast<double>(size) / std::max(full.width, full.height));
-  const int w = std::max(1, static_cast<int>(full.width * scale + 0.5));
-  const int h = std::max(1, static_cast<int>(full.height * scale + 0.5));
-  const Image thumb = w == full.width && h == full.height ? full : ResizeBicubic(full, w, h);
-  ASSIGN_OR_RETURN(std::vector<uint8_t> jpeg, EncodeJpeg(thumb, 85));
+  std::vector<uint8_t> jpeg;
+  {
+    decode_slots_.acquire();
+    struct Release {
+      std::counting_semaphore<1024>* slots;
+      ~Release() { slots->release(); }
+    } release{&decode_slots_};
+    DecodeOptions options = decode_;
+    options.min_side = size;
+    auto decoded = DecodeImage(bytes, options);
+    if (!decoded.ok()) return decoded.status().WithContext(record.path);
+    const Image& full = decoded->image;
+    const double scale = std::min(1.0, static_cast<double>(size) / std::max(full.width, full.height));
+    const int w = std::max(1, static_cast<int>(full.width * scale + 0.5));
+    const int h = std::max(1, static_cast<int>(full.height * scale + 0.5));
+    const Image thumb = w == full.width && h == full.height ? full : ResizeBicubic(full, w, h);
+    ASSIGN_OR_RETURN(jpeg, EncodeJpeg(thumb, 85));
+  }
   std::string out(jpeg.begin(), jpeg.end());
   ++made_;
 

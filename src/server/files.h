@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <semaphore>
 #include <set>
 #include <shared_mutex>
 #include <string>
@@ -104,6 +105,9 @@ class ThumbnailCache {
   std::set<std::string> in_progress_;  // cache paths being made
   std::atomic<int64_t> made_{0}, hits_{0}, evicted_{0};
 
+  // Decoding a large image takes its pixels in memory (a 49-megapixel photo: 150 MB): at most one
+  // per core at a time, so that many thumbnail requests at once cannot multiply that.
+  std::counting_semaphore<1024> decode_slots_;
   const uint64_t max_bytes_;
   std::atomic<uint64_t> bytes_{0};
   std::atomic<uint64_t> added_since_scan_{0};  // written by Make while a scan may be missing it

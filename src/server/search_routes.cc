@@ -52,6 +52,13 @@ std::vector<Route> SearchRoutes(ServerContext& c) {
        .handle =
            [&c](const Req& req, Res& res) {
              if (req.is_multipart_form_data()) {
+               // Terms, their weights and each option once: more parts than that is not a search.
+               const size_t max_parts = 2 * static_cast<size_t>(c.limits.max_terms) + 16;
+               if (req.files.size() > max_parts) {
+                 return SendError(res,
+                                  Status::InvalidArgument("the form has " + std::to_string(req.files.size()) +
+                                                          " parts; a search has at most " + std::to_string(max_parts)));
+               }
                std::vector<FormPart> parts;
                for (const auto& [name, part] : req.files) parts.push_back({part.name, part.content, part.filename});
                return Answer(c, ParseSearchForm(parts, c.limits), res);

@@ -6,11 +6,14 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <thread>
 
+#include "base/text.h"
 #include "server/routes.h"
 
 namespace imgsearch {
@@ -157,10 +160,28 @@ class Server final : public SearchServer {
   }
 
   void Routes() {
-    http_.set_pre_routing_handler([](const Req& req, Res&) {
+    http_.set_pre_routing_handler([this](const Req& req, Res& res) {
       t_request_start = Clock::now();
       // Until a route claims the request: the page, or an unknown API path.
       t_route = req.path.rfind("/api/", 0) == 0 ? "unknown" : "page";
+      // Before any of the body is read: a length that is not a number (-1) or over the limit is
+      // answered now, instead of the library waiting for (or skipping) bytes that never come.
+      if (req.has_header("Content-Length")) {
+        const std::string length = req.get_header_value("Content-Length");
+        const bool digits = !length.empty() && length.size() <= 19 &&
+                            std::all_of(length.begin(), length.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+        if (!digits) {
+          server::SendError(res, Status::InvalidArgument("Content-Length must be a number of bytes, not \"" +
+                                                         EscapeForDisplay(length, 40) + "\""));
+          return httplib::Server::HandlerResponse::Handled;
+        }
+        if (std::stoull(length) > options_.max_body_bytes) {
+          server::SendError(res,
+                            Status::ResourceExhausted("the body is " + length + " bytes; this server accepts at most " +
+                                                      std::to_string(options_.max_body_bytes)));
+          return httplib::Server::HandlerResponse::Handled;
+        }
+      }
       return httplib::Server::HandlerResponse::Unhandled;
     });
     http_.set_logger([this](const Req& req, const Res& res) {
@@ -170,9 +191,23 @@ class Server final : public SearchServer {
       t_request_start = {};
       metrics_.Observe(t_route != nullptr ? t_route : "unknown", res.status, seconds);
       spdlog::info("{} {} {} {:.1f} ms", req.method, req.path, res.status, seconds * 1000);
+      // A large body's memory goes back to the system, not only to the allocator's free lists.
+      if (req.body.size() > (size_t{1} << 20) || !req.files.empty()) ::malloc_trim(0);
     });
-    http_.set_error_handler([](const Req&, Res& res) {
-      if (res.body.empty()) SendJson(res, json{{"error", ReasonOf(res.status)}}, res.status);
+    http_.set_error_handler([](const Req& req, Res& res) {
+      if (!res.body.empty()) return;
+      // The library answers 400 itself when it cannot parse what it was sent.
+      if (res.status == 400 && req.is_multipart_form_data()) {
+        SendJson(res,
+                 json{{"error",
+                       "the multipart/form-data body cannot be read: a missing or misplaced closing boundary, a "
+                       "boundary longer than 70 characters, a part without its headers, or more than 1024 parts"}},
+                 400);
+      } else if (res.status == 400 && req.method.empty()) {
+        SendJson(res, json{{"error", "the request line or a header is malformed"}}, 400);
+      } else {
+        SendJson(res, json{{"error", ReasonOf(res.status)}}, res.status);
+      }
     });
     http_.set_exception_handler([](const Req&, Res& res, std::exception_ptr ep) {
       std::string what = "unknown";
