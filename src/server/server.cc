@@ -164,7 +164,7 @@ class Server final : public SearchServer {
       t_request_start = Clock::now();
       // Until a route claims the request: the page, or an unknown API path.
       t_route = req.path.rfind("/api/", 0) == 0 ? "unknown" : "page";
-      // Before any of the body is read: a length that is not a number (-1) or over the limit is
+      // Before any of the body is read: a length that is not a number (-1), or far over the limit, is
       // answered now, instead of the library waiting for (or skipping) bytes that never come.
       if (req.has_header("Content-Length")) {
         const std::string length = req.get_header_value("Content-Length");
@@ -175,7 +175,10 @@ class Server final : public SearchServer {
                                                          EscapeForDisplay(length, 40) + "\""));
           return httplib::Server::HandlerResponse::Handled;
         }
-        if (std::stoull(length) > options_.max_body_bytes) {
+        // A body somewhat over the limit is read and dropped by the library, then refused (413), so
+        // that an honest client finishes sending and reads the answer; one beyond any reason (which
+        // the library would wait for) is refused at once.
+        if (std::stoull(length) > options_.max_body_bytes + (uint64_t{1} << 30)) {
           server::SendError(res,
                             Status::ResourceExhausted("the body is " + length + " bytes; this server accepts at most " +
                                                       std::to_string(options_.max_body_bytes)));
