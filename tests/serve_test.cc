@@ -377,6 +377,88 @@ TEST_F(ServeTest, RequestsAreBoundedWhileTheyAreRead) {
   EXPECT_EQ(Get("/healthz").first, 200);
 }
 
+// A connection to the server from `source` (another loopback address than the test's own requests).
+int ConnectFrom(const char* source, int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in from{};
+  from.sin_family = AF_INET;
+  ::inet_pton(AF_INET, source, &from.sin_addr);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<uint16_t>(port));
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof(from)) != 0 ||
+      ::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// 80 connections dripping a header byte every 0.3 s (faster than any per-read timeout) cannot stop
+// the server answering others: after a second, all but 16 of them (the per-client cap) are closed,
+// and those 16 when their header deadline passes; a SIGTERM meanwhile ends the server in seconds.
+TEST_F(ServeTest, SlowClientsCannotStopTheServer) {
+  StartServer({"--header-timeout", "3"});
+  std::vector<int> slow;
+  for (int i = 0; i < 80; ++i) {
+    const int fd = ConnectFrom("127.0.0.2", port_);
+    ASSERT_GE(fd, 0);
+    timeval tv{0, 200'000};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    slow.push_back(fd);
+  }
+  std::atomic<bool> dripping{true};
+  std::thread drip([&] {
+    const std::string head = "GET /healthz HTTP/1.1\r\nX-Slow: ";
+    for (int fd : slow) (void)::send(fd, head.data(), head.size(), MSG_NOSIGNAL);
+    while (dripping) {
+      for (int fd : slow) (void)::send(fd, "x", 1, MSG_NOSIGNAL);
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+  });
+  // Others are answered all along: at most about a second late while the burst holds every worker.
+  for (int i = 0; i < 8; ++i) {
+    const auto t0 = Clock::now();
+    EXPECT_EQ(Get("/healthz").first, 200);
+    EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 2.0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  }
+  // By then (3.2 s) every slow connection has been closed: 64 over the cap, 16 at their deadline.
+  int closed = 0;
+  const auto deadline = Clock::now() + std::chrono::seconds(3);
+  std::vector<bool> done(slow.size(), false);
+  while (Clock::now() < deadline && closed < static_cast<int>(slow.size())) {
+    for (size_t i = 0; i < slow.size(); ++i) {
+      char buf[512];
+      if (done[i]) continue;
+      const ssize_t n = ::recv(slow[i], buf, sizeof(buf), 0);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+        ++closed;
+        done[i] = true;
+      }
+    }
+  }
+  EXPECT_EQ(closed, 80);
+  dripping = false;
+  drip.join();
+  for (int fd : slow) ::close(fd);
+
+  // Held again, then SIGTERM: the server leaves without waiting for them.
+  slow.clear();
+  for (int i = 0; i < 16; ++i) {
+    slow.push_back(ConnectFrom("127.0.0.2", port_));
+    (void)::send(slow.back(), "GET /", 5, MSG_NOSIGNAL);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const auto t0 = Clock::now();
+  server_->Signal(SIGTERM);
+  EXPECT_EQ(server_->Wait(), 0) << server_->Err();
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 5.0);
+  server_.reset();
+  for (int fd : slow) ::close(fd);
+}
+
 TEST_F(ServeTest, BadRequestsGetClearErrors) {
   StartServer();
   struct Case {

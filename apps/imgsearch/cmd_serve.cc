@@ -48,6 +48,8 @@ RunFn AddServeCommand(CLI::App& root) {
     std::string index_cache = CacheDir("indexes");
     double thumbnail_cache_mb = 1024;
     int http_threads = 64;
+    double header_timeout = 10;
+    int max_connections_per_client = 16;
     int query_batch = 64;
   };
   auto f = std::make_shared<Flags>();
@@ -72,6 +74,14 @@ RunFn AddServeCommand(CLI::App& root) {
   app->add_option("--http-threads", f->http_threads, "connections served at once")
       ->capture_default_str()
       ->check(CLI::Range(4, 4096));
+  app->add_option("--header-timeout", f->header_timeout,
+                  "seconds a connection has to send each request's headers (then it is closed)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
+  app->add_option("--max-connections-per-client", f->max_connections_per_client,
+                  "connections one IP address may keep open without sending a request (more are closed)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
   app->add_option("--query-batch", f->query_batch, "concurrent query texts embedded in one model call (1: one by one)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
@@ -113,6 +123,8 @@ RunFn AddServeCommand(CLI::App& root) {
                                                    : CacheDir("thumbnails");
     options.thumbnail_cache_bytes = static_cast<uint64_t>(f->thumbnail_cache_mb * (1 << 20));
     options.http_threads = f->http_threads;
+    options.header_timeout_s = f->header_timeout;
+    options.max_connections_per_client = f->max_connections_per_client;
     options.max_text_batch = f->query_batch;
     options.decode = SyncOptionsOf(*f).decode;
     options.queue = target->queue.get();

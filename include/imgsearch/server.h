@@ -33,6 +33,13 @@ struct ServerOptions {
   std::string thumbnail_dir;
   uint64_t thumbnail_cache_bytes = uint64_t{1} << 30;
   int http_threads = 64;  // connections served at once (each keep-alive connection holds one)
+  // A connection must send each request's line and headers within header_timeout_s (of opening, or
+  // of its previous answer), and its body within body_timeout_s; one client (IP address) may keep at
+  // most max_connections_per_client open that sent nothing for a second. Slow or greedy clients
+  // cannot take every thread.
+  double header_timeout_s = 10;
+  double body_timeout_s = 60;
+  int max_connections_per_client = 16;
   size_t max_body_bytes = size_t{32} << 20;
   int max_k = 1000;                  // largest k + offset a search may ask for
   DecodeOptions decode;              // for uploaded query images

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "base/text.h"
+#include "server/connections.h"
 #include "server/routes.h"
 
 namespace imgsearch {
@@ -115,6 +116,11 @@ class Server final : public SearchServer {
     // loading its thumbnails, 50 clients starting at once) overflows it and the connections that do
     // not fit fail after a second. Listening again on a listening socket only changes the backlog.
     if (listen_socket_ >= 0) ::listen(listen_socket_, SOMAXCONN);
+    auto ms = [](double s) { return std::chrono::milliseconds(static_cast<int64_t>(s * 1000)); };
+    guard_ = std::make_unique<server::ConnectionGuard>(
+        listen_socket_, server::ConnectionLimits{.max_per_client = std::max(1, options_.max_connections_per_client),
+                                                 .header_timeout = ms(options_.header_timeout_s),
+                                                 .body_timeout = ms(options_.body_timeout_s)});
     thread_ = std::thread([this] { http_.listen_after_bind(); });
     return Status::Ok();
   }
@@ -123,6 +129,8 @@ class Server final : public SearchServer {
 
   void Stop() override {
     if (stopped_.exchange(true)) return;
+    // Slow and idle connections first, so that the library's workers are free to stop.
+    if (guard_ != nullptr) guard_->Stop();
     http_.stop();
     if (thread_.joinable()) thread_.join();
   }
@@ -164,6 +172,9 @@ class Server final : public SearchServer {
       t_request_start = Clock::now();
       // Until a route claims the request: the page, or an unknown API path.
       t_route = req.path.rfind("/api/", 0) == 0 ? "unknown" : "page";
+      const bool has_body = req.has_header("Transfer-Encoding") ||
+                            (req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0");
+      if (guard_ != nullptr) guard_->HeadersRead(req.remote_addr, req.remote_port, has_body);
       // Before any of the body is read: a length that is not a number (-1), or far over the limit, is
       // answered now, instead of the library waiting for (or skipping) bytes that never come.
       if (req.has_header("Content-Length")) {
@@ -192,6 +203,7 @@ class Server final : public SearchServer {
                                  ? -1
                                  : std::chrono::duration<double>(Clock::now() - t_request_start).count();
       t_request_start = {};
+      if (guard_ != nullptr) guard_->Answered(req.remote_addr, req.remote_port);
       metrics_.Observe(t_route != nullptr ? t_route : "unknown", res.status, seconds);
       spdlog::info("{} {} {} {:.1f} ms", req.method, req.path, res.status, seconds * 1000);
       // A large body's memory goes back to the system, not only to the allocator's free lists.
@@ -245,6 +257,7 @@ class Server final : public SearchServer {
     for (const Route& route : routes_) {
       auto handler = [this, &route](const Req& req, Res& res) {
         t_route = route.name.c_str();
+        if (guard_ != nullptr) guard_->Answering(req.remote_addr, req.remote_port);
         if (route.auth && !Authorized(req, res)) return;
         route.handle(req, res);
       };
@@ -266,6 +279,7 @@ class Server final : public SearchServer {
   std::vector<Route> routes_;  // registered with http_, which keeps references to them
 
   httplib::Server http_;
+  std::unique_ptr<server::ConnectionGuard> guard_;  // made once listening; stopped before http_
   int port_ = 0;
   int listen_socket_ = -1;
   std::thread thread_;

@@ -1,0 +1,100 @@
+// Connections: deadlines and a per-client cap that the HTTP library lacks.
+//
+// cpp-httplib gives each accepted connection to a worker thread that reads the request with a
+// timeout per read only: a client sending a header byte every few seconds holds a worker for ever,
+// and 64 such clients stop the server answering anyone (and stopping it waits for them). The guard
+// sees every connection the server accepts (connections.cc defines accept(2) for the process: the
+// library offers no hook on accepted sockets), and a watchdog shuts down, with shutdown(2), which
+// the worker then sees as the client leaving:
+//   - a connection still sending its request line and headers `header_timeout` after it opened or
+//     after its previous answer (which also bounds a keep-alive connection's idle time);
+//   - a request still sending its body `body_timeout` after its headers;
+//   - on Stop(), every connection not in the middle of being answered.
+//   - connections of one client (an IP address) that have not sent a first request after
+//     `stall_after`, beyond `max_per_client` of them: a client opening many connections and sending
+//     nothing (or a byte now and then) cannot take every worker until their deadlines. A burst of
+//     connections that send their requests at once is never touched.
+// Requests being answered have no deadline: that is imgsearch's own work.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace imgsearch::server {
+
+struct ConnectionLimits {
+  int max_per_client = 16;
+  std::chrono::milliseconds stall_after{1'000};
+  std::chrono::milliseconds header_timeout{10'000};
+  std::chrono::milliseconds body_timeout{60'000};
+};
+
+struct ConnectionStats {
+  int64_t open = 0;
+  int64_t timed_out = 0;  // shut down by a deadline
+  int64_t refused = 0;    // closed over the per-client cap
+};
+
+class ConnectionGuard {
+ public:
+  // Guards the connections accepted on `listen_fd`.
+  ConnectionGuard(int listen_fd, const ConnectionLimits& limits);
+  ~ConnectionGuard();
+  ConnectionGuard(const ConnectionGuard&) = delete;
+  ConnectionGuard& operator=(const ConnectionGuard&) = delete;
+
+  // The request from `addr`:`port` (as the library reports its remote end) has its headers: its
+  // body, if any, is being read now (`has_body`), else it is being answered.
+  void HeadersRead(const std::string& addr, int port, bool has_body);
+  // Its handler runs: no deadline until it is answered.
+  void Answering(const std::string& addr, int port);
+  // It was answered: the connection may send its next request within header_timeout.
+  void Answered(const std::string& addr, int port);
+
+  // Shuts down every connection not being answered (a server stopping), and stops the watchdog.
+  void Stop();
+  ConnectionStats Stats() const;
+
+  // Called by accept(2) for every connection the process accepts.
+  static void OnAccept(int listen_fd, int fd);
+
+ private:
+  enum class Phase { kRequest, kBody, kAnswering };
+  struct Connection {
+    int fd = -1;
+    std::string ip;
+    Phase phase = Phase::kRequest;
+    std::chrono::steady_clock::time_point deadline;
+    std::chrono::steady_clock::time_point opened;
+    bool answered = false;  // has had a request answered
+  };
+  using Key = std::pair<std::string, int>;  // remote address and port
+
+  void Accepted(int fd);
+  void Watch();
+  void SetPhase(const std::string& addr, int port, Phase phase, std::chrono::milliseconds timeout);
+  // True when `c.fd` is still the socket it was (the library closes sockets without telling).
+  bool StillOurs(const Key& key, const Connection& c) const;
+  void ShutDownLocked(const Key& key, Connection& c);
+  void ReleaseLocked(const std::string& ip);
+
+  const int listen_fd_;
+  const ConnectionLimits limits_;
+  mutable std::mutex mu_;
+  std::condition_variable wake_;
+  std::map<Key, Connection> connections_;  // guarded by mu_
+  std::map<std::string, int> per_ip_;      // guarded by mu_
+  bool stopping_ = false;                  // guarded by mu_
+  std::atomic<int64_t> timed_out_{0}, refused_{0};
+  std::thread watchdog_;
+};
+
+}  // namespace imgsearch::server
