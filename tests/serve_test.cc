@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <netinet/in.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,7 +12,10 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -457,6 +461,55 @@ TEST_F(ServeTest, SlowClientsCannotStopTheServer) {
   EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 5.0);
   server_.reset();
   for (int fd : slow) ::close(fd);
+}
+
+// A full disk stops writing, not serving: searches are answered, /healthz says 503 with the reason,
+// the images wait; once space is freed they are written, and no snapshot is left short.
+TEST_F(ServeTest, ADiskFullStopsWritesNotSearchesAndResumes) {
+  const std::string small = dir_ + "/small";
+  fs::create_directories(small);
+  if (::mount("tmpfs", small.c_str(), "tmpfs", 0, "size=6m") != 0) {
+    GTEST_SKIP() << "cannot mount a small tmpfs here (" << std::strerror(errno)
+                 << "): the full disk is tested where the tests run as root";
+  }
+  struct Unmount {
+    std::string at;
+    ~Unmount() { ::umount2(at.c_str(), MNT_DETACH); }
+  } unmount{small};
+  db_ = small + "/db";
+  StartServer();
+  auto status_of = [&] { return Get("/api/status").second; };
+  ASSERT_EQ(status_of()["collection"]["indexed"], 12);
+  {
+    std::ofstream filler(small + "/filler", std::ios::binary);
+    const std::string block(1 << 16, '\0');
+    while (filler.write(block.data(), block.size()) && filler.flush()) {
+    }
+  }
+  for (int i = 20; i < 26; ++i) testing::WriteFile(root_ + "/new" + std::to_string(i) + ".jpg", JpegBytes(i));
+  auto wait_for = [&](const std::function<bool()>& done) {
+    const auto deadline = Clock::now() + std::chrono::seconds(60);
+    while (!done() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return done();
+  };
+  json health;
+  EXPECT_TRUE(wait_for([&] {
+    auto [code, body] = Get("/healthz");
+    health = body;
+    return code == 503;
+  })) << health.dump();
+  EXPECT_NE(health.value("error", "").find("full"), std::string::npos) << health.dump();
+  EXPECT_NE(status_of()["ingest"].value("write_error", ""), "");
+  EXPECT_EQ(Get("/api/search?q=a+photo&k=5").first, 200);  // searching goes on
+  fs::remove(small + "/filler");
+  EXPECT_TRUE(wait_for([&] { return Get("/healthz").first == 200 && status_of()["collection"]["indexed"] == 18; }))
+      << status_of().dump();
+  StopServer();
+  for (const auto& e : fs::directory_iterator(db_)) {
+    if (e.path().filename().string().starts_with("ann.hnsw") && e.path().extension() != ".lock") {
+      EXPECT_GT(e.file_size(), 0u) << e.path();
+    }
+  }
 }
 
 TEST_F(ServeTest, BadRequestsGetClearErrors) {

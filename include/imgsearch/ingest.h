@@ -96,6 +96,9 @@ struct PipelineStats {
   double images_per_s = 0;                                           // over the last ten seconds
   double decode_seconds = 0, encode_seconds = 0, write_seconds = 0;  // busy time per stage (decode: all threads)
   double uptime_seconds = 0;
+  // Why writes are failing and being retried (the disk full, the database unreachable); empty while
+  // they succeed. Nothing is lost meanwhile: the batch waits and is written once they succeed.
+  std::string write_error;
 };
 
 // Makes the collection hold exactly the images under `roots`: new and changed files embedded,

@@ -60,6 +60,7 @@ Pipeline::Pipeline(const ClipModel& model, Collection* collection, const Pipelin
 }
 
 Pipeline::~Pipeline() {
+  closing_ = true;  // a write being retried gives up: what it held is found again by the next reconciliation
   work_.Close();
   for (std::thread& t : decoders_) t.join();
   encoder_.join();
@@ -292,6 +293,32 @@ Status CollectionWriter::Write(std::span<PreparedFile> batch) {
   return Status::Ok();
 }
 
+Status Pipeline::WriteWithRetries(std::span<PreparedFile> batch) {
+  Status st = result_writer_->Write(batch);
+  auto pause = std::chrono::milliseconds(500);
+  while (!st.ok() && !closing_ &&
+         (st.code() == StatusCode::kIoError || st.code() == StatusCode::kResourceExhausted ||
+          st.code() == StatusCode::kUnavailable)) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (write_error_ != st.message()) spdlog::warn("writing failed ({}); retrying until it succeeds", st.message());
+      write_error_ = st.message();
+    }
+    for (auto slept = std::chrono::milliseconds(0); slept < pause && !closing_;
+         slept += std::chrono::milliseconds(50)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    pause = std::min(pause * 2, std::chrono::milliseconds(8000));
+    st = result_writer_->Write(batch);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (st.ok() && !write_error_.empty()) {
+    spdlog::info("writing works again");
+    write_error_.clear();
+  }
+  return st;
+}
+
 void Pipeline::WriteLoop() {
   while (std::optional<PreparedFile> first = writes_.Pop()) {
     // Take whatever else is ready: one transaction for all of it.
@@ -305,7 +332,7 @@ void Pipeline::WriteLoop() {
     const auto t0 = Clock::now();
     bool ok = status().ok();
     if (ok) {
-      Status st = result_writer_->Write(batch);
+      Status st = WriteWithRetries(batch);
       ok = st.ok();
       if (!ok) Fail(st);
     }
@@ -362,6 +389,7 @@ PipelineStats Pipeline::Snapshot() const {
   {
     std::lock_guard<std::mutex> lock(mu_);
     s.in_flight = submitted_ - finished_;
+    s.write_error = write_error_;
     s.done = finished_;
     // Throughput over the last ten seconds of writes.
     const auto now = Clock::now();

@@ -212,6 +212,12 @@ class Pipeline final : public Sink {
   Status status_;
   std::deque<std::pair<std::chrono::steady_clock::time_point, int64_t>> recent_;  // (when, embedded so far)
 
+  // Writes `batch`, retrying with a growing pause while the failure is one that time can cure (the
+  // disk full, the database unreachable) and the pipeline is not closing.
+  Status WriteWithRetries(std::span<PreparedFile> batch);
+
+  std::atomic<bool> closing_{false};
+  std::string write_error_;                   // guarded by mu_
   std::unique_ptr<ResultWriter> own_writer_;  // when options_.writer is null
   ResultWriter* result_writer_;
   std::atomic<int64_t> added_{0}, updated_{0}, failed_{0}, embedded_{0}, removed_{0}, dropped_{0}, retried_{0};

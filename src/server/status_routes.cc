@@ -136,6 +136,7 @@ json ToJson(const StatusReport& r) {
                      {"failed", w.totals.failed},
                      {"embedded", w.totals.embedded}}}};
     if (!r.ingest_error.ok()) j["ingest"]["error"] = r.ingest_error.ToString();
+    if (!p.write_error.empty()) j["ingest"]["write_error"] = p.write_error;
   } else {
     j["ingest"] = nullptr;
   }
@@ -245,12 +246,19 @@ std::vector<Route> StatusRoutes(ServerContext& c) {
       {.method = "GET",
        .pattern = "/healthz",
        .name = "healthz",
-       .about = "200 when serving; 503 when ingestion has stopped on an error.",
+       .about = "200 when serving; 503 when ingestion has stopped on an error, or its writes are failing and "
+                "being retried (searches are still answered).",
        .handle =
            [&c](const Req&, Res& res) {
              const Status err = c.watcher != nullptr ? c.watcher->error() : Status::Ok();
-             if (err.ok()) return SendJson(res, json{{"status", "ok"}});
-             SendJson(res, json{{"status", "ingestion stopped"}, {"error", err.ToString()}}, 503);
+             if (!err.ok()) {
+               return SendJson(res, json{{"status", "ingestion stopped"}, {"error", err.ToString()}}, 503);
+             }
+             const std::string failing = c.watcher != nullptr ? c.watcher->Stats().pipeline.write_error : "";
+             if (!failing.empty()) {
+               return SendJson(res, json{{"status", "writes failing, retrying"}, {"error", failing}}, 503);
+             }
+             SendJson(res, json{{"status", "ok"}});
            }},
       {.method = "GET",
        .pattern = "/metrics",

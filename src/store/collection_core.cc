@@ -329,7 +329,13 @@ class CollectionCore final : public Collection {
   Status CatchUpIfLoaded() {
     if (!loaded_) return Status::Ok();
     RETURN_IF_ERROR(CatchUp());
-    if (backend_->sole_writer() && changes_since_save_ >= options_.index.snapshot_every) return SaveSnapshot();
+    if (backend_->sole_writer() && changes_since_save_ >= options_.index.snapshot_every) {
+      // The write itself is done: a snapshot that cannot be written now (the disk full) is tried
+      // again later, and the change log keeps what it would have held.
+      if (Status st = SaveSnapshot(); !st.ok()) {
+        spdlog::warn("could not snapshot the search index of {}: {}", backend_->where(), st.ToString());
+      }
+    }
     return Status::Ok();
   }
 

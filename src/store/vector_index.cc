@@ -1,5 +1,8 @@
 #include "store/vector_index.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 // hnswlib 0.6's SSE path prefetches one element past the end of neighbour lists (an out-of-bounds
 // read that AddressSanitizer reports); without manual vectorisation those prefetches go away, and
 // the distance comes from our own AVX2 kernel below instead.
@@ -11,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -345,6 +349,30 @@ Status VectorIndex::Save(const std::string& path, int64_t change_seq) const {
   } catch (const std::exception& e) {
     return Status::IoError("cannot write " + tmp + ": " + e.what());
   }
+  // hnswlib does not check its writes: a full disk leaves a short file. Its size must be what
+  // saveIndex writes (the header, level 0, then each element's upper links with their length).
+  const auto& h = *g_->hnsw;
+  uint64_t expected = sizeof(h.offsetLevel0_) + sizeof(h.max_elements_) + sizeof(h.cur_element_count) +
+                      sizeof(h.size_data_per_element_) + sizeof(h.label_offset_) + sizeof(h.offsetData_) +
+                      sizeof(h.maxlevel_) + sizeof(h.enterpoint_node_) + sizeof(h.maxM_) + sizeof(h.maxM0_) +
+                      sizeof(h.M_) + sizeof(h.mult_) + sizeof(h.ef_construction_) +
+                      static_cast<uint64_t>(h.cur_element_count) * h.size_data_per_element_;
+  for (size_t i = 0; i < h.cur_element_count; ++i) {
+    expected +=
+        sizeof(unsigned int) + (h.element_levels_[i] > 0 ? h.size_links_per_element_ * h.element_levels_[i] : 0);
+  }
+  std::error_code size_ec;
+  const uint64_t written = std::filesystem::file_size(tmp, size_ec);
+  if (size_ec || written != expected) {
+    std::filesystem::remove(tmp, size_ec);
+    return Status::IoError("cannot write the index snapshot " + path + ": " + std::to_string(written) + " of " +
+                           std::to_string(expected) + " bytes written (is the disk full?)");
+  }
+  if (const int fd = ::open(tmp.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+    const bool synced = ::fsync(fd) == 0;
+    ::close(fd);
+    if (!synced) return Status::IoError("cannot write the index snapshot " + path + ": " + std::strerror(errno));
+  }
   ASSIGN_OR_RETURN(uint64_t hash, HashFile(tmp));
   nlohmann::json meta = {{"format", kSnapshotFormat},
                          {"change_seq", change_seq},
@@ -353,10 +381,17 @@ Status VectorIndex::Save(const std::string& path, int64_t change_seq) const {
                          {"bytes", std::filesystem::file_size(tmp)},
                          {"xxh3", hash}};
   const std::string meta_tmp = path + ".meta.tmp";
+  std::error_code ec_ignored;
   {
     std::ofstream out(meta_tmp, std::ios::trunc);
     out << meta.dump() << "\n";
-    if (!out.good()) return Status::IoError("cannot write " + meta_tmp);
+    out.flush();
+    if (!out.good()) {
+      out.close();
+      std::filesystem::remove(tmp, ec_ignored);
+      std::filesystem::remove(meta_tmp, ec_ignored);
+      return Status::IoError("cannot write " + meta_tmp + " (is the disk full?)");
+    }
   }
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
