@@ -3,7 +3,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -11,6 +10,7 @@
 #include <algorithm>
 #include <cstring>
 #include <optional>
+#include <utility>
 #include <vector>
 
 // Every connection the process accepts passes here; the guard of the listening socket, if any,
@@ -27,6 +27,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+thread_local int64_t t_accepted = 0;  // on the library's listening thread: the connection just accepted
+
 std::mutex g_guards_mu;
 std::map<int, ConnectionGuard*> g_guards;  // by listening socket; guarded by g_guards_mu
 
@@ -41,15 +43,6 @@ std::optional<std::pair<std::string, int>> PeerOf(int fd) {
     return std::nullopt;
   }
   return std::make_pair(std::string(host), std::atoi(port));
-}
-
-int LocalPort(int fd) {
-  sockaddr_storage addr{};
-  socklen_t len = sizeof(addr);
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return -1;
-  if (addr.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
-  if (addr.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
-  return -1;
 }
 
 }  // namespace
@@ -70,6 +63,7 @@ ConnectionGuard::~ConnectionGuard() {
 }
 
 void ConnectionGuard::OnAccept(int listen_fd, int fd) {
+  t_accepted = 0;
   std::lock_guard<std::mutex> lock(g_guards_mu);
   auto it = g_guards.find(listen_fd);
   if (it != g_guards.end()) it->second->Accepted(fd);
@@ -83,18 +77,16 @@ void ConnectionGuard::Accepted(int fd) {
     ::shutdown(fd, SHUT_RDWR);
     return;
   }
-  // The descriptor, or the remote address and port, of a connection since closed.
-  for (auto it = connections_.begin(); it != connections_.end();) {
-    if (it->second.fd == fd || it->first == *key) {
-      ReleaseLocked(it->second.ip);
-      it = connections_.erase(it);
-    } else {
-      ++it;
-    }
+  if (auto old = connections_.find(*key); old != connections_.end()) {  // not seen closed (cannot happen)
+    ReleaseLocked(old->second.ip);
+    connections_.erase(old);
   }
   ++per_ip_[key->first];
   const auto now = Clock::now();
-  connections_[*key] = {fd, key->first, Phase::kRequest, now + limits_.header_timeout, now};
+  Connection& c = connections_[*key];
+  c = {fd, key->first, Phase::kRequest, now + limits_.header_timeout, now};
+  c.serial = next_serial_++;
+  t_accepted = c.serial;
 }
 
 void ConnectionGuard::SetPhase(const std::string& addr, int port, Phase phase, std::chrono::milliseconds timeout) {
@@ -122,17 +114,32 @@ void ConnectionGuard::Answered(const std::string& addr, int port) {
   it->second.answered = true;
 }
 
-bool ConnectionGuard::StillOurs(const Key& key, const Connection& c) const {
-  struct stat st {};
-  if (::fstat(c.fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return false;
-  const std::optional<Key> peer = PeerOf(c.fd);
-  return peer && *peer == key && LocalPort(c.fd) == LocalPort(listen_fd_);
+int64_t ConnectionGuard::TakeAccepted() { return std::exchange(t_accepted, 0); }
+
+void ConnectionGuard::Closed(int64_t serial) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = connections_.begin(); it != connections_.end(); ++it) {
+    if (it->second.serial == serial) {
+      ReleaseLocked(it->second.ip);
+      connections_.erase(it);
+      return;
+    }
+  }
 }
 
-void ConnectionGuard::ShutDownLocked(const Key& key, Connection& c) {
-  // Checked under mu_, which Accepted also holds: a descriptor reused by a new connection is
-  // re-registered first, never shut down by mistake.
-  if (StillOurs(key, c)) ::shutdown(c.fd, SHUT_RDWR);
+void ConnectionGuard::ShutDownLocked(Connection& c) {
+  // The connection is open: the library has not finished its task (Closed comes after its close).
+  if (!c.shut) ::shutdown(c.fd, SHUT_RDWR);
+  c.shut = true;
+}
+
+void GuardedTaskQueue::enqueue(std::function<void()> fn) {
+  const int64_t serial = ConnectionGuard::TakeAccepted();
+  if (serial == 0 || guard_ == nullptr) return pool_.enqueue(std::move(fn));
+  pool_.enqueue([fn = std::move(fn), serial, guard = guard_] {
+    fn();
+    guard->Closed(serial);
+  });
 }
 
 void ConnectionGuard::ReleaseLocked(const std::string& ip) {
@@ -150,7 +157,7 @@ void ConnectionGuard::Watch() {
     std::map<std::string, std::vector<std::map<Key, Connection>::iterator>> stalled;
     for (auto it = connections_.begin(); it != connections_.end(); ++it) {
       const Connection& c = it->second;
-      if (c.phase == Phase::kRequest && !c.answered && now - c.opened > limits_.stall_after) {
+      if (!c.shut && c.phase == Phase::kRequest && !c.answered && now - c.opened > limits_.stall_after) {
         stalled[c.ip].push_back(it);
       }
     }
@@ -158,29 +165,18 @@ void ConnectionGuard::Watch() {
       if (static_cast<int>(conns.size()) <= limits_.max_per_client) continue;
       std::sort(conns.begin(), conns.end(), [](auto a, auto b) { return a->second.opened > b->second.opened; });
       for (size_t i = 0; i + limits_.max_per_client < conns.size(); ++i) {
-        ShutDownLocked(conns[i]->first, conns[i]->second);
+        ShutDownLocked(conns[i]->second);
         ++refused_;
-        ReleaseLocked(ip);
-        connections_.erase(conns[i]);
       }
       spdlog::info("closed {} connections from {} that sent nothing (at most {} such per client)",
                    conns.size() - limits_.max_per_client, ip, limits_.max_per_client);
     }
-    for (auto it = connections_.begin(); it != connections_.end();) {
-      Connection& c = it->second;
-      const bool late = c.phase != Phase::kAnswering && now > c.deadline;
-      if (late) {
-        ShutDownLocked(it->first, c);
-        ++timed_out_;
-        spdlog::info("closed the connection from {}:{}: {} not sent in time", it->first.first, it->first.second,
-                     c.phase == Phase::kBody ? "the request body" : "a request");
-      }
-      if (late || !StillOurs(it->first, c)) {
-        ReleaseLocked(c.ip);
-        it = connections_.erase(it);
-      } else {
-        ++it;
-      }
+    for (auto& [key, c] : connections_) {
+      if (c.shut || c.phase == Phase::kAnswering || now <= c.deadline) continue;
+      ShutDownLocked(c);
+      ++timed_out_;
+      spdlog::info("closed the connection from {}:{}: {} not sent in time", key.first, key.second,
+                   c.phase == Phase::kBody ? "the request body" : "a request");
     }
   }
 }
@@ -191,7 +187,7 @@ void ConnectionGuard::Stop() {
     if (!stopping_) {
       stopping_ = true;
       for (auto& [key, c] : connections_) {
-        if (c.phase != Phase::kAnswering) ShutDownLocked(key, c);
+        if (c.phase != Phase::kAnswering) ShutDownLocked(c);
       }
     }
   }

@@ -5,7 +5,9 @@
 // and 64 such clients stop the server answering anyone (and stopping it waits for them). The guard
 // sees every connection the server accepts (connections.cc defines accept(2) for the process: the
 // library offers no hook on accepted sockets), and a watchdog shuts down, with shutdown(2), which
-// the worker then sees as the client leaving:
+// the worker then sees as the client leaving (a connection's life is known exactly: accept(2) on the
+// library's listening thread is followed there by the task queue's enqueue, which GuardedTaskQueue
+// pairs with it, and the task ends when the library has closed the socket):
 //   - a connection still sending its request line and headers `header_timeout` after it opened or
 //     after its previous answer (which also bounds a keep-alive connection's idle time);
 //   - a request still sending its body `body_timeout` after its headers;
@@ -17,6 +19,7 @@
 // Requests being answered have no deadline: that is imgsearch's own work.
 #pragma once
 
+#include <httplib.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -65,6 +68,10 @@ class ConnectionGuard {
 
   // Called by accept(2) for every connection the process accepts.
   static void OnAccept(int listen_fd, int fd);
+  // On the thread that called accept: the connection it just registered (0: none), once.
+  static int64_t TakeAccepted();
+  // The library has closed connection `serial`.
+  void Closed(int64_t serial);
 
  private:
   enum class Phase { kRequest, kBody, kAnswering };
@@ -75,15 +82,15 @@ class ConnectionGuard {
     std::chrono::steady_clock::time_point deadline;
     std::chrono::steady_clock::time_point opened;
     bool answered = false;  // has had a request answered
+    bool shut = false;      // shut down by the guard; the library closes it next
+    int64_t serial = 0;
   };
   using Key = std::pair<std::string, int>;  // remote address and port
 
   void Accepted(int fd);
   void Watch();
   void SetPhase(const std::string& addr, int port, Phase phase, std::chrono::milliseconds timeout);
-  // True when `c.fd` is still the socket it was (the library closes sockets without telling).
-  bool StillOurs(const Key& key, const Connection& c) const;
-  void ShutDownLocked(const Key& key, Connection& c);
+  void ShutDownLocked(Connection& c);
   void ReleaseLocked(const std::string& ip);
 
   const int listen_fd_;
@@ -93,8 +100,22 @@ class ConnectionGuard {
   std::map<Key, Connection> connections_;  // guarded by mu_
   std::map<std::string, int> per_ip_;      // guarded by mu_
   bool stopping_ = false;                  // guarded by mu_
+  int64_t next_serial_ = 1;                // guarded by mu_
   std::atomic<int64_t> timed_out_{0}, refused_{0};
   std::thread watchdog_;
+};
+
+// The library's worker pool, with each connection's task paired with the connection accept(2) just
+// registered, so that the guard learns when the library has closed it.
+class GuardedTaskQueue final : public httplib::TaskQueue {
+ public:
+  GuardedTaskQueue(size_t threads, ConnectionGuard* guard) : pool_(threads), guard_(guard) {}
+  void enqueue(std::function<void()> fn) override;
+  void shutdown() override { pool_.shutdown(); }
+
+ private:
+  httplib::ThreadPool pool_;
+  ConnectionGuard* guard_;
 };
 
 }  // namespace imgsearch::server

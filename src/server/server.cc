@@ -88,7 +88,10 @@ class Server final : public SearchServer {
 
   Status Init() {
     const int threads = std::max(4, options_.http_threads);
-    http_.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+    // guard_ exists by the time the library makes its queue (when listening starts).
+    http_.new_task_queue = [this, threads] {
+      return new server::GuardedTaskQueue(static_cast<size_t>(threads), guard_.get());
+    };
     http_.set_payload_max_length(options_.max_body_bytes);
     // SO_REUSEADDR (a restart may bind while old connections linger) but not the library's default
     // SO_REUSEPORT, which would let a second server take the same port silently. The socket is
