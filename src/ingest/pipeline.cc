@@ -281,11 +281,21 @@ Status CollectionWriter::Write(std::span<PreparedFile> batch) {
     } else if (f.kind == PreparedFile::kUpsert) {
       // The file must still be what was read; otherwise a newer event brings it back.
       std::optional<FileInfo> now = StatFile(f.upsert.record.path);
-      if (now && now->size_bytes == f.upsert.record.size_bytes && now->mtime_ns == f.upsert.record.mtime_ns) {
-        upserts.push_back(f.upsert);
-      } else {
+      if (!now || now->size_bytes != f.upsert.record.size_bytes || now->mtime_ns != f.upsert.record.mtime_ns) {
         f.kind = PreparedFile::kDrop;
+        continue;
       }
+      // A copy of content embedded elsewhere, whose vector went with that image meanwhile (an
+      // earlier batch removed or changed it): not embedded now; the next reconciliation does it.
+      if (f.upsert.record.status == ImageStatus::kIndexed && f.upsert.embedding.empty()) {
+        Result<bool> known = collection_->HasEmbeddingFor(f.upsert.record.content_hash);
+        if (known.ok() && !*known) {
+          f.kind = PreparedFile::kRetry;
+          f.retry = Status::Unavailable("the image it copies was removed meanwhile");
+          continue;
+        }
+      }
+      upserts.push_back(f.upsert);
     }
   }
   if (!upserts.empty()) RETURN_IF_ERROR(collection_->Upsert(upserts).status());

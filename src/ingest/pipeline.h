@@ -135,6 +135,9 @@ class Sink {
   virtual void Flush() = 0;
   // The first error that stopped the sink (a failed write), or Ok.
   virtual Status status() const = 0;
+  // Stopping: a write being retried (the disk full, the database down) gives up instead of waiting
+  // for the cure, so that Flush returns; what it held is found again by the next reconciliation.
+  virtual void StopRetrying() {}
   // Counters since construction.
   virtual void AddTo(SyncReport* report) const = 0;
   virtual PipelineStats Snapshot() const = 0;
@@ -183,6 +186,7 @@ class Pipeline final : public Sink {
   bool Submit(WorkItem item) override;
   void Flush() override;
   Status status() const override;
+  void StopRetrying() override { closing_ = true; }
   void AddTo(SyncReport* report) const override;
   PipelineStats Snapshot() const override;
 

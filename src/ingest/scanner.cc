@@ -145,10 +145,14 @@ Result<std::vector<FileInfo>> ScanTree(const std::string& root_in, const ScanOpt
       if (link && !o.follow_symlinks) continue;
       const fs::file_status target = it->status(e);  // follows a link
       if (e) {
-        if (e == std::errc::filename_too_long) {
-          notes->warnings.push_back("cannot read " + EscapeForDisplay(path.substr(0, 200)) + "…: " + e.message());
-        }
-        continue;  // a broken link, or gone since listed
+        if (e == std::errc::no_such_file_or_directory || e == std::errc::not_a_directory)
+          continue;  // broken link, gone
+        // Cannot be examined (no search permission on the folder, an I/O error, a loop of links, a
+        // name too long): what was indexed there is kept, not taken for deleted.
+        notes->unreadable.push_back(path);
+        notes->warnings.push_back("cannot read " + EscapeForDisplay(path, 300) + ": " + e.message() +
+                                  "; what was indexed there is kept as it was");
+        continue;
       }
       if (fs::is_directory(target)) {
         if (!enter(path)) {

@@ -398,6 +398,7 @@ class Watcher final : public FolderWatcher {
       }
       busy_ = false;
     }
+    pipeline_->StopRetrying();
     pipeline_->Flush();
   }
 

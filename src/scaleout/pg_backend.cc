@@ -62,6 +62,7 @@ void ReleaseVector(pqxx::work& w, const std::string& hash) {
 std::vector<int64_t> WriteUpserts(pqxx::work& w, std::span<const ImageUpsert> batch, int dim) {
   std::vector<int64_t> ids;
   ids.reserve(batch.size());
+  std::vector<std::string> released;  // content the rows no longer have
   const int64_t now = NowMs();
   for (const ImageUpsert& u : batch) {
     const ImageRecord& r = u.record;
@@ -96,8 +97,10 @@ std::vector<int64_t> WriteUpserts(pqxx::work& w, std::span<const ImageUpsert> ba
         r.path, r.size_bytes, r.mtime_ns, r.content_hash, r.width, r.height, r.format, r.capture_time.value_or(""), now,
         static_cast<int>(r.status), indexed ? std::string() : r.error);
     ids.push_back(id[0][0].as<int64_t>());
-    if (!old.empty() && old[0][0].as<std::string>() != r.content_hash) ReleaseVector(w, old[0][0].as<std::string>());
+    if (!old.empty() && old[0][0].as<std::string>() != r.content_hash) released.push_back(old[0][0].as<std::string>());
   }
+  // Once every row is written: a later row of the batch may be a copy reusing a released vector.
+  for (const std::string& hash : released) ReleaseVector(w, hash);
   return ids;
 }
 

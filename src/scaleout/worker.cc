@@ -62,6 +62,7 @@ class Worker final : public ingest::ResultWriter {
     };
     ingest::Pipeline pipeline(model_, collection_.get(), po);
     Status st = Feed(pipeline, stop);
+    pipeline.StopRetrying();  // stopping: a write waiting for the database gives up (its jobs' leases run out)
     pipeline.Flush();
     if (st.ok()) st = pipeline.status();
     RETURN_IF_ERROR(st);

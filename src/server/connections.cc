@@ -1,5 +1,6 @@
 #include "server/connections.h"
 
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -58,8 +59,13 @@ ConnectionGuard::ConnectionGuard(int listen_fd, const ConnectionLimits& limits)
 
 ConnectionGuard::~ConnectionGuard() {
   Stop();
-  std::lock_guard<std::mutex> lock(g_guards_mu);
-  g_guards.erase(listen_fd_);
+  {
+    std::lock_guard<std::mutex> lock(g_guards_mu);
+    g_guards.erase(listen_fd_);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [key, c] : connections_) ReleaseLocked(c);
+  connections_.clear();
 }
 
 void ConnectionGuard::OnAccept(int listen_fd, int fd) {
@@ -78,13 +84,20 @@ void ConnectionGuard::Accepted(int fd) {
     return;
   }
   if (auto old = connections_.find(*key); old != connections_.end()) {  // not seen closed (cannot happen)
-    ReleaseLocked(old->second.ip);
+    ReleaseLocked(old->second);
     connections_.erase(old);
   }
+  // The guard shuts the socket down through its own descriptor (above the numbers select(2) can
+  // watch, so it takes none the library needs): the library's may be closed, and its number
+  // reused, a moment before the guard learns of it. Without one (a low descriptor limit), the
+  // library's is used.
+  int own = ::fcntl(fd, F_DUPFD_CLOEXEC, 1024);
+  if (own < 0) own = -1;
   ++per_ip_[key->first];
   const auto now = Clock::now();
   Connection& c = connections_[*key];
-  c = {fd, key->first, Phase::kRequest, now + limits_.header_timeout, now};
+  c = {own >= 0 ? own : fd, key->first, Phase::kRequest, now + limits_.header_timeout, now};
+  c.own_fd = own >= 0;
   c.serial = next_serial_++;
   t_accepted = c.serial;
 }
@@ -120,7 +133,7 @@ void ConnectionGuard::Closed(int64_t serial) {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto it = connections_.begin(); it != connections_.end(); ++it) {
     if (it->second.serial == serial) {
-      ReleaseLocked(it->second.ip);
+      ReleaseLocked(it->second);
       connections_.erase(it);
       return;
     }
@@ -142,8 +155,9 @@ void GuardedTaskQueue::enqueue(std::function<void()> fn) {
   });
 }
 
-void ConnectionGuard::ReleaseLocked(const std::string& ip) {
-  auto it = per_ip_.find(ip);
+void ConnectionGuard::ReleaseLocked(const Connection& c) {
+  if (c.own_fd) ::close(c.fd);
+  auto it = per_ip_.find(c.ip);
   if (it != per_ip_.end() && --it->second <= 0) per_ip_.erase(it);
 }
 

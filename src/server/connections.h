@@ -83,6 +83,7 @@ class ConnectionGuard {
     std::chrono::steady_clock::time_point opened;
     bool answered = false;  // has had a request answered
     bool shut = false;      // shut down by the guard; the library closes it next
+    bool own_fd = false;    // fd is the guard's duplicate, closed when the library has closed its own
     int64_t serial = 0;
   };
   using Key = std::pair<std::string, int>;  // remote address and port
@@ -91,7 +92,7 @@ class ConnectionGuard {
   void Watch();
   void SetPhase(const std::string& addr, int port, Phase phase, std::chrono::milliseconds timeout);
   void ShutDownLocked(Connection& c);
-  void ReleaseLocked(const std::string& ip);
+  void ReleaseLocked(const Connection& c);
 
   const int listen_fd_;
   const ConnectionLimits limits_;

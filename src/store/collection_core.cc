@@ -293,14 +293,23 @@ class CollectionCore final : public Collection {
       applied_seq_ = seq;
       changes_since_save_ = 0;
     }
-    ASSIGN_OR_RETURN(const int64_t replayed, CatchUpChanges(/*rebuild_on_gap=*/false));
-    // The graph must now hold exactly the indexed images.
-    ASSIGN_OR_RETURN(BackendCounts counts, backend_->Counts());
-    {
-      std::shared_lock<RwMutex> lock(index_mu_);
-      if (index_->size() != counts.indexed || static_cast<int64_t>(index_->GraphIds().size()) != counts.indexed) {
-        return Status::Corruption("after catching up it holds " + std::to_string(index_->size()) +
-                                  " images, the catalog " + std::to_string(counts.indexed));
+    ASSIGN_OR_RETURN(int64_t replayed, CatchUpChanges(/*rebuild_on_gap=*/false));
+    // The graph must now hold exactly the indexed images. Others may write between the catch-up and
+    // the count: while changes keep coming, catch up and count again.
+    BackendCounts counts;
+    for (int attempt = 0;; ++attempt) {
+      ASSIGN_OR_RETURN(counts, backend_->Counts());
+      int64_t held = 0;
+      {
+        std::shared_lock<RwMutex> lock(index_mu_);
+        held = index_->size();
+        if (held == counts.indexed && static_cast<int64_t>(index_->GraphIds().size()) == counts.indexed) break;
+      }
+      ASSIGN_OR_RETURN(const int64_t more, CatchUpChanges(/*rebuild_on_gap=*/false));
+      replayed += more;
+      if (more == 0 || attempt == 5) {
+        return Status::Corruption("after catching up it holds " + std::to_string(held) + " images, the catalog " +
+                                  std::to_string(counts.indexed));
       }
     }
     spdlog::info("search index loaded from {} ({} images, {} changes replayed)", path, counts.indexed, replayed);

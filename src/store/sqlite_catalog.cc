@@ -86,18 +86,27 @@ class ChangeRecorder {
 
   // `released_hash`: content the image no longer has (empty: none).
   Status Record(int64_t image_id, const std::string& released_hash) {
-    if (!released_hash.empty()) {
-      drop_orphan_.Bind(1, std::string_view(released_hash));
-      RETURN_IF_ERROR(drop_orphan_.Run());
-    }
+    if (!released_hash.empty()) released_.push_back(released_hash);
     log_change_.Bind(1, image_id);
     return log_change_.Run();
+  }
+
+  // Drops the vectors released in this transaction that no image uses any more. Run once every row
+  // of the transaction is written: a later row of the same batch may be a copy reusing the vector.
+  Status DropOrphans() {
+    for (const std::string& hash : released_) {
+      drop_orphan_.Bind(1, std::string_view(hash));
+      RETURN_IF_ERROR(drop_orphan_.Run());
+    }
+    released_.clear();
+    return Status::Ok();
   }
 
  private:
   ChangeRecorder(Statement drop, Statement log) : drop_orphan_(std::move(drop)), log_change_(std::move(log)) {}
   Statement drop_orphan_;
   Statement log_change_;
+  std::vector<std::string> released_;
 };
 
 }  // namespace
@@ -339,6 +348,7 @@ Result<std::vector<int64_t>> SqliteCatalog::Upsert(std::span<const ImageUpsert> 
     ids.push_back(id);
     RETURN_IF_ERROR(changes.Record(id, previous_hash != r.content_hash ? previous_hash : std::string()));
   }
+  RETURN_IF_ERROR(changes.DropOrphans());
   RETURN_IF_ERROR(txn.Commit());
   return ids;
 }
@@ -362,6 +372,7 @@ Result<std::vector<int64_t>> SqliteCatalog::Remove(std::span<const std::string> 
     removed.push_back(id);
     RETURN_IF_ERROR(changes.Record(id, hash));
   }
+  RETURN_IF_ERROR(changes.DropOrphans());
   RETURN_IF_ERROR(txn.Commit());
   return removed;
 }
