@@ -93,7 +93,6 @@ void ConnectionGuard::Accepted(int fd) {
   // library's is used.
   int own = ::fcntl(fd, F_DUPFD_CLOEXEC, 1024);
   if (own < 0) own = -1;
-  ++per_ip_[key->first];
   const auto now = Clock::now();
   Connection& c = connections_[*key];
   c = {own >= 0 ? own : fd, key->first, Phase::kRequest, now + limits_.header_timeout, now};
@@ -157,8 +156,6 @@ void GuardedTaskQueue::enqueue(std::function<void()> fn) {
 
 void ConnectionGuard::ReleaseLocked(const Connection& c) {
   if (c.own_fd) ::close(c.fd);
-  auto it = per_ip_.find(c.ip);
-  if (it != per_ip_.end() && --it->second <= 0) per_ip_.erase(it);
 }
 
 void ConnectionGuard::Watch() {
@@ -180,7 +177,6 @@ void ConnectionGuard::Watch() {
       std::sort(conns.begin(), conns.end(), [](auto a, auto b) { return a->second.opened > b->second.opened; });
       for (size_t i = 0; i + limits_.max_per_client < conns.size(); ++i) {
         ShutDownLocked(conns[i]->second);
-        ++refused_;
       }
       spdlog::info("closed {} connections from {} that sent nothing (at most {} such per client)",
                    conns.size() - limits_.max_per_client, ip, limits_.max_per_client);
@@ -188,7 +184,6 @@ void ConnectionGuard::Watch() {
     for (auto& [key, c] : connections_) {
       if (c.shut || c.phase == Phase::kAnswering || now <= c.deadline) continue;
       ShutDownLocked(c);
-      ++timed_out_;
       spdlog::info("closed the connection from {}:{}: {} not sent in time", key.first, key.second,
                    c.phase == Phase::kBody ? "the request body" : "a request");
     }
@@ -207,11 +202,6 @@ void ConnectionGuard::Stop() {
   }
   wake_.notify_all();
   if (watchdog_.joinable()) watchdog_.join();
-}
-
-ConnectionStats ConnectionGuard::Stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return {static_cast<int64_t>(connections_.size()), timed_out_.load(), refused_.load()};
 }
 
 }  // namespace imgsearch::server

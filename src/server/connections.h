@@ -40,12 +40,6 @@ struct ConnectionLimits {
   std::chrono::milliseconds body_timeout{60'000};
 };
 
-struct ConnectionStats {
-  int64_t open = 0;
-  int64_t timed_out = 0;  // shut down by a deadline
-  int64_t refused = 0;    // closed over the per-client cap
-};
-
 class ConnectionGuard {
  public:
   // Guards the connections accepted on `listen_fd`.
@@ -64,7 +58,6 @@ class ConnectionGuard {
 
   // Shuts down every connection not being answered (a server stopping), and stops the watchdog.
   void Stop();
-  ConnectionStats Stats() const;
 
   // Called by accept(2) for every connection the process accepts.
   static void OnAccept(int listen_fd, int fd);
@@ -92,6 +85,7 @@ class ConnectionGuard {
   void Watch();
   void SetPhase(const std::string& addr, int port, Phase phase, std::chrono::milliseconds timeout);
   void ShutDownLocked(Connection& c);
+  // Closes the guard's own descriptor of `c`, if it has one.
   void ReleaseLocked(const Connection& c);
 
   const int listen_fd_;
@@ -99,10 +93,8 @@ class ConnectionGuard {
   mutable std::mutex mu_;
   std::condition_variable wake_;
   std::map<Key, Connection> connections_;  // guarded by mu_
-  std::map<std::string, int> per_ip_;      // guarded by mu_
   bool stopping_ = false;                  // guarded by mu_
   int64_t next_serial_ = 1;                // guarded by mu_
-  std::atomic<int64_t> timed_out_{0}, refused_{0};
   std::thread watchdog_;
 };
 
