@@ -1,6 +1,6 @@
 // Where a collection's rows live: the system of record under the collection core. Two backends
-// implement it: SQLite in a folder (sqlite_backend.cc, the embedded collection) and PostgreSQL
-// (scaleout/pg_backend.cc, shared by many processes). The collection core (collection_core.h)
+// implement it: SQLite in a folder (sqlite_catalog.cc, the embedded collection) and PostgreSQL
+// (scaleout/pg_backend.cc, shared by many processes). The collection core (collection_core.cc)
 // holds everything else once: the in-memory search index, its snapshot, following the change
 // sequence, rebuilding, validation and model binding.
 //
