@@ -258,6 +258,23 @@ TEST(Cli, IndexSearchStatsList) {
 
   auto dups = RunCommand({ImgsearchBin(), "duplicates", "--db", db, "--min-score", "0.9999", "--json"});
   EXPECT_EQ(dups.exit_code, 0) << dups.err;
+
+  // The grace period for removed content: a bad duration is named; a good one is stored and shown.
+  auto bad_keep = RunCommand(
+      {ImgsearchBin(), "index", "--db", db, "--model", TestModelDir(), "--keep-removed", "3x", dir + "/lib"});
+  EXPECT_EQ(bad_keep.exit_code, 2);
+  EXPECT_NE(bad_keep.err.find("--keep-removed takes a duration such as 30d, 12h or 0, not \"3x\""), std::string::npos)
+      << bad_keep.err;
+  std::filesystem::remove(paths[2]);
+  auto keep = RunCommand(
+      {ImgsearchBin(), "index", "--db", db, "--model", TestModelDir(), "--keep-removed", "12h", dir + "/lib"});
+  EXPECT_EQ(keep.exit_code, 0) << keep.err;
+  auto kept = nlohmann::json::parse(RunCommand({ImgsearchBin(), "stats", "--db", db, "--json"}).out);
+  EXPECT_EQ(kept["keep_removed"], "12h");
+  EXPECT_EQ(kept["kept_vectors"], 1);
+  EXPECT_EQ(kept["distinct_vectors"], 2);
+  auto shown = RunCommand({ImgsearchBin(), "stats", "--db", db});
+  EXPECT_NE(shown.out.find("1 of removed images kept for 12h"), std::string::npos) << shown.out;
 }
 
 TEST(Cli, VersionAndTheCollectionsWriterNamed) {

@@ -305,6 +305,10 @@ TEST_F(ScaleoutTest, ThreeWorkersTwoSearchNodesMatchEmbeddedMode) {
   const auto again = Enqueue();
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_NE(again.out.find("1 moved, 1 removed"), std::string::npos) << again.out;
+  // The removed image's embedding is kept for the grace period, in PostgreSQL as in a folder.
+  const auto kept = nlohmann::json::parse(RunCommand({ImgsearchBin(), "stats", "--store", url_, "--json"}).out);
+  EXPECT_EQ(kept["kept_vectors"], 1);
+  EXPECT_EQ(kept["distinct_vectors"], kImages - 1);
   const auto local_again = RunCommand({ImgsearchBin(), "index", "--db", db, "--model", TestModelDir(), photos_});
   ASSERT_EQ(local_again.exit_code, 0);
   const auto want = CliSearch({"--db", db}, "red", 50);
@@ -391,7 +395,12 @@ TEST_F(ScaleoutTest, SchemaMigratesFromPreviousVersionAndRefusesNewer) {
   ASSERT_TRUE(found.ok()) << found.status().ToString();
   EXPECT_EQ(*found, 0);
   pg_->Psql("photos", "INSERT INTO imgsearch.jobs(path, size_bytes, mtime_ns) VALUES ('/x/a.png', 1, 2)");
-  EXPECT_EQ(pg_->Psql("photos", "SELECT to_regclass('imgsearch.workers') IS NULL"), "t");
+  // The last step (3) keeps the vectors of removed content for a grace period.
+  EXPECT_EQ(
+      pg_->Psql("photos",
+                "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'imgsearch' AND column_name = "
+                "'released_at_ms'"),
+      "0");
   // An older schema is not upgraded by a reader, nor given a collection id.
   const auto old = RunCommand({ImgsearchBin(), "stats", "--store", url_});
   EXPECT_EQ(old.exit_code, 2);
@@ -405,7 +414,11 @@ TEST_F(ScaleoutTest, SchemaMigratesFromPreviousVersionAndRefusesNewer) {
   ASSERT_EQ(Enqueue().exit_code, 0);
   EXPECT_EQ(pg_->Psql("photos", "SELECT value FROM imgsearch.meta WHERE key = 'schema_version'"),
             std::to_string(kPgSchemaVersion));
-  EXPECT_EQ(pg_->Psql("photos", "SELECT to_regclass('imgsearch.workers') IS NULL"), "f");
+  EXPECT_EQ(
+      pg_->Psql("photos",
+                "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'imgsearch' AND column_name = "
+                "'released_at_ms'"),
+      "1");
   EXPECT_EQ(pg_->Psql("photos", "SELECT count(*) FROM imgsearch.jobs"), "4");
 
   // A database written by a newer imgsearch is refused, and left alone.

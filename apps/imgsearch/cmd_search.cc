@@ -9,6 +9,7 @@
 
 #include "commands.h"
 #include "imgsearch/collection.h"
+#include "imgsearch/duration.h"
 #include "imgsearch/ingest.h"
 #include "imgsearch/path_display.h"
 #include "imgsearch/paths.h"
@@ -145,6 +146,8 @@ RunFn AddStatsCommand(CLI::App& root) {
       nlohmann::json j = {{"indexed", s->indexed},
                           {"failed", s->failed},
                           {"distinct_vectors", s->distinct_vectors},
+                          {"kept_vectors", s->kept_vectors},
+                          {"keep_removed", FormatDuration(s->keep_removed)},
                           {"model", {{"id", s->model.id}, {"name", s->model.name}, {"dim", s->model.dim}}},
                           {"database_bytes", s->database_bytes},
                           {"index_bytes", s->index_bytes},
@@ -178,7 +181,12 @@ RunFn AddStatsCommand(CLI::App& root) {
     std::printf("collection  %s\n", RedactedLocation(f->db.empty() ? f->store : f->db).c_str());
     std::printf("images      %lld indexed, %lld failed\n", static_cast<long long>(s->indexed),
                 static_cast<long long>(s->failed));
-    std::printf("vectors     %lld distinct (identical files share one)\n", static_cast<long long>(s->distinct_vectors));
+    std::printf("vectors     %lld distinct (identical files share one)", static_cast<long long>(s->distinct_vectors));
+    if (s->kept_vectors > 0) {
+      std::printf("; %lld of removed images kept for %s", static_cast<long long>(s->kept_vectors),
+                  FormatDuration(s->keep_removed).c_str());
+    }
+    std::printf("\n");
     std::printf("model       %s (%s, %d dimensions)\n", s->model.name.c_str(), s->model.id.c_str(), s->model.dim);
     if (queue) {
       std::printf("database    %.1f MB in PostgreSQL\n", s->database_bytes / 1e6);

@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "commands.h"
+#include "imgsearch/duration.h"
 #include "imgsearch/scaleout.h"
 
 namespace imgsearch::cli {
@@ -51,6 +52,10 @@ void AddIngestFlags(CLI::App* app, IngestFlags* f) {
   app->add_flag("--forget-missing", f->forget_missing,
                 "a folder that is missing or empty loses its images (without it they are kept, offline: an "
                 "unmounted drive is not a deletion)");
+  app->add_option("--keep-removed", f->keep_removed,
+                  "how long the embeddings of removed images are kept, so the same content coming back under "
+                  "any name is not embedded again: 30d (the default), 12h, 0 to drop them at once; stored with "
+                  "the collection");
   app->add_option("--threads", f->threads, "threads for the model (0: all cores)");
   app->add_option("--decode-threads", f->decode_threads, "threads decoding images (0: one per core)");
   app->add_option("--batch", f->batch, "images per model call")->capture_default_str()->check(CLI::Range(1, 1024));
@@ -83,11 +88,19 @@ SyncOptions SyncOptionsOf(const IngestFlags& f, const IngestTarget* target) {
 Result<IngestTarget> OpenIngestTarget(const IngestFlags& f, const CollectionOptions& options) {
   ASSIGN_OR_RETURN(const std::string location, LocationOf(f));
   if (f.embed_local && f.store.empty()) return Status::InvalidArgument("--embed-local goes with --store");
+  CollectionOptions with_keep = options;
+  if (!f.keep_removed.empty()) {
+    with_keep.keep_removed = ParseDuration(f.keep_removed);
+    if (!with_keep.keep_removed) {
+      return Status::InvalidArgument("--keep-removed takes a duration such as 30d, 12h or 0, not \"" + f.keep_removed +
+                                     "\"");
+    }
+  }
   IngestTarget t;
   ASSIGN_OR_RETURN(t.model,
                    LoadModel(f.model, {.n_threads = f.threads}, {.pull_if_missing = true, .offline = f.offline}));
   const ModelIdentity identity = IdentityOf(*t.model);
-  ASSIGN_OR_RETURN(Store store, OpenStore(location, &identity, options));
+  ASSIGN_OR_RETURN(Store store, OpenStore(location, &identity, with_keep));
   t.collection = std::move(store.collection);
   t.queue = std::move(store.queue);
   return t;

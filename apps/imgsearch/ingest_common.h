@@ -34,6 +34,7 @@ struct IngestFlags : StoreFlags {
   bool hidden = false;
   bool follow_symlinks = false;
   bool forget_missing = false;
+  std::string keep_removed;  // a duration (base/text.h); empty: as the collection has it
   bool offline = false;
   int threads = 0;
   int decode_threads = 0;

@@ -6,6 +6,7 @@
 // Every method is thread-safe; searches run concurrently and never wait for a writer's commit.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -95,7 +96,14 @@ struct CollectionOptions {
   // every IndexParams::snapshot_every changes), so a restart loads it and replays the changes since
   // instead of rebuilding from every vector. Empty: no snapshots.
   std::string index_cache_dir;
+  // Writers: how long the embedding of content no image has any more (removed, or changed) is
+  // kept, so that the same content coming back under any path is linked again instead of embedded
+  // again (an unmounted drive, a folder moved while nothing watched). Stored with the collection,
+  // so every writer keeps the same; unset: as stored (kDefaultKeepRemoved when never set).
+  std::optional<std::chrono::milliseconds> keep_removed;
 };
+
+inline constexpr std::chrono::milliseconds kDefaultKeepRemoved = std::chrono::hours(24 * 30);
 
 // A folder the collection's images come from: as it was given (the images' paths start with it)
 // and where it led, every link followed, when it was recorded. Files are served only from inside
@@ -114,7 +122,9 @@ enum class RootChange {
 struct CollectionStats {
   int64_t indexed = 0;
   int64_t failed = 0;
-  int64_t distinct_vectors = 0;
+  int64_t distinct_vectors = 0;  // embeddings in use (identical files share one)
+  int64_t kept_vectors = 0;      // embeddings of removed content, kept for `keep_removed`
+  std::chrono::milliseconds keep_removed = kDefaultKeepRemoved;
   ModelIdentity model;
   int64_t database_bytes = 0;
   int64_t index_bytes = 0;

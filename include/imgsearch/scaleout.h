@@ -22,7 +22,7 @@
 namespace imgsearch {
 
 // The schema this binary writes. Older databases are migrated when opened; newer ones are refused.
-inline constexpr int kPgSchemaVersion = 2;
+inline constexpr int kPgSchemaVersion = 3;
 
 // True for "postgresql://…" and "postgres://…".
 bool IsPostgresUrl(const std::string& location);

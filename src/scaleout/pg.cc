@@ -46,6 +46,11 @@ const std::vector<std::vector<std::string>>& Migrations() {
           "last_seen timestamptz NOT NULL DEFAULT now(), jobs_done bigint NOT NULL DEFAULT 0)",
           "CREATE INDEX jobs_ready ON imgsearch.jobs (not_before, id)",
       },
+      // 3: vectors no image uses are kept for a grace period (store/catalog_backend.h).
+      {
+          "ALTER TABLE imgsearch.vectors ADD COLUMN released_at_ms bigint",
+          "CREATE INDEX vectors_released ON imgsearch.vectors (released_at_ms) WHERE released_at_ms IS NOT NULL",
+      },
   };
   return steps;
 }

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "store/catalog_backend.h"
+#include "store/collection_meta.h"
 
 namespace imgsearch::scaleout {
 
@@ -49,12 +50,20 @@ int64_t NowMs() {
       .count();
 }
 
-// Drops the vector of `hash` when no image has that content any more.
-void ReleaseVector(pqxx::work& w, const std::string& hash) {
-  w.exec_params(
-      "DELETE FROM imgsearch.vectors WHERE hash = $1 AND NOT EXISTS "
-      "(SELECT 1 FROM imgsearch.images WHERE content_hash = $1)",
-      hash);
+// Releases the vectors of `hashes` that no image has any more, then deletes those released longer
+// ago than the collection's grace period (store/catalog_backend.h).
+void ReleaseVectors(pqxx::work& w, const std::vector<std::string>& hashes, int64_t now) {
+  for (const std::string& hash : hashes) {
+    w.exec_params(
+        "UPDATE imgsearch.vectors SET released_at_ms = $2 WHERE hash = $1 AND released_at_ms IS NULL AND NOT EXISTS "
+        "(SELECT 1 FROM imgsearch.images WHERE content_hash = $1)",
+        hash, now);
+  }
+  const pqxx::result keep =
+      w.exec_params("SELECT value FROM imgsearch.meta WHERE key = $1", std::string(store::kKeepRemovedKey));
+  const auto stored = keep.empty() ? std::nullopt : std::optional<std::string>(keep[0][0].as<std::string>());
+  w.exec_params("DELETE FROM imgsearch.vectors WHERE released_at_ms <= $1",
+                now - store::KeepRemovedFrom(stored).count());
 }
 
 }  // namespace
@@ -78,10 +87,12 @@ std::vector<int64_t> WriteUpserts(pqxx::work& w, std::span<const ImageUpsert> ba
                                                     " dimensions, the collection " + std::to_string(dim))};
         }
         w.exec_params(
-            "INSERT INTO imgsearch.vectors(hash, dim, data) VALUES ($1, $2, $3) "
-            "ON CONFLICT (hash) DO UPDATE SET dim = EXCLUDED.dim, data = EXCLUDED.data",
+            "INSERT INTO imgsearch.vectors(hash, dim, data) VALUES ($1, $2, $3) ON CONFLICT (hash) DO UPDATE "
+            "SET dim = EXCLUDED.dim, data = EXCLUDED.data, released_at_ms = NULL",
             r.content_hash, dim, pqxx::binarystring(u.embedding.data(), u.embedding.size() * sizeof(float)));
-      } else if (w.exec_params("SELECT 1 FROM imgsearch.vectors WHERE hash = $1", r.content_hash).empty()) {
+      } else if (w.exec_params("UPDATE imgsearch.vectors SET released_at_ms = NULL WHERE hash = $1 RETURNING 1",
+                               r.content_hash)
+                     .empty()) {  // a kept vector taken again is in use again
         throw StatusError{Status::InvalidArgument(r.path + ": no embedding given and none stored for its content")};
       }
     }
@@ -100,12 +111,13 @@ std::vector<int64_t> WriteUpserts(pqxx::work& w, std::span<const ImageUpsert> ba
     if (!old.empty() && old[0][0].as<std::string>() != r.content_hash) released.push_back(old[0][0].as<std::string>());
   }
   // Once every row is written: a later row of the batch may be a copy reusing a released vector.
-  for (const std::string& hash : released) ReleaseVector(w, hash);
+  ReleaseVectors(w, released, now);
   return ids;
 }
 
 std::vector<int64_t> WriteRemovals(pqxx::work& w, std::span<const std::string> paths) {
   std::vector<int64_t> removed;
+  std::vector<std::string> released;
   for (const std::string& path : paths) {
     const pqxx::result r =
         w.exec_params("DELETE FROM imgsearch.images WHERE path = $1 RETURNING id, content_hash", path);
@@ -115,9 +127,10 @@ std::vector<int64_t> WriteRemovals(pqxx::work& w, std::span<const std::string> p
         "INSERT INTO imgsearch.removed(image_id, seq) VALUES ($1, nextval('imgsearch.change_seq')) "
         "ON CONFLICT (image_id) DO UPDATE SET seq = EXCLUDED.seq",
         id);
-    ReleaseVector(w, r[0][1].as<std::string>());
+    released.push_back(r[0][1].as<std::string>());
     removed.push_back(id);
   }
+  ReleaseVectors(w, released, NowMs());
   return removed;
 }
 
@@ -293,15 +306,21 @@ class PgBackend final : public store::CatalogBackend {
       Snapshot t(c);
       const pqxx::row r = t.exec(
           "SELECT count(*) FILTER (WHERE status = 1), count(*) FILTER (WHERE status = 2), "
-          "(SELECT count(*) FROM imgsearch.vectors), "
+          "(SELECT count(*) FROM imgsearch.vectors WHERE released_at_ms IS NULL), "
           "(SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n ON "
           "n.oid = c.relnamespace WHERE n.nspname = 'imgsearch' AND c.relkind = 'r'), "
-          "(SELECT value FROM imgsearch.meta WHERE key = 'schema_version') FROM imgsearch.images")[0];
+          "(SELECT value FROM imgsearch.meta WHERE key = 'schema_version'), "
+          "(SELECT count(*) FROM imgsearch.vectors WHERE released_at_ms IS NOT NULL), "
+          "(SELECT value FROM imgsearch.meta WHERE key = '" +
+          std::string(store::kKeepRemovedKey) + "') FROM imgsearch.images")[0];
       s.indexed = r[0].as<int64_t>();
       s.failed = r[1].as<int64_t>();
       s.distinct_vectors = r[2].as<int64_t>();
       s.database_bytes = r[3].as<int64_t>();
       s.schema_version = std::stoi(r[4].as<std::string>());
+      s.kept_vectors = r[5].as<int64_t>();
+      s.keep_removed =
+          store::KeepRemovedFrom(r[6].is_null() ? std::nullopt : std::optional<std::string>(r[6].as<std::string>()));
     }));
     return s;
   }

@@ -92,6 +92,7 @@ json ToJson(const StatusReport& r) {
     j["collection"] = {{"indexed", s.indexed},
                        {"failed", s.failed},
                        {"distinct_vectors", s.distinct_vectors},
+                       {"kept_vectors", s.kept_vectors},
                        {"index_kind", s.index_kind},
                        {"database_bytes", s.database_bytes},
                        {"index_bytes", s.index_bytes},
@@ -191,6 +192,8 @@ std::string ToPrometheus(const StatusReport& r) {
            {{"state=\"indexed\"", d(s.indexed)}, {"state=\"failed\"", d(s.failed)}});
     metric("imgsearch_distinct_vectors", "gauge", "Stored embeddings (one per distinct content).",
            {{"", d(s.distinct_vectors)}});
+    metric("imgsearch_kept_vectors", "gauge", "Embeddings of removed images, kept for the grace period.",
+           {{"", d(s.kept_vectors)}});
     metric("imgsearch_database_bytes", "gauge", "Size of the catalog files.", {{"", d(s.database_bytes)}});
   }
   if (r.ingest) {

@@ -34,11 +34,17 @@ struct ChangeSet {
 struct BackendCounts {
   int64_t indexed = 0;
   int64_t failed = 0;
-  int64_t distinct_vectors = 0;
+  int64_t distinct_vectors = 0;  // in use
+  int64_t kept_vectors = 0;      // released, kept for the grace period
+  std::chrono::milliseconds keep_removed = kDefaultKeepRemoved;
   int64_t database_bytes = 0;
   int schema_version = 0;
 };
 
+// Released vectors: a vector no image uses any more is not deleted at once but marked with the time
+// it was released; an image taking that content again clears the mark (its vector is reused, not
+// recomputed), and every write transaction deletes the vectors released longer ago than the
+// collection's grace period (collection_meta.h: kKeepRemovedKey).
 class CatalogBackend {
  public:
   virtual ~CatalogBackend() = default;

@@ -139,6 +139,8 @@ class CollectionCore final : public Collection {
     s.indexed = c.indexed;
     s.failed = c.failed;
     s.distinct_vectors = c.distinct_vectors;
+    s.kept_vectors = c.kept_vectors;
+    s.keep_removed = c.keep_removed;
     s.database_bytes = c.database_bytes;
     s.schema_version = c.schema_version;
     s.model = model_;
@@ -439,6 +441,15 @@ Result<std::unique_ptr<Collection>> OpenCollectionOver(std::unique_ptr<CatalogBa
     }
     RETURN_IF_ERROR(
         CheckSameModel(stored, *model, where, "use that model, or re-embed everything with `imgsearch reindex`"));
+  }
+  if (options.keep_removed && !options.read_only) {
+    if (*options.keep_removed < std::chrono::milliseconds(0)) {
+      return Status::InvalidArgument("the time removed content is kept cannot be negative");
+    }
+    const std::string value = std::to_string(options.keep_removed->count());
+    RETURN_IF_ERROR(backend->UpdateMeta(kKeepRemovedKey, [&](const std::optional<std::string>& now) {
+      return Result<std::optional<std::string>>(now == value ? std::nullopt : std::optional<std::string>(value));
+    }));
   }
   auto collection = std::make_unique<CollectionCore>(std::move(backend), std::move(stored), options);
   RETURN_IF_ERROR(collection->Open());

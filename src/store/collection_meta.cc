@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <charconv>
 
 #include "base/text.h"
 
@@ -104,6 +105,14 @@ Status MergeRoots(std::vector<CollectionRoot>* roots, std::span<const Collection
   std::sort(roots->begin(), roots->end(),
             [](const CollectionRoot& x, const CollectionRoot& y) { return x.path < y.path; });
   return Status::Ok();
+}
+
+std::chrono::milliseconds KeepRemovedFrom(const std::optional<std::string>& stored) {
+  if (!stored) return kDefaultKeepRemoved;
+  int64_t ms = 0;
+  const auto [end, ec] = std::from_chars(stored->data(), stored->data() + stored->size(), ms);
+  if (ec != std::errc() || end != stored->data() + stored->size() || ms < 0) return kDefaultKeepRemoved;
+  return std::chrono::milliseconds(ms);
 }
 
 }  // namespace imgsearch::store

@@ -2,6 +2,8 @@
 // and the folders it was built from.
 #pragma once
 
+#include <chrono>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -24,5 +26,10 @@ std::string RootsJson(const std::vector<CollectionRoot>& roots);
 // `change` to a folder that now leads elsewhere. Sets *changed when anything is to be written.
 Status MergeRoots(std::vector<CollectionRoot>* roots, std::span<const CollectionRoot> add, RootChange change,
                   bool* changed);
+
+// How long vectors of removed content are kept (catalog_backend.h), in milliseconds.
+inline constexpr const char* kKeepRemovedKey = "keep_removed_ms";
+// The period a stored value means (kDefaultKeepRemoved when none, or not a count of milliseconds).
+std::chrono::milliseconds KeepRemovedFrom(const std::optional<std::string>& stored);
 
 }  // namespace imgsearch::store

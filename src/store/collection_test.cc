@@ -126,7 +126,7 @@ TEST(CollectionRoots, RealPathsAreKeptAndAChangeIsRefused) {
 
 TEST(Collection, IdenticalContentSharesOneVector) {
   const std::string dir = testing::MakeTempDir() + "/db";
-  auto c = Open(dir);
+  auto c = Open(dir, {.keep_removed = std::chrono::milliseconds(0)});
   ASSERT_TRUE(c->Upsert(std::vector<ImageUpsert>{MakeImage("/a.jpg", Axis(16, 3), "same")}).ok());
   EXPECT_TRUE(*c->HasEmbeddingFor("same"));
   EXPECT_FALSE(*c->HasEmbeddingFor("other"));
@@ -143,6 +143,53 @@ TEST(Collection, IdenticalContentSharesOneVector) {
   ASSERT_TRUE(c->Remove(std::vector<std::string>{"/copy.jpg"}).ok());
   EXPECT_FALSE(*c->HasEmbeddingFor("same"));
   EXPECT_EQ(c->Stats()->distinct_vectors, 0);
+}
+
+// Content no image has any more keeps its vector for the collection's grace period: the same
+// content coming back under any path takes it again instead of being embedded again.
+TEST(Collection, RemovedContentIsKeptForTheGracePeriod) {
+  const std::string dir = testing::MakeTempDir() + "/db";
+  {
+    auto c = Open(dir);
+    ASSERT_TRUE(c->Upsert(std::vector<ImageUpsert>{MakeImage("/a.jpg", Axis(16, 3), "kept")}).ok());
+    ASSERT_TRUE(c->Remove(std::vector<std::string>{"/a.jpg"}).ok());
+    auto s = c->Stats();
+    EXPECT_EQ(s->indexed, 0);
+    EXPECT_EQ(s->distinct_vectors, 0);
+    EXPECT_EQ(s->kept_vectors, 1);
+    EXPECT_EQ(s->keep_removed, kDefaultKeepRemoved);
+    EXPECT_TRUE(c->Search(Axis(16, 3), SearchOptions{})->empty());  // kept is not searched
+    // Back under another name, without an embedding: the kept one is taken, and is in use again.
+    EXPECT_TRUE(*c->HasEmbeddingFor("kept"));
+    ASSERT_TRUE(c->Upsert(std::vector<ImageUpsert>{MakeImage("/moved/a.jpg", {}, "kept")}).ok());
+    s = c->Stats();
+    EXPECT_EQ(s->distinct_vectors, 1);
+    EXPECT_EQ(s->kept_vectors, 0);
+    auto hits = c->Search(Axis(16, 3), SearchOptions{});
+    ASSERT_EQ(hits->size(), 1u);
+    EXPECT_NEAR((*hits)[0].score, 1.0, 1e-6);
+    // Changed content releases the old vector too.
+    ASSERT_TRUE(c->Upsert(std::vector<ImageUpsert>{MakeImage("/moved/a.jpg", Axis(16, 4), "edited")}).ok());
+    EXPECT_EQ(c->Stats()->kept_vectors, 1);
+  }
+  {
+    // A shorter period, stored with the collection: what was released before it is deleted at the
+    // next write.
+    auto c = Open(dir, {.keep_removed = std::chrono::milliseconds(50)});
+    EXPECT_EQ(c->Stats()->keep_removed, std::chrono::milliseconds(50));
+    std::this_thread::sleep_for(std::chrono::milliseconds(80));
+    ASSERT_TRUE(c->Upsert(std::vector<ImageUpsert>{MakeImage("/b.jpg", Axis(16, 5), "other")}).ok());
+    EXPECT_EQ(c->Stats()->kept_vectors, 0);
+    EXPECT_FALSE(*c->HasEmbeddingFor("kept"));
+    EXPECT_TRUE(c->CheckIntegrity().ok());
+  }
+  {
+    auto c = Open(dir);  // the stored period holds for writers that do not set one
+    EXPECT_EQ(c->Stats()->keep_removed, std::chrono::milliseconds(50));
+  }
+  auto negative = OpenCollection(dir, nullptr, {.keep_removed = std::chrono::milliseconds(-1)});
+  ASSERT_FALSE(negative.ok());
+  EXPECT_NE(negative.status().message().find("cannot be negative"), std::string::npos) << negative.status().ToString();
 }
 
 TEST(Collection, FailedImagesAreListedNotSearched) {
@@ -227,6 +274,35 @@ TEST(Collection, ModelIsCheckedAndSchemaVersioned) {
   EXPECT_NE(newer.status().message().find("newer"), std::string::npos);
 
   EXPECT_EQ(OpenCollection(testing::MakeTempDir() + "/missing", nullptr).status().code(), StatusCode::kNotFound);
+}
+
+// A collection written before removed content was kept (schema 1) is brought up to date by a
+// writer, keeping its images; a reader refuses it rather than writing.
+TEST(Collection, AnOlderSchemaIsUpgradedByAWriter) {
+  const std::string dir = testing::MakeTempDir() + "/db";
+  {
+    auto c = Open(dir);
+    ASSERT_TRUE(c->Upsert(std::vector<ImageUpsert>{MakeImage("/a.jpg", Axis(16, 3), "a")}).ok());
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir + "/catalog.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP INDEX vectors_released; ALTER TABLE vectors DROP COLUMN released_at_ms; "
+                         "PRAGMA user_version = 1",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+  auto reader = OpenCollection(dir, nullptr, {.read_only = true});
+  ASSERT_FALSE(reader.ok());
+  EXPECT_NE(reader.status().message().find("schema version 1"), std::string::npos) << reader.status().ToString();
+  auto c = Open(dir);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->Stats()->schema_version, 2);
+  EXPECT_EQ(c->Stats()->indexed, 1);
+  ASSERT_TRUE(c->Remove(std::vector<std::string>{"/a.jpg"}).ok());
+  EXPECT_EQ(c->Stats()->kept_vectors, 1);
+  EXPECT_TRUE(c->CheckIntegrity().ok());
 }
 
 TEST(Collection, CorruptDatabaseGivesAClearError) {

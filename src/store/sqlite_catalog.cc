@@ -13,6 +13,8 @@
 #include <iterator>
 #include <thread>
 
+#include "store/collection_meta.h"
+
 namespace imgsearch::store {
 
 namespace {
@@ -70,18 +72,28 @@ constexpr const char* kMigrations[] = {
     CREATE INDEX images_by_status ON images(status);
     CREATE TABLE changes(seq INTEGER PRIMARY KEY AUTOINCREMENT, image_id INTEGER NOT NULL);
     )sql",
+    // 1 → 2: vectors no image uses are kept for a grace period (catalog_backend.h)
+    R"sql(
+    ALTER TABLE vectors ADD COLUMN released_at_ms INTEGER;
+    CREATE INDEX vectors_released ON vectors(released_at_ms) WHERE released_at_ms IS NOT NULL;
+    )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
 
-// What every write does after touching an image row: drop the vector its old content left without
-// any image, and append the image to the change log.
+// What every write does after touching an image row: release the vector its old content left
+// without any image (kept for the collection's grace period, then deleted), and append the image
+// to the change log.
 class ChangeRecorder {
  public:
   static Result<ChangeRecorder> Prepare(Database* db) {
-    ASSIGN_OR_RETURN(Statement drop, db->Prepare("DELETE FROM vectors WHERE hash = ?1 AND NOT EXISTS "
-                                                 "(SELECT 1 FROM images WHERE content_hash = ?1)"));
+    ASSIGN_OR_RETURN(Statement release, db->Prepare("UPDATE vectors SET released_at_ms = ?2 WHERE hash = ?1 AND "
+                                                    "released_at_ms IS NULL AND NOT EXISTS "
+                                                    "(SELECT 1 FROM images WHERE content_hash = ?1)"));
+    ASSIGN_OR_RETURN(Statement purge, db->Prepare("DELETE FROM vectors WHERE released_at_ms <= ?"));
+    ASSIGN_OR_RETURN(Statement keep,
+                     db->Prepare(std::string("SELECT value FROM meta WHERE key = '") + kKeepRemovedKey + "'"));
     ASSIGN_OR_RETURN(Statement log, db->Prepare("INSERT INTO changes(image_id) VALUES (?)"));
-    return ChangeRecorder(std::move(drop), std::move(log));
+    return ChangeRecorder(std::move(release), std::move(purge), std::move(keep), std::move(log));
   }
 
   // `released_hash`: content the image no longer has (empty: none).
@@ -91,20 +103,33 @@ class ChangeRecorder {
     return log_change_.Run();
   }
 
-  // Drops the vectors released in this transaction that no image uses any more. Run once every row
-  // of the transaction is written: a later row of the same batch may be a copy reusing the vector.
-  Status DropOrphans() {
+  // Releases the vectors this transaction left without any image, and deletes those released longer
+  // ago than the grace period. Run once every row of the transaction is written: a later row of
+  // the same batch may be a copy reusing the vector.
+  Status ReleaseOrphans() {
+    const int64_t now = NowMs();
     for (const std::string& hash : released_) {
-      drop_orphan_.Bind(1, std::string_view(hash));
-      RETURN_IF_ERROR(drop_orphan_.Run());
+      release_.Bind(1, std::string_view(hash)).Bind(2, now);
+      RETURN_IF_ERROR(release_.Run());
     }
     released_.clear();
-    return Status::Ok();
+    ASSIGN_OR_RETURN(bool stored, keep_removed_.Step());
+    const std::chrono::milliseconds keep =
+        KeepRemovedFrom(stored ? std::optional<std::string>(keep_removed_.Text(0)) : std::nullopt);
+    keep_removed_.Reset();
+    purge_.Bind(1, now - keep.count());
+    return purge_.Run();
   }
 
  private:
-  ChangeRecorder(Statement drop, Statement log) : drop_orphan_(std::move(drop)), log_change_(std::move(log)) {}
-  Statement drop_orphan_;
+  ChangeRecorder(Statement release, Statement purge, Statement keep, Statement log)
+      : release_(std::move(release)),
+        purge_(std::move(purge)),
+        keep_removed_(std::move(keep)),
+        log_change_(std::move(log)) {}
+  Statement release_;
+  Statement purge_;
+  Statement keep_removed_;
   Statement log_change_;
   std::vector<std::string> released_;
 };
@@ -283,9 +308,11 @@ Result<std::vector<int64_t>> SqliteCatalog::Upsert(std::span<const ImageUpsert> 
   std::lock_guard<std::mutex> lock(write_mu_);
   ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(&writer_));
   ASSIGN_OR_RETURN(Statement put_vector,
-                   writer_.Prepare("INSERT INTO vectors(hash, dim, data) VALUES (?, ?, ?) "
-                                   "ON CONFLICT(hash) DO UPDATE SET dim = excluded.dim, data = excluded.data"));
-  ASSIGN_OR_RETURN(Statement has_vector, writer_.Prepare("SELECT 1 FROM vectors WHERE hash = ?"));
+                   writer_.Prepare("INSERT INTO vectors(hash, dim, data) VALUES (?, ?, ?) ON CONFLICT(hash) DO "
+                                   "UPDATE SET dim = excluded.dim, data = excluded.data, released_at_ms = NULL"));
+  // A kept vector taken again is in use again.
+  ASSIGN_OR_RETURN(Statement reuse_vector,
+                   writer_.Prepare("UPDATE vectors SET released_at_ms = NULL WHERE hash = ? RETURNING 1"));
   ASSIGN_OR_RETURN(Statement old_hash, writer_.Prepare("SELECT content_hash FROM images WHERE path = ?"));
   ASSIGN_OR_RETURN(
       Statement put_image,
@@ -317,9 +344,9 @@ Result<std::vector<int64_t>> SqliteCatalog::Upsert(std::span<const ImageUpsert> 
             .BindBlob(3, {reinterpret_cast<const uint8_t*>(u.embedding.data()), u.embedding.size() * sizeof(float)});
         RETURN_IF_ERROR(put_vector.Run());
       } else {
-        has_vector.Bind(1, std::string_view(r.content_hash));
-        ASSIGN_OR_RETURN(bool exists, has_vector.Step());
-        has_vector.Reset();
+        reuse_vector.Bind(1, std::string_view(r.content_hash));
+        ASSIGN_OR_RETURN(bool exists, reuse_vector.Step());
+        reuse_vector.Reset();
         if (!exists) {
           return Status::InvalidArgument(r.path + ": no embedding given and none stored for its content");
         }
@@ -348,7 +375,7 @@ Result<std::vector<int64_t>> SqliteCatalog::Upsert(std::span<const ImageUpsert> 
     ids.push_back(id);
     RETURN_IF_ERROR(changes.Record(id, previous_hash != r.content_hash ? previous_hash : std::string()));
   }
-  RETURN_IF_ERROR(changes.DropOrphans());
+  RETURN_IF_ERROR(changes.ReleaseOrphans());
   RETURN_IF_ERROR(txn.Commit());
   return ids;
 }
@@ -372,7 +399,7 @@ Result<std::vector<int64_t>> SqliteCatalog::Remove(std::span<const std::string> 
     removed.push_back(id);
     RETURN_IF_ERROR(changes.Record(id, hash));
   }
-  RETURN_IF_ERROR(changes.DropOrphans());
+  RETURN_IF_ERROR(changes.ReleaseOrphans());
   RETURN_IF_ERROR(txn.Commit());
   return removed;
 }
@@ -448,9 +475,13 @@ Result<BackendCounts> SqliteCatalog::Counts() {
   BackendCounts c;
   {
     std::lock_guard<std::mutex> lock(read_mu_);
-    ASSIGN_OR_RETURN(Statement s, reader_.Prepare("SELECT (SELECT COUNT(*) FROM images WHERE status = ?), "
-                                                  "(SELECT COUNT(*) FROM images WHERE status = ?), "
-                                                  "(SELECT COUNT(*) FROM vectors)"));
+    ASSIGN_OR_RETURN(Statement s,
+                     reader_.Prepare(std::string("SELECT (SELECT COUNT(*) FROM images WHERE status = ?), "
+                                                 "(SELECT COUNT(*) FROM images WHERE status = ?), "
+                                                 "(SELECT COUNT(*) FROM vectors WHERE released_at_ms IS NULL), "
+                                                 "(SELECT COUNT(*) FROM vectors WHERE released_at_ms IS NOT NULL), "
+                                                 "(SELECT value FROM meta WHERE key = '") +
+                                     kKeepRemovedKey + "')"));
     s.Bind(1, int64_t{static_cast<int>(ImageStatus::kIndexed)})
         .Bind(2, int64_t{static_cast<int>(ImageStatus::kFailed)});
     ASSIGN_OR_RETURN(bool row, s.Step());
@@ -458,6 +489,8 @@ Result<BackendCounts> SqliteCatalog::Counts() {
       c.indexed = s.Int(0);
       c.failed = s.Int(1);
       c.distinct_vectors = s.Int(2);
+      c.kept_vectors = s.Int(3);
+      c.keep_removed = KeepRemovedFrom(s.IsNull(4) ? std::nullopt : std::optional<std::string>(s.Text(4)));
     }
   }
   for (const char* f : {"catalog.db", "catalog.db-wal", "catalog.db-shm"}) c.database_bytes += FileBytes(f);

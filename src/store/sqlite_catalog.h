@@ -4,8 +4,9 @@
 //
 // Folder: catalog.db (+ -wal, -shm), ann.hnsw (+ .meta, .lock: the core's snapshot), LOCK.
 // Schema (PRAGMA user_version = kSchemaVersion):
-//   meta(key, value)                      model_id, model_name, dim, roots
-//   vectors(id, hash UNIQUE, dim, data)   float32 little-endian × dim
+//   meta(key, value)                      model_id, model_name, dim, roots, keep_removed_ms
+//   vectors(id, hash UNIQUE, dim, data,   float32 little-endian × dim; released_at_ms set while
+//           released_at_ms)               no image has the content (kept for the grace period)
 //   images(id, path UNIQUE, size_bytes, mtime_ns, content_hash, width, height, format,
 //          capture_time, indexed_at_ms, status, error)
 //   changes(seq AUTOINCREMENT, image_id)  every write that changes what search sees; a prefix is
@@ -25,7 +26,7 @@
 
 namespace imgsearch::store {
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
 class DirLock;
 
