@@ -628,6 +628,54 @@ TEST_F(ServeTest, AFolderSwappedForALinkIsNeitherServedNorScanned) {
   EXPECT_EQ(Get("/api/images/" + std::to_string(id)).first, 403);
 }
 
+// A folder the watcher cannot see (here a mount point with nothing mounted) keeps its images: they
+// are still found, marked offline in results, their info and the status, until it comes back.
+TEST_F(ServeTest, ImagesOfAFolderThatCannotBeSeenAreShownOffline) {
+  StartServer();
+  auto rescan_and_wait = [&] {
+    const int64_t rescans = Get("/api/status").second["ingest"]["rescans"].get<int64_t>();
+    EXPECT_EQ(PostJson("/api/rescan", "").first, 202);
+    const auto deadline = Clock::now() + std::chrono::seconds(60);
+    json status;
+    while (Clock::now() < deadline) {
+      status = Get("/api/status").second;
+      if (status["ingest"]["rescans"].get<int64_t>() > rescans && status["ingest"]["idle"].get<bool>()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return status;
+  };
+  auto offline_hits = [&] {
+    auto [code, body] = Get("/api/search?q=a+photo&k=20");
+    EXPECT_EQ(code, 200) << body.dump();
+    int offline = 0;
+    for (const json& hit : body["results"]) offline += hit.value("offline", false) ? 1 : 0;
+    EXPECT_EQ(body["results"].size(), 12u);
+    return offline;
+  };
+  EXPECT_EQ(offline_hits(), 0);
+  const int64_t id = IdOf("sub/img1.jpg");
+
+  fs::rename(root_, dir_ + "/pics.away");
+  fs::create_directory(root_);
+  json status = rescan_and_wait();
+  ASSERT_EQ(status["ingest"]["unavailable"].size(), 1u) << status.dump();
+  EXPECT_EQ(status["ingest"]["unavailable"][0]["path"], root_);
+  EXPECT_NE(status["ingest"]["unavailable"][0]["reason"].get<std::string>().find("is missing or empty"),
+            std::string::npos)
+      << status.dump();
+  EXPECT_EQ(status["collection"]["indexed"], 12);
+  EXPECT_EQ(offline_hits(), 12);
+  EXPECT_EQ(Get("/api/images/" + std::to_string(id) + "/info").second.value("offline", false), true);
+
+  fs::remove(root_);
+  fs::rename(dir_ + "/pics.away", root_);
+  status = rescan_and_wait();
+  EXPECT_EQ(status["ingest"]["unavailable"].size(), 0u) << status.dump();
+  EXPECT_EQ(offline_hits(), 0);
+  EXPECT_FALSE(Get("/api/images/" + std::to_string(id) + "/info").second.contains("offline"));
+  EXPECT_EQ(status["ingest"]["since_start"]["embedded"], 12);  // nothing embedded again
+}
+
 TEST_F(ServeTest, FilesOnlyFromInsideTheIndexedFolders) {
   // A large file is streamed in pieces; it must arrive whole.
   testing::WriteFile(root_ + "/big.jpg", JpegBytes(7, 2400, 1800));

@@ -99,6 +99,11 @@ function render(results, append) {
       el("span", { className: "caption" },
         el("span", { className: "name", textContent: name }),
         el("span", { className: "score", textContent: r.score.toFixed(3) })));
+    if (r.offline) {
+      card.classList.add("offline");
+      card.title = `${r.path} (offline: its folder cannot be seen now)`;
+      card.append(el("span", { className: "badge", textContent: "offline" }));
+    }
     card.dataset.testid = "result";
     card.dataset.id = r.id;
     card.addEventListener("click", () => openViewer(r));
@@ -183,6 +188,7 @@ async function openViewer(r) {
     const parts = [`${info.width} × ${info.height}`, info.format.toUpperCase(), `${(info.size_bytes / 1e6).toFixed(1)} MB`];
     if (info.capture_time) parts.push(`taken ${info.capture_time.replace("T", " ")}`);
     if (r.score !== undefined) parts.push(`score ${r.score.toFixed(3)}`);
+    if (info.offline) parts.push("offline: its folder cannot be seen now");
     $("viewer-meta").textContent = parts.join(" · ");
   } catch (_) { /* the basic line stays */ }
 }
@@ -210,7 +216,8 @@ async function pollStatus() {
   pill.textContent = ing && ing.error ? "indexing stopped"
     : busy ? `indexing · ${fmt(ing.in_flight + ing.pending)} left · ${ing.images_per_s}/s`
     : jobs ? `${fmt(c.indexed || 0)} images · workers embedding ${fmt(jobs)} more`
-    : `${fmt(c.indexed || 0)} images`;
+    : `${fmt(c.indexed || 0)} images` + (ing && ing.unavailable && ing.unavailable.length
+      ? ` · ${ing.unavailable.length} folder${ing.unavailable.length > 1 ? "s" : ""} offline` : "");
   $("roots").replaceChildren(...(s.roots || []).map((r) => el("option", { value: r })));
   if (!$("status-panel").hidden) renderStatus(s);
 }
@@ -243,6 +250,10 @@ function renderStatus(s) {
     if (left > 0) panel.append(el("progress", { max: done + left, value: done }));
     if (ing.error) panel.append(el("p", { className: "message error", textContent: ing.error }));
     for (const note of ing.notes || []) panel.append(el("p", { className: "message", textContent: note }));
+    if (ing.unavailable && ing.unavailable.length) {
+      panel.append(el("h2", { textContent: "Folders that cannot be seen (their images are kept, offline)" }));
+      panel.append(el("ul", {}, ...ing.unavailable.map((u) => el("li", {}, el("span", { className: "reason", textContent: u.reason })))));
+    }
   }
   if (s.queue && !s.queue.error) {
     const q = s.queue;

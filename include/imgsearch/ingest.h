@@ -68,6 +68,14 @@ struct SyncOptions {
   std::function<void(int64_t done, int64_t total)> on_progress;
 };
 
+// A folder (or file) whose indexed images are kept as they were because it could not be seen: a
+// folder that cannot be read, a root that is missing or empty (an unmounted drive), a root that
+// now leads elsewhere. Its images stay searchable, marked offline, until it can be seen again.
+struct UnavailableFolder {
+  std::string path;
+  std::string reason;  // the warning, naming the path and why
+};
+
 struct SyncReport {
   int64_t scanned = 0;    // files looked at
   int64_t unchanged = 0;  // same size and mtime: not read
@@ -79,7 +87,8 @@ struct SyncReport {
   int64_t queued = 0;    // files handed to workers as jobs (scale-out mode)
   int64_t failed = 0;
   std::vector<std::pair<std::string, std::string>> failures;  // path, reason
-  std::vector<std::string> warnings;  // what was not scanned, and why (an unreadable folder, a swapped root)
+  std::vector<std::string> warnings;           // what was not scanned, and why (an unreadable folder, a swapped root)
+  std::vector<UnavailableFolder> unavailable;  // of the scopes reconciled (their reasons are warnings too)
   double seconds = 0;
   double decode_seconds = 0, encode_seconds = 0, write_seconds = 0;  // busy time per pipeline stage
 };
@@ -121,8 +130,9 @@ struct WatchOptions {
 
 struct WatchStats {
   std::vector<std::string> roots;
-  std::string mode;                // "inotify", "polling" or "inotify+polling"
-  std::vector<std::string> notes;  // why polling is in use, folders that vanished, …
+  std::string mode;                            // "inotify", "polling" or "inotify+polling"
+  std::vector<std::string> notes;              // why polling is in use, files that could not be read, …
+  std::vector<UnavailableFolder> unavailable;  // as the last reconciliation of each found them
   int64_t watched_folders = 0;
   int64_t pending_paths = 0;  // changed paths waiting for their quiet time
   int64_t rescans = 0;        // full reconciliations since start: polling, overflow, Rescan()
@@ -145,6 +155,8 @@ class FolderWatcher {
   // True when nothing is pending or in flight (the collection matches the last events seen).
   virtual bool Idle() const = 0;
   virtual WatchStats Stats() const = 0;
+  // The folders whose images are offline now (WatchStats::unavailable, without the rest).
+  virtual std::vector<UnavailableFolder> Unavailable() const = 0;
   // Set when the watcher stopped by itself (the collection could not be written).
   virtual Status error() const = 0;
 };

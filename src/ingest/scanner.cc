@@ -120,9 +120,8 @@ Result<std::vector<FileInfo>> ScanTree(const std::string& root_in, const ScanOpt
     return seen.emplace(st.st_dev, st.st_ino).second;
   };
   auto unreadable = [&](const std::string& dir, const std::string& why) {
-    notes->unreadable.push_back(dir);
-    notes->warnings.push_back("cannot read folder " + EscapeForDisplay(dir) + ": " + why +
-                              "; the images indexed from it are kept as they were");
+    notes->unreadable.push_back({dir, "cannot read folder " + EscapeForDisplay(dir) + ": " + why +
+                                          "; the images indexed from it are kept as they were"});
   };
   std::vector<std::string> pending{root};
   enter(root);
@@ -149,9 +148,8 @@ Result<std::vector<FileInfo>> ScanTree(const std::string& root_in, const ScanOpt
           continue;  // broken link, gone
         // Cannot be examined (no search permission on the folder, an I/O error, a loop of links, a
         // name too long): what was indexed there is kept, not taken for deleted.
-        notes->unreadable.push_back(path);
-        notes->warnings.push_back("cannot read " + EscapeForDisplay(path, 300) + ": " + e.message() +
-                                  "; what was indexed there is kept as it was");
+        notes->unreadable.push_back({path, "cannot read " + EscapeForDisplay(path, 300) + ": " + e.message() +
+                                               "; what was indexed there is kept as it was"});
         continue;
       }
       if (fs::is_directory(target)) {

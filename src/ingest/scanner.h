@@ -40,8 +40,10 @@ Result<std::vector<CollectionRoot>> RecordRoots(std::span<const std::string> fol
 
 // What a scan could not see, so that the caller does not take it for deleted.
 struct ScanNotes {
-  std::vector<std::string> warnings;    // for the user: each names a path and why
-  std::vector<std::string> unreadable;  // folders that could not be listed (permission, I/O error, name too long)
+  std::vector<std::string> warnings;  // for the user: each names a path and why
+  // Folders that could not be listed, entries that could not be examined (permission, I/O error,
+  // name too long); not repeated in `warnings`.
+  std::vector<UnavailableFolder> unreadable;
 };
 
 // Files under `root` (or `root` itself when it is a file), in path order. Folders that cannot be

@@ -57,11 +57,12 @@ Status Reconciler::Reconcile(std::span<const std::string> scopes, SyncReport* re
   std::map<std::string, FileInfo> on_disk;
   std::unordered_map<std::string, ImageRecord> known;
   std::vector<std::string> warnings;
+  std::vector<UnavailableFolder> unavailable;
   ASSIGN_OR_RETURN(const std::vector<CollectionRoot> roots, collection_->Roots());
   std::unique_lock<std::mutex> lock(pipeline_->catalog_mutex());
   for (const std::string& scope : scopes) {
     if (Status moved = CheckRootLeadsWhereRecorded(scope, roots); !moved.ok()) {
-      warnings.push_back(moved.message());
+      unavailable.push_back({scope, moved.message()});
       continue;  // neither scanned through the link nor emptied: the catalog is left alone
     }
     ScanNotes notes;
@@ -70,7 +71,7 @@ Status Reconciler::Reconcile(std::span<const std::string> scopes, SyncReport* re
     if (files.ok()) {
       for (FileInfo& f : *files) on_disk.emplace(f.path, std::move(f));
     } else if (files.status().code() != StatusCode::kNotFound) {
-      warnings.push_back(files.status().message());
+      unavailable.push_back({scope, files.status().message()});
       continue;  // cannot tell what is there: leave the catalog alone
     }
     std::vector<const ImageRecord*> in_scope;
@@ -84,24 +85,28 @@ Status Reconciler::Reconcile(std::span<const std::string> scopes, SyncReport* re
     auto keep = [&](const ImageRecord& r) { on_disk.emplace(r.path, FileInfo{r.path, r.size_bytes, r.mtime_ns}); };
     if (const std::string offline = OfflineRoot(scope, roots); !offline.empty() && !in_scope.empty()) {
       for (const ImageRecord* r : in_scope) keep(*r);
-      warnings.push_back("folder " + EscapeForDisplay(offline) + " is missing or empty: its " +
-                         std::to_string(in_scope.size()) +
-                         " images are kept, offline (a drive or share that is not mounted is not a deletion; they "
-                         "return without being embedded again). If it was emptied or removed on purpose, run "
-                         "`imgsearch index --forget-missing " +
-                         EscapeForDisplay(offline) + "`");
+      unavailable.push_back(
+          {offline, "folder " + EscapeForDisplay(offline) + " is missing or empty: its " +
+                        std::to_string(in_scope.size()) +
+                        " images are kept, offline (a drive or share that is not mounted is not a deletion; they "
+                        "return without being embedded again). If it was emptied or removed on purpose, run "
+                        "`imgsearch index --forget-missing " +
+                        EscapeForDisplay(offline) + "`"});
       continue;
     }
-    for (const std::string& folder : notes.unreadable) {
+    for (const UnavailableFolder& folder : notes.unreadable) {
       for (const ImageRecord* r : in_scope) {
-        if (IsUnder(r->path, folder) && !on_disk.contains(r->path)) keep(*r);
+        if (IsUnder(r->path, folder.path) && !on_disk.contains(r->path)) keep(*r);
       }
+      unavailable.push_back(folder);
     }
   }
+  for (const UnavailableFolder& u : unavailable) warnings.push_back(u.reason);
   for (const std::string& w : warnings) {
     spdlog::warn("{}", w);
     report->warnings.push_back(w);
   }
+  report->unavailable.insert(report->unavailable.end(), unavailable.begin(), unavailable.end());
   report->scanned += static_cast<int64_t>(on_disk.size());
   std::vector<WorkItem> work;
   RETURN_IF_ERROR(Diff(on_disk, known, report, &work));

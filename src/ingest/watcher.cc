@@ -158,12 +158,18 @@ class Watcher final : public FolderWatcher {
     const bool any_inotify = inotify_fd_ >= 0 && !wd_path_.empty();
     s.mode = any_inotify ? (poll_due_.empty() ? "inotify" : "inotify+polling") : "polling";
     s.notes = notes_;
+    s.unavailable = unavailable_;
     s.watched_folders = static_cast<int64_t>(wd_path_.size());
     s.pending_paths = static_cast<int64_t>(pending_.size());
     s.rescans = rescans_;
     s.totals = totals_;
     pipeline_->AddTo(&s.totals);
     return s;
+  }
+
+  std::vector<UnavailableFolder> Unavailable() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return unavailable_;
   }
 
   Status error() const override {
@@ -370,7 +376,7 @@ class Watcher final : public FolderWatcher {
       SyncReport report;
       const Status st = reconciler_.Reconcile(roots_, &report);
       std::lock_guard<std::mutex> lock(mu_);
-      Merge(report);
+      Merge(roots_, report);
       if (!st.ok()) error_ = st;
       started_ = true;
     }
@@ -391,7 +397,7 @@ class Watcher final : public FolderWatcher {
       SyncReport report;
       const Status st = reconciler_.Reconcile(scopes, &report);
       std::lock_guard<std::mutex> lock(mu_);
-      Merge(report);
+      Merge(scopes, report);
       if (!st.ok() && error_.ok()) {
         error_ = st;
         spdlog::error("watch stopped: {}", st.ToString());
@@ -423,14 +429,22 @@ class Watcher final : public FolderWatcher {
     return std::any_of(pending_.begin(), pending_.end(), [&](const auto& p) { return Ready(p.second, now); });
   }
 
-  void Merge(const SyncReport& r) {
+  // Adds what reconciling `scopes` found: what is unavailable under them now replaces what was.
+  void Merge(std::span<const std::string> scopes, const SyncReport& r) {
     totals_.scanned += r.scanned;
     totals_.unchanged += r.unchanged;
     totals_.moved += r.moved;
     totals_.removed += r.removed;
-    // Shown with the status until the watcher stops; the same warning once.
+    std::erase_if(unavailable_, [&](const UnavailableFolder& u) {
+      return std::any_of(scopes.begin(), scopes.end(), [&](const std::string& s) { return IsUnder(u.path, s); });
+    });
+    unavailable_.insert(unavailable_.end(), r.unavailable.begin(), r.unavailable.end());
+    // Other warnings are shown with the status until the watcher stops; the same warning once.
     for (const std::string& w : r.warnings) {
-      if (notes_.size() < 50 && std::find(notes_.begin(), notes_.end(), w) == notes_.end()) notes_.push_back(w);
+      const bool is_unavailable = std::any_of(r.unavailable.begin(), r.unavailable.end(),
+                                              [&](const UnavailableFolder& u) { return u.reason == w; });
+      if (is_unavailable || notes_.size() >= 50 || std::find(notes_.begin(), notes_.end(), w) != notes_.end()) continue;
+      notes_.push_back(w);
     }
   }
 
@@ -451,6 +465,7 @@ class Watcher final : public FolderWatcher {
   std::set<std::string> missing_roots_;
   std::map<std::string, std::string> real_roots_;  // root → where it led when recorded (set before threads start)
   std::vector<std::string> notes_;
+  std::vector<UnavailableFolder> unavailable_;  // guarded by mu_
   SyncReport totals_;
   int64_t rescans_ = 0;
   bool started_ = false;

@@ -81,10 +81,11 @@ TEST_F(WatcherTest, ARootSwappedForALinkIsNotScannedNorEmptied) {
   ASSERT_TRUE(watcher_->Rescan().ok());
   ASSERT_TRUE(WaitFor([&] { return watcher_->Stats().rescans > rescans; }));
   EXPECT_EQ(Indexed(), (std::set<std::string>{"a.png", "b.png"})) << "nothing added through the link, nothing dropped";
-  const std::vector<std::string> notes = watcher_->Stats().notes;
-  EXPECT_TRUE(std::any_of(notes.begin(), notes.end(), [](const std::string& n) {
-    return n.find("now leads to") != std::string::npos;
-  })) << "the status says why the folder is not scanned";
+  // The status says why the folder is not scanned, and that its images are offline.
+  const std::vector<UnavailableFolder> unavailable = watcher_->Stats().unavailable;
+  ASSERT_EQ(unavailable.size(), 1u);
+  EXPECT_EQ(unavailable[0].path, root_);
+  EXPECT_NE(unavailable[0].reason.find("now leads to"), std::string::npos) << unavailable[0].reason;
 }
 
 }  // namespace

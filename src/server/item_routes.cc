@@ -94,7 +94,9 @@ std::vector<Route> ItemRoutes(ServerContext& c) {
            [&c](const Req& req, Res& res) {
              Result<ImageRecord> r = PathRecord(c, req);
              if (!r.ok()) return SendError(res, r.status());
-             SendJson(res, RecordJson(*r));
+             json j = RecordJson(*r);
+             OfflineFolders(c).Mark(&j, r->path);
+             SendJson(res, j);
            }},
       {.method = "GET",
        .pattern = "/api/images/{id}/thumbnail",

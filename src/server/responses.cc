@@ -1,6 +1,7 @@
 // What every handler answers with.
 #include "base/base64.h"
 #include "base/text.h"
+#include "imgsearch/paths.h"
 #include "server/http_status.h"
 #include "server/routes.h"
 
@@ -27,6 +28,19 @@ Result<ImageRecord> RecordOf(Collection* collection, int64_t id) {
   ASSIGN_OR_RETURN(std::optional<ImageRecord> r, collection->GetById(id));
   if (!r) return Status::NotFound("no image with id " + std::to_string(id));
   return std::move(*r);
+}
+
+OfflineFolders::OfflineFolders(const ServerContext& c) {
+  if (c.watcher != nullptr) folders_ = c.watcher->Unavailable();
+}
+
+void OfflineFolders::Mark(json* j, const std::string& path) const {
+  for (const UnavailableFolder& f : folders_) {
+    if (IsUnder(path, f.path)) {
+      (*j)["offline"] = true;
+      return;
+    }
+  }
 }
 
 }  // namespace imgsearch::server

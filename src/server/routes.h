@@ -64,4 +64,16 @@ Result<int64_t> PathId(const Req& req);
 // The record of an image, kNotFound when there is none.
 Result<ImageRecord> RecordOf(Collection* collection, int64_t id);
 
+// Which images are offline: kept, but under a folder the watcher cannot see now (an unmounted
+// drive, an unreadable folder). Taken once per response.
+class OfflineFolders {
+ public:
+  explicit OfflineFolders(const ServerContext& c);
+  // Sets "offline": true on `j` when `path` is under one of them.
+  void Mark(json* j, const std::string& path) const;
+
+ private:
+  std::vector<UnavailableFolder> folders_;
+};
+
 }  // namespace imgsearch::server

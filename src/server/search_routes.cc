@@ -9,11 +9,12 @@ namespace {
 
 SearchFields FieldsOf(const httplib::Params& params) { return {params.begin(), params.end()}; }
 
-json HitJson(const SearchHit& h) {
+json HitJson(const SearchHit& h, const OfflineFolders& offline) {
   const std::string id = std::to_string(h.id);
   json j{{"id", h.id},         {"score", h.score},           {"width", h.width},
          {"height", h.height}, {"url", "/api/images/" + id}, {"thumbnail", "/api/images/" + id + "/thumbnail"}};
   AddPath(&j, h.path);
+  offline.Mark(&j, h.path);
   return j;
 }
 
@@ -22,7 +23,8 @@ void Answer(ServerContext& c, const Result<SearchRequest>& request, Res& res) {
   Result<SearchResponse> response = c.searcher->Search(*request);
   if (!response.ok()) return SendError(res, response.status());
   json results = json::array();
-  for (const SearchHit& h : response->hits) results.push_back(HitJson(h));
+  const OfflineFolders offline(c);
+  for (const SearchHit& h : response->hits) results.push_back(HitJson(h, offline));
   SendJson(res, json{{"results", std::move(results)},
                      {"k", request->options.k},
                      {"offset", request->options.offset},

@@ -120,6 +120,7 @@ json ToJson(const StatusReport& r) {
     j["ingest"] = {{"mode", w.mode},
                    {"roots", w.roots},
                    {"notes", w.notes},
+                   {"unavailable", json::array()},
                    {"idle", r.ingest_idle},
                    {"watched_folders", w.watched_folders},
                    {"pending", w.pending_paths},
@@ -138,6 +139,11 @@ json ToJson(const StatusReport& r) {
                      {"embedded", w.totals.embedded}}}};
     if (!r.ingest_error.ok()) j["ingest"]["error"] = r.ingest_error.ToString();
     if (!p.write_error.empty()) j["ingest"]["write_error"] = p.write_error;
+    for (const UnavailableFolder& u : w.unavailable) {
+      json entry{{"reason", u.reason}};
+      AddPath(&entry, u.path);
+      j["ingest"]["unavailable"].push_back(std::move(entry));
+    }
   } else {
     j["ingest"] = nullptr;
   }
