@@ -169,6 +169,21 @@ class ServeTest : public ::testing::Test {
     if (!res) return {-1, json()};
     return {res->status, json::parse(res->body, nullptr, false)};
   }
+  // Asks the watcher to look now (POST /api/rescan) and waits until it has; returns the status then.
+  json RescanAndWait() {
+    const int64_t rescans = Get("/api/status").second["ingest"]["rescans"].get<int64_t>();
+    auto [code, body] = PostJson("/api/rescan", "");
+    EXPECT_EQ(code, 202) << body.dump();
+    const auto deadline = Clock::now() + std::chrono::seconds(60);
+    json status;
+    while (Clock::now() < deadline) {
+      status = Get("/api/status").second;
+      if (status["ingest"]["rescans"].get<int64_t>() > rescans && status["ingest"]["idle"].get<bool>()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    EXPECT_GT(status["ingest"]["rescans"].get<int64_t>(), rescans) << status.dump();
+    return status;
+  }
 
   int64_t IdOf(const std::string& rel) {
     auto c = OpenCollection(db_, nullptr, CollectionOptions{.read_only = true, .create_if_missing = false});
@@ -600,19 +615,10 @@ TEST_F(ServeTest, AFolderSwappedForALinkIsNeitherServedNorScanned) {
     auto [code, body] = Get("/api/images/" + std::to_string(id) + suffix);
     EXPECT_EQ(code, 403) << suffix << " " << body.dump();
   }
-  // Ask the watcher to look now, and wait until it has.
-  const int64_t rescans = Get("/api/status").second["ingest"]["rescans"].get<int64_t>();
-  auto [code, body] = PostJson("/api/rescan", "");
-  ASSERT_EQ(code, 202) << body.dump();
-  const auto deadline = Clock::now() + std::chrono::seconds(60);
-  json status;
-  while (Clock::now() < deadline) {
-    status = Get("/api/status").second;
-    if (status["ingest"]["rescans"].get<int64_t>() > rescans && status["ingest"]["idle"].get<bool>()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ASSERT_GT(status["ingest"]["rescans"].get<int64_t>(), rescans) << status.dump();
+  const json status = RescanAndWait();
   EXPECT_EQ(status["collection"]["indexed"], 12) << status.dump();
+  ASSERT_EQ(status["ingest"]["unavailable"].size(), 1u) << status.dump();  // its images are offline
+  EXPECT_EQ(status["ingest"]["unavailable"][0]["path"], root_);
   EXPECT_EQ(IdOf("img5.jpg"), id);
   auto c = OpenCollection(db_, nullptr, CollectionOptions{.read_only = true, .create_if_missing = false});
   ASSERT_TRUE(c.ok());
@@ -632,18 +638,6 @@ TEST_F(ServeTest, AFolderSwappedForALinkIsNeitherServedNorScanned) {
 // are still found, marked offline in results, their info and the status, until it comes back.
 TEST_F(ServeTest, ImagesOfAFolderThatCannotBeSeenAreShownOffline) {
   StartServer();
-  auto rescan_and_wait = [&] {
-    const int64_t rescans = Get("/api/status").second["ingest"]["rescans"].get<int64_t>();
-    EXPECT_EQ(PostJson("/api/rescan", "").first, 202);
-    const auto deadline = Clock::now() + std::chrono::seconds(60);
-    json status;
-    while (Clock::now() < deadline) {
-      status = Get("/api/status").second;
-      if (status["ingest"]["rescans"].get<int64_t>() > rescans && status["ingest"]["idle"].get<bool>()) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return status;
-  };
   auto offline_hits = [&] {
     auto [code, body] = Get("/api/search?q=a+photo&k=20");
     EXPECT_EQ(code, 200) << body.dump();
@@ -657,7 +651,7 @@ TEST_F(ServeTest, ImagesOfAFolderThatCannotBeSeenAreShownOffline) {
 
   fs::rename(root_, dir_ + "/pics.away");
   fs::create_directory(root_);
-  json status = rescan_and_wait();
+  json status = RescanAndWait();
   ASSERT_EQ(status["ingest"]["unavailable"].size(), 1u) << status.dump();
   EXPECT_EQ(status["ingest"]["unavailable"][0]["path"], root_);
   EXPECT_NE(status["ingest"]["unavailable"][0]["reason"].get<std::string>().find("is missing or empty"),
@@ -669,7 +663,7 @@ TEST_F(ServeTest, ImagesOfAFolderThatCannotBeSeenAreShownOffline) {
 
   fs::remove(root_);
   fs::rename(dir_ + "/pics.away", root_);
-  status = rescan_and_wait();
+  status = RescanAndWait();
   EXPECT_EQ(status["ingest"]["unavailable"].size(), 0u) << status.dump();
   EXPECT_EQ(offline_hits(), 0);
   EXPECT_FALSE(Get("/api/images/" + std::to_string(id) + "/info").second.contains("offline"));
