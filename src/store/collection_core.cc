@@ -161,26 +161,28 @@ class CollectionCore final : public Collection {
     return SaveSnapshot();
   }
 
+  // The index is compared with the catalog as of one state: the rows read in one snapshot, the
+  // index caught up to exactly that state (other processes writing meanwhile: read again).
   Status CheckIntegrity() override {
     RETURN_IF_ERROR(backend_->CheckIntegrity());
     RETURN_IF_ERROR(EnsureIndex());
-    RETURN_IF_ERROR(CatchUp());
-    std::vector<int64_t> ids;
-    RETURN_IF_ERROR(backend_->ForEach(
-        [&](const ImageRecord& r) {
-          ids.push_back(r.id);
-          return true;
-        },
-        ImageStatus::kIndexed, ""));
-    std::sort(ids.begin(), ids.end());
-    std::shared_lock<RwMutex> lock(index_mu_);
-    std::vector<int64_t> graph = index_ ? index_->GraphIds() : std::vector<int64_t>();
-    std::sort(graph.begin(), graph.end());
-    if (graph != ids) {
-      return Status::Corruption(backend_->where() + ": the search index holds " + std::to_string(graph.size()) +
-                                " images, the catalog " + std::to_string(ids.size()));
+    for (int attempt = 0;; ++attempt) {
+      std::vector<int64_t> ids;
+      ASSIGN_OR_RETURN(const int64_t seq,
+                       backend_->ReadIndexedRecords([&](const ImageRecord& r) { ids.push_back(r.id); }));
+      RETURN_IF_ERROR(CatchUp());
+      std::lock_guard<std::mutex> applying(catch_up_mu_);
+      if (applied_seq_ != seq && attempt < 20) continue;  // written meanwhile
+      std::sort(ids.begin(), ids.end());
+      std::shared_lock<RwMutex> lock(index_mu_);
+      std::vector<int64_t> graph = index_ ? index_->GraphIds() : std::vector<int64_t>();
+      std::sort(graph.begin(), graph.end());
+      if (graph != ids) {
+        return Status::Corruption(backend_->where() + ": the search index holds " + std::to_string(graph.size()) +
+                                  " images, the catalog " + std::to_string(ids.size()));
+      }
+      return Status::Ok();
     }
-    return Status::Ok();
   }
 
   const ModelIdentity& model() const override { return model_; }
@@ -287,11 +289,13 @@ class CollectionCore final : public Collection {
     RETURN_IF_ERROR(
         backend_->ReadIndexedRecords([&](const ImageRecord& r) { index->AttachMeta(r.id, MetaOf(r)); }).status());
     {
-      std::unique_lock<RwMutex> lock(index_mu_);
-      index_ = std::move(index);
-    }
-    {
+      // The graph and the sequence value it holds change together: a catch-up running meanwhile
+      // applies to one or the other pair, never to a mix.
       std::lock_guard<std::mutex> lock(catch_up_mu_);
+      {
+        std::unique_lock<RwMutex> index_lock(index_mu_);
+        index_ = std::move(index);
+      }
       applied_seq_ = seq;
       changes_since_save_ = 0;
     }
@@ -353,14 +357,14 @@ class CollectionCore final : public Collection {
   Status CatchUp() { return CatchUpChanges(/*rebuild_on_gap=*/true).status(); }
 
   // Applies every change committed after applied_seq_; returns how many images it touched. When
-  // the backend has forgotten some of them (another process's checkpoint), rebuilds instead.
+  // the backend has forgotten some of them (another process's checkpoint), reloads instead.
   Result<int64_t> CatchUpChanges(bool rebuild_on_gap) {
     std::unique_lock<std::mutex> lock(catch_up_mu_);
     ASSIGN_OR_RETURN(ChangeSet changes, backend_->ChangesSince(applied_seq_));
     if (changes.incomplete) {
       if (!rebuild_on_gap) return Status::Corruption("the changes since it was taken are no longer recorded");
-      spdlog::info("{} was checkpointed by its writer past this index; rebuilding it", backend_->where());
-      RETURN_IF_ERROR(RebuildLocked());
+      lock.unlock();
+      RETURN_IF_ERROR(Reload());
       return int64_t{0};
     }
     if (changes.last_seq <= applied_seq_) return int64_t{0};
@@ -398,13 +402,45 @@ class CollectionCore final : public Collection {
     return n;
   }
 
+  // After the writer trimmed the change log past this index: the snapshot it wrote before trimming
+  // holds everything up to where it trimmed, so loading it and the changes since is enough (and
+  // reads no vector); without a usable one, the index is rebuilt from every row.
+  Status Reload() {
+    const std::string path = backend_->SnapshotPath();
+    std::error_code ec;
+    if (!path.empty() && std::filesystem::exists(path + ".meta", ec)) {
+      const Status st = LoadSnapshot(path);
+      if (st.ok()) return st;
+      spdlog::info("reloading the search index of {} from its snapshot: {}; rebuilding it", backend_->where(),
+                   st.message());
+    } else {
+      spdlog::info("{} was checkpointed by its writer past this index; rebuilding it", backend_->where());
+    }
+    std::lock_guard<std::mutex> lock(catch_up_mu_);
+    return RebuildLocked();
+  }
+
   // Follows other processes' changes (their signal, or a look every few seconds regardless) and
-  // snapshots the index every snapshot_every changes.
+  // snapshots the index every snapshot_every changes. A catch-up that fails (the database down, a
+  // rebuild that cannot read) is tried again after a pause that grows to a minute.
   void Follow() {
+    auto pause = std::chrono::seconds(0);
     while (!stop_) {
-      backend_->WaitForChanges(std::chrono::seconds(5), stop_);
+      if (pause.count() == 0) {
+        backend_->WaitForChanges(std::chrono::seconds(5), stop_);
+      } else {
+        for (auto waited = std::chrono::milliseconds(0); waited < pause && !stop_;
+             waited += std::chrono::milliseconds(100)) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+      }
       if (stop_) break;
-      if (Status st = CatchUp(); !st.ok()) spdlog::warn("search index of {}: {}", backend_->where(), st.ToString());
+      if (Status st = CatchUp(); !st.ok()) {
+        pause = std::min<std::chrono::seconds>(std::max(pause * 2, std::chrono::seconds(1)), std::chrono::seconds(60));
+        spdlog::warn("search index of {}: {} (trying again in {} s)", backend_->where(), st.ToString(), pause.count());
+        continue;
+      }
+      pause = std::chrono::seconds(0);
       if (changes_since_save_ >= options_.index.snapshot_every) {
         if (Status st = SaveSnapshot(); !st.ok()) {
           spdlog::warn("could not snapshot the search index of {}: {}", backend_->where(), st.ToString());
