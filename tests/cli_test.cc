@@ -1,9 +1,12 @@
 // The imgsearch binary as other tools call it: output contract, order of inputs, exit codes.
 #include <gtest/gtest.h>
 
-#include <csignal>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <filesystem>
 #include <set>
 #include <sstream>
@@ -275,6 +278,89 @@ TEST(Cli, IndexSearchStatsList) {
   EXPECT_EQ(kept["distinct_vectors"], 2);
   auto shown = RunCommand({ImgsearchBin(), "stats", "--db", db});
   EXPECT_NE(shown.out.find("1 of removed images kept for 12h"), std::string::npos) << shown.out;
+}
+
+// A collection records the model it was built with (a folder as an absolute path, a pulled model
+// by its name): later commands use it without --model, from any folder; another model is refused
+// with a message naming the recorded one.
+TEST(Cli, CommandsUseTheModelTheCollectionWasBuiltWith) {
+  const std::string dir = testing::MakeTempDir();
+  MakeLibrary(dir);
+  const std::string db = dir + "/db";
+  const std::filesystem::path model = TestModelDir();
+  // Indexed with a relative model path, from the model's parent folder.
+  auto index = RunCommand({"/bin/sh", "-c",
+                           "cd '" + model.parent_path().string() + "' && '" + ImgsearchBin() + "' index --db '" + db +
+                               "' --model ./" + model.filename().string() + " '" + dir + "/lib'"});
+  EXPECT_EQ(index.exit_code, 1) << index.err;  // the broken file
+  // No default model to fall back on: only the recorded one can make these work.
+  const std::vector<std::string> no_defaults = {"XDG_CACHE_HOME=" + dir + "/empty-cache", "IMGSEARCH_MODEL="};
+  auto search = RunCommand({ImgsearchBin(), "search", "--db", db, "a photo", "--json"}, no_defaults);
+  EXPECT_EQ(search.exit_code, 0) << search.err;
+  EXPECT_EQ(JsonLines(search.out).size(), 3u);
+  auto stats = nlohmann::json::parse(RunCommand({ImgsearchBin(), "stats", "--db", db, "--json"}).out);
+  EXPECT_EQ(stats["model"]["source"], std::filesystem::absolute(model).lexically_normal().string());
+  auto again = RunCommand({ImgsearchBin(), "index", "--db", db, dir + "/lib"}, no_defaults);
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  // Another model is refused, naming where the recorded one is.
+  auto refused = RunCommand({ImgsearchBin(), "search", "--db", db, "--model", TestModelDir() + "-2", "cat"});
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.err.find("from " + stats["model"]["source"].get<std::string>()), std::string::npos) << refused.err;
+}
+
+// No arguments list the commands; an unknown one is named, with the closest suggested; -V works.
+TEST(Cli, CommandsAreListedAndMistypedOnesNamed) {
+  auto none = RunCommand({ImgsearchBin()});
+  EXPECT_EQ(none.exit_code, 2);
+  for (const char* command : {"index", "watch", "serve", "search", "stats", "list", "model", "worker"}) {
+    EXPECT_NE(none.err.find(std::string("  ") + command), std::string::npos) << command << "\n" << none.err;
+  }
+  EXPECT_NE(none.err.find("Exit codes: 0 done; 1 some inputs failed"), std::string::npos) << none.err;
+  auto typo = RunCommand({ImgsearchBin(), "serach", "cat"});
+  EXPECT_EQ(typo.exit_code, 2);
+  EXPECT_NE(typo.err.find("unknown command \"serach\"; did you mean \"search\"?"), std::string::npos) << typo.err;
+  auto far = RunCommand({ImgsearchBin(), "photos"});
+  EXPECT_EQ(far.exit_code, 2);
+  EXPECT_NE(far.err.find("unknown command \"photos\" (imgsearch --help lists the commands)"), std::string::npos)
+      << far.err;
+  EXPECT_EQ(RunCommand({ImgsearchBin(), "-V"}).out, std::string("imgsearch ") + IMGSEARCH_VERSION + "\n");
+  auto empty_cache = testing::MakeTempDir();
+  auto models = RunCommand({ImgsearchBin(), "model", "list", "--json", "--cache", empty_cache});
+  EXPECT_EQ(models.exit_code, 0) << models.err;
+  EXPECT_EQ(models.out, "[]\n");
+}
+
+// A start that fails (a folder that is not there, a port in use, a model that does not load)
+// leaves the disk as it was: no collection folder, no lock file.
+TEST(Cli, AFailedStartCreatesNothing) {
+  const std::string dir = testing::MakeTempDir();
+  const std::string db = dir + "/db";
+  auto created = [&] { return std::filesystem::exists(db); };
+  auto missing = RunCommand({ImgsearchBin(), "index", "--db", db, "--model", TestModelDir(), dir + "/nope"});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.err.find(dir + "/nope does not exist"), std::string::npos) << missing.err;
+  EXPECT_FALSE(created());
+  auto watch = RunCommand({ImgsearchBin(), "serve", "--db", db, "--model", TestModelDir(), "--watch", dir + "/nope"});
+  EXPECT_EQ(watch.exit_code, 2) << watch.err;
+  EXPECT_FALSE(created());
+  auto no_model = RunCommand({ImgsearchBin(), "index", "--db", db, "--model", dir + "/no-model", dir});
+  EXPECT_EQ(no_model.exit_code, 2) << no_model.err;
+  EXPECT_FALSE(created());
+  // A port in use.
+  const int taken = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(taken, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(taken, 1), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(taken, reinterpret_cast<sockaddr*>(&addr), &len);
+  const std::string listen = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  auto busy = RunCommand({ImgsearchBin(), "serve", "--db", db, "--model", TestModelDir(), "--listen", listen});
+  ::close(taken);
+  EXPECT_EQ(busy.exit_code, 5) << busy.err;
+  EXPECT_NE(busy.err.find("cannot listen on " + listen), std::string::npos) << busy.err;
+  EXPECT_FALSE(created());
 }
 
 TEST(Cli, VersionAndTheCollectionsWriterNamed) {

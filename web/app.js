@@ -185,7 +185,7 @@ async function openViewer(r) {
   try {
     const info = await (await fetch(`/api/images/${r.id}/info`)).json();
     if (viewing !== r) return;
-    const parts = [`${info.width} × ${info.height}`, info.format.toUpperCase(), `${(info.size_bytes / 1e6).toFixed(1)} MB`];
+    const parts = [`#${info.id}`, `${info.width} × ${info.height}`, info.format.toUpperCase(), humanBytes(info.size_bytes)];
     if (info.capture_time) parts.push(`taken ${info.capture_time.replace("T", " ")}`);
     if (r.score !== undefined) parts.push(`score ${r.score.toFixed(3)}`);
     if (info.offline) parts.push("offline: its folder cannot be seen now");
@@ -196,6 +196,15 @@ async function openViewer(r) {
 // ---- status ----
 
 function fmt(n) { return Number(n).toLocaleString(); }
+
+// 38 KB, 4.2 MB, 1.1 GB (powers of 1000, as file managers show them).
+function humanBytes(n) {
+  if (n < 1000) return `${n} B`;
+  const units = ["KB", "MB", "GB", "TB"];
+  let i = -1;
+  do { n /= 1000; i++; } while (n >= 1000 && i < units.length - 1);
+  return `${n >= 100 ? n.toFixed(0) : n.toFixed(1)} ${units[i]}`;
+}
 
 async function pollStatus() {
   let s;
@@ -216,7 +225,7 @@ async function pollStatus() {
   pill.textContent = ing && ing.error ? "indexing stopped"
     : busy ? `indexing · ${fmt(ing.in_flight + ing.pending)} left · ${ing.images_per_s}/s`
     : jobs ? `${fmt(c.indexed || 0)} images · workers embedding ${fmt(jobs)} more`
-    : `${fmt(c.indexed || 0)} images` + (ing && ing.unavailable && ing.unavailable.length
+    : `${fmt(c.indexed || 0)} images` + (c.failed ? ` · ${fmt(c.failed)} failed` : "") + (ing && ing.unavailable && ing.unavailable.length
       ? ` · ${ing.unavailable.length} folder${ing.unavailable.length > 1 ? "s" : ""} offline` : "");
   $("roots").replaceChildren(...(s.roots || []).map((r) => el("option", { value: r })));
   if (!$("status-panel").hidden) renderStatus(s);
@@ -280,7 +289,7 @@ function saveToUrl() {
   if (like && state.terms.length === 1) params.set("similar", like.id);
   for (const [k, v] of Object.entries(filters())) params.set(k, v);
   const query = params.toString();
-  history.replaceState(null, "", query ? `?${query}` : location.pathname);
+  history.replaceState(null, "", (query ? `?${query}` : location.pathname) + location.hash);
 }
 
 function loadFromUrl() {
@@ -305,12 +314,15 @@ $("add-term").addEventListener("click", () => {
 });
 $("file-input").addEventListener("change", (e) => { readImageFile(e.target.files[0]); e.target.value = ""; });
 $("more").addEventListener("click", () => { state.offset += PAGE; search({ append: true }); });
-$("status-pill").addEventListener("click", () => {
-  const panel = $("status-panel");
-  panel.hidden = !panel.hidden;
-  $("status-pill").setAttribute("aria-expanded", String(!panel.hidden));
+// The status panel's state is in the URL (#status), so a link can open it.
+function showStatusPanel(open) {
+  $("status-panel").hidden = !open;
+  $("status-pill").setAttribute("aria-expanded", String(open));
+  history.replaceState(null, "", location.pathname + location.search + (open ? "#status" : ""));
   pollStatus();
-});
+}
+$("status-pill").addEventListener("click", () => showStatusPanel($("status-panel").hidden));
+window.addEventListener("hashchange", () => showStatusPanel(location.hash === "#status"));
 $("viewer-similar").addEventListener("click", () => { $("viewer").close(); moreLikeThis(viewing); });
 $("viewer-plus").addEventListener("click", () => { $("viewer").close(); addTerm({ kind: "id", id: viewing.id, label: viewing.path, weight: 1 }); });
 $("viewer-minus").addEventListener("click", () => { $("viewer").close(); addTerm({ kind: "id", id: viewing.id, label: viewing.path, weight: -1 }); });
@@ -333,5 +345,5 @@ document.addEventListener("paste", (e) => {
 
 loadFromUrl();
 search();
-pollStatus();
+if (location.hash === "#status") showStatusPanel(true); else pollStatus();
 setInterval(pollStatus, STATUS_EVERY);

@@ -34,6 +34,7 @@ RunFn AddIndexCommand(CLI::App& root) {
   AddIngestFlags(app, f.get());
   app->add_option("paths", f->paths, "folders (or files) to index")->required();
   return [f] {
+    if (Status st = CheckPathsExist(f->paths, *f); !st.ok()) return ReportError(st);
     auto target = OpenIngestTarget(*f);
     if (!target.ok()) return ReportError(target.status());
 
@@ -84,6 +85,7 @@ RunFn AddWatchCommand(CLI::App& root) {
   AddWatchFlags(app, f.get());
   app->add_option("paths", f->paths, "folders to watch")->required();
   return [f] {
+    if (Status st = CheckPathsExist(f->paths, *f); !st.ok()) return ReportError(st);
     const sigset_t signals = BlockStopSignals();
     auto guard = std::make_unique<StartupSignalGuard>(signals);
     auto target = OpenIngestTarget(*f, {.wait_for_database = true});

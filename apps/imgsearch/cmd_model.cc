@@ -96,7 +96,7 @@ RunFn AddModelCommand(CLI::App& root) {
   pull->add_option("--revision", f->revision, "branch, tag or commit")->capture_default_str();
   CLI::App* list = app->add_subcommand("list", "cached models with their size and identity");
   list->add_option("--cache", f->cache, "cache folder (default: $XDG_CACHE_HOME/imgsearch/models)");
-  list->add_flag("--json", f->json, "JSON lines");
+  list->add_flag("--json", f->json, "one JSON list ([] when none)");
   CLI::App* info = app->add_subcommand("info", "print a model's architecture, dtype, size");
   info->add_option("--model", f->model, "model folder or name (default: $IMGSEARCH_MODEL, then the default model)");
   info->add_flag("--json", f->json, "print one JSON object");
@@ -116,23 +116,23 @@ RunFn AddModelCommand(CLI::App& root) {
       const auto models = ListCachedModels(cache);
       if (models.empty() && !f->json)
         std::printf("no models in %s (get one with `imgsearch model pull`)\n", cache.c_str());
+      nlohmann::json listed = nlohmann::json::array();
       for (const CachedModel& m : models) {
         auto loaded = ClipModel::Load(m.dir);
         const std::string identity =
             loaded.ok() ? (*loaded)->info().fingerprint : "unreadable: " + loaded.status().message();
         if (f->json) {
-          std::printf("%s\n", nlohmann::json({{"name", m.name},
-                                              {"dir", m.dir},
-                                              {"bytes", m.bytes},
-                                              {"revision", m.revision},
-                                              {"pulled_at", m.pulled_at},
-                                              {"identity", identity}})
-                                  .dump()
-                                  .c_str());
+          listed.push_back({{"name", m.name},
+                            {"dir", m.dir},
+                            {"bytes", m.bytes},
+                            {"revision", m.revision},
+                            {"pulled_at", m.pulled_at},
+                            {"identity", identity}});
         } else {
           std::printf("%-40s %8.1f MB  %s  %s\n", m.name.c_str(), m.bytes / 1e6, identity.c_str(), m.dir.c_str());
         }
       }
+      if (f->json) std::printf("%s\n", listed.dump().c_str());
       return kExitOk;
     }
     return PrintInfo(f->model, f->json);

@@ -26,7 +26,8 @@ RunFn AddWorkerCommand(CLI::App& root) {
   app->add_option("--store", f->store, "the collection in PostgreSQL: postgresql://…")
       ->envname("IMGSEARCH_STORE")
       ->required();
-  app->add_option("--model", f->model, "model folder or hub name (must be the collection's)");
+  app->add_option("--model", f->model,
+                  "model folder or hub name (must be the collection's; default: the one it records)");
   app->add_flag("--offline", f->offline, "never download a model");
   app->add_option("--threads", f->threads, "threads for the model (0: all cores)");
   app->add_option("--decode-threads", f->decode_threads, "threads decoding images (0: one per core)");
@@ -66,7 +67,8 @@ RunFn AddWorkerCommand(CLI::App& root) {
       options.path_maps.push_back({m.substr(0, eq), m.substr(eq + 1)});
     }
     const sigset_t signals = BlockStopSignals();
-    auto model = LoadModel(f->model, {.n_threads = f->threads}, {.pull_if_missing = true, .offline = f->offline});
+    auto model = LoadModel(ModelFor(StoreFlags{.db = "", .store = f->store}, f->model), {.n_threads = f->threads},
+                           {.pull_if_missing = true, .offline = f->offline});
     if (!model.ok()) return ReportError(model.status());
 
     std::atomic<bool> stop{false};

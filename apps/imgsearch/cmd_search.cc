@@ -65,7 +65,7 @@ RunFn AddSearchCommand(CLI::App& root) {
   AddStoreFlags(app, f.get());
   app->add_option(
       "--model", f->model,
-      "model folder or hub name (default: $IMGSEARCH_MODEL, then the default model); not needed for --similar");
+      "model folder or hub name (default: the model the collection was built with); not needed for --similar");
   app->add_option("query", f->query,
                   "terms joined by + and -, each optionally weighted W:term; a term naming a file is an image, "
                   "e.g. \"golden retriever\" + 0.5:beach - people + ./dog.jpg");
@@ -98,7 +98,7 @@ RunFn AddSearchCommand(CLI::App& root) {
 
     std::unique_ptr<ClipModel> model;
     if (NeedsModel(*request)) {
-      auto loaded = LoadModel(f->model);
+      auto loaded = LoadModel(ModelFor(*f, f->model));
       if (!loaded.ok()) return ReportError(loaded.status());
       model = std::move(loaded).value();
     }
@@ -143,22 +143,23 @@ RunFn AddStatsCommand(CLI::App& root) {
                             ImageStatus::kFailed);
     if (!listed.ok()) return ReportError(listed);
     if (f->json) {
-      nlohmann::json j = {{"indexed", s->indexed},
-                          {"failed", s->failed},
-                          {"distinct_vectors", s->distinct_vectors},
-                          {"kept_vectors", s->kept_vectors},
-                          {"keep_removed", FormatDuration(s->keep_removed)},
-                          {"model", {{"id", s->model.id}, {"name", s->model.name}, {"dim", s->model.dim}}},
-                          {"database_bytes", s->database_bytes},
-                          {"index_bytes", s->index_bytes},
-                          {"index",
-                           {{"kind", s->index_kind},
-                            {"m", s->index_params.m},
-                            {"ef_construction", s->index_params.ef_construction},
-                            {"ef_search", s->index_params.ef_search},
-                            {"exact_below", s->index_params.exact_below}}},
-                          {"schema_version", s->schema_version},
-                          {"failures", nlohmann::json::array()}};
+      nlohmann::json j = {
+          {"indexed", s->indexed},
+          {"failed", s->failed},
+          {"distinct_vectors", s->distinct_vectors},
+          {"kept_vectors", s->kept_vectors},
+          {"keep_removed", FormatDuration(s->keep_removed)},
+          {"model", {{"id", s->model.id}, {"name", s->model.name}, {"dim", s->model.dim}, {"source", s->model.source}}},
+          {"database_bytes", s->database_bytes},
+          {"index_bytes", s->index_bytes},
+          {"index",
+           {{"kind", s->index_kind},
+            {"m", s->index_params.m},
+            {"ef_construction", s->index_params.ef_construction},
+            {"ef_search", s->index_params.ef_search},
+            {"exact_below", s->index_params.exact_below}}},
+          {"schema_version", s->schema_version},
+          {"failures", nlohmann::json::array()}};
       for (const auto& [path, error] : failures) {
         nlohmann::json failure;
         AddPath(&failure, path);
@@ -187,7 +188,8 @@ RunFn AddStatsCommand(CLI::App& root) {
                   FormatDuration(s->keep_removed).c_str());
     }
     std::printf("\n");
-    std::printf("model       %s (%s, %d dimensions)\n", s->model.name.c_str(), s->model.id.c_str(), s->model.dim);
+    std::printf("model       %s (%s, %d dimensions)%s\n", s->model.name.c_str(), s->model.id.c_str(), s->model.dim,
+                s->model.source.empty() ? "" : (", from " + ForTerminal(s->model.source)).c_str());
     if (queue) {
       std::printf("database    %.1f MB in PostgreSQL\n", s->database_bytes / 1e6);
       std::printf("queue       %lld waiting, %lld being embedded, %lld to retry; %zu workers seen in the last minute\n",
@@ -222,7 +224,8 @@ RunFn AddListCommand(CLI::App& root) {
     bool json = false;
   };
   auto f = std::make_shared<Flags>();
-  CLI::App* app = root.add_subcommand("list", "every image the collection knows, one per line");
+  CLI::App* app = root.add_subcommand(
+      "list", "every image the collection knows, one per line: id (for search --similar), state, path");
   AddStoreFlags(app, f.get());
   app->add_option("--status", f->status, "only indexed or failed images")->check(CLI::IsMember({"indexed", "failed"}));
   app->add_flag("--json", f->json, "JSON lines: id, path, status, error");
@@ -245,9 +248,10 @@ RunFn AddListCommand(CLI::App& root) {
                     j["error"] = r.error;
                     std::printf("%s\n", DumpJson(j).c_str());
                   } else if (r.status == ImageStatus::kFailed) {
-                    std::printf("failed   %s  (%s)\n", ForTerminal(r.path).c_str(), ForTerminal(r.error).c_str());
+                    std::printf("%8lld  failed   %s  (%s)\n", static_cast<long long>(r.id), ForTerminal(r.path).c_str(),
+                                ForTerminal(r.error).c_str());
                   } else {
-                    std::printf("indexed  %s\n", ForTerminal(r.path).c_str());
+                    std::printf("%8lld  indexed  %s\n", static_cast<long long>(r.id), ForTerminal(r.path).c_str());
                   }
                   return true;
                 },

@@ -88,6 +88,9 @@ RunFn AddServeCommand(CLI::App& root) {
   return [f] {
     auto listen = ParseListen(f->listen);
     if (!listen.ok()) return ReportError(listen.status());
+    // Nothing is created (the collection, its folder) before the inputs are known to be good.
+    if (Status st = CheckPathsExist(f->watch, *f); !st.ok()) return ReportError(st);
+    if (Status st = CheckCanListen(listen->first, listen->second); !st.ok()) return ReportError(st);
     if (f->token.empty()) {
       if (const char* env = std::getenv("IMGSEARCH_TOKEN")) f->token = env;
     }

@@ -11,6 +11,7 @@
 
 #include "commands.h"
 #include "imgsearch/duration.h"
+#include "imgsearch/path_display.h"
 #include "imgsearch/scaleout.h"
 
 namespace imgsearch::cli {
@@ -36,13 +37,22 @@ Result<std::string> LocationOf(const StoreFlags& f) {
   return f.db;
 }
 
+std::string ModelFor(const StoreFlags& f, const std::string& model_flag) {
+  if (!model_flag.empty()) return model_flag;
+  const Result<std::string> location = LocationOf(f);
+  if (!location.ok()) return "";
+  // Read-only, never created: a look at what is recorded (none yet: the defaults).
+  Result<Store> store = OpenStore(*location, nullptr, {.read_only = true, .create_if_missing = false});
+  return store.ok() ? store->collection->model().source : "";
+}
+
 void AddIngestFlags(CLI::App* app, IngestFlags* f) {
   AddStoreFlags(app, f, "collection directory (created if missing)");
   app->add_flag("--embed-local", f->embed_local,
                 "with --store: embed new images in this process instead of leaving them to workers");
   app->add_option("--model", f->model,
-                  "model folder or hub name (default: $IMGSEARCH_MODEL, then openai/clip-vit-base-patch32, "
-                  "downloaded on first use)");
+                  "model folder or hub name (default: the model the collection was built with, else "
+                  "$IMGSEARCH_MODEL, else openai/clip-vit-base-patch32, downloaded on first use)");
   app->add_flag("--offline", f->offline, "never download a model");
   app->add_option("--include", f->include, "only file names matching these globs (e.g. '*.jpg')");
   app->add_option("--exclude", f->exclude, "skip file names matching these globs");
@@ -62,6 +72,19 @@ void AddIngestFlags(CLI::App* app, IngestFlags* f) {
   app->add_option("--max-megapixels", f->max_megapixels, "record larger images as failed without decoding them")
       ->capture_default_str()
       ->check(CLI::Range(0.001, 10000.0));
+}
+
+Status CheckPathsExist(const std::vector<std::string>& paths, const IngestFlags& f) {
+  if (f.forget_missing) return Status::Ok();
+  for (const std::string& p : paths) {
+    std::error_code ec;
+    if (!std::filesystem::exists(p, ec)) {
+      return Status::NotFound(ForTerminal(p) +
+                              " does not exist (nothing was created; with --forget-missing the "
+                              "images indexed from it are dropped)");
+    }
+  }
+  return Status::Ok();
 }
 
 SyncOptions SyncOptionsOf(const IngestFlags& f, const IngestTarget* target) {
@@ -97,8 +120,8 @@ Result<IngestTarget> OpenIngestTarget(const IngestFlags& f, const CollectionOpti
     }
   }
   IngestTarget t;
-  ASSIGN_OR_RETURN(t.model,
-                   LoadModel(f.model, {.n_threads = f.threads}, {.pull_if_missing = true, .offline = f.offline}));
+  ASSIGN_OR_RETURN(t.model, LoadModel(ModelFor(f, f.model), {.n_threads = f.threads},
+                                      {.pull_if_missing = true, .offline = f.offline}));
   const ModelIdentity identity = IdentityOf(*t.model);
   ASSIGN_OR_RETURN(Store store, OpenStore(location, &identity, with_keep));
   t.collection = std::move(store.collection);

@@ -26,6 +26,9 @@ struct StoreFlags {
 void AddStoreFlags(CLI::App* app, StoreFlags* f, const std::string& db_help = "collection directory");
 // The location the flags name: the --db folder or the --store URL.
 Result<std::string> LocationOf(const StoreFlags& f);
+// The model a command on that collection loads: `model_flag` (--model) when given, else the model
+// the collection records it was built with, else "" (ResolveModel's defaults then apply).
+std::string ModelFor(const StoreFlags& f, const std::string& model_flag);
 
 struct IngestFlags : StoreFlags {
   bool embed_local = false;
@@ -54,6 +57,10 @@ struct IngestTarget {
 };
 // `options` for the collection (watch and serve wait out a database outage however long it lasts).
 Result<IngestTarget> OpenIngestTarget(const IngestFlags& f, const CollectionOptions& options = {});
+
+// Ok when every path exists (or --forget-missing, which accepts missing ones), else kNotFound naming
+// the first that does not: checked before anything is created.
+Status CheckPathsExist(const std::vector<std::string>& paths, const IngestFlags& f);
 
 // The sync options of the flags; with a target that has a queue, files become jobs.
 SyncOptions SyncOptionsOf(const IngestFlags& f, const IngestTarget* target = nullptr);

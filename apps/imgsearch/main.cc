@@ -2,11 +2,15 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <string>
+#include <vector>
 
 #include "commands.h"
+#include "imgsearch/path_display.h"
 
 namespace imgsearch::cli {
 
@@ -45,15 +49,54 @@ Result<std::unique_ptr<ClipModel>> LoadModel(const std::string& flag, const Mode
 
 namespace {
 
+// Edits (insertions, deletions, substitutions, swaps of neighbours) from `a` to `b`.
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+// "unknown command "serach"; did you mean "search"?" for a first word that names no command.
+std::string UnknownCommand(const CLI::App& app, const std::string& word) {
+  std::string best;
+  size_t best_distance = 3;  // farther than two edits is no suggestion
+  for (const CLI::App* sub : app.get_subcommands({})) {
+    const std::string& name = sub->get_name();
+    const size_t distance = name.starts_with(word) ? 1 : EditDistance(word, name);
+    if (distance < best_distance) {
+      best = name;
+      best_distance = distance;
+    }
+  }
+  std::string message = "unknown command \"" + ForTerminal(word) + "\"";
+  if (!best.empty()) message += "; did you mean \"" + best + "\"?";
+  return message + " (imgsearch --help lists the commands)";
+}
+
 int Main(int argc, char** argv) {
   auto logger = spdlog::stderr_color_mt("imgsearch");
   logger->set_pattern("%^%l%$: %v");
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::warn);
 
-  CLI::App app{"imgsearch: search folders of images by what they show"};
+  CLI::App app{"imgsearch: search folders of images by what they show", "imgsearch"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("imgsearch ") + IMGSEARCH_VERSION);
+  app.set_version_flag("-V,--version", std::string("imgsearch ") + IMGSEARCH_VERSION);
+  app.footer(
+      "Start with: imgsearch serve --db DIR --watch FOLDER (then open the address it prints), or imgsearch index --db DIR "
+      "FOLDER and imgsearch search --db DIR \"words\". COMMAND --help tells more.\n\n"
+      "Exit codes: 0 done; 1 some inputs failed (each named), the rest done; 2 the request is wrong (a bad flag or "
+      "value, something named that does not exist, a collection built with another model); 3 a bug in imgsearch; "
+      "4 reading or writing failed (I/O error, damaged data, a limit reached); 5 busy or unreachable, retrying may "
+      "help (a database or network down, a collection another process is writing, a port in use).");
   bool verbose = false;
   app.add_flag("-v,--verbose", verbose, "log what happens (the kernels in use, timings)");
   std::map<CLI::App*, RunFn> commands;
@@ -74,6 +117,17 @@ int Main(int argc, char** argv) {
   add(AddWorkerCommand(app));
   add(AddMigrateCommand(app));
 
+  if (argc < 2) {
+    std::fputs(app.help().c_str(), stderr);
+    return kExitUsage;
+  }
+  if (const std::string first = argv[1]; !first.starts_with("-")) {
+    const auto names = app.get_subcommands({});
+    if (std::none_of(names.begin(), names.end(), [&](const CLI::App* sub) { return sub->check_name(first); })) {
+      PrintError(UnknownCommand(app, first));
+      return kExitUsage;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

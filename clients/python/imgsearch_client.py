@@ -35,6 +35,7 @@ __all__ = [
     "NotFoundError",
     "ServerError",
     "ConnectionError",
+    "QueryImageError",
 ]
 
 # The same as the server's (CMakeLists.txt's project() defines it; tests/python/test_client.py checks
@@ -69,6 +70,19 @@ class ServerError(ImgsearchError):
 
 class ConnectionError(ImgsearchError):  # noqa: A001 - the name users expect, scoped to this module
     """The server could not be reached."""
+
+
+class QueryImageError(ImgsearchError, OSError):
+    """A query image file could not be read (before anything was sent). Also a FileNotFoundError
+    or PermissionError where that is the reason, so `except FileNotFoundError` works."""
+
+
+class _QueryImageNotFound(QueryImageError, FileNotFoundError):
+    pass
+
+
+class _QueryImageNotPermitted(QueryImageError, PermissionError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -234,7 +248,9 @@ def _image_bytes(image: Union[str, os.PathLike, bytes]) -> bytes:
         with open(image, "rb") as f:
             return f.read()
     except OSError as e:
-        raise ImgsearchError(f"cannot read the query image {image}: {e.strerror}") from None
+        kind = {FileNotFoundError: _QueryImageNotFound, PermissionError: _QueryImageNotPermitted}.get(
+            type(e), QueryImageError)
+        raise kind(f"cannot read the query image {os.fspath(image)}: {e.strerror or e}") from None
 
 
 def _result(r: dict) -> SearchResult:

@@ -43,7 +43,10 @@ struct TowerInfo {
 };
 
 struct ModelInfo {
-  std::string dir;           // the directory the files were read from
+  std::string dir;  // the directory the files were read from
+  // What finds this model again from any working directory (a collection records it): the hub
+  // name it was pulled as, else the folder's absolute path.
+  std::string source;
   std::string weights_path;  // model.safetensors
   uint64_t weights_bytes = 0;
   std::string dtype;  // of the checkpoint: F32, F16 or BF16

@@ -51,6 +51,9 @@ struct ModelIdentity {
   std::string id;  // a hash of the weights
   std::string name;
   int dim = 0;
+  // Where it loads from (ModelInfo::source): recorded by writers, so that later commands find the
+  // model the collection was built with; empty in collections recorded before it was kept.
+  std::string source;
 };
 
 struct SearchFilter {

@@ -18,6 +18,9 @@ inline constexpr const char* kDefaultModelName = "openai/clip-vit-base-patch32";
 inline constexpr const char* kKnownModels[] = {"openai/clip-vit-base-patch32", "sentence-transformers/clip-ViT-B-32",
                                                "openai/clip-vit-base-patch16", "openai/clip-vit-large-patch14"};
 
+// In a pulled model's folder: what was pulled ({"name", "revision", "bytes", "pulled_at"}).
+inline constexpr const char* kModelManifest = "imgsearch-model.json";
+
 // $XDG_CACHE_HOME/imgsearch/models, else ~/.cache/imgsearch/models.
 std::string DefaultModelCache();
 

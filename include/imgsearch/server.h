@@ -48,6 +48,10 @@ struct ServerOptions {
   JobQueue* queue = nullptr;         // scale-out: its depth and workers go into status and metrics
 };
 
+// Ok when a server could listen on host:port now (port 0: any), else kUnavailable saying so: what
+// serve checks before it creates or opens anything.
+Status CheckCanListen(const std::string& host, int port);
+
 class SearchServer {
  public:
   // Binds the port and starts serving in the background. `watcher` may be null (no live folders;

@@ -29,7 +29,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-constexpr const char* kManifest = "imgsearch-model.json";
+constexpr const char* kManifest = kModelManifest;
 // The files a CLIP model needs; a sentence-transformers repository keeps them in 0_CLIPModel/.
 constexpr const char* kNeeded[] = {"config.json", "model.safetensors", "vocab.json", "merges.txt"};
 

@@ -305,7 +305,7 @@ ModelIdentity IdentityOf(const ClipModel& model) {
   std::string name = info.dir;
   const size_t slash = name.find_last_of('/');
   if (slash != std::string::npos && slash + 1 < name.size()) name = name.substr(slash + 1);
-  return {info.fingerprint, name, info.embedding_dim};
+  return {info.fingerprint, name, info.embedding_dim, info.source};
 }
 
 }  // namespace imgsearch

@@ -1,9 +1,14 @@
 #include <spdlog/spdlog.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 
 #include "imgsearch/clip.h"
+#include "imgsearch/hub.h"
 #include "kernels/cpu.h"
 #include "kernels/gemm.h"
 #include "model/config.h"
@@ -17,6 +22,20 @@ namespace {
 
 // Images per forward pass: bounds the activations' memory whatever batch the caller hands in.
 constexpr int kMaxImagesPerPass = 32;
+
+// The hub name `dir` was pulled as (its manifest), else its absolute path.
+std::string SourceOf(const std::string& dir) {
+  std::ifstream in(dir + "/" + kModelManifest);
+  if (in) {
+    const nlohmann::json manifest = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (manifest.is_object() && manifest.contains("name") && manifest["name"].is_string()) {
+      return manifest["name"].get<std::string>();
+    }
+  }
+  std::error_code ec;
+  const std::filesystem::path absolute = std::filesystem::absolute(dir, ec);
+  return ec ? dir : absolute.lexically_normal().string();
+}
 
 TowerInfo DescribeTower(const clip::TowerConfig& t) {
   TowerInfo info;
@@ -103,6 +122,7 @@ Result<std::unique_ptr<ClipModel>> ClipModel::Load(const std::string& dir, const
   const clip::ClipConfig& c = impl->config;
   ModelInfo& info = impl->info;
   info.dir = files.dir;
+  info.source = SourceOf(files.dir);
   info.weights_path = files.weights;
   info.weights_bytes = weights_bytes;
   info.dtype = impl->weights->dtype_name();

@@ -481,10 +481,12 @@ class PgBackend final : public store::CatalogBackend {
   ModelIdentity ReadModelIn(pqxx::transaction_base& t) const {
     ModelIdentity stored;
     for (const pqxx::row& row :
-         t.exec("SELECT key, value FROM imgsearch.meta WHERE key IN ('model_id', 'model_name', 'dim')")) {
+         t.exec_params("SELECT key, value FROM imgsearch.meta WHERE key IN ('model_id', 'model_name', 'dim', $1)",
+                       std::string(store::kModelSourceKey))) {
       const std::string key = row[0].as<std::string>(), value = row[1].as<std::string>();
       if (key == "model_id") stored.id = value;
       if (key == "model_name") stored.name = value;
+      if (key == store::kModelSourceKey) stored.source = value;
       if (key == "dim") {
         try {
           stored.dim = std::stoi(value);

@@ -3,8 +3,10 @@
 #include "imgsearch/server.h"
 
 #include <httplib.h>
+#include <netdb.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <malloc.h>
 
@@ -29,6 +31,11 @@ using server::Route;
 using server::SendJson;
 
 #include "web_assets.inc"  // kWebAssets: the page's files, embedded at build time
+
+Status CannotListen(const std::string& host, int port) {
+  return Status::Unavailable("cannot listen on " + host + ":" + std::to_string(port) +
+                             " (in use, or not an address of this machine)");
+}
 
 // The route name of the request this thread is serving, for its metrics.
 thread_local const char* t_route = nullptr;
@@ -109,10 +116,7 @@ class Server final : public SearchServer {
       port_ = http_.bind_to_any_port(options_.host);
       if (port_ <= 0) return Status::Unavailable("cannot listen on " + options_.host + " (any port)");
     } else {
-      if (!http_.bind_to_port(options_.host, options_.port)) {
-        return Status::Unavailable("cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
-                                   " (in use, or not an address of this machine)");
-      }
+      if (!http_.bind_to_port(options_.host, options_.port)) return CannotListen(options_.host, options_.port);
       port_ = options_.port;
     }
     // Debian's compiled cpp-httplib listens with a backlog of 5: a burst of new connections (a page
@@ -290,6 +294,28 @@ class Server final : public SearchServer {
 };
 
 }  // namespace
+
+Status CheckCanListen(const std::string& host, int port) {
+  if (port == 0) return Status::Ok();
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) {
+    return CannotListen(host, port);
+  }
+  bool bound = false;
+  for (addrinfo* a = found; a != nullptr && !bound; a = a->ai_next) {
+    const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    int yes = 1;  // as the server binds: a port left in TIME_WAIT is free
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    bound = ::bind(fd, a->ai_addr, a->ai_addrlen) == 0;
+    ::close(fd);
+  }
+  ::freeaddrinfo(found);
+  return bound ? Status::Ok() : CannotListen(host, port);
+}
 
 Result<std::unique_ptr<SearchServer>> SearchServer::Start(const ClipModel* model, Collection* collection,
                                                           FolderWatcher* watcher, const ServerOptions& options) {

@@ -477,6 +477,12 @@ Result<std::unique_ptr<Collection>> OpenCollectionOver(std::unique_ptr<CatalogBa
     }
     RETURN_IF_ERROR(
         CheckSameModel(stored, *model, where, "use that model, or re-embed everything with `imgsearch reindex`"));
+    if (!options.read_only && !model->source.empty() && model->source != stored.source) {
+      RETURN_IF_ERROR(backend->UpdateMeta(kModelSourceKey, [&](const std::optional<std::string>&) {
+        return Result<std::optional<std::string>>(std::optional<std::string>(model->source));
+      }));
+      stored.source = model->source;
+    }
   }
   if (options.keep_removed && !options.read_only) {
     if (*options.keep_removed < std::chrono::milliseconds(0)) {

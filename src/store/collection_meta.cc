@@ -12,9 +12,10 @@ namespace imgsearch::store {
 Status CheckSameModel(const ModelIdentity& stored, const ModelIdentity& wanted, const std::string& where,
                       const std::string& remedy) {
   if (stored.id == wanted.id && stored.dim == wanted.dim) return Status::Ok();
+  const std::string from = stored.source.empty() ? "" : ", from " + stored.source;
   return Status::InvalidArgument("collection " + where + " was built with model " + stored.name + " (" + stored.id +
-                                 ", " + std::to_string(stored.dim) + " dimensions), not " + wanted.name + " (" +
-                                 wanted.id + ", " + std::to_string(wanted.dim) + "); " + remedy);
+                                 ", " + std::to_string(stored.dim) + " dimensions" + from + "), not " + wanted.name +
+                                 " (" + wanted.id + ", " + std::to_string(wanted.dim) + "); " + remedy);
 }
 
 namespace {

@@ -27,6 +27,9 @@ std::string RootsJson(const std::vector<CollectionRoot>& roots);
 Status MergeRoots(std::vector<CollectionRoot>* roots, std::span<const CollectionRoot> add, RootChange change,
                   bool* changed);
 
+// Where the bound model loads from (ModelIdentity::source), updated by each writer that has it.
+inline constexpr const char* kModelSourceKey = "model_source";
+
 // How long vectors of removed content are kept (catalog_backend.h), in milliseconds.
 inline constexpr const char* kKeepRemovedKey = "keep_removed_ms";
 // The period a stored value means (kDefaultKeepRemoved when none, or not a count of milliseconds).

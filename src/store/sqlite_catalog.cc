@@ -276,9 +276,11 @@ Result<ModelIdentity> SqliteCatalog::ReadModel() {
   ASSIGN_OR_RETURN(std::optional<std::string> id, GetMeta("model_id"));
   ASSIGN_OR_RETURN(std::optional<std::string> name, GetMeta("model_name"));
   ASSIGN_OR_RETURN(std::optional<std::string> dim, GetMeta("dim"));
+  ASSIGN_OR_RETURN(std::optional<std::string> source, GetMeta(kModelSourceKey));
   if (!id || !dim) return stored;
   stored.id = *id;
   stored.name = name.value_or("");
+  stored.source = source.value_or("");
   try {
     stored.dim = std::stoi(*dim);
   } catch (const std::exception&) {

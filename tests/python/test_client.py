@@ -119,8 +119,15 @@ class ClientTest(unittest.TestCase):
             self.client.search(text="dog", colour="red")
         with self.assertRaises(ValueError):
             self.client.search()
-        with self.assertRaises(isc.ImgsearchError):
+        # A local problem is typed too: both an ImgsearchError and the OSError it is.
+        with self.assertRaises(FileNotFoundError) as missing:
             self.client.search(image="/no/such/file.jpg")
+        self.assertIsInstance(missing.exception, isc.QueryImageError)
+        self.assertIsInstance(missing.exception, isc.ImgsearchError)
+        self.assertIn("/no/such/file.jpg", missing.exception.message)
+        self.assertIsNone(missing.exception.status)
+        with self.assertRaises(isc.QueryImageError):
+            self.client.search(image=HERE)  # a folder
         with self.assertRaises(ValueError):
             isc.Client("localhost:8080")
         # Nothing listens on a port we just had and closed.

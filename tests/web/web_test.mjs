@@ -87,6 +87,9 @@ try {
   await until("the full image", () => page.$eval("[data-testid=viewer-image]", (i) => i.complete && i.naturalWidth > 0));
   check((await page.textContent("[data-testid=viewer-path]")).endsWith(".jpg"), "viewer shows the image and its path");
   await until("image details", async () => /JPEG/.test(await page.textContent("#viewer-meta")));
+  const meta = await page.textContent("#viewer-meta");
+  check(meta.includes(`#${openedId}`), `the viewer shows the image's id (${meta})`);
+  check(/\d(\.\d)? (B|KB|MB)\b/.test(meta) && !/0\.0 MB/.test(meta), `the file size in a readable unit (${meta})`);
   await page.screenshot({ path: path.join(outDir, "viewer.png") });
 
   // More like this: the opened image is left out, the rest ranked by similarity.
@@ -150,14 +153,20 @@ try {
   const titles = await page.$$eval("[data-testid=result]", (cards) => cards.map((c) => c.title));
   check(titles.every((t) => t.startsWith(path.join(pics, "trip") + "/")), "folder filter keeps only that folder");
 
-  // Status panel, and live indexing of a new file.
-  await page.goto(base + "/");
-  await page.click("[data-testid=status-pill]");
+  // Status panel (opened by its link), and live indexing of a new file.
+  await page.goto(base + "/#status");
   await until("the status panel", async () => /Indexed\s*24/.test(await page.textContent("[data-testid=status-panel]")));
-  check(true, "status panel shows the indexed count");
+  check(true, "/#status opens the status panel, which shows the indexed count");
+  await page.click("[data-testid=status-pill]");
+  check(new URL(page.url()).hash === "" && await page.$eval("[data-testid=status-panel]", (p) => p.hidden), "the pill closes it, and the URL says so");
+  await page.click("[data-testid=status-pill]");
+  check(new URL(page.url()).hash === "#status", "the open panel is in the URL");
   fs.copyFileSync(somePhoto, path.join(pics, "new-copy.jpg"));
   await until("the new image in the status", async () => /Indexed\s*25/.test(await page.textContent("[data-testid=status-panel]")));
   check(/25 images/.test(await page.textContent("[data-testid=status-pill]")), "a file added to the folder shows up live");
+  fs.writeFileSync(path.join(pics, "broken.jpg"), Buffer.from([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3]));
+  await until("the failure in the pill", async () => /25 images · 1 failed/.test(await page.textContent("[data-testid=status-pill]")));
+  check(true, "a file that cannot be read shows in the status pill");
   await page.screenshot({ path: path.join(outDir, "status.png") });
 
   // Phone width: nothing wider than the screen.
