@@ -231,7 +231,9 @@ Status SqliteCatalog::Migrate() {
   }
   if (version < kSchemaVersion && read_only_) {
     return Status::Unsupported(writer_.path() + " has schema version " + std::to_string(version) +
-                               " and needs a migration; open it once without read-only");
+                               ", older than this imgsearch reads (" + std::to_string(kSchemaVersion) +
+                               "); reading never changes it: run `imgsearch index --db " + dir_ +
+                               "` (or watch, or serve) once to upgrade it");
   }
   while (version < kSchemaVersion) {
     ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(&writer_));
