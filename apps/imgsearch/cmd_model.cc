@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "imgsearch/clip.h"
 #include "imgsearch/hub.h"
+#include "imgsearch/path_display.h"
 #include "json_out.h"
 
 namespace imgsearch::cli {
@@ -132,7 +133,7 @@ RunFn AddModelCommand(CLI::App& root) {
           std::printf("%-40s %8.1f MB  %s  %s\n", m.name.c_str(), m.bytes / 1e6, identity.c_str(), m.dir.c_str());
         }
       }
-      if (f->json) std::printf("%s\n", listed.dump().c_str());
+      if (f->json) std::printf("%s\n", DumpJson(listed).c_str());
       return kExitOk;
     }
     return PrintInfo(f->model, f->json);

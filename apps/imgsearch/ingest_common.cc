@@ -43,7 +43,13 @@ std::string ModelFor(const StoreFlags& f, const std::string& model_flag) {
   if (!location.ok()) return "";
   // Read-only, never created: a look at what is recorded (none yet: the defaults).
   Result<Store> store = OpenStore(*location, nullptr, {.read_only = true, .create_if_missing = false});
-  return store.ok() ? store->collection->model().source : "";
+  if (!store.ok()) return "";
+  const std::string source = store->collection->model().source;
+  // A folder recorded on another machine (scale-out) or since moved: the defaults, as before it was
+  // recorded; a model name is looked up (or pulled) by name anywhere.
+  std::error_code ec;
+  if (source.starts_with('/') && !std::filesystem::is_directory(source, ec)) return "";
+  return source;
 }
 
 void AddIngestFlags(CLI::App* app, IngestFlags* f) {

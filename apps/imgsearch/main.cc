@@ -91,8 +91,8 @@ int Main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("-V,--version", std::string("imgsearch ") + IMGSEARCH_VERSION);
   app.footer(
-      "Start with: imgsearch serve --db DIR --watch FOLDER (then open the address it prints), or imgsearch index --db DIR "
-      "FOLDER and imgsearch search --db DIR \"words\". COMMAND --help tells more.\n\n"
+      "Start with: imgsearch serve --db DIR --watch FOLDER (then open the address it prints), or "
+      "imgsearch index --db DIR FOLDER and imgsearch search --db DIR \"words\". COMMAND --help tells more.\n\n"
       "Exit codes: 0 done; 1 some inputs failed (each named), the rest done; 2 the request is wrong (a bad flag or "
       "value, something named that does not exist, a collection built with another model); 3 a bug in imgsearch; "
       "4 reading or writing failed (I/O error, damaged data, a limit reached); 5 busy or unreachable, retrying may "

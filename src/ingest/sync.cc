@@ -280,7 +280,9 @@ Result<SyncReport> ReindexCollection(const std::string& dir, const ClipModel& mo
   Result<SyncReport> report = Status::Internal("not run");
   {
     const ModelIdentity identity = IdentityOf(model);
-    auto fresh = OpenCollection(staging, &identity);
+    auto kept = (*old)->Stats();  // the grace period for removed content carries over
+    if (!kept.ok()) return kept.status();
+    auto fresh = OpenCollection(staging, &identity, {.keep_removed = kept->keep_removed});
     if (!fresh.ok()) return fresh.status();
     report = ReembedInto(old->get(), fresh->get(), model, options);
     if (!report.ok()) return report.status();

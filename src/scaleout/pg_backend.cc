@@ -50,20 +50,30 @@ int64_t NowMs() {
       .count();
 }
 
+// The database's clock in milliseconds: every writer marks and expires releases by the same clock.
+constexpr const char* kDbNowMs = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
 // Releases the vectors of `hashes` that no image has any more, then deletes those released longer
-// ago than the collection's grace period (store/catalog_backend.h).
-void ReleaseVectors(pqxx::work& w, const std::vector<std::string>& hashes, int64_t now) {
+// ago than the collection's grace period that no image uses (store/catalog_backend.h): checked
+// again by the DELETE, a statement of its own, which sees the images other writers committed
+// meanwhile (the release's own check may not).
+void ReleaseVectors(pqxx::work& w, const std::vector<std::string>& hashes) {
   for (const std::string& hash : hashes) {
-    w.exec_params(
-        "UPDATE imgsearch.vectors SET released_at_ms = $2 WHERE hash = $1 AND released_at_ms IS NULL AND NOT EXISTS "
-        "(SELECT 1 FROM imgsearch.images WHERE content_hash = $1)",
-        hash, now);
+    w.exec_params(std::string("UPDATE imgsearch.vectors SET released_at_ms = ") + kDbNowMs +
+                      " WHERE hash = $1 AND released_at_ms IS NULL AND NOT EXISTS "
+                      "(SELECT 1 FROM imgsearch.images WHERE content_hash = $1)",
+                  hash);
   }
+  // Marks an older imgsearch left on vectors it reused are cleared (it does not clear them).
+  w.exec(
+      "UPDATE imgsearch.vectors v SET released_at_ms = NULL WHERE released_at_ms IS NOT NULL AND EXISTS "
+      "(SELECT 1 FROM imgsearch.images i WHERE i.content_hash = v.hash)");
   const pqxx::result keep =
       w.exec_params("SELECT value FROM imgsearch.meta WHERE key = $1", std::string(store::kKeepRemovedKey));
   const auto stored = keep.empty() ? std::nullopt : std::optional<std::string>(keep[0][0].as<std::string>());
-  w.exec_params("DELETE FROM imgsearch.vectors WHERE released_at_ms <= $1",
-                now - store::KeepRemovedFrom(stored).count());
+  w.exec_params(std::string("DELETE FROM imgsearch.vectors v WHERE released_at_ms <= ") + kDbNowMs +
+                    " - $1 AND NOT EXISTS (SELECT 1 FROM imgsearch.images i WHERE i.content_hash = v.hash)",
+                store::KeepRemovedFrom(stored).count());
 }
 
 }  // namespace
@@ -111,7 +121,7 @@ std::vector<int64_t> WriteUpserts(pqxx::work& w, std::span<const ImageUpsert> ba
     if (!old.empty() && old[0][0].as<std::string>() != r.content_hash) released.push_back(old[0][0].as<std::string>());
   }
   // Once every row is written: a later row of the batch may be a copy reusing a released vector.
-  ReleaseVectors(w, released, now);
+  ReleaseVectors(w, released);
   return ids;
 }
 
@@ -130,7 +140,7 @@ std::vector<int64_t> WriteRemovals(pqxx::work& w, std::span<const std::string> p
     released.push_back(r[0][1].as<std::string>());
     removed.push_back(id);
   }
-  ReleaseVectors(w, released, NowMs());
+  ReleaseVectors(w, released);
   return removed;
 }
 
@@ -295,7 +305,13 @@ class PgBackend final : public store::CatalogBackend {
     bool found = false;
     RETURN_IF_ERROR(client_->Run([&](pqxx::connection& c) {
       pqxx::nontransaction t(c);
-      found = !t.exec_params("SELECT 1 FROM imgsearch.vectors WHERE hash = $1", hash).empty();
+      // A kept vector near its deletion is not offered (store::kKeptVectorMarginMs).
+      found = !t.exec_params(
+                    std::string("SELECT 1 FROM imgsearch.vectors WHERE hash = $1 AND (released_at_ms IS NULL "
+                                "OR released_at_ms > ") +
+                        kDbNowMs + " - coalesce((SELECT value::bigint FROM imgsearch.meta WHERE key = $2), $3) + $4)",
+                    hash, std::string(store::kKeepRemovedKey), kDefaultKeepRemoved.count(), store::kKeptVectorMarginMs)
+                   .empty();
     }));
     return found;
   }

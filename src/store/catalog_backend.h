@@ -44,7 +44,11 @@ struct BackendCounts {
 // Released vectors: a vector no image uses any more is not deleted at once but marked with the time
 // it was released; an image taking that content again clears the mark (its vector is reused, not
 // recomputed), and every write transaction deletes the vectors released longer ago than the
-// collection's grace period (collection_meta.h: kKeepRemovedKey).
+// collection's grace period (collection_meta.h: kKeepRemovedKey) and that no image uses (whatever
+// the mark: a writer of an older imgsearch reuses vectors without clearing it). HasVector does not
+// offer a vector within kKeptVectorMarginMs of its deletion: the pipeline would count on a vector
+// that another write may delete before its own.
+inline constexpr int64_t kKeptVectorMarginMs = 10 * 60 * 1000;
 class CatalogBackend {
  public:
   virtual ~CatalogBackend() = default;

@@ -172,7 +172,10 @@ class CollectionCore final : public Collection {
                        backend_->ReadIndexedRecords([&](const ImageRecord& r) { ids.push_back(r.id); }));
       RETURN_IF_ERROR(CatchUp());
       std::lock_guard<std::mutex> applying(catch_up_mu_);
-      if (applied_seq_ != seq && attempt < 20) continue;  // written meanwhile
+      if (applied_seq_ != seq) {  // written meanwhile
+        if (attempt < 20) continue;
+        return Status::Unavailable(backend_->where() + " kept changing while it was checked; try again");
+      }
       std::sort(ids.begin(), ids.end());
       std::shared_lock<RwMutex> lock(index_mu_);
       std::vector<int64_t> graph = index_ ? index_->GraphIds() : std::vector<int64_t>();
@@ -406,6 +409,14 @@ class CollectionCore final : public Collection {
   // holds everything up to where it trimmed, so loading it and the changes since is enough (and
   // reads no vector); without a usable one, the index is rebuilt from every row.
   Status Reload() {
+    // One reload at a time; one that waited finds the work done (and must not install an older
+    // snapshot over an index already past it).
+    std::lock_guard<std::mutex> reloading(reload_mu_);
+    {
+      std::lock_guard<std::mutex> lock(catch_up_mu_);
+      ASSIGN_OR_RETURN(ChangeSet changes, backend_->ChangesSince(applied_seq_));
+      if (!changes.incomplete) return Status::Ok();
+    }
     const std::string path = backend_->SnapshotPath();
     std::error_code ec;
     if (!path.empty() && std::filesystem::exists(path + ".meta", ec)) {
@@ -455,6 +466,7 @@ class CollectionCore final : public Collection {
 
   std::mutex load_mu_;
   std::atomic<bool> loaded_{false};
+  std::mutex reload_mu_;                        // Reload, one at a time (taken before catch_up_mu_)
   std::mutex catch_up_mu_;                      // applying changes and saving snapshots, one at a time
   int64_t applied_seq_ = 0;                     // guarded by catch_up_mu_
   std::atomic<int64_t> changes_since_save_{0};  // changes applied since the last snapshot
@@ -477,7 +489,12 @@ Result<std::unique_ptr<Collection>> OpenCollectionOver(std::unique_ptr<CatalogBa
     }
     RETURN_IF_ERROR(
         CheckSameModel(stored, *model, where, "use that model, or re-embed everything with `imgsearch reindex`"));
-    if (!options.read_only && !model->source.empty() && model->source != stored.source) {
+    // The place recorded stays while it still holds the model (writers on other machines, with
+    // their own folders, do not take turns replacing it); recorded when missing or gone.
+    std::error_code ec;
+    const bool recorded_gone =
+        stored.source.empty() || (stored.source.starts_with('/') && !std::filesystem::exists(stored.source, ec));
+    if (!options.read_only && !model->source.empty() && model->source != stored.source && recorded_gone) {
       RETURN_IF_ERROR(backend->UpdateMeta(kModelSourceKey, [&](const std::optional<std::string>&) {
         return Result<std::optional<std::string>>(std::optional<std::string>(model->source));
       }));

@@ -187,6 +187,21 @@ TEST(Collection, RemovedContentIsKeptForTheGracePeriod) {
     auto c = Open(dir);  // the stored period holds for writers that do not set one
     EXPECT_EQ(c->Stats()->keep_removed, std::chrono::milliseconds(50));
   }
+  {
+    // A vector marked released while an image uses it (as a writer of an older imgsearch leaves
+    // one) is never deleted; one near its deletion is not offered for reuse.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir + "/catalog.db").c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "UPDATE vectors SET released_at_ms = 1", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+    auto c = Open(dir, {.keep_removed = std::chrono::minutes(5)});
+    ASSERT_TRUE(c->Upsert(std::vector<ImageUpsert>{MakeImage("/c.jpg", Axis(16, 6), "third")}).ok());
+    EXPECT_TRUE(c->CheckIntegrity().ok()) << c->CheckIntegrity().ToString();
+    EXPECT_EQ(c->Search(Axis(16, 5), SearchOptions{})->front().path, "/b.jpg");
+    ASSERT_TRUE(c->Remove(std::vector<std::string>{"/c.jpg"}).ok());
+    EXPECT_EQ(c->Stats()->kept_vectors, 1);
+    EXPECT_FALSE(*c->HasEmbeddingFor("third"));  // kept 5 minutes: within the margin of its deletion
+  }
   auto negative = OpenCollection(dir, nullptr, {.keep_removed = std::chrono::milliseconds(-1)});
   ASSERT_FALSE(negative.ok());
   EXPECT_NE(negative.status().message().find("cannot be negative"), std::string::npos) << negative.status().ToString();

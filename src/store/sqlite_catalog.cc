@@ -89,11 +89,18 @@ class ChangeRecorder {
     ASSIGN_OR_RETURN(Statement release, db->Prepare("UPDATE vectors SET released_at_ms = ?2 WHERE hash = ?1 AND "
                                                     "released_at_ms IS NULL AND NOT EXISTS "
                                                     "(SELECT 1 FROM images WHERE content_hash = ?1)"));
-    ASSIGN_OR_RETURN(Statement purge, db->Prepare("DELETE FROM vectors WHERE released_at_ms <= ?"));
+    // Only what no image uses, whatever the mark says: a writer of an older imgsearch reuses
+    // vectors without clearing it (such marks are cleared first).
+    ASSIGN_OR_RETURN(Statement unmark,
+                     db->Prepare("UPDATE vectors SET released_at_ms = NULL WHERE released_at_ms IS NOT "
+                                 "NULL AND EXISTS (SELECT 1 FROM images WHERE content_hash = "
+                                 "vectors.hash)"));
+    ASSIGN_OR_RETURN(Statement purge, db->Prepare("DELETE FROM vectors WHERE released_at_ms <= ? AND NOT EXISTS "
+                                                  "(SELECT 1 FROM images WHERE content_hash = vectors.hash)"));
     ASSIGN_OR_RETURN(Statement keep,
                      db->Prepare(std::string("SELECT value FROM meta WHERE key = '") + kKeepRemovedKey + "'"));
     ASSIGN_OR_RETURN(Statement log, db->Prepare("INSERT INTO changes(image_id) VALUES (?)"));
-    return ChangeRecorder(std::move(release), std::move(purge), std::move(keep), std::move(log));
+    return ChangeRecorder(std::move(release), std::move(unmark), std::move(purge), std::move(keep), std::move(log));
   }
 
   // `released_hash`: content the image no longer has (empty: none).
@@ -117,17 +124,20 @@ class ChangeRecorder {
     const std::chrono::milliseconds keep =
         KeepRemovedFrom(stored ? std::optional<std::string>(keep_removed_.Text(0)) : std::nullopt);
     keep_removed_.Reset();
+    RETURN_IF_ERROR(unmark_.Run());
     purge_.Bind(1, now - keep.count());
     return purge_.Run();
   }
 
  private:
-  ChangeRecorder(Statement release, Statement purge, Statement keep, Statement log)
+  ChangeRecorder(Statement release, Statement unmark, Statement purge, Statement keep, Statement log)
       : release_(std::move(release)),
+        unmark_(std::move(unmark)),
         purge_(std::move(purge)),
         keep_removed_(std::move(keep)),
         log_change_(std::move(log)) {}
   Statement release_;
+  Statement unmark_;
   Statement purge_;
   Statement keep_removed_;
   Statement log_change_;
@@ -464,8 +474,15 @@ Result<std::vector<float>> SqliteCatalog::GetEmbedding(int64_t id) {
 
 Result<bool> SqliteCatalog::HasVector(const std::string& hash) {
   std::lock_guard<std::mutex> lock(read_mu_);
-  ASSIGN_OR_RETURN(Statement s, reader_.Prepare("SELECT 1 FROM vectors WHERE hash = ?"));
-  s.Bind(1, std::string_view(hash));
+  ASSIGN_OR_RETURN(Statement s, reader_.Prepare(std::string("SELECT 1 FROM vectors WHERE hash = ?1 AND "
+                                                            "(released_at_ms IS NULL OR released_at_ms > ?2 - "
+                                                            "COALESCE((SELECT CAST(value AS INTEGER) FROM meta "
+                                                            "WHERE key = '") +
+                                                kKeepRemovedKey + "'), ?3) + ?4)"));
+  s.Bind(1, std::string_view(hash))
+      .Bind(2, NowMs())
+      .Bind(3, int64_t{kDefaultKeepRemoved.count()})
+      .Bind(4, int64_t{kKeptVectorMarginMs});
   return s.Step();
 }
 
