@@ -257,6 +257,14 @@ class PgBackend final : public store::CatalogBackend {
     return removed;
   }
 
+  Status PurgeReleased() override {
+    return client_->Run([&](pqxx::connection& c) {
+      pqxx::work w(c);
+      ReleaseVectors(w, {});
+      w.commit();
+    });
+  }
+
   Result<std::optional<int64_t>> Move(const std::string& from, const std::string& to) override {
     std::optional<int64_t> moved;
     RETURN_IF_ERROR(client_->Run([&](pqxx::connection& c) {

@@ -82,6 +82,9 @@ class CatalogBackend {
   virtual Result<std::vector<int64_t>> Upsert(std::span<const ImageUpsert> batch, int dim) = 0;
   // The ids removed; unknown paths are ignored.
   virtual Result<std::vector<int64_t>> Remove(std::span<const std::string> paths) = 0;
+  // Deletes the released vectors past the grace period now (every write does it too), as after
+  // the period was shortened.
+  virtual Status PurgeReleased() = 0;
   // The id moved, or nullopt when `from` is unknown; kInvalidArgument when `to` is taken.
   virtual Result<std::optional<int64_t>> Move(const std::string& from, const std::string& to) = 0;
 

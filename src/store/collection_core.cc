@@ -506,9 +506,12 @@ Result<std::unique_ptr<Collection>> OpenCollectionOver(std::unique_ptr<CatalogBa
       return Status::InvalidArgument("the time removed content is kept cannot be negative");
     }
     const std::string value = std::to_string(options.keep_removed->count());
+    bool changed = false;
     RETURN_IF_ERROR(backend->UpdateMeta(kKeepRemovedKey, [&](const std::optional<std::string>& now) {
-      return Result<std::optional<std::string>>(now == value ? std::nullopt : std::optional<std::string>(value));
+      changed = now != value;
+      return Result<std::optional<std::string>>(changed ? std::optional<std::string>(value) : std::nullopt);
     }));
+    if (changed) RETURN_IF_ERROR(backend->PurgeReleased());  // a shorter period applies at once
   }
   auto collection = std::make_unique<CollectionCore>(std::move(backend), std::move(stored), options);
   RETURN_IF_ERROR(collection->Open());

@@ -186,6 +186,14 @@ TEST(Collection, RemovedContentIsKeptForTheGracePeriod) {
   {
     auto c = Open(dir);  // the stored period holds for writers that do not set one
     EXPECT_EQ(c->Stats()->keep_removed, std::chrono::milliseconds(50));
+    ASSERT_TRUE(c->Upsert(std::vector<ImageUpsert>{MakeImage("/d.jpg", Axis(16, 7), "fourth")}).ok());
+    ASSERT_TRUE(c->Remove(std::vector<std::string>{"/d.jpg"}).ok());
+    EXPECT_EQ(c->Stats()->kept_vectors, 1);
+  }
+  {
+    auto c = Open(dir, {.keep_removed = std::chrono::milliseconds(0)});  // applies at once, no write needed
+    EXPECT_EQ(c->Stats()->kept_vectors, 0);
+    EXPECT_FALSE(*c->HasEmbeddingFor("fourth"));
   }
   {
     // A vector marked released while an image uses it (as a writer of an older imgsearch leaves

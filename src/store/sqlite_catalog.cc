@@ -655,6 +655,14 @@ Result<ChangeSet> SqliteCatalog::ChangesSince(int64_t seq) {
   return out;
 }
 
+Status SqliteCatalog::PurgeReleased() {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(&writer_));
+  ASSIGN_OR_RETURN(ChangeRecorder changes, ChangeRecorder::Prepare(&writer_));
+  RETURN_IF_ERROR(changes.ReleaseOrphans());
+  return txn.Commit();
+}
+
 Status SqliteCatalog::ForgetChangesUpTo(int64_t seq) {
   std::lock_guard<std::mutex> lock(write_mu_);
   ASSIGN_OR_RETURN(Statement s, writer_.Prepare("DELETE FROM changes WHERE seq <= ?"));

@@ -65,6 +65,7 @@ class SqliteCatalog final : public CatalogBackend {
   Result<ChangeSet> ChangesSince(int64_t seq) override;
   Result<int64_t> LastSeq() override;
   Status ForgetChangesUpTo(int64_t seq) override;
+  Status PurgeReleased() override;
   // Another process writes through its own connection: look again every half second.
   bool WaitForChanges(std::chrono::milliseconds timeout, const std::atomic<bool>& stop) override;
 
