@@ -29,7 +29,6 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-constexpr const char* kManifest = kModelManifest;
 // The files a CLIP model needs; a sentence-transformers repository keeps them in 0_CLIPModel/.
 constexpr const char* kNeeded[] = {"config.json", "model.safetensors", "vocab.json", "merges.txt"};
 
@@ -274,9 +273,9 @@ class Puller {
       manifest["files"].push_back({{"path", f.path}, {"size", f.size}, {f.sha256 ? "sha256" : "git_sha1", f.digest}});
     }
     {
-      std::ofstream m(staging + "/" + kManifest);
+      std::ofstream m(staging + "/" + kModelManifest);
       m << manifest.dump(2) << "\n";
-      if (!m) return Status::IoError("cannot write " + staging + "/" + kManifest);
+      if (!m) return Status::IoError("cannot write " + staging + "/" + kModelManifest);
     }
     // Swap in: the previous version (if any) stays usable until the new one is complete.
     const std::string old = target + ".old-" + std::to_string(::getpid());
@@ -313,7 +312,7 @@ std::vector<CachedModel> ListCachedModels(const std::string& cache_dir) {
   for (fs::directory_iterator it(cache, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string dir = it->path().string();
     if (it->path().filename().string().starts_with(".")) continue;
-    std::ifstream in(dir + "/" + kManifest);
+    std::ifstream in(dir + "/" + kModelManifest);
     if (!in) continue;
     try {
       const json m = json::parse(in);
@@ -345,7 +344,7 @@ Result<std::string> ResolveModel(const std::string& flag, const ResolveOptions& 
   }
   const std::string cache = options.pull.cache_dir.empty() ? DefaultModelCache() : options.pull.cache_dir;
   const std::string dir = CachedModelDir(value, cache);
-  if (fs::exists(dir + "/" + kManifest, ec)) return dir;
+  if (fs::exists(dir + "/" + kModelManifest, ec)) return dir;
   if (!options.pull_if_missing || options.offline) {
     return Status::NotFound("model " + value + " (" + source + ") is not in the cache " + cache +
                             (options.offline ? " and --offline forbids downloading it" : "") +
