@@ -301,6 +301,74 @@ TEST_F(ServeTest, ImagesThumbnailsSimilarAndUploads) {
   EXPECT_EQ(body2["results"][0]["id"].get<int64_t>(), id);
 }
 
+// HEIC, AVIF and JPEG XL beside the JPEGs: indexed, counted by format, filtered by format, shown
+// through a JPEG rendition where browsers cannot display the file, the original still downloadable,
+// and a HEIC upload searches like any image.
+TEST_F(ServeTest, EveryFormatIsShownInABrowser) {
+  REQUIRE_GOLDEN(golden);
+  const std::string photo = golden + "/images/rocket.jpg";
+  for (const std::vector<std::string>& argv :
+       {std::vector<std::string>{"/usr/bin/heif-enc", "-q", "80", "-o", root_ + "/photo.heic", photo},
+        std::vector<std::string>{"/usr/bin/heif-enc", "-A", "-q", "60", "-o", root_ + "/photo.avif", photo},
+        std::vector<std::string>{"/usr/bin/cjxl", photo, root_ + "/photo.jxl"}}) {
+    const testing::CommandResult r = testing::RunCommand(argv);
+    ASSERT_EQ(r.exit_code, 0) << argv[0] << ": " << r.out << r.err;
+  }
+  StartServer();
+  const json collection = Get("/api/status").second["collection"];
+  EXPECT_EQ(collection["formats"], json({{"jpeg", 12}, {"heif", 1}, {"avif", 1}, {"jxl", 1}})) << collection.dump();
+
+  const std::string heic = std::to_string(IdOf("photo.heic"));
+  auto [code, info] = Get("/api/images/" + heic + "/info");
+  ASSERT_EQ(code, 200);
+  EXPECT_EQ(info["format"], "heif");
+  EXPECT_EQ(info["width"], 640);
+  EXPECT_EQ(info["original_url"], "/api/images/" + heic);
+  EXPECT_EQ(info["view_url"], "/api/images/" + heic + "/view");
+  EXPECT_FALSE(info["browser_displays"].get<bool>());
+
+  auto original = Client().Get("/api/images/" + heic);
+  ASSERT_TRUE(original);
+  EXPECT_EQ(original->get_header_value("Content-Type"), "image/heif");
+  EXPECT_EQ(original->body, testing::ReadFile(root_ + "/photo.heic"));
+  for (const std::string name : {"photo.heic", "photo.jxl"}) {
+    auto view = Client().Get("/api/images/" + std::to_string(IdOf(name)) + "/view");
+    ASSERT_TRUE(view);
+    ASSERT_EQ(view->status, 200) << view->body;
+    EXPECT_EQ(view->get_header_value("Content-Type"), "image/jpeg") << name;
+    auto d = DecodeImage(std::span(reinterpret_cast<const uint8_t*>(view->body.data()), view->body.size()));
+    ASSERT_TRUE(d.ok()) << name;
+    EXPECT_EQ(d->format, ImageFormat::kJpeg);
+    EXPECT_EQ(d->image.width, 640) << "full size, under the rendition's limit";
+    auto again = Client().Get("/api/images/" + std::to_string(IdOf(name)) + "/view",
+                              {{"If-None-Match", view->get_header_value("ETag")}});
+    EXPECT_EQ(again->status, 304);
+  }
+  // What a browser shows by itself is the file itself.
+  for (const std::string name : {"img5.jpg", "photo.avif"}) {
+    auto view = Client().Get("/api/images/" + std::to_string(IdOf(name)) + "/view");
+    ASSERT_TRUE(view);
+    EXPECT_EQ(view->body, testing::ReadFile(root_ + "/" + name)) << name;
+  }
+  auto thumb = Client().Get("/api/images/" + heic + "/thumbnail?size=128");
+  ASSERT_TRUE(thumb);
+  EXPECT_EQ(thumb->status, 200);
+  EXPECT_EQ(thumb->get_header_value("Content-Type"), "image/jpeg");
+
+  auto [fcode, only] = Get("/api/search?q=rocket&k=50&format=heic");
+  ASSERT_EQ(fcode, 200) << only.dump();
+  ASSERT_EQ(only["results"].size(), 1u);
+  EXPECT_EQ(only["results"][0]["view_url"], "/api/images/" + heic + "/view");
+
+  httplib::MultipartFormDataItems form = {
+      {"image", testing::ReadFile(root_ + "/photo.heic"), "IMG_0001.HEIC", "application/octet-stream"},
+      {"k", "1", "", ""}};
+  auto up = Client().Post("/api/search", form);
+  ASSERT_TRUE(up);
+  ASSERT_EQ(up->status, 200) << up->body;
+  EXPECT_EQ(json::parse(up->body)["results"][0]["id"].get<int64_t>(), std::stoll(heic));
+}
+
 TEST_F(ServeTest, ThumbnailCacheStaysUnderItsLimit) {
   StartServer({"--thumbnail-cache-mb", "0.01"});  // 10,485 bytes: a few thumbnails
   auto cache_bytes = [&] {

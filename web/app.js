@@ -133,7 +133,10 @@ function renderTerms() {
       body = el("input", { value: t.text, placeholder: "term", ariaLabel: "term" });
       body.addEventListener("input", () => { t.text = body.value; searchSoon(); });
     } else if (t.kind === "image") {
-      body = el("img", { src: t.data, alt: t.label || "image" });
+      body = el("img", { src: t.data, alt: t.label || "image", title: t.label || "" });
+      // A format the browser cannot show (HEIC, RAW, JPEG XL): the server reads it; the chip names it.
+      const img = body;
+      img.addEventListener("error", () => img.replaceWith(el("span", { className: "chip-name", textContent: t.label || "image" })));
     } else {
       body = el("img", { src: `/api/images/${t.id}/thumbnail?size=64`, alt: `image ${t.id}`, title: t.label || "" });
     }
@@ -150,7 +153,9 @@ function addTerm(term) {
 }
 
 function readImageFile(file) {
-  if (!file || !file.type.startsWith("image/")) {
+  // Browsers give HEIC, RAW and JPEG XL files no image type (or none at all): the server reads the
+  // content and says if it is not an image.
+  if (!file || (file.type && !file.type.startsWith("image/") && file.type !== "application/octet-stream")) {
     showMessage(`${file ? file.name : "That"} is not an image.`, true);
     return;
   }
@@ -176,7 +181,7 @@ function moreLikeThis(r) {
 let viewing = null;
 async function openViewer(r) {
   viewing = r;
-  $("viewer-image").src = r.url;
+  $("viewer-image").src = r.view_url || r.url;  // a JPEG rendition of what a browser cannot show
   $("viewer-image").alt = r.path;
   $("viewer-path").textContent = r.path;
   $("viewer-open").href = r.url;

@@ -78,7 +78,7 @@ double EndToEnd(const ClipModel& model, const std::vector<std::string>& files, i
       cv.notify_all();
     };
     for (const std::string& f : files) {
-      auto d = DecodeImageFile(f);
+      auto d = DecodeImageFile(f, ForModelInput({}, size));
       if (!d.ok()) continue;
       current.resize(current.size() + floats);
       NormalizeForClip(ResizeAndCropForClip(d->image, size), current.data() + current.size() - floats);

@@ -83,7 +83,7 @@ int RunEmbed(const EmbedFlags& f) {
     }
     DecodeOptions decode;
     decode.max_pixels = static_cast<uint64_t>(f.max_megapixels * 1e6);
-    auto decoded = DecodeImageFile(in.value, decode);
+    auto decoded = DecodeImageFile(in.value, ForModelInput(decode, size));
     if (!decoded.ok()) {
       in.error = decoded.status().message();
       continue;

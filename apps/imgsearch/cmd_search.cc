@@ -148,6 +148,7 @@ RunFn AddStatsCommand(CLI::App& root) {
           {"failed", s->failed},
           {"distinct_vectors", s->distinct_vectors},
           {"kept_vectors", s->kept_vectors},
+          {"formats", s->formats},
           {"keep_removed", FormatDuration(s->keep_removed)},
           {"model", {{"id", s->model.id}, {"name", s->model.name}, {"dim", s->model.dim}, {"source", s->model.source}}},
           {"database_bytes", s->database_bytes},
@@ -182,6 +183,13 @@ RunFn AddStatsCommand(CLI::App& root) {
     std::printf("collection  %s\n", RedactedLocation(f->db.empty() ? f->store : f->db).c_str());
     std::printf("images      %lld indexed, %lld failed\n", static_cast<long long>(s->indexed),
                 static_cast<long long>(s->failed));
+    if (!s->formats.empty()) {
+      std::string by_format;
+      for (const auto& [format, n] : s->formats) {
+        by_format += (by_format.empty() ? "" : ", ") + std::to_string(n) + " " + format;
+      }
+      std::printf("formats     %s\n", by_format.c_str());
+    }
     std::printf("vectors     %lld distinct (identical files share one)", static_cast<long long>(s->distinct_vectors));
     if (s->kept_vectors > 0) {
       std::printf("; %lld of removed images kept for %s", static_cast<long long>(s->kept_vectors),

@@ -45,7 +45,7 @@ RunFn AddPreprocessCommand(CLI::App& root) {
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
   return [f] {
-    auto decoded = DecodeImageFile(f->image);
+    auto decoded = DecodeImageFile(f->image, ForModelInput({}, f->size));
     if (!decoded.ok()) {
       PrintError(decoded.status().ToString());
       return kExitSomeFailed;

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -125,8 +126,9 @@ enum class RootChange {
 struct CollectionStats {
   int64_t indexed = 0;
   int64_t failed = 0;
-  int64_t distinct_vectors = 0;  // embeddings in use (identical files share one)
-  int64_t kept_vectors = 0;      // embeddings of removed content, kept for `keep_removed`
+  int64_t distinct_vectors = 0;            // embeddings in use (identical files share one)
+  int64_t kept_vectors = 0;                // embeddings of removed content, kept for `keep_removed`
+  std::map<std::string, int64_t> formats;  // indexed images by format (ImageFormatName: "jpeg", "heif", …)
   std::chrono::milliseconds keep_removed = kDefaultKeepRemoved;
   ModelIdentity model;
   int64_t database_bytes = 0;

@@ -25,9 +25,33 @@ struct Image {
   const uint8_t* row(int y) const { return rgb.data() + static_cast<size_t>(y) * width * 3; }
 };
 
-enum class ImageFormat { kUnknown, kJpeg, kPng, kWebp, kGif, kBmp, kTiff };
+enum class ImageFormat { kUnknown, kJpeg, kPng, kWebp, kGif, kBmp, kTiff, kHeif, kAvif, kJxl, kRaw };
+inline constexpr ImageFormat kImageFormats[] = {
+    ImageFormat::kJpeg, ImageFormat::kPng,  ImageFormat::kWebp, ImageFormat::kGif, ImageFormat::kBmp,
+    ImageFormat::kTiff, ImageFormat::kHeif, ImageFormat::kAvif, ImageFormat::kJxl, ImageFormat::kRaw};
 
-const char* ImageFormatName(ImageFormat format);
+// The catalog's name of a format: "jpeg", "png", "webp", "gif", "bmp", "tiff", "heif", "avif", "jxl",
+// "raw" (camera RAW of any make: DNG, CR2, CR3, NEF, ARW, RAF, ORF, RW2, …).
+constexpr const char* ImageFormatName(ImageFormat format) {
+  switch (format) {
+    case ImageFormat::kJpeg: return "jpeg";
+    case ImageFormat::kPng: return "png";
+    case ImageFormat::kWebp: return "webp";
+    case ImageFormat::kGif: return "gif";
+    case ImageFormat::kBmp: return "bmp";
+    case ImageFormat::kTiff: return "tiff";
+    case ImageFormat::kHeif: return "heif";
+    case ImageFormat::kAvif: return "avif";
+    case ImageFormat::kJxl: return "jxl";
+    case ImageFormat::kRaw: return "raw";
+    case ImageFormat::kUnknown: break;
+  }
+  return "unknown";
+}
+
+// Whether every current browser displays files of this format (a catalog name) by itself; the
+// others are shown through a JPEG rendition.
+bool BrowserDisplays(const std::string& format_name);
 
 // Detects the format from the first bytes (magic numbers), never from a file name.
 ImageFormat DetectImageFormat(std::span<const uint8_t> bytes);
@@ -40,21 +64,34 @@ struct DecodeOptions {
   // size (libjpeg's DCT scaling, several times faster) as long as both sides stay ≥ this; for
   // thumbnails.
   int min_side = 0;
+  // > 0: a picture the file already holds at reduced size — a camera RAW file's embedded preview
+  // (what the camera rendered), a HEIF thumbnail — is decoded instead of the full image when its
+  // shorter side is at least this. 0: the full image, except that min_side > 0 implies this too.
+  int preview_min_side = 0;
 };
 
 struct DecodedImage {
   Image image;  // oriented, RGB
   ImageFormat format = ImageFormat::kUnknown;
+  int width = 0;  // the picture's oriented size, even when a smaller preview (above) was decoded
+  int height = 0;
   int stored_width = 0;  // as decoded (see DecodeOptions::min_side), before orientation
   int stored_height = 0;
   int orientation = 1;                      // EXIF orientation tag, 1 when absent
   std::optional<std::string> capture_time;  // EXIF DateTimeOriginal, "YYYY-MM-DDTHH:MM:SS"
 };
 
-// Decodes JPEG, PNG, WebP, GIF (first frame), BMP or TIFF. Every failure (zero bytes, not an
+// Decodes JPEG, PNG (an APNG's default image), WebP and GIF (the first frame of an animation), BMP,
+// TIFF (the first page), HEIF/HEIC and AVIF (the primary image with its rotation, mirroring and
+// crop), JPEG XL and camera RAW. Every failure (zero bytes, not an
 // image, truncated, corrupt, too many pixels) is a Status that says what is wrong.
 Result<DecodedImage> DecodeImage(std::span<const uint8_t> bytes, const DecodeOptions& options = {});
 Result<DecodedImage> DecodeImageFile(const std::string& path, const DecodeOptions& options = {});
+
+// `options` for an image the model sees at `input_size` pixels: a RAW preview or HEIF thumbnail
+// stands in for the full image when its shorter side is at least twice that (the resize to the
+// model's input then averages as many source pixels as it would from the full image).
+DecodeOptions ForModelInput(DecodeOptions options, int input_size);
 
 // Pillow's Image.resize(size, BICUBIC, reducing_gap=None) for 8-bit images, exactly: two separable
 // fixed-point passes (horizontal first) with a uint8 image between them.

@@ -178,12 +178,12 @@ PreparedFile PrepareFile(const WorkItem& item, const FileReader& read, const Dec
     keep_description();
     return out;
   }
-  Result<DecodedImage> decoded = DecodeImage(bytes, decode);
+  Result<DecodedImage> decoded = DecodeImage(bytes, ForModelInput(decode, image_size));
   bytes = {};
   if (!decoded.ok()) return fail(decoded.status().message());
   ImageRecord& r = out.upsert.record;
-  r.width = decoded->image.width;
-  r.height = decoded->image.height;
+  r.width = decoded->width;
+  r.height = decoded->height;
   r.format = ImageFormatName(decoded->format);
   r.capture_time = decoded->capture_time;
   r.status = ImageStatus::kIndexed;

@@ -1,4 +1,6 @@
+#include <algorithm>
 #include <cstring>
+#include <string_view>
 
 #include "base/file.h"
 #include "media/decoders.h"
@@ -6,18 +8,52 @@
 
 namespace imgsearch {
 
-const char* ImageFormatName(ImageFormat format) {
-  switch (format) {
-    case ImageFormat::kJpeg: return "jpeg";
-    case ImageFormat::kPng: return "png";
-    case ImageFormat::kWebp: return "webp";
-    case ImageFormat::kGif: return "gif";
-    case ImageFormat::kBmp: return "bmp";
-    case ImageFormat::kTiff: return "tiff";
-    case ImageFormat::kUnknown: break;
-  }
-  return "unknown";
+bool BrowserDisplays(const std::string& format) {
+  // TIFF, HEIF (outside Safari), JPEG XL (outside Safari) and camera RAW are not shown by browsers.
+  return format == "jpeg" || format == "png" || format == "webp" || format == "gif" || format == "bmp" ||
+         format == "avif";
 }
+
+DecodeOptions ForModelInput(DecodeOptions options, int input_size) {
+  options.preview_min_side = std::max(options.preview_min_side, 2 * input_size);
+  return options;
+}
+
+namespace {
+
+// ISO base media files (HEIF, AVIF, CR3, and videos) name what they hold in their first box, "ftyp":
+// a major brand and compatible brands.
+ImageFormat DetectBmff(std::span<const uint8_t> b) {
+  if (b.size() < 16 || std::memcmp(b.data() + 4, "ftyp", 4) != 0) return ImageFormat::kUnknown;
+  const uint32_t box = (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | b[3];
+  const size_t end = std::min<size_t>(b.size(), std::max<uint32_t>(box, 16));
+  auto brand_format = [&](size_t at) {
+    const std::string_view brand(reinterpret_cast<const char*>(b.data() + at), 4);
+    if (brand == "avif" || brand == "avis") return ImageFormat::kAvif;
+    if (brand == "heic" || brand == "heix" || brand == "heim" || brand == "heis" || brand == "hevc" ||
+        brand == "hevx") {
+      return ImageFormat::kHeif;
+    }
+    if (brand == "crx ") return ImageFormat::kRaw;  // Canon CR3
+    return ImageFormat::kUnknown;
+  };
+  if (ImageFormat major = brand_format(8); major != ImageFormat::kUnknown) return major;
+  // A generic major brand ("mif1", "msf1"): the compatible brands say which codec; AVIF first, as
+  // a file listing both is an AVIF with a HEIF-compatible structure.
+  ImageFormat found = ImageFormat::kUnknown;
+  for (size_t at = 16; at + 4 <= end; at += 4) {
+    const ImageFormat f = brand_format(at);
+    if (f == ImageFormat::kAvif) return f;
+    if (f != ImageFormat::kUnknown) found = f;
+  }
+  if (found == ImageFormat::kUnknown &&
+      (std::memcmp(b.data() + 8, "mif1", 4) == 0 || std::memcmp(b.data() + 8, "msf1", 4) == 0)) {
+    return ImageFormat::kHeif;  // an image file whose codec libheif will name
+  }
+  return found;
+}
+
+}  // namespace
 
 ImageFormat DetectImageFormat(std::span<const uint8_t> b) {
   auto starts = [&](const char* magic, size_t n, size_t offset = 0) {
@@ -28,11 +64,51 @@ ImageFormat DetectImageFormat(std::span<const uint8_t> b) {
   if (starts("RIFF", 4) && starts("WEBP", 4, 8)) return ImageFormat::kWebp;
   if (starts("GIF87a", 6) || starts("GIF89a", 6)) return ImageFormat::kGif;
   if (starts("BM", 2) && b.size() >= 26) return ImageFormat::kBmp;
-  if (starts("II*\0", 4) || starts("MM\0*", 4)) return ImageFormat::kTiff;
-  return ImageFormat::kUnknown;
+  if (starts("II*\0", 4) || starts("MM\0*", 4)) {
+    return media::IsCameraRawTiff(b) ? ImageFormat::kRaw : ImageFormat::kTiff;
+  }
+  if (starts("\xFF\x0A", 2) || starts("\0\0\0\x0CJXL \r\n\x87\n", 12)) return ImageFormat::kJxl;
+  // Camera RAW formats with their own signatures: Fujifilm RAF, Olympus ORF, Panasonic RW2.
+  if (starts("FUJIFILMCCD-RAW", 15) || starts("IIRO", 4) || starts("IIRS", 4) || starts("MMOR", 4) ||
+      starts("IIU\0", 4)) {
+    return ImageFormat::kRaw;
+  }
+  return DetectBmff(b);
 }
 
 namespace media {
+
+bool IsCameraRawTiff(std::span<const uint8_t> b) {
+  if (b.size() < 16) return false;
+  const bool little = b[0] == 'I';
+  auto u16 = [&](size_t at) -> uint32_t { return little ? b[at] | (b[at + 1] << 8) : (b[at] << 8) | b[at + 1]; };
+  auto u32 = [&](size_t at) -> uint32_t {
+    return little ? u16(at) | (u16(at + 2) << 16) : (u16(at) << 16) | u16(at + 2);
+  };
+  if (b[8] == 'C' && b[9] == 'R') return true;  // Canon CR2
+  const size_t ifd = u32(4);
+  if (ifd < 8 || ifd + 2 > b.size()) return false;
+  const size_t entries = std::min<size_t>(u16(ifd), 4096);
+  for (size_t i = 0; i < entries && ifd + 2 + 12 * (i + 1) <= b.size(); ++i) {
+    const size_t e = ifd + 2 + 12 * i;
+    const uint32_t tag = u16(e);
+    const uint32_t type = u16(e + 2);
+    const uint32_t value = type == 3 ? u16(e + 8) : u32(e + 8);  // SHORT or LONG, held in place
+    if (tag == 0xC612) return true;                              // DNGVersion
+    if (tag == 0x00FE && (value & 1) != 0) return true;          // NewSubfileType: a reduced-resolution preview
+    if (tag == 0x0106 && (value == 32803 || value == 34892)) return true;  // CFA or LinearRaw data
+  }
+  return false;
+}
+
+std::vector<uint8_t> ExifFromBmffItem(std::span<const uint8_t> item) {
+  if (item.size() < 4) return {};
+  const uint32_t offset = (uint32_t{item[0]} << 24) | (uint32_t{item[1]} << 16) | (uint32_t{item[2]} << 8) | item[3];
+  if (offset > item.size() - 4) return {};
+  std::span<const uint8_t> tiff = item.subspan(4 + offset);
+  if (tiff.size() > 6 && std::memcmp(tiff.data(), "Exif\0\0", 6) == 0) tiff = tiff.subspan(6);
+  return {tiff.begin(), tiff.end()};
+}
 
 Status CheckDimensions(int64_t width, int64_t height, const DecodeOptions& options) {
   if (width <= 0 || height <= 0) {
@@ -49,7 +125,9 @@ Status CheckDimensions(int64_t width, int64_t height, const DecodeOptions& optio
 
 }  // namespace media
 
-Result<DecodedImage> DecodeImage(std::span<const uint8_t> bytes, const DecodeOptions& options) {
+Result<DecodedImage> DecodeImage(std::span<const uint8_t> bytes, const DecodeOptions& requested) {
+  DecodeOptions options = requested;
+  if (options.min_side > 0) options.preview_min_side = std::max(options.preview_min_side, options.min_side);
   if (bytes.empty()) return Status::InvalidArgument("empty file (0 bytes)");
   const ImageFormat format = DetectImageFormat(bytes);
   Result<media::RawDecode> raw = Status::InvalidArgument("not an image (unrecognised content)");
@@ -60,11 +138,16 @@ Result<DecodedImage> DecodeImage(std::span<const uint8_t> bytes, const DecodeOpt
     case ImageFormat::kGif: raw = media::DecodeGif(bytes, options); break;
     case ImageFormat::kBmp: raw = media::DecodeBmp(bytes, options); break;
     case ImageFormat::kTiff: raw = media::DecodeTiff(bytes, options); break;
+    case ImageFormat::kHeif:
+    case ImageFormat::kAvif: raw = media::DecodeHeif(bytes, options); break;
+    case ImageFormat::kJxl: raw = media::DecodeJxl(bytes, options); break;
+    case ImageFormat::kRaw: raw = media::DecodeCameraRaw(bytes, options); break;
     case ImageFormat::kUnknown: break;
   }
   if (!raw.ok()) {
     if (format == ImageFormat::kUnknown) return raw.status();
-    constexpr const char* kDisplayNames[] = {"", "JPEG", "PNG", "WebP", "GIF", "BMP", "TIFF"};
+    constexpr const char* kDisplayNames[] = {"",     "JPEG", "PNG",  "WebP",    "GIF",       "BMP",
+                                             "TIFF", "HEIF", "AVIF", "JPEG XL", "camera RAW"};
     return raw.status().WithContext(kDisplayNames[static_cast<int>(format)]);
   }
 
@@ -74,9 +157,13 @@ Result<DecodedImage> DecodeImage(std::span<const uint8_t> bytes, const DecodeOpt
   out.stored_height = raw->image.height;
   const media::ExifFields exif = media::ParseExif(raw->exif);
   out.orientation = raw->tiff_orientation >= 1 && raw->tiff_orientation <= 8 ? raw->tiff_orientation : exif.orientation;
-  out.capture_time = exif.capture_time;
+  out.capture_time = raw->capture_time ? raw->capture_time : exif.capture_time;
+  const bool preview = raw->full_width > 0 && raw->full_height > 0;
+  out.width = preview ? raw->full_width : raw->image.width;
+  out.height = preview ? raw->full_height : raw->image.height;
   if (options.apply_exif_orientation && out.orientation != 1) {
     out.image = media::ApplyOrientation(raw->image, out.orientation);
+    if (out.orientation >= 5) std::swap(out.width, out.height);
   } else {
     out.image = std::move(raw->image);
   }

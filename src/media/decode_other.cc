@@ -24,13 +24,31 @@ Result<RawDecode> DecodeWebp(std::span<const uint8_t> bytes, const DecodeOptions
   RETURN_IF_ERROR(CheckDimensions(features.width, features.height, options));
   RawDecode out;
   out.image = Image(features.width, features.height);
-  // RGB output drops alpha without compositing, as Pillow's convert("RGB") does. For an animation
-  // this decodes the first frame.
-  if (WebPDecodeRGBInto(bytes.data(), bytes.size(), out.image.rgb.data(), out.image.rgb.size(), features.width * 3) ==
-      nullptr) {
+  WebPData data{bytes.data(), bytes.size()};
+  if (features.has_animation) {
+    // The first frame on its canvas (transparent where the frame does not reach), as Pillow reads
+    // an animation; alpha then dropped.
+    WebPAnimDecoderOptions anim_options;
+    if (!WebPAnimDecoderOptionsInit(&anim_options)) return Status::Internal("libwebp version mismatch");
+    anim_options.color_mode = MODE_RGBA;
+    anim_options.use_threads = 0;
+    std::unique_ptr<WebPAnimDecoder, void (*)(WebPAnimDecoder*)> anim(WebPAnimDecoderNew(&data, &anim_options),
+                                                                      WebPAnimDecoderDelete);
+    uint8_t* rgba = nullptr;
+    int timestamp = 0;
+    WebPAnimInfo info;
+    if (!anim || !WebPAnimDecoderGetInfo(anim.get(), &info) || static_cast<int>(info.canvas_width) != features.width ||
+        static_cast<int>(info.canvas_height) != features.height ||
+        !WebPAnimDecoderGetNext(anim.get(), &rgba, &timestamp)) {
+      return Status::Corruption("the first frame is truncated or corrupt");
+    }
+    const size_t n = static_cast<size_t>(features.width) * features.height;
+    for (size_t i = 0; i < n; ++i) std::memcpy(out.image.rgb.data() + 3 * i, rgba + 4 * i, 3);
+  } else if (WebPDecodeRGBInto(bytes.data(), bytes.size(), out.image.rgb.data(), out.image.rgb.size(),
+                               features.width * 3) == nullptr) {
+    // RGB output drops alpha without compositing, as Pillow's convert("RGB") does.
     return Status::Corruption("pixel data is truncated or corrupt");
   }
-  WebPData data{bytes.data(), bytes.size()};
   if (WebPDemuxer* demux = WebPDemux(&data)) {
     WebPChunkIterator chunk;
     if (WebPDemuxGetChunk(demux, "EXIF", 1, &chunk)) {

@@ -2,6 +2,7 @@
 // truncation and corruption as errors, and converts to RGB the way Pillow's convert("RGB") does.
 #pragma once
 
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -13,7 +14,10 @@ namespace imgsearch::media {
 struct RawDecode {
   Image image;
   std::vector<uint8_t> exif;  // a TIFF-structured EXIF block ("Exif\0\0" header stripped), if any
-  int tiff_orientation = 0;   // TIFF files carry orientation in their own IFD
+  int tiff_orientation = 0;   // TIFF files carry orientation in their own IFD; 1 where the decoder applied it
+  std::optional<std::string> capture_time;  // when the decoder read it itself (else from `exif`)
+  int full_width = 0;                       // stored size of the full picture when `image` is a preview of it
+  int full_height = 0;
 };
 
 Result<RawDecode> DecodeJpeg(std::span<const uint8_t> bytes, const DecodeOptions& options);
@@ -22,6 +26,18 @@ Result<RawDecode> DecodeWebp(std::span<const uint8_t> bytes, const DecodeOptions
 Result<RawDecode> DecodeGif(std::span<const uint8_t> bytes, const DecodeOptions& options);
 Result<RawDecode> DecodeBmp(std::span<const uint8_t> bytes, const DecodeOptions& options);
 Result<RawDecode> DecodeTiff(std::span<const uint8_t> bytes, const DecodeOptions& options);
+Result<RawDecode> DecodeHeif(std::span<const uint8_t> bytes, const DecodeOptions& options);  // and AVIF
+Result<RawDecode> DecodeJxl(std::span<const uint8_t> bytes, const DecodeOptions& options);
+Result<RawDecode> DecodeCameraRaw(std::span<const uint8_t> bytes, const DecodeOptions& options);
+
+// A TIFF-structured file that holds a camera's sensor data rather than a picture: a DNG, a CR2, or
+// a TIFF whose first image is a reduced-resolution preview or colour filter array data (NEF, ARW,
+// PEF, …).
+bool IsCameraRawTiff(std::span<const uint8_t> bytes);
+
+// The TIFF block of an ISO-BMFF "Exif" item or box (a 4-byte offset to the TIFF header, then the
+// block); empty when malformed.
+std::vector<uint8_t> ExifFromBmffItem(std::span<const uint8_t> item);
 
 // Refuses dimensions that are zero, negative or above the pixel limit.
 Status CheckDimensions(int64_t width, int64_t height, const DecodeOptions& options);

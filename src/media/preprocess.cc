@@ -36,7 +36,7 @@ void NormalizeForClip(const Image& crop, float* chw) {
 }
 
 Status PreprocessForClip(std::span<const uint8_t> bytes, int size, float* chw, const DecodeOptions& options) {
-  ASSIGN_OR_RETURN(DecodedImage decoded, DecodeImage(bytes, options));
+  ASSIGN_OR_RETURN(DecodedImage decoded, DecodeImage(bytes, ForModelInput(options, size)));
   NormalizeForClip(ResizeAndCropForClip(decoded.image, size), chw);
   return Status::Ok();
 }

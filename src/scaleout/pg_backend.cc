@@ -345,6 +345,10 @@ class PgBackend final : public store::CatalogBackend {
       s.kept_vectors = r[5].as<int64_t>();
       s.keep_removed =
           store::KeepRemovedFrom(r[6].is_null() ? std::nullopt : std::optional<std::string>(r[6].as<std::string>()));
+      for (const pqxx::row& f :
+           t.exec("SELECT format, count(*) FROM imgsearch.images WHERE status = 1 GROUP BY format")) {
+        s.formats[f[0].as<std::string>()] = f[1].as<int64_t>();
+      }
     }));
     return s;
   }

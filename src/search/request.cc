@@ -11,6 +11,7 @@
 
 #include "base/base64.h"
 #include "base/text.h"
+#include "imgsearch/image.h"
 #include "imgsearch/search.h"
 
 namespace imgsearch {
@@ -297,16 +298,22 @@ Result<int64_t> ParseSearchTime(std::string_view text_in, std::string_view field
 Result<std::string> CanonicalFormat(std::string_view name, std::string_view field) {
   std::string f(name);
   std::transform(f.begin(), f.end(), f.begin(), [](unsigned char c) { return std::tolower(c); });
-  static constexpr std::array<std::pair<const char*, const char*>, 3> kAliases = {
-      {{"jpg", "jpeg"}, {"tif", "tiff"}, {"jpe", "jpeg"}}};
+  static constexpr std::array<std::pair<const char*, const char*>, 7> kAliases = {{{"jpg", "jpeg"},
+                                                                                   {"tif", "tiff"},
+                                                                                   {"jpe", "jpeg"},
+                                                                                   {"heic", "heif"},
+                                                                                   {"jpegxl", "jxl"},
+                                                                                   {"dng", "raw"},
+                                                                                   {"jpeg-xl", "jxl"}}};
   for (const auto& [alias, canonical] : kAliases) {
     if (f == alias) f = canonical;
   }
-  static constexpr std::array<const char*, 6> kKnown = {"jpeg", "png", "webp", "gif", "bmp", "tiff"};
-  if (std::find(kKnown.begin(), kKnown.end(), f) == kKnown.end()) {
-    return Bad("unknown " + std::string(field) + " " + Quoted(name) + " (jpeg, png, webp, gif, bmp, tiff)");
+  std::string known;
+  for (const ImageFormat format : kImageFormats) {
+    if (f == ImageFormatName(format)) return f;
+    known += std::string(known.empty() ? "" : ", ") + ImageFormatName(format);
   }
-  return f;
+  return Bad("unknown " + std::string(field) + " " + Quoted(name) + " (" + known + ")");
 }
 
 Result<SearchRequest> ParseSearchQuery(const SearchFields& fields, const RequestLimits& limits, bool allow_terms) {

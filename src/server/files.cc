@@ -192,9 +192,18 @@ void ThumbnailCache::Prune() {
 
 Result<std::string> ThumbnailCache::Get(const ImageRecord& record, int requested) {
   const int size = RoundSize(requested);
+  return GetScaled(record, size, 85, std::to_string(size));
+}
+
+Result<std::string> ThumbnailCache::GetView(const ImageRecord& record) {
+  return GetScaled(record, kViewSize, 90, "view");
+}
+
+Result<std::string> ThumbnailCache::GetScaled(const ImageRecord& record, int size, int quality,
+                                              const std::string& name) {
   if (record.content_hash.size() < 3) return Status::InvalidArgument("image " + record.path + " has no content hash");
   const std::string path =
-      dir_ + "/" + record.content_hash.substr(0, 2) + "/" + record.content_hash + "-" + std::to_string(size) + ".jpg";
+      dir_ + "/" + record.content_hash.substr(0, 2) + "/" + record.content_hash + "-" + name + ".jpg";
   auto read_cached = [&]() -> std::optional<std::string> {
     auto cached = ReadFileText(path, size_t{64} << 20);
     if (!cached.ok()) return std::nullopt;
@@ -218,7 +227,7 @@ Result<std::string> ThumbnailCache::Get(const ImageRecord& record, int requested
     }
     in_progress_.insert(path);
   }
-  Result<std::string> made = Make(record, size, path);
+  Result<std::string> made = Make(record, size, quality, path);
   {
     std::lock_guard<std::mutex> lock(mu_);
     in_progress_.erase(path);
@@ -227,7 +236,8 @@ Result<std::string> ThumbnailCache::Get(const ImageRecord& record, int requested
   return made;
 }
 
-Result<std::string> ThumbnailCache::Make(const ImageRecord& record, int size, const std::string& cache_path) {
+Result<std::string> ThumbnailCache::Make(const ImageRecord& record, int size, int quality,
+                                         const std::string& cache_path) {
   ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, gate_->Read(record.path, kMaxFileBytes));
   std::vector<uint8_t> jpeg;
   {
@@ -245,7 +255,7 @@ Result<std::string> ThumbnailCache::Make(const ImageRecord& record, int size, co
     const int w = std::max(1, static_cast<int>(full.width * scale + 0.5));
     const int h = std::max(1, static_cast<int>(full.height * scale + 0.5));
     const Image thumb = w == full.width && h == full.height ? full : ResizeBicubic(full, w, h);
-    ASSIGN_OR_RETURN(jpeg, EncodeJpeg(thumb, 85));
+    ASSIGN_OR_RETURN(jpeg, EncodeJpeg(thumb, quality));
   }
   std::string out(jpeg.begin(), jpeg.end());
   ++made_;
@@ -285,6 +295,9 @@ const char* MimeTypeOf(const std::string& format) {
   if (format == "gif") return "image/gif";
   if (format == "bmp") return "image/bmp";
   if (format == "tiff") return "image/tiff";
+  if (format == "heif") return "image/heif";
+  if (format == "avif") return "image/avif";
+  if (format == "jxl") return "image/jxl";
   return "application/octet-stream";
 }
 

@@ -90,10 +90,17 @@ class ThumbnailCache {
   // The JPEG bytes of the thumbnail of `record` at RoundSize(size).
   Result<std::string> Get(const ImageRecord& record, int size);
 
+  // Renditions: what a browser shows of a format it cannot display (HEIF, JPEG XL, RAW, TIFF), a
+  // JPEG whose longer side is at most kViewSize, cached beside the thumbnails under the same limit.
+  static constexpr int kViewSize = 4096;
+  Result<std::string> GetView(const ImageRecord& record);
+
   ThumbnailStats Stats() const { return {made_, hits_, bytes_, evicted_}; }
 
  private:
-  Result<std::string> Make(const ImageRecord& record, int size, const std::string& cache_path);
+  // The cached JPEG of `record` scaled to `size`, made (once, whoever else asks meanwhile) if absent.
+  Result<std::string> GetScaled(const ImageRecord& record, int size, int quality, const std::string& name);
+  Result<std::string> Make(const ImageRecord& record, int size, int quality, const std::string& cache_path);
   void PruneLoop();
   void Prune();
 

@@ -21,6 +21,9 @@ json RecordJson(const ImageRecord& r) {
          {"status", ImageStatusName(r.status)},
          {"indexed_at_ms", r.indexed_at_ms},
          {"url", "/api/images/" + id},
+         {"original_url", "/api/images/" + id},
+         {"view_url", "/api/images/" + id + "/view"},
+         {"browser_displays", BrowserDisplays(r.format)},
          {"thumbnail", "/api/images/" + id + "/thumbnail"}};
   AddPath(&j, r.path);
   if (r.status == ImageStatus::kFailed) j["error"] = r.error;
@@ -59,6 +62,28 @@ Result<ImageRecord> PathRecord(ServerContext& c, const Req& req) {
   return RecordOf(c.collection, id);
 }
 
+// What is made from an image's pixels (a thumbnail, a rendition) exists only for one that decoded.
+Status Decodable(const ImageRecord& r) {
+  if (r.status == ImageStatus::kIndexed) return Status::Ok();
+  return Status::NotFound("image " + std::to_string(r.id) + " could not be read: " + r.error);
+}
+
+// The file itself, streamed from the descriptor the gate checked, in pieces: large files cost no
+// memory.
+void SendOriginal(ServerContext& c, const ImageRecord& r, Res& res) {
+  auto file = c.gate->Open(r.path);
+  if (!file.ok()) return SendError(res, file.status());
+  res.set_header("Content-Disposition", ContentDisposition(r.path.substr(r.path.find_last_of('/') + 1)));
+  const uint64_t size = (*file)->size();
+  res.set_content_provider(size, MimeTypeOf(r.format),
+                           [opened = std::move(*file)](size_t offset, size_t length, httplib::DataSink& sink) {
+                             uint8_t buffer[64 << 10];
+                             auto n = opened->ReadAt(offset, buffer, std::min(length, sizeof(buffer)));
+                             if (!n.ok() || *n == 0) return false;  // failed or shrank: the connection is closed
+                             return sink.write(reinterpret_cast<const char*>(buffer), *n);
+                           });
+}
+
 }  // namespace
 
 std::vector<Route> ItemRoutes(ServerContext& c) {
@@ -66,25 +91,32 @@ std::vector<Route> ItemRoutes(ServerContext& c) {
       {.method = "GET",
        .pattern = "/api/images/{id}",
        .name = "image",
-       .about = "The image file itself.",
+       .about = "The image file itself (original_url).",
        .handle =
            [&c](const Req& req, Res& res) {
              Result<ImageRecord> r = PathRecord(c, req);
              if (!r.ok()) return SendError(res, r.status());
              if (NotModified(req, res, r->content_hash)) return;
-             auto file = c.gate->Open(r->path);
-             if (!file.ok()) return SendError(res, file.status());
-             res.set_header("Content-Disposition", ContentDisposition(r->path.substr(r->path.find_last_of('/') + 1)));
-             // Streamed from the descriptor the gate checked, in pieces: large files cost no memory.
-             const uint64_t size = (*file)->size();
-             res.set_content_provider(
-                 size, MimeTypeOf(r->format),
-                 [opened = std::move(*file)](size_t offset, size_t length, httplib::DataSink& sink) {
-                   uint8_t buffer[64 << 10];
-                   auto n = opened->ReadAt(offset, buffer, std::min(length, sizeof(buffer)));
-                   if (!n.ok() || *n == 0) return false;  // failed or shrank: the connection is closed
-                   return sink.write(reinterpret_cast<const char*>(buffer), *n);
-                 });
+             SendOriginal(c, *r, res);
+           }},
+      {.method = "GET",
+       .pattern = "/api/images/{id}/view",
+       .name = "view",
+       .about = "What a browser can show (view_url): the file itself when browsers display its format, else a JPEG "
+                "rendition (longer side at most 4096, made once and cached with the thumbnails).",
+       .handle =
+           [&c](const Req& req, Res& res) {
+             Result<ImageRecord> r = PathRecord(c, req);
+             if (!r.ok()) return SendError(res, r.status());
+             if (BrowserDisplays(r->format)) {
+               if (NotModified(req, res, r->content_hash)) return;
+               return SendOriginal(c, *r, res);
+             }
+             if (Status readable = Decodable(*r); !readable.ok()) return SendError(res, readable);
+             if (NotModified(req, res, r->content_hash + "-view")) return;
+             auto view = c.thumbnails->GetView(*r);
+             if (!view.ok()) return SendError(res, view.status());
+             res.set_content(std::move(*view), "image/jpeg");
            }},
       {.method = "GET",
        .pattern = "/api/images/{id}/info",
@@ -120,10 +152,7 @@ std::vector<Route> ItemRoutes(ServerContext& c) {
              }
              Result<ImageRecord> r = PathRecord(c, req);
              if (!r.ok()) return SendError(res, r.status());
-             if (r->status != ImageStatus::kIndexed) {
-               return SendError(res,
-                                Status::NotFound("image " + std::to_string(r->id) + " could not be read: " + r->error));
-             }
+             if (Status readable = Decodable(*r); !readable.ok()) return SendError(res, readable);
              if (NotModified(req, res, r->content_hash + "-" + std::to_string(ThumbnailCache::RoundSize(size)))) {
                return;
              }

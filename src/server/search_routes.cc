@@ -11,8 +11,13 @@ SearchFields FieldsOf(const httplib::Params& params) { return {params.begin(), p
 
 json HitJson(const SearchHit& h, const OfflineFolders& offline) {
   const std::string id = std::to_string(h.id);
-  json j{{"id", h.id},         {"score", h.score},           {"width", h.width},
-         {"height", h.height}, {"url", "/api/images/" + id}, {"thumbnail", "/api/images/" + id + "/thumbnail"}};
+  json j{{"id", h.id},
+         {"score", h.score},
+         {"width", h.width},
+         {"height", h.height},
+         {"url", "/api/images/" + id},
+         {"view_url", "/api/images/" + id + "/view"},
+         {"thumbnail", "/api/images/" + id + "/thumbnail"}};
   AddPath(&j, h.path);
   offline.Mark(&j, h.path);
   return j;
@@ -43,7 +48,7 @@ std::vector<Route> SearchRoutes(ServerContext& c) {
        .name = "search",
        .params = params,
        .about = "Search by text (q) or by an indexed image (similar=ID). Results: id, path, score, width, height, "
-                "url, thumbnail.",
+                "url, view_url, thumbnail.",
        .handle = [&c](const Req& req, Res& res) { Answer(c, ParseSearchQuery(FieldsOf(req.params), c.limits), res); }},
       {.method = "POST",
        .pattern = "/api/search",

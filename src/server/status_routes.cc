@@ -93,6 +93,7 @@ json ToJson(const StatusReport& r) {
                        {"failed", s.failed},
                        {"distinct_vectors", s.distinct_vectors},
                        {"kept_vectors", s.kept_vectors},
+                       {"formats", s.formats},
                        {"index_kind", s.index_kind},
                        {"database_bytes", s.database_bytes},
                        {"index_bytes", s.index_bytes},
@@ -200,6 +201,10 @@ std::string ToPrometheus(const StatusReport& r) {
            {{"", d(s.distinct_vectors)}});
     metric("imgsearch_kept_vectors", "gauge", "Embeddings of removed images, kept for the grace period.",
            {{"", d(s.kept_vectors)}});
+    out += PromHeader("imgsearch_images_by_format", "gauge", "Indexed images by format.");
+    for (const auto& [format, n] : s.formats) {
+      out += PromLine("imgsearch_images_by_format", "format=\"" + format + "\"", d(n));
+    }
     metric("imgsearch_database_bytes", "gauge", "Size of the catalog files.", {{"", d(s.database_bytes)}});
   }
   if (r.ingest) {

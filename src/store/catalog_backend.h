@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -34,8 +35,9 @@ struct ChangeSet {
 struct BackendCounts {
   int64_t indexed = 0;
   int64_t failed = 0;
-  int64_t distinct_vectors = 0;  // in use
-  int64_t kept_vectors = 0;      // released, kept for the grace period
+  int64_t distinct_vectors = 0;            // in use
+  int64_t kept_vectors = 0;                // released, kept for the grace period
+  std::map<std::string, int64_t> formats;  // indexed images by format ("jpeg", "heif", …)
   std::chrono::milliseconds keep_removed = kDefaultKeepRemoved;
   int64_t database_bytes = 0;
   int schema_version = 0;

@@ -140,6 +140,7 @@ class CollectionCore final : public Collection {
     s.failed = c.failed;
     s.distinct_vectors = c.distinct_vectors;
     s.kept_vectors = c.kept_vectors;
+    s.formats = std::move(c.formats);
     s.keep_removed = c.keep_removed;
     s.database_bytes = c.database_bytes;
     s.schema_version = c.schema_version;

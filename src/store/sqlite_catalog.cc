@@ -513,6 +513,14 @@ Result<BackendCounts> SqliteCatalog::Counts() {
       c.kept_vectors = s.Int(3);
       c.keep_removed = KeepRemovedFrom(s.IsNull(4) ? std::nullopt : std::optional<std::string>(s.Text(4)));
     }
+    ASSIGN_OR_RETURN(Statement f,
+                     reader_.Prepare("SELECT format, COUNT(*) FROM images WHERE status = ? GROUP BY format"));
+    f.Bind(1, int64_t{static_cast<int>(ImageStatus::kIndexed)});
+    for (;;) {
+      ASSIGN_OR_RETURN(bool more, f.Step());
+      if (!more) break;
+      c.formats[f.Text(0)] = f.Int(1);
+    }
   }
   for (const char* f : {"catalog.db", "catalog.db-wal", "catalog.db-shm"}) c.database_bytes += FileBytes(f);
   c.schema_version = schema_version_;

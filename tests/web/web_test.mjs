@@ -40,6 +40,11 @@ for (const f of fs.readdirSync(pics).filter((f) => f.endsWith(".jpg")).slice(0, 
   fs.renameSync(path.join(pics, f), path.join(pics, "trip", f));
 }
 const somePhoto = path.join(pics, fs.readdirSync(pics).filter((f) => f.endsWith(".jpg"))[0]);
+// One photo in each format browsers cannot all show, added to the watched folder later on.
+const formatsSrc = path.join(work, "formats");
+const otherFormats = ["heic", "avif", "jxl", "dng", "png", "webp"];
+execFileSync(makePhotos, ["--out", formatsSrc, "--n", String(otherFormats.length), "--seed", "5",
+                          "--formats", otherFormats.join(","), "--max-side", "640"]);
 
 const server = spawn(bin, ["serve", "--db", path.join(work, "db"), "--model", modelDir, "--offline", "--watch", pics,
                            "--listen", "127.0.0.1:0", "--quiet-ms", "100"], { stdio: ["ignore", "pipe", "pipe"] });
@@ -168,6 +173,46 @@ try {
   await until("the failure in the pill", async () => /25 images · 1 failed/.test(await page.textContent("[data-testid=status-pill]")));
   check(true, "a file that cannot be read shows in the status pill");
   await page.screenshot({ path: path.join(outDir, "status.png") });
+
+  // Every format: HEIC, AVIF, JPEG XL, camera RAW, PNG, WebP, each shown in the grid and the viewer
+  // (through the server's JPEG rendition where the browser cannot display the file).
+  const formatsDir = path.join(pics, "formats");
+  fs.mkdirSync(formatsDir);
+  for (const f of fs.readdirSync(formatsSrc)) fs.copyFileSync(path.join(formatsSrc, f), path.join(formatsDir, f));
+  const total = 25 + otherFormats.length;
+  await until("the other formats indexed", async () => (await status()).collection.indexed === total, 60000);
+  const formatCounts = (await status()).collection.formats;
+  check(otherFormats.every((f) => formatCounts[{ heic: "heif", dng: "raw" }[f] || f] === 1),
+        `the status counts images by format (${JSON.stringify(formatCounts)})`);
+  await page.goto(base + "/?q=photo");
+  await page.click("[data-testid=filters]");
+  await page.fill("[data-testid=filter-under]", formatsDir);
+  await page.press("[data-testid=filter-under]", "Enter");
+  await page.dispatchEvent("[data-testid=filter-under]", "change");
+  await until("the formats folder", async () => (await results.count()) === otherFormats.length);
+  const gridShown = await until("every format's thumbnail", () => page.$$eval("[data-testid=result] img",
+    (imgs) => imgs.every((i) => i.complete && i.naturalWidth > 0)));
+  check(gridShown, "every format shows in the grid");
+  await page.screenshot({ path: path.join(outDir, "formats.png") });
+  for (let i = 0; i < otherFormats.length; i++) {
+    await results.nth(i).click();
+    await page.waitForSelector("[data-testid=viewer][open]");
+    const name = await page.textContent("[data-testid=viewer-path]");
+    const shown = await until(`the viewer's image of ${name}`,
+      () => page.$eval("[data-testid=viewer-image]", (img) => img.complete && img.naturalWidth > 0));
+    check(shown, `the viewer shows ${path.basename(name)}`);
+    await page.keyboard.press("Escape");
+    await until("the viewer to close", () => page.$eval("[data-testid=viewer]", (v) => !v.open));
+  }
+  // A HEIC dropped on the page (browsers give it no image type) searches like any other image.
+  const heic = fs.readdirSync(formatsDir).find((f) => f.endsWith(".heic"));
+  await page.goto(base + "/");
+  await page.setInputFiles("[data-testid=file-input]", { name: "IMG_0001.HEIC", mimeType: "",
+                                                         buffer: fs.readFileSync(path.join(formatsDir, heic)) });
+  await until("HEIC upload results", async () => (await results.count()) > 0);
+  const heicTop = await page.$eval("[data-testid=result]", (c) => [c.title, c.querySelector(".score").textContent]);
+  check(heicTop[0] === path.join(formatsDir, heic) && heicTop[1] === "1.000",
+        `an uploaded HEIC finds itself first (${heicTop.join(" ")})`);
 
   // Phone width: nothing wider than the screen.
   const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });

@@ -1,0 +1,477 @@
+// The formats decoded through other libraries (HEIF/HEIC and AVIF, JPEG XL, camera RAW, animated
+// WebP), on files the real encoders write from the golden photographs, each compared with what the
+// format's reference decoder makes of the same file: `heif-convert`, `djxl`, `dcraw_emu -w`.
+#include <gtest/gtest.h>
+#include <libheif/heif.h>
+#include <png.h>
+#include <webp/encode.h>
+#include <webp/mux.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <random>
+
+#include "dng_writer.h"
+#include "imgsearch/image.h"
+#include "media/exif.h"
+#include "test_util.h"
+
+// x265, which libheif encodes HEVC with in WriteOrientedHeic, keeps a few buffers for the life of
+// the process.
+extern "C" const char* __lsan_default_suppressions() { return "leak:libx265.so\n"; }
+
+namespace imgsearch {
+namespace {
+
+using Bytes = std::vector<uint8_t>;
+using testing::RunCommand;
+
+Bytes ReadBytes(const std::string& path) {
+  const std::string s = testing::ReadFile(path);
+  return {s.begin(), s.end()};
+}
+
+DecodedImage MustDecodeFile(const std::string& path, const DecodeOptions& options = {}) {
+  auto d = DecodeImageFile(path, options);
+  EXPECT_TRUE(d.ok()) << d.status().ToString();
+  return d.ok() ? std::move(*d) : DecodedImage{};
+}
+
+// Runs a reference tool; fails the test with its output when it does not succeed.
+bool RunTool(std::vector<std::string> argv) {
+  argv[0] = "/usr/bin/" + argv[0];  // where Debian installs them (scripts/setup does)
+  const testing::CommandResult r = RunCommand(argv);
+  EXPECT_EQ(r.exit_code, 0) << argv[0] << ": " << r.out << r.err;
+  return r.exit_code == 0;
+}
+
+struct Difference {
+  int max = 0;
+  double mean = 0;
+};
+
+Difference Compare(const Image& a, const Image& b) {
+  Difference d;
+  EXPECT_GT(a.width, 0);
+  EXPECT_GT(b.width, 0);
+  EXPECT_EQ(a.width, b.width);
+  EXPECT_EQ(a.height, b.height);
+  if (a.width != b.width || a.height != b.height || a.rgb.empty()) return {255, 255};
+  double sum = 0;
+  for (size_t i = 0; i < a.rgb.size(); ++i) {
+    const int diff = std::abs(int{a.rgb[i]} - int{b.rgb[i]});
+    d.max = std::max(d.max, diff);
+    sum += diff;
+  }
+  d.mean = sum / static_cast<double>(a.rgb.size());
+  return d;
+}
+
+// The bar for a decoder: the crop the model sees from our decode equals the crop of the
+// reference decoder's output within ±3 per channel, 0.5 on average.
+void ExpectSameModelCrop(const Image& ours, const Image& reference, const std::string& what) {
+  ASSERT_GT(ours.width, 0) << what;
+  ASSERT_GT(reference.width, 0) << what;
+  const Difference d = Compare(ResizeAndCropForClip(ours, 224), ResizeAndCropForClip(reference, 224));
+  EXPECT_LE(d.max, 3) << what;
+  EXPECT_LE(d.mean, 0.5) << what;
+}
+
+// A binary PPM (P6) as dcraw_emu and djxl write it; 16-bit samples rounded to 8 bits.
+Image ReadPpm(const std::string& path) {
+  const std::string s = testing::ReadFile(path);
+  int w = 0, h = 0, max = 0, consumed = 0;
+  if (std::sscanf(s.c_str(), "P6 %d %d %d%n", &w, &h, &max, &consumed) != 3 || (max != 255 && max != 65535)) {
+    return {};
+  }
+  Image img(w, h);
+  const size_t start = static_cast<size_t>(consumed) + 1;
+  const size_t bytes_per_sample = max == 255 ? 1 : 2;
+  if (s.size() < start + img.rgb.size() * bytes_per_sample) return {};
+  const auto* p = reinterpret_cast<const uint8_t*>(s.data() + start);
+  for (size_t i = 0; i < img.rgb.size(); ++i) {
+    img.rgb[i] =
+        bytes_per_sample == 1 ? p[i] : static_cast<uint8_t>(((p[2 * i] << 8 | p[2 * i + 1]) * 255 + 32767) / 65535);
+  }
+  return img;
+}
+
+// A 16-bit RGB PNG whose samples are the 8-bit image's scaled to 16 bits plus a little detail in
+// the low byte, so that the encoders store more than 8 bits.
+void WritePng16(const Image& img, const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "wb");
+  ASSERT_NE(f, nullptr);
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_infop info = png_create_info_struct(png);
+  png_init_io(png, f);
+  png_set_IHDR(png, info, img.width, img.height, 16, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  std::vector<uint8_t> row(static_cast<size_t>(img.width) * 6);
+  for (int y = 0; y < img.height; ++y) {
+    for (int i = 0; i < img.width * 3; ++i) {
+      const int v = img.row(y)[i] * 257 + ((i + y) % 97) - 48;
+      const uint16_t s = static_cast<uint16_t>(std::clamp(v, 0, 65535));
+      row[2 * i] = static_cast<uint8_t>(s >> 8);
+      row[2 * i + 1] = static_cast<uint8_t>(s & 0xFF);
+    }
+    png_write_row(png, row.data());
+  }
+  png_write_end(png, info);
+  png_destroy_write_struct(&png, &info);
+  std::fclose(f);
+}
+
+// Camera RAW files: tools/dng_writer.h.
+using tools::DngOptions;
+using tools::MakeDng;
+
+class Formats : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = testing::MakeTempDir(); }
+  std::string Path(const std::string& name) const { return dir_ + "/" + name; }
+  std::string dir_;
+};
+
+TEST_F(Formats, HeicAndAvifMatchLibheifsOwnDecode) {
+  REQUIRE_GOLDEN(golden);
+  // PNG sources are rewritten without their colour profile: heif-convert cannot write a PNG with
+  // astronaut.png's (libpng refuses it as "known incorrect").
+  ASSERT_TRUE(WritePng(MustDecodeFile(golden + "/images/astronaut.png").image, Path("astronaut.png")).ok());
+  ASSERT_TRUE(WritePng(MustDecodeFile(golden + "/images/camera.png").image, Path("camera.png")).ok());
+  for (const std::string& source : {golden + "/images/rocket.jpg", Path("astronaut.png"), Path("camera.png")}) {
+    const std::string name = std::filesystem::path(source).filename();
+    for (const bool avif : {false, true}) {
+      const std::string out = Path(name + (avif ? ".avif" : ".heic"));
+      std::vector<std::string> enc = {"heif-enc", "-q", "90", "-o", out, source};
+      if (avif) enc.insert(enc.begin() + 1, "-A");
+      if (!RunTool(enc)) continue;
+      ASSERT_TRUE(RunTool({"heif-convert", out, out + ".png"}));
+      const DecodedImage ours = MustDecodeFile(out);
+      EXPECT_EQ(ours.format, avif ? ImageFormat::kAvif : ImageFormat::kHeif) << out;
+      ExpectSameModelCrop(ours.image, MustDecodeFile(out + ".png").image, out);
+      // And it is the photograph (lossy, so only close).
+      const Image original = MustDecodeFile(source).image;
+      EXPECT_LE(Compare(ours.image, original).mean, 6.0) << out;
+    }
+  }
+}
+
+// Encodes `picture` as HEVC through libheif's API with the orientation written as HEIF's own
+// transformation boxes (irot, imir), as phones write their photos.
+void WriteOrientedHeic(const Image& picture, int orientation, const std::string& path) {
+  heif_context* ctx = heif_context_alloc();
+  heif_encoder* encoder = nullptr;
+  ASSERT_EQ(heif_context_get_encoder_for_format(ctx, heif_compression_HEVC, &encoder).code, heif_error_Ok);
+  heif_encoder_set_lossy_quality(encoder, 92);
+  heif_image* image = nullptr;
+  ASSERT_EQ(
+      heif_image_create(picture.width, picture.height, heif_colorspace_RGB, heif_chroma_interleaved_RGB, &image).code,
+      heif_error_Ok);
+  heif_image_add_plane(image, heif_channel_interleaved, picture.width, picture.height, 8);
+  int stride = 0;
+  uint8_t* plane = heif_image_get_plane(image, heif_channel_interleaved, &stride);
+  for (int y = 0; y < picture.height; ++y) std::memcpy(plane + y * stride, picture.row(y), 3 * size_t(picture.width));
+  heif_encoding_options* options = heif_encoding_options_alloc();
+  options->image_orientation = static_cast<heif_orientation>(orientation);
+  EXPECT_EQ(heif_context_encode_image(ctx, image, encoder, options, nullptr).code, heif_error_Ok);
+  EXPECT_EQ(heif_context_write_to_file(ctx, path.c_str()).code, heif_error_Ok);
+  heif_encoding_options_free(options);
+  heif_image_release(image);
+  heif_encoder_release(encoder);
+  heif_context_free(ctx);
+}
+
+TEST_F(Formats, HeifTransformationsAreAppliedAndExifOrientationIgnored) {
+  REQUIRE_GOLDEN(golden);
+  DecodeOptions stored;
+  stored.apply_exif_orientation = false;
+  const Image sensor = MustDecodeFile(golden + "/images/chelsea_exif6.jpg", stored).image;
+  for (const int orientation : {3, 6, 8, 2}) {
+    const std::string out = Path("oriented" + std::to_string(orientation) + ".heic");
+    WriteOrientedHeic(sensor, orientation, out);
+    ASSERT_TRUE(RunTool({"heif-convert", out, out + ".png"}));
+    const DecodedImage ours = MustDecodeFile(out);
+    ExpectSameModelCrop(ours.image, MustDecodeFile(out + ".png").image, out);
+    EXPECT_EQ(ours.width, ours.image.width);
+    // The same turn as the same EXIF orientation gives.
+    EXPECT_LE(Compare(ours.image, media::ApplyOrientation(sensor, orientation)).mean, 6.0) << out;
+  }
+  // heif-enc 1.15 copies a JPEG's EXIF (orientation 6 here) without turning it into HEIF boxes:
+  // the HEIF rule is that EXIF orientation is ignored, and libheif's own decode shows it unturned.
+  const std::string out = Path("exif6.heic");
+  ASSERT_TRUE(RunTool({"heif-enc", "-q", "92", "-o", out, golden + "/images/chelsea_exif6.jpg"}));
+  ASSERT_TRUE(RunTool({"heif-convert", out, out + ".png"}));
+  const DecodedImage ours = MustDecodeFile(out);
+  EXPECT_EQ(ours.image.width, sensor.width);
+  // (heif-convert copies the EXIF into its PNG: read that PNG as stored.)
+  ExpectSameModelCrop(ours.image, MustDecodeFile(out + ".png", stored).image, out);
+}
+
+TEST_F(Formats, DeepHeicIsBroughtToEightBits) {
+  REQUIRE_GOLDEN(golden);
+  const Image picture = MustDecodeFile(golden + "/images/astronaut.png").image;
+  WritePng16(picture, Path("deep.png"));
+  ASSERT_GT(picture.width, 0);
+  for (const char* bits : {"10", "12"}) {
+    const std::string out = Path(std::string("deep") + bits + ".heic");
+    ASSERT_TRUE(RunTool({"heif-enc", "-b", bits, "-q", "95", "-o", out, Path("deep.png")}));
+    const testing::CommandResult info = RunCommand({"/usr/bin/heif-info", out});
+    const DecodedImage ours = MustDecodeFile(out);
+    EXPECT_LE(Compare(ours.image, picture).mean, 4.0) << out << "\n" << info.out;
+  }
+}
+
+TEST_F(Formats, HeifThumbnailStandsInOnlyWhenLargeEnough) {
+  REQUIRE_GOLDEN(golden);
+  const std::string out = Path("thumb.heic");
+  ASSERT_TRUE(RunTool({"heif-enc", "-t", "480", "-q", "90", "-o", out, golden + "/images/rocket.jpg"}));
+  DecodeOptions small;
+  small.preview_min_side = 300;
+  const DecodedImage thumb = MustDecodeFile(out, small);
+  EXPECT_EQ(thumb.image.width, 480);
+  EXPECT_EQ(thumb.width, 640);  // the picture's own size is still reported
+  DecodeOptions large;
+  large.preview_min_side = 400;
+  EXPECT_EQ(MustDecodeFile(out, large).image.width, 640);
+  EXPECT_EQ(MustDecodeFile(out).image.width, 640);
+}
+
+TEST_F(Formats, JpegXlMatchesDjxlAtEveryDepth) {
+  REQUIRE_GOLDEN(golden);
+  const Image picture = MustDecodeFile(golden + "/images/astronaut.png").image;
+  WritePng16(picture, Path("deep.png"));
+  // 8-bit lossless and lossy, 16-bit, and a lossless JPEG transcode that keeps EXIF orientation 6.
+  struct Case {
+    std::string source, name;
+    std::vector<std::string> flags;
+  };
+  const std::vector<Case> cases = {{golden + "/images/astronaut.png", "lossless.jxl", {"-d", "0"}},
+                                   {golden + "/images/coffee.png", "lossy.jxl", {"-d", "1"}},
+                                   {Path("deep.png"), "deep.jxl", {"-d", "0"}},
+                                   {golden + "/images/chelsea_exif6.jpg", "transcoded.jxl", {}}};
+  for (const Case& c : cases) {
+    const std::string out = Path(c.name);
+    std::vector<std::string> argv = {"cjxl", c.source, out};
+    argv.insert(argv.end(), c.flags.begin(), c.flags.end());
+    ASSERT_TRUE(RunTool(argv));
+    ASSERT_TRUE(RunTool({"djxl", out, out + ".ppm"}));
+    const DecodedImage ours = MustDecodeFile(out);
+    EXPECT_EQ(ours.format, ImageFormat::kJxl);
+    ExpectSameModelCrop(ours.image, ReadPpm(out + ".ppm"), out);
+  }
+  const DecodedImage turned = MustDecodeFile(Path("transcoded.jxl"));
+  const DecodedImage upright = MustDecodeFile(golden + "/images/chelsea_exif6.jpg");
+  EXPECT_EQ(turned.orientation, 6);
+  // libjxl's own inverse DCT and upsampling, not libjpeg's: close, not identical.
+  EXPECT_LE(Compare(turned.image, upright.image).max, 4) << "a lossless transcode decodes to the same picture";
+  DecodeOptions stored;
+  stored.apply_exif_orientation = false;
+  EXPECT_EQ(MustDecodeFile(Path("transcoded.jxl"), stored).image.width, upright.image.height);
+}
+
+TEST_F(Formats, FloatJpegXl) {
+  // A PFM (32-bit float) gradient, encoded losslessly as float samples.
+  const int w = 64, h = 48;
+  std::string pfm = "PF\n" + std::to_string(w) + " " + std::to_string(h) + "\n-1.0\n";
+  Image expected(w, h);
+  for (int y = h - 1; y >= 0; --y) {  // PFM rows run bottom to top
+    for (int x = 0; x < w; ++x) {
+      const float rgb[3] = {x / float(w - 1), y / float(h - 1), 0.5f};
+      pfm.append(reinterpret_cast<const char*>(rgb), sizeof(rgb));
+    }
+  }
+  testing::WriteFile(Path("float.pfm"), pfm);
+  ASSERT_TRUE(RunTool({"cjxl", Path("float.pfm"), Path("float.jxl"), "-d", "0"}));
+  ASSERT_TRUE(RunTool({"djxl", Path("float.jxl"), Path("out.pfm")}));
+  // djxl's float samples (a PFM: rows bottom to top, big-endian when the scale is positive), rounded
+  // to 8 bits.
+  const std::string out = testing::ReadFile(Path("out.pfm"));
+  int rw = 0, rh = 0, consumed = 0;
+  float scale = 0;
+  ASSERT_EQ(std::sscanf(out.c_str(), "PF %d %d %f%n", &rw, &rh, &scale, &consumed), 3);
+  ASSERT_EQ(out.size(), static_cast<size_t>(consumed) + 1 + size_t(rw) * rh * 12);
+  Image reference(rw, rh);
+  for (int y = 0; y < rh; ++y) {
+    for (int i = 0; i < rw * 3; ++i) {
+      float v;
+      uint8_t b[4];
+      std::memcpy(b, out.data() + consumed + 1 + (size_t(rh - 1 - y) * rw * 3 + i) * 4, 4);
+      if (scale > 0) std::swap(b[0], b[3]), std::swap(b[1], b[2]);
+      std::memcpy(&v, b, 4);
+      reference.row(y)[i] = static_cast<uint8_t>(std::lround(std::clamp(v, 0.0f, 1.0f) * 255));
+    }
+  }
+  const Difference d = Compare(MustDecodeFile(Path("float.jxl")).image, reference);
+  EXPECT_LE(d.max, 3);
+  EXPECT_LE(d.mean, 0.5);
+}
+
+TEST_F(Formats, DngIsDevelopedAsDcrawEmuDevelopsIt) {
+  REQUIRE_GOLDEN(golden);
+  const Image picture = MustDecodeFile(golden + "/images/astronaut.png").image;
+  for (const int orientation : {1, 6}) {
+    const std::string out = Path("camera" + std::to_string(orientation) + ".dng");
+    testing::WriteFile(out, [&] {
+      const Bytes b = MakeDng(picture, {.orientation = orientation});
+      return std::string(b.begin(), b.end());
+    }());
+    ASSERT_TRUE(RunTool({"dcraw_emu", "-w", out}));
+    const Image reference = ReadPpm(out + ".ppm");
+    ASSERT_GT(reference.width, 0) << "cannot read " << out << ".ppm";
+    const DecodedImage ours = MustDecodeFile(out);
+    EXPECT_EQ(ours.format, ImageFormat::kRaw);
+    const Difference d = Compare(ours.image, reference);
+    EXPECT_LE(d.mean, 12.0) << out;
+    if (orientation == 1) {
+      EXPECT_LE(Compare(ours.image, picture).mean, 40.0) << "the developed DNG is the picture";
+    }
+  }
+  // Turned as the file says: a quarter turn swaps the sides.
+  EXPECT_EQ(MustDecodeFile(Path("camera6.dng")).image.width, MustDecodeFile(Path("camera1.dng")).image.height);
+}
+
+TEST_F(Formats, RawPreviewStandsInWhenLargeEnoughForTheModel) {
+  REQUIRE_GOLDEN(golden);
+  const Image picture = MustDecodeFile(golden + "/images/astronaut.png").image;  // 512 × 512
+  for (const int side : {480, 320}) {
+    auto jpeg = EncodeJpeg(ResizeBicubic(picture, side, side), 92);
+    ASSERT_TRUE(jpeg.ok());
+    const Bytes dng =
+        MakeDng(picture, {.orientation = 6, .preview_jpeg = *jpeg, .preview_width = side, .preview_height = side});
+    auto full = DecodeImage(dng);
+    ASSERT_TRUE(full.ok()) << full.status().ToString();
+    EXPECT_EQ(full->image.width, 512) << "developed from the sensor data";
+    auto for_model = DecodeImage(dng, ForModelInput({}, 224));
+    ASSERT_TRUE(for_model.ok()) << for_model.status().ToString();
+    // The preview when its shorter side is at least twice the model's input, turned as the raw image.
+    EXPECT_EQ(for_model->image.width, side >= 448 ? side : 512) << side;
+    EXPECT_EQ(for_model->width, 512);
+    EXPECT_EQ(for_model->orientation, side >= 448 ? 6 : 1);
+    EXPECT_LE(Compare(ResizeAndCropForClip(for_model->image, 224), ResizeAndCropForClip(full->image, 224)).mean, 40.0);
+  }
+}
+
+TEST_F(Formats, DetectedByContentNeverByName) {
+  REQUIRE_GOLDEN(golden);
+  ASSERT_TRUE(RunTool({"heif-enc", "-q", "50", "-o", Path("a.heic"), golden + "/images/rocket.jpg"}));
+  ASSERT_TRUE(RunTool({"cjxl", golden + "/images/coffee_tiny.png", Path("a.jxl")}));
+  std::filesystem::rename(Path("a.heic"), Path("really-a-heic.jpg"));
+  std::filesystem::rename(Path("a.jxl"), Path("really-a-jxl.png"));
+  EXPECT_EQ(MustDecodeFile(Path("really-a-heic.jpg")).format, ImageFormat::kHeif);
+  EXPECT_EQ(MustDecodeFile(Path("really-a-jxl.png")).format, ImageFormat::kJxl);
+  const Bytes dng = MakeDng(Image(8, 8));
+  EXPECT_EQ(DetectImageFormat(dng), ImageFormat::kRaw);
+  EXPECT_STREQ(ImageFormatName(ImageFormat::kRaw), "raw");
+  EXPECT_FALSE(BrowserDisplays("heif"));
+  EXPECT_FALSE(BrowserDisplays("raw"));
+  EXPECT_TRUE(BrowserDisplays("avif"));
+}
+
+// ---- bad input ----
+
+// Rewrites every "ispe" box (an item's declared size) of a HEIF file: heif-enc writes a grid
+// holding one tile, each with its own.
+void SetIspe(Bytes* heif, uint32_t width, uint32_t height) {
+  const std::string_view s(reinterpret_cast<const char*>(heif->data()), heif->size());
+  int found = 0;
+  for (size_t at = s.find("ispe"); at != std::string_view::npos && at + 16 <= s.size(); at = s.find("ispe", at + 4)) {
+    ++found;
+    for (int i = 0; i < 4; ++i) {
+      (*heif)[at + 8 + i] = static_cast<uint8_t>(width >> (24 - 8 * i));
+      (*heif)[at + 12 + i] = static_cast<uint8_t>(height >> (24 - 8 * i));
+    }
+  }
+  EXPECT_GT(found, 0);
+}
+
+TEST_F(Formats, HugeDeclaredSizesAreRefusedBeforeAllocating) {
+  REQUIRE_GOLDEN(golden);
+  ASSERT_TRUE(RunTool({"heif-enc", "-q", "50", "-o", Path("a.heic"), golden + "/images/rocket.jpg"}));
+  Bytes heic = ReadBytes(Path("a.heic"));
+  SetIspe(&heic, 60000, 60000);
+  auto r = DecodeImage(heic);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted) << r.status().ToString();
+
+  // A DNG declaring a 3.6-gigapixel sensor over a few bytes of data.
+  const Bytes dng = MakeDng(Image(8, 8), {.declared_width = 60000, .declared_height = 60000});
+  r = DecodeImage(dng);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().ToString().find("camera RAW"), std::string::npos) << r.status().ToString();
+
+  // The megapixel limit applies to every format.
+  DecodeOptions tight;
+  tight.max_pixels = 10'000;
+  for (const Bytes& file : {ReadBytes(Path("a.heic")), MakeDng(MustDecodeFile(golden + "/images/coffee.png").image)}) {
+    r = DecodeImage(file, tight);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted) << r.status().ToString();
+  }
+}
+
+TEST_F(Formats, DamagedFilesFailWithTheDecodersReason) {
+  REQUIRE_GOLDEN(golden);
+  ASSERT_TRUE(RunTool({"heif-enc", "-q", "50", "-o", Path("a.heic"), golden + "/images/rocket.jpg"}));
+  ASSERT_TRUE(RunTool({"heif-enc", "-A", "-q", "50", "-o", Path("a.avif"), golden + "/images/rocket.jpg"}));
+  ASSERT_TRUE(RunTool({"cjxl", golden + "/images/rocket.jpg", Path("a.jxl")}));
+  const Bytes dng = MakeDng(MustDecodeFile(golden + "/images/coffee.png").image);
+  for (const Bytes& file : {ReadBytes(Path("a.heic")), ReadBytes(Path("a.avif")), ReadBytes(Path("a.jxl")), dng}) {
+    const ImageFormat format = DetectImageFormat(file);
+    for (const double keep : {0.02, 0.5, 0.9}) {
+      const Bytes cut(file.begin(), file.begin() + static_cast<ptrdiff_t>(file.size() * keep));
+      auto r = DecodeImage(cut);
+      if (format == ImageFormat::kRaw && keep > 0.5) continue;  // libraw reads a short strip as black rows
+      EXPECT_FALSE(r.ok()) << ImageFormatName(format) << " cut to " << keep;
+      if (!r.ok()) {
+        EXPECT_FALSE(r.status().message().empty());
+      }
+    }
+    // Flipped bytes: an error or an image, never a crash.
+    std::mt19937 rng(7);
+    for (int round = 0; round < 30; ++round) {
+      Bytes damaged = file;
+      for (int i = 0; i < 8; ++i) damaged[rng() % damaged.size()] ^= static_cast<uint8_t>(1 + rng() % 255);
+      (void)DecodeImage(damaged);
+    }
+  }
+}
+
+TEST(AnimatedWebp, FirstFrameIsThePicture) {
+  // Two frames: red, then blue.
+  WebPAnimEncoderOptions anim_options;
+  ASSERT_TRUE(WebPAnimEncoderOptionsInit(&anim_options));
+  WebPAnimEncoder* enc = WebPAnimEncoderNew(32, 24, &anim_options);
+  ASSERT_NE(enc, nullptr);
+  WebPConfig config;
+  ASSERT_TRUE(WebPConfigInit(&config));
+  config.lossless = 1;
+  for (int frame = 0; frame < 2; ++frame) {
+    WebPPicture pic;
+    ASSERT_TRUE(WebPPictureInit(&pic));
+    pic.width = 32;
+    pic.height = 24;
+    pic.use_argb = 1;
+    ASSERT_TRUE(WebPPictureAlloc(&pic));
+    for (int i = 0; i < 32 * 24; ++i) pic.argb[i] = frame == 0 ? 0xFFFF0000u : 0xFF0000FFu;
+    ASSERT_TRUE(WebPAnimEncoderAdd(enc, &pic, frame * 100, &config));
+    WebPPictureFree(&pic);
+  }
+  WebPAnimEncoderAdd(enc, nullptr, 200, nullptr);
+  WebPData data;
+  WebPDataInit(&data);
+  ASSERT_TRUE(WebPAnimEncoderAssemble(enc, &data));
+  WebPAnimEncoderDelete(enc);
+  const Bytes file(data.bytes, data.bytes + data.size);
+  WebPDataClear(&data);
+  auto d = DecodeImage(file);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->image.width, 32);
+  EXPECT_EQ(d->image.rgb[0], 255);
+  EXPECT_EQ(d->image.rgb[2], 0);
+}
+
+}  // namespace
+}  // namespace imgsearch

@@ -1,0 +1,62 @@
+// How long decoding takes, per file and per megapixel, in the two ways imgsearch decodes: the
+// full picture (the page's renditions, `embed` of a JPEG), and for the model (ForModelInput: a RAW
+// preview or HEIF thumbnail where one is large enough) followed by the resize and crop to 224.
+// Prints one JSON line per file:
+//   bench_decode [--repeat N] FILE...
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+#include "imgsearch/image.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The fastest of `repeat` runs, in milliseconds (the least disturbed by the rest of the machine).
+template <typename F>
+double BestMs(int repeat, F&& run) {
+  double best = 1e300;
+  for (int i = 0; i < repeat; ++i) {
+    const auto t0 = Clock::now();
+    run();
+    best = std::min(best, std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  }
+  return best;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app("Times image decoding per file");
+  std::vector<std::string> files;
+  int repeat = 5;
+  app.add_option("files", files, "images")->required();
+  app.add_option("--repeat", repeat, "runs per file; the fastest is reported")->check(CLI::Range(1, 1000));
+  CLI11_PARSE(app, argc, argv);
+
+  int failed = 0;
+  for (const std::string& path : files) {
+    auto first = imgsearch::DecodeImageFile(path);
+    if (!first.ok()) {
+      std::fprintf(stderr, "%s\n", first.status().ToString().c_str());
+      ++failed;
+      continue;
+    }
+    const double megapixels = static_cast<double>(first->width) * first->height / 1e6;
+    const double full_ms = BestMs(repeat, [&] { (void)imgsearch::DecodeImageFile(path); });
+    const double model_ms = BestMs(repeat, [&] {
+      auto d = imgsearch::DecodeImageFile(path, imgsearch::ForModelInput({}, 224));
+      if (d.ok()) (void)imgsearch::ResizeAndCropForClip(d->image, 224);
+    });
+    const nlohmann::json line = {{"file", path},          {"format", imgsearch::ImageFormatName(first->format)},
+                                 {"width", first->width}, {"height", first->height},
+                                 {"full_ms", full_ms},    {"full_ms_per_megapixel", full_ms / megapixels},
+                                 {"model_ms", model_ms}};
+    std::printf("%s\n", line.dump().c_str());
+  }
+  return failed == 0 ? 0 : 1;
+}
