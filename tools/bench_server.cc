@@ -23,6 +23,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/hash.h"
 #include "imgsearch/clip.h"
 #include "imgsearch/collection.h"
 #include "imgsearch/image.h"

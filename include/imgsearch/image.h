@@ -7,6 +7,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "imgsearch/status.h"
@@ -26,32 +27,54 @@ struct Image {
 };
 
 enum class ImageFormat { kUnknown, kJpeg, kPng, kWebp, kGif, kBmp, kTiff, kHeif, kAvif, kJxl, kRaw };
-inline constexpr ImageFormat kImageFormats[] = {
-    ImageFormat::kJpeg, ImageFormat::kPng,  ImageFormat::kWebp, ImageFormat::kGif, ImageFormat::kBmp,
-    ImageFormat::kTiff, ImageFormat::kHeif, ImageFormat::kAvif, ImageFormat::kJxl, ImageFormat::kRaw};
 
-// The catalog's name of a format: "jpeg", "png", "webp", "gif", "bmp", "tiff", "heif", "avif", "jxl",
-// "raw" (camera RAW of any make: DNG, CR2, CR3, NEF, ARW, RAF, ORF, RW2, …).
-constexpr const char* ImageFormatName(ImageFormat format) {
-  switch (format) {
-    case ImageFormat::kJpeg: return "jpeg";
-    case ImageFormat::kPng: return "png";
-    case ImageFormat::kWebp: return "webp";
-    case ImageFormat::kGif: return "gif";
-    case ImageFormat::kBmp: return "bmp";
-    case ImageFormat::kTiff: return "tiff";
-    case ImageFormat::kHeif: return "heif";
-    case ImageFormat::kAvif: return "avif";
-    case ImageFormat::kJxl: return "jxl";
-    case ImageFormat::kRaw: return "raw";
-    case ImageFormat::kUnknown: break;
+// What imgsearch knows of each format, in one place.
+struct ImageFormatInfo {
+  ImageFormat format;
+  const char* name;          // in the catalog, filters and the API
+  const char* display_name;  // in messages
+  const char* mime_type;     // of the file itself
+  bool browser_displays;     // every current browser shows the file itself (else: a JPEG rendition)
+};
+inline constexpr ImageFormatInfo kImageFormats[] = {
+    {ImageFormat::kJpeg, "jpeg", "JPEG", "image/jpeg", true},
+    {ImageFormat::kPng, "png", "PNG", "image/png", true},
+    {ImageFormat::kWebp, "webp", "WebP", "image/webp", true},
+    {ImageFormat::kGif, "gif", "GIF", "image/gif", true},
+    {ImageFormat::kBmp, "bmp", "BMP", "image/bmp", true},
+    {ImageFormat::kTiff, "tiff", "TIFF", "image/tiff", false},
+    {ImageFormat::kHeif, "heif", "HEIF", "image/heif", false},
+    {ImageFormat::kAvif, "avif", "AVIF", "image/avif", true},
+    {ImageFormat::kJxl, "jxl", "JPEG XL", "image/jxl", false},
+    // Camera RAW of any make: DNG, CR2, CR3, CRW, NEF, ARW, PEF, SRW, RAF, ORF, RW2, MRW, X3F.
+    {ImageFormat::kRaw, "raw", "camera RAW", "application/octet-stream", false},
+};
+
+// The entry of `format`, or of a catalog name; nullptr for kUnknown and unknown names.
+constexpr const ImageFormatInfo* FormatInfo(ImageFormat format) {
+  for (const ImageFormatInfo& info : kImageFormats) {
+    if (info.format == format) return &info;
   }
-  return "unknown";
+  return nullptr;
+}
+constexpr const ImageFormatInfo* FormatInfo(std::string_view name) {
+  for (const ImageFormatInfo& info : kImageFormats) {
+    if (name == info.name) return &info;
+  }
+  return nullptr;
 }
 
-// Whether every current browser displays files of this format (a catalog name) by itself; the
-// others are shown through a JPEG rendition.
-bool BrowserDisplays(const std::string& format_name);
+// The catalog's name of a format ("jpeg", …), "unknown" for kUnknown.
+constexpr const char* ImageFormatName(ImageFormat format) {
+  const ImageFormatInfo* info = FormatInfo(format);
+  return info != nullptr ? info->name : "unknown";
+}
+
+// Whether every current browser displays files of this format (a catalog name) by itself.
+constexpr bool BrowserDisplays(std::string_view format_name) {
+  const ImageFormatInfo* info = FormatInfo(format_name);
+  return info != nullptr && info->browser_displays;
+}
 
 // Detects the format from the first bytes (magic numbers), never from a file name.
 ImageFormat DetectImageFormat(std::span<const uint8_t> bytes);
@@ -66,7 +89,7 @@ struct DecodeOptions {
   int min_side = 0;
   // > 0: a picture the file already holds at reduced size — a camera RAW file's embedded preview
   // (what the camera rendered), a HEIF thumbnail — is decoded instead of the full image when its
-  // shorter side is at least this. 0: the full image, except that min_side > 0 implies this too.
+  // shorter side is at least this. 0: always the full image.
   int preview_min_side = 0;
 };
 

@@ -8,12 +8,6 @@
 
 namespace imgsearch {
 
-bool BrowserDisplays(const std::string& format) {
-  // TIFF, HEIF (outside Safari), JPEG XL (outside Safari) and camera RAW are not shown by browsers.
-  return format == "jpeg" || format == "png" || format == "webp" || format == "gif" || format == "bmp" ||
-         format == "avif";
-}
-
 DecodeOptions ForModelInput(DecodeOptions options, int input_size) {
   options.preview_min_side = std::max(options.preview_min_side, 2 * input_size);
   return options;
@@ -68,9 +62,10 @@ ImageFormat DetectImageFormat(std::span<const uint8_t> b) {
     return media::IsCameraRawTiff(b) ? ImageFormat::kRaw : ImageFormat::kTiff;
   }
   if (starts("\xFF\x0A", 2) || starts("\0\0\0\x0CJXL \r\n\x87\n", 12)) return ImageFormat::kJxl;
-  // Camera RAW formats with their own signatures: Fujifilm RAF, Olympus ORF, Panasonic RW2.
+  // Camera RAW formats with their own signatures: Fujifilm RAF, Olympus ORF, Panasonic RW2,
+  // Minolta MRW, Sigma X3F, Canon CRW.
   if (starts("FUJIFILMCCD-RAW", 15) || starts("IIRO", 4) || starts("IIRS", 4) || starts("MMOR", 4) ||
-      starts("IIU\0", 4)) {
+      starts("IIU\0", 4) || starts("\0MRM", 4) || starts("FOVb", 4) || starts("HEAPCCDR", 8, 6)) {
     return ImageFormat::kRaw;
   }
   return DetectBmff(b);
@@ -101,6 +96,13 @@ bool IsCameraRawTiff(std::span<const uint8_t> b) {
   return false;
 }
 
+Image GrayToRgb(const uint8_t* gray, int w, int h) {
+  Image out(w, h);
+  const size_t n = static_cast<size_t>(w) * h;
+  for (size_t i = 0; i < n; ++i) std::memset(out.rgb.data() + 3 * i, gray[i], 3);
+  return out;
+}
+
 std::vector<uint8_t> ExifFromBmffItem(std::span<const uint8_t> item) {
   if (item.size() < 4) return {};
   const uint32_t offset = (uint32_t{item[0]} << 24) | (uint32_t{item[1]} << 16) | (uint32_t{item[2]} << 8) | item[3];
@@ -125,9 +127,7 @@ Status CheckDimensions(int64_t width, int64_t height, const DecodeOptions& optio
 
 }  // namespace media
 
-Result<DecodedImage> DecodeImage(std::span<const uint8_t> bytes, const DecodeOptions& requested) {
-  DecodeOptions options = requested;
-  if (options.min_side > 0) options.preview_min_side = std::max(options.preview_min_side, options.min_side);
+Result<DecodedImage> DecodeImage(std::span<const uint8_t> bytes, const DecodeOptions& options) {
   if (bytes.empty()) return Status::InvalidArgument("empty file (0 bytes)");
   const ImageFormat format = DetectImageFormat(bytes);
   Result<media::RawDecode> raw = Status::InvalidArgument("not an image (unrecognised content)");
@@ -146,9 +146,7 @@ Result<DecodedImage> DecodeImage(std::span<const uint8_t> bytes, const DecodeOpt
   }
   if (!raw.ok()) {
     if (format == ImageFormat::kUnknown) return raw.status();
-    constexpr const char* kDisplayNames[] = {"",     "JPEG", "PNG",  "WebP",    "GIF",       "BMP",
-                                             "TIFF", "HEIF", "AVIF", "JPEG XL", "camera RAW"};
-    return raw.status().WithContext(kDisplayNames[static_cast<int>(format)]);
+    return raw.status().WithContext(FormatInfo(format)->display_name);
   }
 
   DecodedImage out;

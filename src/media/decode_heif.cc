@@ -29,7 +29,11 @@ struct OptionsFree {
 using HandlePtr = std::unique_ptr<heif_image_handle, HandleRelease>;
 
 Status HeifError(const char* what, const heif_error& e) {
-  return Status::Corruption(std::string(what) + ": " + (e.message != nullptr ? e.message : "unknown error"));
+  const std::string message = std::string(what) + ": " + (e.message != nullptr ? e.message : "unknown error");
+  if (e.subcode == heif_suberror_Security_limit_exceeded || e.code == heif_error_Memory_allocation_error) {
+    return Status::ResourceExhausted(message);
+  }
+  return Status::Corruption(message);
 }
 
 std::vector<uint8_t> ReadExif(heif_image_handle* handle) {
@@ -44,8 +48,9 @@ std::vector<uint8_t> ReadExif(heif_image_handle* handle) {
   return ExifFromBmffItem(item);
 }
 
-// The smallest thumbnail whose shorter side is at least `min_side`, if the file has one.
-HandlePtr PickThumbnail(heif_image_handle* primary, int min_side) {
+// The smallest thumbnail whose shorter side is at least `min_side`, if the file has one. A
+// "thumbnail" larger than the picture on either side, or past the pixel limit, is not one.
+HandlePtr PickThumbnail(heif_image_handle* primary, int min_side, const DecodeOptions& options) {
   const int n = heif_image_handle_get_number_of_thumbnails(primary);
   if (n <= 0 || min_side <= 0) return nullptr;
   std::vector<heif_item_id> ids(static_cast<size_t>(n));
@@ -55,8 +60,14 @@ HandlePtr PickThumbnail(heif_image_handle* primary, int min_side) {
     heif_image_handle* raw = nullptr;
     if (heif_image_handle_get_thumbnail(primary, id, &raw).code != heif_error_Ok) continue;
     HandlePtr thumb(raw);
-    const int shorter = std::min(heif_image_handle_get_width(thumb.get()), heif_image_handle_get_height(thumb.get()));
-    if (shorter < min_side) continue;
+    const int w = heif_image_handle_get_width(thumb.get()), h = heif_image_handle_get_height(thumb.get());
+    const int shorter = std::min(w, h);
+    if (shorter < min_side || w > heif_image_handle_get_width(primary) || h > heif_image_handle_get_height(primary) ||
+        !CheckDimensions(heif_image_handle_get_ispe_width(thumb.get()), heif_image_handle_get_ispe_height(thumb.get()),
+                         options)
+             .ok()) {
+      continue;
+    }
     if (!best ||
         shorter < std::min(heif_image_handle_get_width(best.get()), heif_image_handle_get_height(best.get()))) {
       best = std::move(thumb);
@@ -70,10 +81,9 @@ HandlePtr PickThumbnail(heif_image_handle* primary, int min_side) {
 Result<RawDecode> DecodeHeif(std::span<const uint8_t> bytes, const DecodeOptions& options) {
   std::unique_ptr<heif_context, ContextFree> ctx(heif_context_alloc());
   if (!ctx) return Status::ResourceExhausted("cannot allocate a HEIF decoder");
-  // libheif refuses images and grids with a side past this before allocating them; the pixel
-  // count is checked below, from the header, before anything is decoded.
-  heif_context_set_maximum_image_size_limit(
-      ctx.get(), static_cast<int>(std::min<uint64_t>(options.max_pixels, uint64_t{1} << 16)));
+  // libheif refuses items and grids with a side past this (its default, 32768, or less) before
+  // allocating them; the primary image's pixel count is checked below, from its header.
+  heif_context_set_maximum_image_size_limit(ctx.get(), static_cast<int>(std::min<uint64_t>(options.max_pixels, 32768)));
   heif_error e = heif_context_read_from_memory_without_copy(ctx.get(), bytes.data(), bytes.size(), nullptr);
   if (e.code != heif_error_Ok) return HeifError("cannot read the file", e);
   heif_image_handle* raw_handle = nullptr;
@@ -90,7 +100,7 @@ Result<RawDecode> DecodeHeif(std::span<const uint8_t> bytes, const DecodeOptions
   RawDecode out;
   out.exif = ReadExif(primary.get());
   out.tiff_orientation = 1;  // HEIF's transformations are the orientation; an EXIF tag must be ignored
-  HandlePtr thumbnail = PickThumbnail(primary.get(), options.preview_min_side);
+  HandlePtr thumbnail = PickThumbnail(primary.get(), options.preview_min_side, options);
   heif_image_handle* source = thumbnail ? thumbnail.get() : primary.get();
   if (thumbnail) {
     out.full_width = width;

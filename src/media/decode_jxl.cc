@@ -1,8 +1,10 @@
-// JPEG XL through libjxl: the first frame as 8-bit RGB (libjxl converts 16-bit and float samples
-// and XYB to the image's colour space), the orientation from the codestream applied afterwards
-// like any other, capture time from an "Exif" box placed before the codestream.
+// JPEG XL through libjxl: the first frame as 8-bit sRGB (libjxl converts 16-bit and float samples;
+// a lossy (XYB) image is asked for in sRGB, else libjxl would give linear light for one that carries
+// an ICC profile), the orientation from the codestream applied afterwards like any other, capture
+// time from an "Exif" box placed before the codestream.
 #include <jxl/decode.h>
 #include <jxl/decode_cxx.h>
+#include <jxl/encode.h>  // JxlColorEncodingSetToSRGB
 
 #include <algorithm>
 #include <cstring>
@@ -14,7 +16,8 @@ namespace imgsearch::media {
 Result<RawDecode> DecodeJxl(std::span<const uint8_t> bytes, const DecodeOptions& options) {
   JxlDecoderPtr dec = JxlDecoderMake(nullptr);
   if (!dec) return Status::ResourceExhausted("cannot allocate a JPEG XL decoder");
-  if (JxlDecoderSubscribeEvents(dec.get(), JXL_DEC_BASIC_INFO | JXL_DEC_BOX | JXL_DEC_FULL_IMAGE) != JXL_DEC_SUCCESS ||
+  if (JxlDecoderSubscribeEvents(dec.get(), JXL_DEC_BASIC_INFO | JXL_DEC_COLOR_ENCODING | JXL_DEC_BOX |
+                                               JXL_DEC_FULL_IMAGE) != JXL_DEC_SUCCESS ||
       JxlDecoderSetKeepOrientation(dec.get(), JXL_TRUE) != JXL_DEC_SUCCESS ||
       JxlDecoderSetDecompressBoxes(dec.get(), JXL_TRUE) != JXL_DEC_SUCCESS ||
       JxlDecoderSetInput(dec.get(), bytes.data(), bytes.size()) != JXL_DEC_SUCCESS) {
@@ -40,9 +43,15 @@ Result<RawDecode> DecodeJxl(std::span<const uint8_t> bytes, const DecodeOptions&
     if (status == JXL_DEC_ERROR) return Status::Corruption("the codestream is corrupt");
     if (status == JXL_DEC_NEED_MORE_INPUT) return Status::Corruption("the file is truncated");
     if (status == JXL_DEC_BOX_NEED_MORE_OUTPUT) {
+      // Only a box we gave a buffer asks for more (a skipped one asking again would loop).
+      if (!in_exif) return Status::Corruption("the Exif box is larger than 16 MB");
       const size_t unused = JxlDecoderReleaseBoxBuffer(dec.get());
       const size_t used = exif_box.size() - unused;
-      if (exif_box.size() >= (16u << 20)) return Status::Corruption("the Exif box is larger than 16 MB");
+      if (exif_box.size() >= (16u << 20)) {  // not EXIF as cameras write it: skipped, the picture still read
+        in_exif = false;
+        exif_box.clear();
+        continue;
+      }
       exif_box.resize(exif_box.size() * 2);
       JxlDecoderSetBoxBuffer(dec.get(), exif_box.data() + used, exif_box.size() - used);
       continue;
@@ -59,7 +68,13 @@ Result<RawDecode> DecodeJxl(std::span<const uint8_t> bytes, const DecodeOptions&
       continue;
     }
     finish_exif();
-    if (status == JXL_DEC_BASIC_INFO) {
+    if (status == JXL_DEC_COLOR_ENCODING) {
+      // Grayscale stays gray; a colour image comes as sRGB whatever profile it carries (libjxl
+      // converts XYB to it exactly; other encodings it cannot convert keep their own).
+      JxlColorEncoding srgb;
+      JxlColorEncodingSetToSRGB(&srgb, info.num_color_channels == 1 ? JXL_TRUE : JXL_FALSE);
+      JxlDecoderSetPreferredColorProfile(dec.get(), &srgb);
+    } else if (status == JXL_DEC_BASIC_INFO) {
       if (JxlDecoderGetBasicInfo(dec.get(), &info) != JXL_DEC_SUCCESS) {
         return Status::Corruption("cannot read the image header");
       }
@@ -91,10 +106,7 @@ Result<RawDecode> DecodeJxl(std::span<const uint8_t> bytes, const DecodeOptions&
     }
   }
   if (!have_info || (out.image.rgb.empty() && gray.empty())) return Status::Corruption("the file holds no image");
-  if (!gray.empty()) {
-    out.image = Image(static_cast<int>(info.xsize), static_cast<int>(info.ysize));
-    for (size_t i = 0; i < gray.size(); ++i) std::memset(out.image.rgb.data() + 3 * i, gray[i], 3);
-  }
+  if (!gray.empty()) out.image = GrayToRgb(gray.data(), static_cast<int>(info.xsize), static_cast<int>(info.ysize));
   return out;
 }
 

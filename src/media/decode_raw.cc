@@ -18,15 +18,11 @@ Status RawError(const char* what, int code) {
   return Status::Corruption(std::string(what) + ": " + LibRaw::strerror(code));
 }
 
-// libraw's flip code (dcraw's: 3 = 180°, 5 = 90° counter-clockwise, 6 = 90° clockwise) as an
-// EXIF orientation.
+// libraw's flip code (dcraw's bits: 1 mirror left-right, 2 mirror top-bottom, 4 transpose) as an
+// EXIF orientation: the inverse of libraw's own mapping from EXIF.
 int OrientationOfFlip(int flip) {
-  switch (flip) {
-    case 3: return 3;
-    case 5: return 8;
-    case 6: return 6;
-    default: return 1;
-  }
+  constexpr int kOrientation[8] = {1, 2, 4, 3, 5, 8, 6, 7};
+  return flip >= 0 && flip < 8 ? kOrientation[flip] : 1;
 }
 
 struct ImageFree {
@@ -85,7 +81,9 @@ Result<RawDecode> DecodeCameraRaw(std::span<const uint8_t> bytes, const DecodeOp
   const libraw_thumbnail_t& thumb = raw->imgdata.thumbnail;
   if (options.preview_min_side > 0 && std::min(thumb.twidth, thumb.theight) >= options.preview_min_side &&
       static_cast<uint64_t>(thumb.twidth) * thumb.theight <= options.max_pixels) {
-    if (std::optional<Image> preview = DecodePreview(raw.get(), options)) {
+    std::optional<Image> preview = DecodePreview(raw.get(), options);
+    // The header's preview size, checked against what was decoded.
+    if (preview && std::min(preview->width, preview->height) >= options.preview_min_side) {
       out.image = std::move(*preview);
       out.tiff_orientation = OrientationOfFlip(sizes.flip);  // previews are stored as the sensor is
       out.full_width = sizes.width;
@@ -108,12 +106,11 @@ Result<RawDecode> DecodeCameraRaw(std::span<const uint8_t> bytes, const DecodeOp
   const int w = developed->width;
   const int h = developed->height;
   RETURN_IF_ERROR(CheckDimensions(w, h, options));
-  out.image = Image(w, h);
-  const size_t n = static_cast<size_t>(w) * h;
   if (developed->colors == 3) {
-    std::memcpy(out.image.rgb.data(), developed->data, 3 * n);
+    out.image = Image(w, h);
+    std::memcpy(out.image.rgb.data(), developed->data, out.image.rgb.size());
   } else {
-    for (size_t i = 0; i < n; ++i) std::memset(out.image.rgb.data() + 3 * i, developed->data[i], 3);
+    out.image = GrayToRgb(developed->data, w, h);
   }
   out.tiff_orientation = 1;  // libraw turned the developed image as the file says
   return out;

@@ -39,6 +39,9 @@ bool IsCameraRawTiff(std::span<const uint8_t> bytes);
 // block); empty when malformed.
 std::vector<uint8_t> ExifFromBmffItem(std::span<const uint8_t> item);
 
+// A w × h RGB image with each gray sample replicated into the three channels.
+Image GrayToRgb(const uint8_t* gray, int w, int h);
+
 // Refuses dimensions that are zero, negative or above the pixel limit.
 Status CheckDimensions(int64_t width, int64_t height, const DecodeOptions& options);
 

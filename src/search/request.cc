@@ -309,10 +309,8 @@ Result<std::string> CanonicalFormat(std::string_view name, std::string_view fiel
     if (f == alias) f = canonical;
   }
   std::string known;
-  for (const ImageFormat format : kImageFormats) {
-    if (f == ImageFormatName(format)) return f;
-    known += std::string(known.empty() ? "" : ", ") + ImageFormatName(format);
-  }
+  if (FormatInfo(f) != nullptr) return f;
+  for (const ImageFormatInfo& format : kImageFormats) known += std::string(known.empty() ? "" : ", ") + format.name;
   return Bad("unknown " + std::string(field) + " " + Quoted(name) + " (" + known + ")");
 }
 

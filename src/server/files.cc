@@ -195,6 +195,10 @@ Result<std::string> ThumbnailCache::Get(const ImageRecord& record, int requested
   return GetScaled(record, size, 85, std::to_string(size));
 }
 
+std::string ThumbnailCache::PixelsTag(const ImageRecord& record, const std::string& what) {
+  return record.content_hash + "-v" + std::to_string(kPixelsVersion) + "-" + what;
+}
+
 Result<std::string> ThumbnailCache::GetView(const ImageRecord& record) {
   return GetScaled(record, kViewSize, 90, "view");
 }
@@ -202,8 +206,7 @@ Result<std::string> ThumbnailCache::GetView(const ImageRecord& record) {
 Result<std::string> ThumbnailCache::GetScaled(const ImageRecord& record, int size, int quality,
                                               const std::string& name) {
   if (record.content_hash.size() < 3) return Status::InvalidArgument("image " + record.path + " has no content hash");
-  const std::string path =
-      dir_ + "/" + record.content_hash.substr(0, 2) + "/" + record.content_hash + "-" + name + ".jpg";
+  const std::string path = dir_ + "/" + record.content_hash.substr(0, 2) + "/" + PixelsTag(record, name) + ".jpg";
   auto read_cached = [&]() -> std::optional<std::string> {
     auto cached = ReadFileText(path, size_t{64} << 20);
     if (!cached.ok()) return std::nullopt;
@@ -248,6 +251,9 @@ Result<std::string> ThumbnailCache::Make(const ImageRecord& record, int size, in
     } release{&decode_slots_};
     DecodeOptions options = decode_;
     options.min_side = size;
+    // The result's longer side is `size`: a preview (RAW, HEIF) whose longer side reaches it will
+    // do, which for a 3:2 picture means a shorter side of two thirds of it.
+    options.preview_min_side = (2 * size + 2) / 3;
     auto decoded = DecodeImage(bytes, options);
     if (!decoded.ok()) return decoded.status().WithContext(record.path);
     const Image& full = decoded->image;
@@ -289,16 +295,8 @@ Result<std::string> ThumbnailCache::Make(const ImageRecord& record, int size, in
 }
 
 const char* MimeTypeOf(const std::string& format) {
-  if (format == "jpeg") return "image/jpeg";
-  if (format == "png") return "image/png";
-  if (format == "webp") return "image/webp";
-  if (format == "gif") return "image/gif";
-  if (format == "bmp") return "image/bmp";
-  if (format == "tiff") return "image/tiff";
-  if (format == "heif") return "image/heif";
-  if (format == "avif") return "image/avif";
-  if (format == "jxl") return "image/jxl";
-  return "application/octet-stream";
+  const ImageFormatInfo* info = FormatInfo(format);
+  return info != nullptr ? info->mime_type : "application/octet-stream";
 }
 
 }  // namespace imgsearch::server

@@ -93,6 +93,12 @@ class ThumbnailCache {
   // Renditions: what a browser shows of a format it cannot display (HEIF, JPEG XL, RAW, TIFF), a
   // JPEG whose longer side is at most kViewSize, cached beside the thumbnails under the same limit.
   static constexpr int kViewSize = 4096;
+  // Part of every cached file's name and ETag: raised when decoding changes what an image looks
+  // like, so that neither this cache nor browsers keep pictures made the old way.
+  static constexpr int kPixelsVersion = 2;
+  // What names a cached picture of `record` (its file name without ".jpg", its ETag): the content
+  // hash, kPixelsVersion and `what` ("256", "view").
+  static std::string PixelsTag(const ImageRecord& record, const std::string& what);
   Result<std::string> GetView(const ImageRecord& record);
 
   ThumbnailStats Stats() const { return {made_, hits_, bytes_, evicted_}; }

@@ -113,7 +113,7 @@ std::vector<Route> ItemRoutes(ServerContext& c) {
                return SendOriginal(c, *r, res);
              }
              if (Status readable = Decodable(*r); !readable.ok()) return SendError(res, readable);
-             if (NotModified(req, res, r->content_hash + "-view")) return;
+             if (NotModified(req, res, ThumbnailCache::PixelsTag(*r, "view"))) return;
              auto view = c.thumbnails->GetView(*r);
              if (!view.ok()) return SendError(res, view.status());
              res.set_content(std::move(*view), "image/jpeg");
@@ -153,7 +153,8 @@ std::vector<Route> ItemRoutes(ServerContext& c) {
              Result<ImageRecord> r = PathRecord(c, req);
              if (!r.ok()) return SendError(res, r.status());
              if (Status readable = Decodable(*r); !readable.ok()) return SendError(res, readable);
-             if (NotModified(req, res, r->content_hash + "-" + std::to_string(ThumbnailCache::RoundSize(size)))) {
+             if (NotModified(req, res,
+                             ThumbnailCache::PixelsTag(*r, std::to_string(ThumbnailCache::RoundSize(size))))) {
                return;
              }
              auto thumb = c.thumbnails->Get(*r, size);

@@ -15,6 +15,10 @@ void SendJson(Res& res, const json& body, int status) {
 }
 
 void SendError(Res& res, const Status& status) {
+  // An error is never cached, whatever validators a handler set before it failed.
+  res.headers.erase("ETag");
+  res.headers.erase("Cache-Control");
+  res.set_header("Cache-Control", "no-store");
   SendJson(res, json{{"error", status.message()}}, HttpStatusOf(status));
 }
 

@@ -13,6 +13,8 @@
 #include <iterator>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "store/collection_meta.h"
 
 namespace imgsearch::store {
@@ -497,12 +499,16 @@ Result<BackendCounts> SqliteCatalog::Counts() {
   {
     std::lock_guard<std::mutex> lock(read_mu_);
     ASSIGN_OR_RETURN(Statement s,
-                     reader_.Prepare(std::string("SELECT (SELECT COUNT(*) FROM images WHERE status = ?), "
-                                                 "(SELECT COUNT(*) FROM images WHERE status = ?), "
+                     reader_.Prepare(std::string("SELECT (SELECT COUNT(*) FROM images WHERE status = ?1), "
+                                                 "(SELECT COUNT(*) FROM images WHERE status = ?2), "
                                                  "(SELECT COUNT(*) FROM vectors WHERE released_at_ms IS NULL), "
                                                  "(SELECT COUNT(*) FROM vectors WHERE released_at_ms IS NOT NULL), "
                                                  "(SELECT value FROM meta WHERE key = '") +
-                                     kKeepRemovedKey + "')"));
+                                     kKeepRemovedKey +
+                                     "'), "
+                                     // One statement, one snapshot: the counts by format add up to the first.
+                                     "(SELECT json_group_object(format, n) FROM (SELECT format, COUNT(*) AS n "
+                                     "FROM images WHERE status = ?1 GROUP BY format))"));
     s.Bind(1, int64_t{static_cast<int>(ImageStatus::kIndexed)})
         .Bind(2, int64_t{static_cast<int>(ImageStatus::kFailed)});
     ASSIGN_OR_RETURN(bool row, s.Step());
@@ -512,14 +518,12 @@ Result<BackendCounts> SqliteCatalog::Counts() {
       c.distinct_vectors = s.Int(2);
       c.kept_vectors = s.Int(3);
       c.keep_removed = KeepRemovedFrom(s.IsNull(4) ? std::nullopt : std::optional<std::string>(s.Text(4)));
-    }
-    ASSIGN_OR_RETURN(Statement f,
-                     reader_.Prepare("SELECT format, COUNT(*) FROM images WHERE status = ? GROUP BY format"));
-    f.Bind(1, int64_t{static_cast<int>(ImageStatus::kIndexed)});
-    for (;;) {
-      ASSIGN_OR_RETURN(bool more, f.Step());
-      if (!more) break;
-      c.formats[f.Text(0)] = f.Int(1);
+      if (!s.IsNull(5)) {
+        const nlohmann::json formats = nlohmann::json::parse(s.Text(5), nullptr, /*allow_exceptions=*/false);
+        if (formats.is_object()) {
+          for (const auto& [format, n] : formats.items()) c.formats[format] = n.is_number() ? n.get<int64_t>() : 0;
+        }
+      }
     }
   }
   for (const char* f : {"catalog.db", "catalog.db-wal", "catalog.db-shm"}) c.database_bytes += FileBytes(f);
