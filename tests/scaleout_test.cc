@@ -492,6 +492,24 @@ TEST_F(ScaleoutTest, WatchEnqueuesLiveChangesForWorkers) {
   EXPECT_NE(watch.Out().find("queued for workers"), std::string::npos) << watch.Out();
 }
 
+// Workers decode through the same pipeline as embedded indexing: every format, counted by format in
+// PostgreSQL as in a folder.
+TEST_F(ScaleoutTest, WorkersReadEveryFormat) {
+  const auto made = RunCommand({IMGSEARCH_MAKE_PHOTOS, "--out", photos_, "--n", "7", "--formats",
+                                "jpeg,png,webp,heic,avif,jxl,dng", "--max-side", "320"});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  ASSERT_EQ(Enqueue().exit_code, 0);
+  auto worker = Worker();
+  json stats;
+  ASSERT_TRUE(WaitIndexed(url_, 7, 120, &stats)) << stats.dump() << worker->Err();
+  EXPECT_EQ(stats["failed"], 0) << stats.dump();
+  EXPECT_EQ(stats["formats"],
+            json({{"avif", 1}, {"heif", 1}, {"jpeg", 1}, {"jxl", 1}, {"png", 1}, {"raw", 1}, {"webp", 1}}))
+      << stats.dump();
+  worker->Signal(SIGTERM);
+  EXPECT_EQ(worker->Wait(), 0) << worker->Err();
+}
+
 TEST_F(ScaleoutTest, WorkerWaitsForAMissingShareThenReadsThroughAUrlMap) {
   WriteImages(photos_, 6);
   ASSERT_EQ(Enqueue().exit_code, 0);
