@@ -46,7 +46,7 @@ inline constexpr ImageFormatInfo kImageFormats[] = {
     {ImageFormat::kHeif, "heif", "HEIF", "image/heif", false},
     {ImageFormat::kAvif, "avif", "AVIF", "image/avif", true},
     {ImageFormat::kJxl, "jxl", "JPEG XL", "image/jxl", false},
-    // Camera RAW of any make: DNG, CR2, CR3, CRW, NEF, ARW, PEF, SRW, RAF, ORF, RW2, MRW, X3F.
+    // Camera RAW: DNG, CR2, CR3, CRW, NEF, ARW, PEF, RAF, ORF, RW2, MRW, X3F (see DetectImageFormat).
     {ImageFormat::kRaw, "raw", "camera RAW", "application/octet-stream", false},
 };
 
