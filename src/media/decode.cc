@@ -15,11 +15,15 @@ DecodeOptions ForModelInput(DecodeOptions options, int input_size) {
 
 namespace {
 
+uint32_t BigEndian32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+
 // ISO base media files (HEIF, AVIF, CR3, and videos) name what they hold in their first box, "ftyp":
 // a major brand and compatible brands.
 ImageFormat DetectBmff(std::span<const uint8_t> b) {
   if (b.size() < 16 || std::memcmp(b.data() + 4, "ftyp", 4) != 0) return ImageFormat::kUnknown;
-  const uint32_t box = (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | b[3];
+  const uint32_t box = BigEndian32(b.data());
   const size_t end = std::min<size_t>(b.size(), std::max<uint32_t>(box, 16));
   auto brand_format = [&](size_t at) {
     const std::string_view brand(reinterpret_cast<const char*>(b.data() + at), 4);
@@ -105,7 +109,7 @@ Image GrayToRgb(const uint8_t* gray, int w, int h) {
 
 std::vector<uint8_t> ExifFromBmffItem(std::span<const uint8_t> item) {
   if (item.size() < 4) return {};
-  const uint32_t offset = (uint32_t{item[0]} << 24) | (uint32_t{item[1]} << 16) | (uint32_t{item[2]} << 8) | item[3];
+  const uint32_t offset = BigEndian32(item.data());
   if (offset > item.size() - 4) return {};
   std::span<const uint8_t> tiff = item.subspan(4 + offset);
   if (tiff.size() > 6 && std::memcmp(tiff.data(), "Exif\0\0", 6) == 0) tiff = tiff.subspan(6);
