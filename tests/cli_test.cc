@@ -439,6 +439,52 @@ TEST(Cli, AnotherModelIsRefusedUntilReindex) {
   EXPECT_FALSE(std::filesystem::exists(db + ".old"));
 }
 
+// A collection moves between families with reindex (CLIP → SigLIP 2 → SigLIP); SigLIP results
+// carry the model's match probability for a query of one text, and only then.
+TEST(Cli, ReindexAcrossFamiliesAndSiglipsMatchProbability) {
+  const std::string dir = testing::MakeTempDir();
+  MakeLibrary(dir);
+  const std::string db = dir + "/db";
+  RunCommand({ImgsearchBin(), "index", "--db", db, "--model", TestModelDir(), dir + "/lib"});
+  auto clip_hits = JsonLines(RunCommand({ImgsearchBin(), "search", "--db", db, "cat", "--json"}).out);
+  ASSERT_EQ(clip_hits.size(), 3u);
+  EXPECT_FALSE(clip_hits[0].contains("probability"));
+  for (const std::string suffix : {"-siglip2", "-siglip"}) {
+    const std::string model = TestModelDir() + suffix;
+    auto reindex = RunCommand({ImgsearchBin(), "reindex", "--db", db, "--model", model});
+    EXPECT_EQ(reindex.exit_code, 1) << reindex.err;  // the broken file still fails
+    EXPECT_NE(reindex.out.find("re-embedded 3 images"), std::string::npos) << reindex.out;
+    const auto stats = nlohmann::json::parse(RunCommand({ImgsearchBin(), "stats", "--db", db, "--json"}).out);
+    EXPECT_EQ(stats["model"]["dim"], 64) << suffix;
+    auto text = RunCommand({ImgsearchBin(), "search", "--db", db, "a photo of a cat", "--json"});
+    ASSERT_EQ(text.exit_code, 0) << text.err;
+    auto hits = JsonLines(text.out);
+    ASSERT_EQ(hits.size(), 3u) << suffix;
+    double previous = 1.0;
+    for (const auto& h : hits) {
+      ASSERT_TRUE(h.contains("probability")) << h.dump();
+      const double p = h["probability"];
+      EXPECT_GT(p, 0.0);
+      EXPECT_LT(p, 1.0);
+      EXPECT_LE(p, previous + 1e-6) << "the probability falls with the cosine";
+      previous = p;
+    }
+    auto terminal = RunCommand({ImgsearchBin(), "search", "--db", db, "a photo of a cat"});
+    EXPECT_NE(terminal.out.find("% "), std::string::npos) << terminal.out;
+    // "More like this" compares images: no text, no probability.
+    auto similar = RunCommand({ImgsearchBin(), "search", "--db", db, "--json", "--similar",
+                               std::to_string(hits[0]["id"].get<int64_t>())});
+    ASSERT_EQ(similar.exit_code, 0) << similar.err;
+    for (const auto& h : JsonLines(similar.out)) EXPECT_FALSE(h.contains("probability")) << h.dump();
+  }
+  auto info = RunCommand({ImgsearchBin(), "model", "info", "--model", TestModelDir() + "-siglip", "--json"});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  const auto j = nlohmann::json::parse(info.out);
+  EXPECT_EQ(j["family"], "siglip");
+  EXPECT_EQ(j["preprocessing"]["fit"], "stretch");
+  EXPECT_TRUE(j.contains("scores"));
+}
+
 }  // namespace
 }  // namespace imgsearch
 

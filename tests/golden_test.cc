@@ -92,7 +92,7 @@ TEST(Golden, ImageEmbeddingsMatchAndTruncatedFails) {
     }
     ASSERT_TRUE(decoded.ok()) << name << ": " << decoded.status().ToString();
     std::vector<float> pixels(3 * size * size), emb(dim);
-    NormalizeForClip(ResizeAndCropForClip(decoded->image, size), pixels.data());
+    Normalize(ResizeForModel(decoded->image, model->preprocessing()), model->preprocessing(), pixels.data());
     ASSERT_TRUE(model->EncodeImages(pixels.data(), 1, emb.data()).ok());
     EXPECT_GE(Cosine(emb, item["embedding"].get<std::vector<float>>()), kImageCosine) << name;
     ++n_checked;
@@ -113,7 +113,7 @@ TEST(Golden, BatchedImagesMatchOneByOne) {
   for (size_t i = 0; i < names.size(); ++i) {
     auto decoded = DecodeImageFile(golden + "/images/" + names[i]);
     ASSERT_TRUE(decoded.ok());
-    NormalizeForClip(ResizeAndCropForClip(decoded->image, size), batch.data() + i * floats);
+    Normalize(ResizeForModel(decoded->image, model->preprocessing()), model->preprocessing(), batch.data() + i * floats);
   }
   std::vector<float> together(names.size() * dim);
   ASSERT_TRUE(model->EncodeImages(batch.data(), static_cast<int>(names.size()), together.data()).ok());
@@ -135,7 +135,7 @@ TEST(Golden, PreprocessedCropsMatchWithinOne) {
     auto ours = DecodeImageFile(golden + "/images/" + name);
     auto ref = DecodeImageFile(golden + "/preprocessed/" + name + ".png");
     ASSERT_TRUE(ours.ok() && ref.ok()) << name;
-    const Image crop = ResizeAndCropForClip(ours->image, 224);
+    const Image crop = ResizeForModel(ours->image, Preprocessing::Clip(224));
     ASSERT_EQ(ref->image.width, 224);
     ASSERT_EQ(ref->image.height, 224);
     int worst = 0;

@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
     const double full_ms = BestMs(repeat, [&] { (void)imgsearch::DecodeImageFile(path); });
     const double model_ms = BestMs(repeat, [&] {
       auto d = imgsearch::DecodeImageFile(path, imgsearch::ForModelInput({}, 224));
-      if (d.ok()) (void)imgsearch::ResizeAndCropForClip(d->image, 224);
+      if (d.ok()) (void)imgsearch::ResizeForModel(d->image, imgsearch::Preprocessing::Clip(224));
     });
     const nlohmann::json line = {{"file", path},          {"format", imgsearch::ImageFormatName(first->format)},
                                  {"width", first->width}, {"height", first->height},

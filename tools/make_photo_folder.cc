@@ -210,7 +210,7 @@ Result<std::pair<Bytes, const char*>> Encode(const Image& img, const std::string
     const double scale = std::min(1.0, 1616.0 / std::max(img.width, img.height));
     const int pw = std::max(1, static_cast<int>(img.width * scale)),
               ph = std::max(1, static_cast<int>(img.height * scale));
-    ASSIGN_OR_RETURN(Bytes preview, imgsearch::EncodeJpeg(imgsearch::ResizeBicubic(img, pw, ph), 90));
+    ASSIGN_OR_RETURN(Bytes preview, imgsearch::EncodeJpeg(imgsearch::Resize(img, pw, ph), 90));
     return Out{imgsearch::tools::MakeDng(img, {.preview_jpeg = preview, .preview_width = pw, .preview_height = ph}),
                "dng"};
   }

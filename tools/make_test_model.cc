@@ -1,13 +1,19 @@
-// Writes a random-weight CLIP model in Hugging Face layout (config.json, model.safetensors,
-// vocab.json, merges.txt) for tests and benchmarks: real pretrained weights cannot be fetched
-// everywhere, and a random model exercises every numeric step just the same.
+// Writes a random-weight model in Hugging Face layout for tests and benchmarks: real pretrained
+// weights cannot be fetched everywhere, and a random model exercises every numeric step just the same.
+//   CLIP presets:   config.json, model.safetensors, vocab.json, merges.txt (a CLIPModel).
+//   SigLIP presets: config.json, model.safetensors, spiece.model (SigLIP) or tokenizer.model (SigLIP 2,
+//                   Gemma-style), tokenizer_config.json, preprocessor_config.json (a SiglipModel).
 //
-//   make_test_model --out DIR [--preset tiny|vit-b-32|vit-b-16|vit-l-14] [--dtype F32|F16|BF16]
-//                   [--seed N] [--tokenizer-from DIR]
+//   make_test_model --out DIR [--preset NAME] [--dtype F32|F16|BF16] [--seed N] [--tokenizer-from DIR]
 //
-// Without --tokenizer-from, a small synthetic BPE vocabulary is written (the 512 byte tokens, merges
-// for a list of common words, then <|startoftext|> and <|endoftext|> as the two highest ids).
+// Without --tokenizer-from, a small tokenizer is made: for CLIP a synthetic BPE vocabulary (the 512
+// byte tokens, merges for a list of common words, then <|startoftext|> and <|endoftext|> as the two
+// highest ids); for SigLIP a SentencePiece model trained on a built-in text (unigram with SigLIP's
+// special ids, or byte-fallback BPE with Gemma's).
 #include <CLI/CLI.hpp>
+#include <sentencepiece_processor.h>
+#include <sentencepiece_trainer.h>
+
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -23,18 +29,37 @@
 
 namespace {
 
+enum class Family { kClip, kSiglip, kSiglip2 };
+
 struct Preset {
+  Family family;
   int text_width, text_layers, text_heads, context;
   int vision_width, vision_layers, vision_heads, patch, image_size;
   int projection;
+  int mlp_ratio_x4 = 16;  // MLP width = width · mlp_ratio_x4 / 4
 };
 
 const std::map<std::string, Preset> kPresets = {
-    {"tiny", {64, 2, 2, 77, 96, 2, 2, 32, 224, 48}},
-    {"vit-b-32", {512, 12, 8, 77, 768, 12, 12, 32, 224, 512}},
-    {"vit-b-16", {512, 12, 8, 77, 768, 12, 12, 16, 224, 512}},
-    {"vit-l-14", {768, 12, 12, 77, 1024, 24, 16, 14, 224, 768}},
+    {"tiny", {Family::kClip, 64, 2, 2, 77, 96, 2, 2, 32, 224, 48}},
+    {"vit-b-32", {Family::kClip, 512, 12, 8, 77, 768, 12, 12, 32, 224, 512}},
+    {"vit-b-16", {Family::kClip, 512, 12, 8, 77, 768, 12, 12, 16, 224, 512}},
+    {"vit-l-14", {Family::kClip, 768, 12, 12, 77, 1024, 24, 16, 14, 224, 768}},
+    // SigLIP: text and image towers of one width (the features are compared directly).
+    {"siglip-tiny", {Family::kSiglip, 64, 2, 4, 64, 64, 2, 4, 16, 224, 64, 8}},
+    {"siglip-b-16", {Family::kSiglip, 768, 12, 12, 64, 768, 12, 12, 16, 224, 768}},
+    // SigLIP 2: a text width other than the projection's, as the format allows.
+    {"siglip2-tiny", {Family::kSiglip2, 48, 2, 4, 64, 64, 2, 4, 16, 224, 64, 8}},
+    {"siglip2-b-16", {Family::kSiglip2, 768, 12, 12, 64, 768, 12, 12, 16, 224, 768}},
+    {"siglip2-b-32-256", {Family::kSiglip2, 768, 12, 12, 64, 768, 12, 12, 32, 256, 768}},
 };
+
+// Text the SentencePiece tokenizers are trained on: enough words for captions in tests.
+const char* kCorpus[] = {
+    "a photo of a cat", "a photo of a dog", "a red car in the snow", "a cup of coffee on a saucer",
+    "a rocket on the launch pad", "an astronaut in a white space suit", "people walking on a city street at night",
+    "a house with a green tree", "a blue sky over the mountain", "a bird on a flower", "the beach and the water",
+    "a man and a woman with a bicycle", "text on a sign", "un chat sur une table", "ein Hund im Schnee",
+    "東京タワーの夜景", "猫の写真", "il y a 3 voitures et 12 vélos", "numbers 0 1 2 3 4 5 6 7 8 9"};
 
 const char* kWords[] = {"a",      "an",    "the",      "photo", "of",     "cat",   "dog",    "car",  "red",
                         "snow",   "in",    "on",       "with",  "rocket", "cup",   "coffee", "tree", "beach",
@@ -95,6 +120,60 @@ int WriteSyntheticTokenizer(const std::filesystem::path& dir) {
   return next_id;
 }
 
+// Trains a small SentencePiece model on kCorpus into dir/file and writes tokenizer_config.json.
+// Returns the vocabulary size, or 0 on failure.
+int WriteSentencePieceTokenizer(const std::filesystem::path& dir, Family family) {
+  const std::filesystem::path corpus = dir / "corpus.txt.tmp";
+  {
+    std::ofstream out(corpus);
+    for (int repeat = 0; repeat < 4; ++repeat) {
+      for (const char* line : kCorpus) out << line << "\n";
+    }
+  }
+  const bool gemma = family == Family::kSiglip2;
+  const std::string prefix = (dir / (gemma ? "tokenizer" : "spiece")).string();
+  std::string args = "--input=" + corpus.string() + " --model_prefix=" + prefix +
+                     " --character_coverage=1.0 --minloglevel=2 --hard_vocab_limit=false";
+  if (gemma) {
+    // Gemma: <pad> 0, <eos> 1, <bos> 2, <unk> 3; byte fallback, no dummy prefix, text kept as is.
+    args +=
+        " --model_type=bpe --vocab_size=400 --byte_fallback=true --pad_id=0 --eos_id=1 --bos_id=2 --unk_id=3"
+        " --pad_piece=<pad> --eos_piece=<eos> --bos_piece=<bos> --unk_piece=<unk> --add_dummy_prefix=false"
+        " --remove_extra_whitespaces=false --normalization_rule_name=identity --split_digits=true";
+  } else {
+    // SigLIP: <pad> 0, </s> 1, <unk> 2, no BOS.
+    args += " --model_type=unigram --vocab_size=200 --pad_id=0 --eos_id=1 --unk_id=2 --bos_id=-1";
+  }
+  const auto status = sentencepiece::SentencePieceTrainer::Train(args);
+  std::filesystem::remove(corpus);
+  std::filesystem::remove(prefix + ".vocab");
+  if (!status.ok()) {
+    std::fprintf(stderr, "make_test_model: training the tokenizer failed: %s\n", status.ToString().c_str());
+    return 0;
+  }
+  sentencepiece::SentencePieceProcessor sp;
+  if (!sp.Load(prefix + ".model").ok()) return 0;
+  nlohmann::ordered_json added;
+  auto add = [&](int id, bool strip) {
+    added[std::to_string(id)] = {{"content", sp.IdToPiece(id)}, {"lstrip", strip}, {"normalized", false},
+                                 {"rstrip", strip},           {"single_word", false}, {"special", true}};
+  };
+  nlohmann::ordered_json config;
+  if (gemma) {
+    for (int id = 0; id < 4; ++id) add(id, false);
+    config = {{"add_bos_token", false}, {"add_eos_token", true},        {"added_tokens_decoder", added},
+              {"do_lower_case", true},  {"pad_token", "<pad>"},         {"eos_token", "<eos>"},
+              {"padding_side", "right"}, {"tokenizer_class", "GemmaTokenizer"}};
+  } else {
+    add(1, true);
+    add(2, true);
+    config = {{"added_tokens_decoder", added}, {"do_lower_case", true},   {"eos_token", "</s>"},
+              {"model_max_length", 64},       {"pad_token", "</s>"},    {"tokenizer_class", "SiglipTokenizer"}};
+  }
+  std::ofstream(dir / "tokenizer_config.json") << config.dump(2) << "\n";
+  return sp.GetPieceSize();
+}
+
 struct Tensor {
   std::string name;
   std::vector<int64_t> shape;
@@ -140,14 +219,18 @@ void AddBlock(std::vector<Tensor>* t, const std::string& prefix, int width, int 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"write a random-weight CLIP model for tests"};
+  CLI::App app{"write a random-weight model for tests"};
   std::string out_dir, preset_name = "tiny", dtype = "F32", tokenizer_from;
   uint64_t seed = 1;
   app.add_option("--out", out_dir, "output directory")->required();
-  app.add_option("--preset", preset_name, "tiny, vit-b-32, vit-b-16 or vit-l-14")->capture_default_str();
+  std::string preset_names;
+  for (const auto& [name, preset] : kPresets) preset_names += (preset_names.empty() ? "" : ", ") + name;
+  app.add_option("--preset", preset_name, preset_names)->capture_default_str();
   app.add_option("--dtype", dtype, "F32, F16 or BF16")->capture_default_str();
   app.add_option("--seed", seed, "random seed")->capture_default_str();
-  app.add_option("--tokenizer-from", tokenizer_from, "copy vocab.json and merges.txt from this model directory");
+  app.add_option("--tokenizer-from", tokenizer_from,
+                 "copy the tokenizer files (vocab.json and merges.txt, or the SentencePiece model and "
+                 "tokenizer_config.json) from this model directory");
   CLI11_PARSE(app, argc, argv);
   auto preset_it = kPresets.find(preset_name);
   if (preset_it == kPresets.end() || (dtype != "F32" && dtype != "F16" && dtype != "BF16")) {
@@ -158,41 +241,78 @@ int main(int argc, char** argv) {
   const std::filesystem::path dir(out_dir);
   std::filesystem::create_directories(dir);
 
+  const bool clip = p.family == Family::kClip;
   int vocab_size = 0;
   if (!tokenizer_from.empty()) {
-    for (const char* f : {"vocab.json", "merges.txt"}) {
+    const std::vector<const char*> files =
+        clip ? std::vector<const char*>{"vocab.json", "merges.txt"}
+             : std::vector<const char*>{p.family == Family::kSiglip ? "spiece.model" : "tokenizer.model",
+                                        "tokenizer_config.json"};
+    for (const char* f : files) {
       std::filesystem::copy_file(std::filesystem::path(tokenizer_from) / f, dir / f,
                                  std::filesystem::copy_options::overwrite_existing);
       std::filesystem::permissions(dir / f, std::filesystem::perms::owner_write, std::filesystem::perm_options::add);
     }
-    std::ifstream in(dir / "vocab.json");
-    vocab_size = static_cast<int>(nlohmann::json::parse(in).size());
+    if (clip) {
+      std::ifstream in(dir / "vocab.json");
+      vocab_size = static_cast<int>(nlohmann::json::parse(in).size());
+    } else {
+      sentencepiece::SentencePieceProcessor sp;
+      if (sp.Load((dir / files[0]).string()).ok()) vocab_size = sp.GetPieceSize();
+    }
   } else {
-    vocab_size = WriteSyntheticTokenizer(dir);
+    vocab_size = clip ? WriteSyntheticTokenizer(dir) : WriteSentencePieceTokenizer(dir, p.family);
   }
+  if (vocab_size == 0) return 1;
 
   const int grid = p.image_size / p.patch;
+  const int text_mlp = p.text_width * p.mlp_ratio_x4 / 4, vision_mlp = p.vision_width * p.mlp_ratio_x4 / 4;
   std::vector<Tensor> tensors;
   tensors.push_back({"logit_scale", {1}, Tensor::kOnes});
+  if (!clip) tensors.push_back({"logit_bias", {1}, Tensor::kNormal, 1.0f});
   tensors.push_back({"text_model.embeddings.token_embedding.weight", {vocab_size, p.text_width}});
   tensors.push_back({"text_model.embeddings.position_embedding.weight", {p.context, p.text_width}});
   for (int i = 0; i < p.text_layers; ++i) {
-    AddBlock(&tensors, "text_model.encoder.layers." + std::to_string(i), p.text_width, 4 * p.text_width);
+    AddBlock(&tensors, "text_model.encoder.layers." + std::to_string(i), p.text_width, text_mlp);
   }
   tensors.push_back({"text_model.final_layer_norm.weight", {p.text_width}, Tensor::kOnes});
   tensors.push_back({"text_model.final_layer_norm.bias", {p.text_width}, Tensor::kZeros});
-  tensors.push_back({"text_projection.weight", {p.projection, p.text_width}});
-  tensors.push_back({"vision_model.embeddings.class_embedding", {p.vision_width}});
+  if (clip) {
+    tensors.push_back({"text_projection.weight", {p.projection, p.text_width}});
+    tensors.push_back({"vision_model.embeddings.class_embedding", {p.vision_width}});
+  } else {
+    tensors.push_back({"text_model.head.weight", {p.projection, p.text_width}});
+    tensors.push_back({"text_model.head.bias", {p.projection}});
+    tensors.push_back({"vision_model.embeddings.patch_embedding.bias", {p.vision_width}});
+  }
   tensors.push_back({"vision_model.embeddings.patch_embedding.weight", {p.vision_width, 3, p.patch, p.patch}});
-  tensors.push_back({"vision_model.embeddings.position_embedding.weight", {grid * grid + 1, p.vision_width}});
-  tensors.push_back({"vision_model.pre_layrnorm.weight", {p.vision_width}, Tensor::kOnes});
-  tensors.push_back({"vision_model.pre_layrnorm.bias", {p.vision_width}, Tensor::kZeros});
+  tensors.push_back(
+      {"vision_model.embeddings.position_embedding.weight", {grid * grid + (clip ? 1 : 0), p.vision_width}});
+  if (clip) {
+    tensors.push_back({"vision_model.pre_layrnorm.weight", {p.vision_width}, Tensor::kOnes});
+    tensors.push_back({"vision_model.pre_layrnorm.bias", {p.vision_width}, Tensor::kZeros});
+  }
   for (int i = 0; i < p.vision_layers; ++i) {
-    AddBlock(&tensors, "vision_model.encoder.layers." + std::to_string(i), p.vision_width, 4 * p.vision_width);
+    AddBlock(&tensors, "vision_model.encoder.layers." + std::to_string(i), p.vision_width, vision_mlp);
   }
   tensors.push_back({"vision_model.post_layernorm.weight", {p.vision_width}, Tensor::kOnes});
   tensors.push_back({"vision_model.post_layernorm.bias", {p.vision_width}, Tensor::kZeros});
-  tensors.push_back({"visual_projection.weight", {p.projection, p.vision_width}});
+  if (clip) {
+    tensors.push_back({"visual_projection.weight", {p.projection, p.vision_width}});
+  } else {
+    const int w = p.vision_width;
+    tensors.push_back({"vision_model.head.probe", {1, 1, w}, Tensor::kNormal, 1.0f});
+    tensors.push_back({"vision_model.head.attention.in_proj_weight", {3 * w, w}});
+    tensors.push_back({"vision_model.head.attention.in_proj_bias", {3 * w}});
+    tensors.push_back({"vision_model.head.attention.out_proj.weight", {w, w}});
+    tensors.push_back({"vision_model.head.attention.out_proj.bias", {w}});
+    tensors.push_back({"vision_model.head.layernorm.weight", {w}, Tensor::kOnes});
+    tensors.push_back({"vision_model.head.layernorm.bias", {w}, Tensor::kZeros});
+    tensors.push_back({"vision_model.head.mlp.fc1.weight", {vision_mlp, w}});
+    tensors.push_back({"vision_model.head.mlp.fc1.bias", {vision_mlp}});
+    tensors.push_back({"vision_model.head.mlp.fc2.weight", {w, vision_mlp}});
+    tensors.push_back({"vision_model.head.mlp.fc2.bias", {w}});
+  }
 
   const size_t elem = dtype == "F32" ? 4 : 2;
   nlohmann::ordered_json header;
@@ -241,27 +361,66 @@ int main(int argc, char** argv) {
   }
   std::filesystem::rename(tmp, dir / "model.safetensors");
 
-  nlohmann::ordered_json config = {{"architectures", {"CLIPModel"}},
-                                   {"model_type", "clip"},
-                                   {"projection_dim", p.projection},
-                                   {"text_config",
-                                    {{"hidden_size", p.text_width},
-                                     {"intermediate_size", 4 * p.text_width},
-                                     {"num_attention_heads", p.text_heads},
-                                     {"num_hidden_layers", p.text_layers},
-                                     {"max_position_embeddings", p.context},
-                                     {"vocab_size", vocab_size},
-                                     {"hidden_act", "quick_gelu"},
-                                     {"layer_norm_eps", 1e-5}}},
-                                   {"vision_config",
-                                    {{"hidden_size", p.vision_width},
-                                     {"intermediate_size", 4 * p.vision_width},
-                                     {"num_attention_heads", std::max(1, p.vision_width / 64)},
-                                     {"num_hidden_layers", p.vision_layers},
-                                     {"image_size", p.image_size},
-                                     {"patch_size", p.patch},
-                                     {"hidden_act", "quick_gelu"},
-                                     {"layer_norm_eps", 1e-5}}}};
+  nlohmann::ordered_json config;
+  if (clip) {
+    config = {{"architectures", {"CLIPModel"}},
+              {"model_type", "clip"},
+              {"projection_dim", p.projection},
+              {"text_config",
+               {{"hidden_size", p.text_width},
+                {"intermediate_size", text_mlp},
+                {"num_attention_heads", p.text_heads},
+                {"num_hidden_layers", p.text_layers},
+                {"max_position_embeddings", p.context},
+                {"vocab_size", vocab_size},
+                {"hidden_act", "quick_gelu"},
+                {"layer_norm_eps", 1e-5}}},
+              {"vision_config",
+               {{"hidden_size", p.vision_width},
+                {"intermediate_size", vision_mlp},
+                {"num_attention_heads", std::max(1, p.vision_width / 64)},
+                {"num_hidden_layers", p.vision_layers},
+                {"image_size", p.image_size},
+                {"patch_size", p.patch},
+                {"hidden_act", "quick_gelu"},
+                {"layer_norm_eps", 1e-5}}}};
+  } else {
+    config = {{"architectures", {"SiglipModel"}},
+              {"model_type", "siglip"},
+              {"text_config",
+               {{"model_type", "siglip_text_model"},
+                {"hidden_size", p.text_width},
+                {"intermediate_size", text_mlp},
+                {"num_attention_heads", p.text_heads},
+                {"num_hidden_layers", p.text_layers},
+                {"max_position_embeddings", p.context},
+                {"projection_size", p.projection},
+                {"vocab_size", vocab_size},
+                {"hidden_act", "gelu_pytorch_tanh"},
+                {"layer_norm_eps", 1e-6}}},
+              {"vision_config",
+               {{"model_type", "siglip_vision_model"},
+                {"hidden_size", p.vision_width},
+                {"intermediate_size", vision_mlp},
+                {"num_attention_heads", p.vision_heads},
+                {"num_hidden_layers", p.vision_layers},
+                {"image_size", p.image_size},
+                {"patch_size", p.patch},
+                {"hidden_act", "gelu_pytorch_tanh"},
+                {"layer_norm_eps", 1e-6}}}};
+    // SiglipImageProcessor: straight resize, BICUBIC (3) for SigLIP, BILINEAR (2) for SigLIP 2.
+    const nlohmann::ordered_json preprocessor = {
+        {"do_normalize", true},
+        {"do_rescale", true},
+        {"do_resize", true},
+        {"image_mean", {0.5, 0.5, 0.5}},
+        {"image_std", {0.5, 0.5, 0.5}},
+        {"image_processor_type", "SiglipImageProcessor"},
+        {"resample", p.family == Family::kSiglip ? 3 : 2},
+        {"rescale_factor", 1.0 / 255},
+        {"size", {{"height", p.image_size}, {"width", p.image_size}}}};
+    std::ofstream(dir / "preprocessor_config.json") << preprocessor.dump(2) << "\n";
+  }
   std::ofstream(dir / "config.json") << config.dump(2) << "\n";
   std::printf("wrote %s (%s, %s, %.1f MB)\n", dir.c_str(), preset_name.c_str(), dtype.c_str(),
               (offset + header_len + 8) / 1e6);

@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 
@@ -25,7 +26,9 @@ int PrintInfo(const std::string& flag, bool as_json) {
   auto model = LoadModel(flag);
   if (!model.ok()) return ReportError(model.status());
   const ModelInfo& m = (*model)->info();
-  nlohmann::json j = {{"dir", m.dir},
+  nlohmann::json j = {{"family", m.family},
+                      {"tokenizer", m.tokenizer},
+                      {"dir", m.dir},
                       {"weights", m.weights_path},
                       {"file_bytes", m.weights_bytes},
                       {"dtype", m.dtype},
@@ -39,18 +42,33 @@ int PrintInfo(const std::string& flag, bool as_json) {
                       {"vision", TowerJson(m.vision)},
                       {"identity", m.fingerprint},
                       {"kernels", m.isa}};
+  const Preprocessing& pre = (*model)->preprocessing();
+  const char* fit = pre.fit == Preprocessing::Fit::kCenterCrop ? "resize shorter side, centre crop" : "resize to square";
+  const char* filter = pre.filter == ResampleFilter::kBicubic ? "bicubic" : "bilinear";
+  j["preprocessing"] = {{"fit", pre.fit == Preprocessing::Fit::kCenterCrop ? "center_crop" : "stretch"},
+                        {"filter", filter},
+                        {"mean", pre.mean},
+                        {"std", pre.std}};
+  if (m.has_match_probability) j["scores"] = {{"logit_scale", m.logit_scale}, {"logit_bias", m.logit_bias}};
   if (as_json) {
     std::printf("%s\n", j.dump().c_str());
     return kExitOk;
   }
   std::printf("model       %s\n", m.dir.c_str());
+  std::printf("family      %s, tokenizer %s\n", m.family.c_str(), m.tokenizer.c_str());
   std::printf("weights     %s (%.1f MB, %s, %.1fM parameters)\n", m.weights_path.c_str(), m.weights_bytes / 1e6,
               m.dtype.c_str(), m.n_params / 1e6);
   std::printf("vision      ViT %dpx, patch %d, width %d, %d layers, %d heads, mlp %d, %s\n", m.image_size, m.patch_size,
               m.vision.width, m.vision.n_layers, m.vision.n_head, m.vision.mlp_width, m.vision.activation.c_str());
   std::printf("text        context %d, vocab %d, width %d, %d layers, %d heads, mlp %d, %s\n", m.text.n_positions,
               m.vocab_size, m.text.width, m.text.n_layers, m.text.n_head, m.text.mlp_width, m.text.activation.c_str());
+  std::printf("images      %s, %s, mean %.3g %.3g %.3g, std %.3g %.3g %.3g\n", fit, filter, pre.mean[0], pre.mean[1],
+              pre.mean[2], pre.std[0], pre.std[1], pre.std[2]);
   std::printf("embedding   %d dimensions\n", m.embedding_dim);
+  if (m.has_match_probability) {
+    std::printf("scores      cosine; match probability sigmoid(cosine × %.4g %+.4g)\n", std::exp(m.logit_scale),
+                m.logit_bias);
+  }
   std::printf("identity    %s\n", m.fingerprint.c_str());
   std::printf("kernels     %s\n", m.isa.c_str());
   return kExitOk;
@@ -91,7 +109,7 @@ RunFn AddModelCommand(CLI::App& root) {
   auto f = std::make_shared<Flags>();
   CLI::App* app = root.add_subcommand("model", "get models and look at them");
   app->require_subcommand(1);
-  CLI::App* pull = app->add_subcommand("pull", "download a CLIP model from the Hugging Face hub into the cache");
+  CLI::App* pull = app->add_subcommand("pull", "download a model (CLIP, SigLIP, SigLIP 2) from the Hugging Face hub into the cache");
   pull->add_option("name", f->name, "owner/name on the hub")->capture_default_str();
   pull->add_option("--cache", f->cache, "cache folder (default: $XDG_CACHE_HOME/imgsearch/models)");
   pull->add_option("--revision", f->revision, "branch, tag or commit")->capture_default_str();

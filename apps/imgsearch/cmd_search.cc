@@ -39,9 +39,12 @@ void PrintHits(const std::vector<SearchHit>& hits, bool json) {
       nlohmann::json j = {{"id", h.id}};
       AddPath(&j, h.path);
       j["score"] = h.score;
+      if (h.probability) j["probability"] = *h.probability;
       j["width"] = h.width;
       j["height"] = h.height;
       std::printf("%s\n", DumpJson(j).c_str());
+    } else if (h.probability) {
+      std::printf("%.4f  match %5.1f%%  %s\n", h.score, 100.0 * *h.probability, ForTerminal(h.path).c_str());
     } else {
       std::printf("%.4f  %s\n", h.score, ForTerminal(h.path).c_str());
     }

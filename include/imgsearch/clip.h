@@ -1,4 +1,5 @@
-// The CLIP inference engine: tokenizer, text encoder and vision encoder behind one facade.
+// The inference engine for contrastive image-text models, CLIP and SigLIP (SigLIP 2's fixed-resolution
+// checkpoints included): tokenizer, text encoder and vision encoder behind one facade.
 //
 //   ASSIGN_OR_RETURN(auto model, imgsearch::ClipModel::Load("hub/clip-vit-base-patch32"));
 //   std::vector<float> text(model->embedding_dim());
@@ -15,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "imgsearch/image.h"
 #include "imgsearch/status.h"
 
 namespace imgsearch {
@@ -39,11 +41,13 @@ struct TowerInfo {
   int mlp_width = 0;
   int n_positions = 0;
   float layer_norm_eps = 0;
-  std::string activation;  // "quick_gelu" or "gelu"
+  std::string activation;  // "quick_gelu", "gelu" or "gelu_pytorch_tanh"
 };
 
 struct ModelInfo {
-  std::string dir;  // the directory the files were read from
+  std::string family;     // "clip" or "siglip"
+  std::string tokenizer;  // e.g. "CLIP byte-level BPE", "Gemma SentencePiece (BPE)"
+  std::string dir;        // the directory the files were read from
   // What finds this model again from any working directory (a collection records it): the hub
   // name it was pulled as, else the folder's absolute path.
   std::string source;
@@ -57,6 +61,9 @@ struct ModelInfo {
   int image_size = 0;  // pixels per side of the model's input
   int patch_size = 0;
   int embedding_dim = 0;
+  bool has_match_probability = false;  // SigLIP: MatchProbability() is the model's own score
+  float logit_scale = 0;               // SigLIP's, as stored (the score uses exp(logit_scale))
+  float logit_bias = 0;
   std::string fingerprint;  // identifies the weights: a hash of the header, size and sampled data
   std::string isa;          // the instruction set the kernels use
   std::string precision;    // what the GEMMs compute in
@@ -72,7 +79,9 @@ double VisionFlopsPerImage(const ModelInfo& info);
 class ClipModel {
  public:
   // Loads a Hugging Face CLIPModel directory (config.json, model.safetensors, vocab.json,
-  // merges.txt) or a sentence-transformers folder with the model in 0_CLIPModel/.
+  // merges.txt), a sentence-transformers folder with the model in 0_CLIPModel/, or a SiglipModel
+  // directory (config.json, model.safetensors, spiece.model or tokenizer.model, tokenizer_config.json,
+  // preprocessor_config.json). config.json's model_type names the family.
   static Result<std::unique_ptr<ClipModel>> Load(const std::string& dir, const ModelOptions& options = {});
 
   ~ClipModel();
@@ -84,15 +93,23 @@ class ClipModel {
   int image_size() const;
   int context_length() const;
 
-  // CLIP token ids: [SOT] + BPE + [EOT], at most context_length() long.
+  // What the image processor of the model's family does before EncodeImages.
+  const Preprocessing& preprocessing() const;
+
+  // SigLIP's probability that a text matches an image, sigmoid(cosine · exp(logit_scale) +
+  // logit_bias); for CLIP, which has no such score, the cosine itself.
+  float MatchProbability(float cosine) const;
+
+  // The ids the text tower takes: CLIP's [SOT] + BPE + [EOT] (at most context_length() long);
+  // SigLIP's SentencePiece ids + EOS, padded to context_length().
   std::vector<int32_t> Tokenize(std::string_view text) const;
 
   // Writes texts.size() rows of embedding_dim() floats to `out`.
   Status EncodeTexts(std::span<const std::string> texts, float* out) const;
   Status EncodeTokens(std::span<const std::vector<int32_t>> token_ids, float* out) const;
 
-  // `pixels` holds n_images normalised images as [n_images, 3, image_size, image_size] (see
-  // image.h: NormalizeForClip). Writes n_images rows of embedding_dim() floats to `out`.
+  // `pixels` holds n_images images as [n_images, 3, image_size, image_size], made by
+  // preprocessing() (see image.h: ResizeForModel, Normalize). Writes n_images rows of embedding_dim() floats to `out`.
   Status EncodeImages(const float* pixels, int n_images, float* out) const;
 
  private:

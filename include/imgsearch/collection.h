@@ -76,9 +76,12 @@ struct SearchOptions {
 struct SearchHit {
   int64_t id = 0;
   std::string path;
-  float score = 0;  // cosine similarity
+  float score = 0;  // cosine similarity: the ranking score everywhere
   int width = 0;
   int height = 0;
+  // SigLIP models, for a query of one text: the model's probability that the text matches the
+  // image, sigmoid(score · exp(logit_scale) + logit_bias). Absent for CLIP and for other queries.
+  std::optional<float> probability;
 };
 
 struct IndexParams {

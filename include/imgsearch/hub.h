@@ -14,9 +14,12 @@ namespace imgsearch {
 // The model imgsearch uses when none is named.
 inline constexpr const char* kDefaultModelName = "openai/clip-vit-base-patch32";
 
-// Models known to work (any CLIP repository with safetensors weights does).
-inline constexpr const char* kKnownModels[] = {"openai/clip-vit-base-patch32", "sentence-transformers/clip-ViT-B-32",
-                                               "openai/clip-vit-base-patch16", "openai/clip-vit-large-patch14"};
+// Models known to work (any CLIP or SigLIP repository with safetensors weights does).
+inline constexpr const char* kKnownModels[] = {
+    "openai/clip-vit-base-patch32",     "sentence-transformers/clip-ViT-B-32", "openai/clip-vit-base-patch16",
+    "openai/clip-vit-large-patch14",    "google/siglip-base-patch16-224",      "google/siglip-so400m-patch14-384",
+    "google/siglip2-base-patch32-256",  "google/siglip2-base-patch16-224",     "google/siglip2-large-patch16-256",
+    "google/siglip2-so400m-patch14-384"};
 
 // In a pulled model's folder: what was pulled ({"name", "revision", "bytes", "pulled_at"}).
 inline constexpr const char* kModelManifest = "imgsearch-model.json";
@@ -39,10 +42,11 @@ struct PullOptions {
   std::function<void(const PullProgress&)> on_progress;
 };
 
-// Downloads `name` ("org/repo") from the hub into the cache: only the files a CLIP model needs
-// (config, safetensors weights, tokenizer), each checked against the hub's SHA-256 (or git blob
-// hash), installed atomically. Interrupted downloads resume from where they stopped. Proxies are
-// taken from the usual environment variables (https_proxy, no_proxy, …). Returns the model folder.
+// Downloads `name` ("org/repo") from the hub into the cache: only the files its family (CLIP,
+// SigLIP, SigLIP 2) needs (config, safetensors weights, tokenizer, image processor), each checked
+// against the hub's SHA-256 (or git blob hash), installed atomically. Interrupted downloads resume
+// from where they stopped. Proxies are taken from the usual environment variables (https_proxy,
+// no_proxy, …). Returns the model folder.
 Result<std::string> PullModel(const std::string& name, const PullOptions& options = {});
 
 struct CachedModel {

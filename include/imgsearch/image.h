@@ -3,6 +3,7 @@
 // the shorter side fits, centre crop, normalisation.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -116,24 +117,47 @@ Result<DecodedImage> DecodeImageFile(const std::string& path, const DecodeOption
 // model's input then averages as many source pixels as it would from the full image).
 DecodeOptions ForModelInput(DecodeOptions options, int input_size);
 
-// Pillow's Image.resize(size, BICUBIC, reducing_gap=None) for 8-bit images, exactly: two separable
+// Pillow's resampling filters, as `Image.resize` applies them.
+enum class ResampleFilter { kBilinear, kBicubic };
+
+// Pillow's Image.resize(size, filter, reducing_gap=None) for 8-bit images, exactly: two separable
 // fixed-point passes (horizontal first) with a uint8 image between them.
-Image ResizeBicubic(const Image& image, int width, int height);
+Image Resize(const Image& image, int width, int height, ResampleFilter filter = ResampleFilter::kBicubic);
 
-// The region [left, left + region_width) × [top, top + region_height) of ResizeBicubic(image,
-// width, height), computed without making the rest: the same pixels, bounded memory.
-Image ResizeBicubicRegion(const Image& image, int width, int height, int left, int top, int region_width,
-                          int region_height);
+// The region [left, left + region_width) × [top, top + region_height) of Resize(image, width,
+// height, filter), computed without making the rest: the same pixels, bounded memory.
+Image ResizeRegion(const Image& image, int width, int height, int left, int top, int region_width, int region_height,
+                   ResampleFilter filter = ResampleFilter::kBicubic);
 
-// torchvision Resize(size) with Pillow BICUBIC (shorter side to `size`, longer side to
-// int(size · long / short)) followed by CenterCrop(size): the image CLIP sees.
-Image ResizeAndCropForClip(const Image& image, int size);
+// What a model's image processor does to a decoded image before the model sees it.
+struct Preprocessing {
+  enum class Fit {
+    kCenterCrop,  // shorter side to `size` (longer to int(size · long / short)), then centre crop (CLIP)
+    kStretch,     // straight to size × size, aspect ratio not kept (SigLIP)
+  };
+  int size = 224;  // pixels per side of the model's input
+  Fit fit = Fit::kCenterCrop;
+  ResampleFilter filter = ResampleFilter::kBicubic;
+  std::array<float, 3> mean = {0.48145466f, 0.4578275f, 0.40821073f};  // CLIP's
+  std::array<float, 3> std = {0.26862954f, 0.26130258f, 0.27577711f};
 
-// Writes `crop` (size × size) as planar [3, size, size] floats normalised with CLIP's mean and std.
-void NormalizeForClip(const Image& crop, float* chw);
+  // OpenAI CLIP's: bicubic, centre crop, CLIP's mean and std.
+  static Preprocessing Clip(int size) {
+    Preprocessing p;
+    p.size = size;
+    return p;
+  }
+};
 
-// Decodes, resizes, crops and normalises in one call. `chw` receives 3 · size · size floats.
-Status PreprocessForClip(std::span<const uint8_t> bytes, int size, float* chw, const DecodeOptions& options = {});
+// The size × size RGB image the model sees, before normalisation.
+Image ResizeForModel(const Image& image, const Preprocessing& p);
+
+// Writes `resized` (size × size) as planar [3, size, size] floats: (v / 255 − mean) / std.
+void Normalize(const Image& resized, const Preprocessing& p, float* chw);
+
+// Decodes, resizes and normalises in one call. `chw` receives 3 · size · size floats.
+Status PreprocessImage(std::span<const uint8_t> bytes, const Preprocessing& p, float* chw,
+                       const DecodeOptions& options = {});
 
 Status WritePng(const Image& image, const std::string& path);
 

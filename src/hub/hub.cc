@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
+#include <iterator>
+#include <vector>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -29,8 +31,27 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-// The files a CLIP model needs; a sentence-transformers repository keeps them in 0_CLIPModel/.
-constexpr const char* kNeeded[] = {"config.json", "model.safetensors", "vocab.json", "merges.txt"};
+// The files each family needs, and those it reads when present. A sentence-transformers CLIP
+// repository keeps its files in 0_CLIPModel/. The tokenizer file tells the families apart.
+struct Layout {
+  const char* family;
+  const char* tokenizer;  // present only in this family's repositories
+  std::vector<const char*> needed;
+  std::vector<const char*> optional;
+};
+const Layout kLayouts[] = {
+    {"SigLIP", "spiece.model", {"config.json", "model.safetensors", "spiece.model"},
+     {"tokenizer_config.json", "preprocessor_config.json"}},
+    {"SigLIP 2", "tokenizer.model", {"config.json", "model.safetensors", "tokenizer.model"},
+     {"tokenizer_config.json", "preprocessor_config.json"}},
+    {"CLIP", "vocab.json", {"config.json", "model.safetensors", "vocab.json", "merges.txt"}, {}},
+};
+
+std::string KnownModelList() {
+  std::string all;
+  for (const char* n : kKnownModels) all += (all.empty() ? "" : ", ") + std::string(n);
+  return all;
+}
 
 std::string Env(const char* name) {
   const char* v = std::getenv(name);
@@ -97,9 +118,7 @@ Status HubError(const std::string& what, const std::string& name, const HttpResp
   }
   if (r.code == 404) {
     return Status::NotFound("model " + name + " was not found on " + endpoint +
-                            " (check the name; known CLIP models: openai/clip-vit-base-patch32, "
-                            "sentence-transformers/clip-ViT-B-32, openai/clip-vit-base-patch16, "
-                            "openai/clip-vit-large-patch14)");
+                            " (check the name; known models: " + KnownModelList() + ")");
   }
   return Status::IoError(what + " " + name + " from " + endpoint + " failed: HTTP " + std::to_string(r.code) +
                          (detail.empty() ? "" : ": " + detail));
@@ -187,17 +206,29 @@ class Puller {
     }
     for (const std::string prefix : {"", "0_CLIPModel/"}) {
       if (!listed.contains(prefix + "model.safetensors")) continue;
+      const Layout* layout = &kLayouts[std::size(kLayouts) - 1];  // CLIP unless a SigLIP tokenizer is there
+      for (const Layout& l : kLayouts) {
+        if (listed.contains(prefix + l.tokenizer)) {
+          layout = &l;
+          break;
+        }
+      }
       std::vector<RemoteFile> files;
-      for (const char* n : kNeeded) {
+      auto add = [&](const char* n, bool needed) -> Status {
         auto it = listed.find(prefix + n);
         if (it == listed.end()) {
-          return Status::Unsupported(name_ + " has no " + prefix + n +
-                                     "; imgsearch needs config.json, "
-                                     "model.safetensors, vocab.json and merges.txt");
+          if (!needed) return Status::Ok();
+          std::string all;
+          for (const char* f : layout->needed) all += (all.empty() ? "" : ", ") + std::string(f);
+          return Status::Unsupported(name_ + " has no " + prefix + n + "; a " + layout->family +
+                                     " model needs " + all);
         }
         if (it->second.path.find("..") != std::string::npos) return Status::Corruption("bad path " + it->second.path);
         files.push_back(it->second);
-      }
+        return Status::Ok();
+      };
+      for (const char* n : layout->needed) RETURN_IF_ERROR(add(n, true));
+      for (const char* n : layout->optional) RETURN_IF_ERROR(add(n, false));
       return files;
     }
     if (listed.contains("pytorch_model.bin") || listed.contains("0_CLIPModel/pytorch_model.bin")) {
@@ -205,7 +236,7 @@ class Puller {
                                  " has only pytorch_model.bin weights; imgsearch reads model.safetensors "
                                  "(convert them with the safetensors library, or pick a repository that has them)");
     }
-    return Status::Unsupported(name_ + " has no model.safetensors: not a CLIP model imgsearch can load");
+    return Status::Unsupported(name_ + " has no model.safetensors: not a model imgsearch can load");
   }
 
   Status Fetch(const RemoteFile& f, const std::string& partial, int64_t done_before, int64_t total) {

@@ -118,7 +118,7 @@ Result<FileContent> ReadLocalFile(const std::string& path) {
   return content;
 }
 
-PreparedFile PrepareFile(const WorkItem& item, const FileReader& read, const DecodeOptions& decode, int image_size,
+PreparedFile PrepareFile(const WorkItem& item, const FileReader& read, const DecodeOptions& decode, const Preprocessing& pre,
                          Collection* collection) {
   PreparedFile out;
   out.upsert.record = BaseRecord(item.file, item.hash);
@@ -178,7 +178,7 @@ PreparedFile PrepareFile(const WorkItem& item, const FileReader& read, const Dec
     keep_description();
     return out;
   }
-  Result<DecodedImage> decoded = DecodeImage(bytes, ForModelInput(decode, image_size));
+  Result<DecodedImage> decoded = DecodeImage(bytes, ForModelInput(decode, pre.size));
   bytes = {};
   if (!decoded.ok()) return fail(decoded.status().message());
   ImageRecord& r = out.upsert.record;
@@ -189,18 +189,18 @@ PreparedFile PrepareFile(const WorkItem& item, const FileReader& read, const Dec
   r.status = ImageStatus::kIndexed;
   Result<bool> known_content = collection->HasEmbeddingFor(hash);
   if (known_content.ok() && *known_content) return out;  // a copy of something already embedded
-  out.pixels.resize(3 * static_cast<size_t>(image_size) * image_size);
-  NormalizeForClip(ResizeAndCropForClip(decoded->image, image_size), out.pixels.data());
+  out.pixels.resize(3 * static_cast<size_t>(pre.size) * pre.size);
+  Normalize(ResizeForModel(decoded->image, pre), pre, out.pixels.data());
   return out;
 }
 
 void Pipeline::DecodeLoop() {
-  const int size = model_.image_size();
+  const Preprocessing& pre = model_.preprocessing();
   const FileReader read =
       options_.read ? options_.read : [](const WorkItem& item) { return ReadLocalFile(item.file.path); };
   while (std::optional<WorkItem> item = work_.Pop()) {
     const auto t0 = Clock::now();
-    PreparedFile p = PrepareFile(*item, read, options_.decode, size, collection_);
+    PreparedFile p = PrepareFile(*item, read, options_.decode, pre, collection_);
     decode_ns_ += NanosSince(t0);
     if (!p.pixels.empty()) {
       pixels_.Push(std::move(p));

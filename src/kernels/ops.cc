@@ -37,6 +37,16 @@ void Gelu(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
 }
 
+void GeluTanh(float* x, int64_t n) {
+  constexpr float kBeta = 0.7978845608028654f;  // sqrt(2 / π)
+  constexpr float kKappa = 0.044715f;
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    x[i] = 0.5f * v * (1.0f + std::tanh(kBeta * (v + kKappa * v * v * v)));
+  }
+}
+
 void AddInPlace(float* y, const float* x, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
@@ -82,6 +92,38 @@ void Attention(const float* qkv, float* out, int n_tokens, int width, int n_head
         const float* vj = v + j * stride;
         for (int d = 0; d < head_dim; ++d) oi[d] += p * vj[d];
       }
+    }
+  }
+}
+
+void AttendOne(const float* q, const float* kv, float* out, int n_keys, int width, int n_head, float* scratch) {
+  const int head_dim = width / n_head;
+  const int64_t stride = int64_t{2} * width;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  for (int h = 0; h < n_head; ++h) {
+    const float* qh = q + int64_t{h} * head_dim;
+    const float* k = kv + int64_t{h} * head_dim;
+    const float* v = kv + width + int64_t{h} * head_dim;
+    float max_score = -INFINITY;
+    for (int j = 0; j < n_keys; ++j) {
+      const float* kj = k + j * stride;
+      float dot = 0.0f;
+      for (int d = 0; d < head_dim; ++d) dot += qh[d] * kj[d];
+      scratch[j] = dot * scale;
+      max_score = std::max(max_score, scratch[j]);
+    }
+    float denom = 0.0f;
+    for (int j = 0; j < n_keys; ++j) {
+      scratch[j] = std::exp(scratch[j] - max_score);
+      denom += scratch[j];
+    }
+    const float inv_denom = 1.0f / denom;
+    float* oh = out + int64_t{h} * head_dim;
+    std::fill(oh, oh + head_dim, 0.0f);
+    for (int j = 0; j < n_keys; ++j) {
+      const float p = scratch[j] * inv_denom;
+      const float* vj = v + j * stride;
+      for (int d = 0; d < head_dim; ++d) oh[d] += p * vj[d];
     }
   }
 }

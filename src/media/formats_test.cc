@@ -75,7 +75,7 @@ Difference Compare(const Image& a, const Image& b) {
 void ExpectSameModelCrop(const Image& ours, const Image& reference, const std::string& what) {
   ASSERT_GT(ours.width, 0) << what;
   ASSERT_GT(reference.width, 0) << what;
-  const Difference d = Compare(ResizeAndCropForClip(ours, 224), ResizeAndCropForClip(reference, 224));
+  const Difference d = Compare(ResizeForModel(ours, Preprocessing::Clip(224)), ResizeForModel(reference, Preprocessing::Clip(224)));
   EXPECT_LE(d.max, 3) << what;
   EXPECT_LE(d.mean, 0.5) << what;
 }
@@ -253,7 +253,7 @@ TEST_F(Formats, HeifThumbnailStandsInOnlyWhenLargeEnough) {
   EXPECT_EQ(MustDecodeFile(out).image.width, 640);
   // A crafted "thumbnail" larger than its picture (or past the pixel limit) is never decoded instead.
   const Image astronaut = MustDecodeFile(golden + "/images/astronaut.png").image;
-  WriteHeic({ResizeBicubic(astronaut, 64, 64), astronaut}, 1, Path("fake-thumb.heic"), /*thumbnail_of_first=*/true);
+  WriteHeic({Resize(astronaut, 64, 64), astronaut}, 1, Path("fake-thumb.heic"), /*thumbnail_of_first=*/true);
   DecodeOptions any_preview;
   any_preview.preview_min_side = 32;
   const DecodedImage fake = MustDecodeFile(Path("fake-thumb.heic"), any_preview);
@@ -401,7 +401,7 @@ TEST_F(Formats, RawPreviewStandsInWhenLargeEnoughForTheModel) {
   REQUIRE_GOLDEN(golden);
   const Image picture = MustDecodeFile(golden + "/images/astronaut.png").image;  // 512 × 512
   for (const int side : {480, 320}) {
-    auto jpeg = EncodeJpeg(ResizeBicubic(picture, side, side), 92);
+    auto jpeg = EncodeJpeg(Resize(picture, side, side), 92);
     ASSERT_TRUE(jpeg.ok());
     const Bytes dng =
         MakeDng(picture, {.orientation = 6, .preview_jpeg = *jpeg, .preview_width = side, .preview_height = side});
@@ -414,7 +414,7 @@ TEST_F(Formats, RawPreviewStandsInWhenLargeEnoughForTheModel) {
     EXPECT_EQ(for_model->image.width, side >= 448 ? side : 512) << side;
     EXPECT_EQ(for_model->width, 512);
     EXPECT_EQ(for_model->orientation, side >= 448 ? 6 : 1);
-    EXPECT_LE(Compare(ResizeAndCropForClip(for_model->image, 224), ResizeAndCropForClip(full->image, 224)).mean, 40.0);
+    EXPECT_LE(Compare(ResizeForModel(for_model->image, Preprocessing::Clip(224)), ResizeForModel(full->image, Preprocessing::Clip(224))).mean, 40.0);
   }
 }
 

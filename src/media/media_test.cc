@@ -470,8 +470,8 @@ TEST(Resize, RegionEqualsCropOfFullResize) {
   } cases[] = {
       {224, 140, 10, 5, 100, 100}, {40, 30, 0, 0, 40, 30}, {97, 200, 3, 50, 90, 20}, {300, 61, 100, 0, 50, 61}};
   for (const auto& c : cases) {
-    const Image full = ResizeBicubic(img, c.w, c.h);
-    const Image region = ResizeBicubicRegion(img, c.w, c.h, c.left, c.top, c.rw, c.rh);
+    const Image full = Resize(img, c.w, c.h);
+    const Image region = ResizeRegion(img, c.w, c.h, c.left, c.top, c.rw, c.rh);
     ASSERT_EQ(region.width, c.rw);
     ASSERT_EQ(region.height, c.rh);
     for (int y = 0; y < c.rh; ++y) {
@@ -482,11 +482,11 @@ TEST(Resize, RegionEqualsCropOfFullResize) {
 
 TEST(Resize, IdentityAndConstantImages) {
   const Image img = Gradient(50, 40);
-  EXPECT_EQ(ResizeBicubic(img, 50, 40).rgb, img.rgb);
+  EXPECT_EQ(Resize(img, 50, 40).rgb, img.rgb);
   Image flat(13, 9);
   std::fill(flat.rgb.begin(), flat.rgb.end(), 137);
   for (const auto& [w, h] : {std::pair{224, 155}, std::pair{5, 3}, std::pair{13, 300}}) {
-    const Image r = ResizeBicubic(flat, w, h);
+    const Image r = Resize(flat, w, h);
     for (uint8_t v : r.rgb) ASSERT_EQ(v, 137);
   }
 }
@@ -494,28 +494,81 @@ TEST(Resize, IdentityAndConstantImages) {
 TEST(Preprocess, AnyShapeBecomesTheModelsSquare) {
   for (const auto& [w, h] : {std::pair{7, 5}, std::pair{1, 1}, std::pair{224, 224}, std::pair{640, 427},
                              std::pair{1, 5000}, std::pair{5000, 2}}) {
-    const Image crop = ResizeAndCropForClip(Gradient(w, h), 224);
-    EXPECT_EQ(crop.width, 224);
-    EXPECT_EQ(crop.height, 224);
+    for (Preprocessing::Fit fit : {Preprocessing::Fit::kCenterCrop, Preprocessing::Fit::kStretch}) {
+      for (ResampleFilter filter : {ResampleFilter::kBicubic, ResampleFilter::kBilinear}) {
+        Preprocessing p = Preprocessing::Clip(224);
+        p.fit = fit;
+        p.filter = filter;
+        const Image out = ResizeForModel(Gradient(w, h), p);
+        EXPECT_EQ(out.width, 224);
+        EXPECT_EQ(out.height, 224);
+      }
+    }
   }
+}
+
+TEST(Preprocess, StretchKeepsTheWholePictureAndCropKeepsTheMiddle) {
+  // Left half black, right half white, four times wider than high: stretched, both halves stay;
+  // centre-cropped, the middle quarter is all that is left, half black and half white.
+  Image img(400, 100);
+  for (int y = 0; y < 100; ++y) {
+    for (int x = 0; x < 400; ++x) std::fill_n(img.row(y) + 3 * x, 3, x < 200 ? 0 : 255);
+  }
+  Preprocessing p = Preprocessing::Clip(20);
+  p.fit = Preprocessing::Fit::kStretch;
+  const Image stretched = ResizeForModel(img, p);
+  EXPECT_EQ(stretched.row(10)[0], 0);
+  EXPECT_EQ(stretched.row(10)[3 * 19], 255);
+  EXPECT_EQ(stretched.row(10)[3 * 4], 0);
+  p.fit = Preprocessing::Fit::kCenterCrop;
+  const Image cropped = ResizeForModel(img, p);
+  EXPECT_EQ(cropped.row(10)[3 * 5], 0);      // source column 35 of 80
+  EXPECT_EQ(cropped.row(10)[3 * 15], 255);   // source column 45 of 80
+}
+
+TEST(Preprocess, BilinearIsATriangleFilter) {
+  // Doubling a two-pixel row with Pillow's BILINEAR: centres at 0.25 and 0.75 of each source pixel
+  // weigh their neighbours 3:1, so 0 and 200 become 0, 50, 150, 200 (edges clamp).
+  Image img(2, 1);
+  img.rgb = {0, 0, 0, 200, 200, 200};
+  const Image up = Resize(img, 4, 1, ResampleFilter::kBilinear);
+  EXPECT_EQ(up.rgb[0], 0);
+  EXPECT_EQ(up.rgb[3], 50);
+  EXPECT_EQ(up.rgb[6], 150);
+  EXPECT_EQ(up.rgb[9], 200);
+  // Bicubic overshoots nothing here but weighs differently.
+  EXPECT_NE(Resize(img, 4, 1, ResampleFilter::kBicubic).rgb[3], 50);
 }
 
 TEST(Preprocess, NormalisesWithClipsMeanAndStd) {
   Image img(2, 1);
   img.rgb = {0, 0, 0, 255, 255, 255};
   std::vector<float> chw(6);
-  NormalizeForClip(img, chw.data());
+  Normalize(img, Preprocessing::Clip(2), chw.data());
   EXPECT_NEAR(chw[0], -0.48145466f / 0.26862954f, 1e-6);
   EXPECT_NEAR(chw[1], (1.0f - 0.48145466f) / 0.26862954f, 1e-6);
   EXPECT_NEAR(chw[2], -0.4578275f / 0.26130258f, 1e-6);
   EXPECT_NEAR(chw[5], (1.0f - 0.40821073f) / 0.27577711f, 1e-6);
 }
 
-TEST(Preprocess, PreprocessForClipReportsBadBytes) {
+TEST(Preprocess, NormalisesWithTheModelsMeanAndStd) {
+  Image img(1, 1);
+  img.rgb = {0, 255, 51};
+  Preprocessing p = Preprocessing::Clip(1);
+  p.mean = {0.5f, 0.5f, 0.5f};
+  p.std = {0.5f, 0.5f, 0.5f};
+  std::vector<float> chw(3);
+  Normalize(img, p, chw.data());
+  EXPECT_FLOAT_EQ(chw[0], -1.0f);
+  EXPECT_FLOAT_EQ(chw[1], 1.0f);
+  EXPECT_NEAR(chw[2], -0.6f, 1e-6);
+}
+
+TEST(Preprocess, PreprocessImageReportsBadBytes) {
   std::vector<float> chw(3 * 224 * 224);
-  EXPECT_FALSE(PreprocessForClip({}, 224, chw.data()).ok());
+  EXPECT_FALSE(PreprocessImage({}, Preprocessing::Clip(224), chw.data()).ok());
   const Bytes png = EncodePng(Gradient(30, 20).rgb.data(), 30, 20, PNG_FORMAT_RGB);
-  EXPECT_TRUE(PreprocessForClip(png, 224, chw.data()).ok());
+  EXPECT_TRUE(PreprocessImage(png, Preprocessing::Clip(224), chw.data()).ok());
 }
 
 TEST(Jpeg, EncodesWhatDecodesBackClosely) {

@@ -6,12 +6,9 @@
 
 namespace imgsearch {
 
-namespace {
-constexpr float kClipMean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
-constexpr float kClipStd[3] = {0.26862954f, 0.26130258f, 0.27577711f};
-}  // namespace
-
-Image ResizeAndCropForClip(const Image& image, int size) {
+Image ResizeForModel(const Image& image, const Preprocessing& p) {
+  const int size = p.size;
+  if (p.fit == Preprocessing::Fit::kStretch) return Resize(image, size, size, p.filter);
   // torchvision Resize(size): the shorter side becomes `size`, the longer int(size · long / short).
   int w = size, h = size;
   if (image.width <= image.height) {
@@ -21,23 +18,24 @@ Image ResizeAndCropForClip(const Image& image, int size) {
   }
   // CenterCrop(size), offsets as the reference computes them. Only the crop is resampled, so a
   // 1×10000 image does not make a 224×2240000 intermediate.
-  return ResizeBicubicRegion(image, w, h, (w - size) / 2, (h - size) / 2, size, size);
+  return ResizeRegion(image, w, h, (w - size) / 2, (h - size) / 2, size, size, p.filter);
 }
 
-void NormalizeForClip(const Image& crop, float* chw) {
-  const int64_t plane = int64_t{crop.width} * crop.height;
+void Normalize(const Image& resized, const Preprocessing& p, float* chw) {
+  const int64_t plane = int64_t{resized.width} * resized.height;
   for (int c = 0; c < 3; ++c) {
     float* dst = chw + c * plane;
     for (int64_t i = 0; i < plane; ++i) {
       // (v / 255 − mean) / std, in the reference's order of operations.
-      dst[i] = (static_cast<float>(crop.rgb[3 * i + c]) / 255.0f - kClipMean[c]) / kClipStd[c];
+      dst[i] = (static_cast<float>(resized.rgb[3 * i + c]) / 255.0f - p.mean[c]) / p.std[c];
     }
   }
 }
 
-Status PreprocessForClip(std::span<const uint8_t> bytes, int size, float* chw, const DecodeOptions& options) {
-  ASSIGN_OR_RETURN(DecodedImage decoded, DecodeImage(bytes, ForModelInput(options, size)));
-  NormalizeForClip(ResizeAndCropForClip(decoded.image, size), chw);
+Status PreprocessImage(std::span<const uint8_t> bytes, const Preprocessing& p, float* chw,
+                       const DecodeOptions& options) {
+  ASSIGN_OR_RETURN(DecodedImage decoded, DecodeImage(bytes, ForModelInput(options, p.size)));
+  Normalize(ResizeForModel(decoded.image, p), p, chw);
   return Status::Ok();
 }
 

@@ -1,5 +1,5 @@
-// Pillow's resampling (libImaging/Resample.c, Pillow 9.4) for 8-bit RGB with the BICUBIC filter,
-// reproduced operation for operation: double-precision coefficients per output pixel, normalised,
+// Pillow's resampling (libImaging/Resample.c, Pillow 9.4) for 8-bit RGB with the BILINEAR and
+// BICUBIC filters, reproduced operation for operation: double-precision coefficients per output pixel, normalised,
 // converted to 22-bit fixed point, a horizontal pass into a uint8 image, then a vertical pass.
 #include <algorithm>
 #include <cmath>
@@ -13,6 +13,11 @@ namespace {
 
 constexpr int kPrecisionBits = 32 - 8 - 2;
 
+double BilinearFilter(double x) {
+  if (x < 0.0) x = -x;
+  return x < 1.0 ? 1.0 - x : 0.0;
+}
+
 double BicubicFilter(double x) {
   constexpr double a = -0.5;
   if (x < 0.0) x = -x;
@@ -20,7 +25,15 @@ double BicubicFilter(double x) {
   if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
   return 0.0;
 }
-constexpr double kBicubicSupport = 2.0;
+
+struct Filter {
+  double (*weight)(double);
+  double support;
+};
+
+Filter FilterOf(ResampleFilter filter) {
+  return filter == ResampleFilter::kBilinear ? Filter{BilinearFilter, 1.0} : Filter{BicubicFilter, 2.0};
+}
 
 // For each output pixel: the first input pixel, how many contribute, and their fixed-point weights.
 struct Coefficients {
@@ -30,10 +43,11 @@ struct Coefficients {
 };
 
 // Coefficients of output pixels [out_begin, out_begin + out_count) of a resize to out_size.
-Coefficients PrecomputeCoefficients(int in_size, double in0, double in1, int out_size, int out_begin, int out_count) {
+Coefficients PrecomputeCoefficients(const Filter& filter, int in_size, double in0, double in1, int out_size,
+                                    int out_begin, int out_count) {
   double scale = (in1 - in0) / out_size;
   double filterscale = scale < 1.0 ? 1.0 : scale;
-  const double support = kBicubicSupport * filterscale;
+  const double support = filter.support * filterscale;
   Coefficients c;
   c.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
   c.bounds.resize(static_cast<size_t>(out_count) * 2);
@@ -49,7 +63,7 @@ Coefficients PrecomputeCoefficients(int in_size, double in0, double in1, int out
     xmax -= xmin;
     double ww = 0.0;
     for (int x = 0; x < xmax; ++x) {
-      const double w = BicubicFilter((x + xmin - center + 0.5) * ss);
+      const double w = filter.weight((x + xmin - center + 0.5) * ss);
       kk[x] = w;
       ww += w;
     }
@@ -112,16 +126,17 @@ void ResampleVertical(const Image& in, const Coefficients& c, Image* out) {
 
 }  // namespace
 
-Image ResizeBicubic(const Image& in, int width, int height) {
-  return ResizeBicubicRegion(in, width, height, 0, 0, width, height);
+Image Resize(const Image& in, int width, int height, ResampleFilter filter) {
+  return ResizeRegion(in, width, height, 0, 0, width, height, filter);
 }
 
-Image ResizeBicubicRegion(const Image& in, int width, int height, int left, int top, int region_width,
-                          int region_height) {
+Image ResizeRegion(const Image& in, int width, int height, int left, int top, int region_width, int region_height,
+                   ResampleFilter filter) {
+  const Filter f = FilterOf(filter);
   const bool need_horizontal = width != in.width;
   const bool need_vertical = height != in.height;
-  Coefficients horiz = PrecomputeCoefficients(in.width, 0, in.width, width, left, region_width);
-  Coefficients vert = PrecomputeCoefficients(in.height, 0, in.height, height, top, region_height);
+  Coefficients horiz = PrecomputeCoefficients(f, in.width, 0, in.width, width, left, region_width);
+  Coefficients vert = PrecomputeCoefficients(f, in.height, 0, in.height, height, top, region_height);
 
   // The horizontal pass only computes the input rows the vertical pass will read.
   const int ybox_first = need_vertical ? vert.bounds[0] : top;

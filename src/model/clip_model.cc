@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -13,7 +14,7 @@
 #include "kernels/gemm.h"
 #include "model/config.h"
 #include "model/encoders.h"
-#include "model/tokenizer.h"
+#include "model/text_tokenizer.h"
 #include "model/weights.h"
 
 namespace imgsearch {
@@ -37,7 +38,7 @@ std::string SourceOf(const std::string& dir) {
   return ec ? dir : absolute.lexically_normal().string();
 }
 
-TowerInfo DescribeTower(const clip::TowerConfig& t) {
+TowerInfo DescribeTower(const model::TowerConfig& t) {
   TowerInfo info;
   info.width = t.width;
   info.n_layers = t.n_layers;
@@ -45,7 +46,7 @@ TowerInfo DescribeTower(const clip::TowerConfig& t) {
   info.mlp_width = t.mlp_width;
   info.n_positions = t.n_positions;
   info.layer_norm_eps = t.layer_norm_eps;
-  info.activation = t.activation == clip::Activation::kQuickGelu ? "quick_gelu" : "gelu";
+  info.activation = model::ActivationName(t.activation);
   return info;
 }
 
@@ -69,7 +70,7 @@ double MeasureGemmGflops(int m, int k, int n, double min_seconds) {
 double VisionFlopsPerImage(const ModelInfo& info) {
   const double w = info.vision.width;
   const double grid = static_cast<double>(info.image_size) / info.patch_size;
-  const double t = grid * grid + 1;
+  const double t = grid * grid + (info.family == "clip" ? 1 : 0);
   const double patch = 2.0 * grid * grid * 3 * info.patch_size * info.patch_size * w;
   const double per_layer = 2.0 * t * w * 3 * w                         // q, k, v
                            + 2.0 * 2 * t * t * w                       // scores and weighted sum
@@ -85,9 +86,10 @@ Result<Precision> ParsePrecision(std::string_view name) {
 }
 
 struct ClipModel::Impl {
-  clip::ClipConfig config;
-  std::unique_ptr<clip::ClipWeights> weights;
-  std::unique_ptr<clip::Tokenizer> tokenizer;
+  model::ModelConfig config;
+  std::unique_ptr<model::ModelWeights> weights;
+  std::unique_ptr<model::TextTokenizer> tokenizer;
+  Preprocessing preprocessing;
   ModelInfo info;
 };
 
@@ -95,21 +97,20 @@ ClipModel::ClipModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ClipModel::~ClipModel() = default;
 
 Result<std::unique_ptr<ClipModel>> ClipModel::Load(const std::string& dir, const ModelOptions& options) {
-  ASSIGN_OR_RETURN(clip::ModelFiles files, clip::ResolveModelFiles(dir));
-  ASSIGN_OR_RETURN(clip::SafetensorsFile st, clip::SafetensorsFile::Open(files.weights));
+  ASSIGN_OR_RETURN(model::ModelFiles files, model::ResolveModelFiles(dir));
+  ASSIGN_OR_RETURN(model::SafetensorsFile st, model::SafetensorsFile::Open(files.weights));
   auto impl = std::make_unique<Impl>();
-  ASSIGN_OR_RETURN(impl->config, clip::DeriveConfig(st, files.config_json));
+  ASSIGN_OR_RETURN(impl->config, model::DeriveConfig(st, files));
+  ASSIGN_OR_RETURN(impl->preprocessing, model::DerivePreprocessing(impl->config, files));
   const uint64_t weights_bytes = st.file_size();
   const std::string fingerprint = st.Fingerprint();
-  ASSIGN_OR_RETURN(impl->weights, clip::ClipWeights::Load(std::move(st), impl->config));
-  ASSIGN_OR_RETURN(clip::Tokenizer tokenizer, clip::Tokenizer::Load(files.vocab_json, files.merges_txt));
-  if (static_cast<int>(tokenizer.vocab_size()) > impl->config.vocab_size ||
-      tokenizer.eot_id() >= impl->config.vocab_size || tokenizer.sot_id() >= impl->config.vocab_size) {
-    return Status::InvalidArgument(files.vocab_json + " has " + std::to_string(tokenizer.vocab_size()) +
-                                   " tokens but the token embedding has " + std::to_string(impl->config.vocab_size) +
-                                   " rows");
+  ASSIGN_OR_RETURN(impl->weights, model::ModelWeights::Load(std::move(st), impl->config));
+  ASSIGN_OR_RETURN(impl->tokenizer, model::LoadTokenizer(files, impl->config.text.n_positions));
+  if (impl->tokenizer->id_limit() > impl->config.vocab_size) {
+    return Status::InvalidArgument(files.dir + ": the tokenizer's ids reach " +
+                                   std::to_string(impl->tokenizer->id_limit() - 1) +
+                                   " but the token embedding has " + std::to_string(impl->config.vocab_size) + " rows");
   }
-  impl->tokenizer = std::make_unique<clip::Tokenizer>(std::move(tokenizer));
 
   kernels::SetNumThreads(options.n_threads);
   const kernels::CpuFeatures& cpu = kernels::DetectCpu();
@@ -119,8 +120,10 @@ Result<std::unique_ptr<ClipModel>> ClipModel::Load(const std::string& dir, const
     spdlog::info("precision auto: CPU has native bf16, but this build computes in fp32");
   }
 
-  const clip::ClipConfig& c = impl->config;
+  const model::ModelConfig& c = impl->config;
   ModelInfo& info = impl->info;
+  info.family = model::FamilyName(c.family);
+  info.tokenizer = model::TokenizerName(files.tokenizer);
   info.dir = files.dir;
   info.source = SourceOf(files.dir);
   info.weights_path = files.weights;
@@ -133,6 +136,9 @@ Result<std::unique_ptr<ClipModel>> ClipModel::Load(const std::string& dir, const
   info.image_size = c.image_size;
   info.patch_size = c.patch_size;
   info.embedding_dim = c.projection_dim;
+  info.has_match_probability = c.family == model::Family::kSiglip;
+  info.logit_scale = c.logit_scale;
+  info.logit_bias = c.logit_bias;
   info.fingerprint = fingerprint;
   info.isa = kernels::DescribeIsa();
   info.precision = "fp32";
@@ -146,13 +152,19 @@ int ClipModel::embedding_dim() const { return impl_->config.projection_dim; }
 int ClipModel::image_size() const { return impl_->config.image_size; }
 int ClipModel::context_length() const { return impl_->config.text.n_positions; }
 
-std::vector<int32_t> ClipModel::Tokenize(std::string_view text) const {
-  return impl_->tokenizer->Encode(text, context_length());
+const Preprocessing& ClipModel::preprocessing() const { return impl_->preprocessing; }
+
+float ClipModel::MatchProbability(float cosine) const {
+  if (!impl_->info.has_match_probability) return cosine;
+  const double logit = cosine * std::exp(static_cast<double>(impl_->config.logit_scale)) + impl_->config.logit_bias;
+  return static_cast<float>(1.0 / (1.0 + std::exp(-logit)));
 }
+
+std::vector<int32_t> ClipModel::Tokenize(std::string_view text) const { return impl_->tokenizer->Encode(text); }
 
 Status ClipModel::EncodeTokens(std::span<const std::vector<int32_t>> token_ids, float* out) const {
   std::vector<std::span<const int32_t>> seqs(token_ids.begin(), token_ids.end());
-  return clip::EncodeTextBatch(impl_->config, impl_->weights->text(), seqs, out);
+  return model::EncodeTextBatch(impl_->config, impl_->weights->text(), seqs, out);
 }
 
 Status ClipModel::EncodeTexts(std::span<const std::string> texts, float* out) const {
@@ -167,7 +179,7 @@ Status ClipModel::EncodeImages(const float* pixels, int n_images, float* out) co
   const int64_t image_floats = 3 * int64_t{image_size()} * image_size();
   for (int begin = 0; begin < n_images; begin += kMaxImagesPerPass) {
     const int n = std::min(kMaxImagesPerPass, n_images - begin);
-    clip::EncodeImageBatch(impl_->config, impl_->weights->vision(), pixels + begin * image_floats, n,
+    model::EncodeImageBatch(impl_->config, impl_->weights->vision(), pixels + begin * image_floats, n,
                            out + int64_t{begin} * embedding_dim());
   }
   return Status::Ok();

@@ -1,13 +1,15 @@
 #include "model/config.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
 #include "base/file.h"
 
-namespace imgsearch::clip {
+namespace imgsearch::model {
 
 namespace {
 
@@ -44,7 +46,7 @@ Result<std::vector<int64_t>> ShapeOf(const SafetensorsFile& st, const std::strin
 }
 
 Status ApplyTowerOverrides(const nlohmann::json& j, const std::string& path, const std::string& section,
-                           TowerConfig* tower) {
+                           bool read_vision_heads, TowerConfig* tower) {
   if (!j.is_object()) return Status::Ok();
   auto read_int = [&](const char* key, int* out) -> Status {
     auto it = j.find(key);
@@ -55,7 +57,7 @@ Status ApplyTowerOverrides(const nlohmann::json& j, const std::string& path, con
     *out = it->get<int>();
     return Status::Ok();
   };
-  if (section == "text_config") {
+  if (section == "text_config" || read_vision_heads) {
     RETURN_IF_ERROR(read_int("num_attention_heads", &tower->n_head));
   }
   if (auto it = j.find("layer_norm_eps"); it != j.end() && !it->is_null()) {
@@ -70,9 +72,11 @@ Status ApplyTowerOverrides(const nlohmann::json& j, const std::string& path, con
       tower->activation = Activation::kQuickGelu;
     } else if (act == "gelu") {
       tower->activation = Activation::kGelu;
+    } else if (act == "gelu_pytorch_tanh" || act == "gelu_new") {
+      tower->activation = Activation::kGeluTanh;
     } else {
       return Status::Unsupported(path + ": " + section + ".hidden_act " + it->dump() +
-                                 " (supported: quick_gelu, gelu)");
+                                 " (supported: quick_gelu, gelu, gelu_pytorch_tanh)");
     }
   }
   return Status::Ok();
@@ -86,7 +90,98 @@ Status CheckHeads(const std::string& where, const TowerConfig& t) {
   return Status::Ok();
 }
 
+Result<nlohmann::json> ReadJsonObject(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string text, ReadFileText(path, 16u << 20));
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    return Status::Corruption(path + ": not valid JSON: " + e.what());
+  }
+  if (!j.is_object()) return Status::Corruption(path + ": expected a JSON object");
+  return j;
+}
+
+std::string StringField(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+// The family config.json's model_type names; without config.json, CLIP (its shapes say the rest).
+Result<Family> DetectFamily(const std::string& config_json) {
+  if (config_json.empty()) return Family::kClip;
+  ASSIGN_OR_RETURN(nlohmann::json j, ReadJsonObject(config_json));
+  const std::string type = StringField(j, "model_type");
+  if (type.empty() || type == "clip") return Family::kClip;
+  if (type == "siglip") return Family::kSiglip;
+  if (type == "siglip2") {
+    return Status::Unsupported(config_json +
+                               ": model_type \"siglip2\" is SigLIP 2's NaFlex variant, which this version does not "
+                               "run yet (SigLIP 2's fixed-resolution checkpoints, model_type \"siglip\", do run)");
+  }
+  return Status::Unsupported(config_json + ": model_type \"" + type + "\" is not a family imgsearch runs (supported: " +
+                             "clip, siglip)");
+}
+
+Status RequireFile(const std::string& path, const std::string& why) {
+  if (!FileExists(path)) return Status::NotFound("missing file " + path + " (" + why + ")");
+  return Status::Ok();
+}
+
+// SigLIP ships spiece.model (SiglipTokenizer), SigLIP 2 tokenizer.model (GemmaTokenizer);
+// tokenizer_config.json's tokenizer_class says which when both could apply.
+Status ResolveSiglipTokenizer(ModelFiles* files) {
+  std::string tokenizer_class;
+  if (!files->tokenizer_config.empty()) {
+    ASSIGN_OR_RETURN(nlohmann::json j, ReadJsonObject(files->tokenizer_config));
+    tokenizer_class = StringField(j, "tokenizer_class");
+  }
+  const std::string spiece = files->dir + "/spiece.model";
+  const std::string gemma = files->dir + "/tokenizer.model";
+  if (tokenizer_class.rfind("Siglip", 0) == 0 || (tokenizer_class.empty() && FileExists(spiece))) {
+    files->tokenizer = TokenizerKind::kSiglipUnigram;
+    files->sentencepiece = spiece;
+    return RequireFile(spiece, "SigLIP's SentencePiece tokenizer");
+  }
+  if (tokenizer_class.rfind("Gemma", 0) == 0 || (tokenizer_class.empty() && FileExists(gemma))) {
+    files->tokenizer = TokenizerKind::kGemmaBpe;
+    files->sentencepiece = gemma;
+    return RequireFile(gemma, "SigLIP 2's Gemma SentencePiece tokenizer");
+  }
+  if (!tokenizer_class.empty()) {
+    return Status::Unsupported(files->tokenizer_config + ": tokenizer_class \"" + tokenizer_class +
+                               "\" is not one imgsearch runs for SigLIP (supported: SiglipTokenizer, GemmaTokenizer)");
+  }
+  return Status::NotFound("missing file " + spiece + " or " + gemma + " (the SigLIP model's tokenizer)");
+}
+
 }  // namespace
+
+const char* FamilyName(Family family) { return family == Family::kSiglip ? "siglip" : "clip"; }
+
+const char* ActivationName(Activation activation) {
+  switch (activation) {
+    case Activation::kQuickGelu:
+      return "quick_gelu";
+    case Activation::kGelu:
+      return "gelu";
+    case Activation::kGeluTanh:
+      return "gelu_pytorch_tanh";
+  }
+  return "?";
+}
+
+const char* TokenizerName(TokenizerKind kind) {
+  switch (kind) {
+    case TokenizerKind::kClipBpe:
+      return "CLIP byte-level BPE";
+    case TokenizerKind::kSiglipUnigram:
+      return "SigLIP SentencePiece (unigram)";
+    case TokenizerKind::kGemmaBpe:
+      return "Gemma SentencePiece (BPE)";
+  }
+  return "?";
+}
 
 Result<ModelFiles> ResolveModelFiles(const std::string& dir_in) {
   std::string dir = dir_in;
@@ -99,8 +194,10 @@ Result<ModelFiles> ResolveModelFiles(const std::string& dir_in) {
   files.dir = dir;
   files.config_json = dir + "/config.json";
   files.weights = dir + "/model.safetensors";
-  files.vocab_json = dir + "/vocab.json";
-  files.merges_txt = dir + "/merges.txt";
+  if (!FileExists(files.config_json)) files.config_json.clear();
+  if (FileExists(dir + "/tokenizer_config.json")) files.tokenizer_config = dir + "/tokenizer_config.json";
+  if (FileExists(dir + "/preprocessor_config.json")) files.preprocessor_config = dir + "/preprocessor_config.json";
+  ASSIGN_OR_RETURN(files.family, DetectFamily(files.config_json));
   if (!FileExists(files.weights)) {
     if (FileExists(dir + "/pytorch_model.bin")) {
       return Status::Unsupported(dir +
@@ -109,66 +206,116 @@ Result<ModelFiles> ResolveModelFiles(const std::string& dir_in) {
     }
     return Status::NotFound("missing file " + files.weights);
   }
+  if (files.family == Family::kSiglip) {
+    if (files.config_json.empty()) return Status::NotFound("missing file " + dir + "/config.json");
+    RETURN_IF_ERROR(ResolveSiglipTokenizer(&files));
+    return files;
+  }
+  files.tokenizer = TokenizerKind::kClipBpe;
+  files.vocab_json = dir + "/vocab.json";
+  files.merges_txt = dir + "/merges.txt";
   for (const std::string* f : {&files.vocab_json, &files.merges_txt}) {
     if (!FileExists(*f)) return Status::NotFound("missing file " + *f);
   }
-  if (!FileExists(files.config_json)) files.config_json.clear();  // optional: shapes say enough
   return files;
 }
 
-Result<ClipConfig> DeriveConfig(const SafetensorsFile& st, const std::string& config_json_path) {
-  ClipConfig c;
+namespace {
+
+// CLIP: a class token, patches + 1 positions; heads 64 wide unless config.json says otherwise for
+// the text tower. The vision tower always has width // 64 heads: OpenAI's CLIP constructor computes
+// that itself and ignores any setting, and the reference embeddings are made that way (real
+// checkpoints agree: 768 → 12, 1024 → 16).
+Status DeriveClip(const SafetensorsFile& st, ModelConfig* c) {
+  ASSIGN_OR_RETURN(auto tproj, ShapeOf(st, "text_projection.weight", 2));
+  ASSIGN_OR_RETURN(auto cls, ShapeOf(st, "vision_model.embeddings.class_embedding", 1));
+  c->projection_dim = static_cast<int>(tproj[0]);
+  if (cls[0] != c->vision.width) {
+    return Status::InvalidArgument(st.path() + ": tensor vision_model.embeddings.class_embedding has " +
+                                   std::to_string(cls[0]) + " values for a tower " +
+                                   std::to_string(c->vision.width) + " wide");
+  }
+  c->text.n_head = std::max(1, c->text.width / 64);
+  c->vision.n_head = std::max(1, c->vision.width / 64);
+  return Status::Ok();
+}
+
+// SigLIP: no class token; image features are the attention-pooling head's output (vision width),
+// text features `text_model.head`'s; heads default to 12 as SiglipConfig's do, GELU (tanh) and
+// LayerNorm eps 1e-6 likewise.
+Status DeriveSiglip(const SafetensorsFile& st, ModelConfig* c) {
+  ASSIGN_OR_RETURN(auto head, ShapeOf(st, "text_model.head.weight", 2));
+  ASSIGN_OR_RETURN(auto probe, ShapeOf(st, "vision_model.head.probe", 3));
+  c->projection_dim = static_cast<int>(head[0]);
+  if (probe[2] != c->vision.width) {
+    return Status::InvalidArgument(st.path() + ": tensor vision_model.head.probe is " + std::to_string(probe[2]) +
+                                   " wide for a tower " + std::to_string(c->vision.width) + " wide");
+  }
+  if (c->projection_dim != c->vision.width) {
+    return Status::InvalidArgument(st.path() + ": text features of " + std::to_string(c->projection_dim) +
+                                   " dimensions cannot be compared with image features of " +
+                                   std::to_string(c->vision.width));
+  }
+  for (TowerConfig* t : {&c->text, &c->vision}) {
+    t->n_head = 12;
+    t->layer_norm_eps = 1e-6f;
+    t->activation = Activation::kGeluTanh;
+  }
+  for (const char* name : {"logit_scale", "logit_bias"}) {
+    const TensorInfo* t = st.Find(name);
+    if (t == nullptr || t->numel() != 1 || t->dtype != DType::kF32) continue;  // optional: scores need them
+    float v;
+    std::memcpy(&v, t->data, sizeof v);
+    (std::string_view(name) == "logit_scale" ? c->logit_scale : c->logit_bias) = v;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<ModelConfig> DeriveConfig(const SafetensorsFile& st, const ModelFiles& files) {
+  ModelConfig c;
+  c.family = files.family;
+  const bool clip = c.family == Family::kClip;
   ASSIGN_OR_RETURN(auto tok, ShapeOf(st, "text_model.embeddings.token_embedding.weight", 2));
   ASSIGN_OR_RETURN(auto tpos, ShapeOf(st, "text_model.embeddings.position_embedding.weight", 2));
   ASSIGN_OR_RETURN(auto tfc1, ShapeOf(st, "text_model.encoder.layers.0.mlp.fc1.weight", 2));
-  ASSIGN_OR_RETURN(auto tproj, ShapeOf(st, "text_projection.weight", 2));
   c.vocab_size = static_cast<int>(tok[0]);
   c.text.width = static_cast<int>(tok[1]);
   c.text.n_positions = static_cast<int>(tpos[0]);
   c.text.mlp_width = static_cast<int>(tfc1[0]);
   c.text.n_layers = CountLayers(st, "text_model.encoder.layers.");
-  c.projection_dim = static_cast<int>(tproj[0]);
 
-  ASSIGN_OR_RETURN(auto cls, ShapeOf(st, "vision_model.embeddings.class_embedding", 1));
   ASSIGN_OR_RETURN(auto patch, ShapeOf(st, "vision_model.embeddings.patch_embedding.weight", 4));
   ASSIGN_OR_RETURN(auto vpos, ShapeOf(st, "vision_model.embeddings.position_embedding.weight", 2));
   ASSIGN_OR_RETURN(auto vfc1, ShapeOf(st, "vision_model.encoder.layers.0.mlp.fc1.weight", 2));
-  c.vision.width = static_cast<int>(cls[0]);
+  c.vision.width = static_cast<int>(patch[0]);
   c.vision.n_positions = static_cast<int>(vpos[0]);
   c.vision.mlp_width = static_cast<int>(vfc1[0]);
   c.vision.n_layers = CountLayers(st, "vision_model.encoder.layers.");
   c.patch_size = static_cast<int>(patch[2]);
-  if (patch[1] != 3 || patch[2] != patch[3] || patch[0] != cls[0]) {
+  if (patch[1] != 3 || patch[2] != patch[3]) {
     return Status::InvalidArgument(st.path() +
                                    ": tensor vision_model.embeddings.patch_embedding.weight should be "
                                    "[width, 3, patch, patch]");
   }
-  const int grid = static_cast<int>(std::lround(std::sqrt(static_cast<double>(c.vision.n_positions - 1))));
-  if (grid * grid + 1 != c.vision.n_positions) {
+  const int n_patches = c.vision.n_positions - (clip ? 1 : 0);
+  const int grid = static_cast<int>(std::lround(std::sqrt(static_cast<double>(std::max(n_patches, 0)))));
+  if (grid == 0 || grid * grid != n_patches) {
     return Status::InvalidArgument(st.path() + ": tensor vision_model.embeddings.position_embedding.weight has " +
-                                   std::to_string(c.vision.n_positions) + " rows, not a square grid plus one");
+                                   std::to_string(c.vision.n_positions) + " rows, not a square grid" +
+                                   (clip ? " plus one" : ""));
   }
   c.image_size = grid * c.patch_size;
-  // Heads are 64 wide unless config.json says otherwise for the text tower. The vision tower always
-  // has width // 64 heads: OpenAI's CLIP constructor computes that itself and ignores any setting,
-  // and the reference embeddings are made that way (real checkpoints agree: 768 → 12, 1024 → 16).
-  c.text.n_head = std::max(1, c.text.width / 64);
-  c.vision.n_head = std::max(1, c.vision.width / 64);
+  RETURN_IF_ERROR(clip ? DeriveClip(st, &c) : DeriveSiglip(st, &c));
 
-  if (!config_json_path.empty()) {
-    ASSIGN_OR_RETURN(std::string text, ReadFileText(config_json_path, 16u << 20));
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::exception& e) {
-      return Status::Corruption(config_json_path + ": not valid JSON: " + e.what());
-    }
-    if (!j.is_object()) return Status::Corruption(config_json_path + ": expected a JSON object");
+  if (!files.config_json.empty()) {
+    ASSIGN_OR_RETURN(nlohmann::json j, ReadJsonObject(files.config_json));
     if (auto it = j.find("text_config"); it != j.end()) {
-      RETURN_IF_ERROR(ApplyTowerOverrides(*it, config_json_path, "text_config", &c.text));
+      RETURN_IF_ERROR(ApplyTowerOverrides(*it, files.config_json, "text_config", !clip, &c.text));
     }
     if (auto it = j.find("vision_config"); it != j.end()) {
-      RETURN_IF_ERROR(ApplyTowerOverrides(*it, config_json_path, "vision_config", &c.vision));
+      RETURN_IF_ERROR(ApplyTowerOverrides(*it, files.config_json, "vision_config", !clip, &c.vision));
     }
   }
   if (c.text.n_layers == 0 || c.vision.n_layers == 0) {
@@ -179,4 +326,54 @@ Result<ClipConfig> DeriveConfig(const SafetensorsFile& st, const std::string& co
   return c;
 }
 
-}  // namespace imgsearch::clip
+Result<Preprocessing> DerivePreprocessing(const ModelConfig& c, const ModelFiles& files) {
+  Preprocessing p = Preprocessing::Clip(c.image_size);
+  if (c.family == Family::kClip) return p;  // OpenAI CLIP's, whatever a preprocessor_config.json says
+  // SiglipImageProcessor: straight to size × size, mean and std 0.5, BICUBIC (SigLIP) or BILINEAR
+  // (SigLIP 2, whose checkpoints say so in preprocessor_config.json).
+  p.fit = Preprocessing::Fit::kStretch;
+  p.mean = {0.5f, 0.5f, 0.5f};
+  p.std = {0.5f, 0.5f, 0.5f};
+  p.filter = files.tokenizer == TokenizerKind::kGemmaBpe ? ResampleFilter::kBilinear : ResampleFilter::kBicubic;
+  if (files.preprocessor_config.empty()) return p;
+  const std::string& path = files.preprocessor_config;
+  ASSIGN_OR_RETURN(nlohmann::json j, ReadJsonObject(path));
+  if (auto it = j.find("resample"); it != j.end() && !it->is_null()) {
+    // PIL.Image.Resampling: 2 BILINEAR, 3 BICUBIC.
+    if (*it == 2) {
+      p.filter = ResampleFilter::kBilinear;
+    } else if (*it == 3) {
+      p.filter = ResampleFilter::kBicubic;
+    } else {
+      return Status::Unsupported(path + ": resample " + it->dump() + " (supported: 2 bilinear, 3 bicubic)");
+    }
+  }
+  for (const auto& [key, out] : {std::pair{"image_mean", &p.mean}, std::pair{"image_std", &p.std}}) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) continue;
+    if (!it->is_array() || it->size() != 3 || !std::all_of(it->begin(), it->end(), [](const auto& v) {
+          return v.is_number();
+        })) {
+      return Status::InvalidArgument(path + ": " + key + " must be three numbers");
+    }
+    for (int i = 0; i < 3; ++i) (*out)[i] = (*it)[i].template get<float>();
+  }
+  if (std::any_of(p.std.begin(), p.std.end(), [](float v) { return !(v > 0); })) {
+    return Status::InvalidArgument(path + ": image_std must be positive");
+  }
+  if (auto it = j.find("size"); it != j.end() && it->is_object()) {
+    auto side = [&](const char* key) {
+      auto v = it->find(key);
+      return v != it->end() && v->is_number_integer() ? v->get<int64_t>() : int64_t{c.image_size};
+    };
+    const int64_t h = side("height"), w = side("width");
+    if (h != c.image_size || w != c.image_size) {
+      return Status::InvalidArgument(path + ": size " + std::to_string(w) + "×" + std::to_string(h) +
+                                     " differs from the " + std::to_string(c.image_size) +
+                                     " pixels the position embeddings cover");
+    }
+  }
+  return p;
+}
+
+}  // namespace imgsearch::model

@@ -1,52 +1,90 @@
-// The shape of a CLIP model: derived from the checkpoint's tensor shapes, with config.json supplying
-// what shapes cannot tell (head count, layer-norm epsilon, activation).
+// The shape of a model: its family, read from config.json, and its sizes, derived from the
+// checkpoint's tensor shapes with config.json supplying what shapes cannot tell (head counts,
+// layer-norm epsilon, activation).
+//
+// Families share one transformer and differ in a few named places:
+//   CLIP   (model_type "clip"):   class token, pre-LayerNorm, causal text pooled at EOT, projections.
+//   SigLIP (model_type "siglip"): no class token, attention-pooling head on images, bidirectional
+//          text over all 64 positions pooled at the last one through `head`; SigLIP 2's
+//          fixed-resolution checkpoints are this family with a Gemma tokenizer.
 #pragma once
 
+#include <array>
 #include <string>
 
+#include "imgsearch/image.h"
 #include "imgsearch/status.h"
 #include "model/safetensors.h"
 
-namespace imgsearch::clip {
+namespace imgsearch::model {
 
-enum class Activation { kQuickGelu, kGelu };
+enum class Family { kClip, kSiglip };
+
+const char* FamilyName(Family family);
+
+enum class Activation { kQuickGelu, kGelu, kGeluTanh };
+
+const char* ActivationName(Activation activation);
 
 struct TowerConfig {
   int width = 0;
   int n_layers = 0;
   int n_head = 0;
   int mlp_width = 0;
-  int n_positions = 0;  // text: context length; vision: patches + 1
+  int n_positions = 0;  // text: context length; vision: patches (+ 1 with a class token)
   float layer_norm_eps = 1e-5f;
   Activation activation = Activation::kQuickGelu;
 
   int head_dim() const { return width / n_head; }
 };
 
-struct ClipConfig {
+// How text becomes token ids.
+enum class TokenizerKind {
+  kClipBpe,          // vocab.json + merges.txt
+  kSiglipUnigram,    // spiece.model, SigLIP's canonicalisation, </s> appended and padded
+  kGemmaBpe,         // tokenizer.model (byte-fallback BPE), <eos> appended, padded with <pad>
+};
+
+const char* TokenizerName(TokenizerKind kind);
+
+struct ModelConfig {
+  Family family = Family::kClip;
   TowerConfig text;
   TowerConfig vision;
   int vocab_size = 0;
   int patch_size = 0;
   int image_size = 0;  // pixels per side
   int projection_dim = 0;
+  // SigLIP's match probability: sigmoid(cosine · exp(logit_scale) + logit_bias).
+  float logit_scale = 0;
+  float logit_bias = 0;
 
   int grid() const { return image_size / patch_size; }
+  bool class_token() const { return family == Family::kClip; }
 };
 
-// The files that make up a model. Accepts a Hugging Face CLIPModel directory or a
+// The files that make up a model. Accepts a Hugging Face CLIPModel or SiglipModel directory, or a
 // sentence-transformers folder whose model lives in 0_CLIPModel/.
 struct ModelFiles {
   std::string dir;  // the directory that holds the files
-  std::string config_json;
+  Family family = Family::kClip;
+  std::string config_json;  // empty when absent (CLIP only: shapes say enough)
   std::string weights;
-  std::string vocab_json;
-  std::string merges_txt;
+  TokenizerKind tokenizer = TokenizerKind::kClipBpe;
+  std::string vocab_json;        // CLIP BPE
+  std::string merges_txt;        // CLIP BPE
+  std::string sentencepiece;     // spiece.model or tokenizer.model
+  std::string tokenizer_config;  // tokenizer_config.json, empty when absent
+  std::string preprocessor_config;  // preprocessor_config.json, empty when absent
 };
 
 Result<ModelFiles> ResolveModelFiles(const std::string& dir);
 
-// Derives the architecture from `weights` and the overrides in `config_json_path` (may be empty).
-Result<ClipConfig> DeriveConfig(const SafetensorsFile& weights, const std::string& config_json_path);
+// Derives the architecture from `weights` and config.json.
+Result<ModelConfig> DeriveConfig(const SafetensorsFile& weights, const ModelFiles& files);
 
-}  // namespace imgsearch::clip
+// What the model's image processor does: CLIP's resize-and-crop, or SigLIP's straight resize with
+// the filter, mean and std of preprocessor_config.json.
+Result<Preprocessing> DerivePreprocessing(const ModelConfig& config, const ModelFiles& files);
+
+}  // namespace imgsearch::model

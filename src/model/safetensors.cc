@@ -8,7 +8,7 @@
 
 #include <cstdio>
 
-namespace imgsearch::clip {
+namespace imgsearch::model {
 
 namespace {
 
@@ -152,4 +152,4 @@ Result<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
   return file;
 }
 
-}  // namespace imgsearch::clip
+}  // namespace imgsearch::model

@@ -10,7 +10,7 @@
 #include "base/file.h"
 #include "imgsearch/status.h"
 
-namespace imgsearch::clip {
+namespace imgsearch::model {
 
 enum class DType { kF32, kF16, kBF16, kOther };
 
@@ -49,4 +49,4 @@ class SafetensorsFile {
   std::map<std::string, TensorInfo> tensors_;
 };
 
-}  // namespace imgsearch::clip
+}  // namespace imgsearch::model

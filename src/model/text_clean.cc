@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <cstring>
 
-namespace imgsearch::clip {
+namespace imgsearch::model {
 
 namespace {
 
@@ -148,6 +148,33 @@ std::string ToUtf8(std::u32string_view text) {
   return out;
 }
 
+std::u32string ToUtf32(std::string_view text) {
+  const icu::UnicodeString u = icu::UnicodeString::fromUTF8(icu::StringPiece(text.data(), static_cast<int32_t>(text.size())));
+  std::u32string out;
+  out.reserve(static_cast<size_t>(u.length()));
+  for (int32_t i = 0; i < u.length();) {
+    const UChar32 c = u.char32At(i);
+    i += U16_LENGTH(c);
+    out.push_back(static_cast<char32_t>(c));
+  }
+  return out;
+}
+
+std::u32string LowerEachCharacter(std::u32string_view text) {
+  std::u32string out;
+  out.reserve(text.size());
+  for (char32_t c : text) {
+    icu::UnicodeString one(static_cast<UChar32>(c));
+    one.toLower(icu::Locale::getRoot());
+    for (int32_t i = 0; i < one.length();) {
+      const UChar32 lower = one.char32At(i);
+      i += U16_LENGTH(lower);
+      out.push_back(static_cast<char32_t>(lower));
+    }
+  }
+  return out;
+}
+
 std::u32string CleanText(std::string_view text) {
   const std::string unescaped = HtmlUnescape(HtmlUnescape(text));
   icu::UnicodeString u =
@@ -177,4 +204,4 @@ std::u32string CleanText(std::string_view text) {
   return out;
 }
 
-}  // namespace imgsearch::clip
+}  // namespace imgsearch::model

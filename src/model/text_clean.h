@@ -1,10 +1,10 @@
-// Text normalisation in front of CLIP's BPE, as the reference tokenizer does it.
+// Text normalisation in front of the tokenizers, as the reference tokenizers do it.
 #pragma once
 
 #include <string>
 #include <string_view>
 
-namespace imgsearch::clip {
+namespace imgsearch::model {
 
 // Python's html.unescape: numeric and HTML5 named character references, including the legacy
 // forms without a trailing semicolon and the longest-prefix rule.
@@ -22,4 +22,11 @@ bool IsSpace(char32_t c);   // \s
 
 std::string ToUtf8(std::u32string_view text);
 
-}  // namespace imgsearch::clip
+// UTF-8 to code points; each byte of an invalid sequence becomes U+FFFD.
+std::u32string ToUtf32(std::string_view text);
+
+// Python's `"".join(ch.lower() for ch in text)`: full Unicode case mapping of each character on its
+// own (so a final sigma stays σ, as in Hugging Face's per-character lower-casing).
+std::u32string LowerEachCharacter(std::u32string_view text);
+
+}  // namespace imgsearch::model

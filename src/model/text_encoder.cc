@@ -5,11 +5,11 @@
 #include "model/encoders.h"
 #include "model/transformer.h"
 
-namespace imgsearch::clip {
+namespace imgsearch::model {
 
 namespace {
 
-Status CheckIds(const ClipConfig& c, std::span<const int32_t> ids) {
+Status CheckIds(const ModelConfig& c, std::span<const int32_t> ids) {
   if (ids.empty()) return Status::InvalidArgument("empty token sequence");
   if (ids.size() > static_cast<size_t>(c.text.n_positions)) {
     return Status::InvalidArgument("token sequence of " + std::to_string(ids.size()) + " exceeds the context of " +
@@ -24,14 +24,17 @@ Status CheckIds(const ClipConfig& c, std::span<const int32_t> ids) {
   return Status::Ok();
 }
 
-// The pooled output is the hidden state at the first occurrence of the highest id (the EOT).
-int EotPosition(std::span<const int32_t> ids) {
+// The position whose hidden state is pooled. CLIP: the first occurrence of the highest id (the
+// EOT). SigLIP: the last position (the padding is attended to, as upstream does, without a mask).
+int PooledPosition(const ModelConfig& c, std::span<const int32_t> ids) {
+  if (c.family == Family::kSiglip) return static_cast<int>(ids.size()) - 1;
   return static_cast<int>(std::max_element(ids.begin(), ids.end()) - ids.begin());
 }
 
-// Runs the sequences `group` (indices into `seqs`) as one batch padded to `seq_len` tokens. Padding
-// goes after each EOT, where the causal mask keeps it from influencing anything that is pooled.
-void EncodeGroup(const ClipConfig& c, const TextWeights& w, std::span<const std::span<const int32_t>> seqs,
+// Runs the sequences `group` (indices into `seqs`) as one batch padded to `seq_len` tokens. CLIP's
+// padding goes after each EOT, where the causal mask keeps it from influencing anything that is
+// pooled; SigLIP's groups hold sequences of one length, so there is none.
+void EncodeGroup(const ModelConfig& c, const TextWeights& w, std::span<const std::span<const int32_t>> seqs,
                  std::span<const int> group, int seq_len, float* out, BlockScratch* scratch) {
   const int width = c.text.width;
   const int n = static_cast<int>(group.size());
@@ -47,12 +50,12 @@ void EncodeGroup(const ClipConfig& c, const TextWeights& w, std::span<const std:
     }
   }
   for (const BlockWeights& block : w.blocks) {
-    TransformerBlock(block, c.text, x.data(), n, seq_len, /*causal=*/true, scratch);
+    TransformerBlock(block, c.text, x.data(), n, seq_len, /*causal=*/c.family == Family::kClip, scratch);
   }
   std::vector<float> pooled(static_cast<size_t>(n) * width);
   for (int b = 0; b < n; ++b) {
-    const int eot = EotPosition(seqs[group[b]]);
-    kernels::LayerNorm(x.data() + (int64_t{b} * seq_len + eot) * width, w.final_ln.gamma, w.final_ln.beta,
+    const int pooled_at = PooledPosition(c, seqs[group[b]]);
+    kernels::LayerNorm(x.data() + (int64_t{b} * seq_len + pooled_at) * width, w.final_ln.gamma, w.final_ln.beta,
                        pooled.data() + int64_t{b} * width, 1, width, c.text.layer_norm_eps);
   }
   std::vector<float> projected(static_cast<size_t>(n) * c.projection_dim);
@@ -66,22 +69,24 @@ void EncodeGroup(const ClipConfig& c, const TextWeights& w, std::span<const std:
 
 }  // namespace
 
-Status EncodeTextBatch(const ClipConfig& c, const TextWeights& w, std::span<const std::span<const int32_t>> seqs,
+Status EncodeTextBatch(const ModelConfig& c, const TextWeights& w, std::span<const std::span<const int32_t>> seqs,
                        float* out) {
   for (std::span<const int32_t> ids : seqs) RETURN_IF_ERROR(CheckIds(c, ids));
-  // Sequences are computed up to their EOT only, grouped by that length so that little padding is
-  // computed: a group closes when the next sequence is more than a quarter longer than its first.
+  // CLIP's sequences are computed up to their EOT only, grouped by that length so that little
+  // padding is computed: a group closes when the next sequence is more than a quarter longer than
+  // its first. SigLIP's attend both ways, so a group holds one length only.
   std::vector<int> order(seqs.size());
   std::vector<int> lengths(seqs.size());
   for (size_t i = 0; i < seqs.size(); ++i) {
     order[i] = static_cast<int>(i);
-    lengths[i] = EotPosition(seqs[i]) + 1;
+    lengths[i] = PooledPosition(c, seqs[i]) + 1;
   }
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return lengths[a] < lengths[b]; });
   BlockScratch scratch;
   for (size_t begin = 0; begin < order.size();) {
     size_t end = begin + 1;
-    while (end < order.size() && lengths[order[end]] * 4 <= lengths[order[begin]] * 5) ++end;
+    const int slack = c.family == Family::kClip ? 5 : 4;
+    while (end < order.size() && lengths[order[end]] * 4 <= lengths[order[begin]] * slack) ++end;
     const int seq_len = lengths[order[end - 1]];
     EncodeGroup(c, w, seqs, std::span<const int>(order).subspan(begin, end - begin), seq_len, out, &scratch);
     begin = end;
@@ -89,4 +94,4 @@ Status EncodeTextBatch(const ClipConfig& c, const TextWeights& w, std::span<cons
   return Status::Ok();
 }
 
-}  // namespace imgsearch::clip
+}  // namespace imgsearch::model

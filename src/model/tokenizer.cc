@@ -7,7 +7,7 @@
 #include "base/file.h"
 #include "model/text_clean.h"
 
-namespace imgsearch::clip {
+namespace imgsearch::model {
 
 namespace {
 
@@ -219,4 +219,4 @@ std::vector<int32_t> Tokenizer::Encode(std::string_view text, int context_length
   return ids;
 }
 
-}  // namespace imgsearch::clip
+}  // namespace imgsearch::model

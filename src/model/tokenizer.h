@@ -13,7 +13,7 @@
 
 #include "imgsearch/status.h"
 
-namespace imgsearch::clip {
+namespace imgsearch::model {
 
 class Tokenizer {
  public:
@@ -51,4 +51,4 @@ class Tokenizer {
   int32_t eot_id_ = -1;
 };
 
-}  // namespace imgsearch::clip
+}  // namespace imgsearch::model

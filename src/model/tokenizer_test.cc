@@ -5,7 +5,7 @@
 #include "model/text_clean.h"
 #include "model/tokenizer.h"
 
-namespace imgsearch::clip {
+namespace imgsearch::model {
 namespace {
 
 TEST(HtmlUnescape, MatchesPython) {
@@ -143,4 +143,4 @@ TEST(Tokenizer, RefusesVocabularyWithoutSpecialTokens) {
 }
 
 }  // namespace
-}  // namespace imgsearch::clip
+}  // namespace imgsearch::model

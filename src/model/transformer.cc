@@ -3,7 +3,7 @@
 #include "kernels/gemm.h"
 #include "kernels/ops.h"
 
-namespace imgsearch::clip {
+namespace imgsearch::model {
 
 void BlockScratch::Reserve(int n_tokens, const TowerConfig& c) {
   const size_t n = static_cast<size_t>(n_tokens);
@@ -16,6 +16,20 @@ void BlockScratch::Reserve(int n_tokens, const TowerConfig& c) {
 
 void ApplyLinear(const LinearWeights& linear, const float* x, int rows, float* y) {
   kernels::Linear(x, linear.weight, linear.bias, y, rows, linear.in, linear.out);
+}
+
+void ApplyActivation(Activation activation, float* x, int64_t n) {
+  switch (activation) {
+    case Activation::kQuickGelu:
+      kernels::QuickGelu(x, n);
+      return;
+    case Activation::kGelu:
+      kernels::Gelu(x, n);
+      return;
+    case Activation::kGeluTanh:
+      kernels::GeluTanh(x, n);
+      return;
+  }
 }
 
 void TransformerBlock(const BlockWeights& w, const TowerConfig& c, float* x, int n_seqs, int seq_len, bool causal,
@@ -35,13 +49,9 @@ void TransformerBlock(const BlockWeights& w, const TowerConfig& c, float* x, int
   kernels::LayerNorm(x, w.ln2.gamma, w.ln2.beta, s->ln.data(), n_tokens, c.width, c.layer_norm_eps);
   ApplyLinear(w.fc1, s->ln.data(), n_tokens, s->mlp.data());
   const int64_t n_mlp = int64_t{n_tokens} * c.mlp_width;
-  if (c.activation == Activation::kQuickGelu) {
-    kernels::QuickGelu(s->mlp.data(), n_mlp);
-  } else {
-    kernels::Gelu(s->mlp.data(), n_mlp);
-  }
+  ApplyActivation(c.activation, s->mlp.data(), n_mlp);
   ApplyLinear(w.fc2, s->mlp.data(), n_tokens, s->proj.data());
   kernels::AddInPlace(x, s->proj.data(), n_values);
 }
 
-}  // namespace imgsearch::clip
+}  // namespace imgsearch::model

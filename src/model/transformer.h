@@ -1,12 +1,13 @@
-// The pre-LN transformer block shared by both towers.
+// The pre-LN transformer block shared by both towers of every family.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "model/config.h"
 #include "model/weights.h"
 
-namespace imgsearch::clip {
+namespace imgsearch::model {
 
 // Scratch space for one forward pass; grows to the largest batch seen and is then reused.
 struct BlockScratch {
@@ -23,7 +24,10 @@ struct BlockScratch {
 void TransformerBlock(const BlockWeights& w, const TowerConfig& c, float* x, int n_seqs, int seq_len, bool causal,
                       BlockScratch* s);
 
+// The tower's MLP activation on n values, in place.
+void ApplyActivation(Activation activation, float* x, int64_t n);
+
 // Applies `linear` to `rows` rows of x.
 void ApplyLinear(const LinearWeights& linear, const float* x, int rows, float* y);
 
-}  // namespace imgsearch::clip
+}  // namespace imgsearch::model

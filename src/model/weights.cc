@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-namespace imgsearch::clip {
+namespace imgsearch::model {
 
 namespace {
 
@@ -40,9 +40,9 @@ float Bf16ToFloat(uint16_t h) {
 }  // namespace
 
 // Looks tensors up by name, checks their shapes and yields F32 pointers.
-class ClipWeights::Loader {
+class ModelWeights::Loader {
  public:
-  explicit Loader(ClipWeights* w) : w_(w) {}
+  explicit Loader(ModelWeights* w) : w_(w) {}
 
   Result<const float*> Get(const std::string& name, std::initializer_list<int64_t> expected) {
     const TensorInfo* t = w_->file_.Find(name);
@@ -129,13 +129,14 @@ class ClipWeights::Loader {
     return s + "]";
   }
 
-  ClipWeights* w_;
+  ModelWeights* w_;
 };
 
-Result<std::unique_ptr<ClipWeights>> ClipWeights::Load(SafetensorsFile file, const ClipConfig& c) {
-  std::unique_ptr<ClipWeights> w(new ClipWeights(std::move(file)));
+Result<std::unique_ptr<ModelWeights>> ModelWeights::Load(SafetensorsFile file, const ModelConfig& c) {
+  std::unique_ptr<ModelWeights> w(new ModelWeights(std::move(file)));
   Loader load(w.get());
 
+  const bool clip = c.family == Family::kClip;
   TextWeights& t = w->text_;
   ASSIGN_OR_RETURN(t.token_embedding,
                    load.Get("text_model.embeddings.token_embedding.weight", {c.vocab_size, c.text.width}));
@@ -146,22 +147,44 @@ Result<std::unique_ptr<ClipWeights>> ClipWeights::Load(SafetensorsFile file, con
     t.blocks.push_back(b);
   }
   ASSIGN_OR_RETURN(t.final_ln, load.Norm("text_model.final_layer_norm", c.text.width));
-  ASSIGN_OR_RETURN(t.projection, load.Linear("text_projection", c.text.width, c.projection_dim, false));
+  if (clip) {
+    ASSIGN_OR_RETURN(t.projection, load.Linear("text_projection", c.text.width, c.projection_dim, false));
+  } else {
+    ASSIGN_OR_RETURN(t.projection, load.Linear("text_model.head", c.text.width, c.projection_dim, true));
+  }
 
   VisionWeights& v = w->vision_;
-  ASSIGN_OR_RETURN(v.class_embedding, load.Get("vision_model.embeddings.class_embedding", {c.vision.width}));
-  ASSIGN_OR_RETURN(v.patch_embedding, load.Get("vision_model.embeddings.patch_embedding.weight",
-                                               {c.vision.width, 3, c.patch_size, c.patch_size}));
-  ASSIGN_OR_RETURN(v.position_embedding, load.Get("vision_model.embeddings.position_embedding.weight",
-                                                  {c.vision.n_positions, c.vision.width}));
-  ASSIGN_OR_RETURN(v.pre_ln, load.Norm("vision_model.pre_layrnorm", c.vision.width));
+  const int vw = c.vision.width;
+  ASSIGN_OR_RETURN(v.patch_embedding,
+                   load.Get("vision_model.embeddings.patch_embedding.weight", {vw, 3, c.patch_size, c.patch_size}));
+  ASSIGN_OR_RETURN(v.position_embedding,
+                   load.Get("vision_model.embeddings.position_embedding.weight", {c.vision.n_positions, vw}));
+  if (clip) {
+    ASSIGN_OR_RETURN(v.class_embedding, load.Get("vision_model.embeddings.class_embedding", {vw}));
+    ASSIGN_OR_RETURN(v.pre_ln, load.Norm("vision_model.pre_layrnorm", vw));
+  } else {
+    ASSIGN_OR_RETURN(v.patch_bias, load.Get("vision_model.embeddings.patch_embedding.bias", {vw}));
+  }
   for (int i = 0; i < c.vision.n_layers; ++i) {
     ASSIGN_OR_RETURN(BlockWeights b, load.Block("vision_model.encoder.layers." + std::to_string(i), c.vision));
     v.blocks.push_back(b);
   }
-  ASSIGN_OR_RETURN(v.post_ln, load.Norm("vision_model.post_layernorm", c.vision.width));
-  ASSIGN_OR_RETURN(v.projection, load.Linear("visual_projection", c.vision.width, c.projection_dim, false));
+  ASSIGN_OR_RETURN(v.post_ln, load.Norm("vision_model.post_layernorm", vw));
+  if (clip) {
+    ASSIGN_OR_RETURN(v.projection, load.Linear("visual_projection", vw, c.projection_dim, false));
+  } else {
+    AttentionPoolWeights& h = v.pool;
+    ASSIGN_OR_RETURN(h.probe, load.Get("vision_model.head.probe", {1, 1, vw}));
+    ASSIGN_OR_RETURN(h.attention.weight, load.Get("vision_model.head.attention.in_proj_weight", {3 * vw, vw}));
+    ASSIGN_OR_RETURN(h.attention.bias, load.Get("vision_model.head.attention.in_proj_bias", {3 * vw}));
+    h.attention.in = vw;
+    h.attention.out = 3 * vw;
+    ASSIGN_OR_RETURN(h.out, load.Linear("vision_model.head.attention.out_proj", vw, vw, true));
+    ASSIGN_OR_RETURN(h.ln, load.Norm("vision_model.head.layernorm", vw));
+    ASSIGN_OR_RETURN(h.fc1, load.Linear("vision_model.head.mlp.fc1", vw, c.vision.mlp_width, true));
+    ASSIGN_OR_RETURN(h.fc2, load.Linear("vision_model.head.mlp.fc2", c.vision.mlp_width, vw, true));
+  }
   return w;
 }
 
-}  // namespace imgsearch::clip
+}  // namespace imgsearch::model

@@ -1,4 +1,4 @@
-// The checkpoint's tensors, named as Hugging Face's CLIPModel names them.
+// The checkpoint's tensors, named as Hugging Face's CLIPModel and SiglipModel name them.
 //
 // F32 tensors point straight into the memory-mapped file; F16 and BF16 ones are widened to F32
 // once at load. q/k/v projections are fused into one [3·width, width] matrix per layer.
@@ -11,7 +11,7 @@
 #include "model/config.h"
 #include "model/safetensors.h"
 
-namespace imgsearch::clip {
+namespace imgsearch::model {
 
 struct LinearWeights {
   const float* weight = nullptr;  // [out, in]
@@ -35,28 +35,41 @@ struct BlockWeights {
   LinearWeights fc2;     // mlp.fc2
 };
 
+// SigLIP's image pooling (SiglipMultiheadAttentionPoolingHead): a learned probe attends over the
+// tokens (nn.MultiheadAttention), then x + mlp(layernorm(x)); the probe's row is the feature.
+struct AttentionPoolWeights {
+  const float* probe = nullptr;  // vision_model.head.probe [1, 1, width]
+  LinearWeights attention;       // vision_model.head.attention.in_proj_{weight,bias} [3·width, width]
+  LinearWeights out;             // vision_model.head.attention.out_proj
+  LayerNormWeights ln;           // vision_model.head.layernorm
+  LinearWeights fc1;             // vision_model.head.mlp.fc1
+  LinearWeights fc2;             // vision_model.head.mlp.fc2
+};
+
 struct TextWeights {
   const float* token_embedding = nullptr;     // text_model.embeddings.token_embedding.weight [vocab, width]
   const float* position_embedding = nullptr;  // text_model.embeddings.position_embedding.weight [ctx, width]
   std::vector<BlockWeights> blocks;           // text_model.encoder.layers.N
   LayerNormWeights final_ln;                  // text_model.final_layer_norm
-  LinearWeights projection;                   // text_projection.weight [proj, width]
+  LinearWeights projection;                   // CLIP: text_projection [proj, width]; SigLIP: text_model.head
 };
 
 struct VisionWeights {
-  const float* class_embedding = nullptr;     // vision_model.embeddings.class_embedding [width]
+  const float* class_embedding = nullptr;     // CLIP: vision_model.embeddings.class_embedding [width]
   const float* patch_embedding = nullptr;     // vision_model.embeddings.patch_embedding.weight [width, 3·p·p]
+  const float* patch_bias = nullptr;          // SigLIP: vision_model.embeddings.patch_embedding.bias
   const float* position_embedding = nullptr;  // vision_model.embeddings.position_embedding.weight [grid²+1, width]
-  LayerNormWeights pre_ln;                    // vision_model.pre_layrnorm (sic)
+  LayerNormWeights pre_ln;                    // CLIP: vision_model.pre_layrnorm (sic)
   std::vector<BlockWeights> blocks;           // vision_model.encoder.layers.N
   LayerNormWeights post_ln;                   // vision_model.post_layernorm
-  LinearWeights projection;                   // visual_projection.weight [proj, width]
+  LinearWeights projection;                   // CLIP: visual_projection.weight [proj, width]
+  AttentionPoolWeights pool;                  // SigLIP: vision_model.head
 };
 
-class ClipWeights {
+class ModelWeights {
  public:
   // Checks every tensor's presence, dtype and shape against `config`.
-  static Result<std::unique_ptr<ClipWeights>> Load(SafetensorsFile file, const ClipConfig& config);
+  static Result<std::unique_ptr<ModelWeights>> Load(SafetensorsFile file, const ModelConfig& config);
 
   const TextWeights& text() const { return text_; }
   const VisionWeights& vision() const { return vision_; }
@@ -65,7 +78,7 @@ class ClipWeights {
   int64_t n_params() const { return n_params_; }
 
  private:
-  explicit ClipWeights(SafetensorsFile file) : file_(std::move(file)) {}
+  explicit ModelWeights(SafetensorsFile file) : file_(std::move(file)) {}
 
   class Loader;
 
@@ -77,4 +90,4 @@ class ClipWeights {
   int64_t n_params_ = 0;
 };
 
-}  // namespace imgsearch::clip
+}  // namespace imgsearch::model

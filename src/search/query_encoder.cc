@@ -43,10 +43,10 @@ Result<std::vector<float>> QueryEncoder::EncodeText(const std::string& text) {
 }
 
 Result<std::vector<float>> QueryEncoder::EncodeImage(const Image& image) {
-  const int size = model_.image_size();
+  const Preprocessing& pre = model_.preprocessing();
   ImageJob job;
-  job.pixels.resize(3 * static_cast<size_t>(size) * size);
-  NormalizeForClip(ResizeAndCropForClip(image, size), job.pixels.data());
+  job.pixels.resize(3 * static_cast<size_t>(pre.size) * pre.size);
+  Normalize(ResizeForModel(image, pre), pre, job.pixels.data());
   std::future<Result<std::vector<float>>> result = job.done.get_future();
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -260,7 +260,7 @@ Result<std::string> ThumbnailCache::Make(const ImageRecord& record, int size, in
     const double scale = std::min(1.0, static_cast<double>(size) / std::max(full.width, full.height));
     const int w = std::max(1, static_cast<int>(full.width * scale + 0.5));
     const int h = std::max(1, static_cast<int>(full.height * scale + 0.5));
-    const Image thumb = w == full.width && h == full.height ? full : ResizeBicubic(full, w, h);
+    const Image thumb = w == full.width && h == full.height ? full : Resize(full, w, h);
     ASSIGN_OR_RETURN(jpeg, EncodeJpeg(thumb, quality));
   }
   std::string out(jpeg.begin(), jpeg.end());

@@ -18,6 +18,7 @@ json HitJson(const SearchHit& h, const OfflineFolders& offline) {
          {"url", "/api/images/" + id},
          {"view_url", "/api/images/" + id + "/view"},
          {"thumbnail", "/api/images/" + id + "/thumbnail"}};
+  if (h.probability) j["probability"] = *h.probability;
   AddPath(&j, h.path);
   offline.Mark(&j, h.path);
   return j;

@@ -1,0 +1,209 @@
+// SigLIP's and SigLIP 2's tokenizers over libsentencepiece, as Hugging Face's slow SiglipTokenizer
+// and GemmaTokenizer run them (transformers 4.50):
+//   1. SigLIP only: "▁" + text (any "▁" in it becomes a space); ASCII punctuation removed, runs of
+//      whitespace made one space, stripped; each character lower-cased (do_lower_case).
+//   2. The text is split around the added tokens of tokenizer_config.json (Gemma's <eos>, <pad>, …
+//      typed literally become their ids); each piece between them goes through SentencePiece.
+//   3. SigLIP loads spiece.model with add_dummy_prefix turned off and encodes "<unk>" + piece,
+//      dropping the ids "<unk>" alone encodes to: that keeps SentencePiece from treating the
+//      piece's start as the start of the text. Gemma encodes each piece as is.
+//   4. Cut to context − 1 ids, EOS appended unless already last, padded to the context (SigLIP
+//      pads with </s>, Gemma with <pad>).
+#include <sentencepiece_processor.h>
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+#include "base/file.h"
+#include "model/text_clean.h"
+#include "model/text_tokenizer.h"
+
+namespace imgsearch::model {
+
+namespace {
+
+// NormalizerSpec { add_dummy_prefix: false } as a ModelProto field: protobuf merges a repeated
+// message field, so appending it to the serialised model overrides the flag.
+constexpr char kNoDummyPrefix[] = {0x1a, 0x02, 0x18, 0x00};
+
+constexpr std::u32string_view kAsciiPunctuation = U"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
+
+struct AddedToken {
+  std::u32string content;
+  int32_t id = 0;
+  bool lstrip = false;
+  bool rstrip = false;
+};
+
+// Python: text.translate(remove string.punctuation); re.sub(r"\s+", " ", ·); strip().
+std::u32string CanonicalizeForSiglip(std::u32string_view text) {
+  std::u32string out;
+  bool pending_space = false;
+  for (char32_t c : text) {
+    if (kAsciiPunctuation.find(c) != std::u32string_view::npos) continue;
+    if (IsSpace(c)) {
+      pending_space = !out.empty();
+      continue;
+    }
+    if (pending_space) out.push_back(U' ');
+    pending_space = false;
+    out.push_back(c);
+  }
+  return out;
+}
+
+class SentencePieceTokenizer final : public TextTokenizer {
+ public:
+  SentencePieceTokenizer(TokenizerKind kind, int context_length) : kind_(kind), context_length_(context_length) {}
+
+  Status Load(const ModelFiles& files) {
+    ASSIGN_OR_RETURN(std::string proto, ReadFileText(files.sentencepiece, 64u << 20));
+    if (kind_ == TokenizerKind::kSiglipUnigram) proto.append(kNoDummyPrefix, sizeof(kNoDummyPrefix));
+    const auto status = sp_.LoadFromSerializedProto(proto);
+    if (!status.ok()) {
+      return Status::Corruption(files.sentencepiece + ": not a SentencePiece model (" + status.ToString() + ")");
+    }
+    RETURN_IF_ERROR(ReadConfig(files));
+    const char* eos = kind_ == TokenizerKind::kSiglipUnigram ? "</s>" : "<eos>";
+    const char* pad = kind_ == TokenizerKind::kSiglipUnigram ? "</s>" : "<pad>";
+    eos_id_ = PieceId(eos);
+    pad_id_ = PieceId(pad);
+    if (eos_id_ < 0 || pad_id_ < 0) {
+      return Status::InvalidArgument(files.sentencepiece + " has no " + (eos_id_ < 0 ? eos : pad) + " piece");
+    }
+    if (kind_ == TokenizerKind::kSiglipUnigram) {
+      std::vector<int> unk_ids;
+      sp_.Encode("<unk>", &unk_ids).IgnoreError();
+      unk_prefix_length_ = unk_ids.size();
+    }
+    return Status::Ok();
+  }
+
+  std::vector<int32_t> Encode(std::string_view text) const override {
+    std::u32string u = ToUtf32(text);
+    if (kind_ == TokenizerKind::kSiglipUnigram) {
+      std::replace(u.begin(), u.end(), U'\u2581', U' ');
+      u = CanonicalizeForSiglip(U"\u2581" + u);
+      if (lower_case_) u = LowerEachCharacter(u);
+    }
+    std::vector<int32_t> ids;
+    SplitOnAddedTokens(u, [&](std::u32string_view piece) { EncodePiece(piece, &ids); },
+                       [&](int32_t id) { ids.push_back(id); });
+    if (ids.size() > static_cast<size_t>(context_length_ - 1)) ids.resize(context_length_ - 1);
+    if (ids.empty() || ids.back() != eos_id_) ids.push_back(eos_id_);
+    ids.resize(context_length_, pad_id_);
+    return ids;
+  }
+
+  int32_t id_limit() const override {
+    int32_t limit = sp_.GetPieceSize();
+    for (const AddedToken& t : added_) limit = std::max(limit, t.id + 1);
+    return limit;
+  }
+
+  bool pads() const override { return true; }
+
+ private:
+  int32_t PieceId(const char* piece) const {
+    for (const AddedToken& t : added_) {
+      if (t.content == ToUtf32(piece)) return t.id;
+    }
+    const int id = sp_.PieceToId(piece);
+    return id == sp_.unk_id() && std::string_view(piece) != "<unk>" ? -1 : id;
+  }
+
+  Status ReadConfig(const ModelFiles& files) {
+    lower_case_ = kind_ == TokenizerKind::kSiglipUnigram;  // SiglipTokenizer's default
+    if (files.tokenizer_config.empty()) return Status::Ok();
+    ASSIGN_OR_RETURN(std::string text, ReadFileText(files.tokenizer_config, 16u << 20));
+    const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object()) return Status::Corruption(files.tokenizer_config + ": expected a JSON object");
+    // GemmaTokenizer stores do_lower_case but never applies it; SiglipTokenizer applies it.
+    if (auto it = j.find("do_lower_case"); it != j.end() && it->is_boolean() && kind_ == TokenizerKind::kSiglipUnigram) {
+      lower_case_ = it->get<bool>();
+    }
+    if (auto it = j.find("added_tokens_decoder"); it != j.end() && it->is_object()) {
+      for (const auto& [key, value] : it->items()) {
+        if (!value.is_object() || !value.contains("content") || !value["content"].is_string()) continue;
+        AddedToken t;
+        try {
+          t.id = std::stoi(key);
+        } catch (const std::exception&) {
+          return Status::Corruption(files.tokenizer_config + ": added token id \"" + key + "\" is not a number");
+        }
+        t.content = ToUtf32(value["content"].get<std::string>());
+        t.lstrip = value.contains("lstrip") && value["lstrip"].is_boolean() && value["lstrip"].get<bool>();
+        t.rstrip = value.contains("rstrip") && value["rstrip"].is_boolean() && value["rstrip"].get<bool>();
+        if (!t.content.empty() && t.id >= 0) added_.push_back(std::move(t));
+      }
+    }
+    // At one position, the longest added token wins.
+    std::stable_sort(added_.begin(), added_.end(),
+                     [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
+    return Status::Ok();
+  }
+
+  // Calls `text_piece` for the text between added tokens and `token` for each added token, in
+  // order; whitespace next to a token with lstrip/rstrip goes with the token.
+  template <typename TextFn, typename TokenFn>
+  void SplitOnAddedTokens(std::u32string_view text, TextFn text_piece, TokenFn token) const {
+    size_t begin = 0;  // start of the pending text piece
+    for (size_t i = 0; i < text.size();) {
+      const AddedToken* match = nullptr;
+      for (const AddedToken& t : added_) {
+        if (text.substr(i, t.content.size()) == t.content) {
+          match = &t;
+          break;
+        }
+      }
+      if (match == nullptr) {
+        ++i;
+        continue;
+      }
+      size_t end = i;
+      if (match->lstrip) {
+        while (end > begin && IsSpace(text[end - 1])) --end;
+      }
+      if (end > begin) text_piece(text.substr(begin, end - begin));
+      token(match->id);
+      i += match->content.size();
+      if (match->rstrip) {
+        while (i < text.size() && IsSpace(text[i])) ++i;
+      }
+      begin = i;
+    }
+    if (begin < text.size()) text_piece(text.substr(begin));
+  }
+
+  void EncodePiece(std::u32string_view piece, std::vector<int32_t>* ids) const {
+    std::vector<int> out;
+    if (kind_ == TokenizerKind::kSiglipUnigram) {
+      sp_.Encode("<unk>" + ToUtf8(piece), &out).IgnoreError();
+      const size_t drop = std::min(out.size(), unk_prefix_length_);
+      ids->insert(ids->end(), out.begin() + static_cast<std::ptrdiff_t>(drop), out.end());
+    } else {
+      sp_.Encode(ToUtf8(piece), &out).IgnoreError();
+      ids->insert(ids->end(), out.begin(), out.end());
+    }
+  }
+
+  TokenizerKind kind_;
+  int context_length_;
+  sentencepiece::SentencePieceProcessor sp_;
+  std::vector<AddedToken> added_;
+  bool lower_case_ = false;
+  int32_t eos_id_ = -1;
+  int32_t pad_id_ = -1;
+  size_t unk_prefix_length_ = 0;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<TextTokenizer>> LoadSentencePieceTokenizer(const ModelFiles& files, int context_length) {
+  auto tokenizer = std::make_unique<SentencePieceTokenizer>(files.tokenizer, context_length);
+  RETURN_IF_ERROR(tokenizer->Load(files));
+  return std::unique_ptr<TextTokenizer>(std::move(tokenizer));
+}
+
+}  // namespace imgsearch::model

@@ -1,0 +1,252 @@
+// SigLIP and SigLIP 2 on random models made by make_test_model: loading, the invariants upstream's
+// code has for any weights (tokenizer rules, batching), and a clear error for each kind of bad input.
+// Parity with upstream's outputs is in tests/families_test.cc.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <functional>
+
+#include <nlohmann/json.hpp>
+
+#include "imgsearch/clip.h"
+#include "test_util.h"
+
+namespace imgsearch {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::Cosine;
+using testing::ReadFile;
+using testing::WriteFile;
+
+std::string SiglipDir() { return testing::TestModelDir() + "-siglip"; }
+std::string Siglip2Dir() { return testing::TestModelDir() + "-siglip2"; }
+
+std::unique_ptr<ClipModel> Load(const std::string& dir) {
+  auto m = ClipModel::Load(dir);
+  EXPECT_TRUE(m.ok()) << m.status().ToString();
+  return m.ok() ? std::move(m).value() : nullptr;
+}
+
+std::string CopyOf(const std::string& dir) {
+  const std::string copy = testing::MakeTempDir() + "/model";
+  fs::copy(dir, copy, fs::copy_options::recursive);
+  for (const auto& e : fs::directory_iterator(copy)) {
+    fs::permissions(e.path(), fs::perms::owner_write, fs::perm_options::add);
+  }
+  return copy;
+}
+
+void ExpectLoadError(const std::string& dir, const std::vector<std::string>& needles) {
+  auto m = ClipModel::Load(dir);
+  ASSERT_FALSE(m.ok()) << "loading " << dir << " should fail";
+  for (const std::string& n : needles) {
+    EXPECT_NE(m.status().message().find(n), std::string::npos) << m.status().ToString();
+  }
+}
+
+void EditJson(const std::string& path, const std::function<void(nlohmann::json&)>& edit) {
+  nlohmann::json j = nlohmann::json::parse(ReadFile(path));
+  edit(j);
+  WriteFile(path, j.dump(2));
+}
+
+TEST(Siglip, LoadsAsItsFamily) {
+  auto v1 = Load(SiglipDir());
+  auto v2 = Load(Siglip2Dir());
+  ASSERT_TRUE(v1 && v2);
+  EXPECT_EQ(v1->info().family, "siglip");
+  EXPECT_EQ(v1->info().tokenizer, "SigLIP SentencePiece (unigram)");
+  EXPECT_EQ(v1->info().vision.activation, "gelu_pytorch_tanh");
+  EXPECT_EQ(v1->embedding_dim(), 64);
+  EXPECT_EQ(v1->context_length(), 64);
+  EXPECT_EQ(v1->preprocessing().fit, Preprocessing::Fit::kStretch);
+  EXPECT_EQ(v1->preprocessing().filter, ResampleFilter::kBicubic);
+  EXPECT_EQ(v1->preprocessing().mean[0], 0.5f);
+  EXPECT_TRUE(v1->info().has_match_probability);
+  EXPECT_EQ(v2->info().tokenizer, "Gemma SentencePiece (BPE)");
+  EXPECT_EQ(v2->preprocessing().filter, ResampleFilter::kBilinear);
+  EXPECT_EQ(v2->info().text.width, 48);  // SigLIP 2's text width may differ from the projection
+  EXPECT_EQ(v2->embedding_dim(), 64);
+}
+
+TEST(Siglip, TokenizerCanonicalisesLowerCasesAndPads) {
+  auto m = Load(SiglipDir());
+  ASSERT_TRUE(m);
+  const std::vector<int32_t> ids = m->Tokenize("a photo of a cat");
+  ASSERT_EQ(ids.size(), 64u);
+  EXPECT_EQ(m->Tokenize("  A PHOTO, of a\t cat!!!  "), ids);  // punctuation, spacing and case do not count
+  EXPECT_EQ(m->Tokenize("a photo of a cat\u2581"), ids);       // "▁" is a space
+  // </s> (1) closes the text and pads it.
+  const auto eos = std::find(ids.begin(), ids.end(), 1);
+  ASSERT_NE(eos, ids.end());
+  EXPECT_TRUE(std::all_of(eos, ids.end(), [](int32_t id) { return id == 1; }));
+  EXPECT_GT(eos - ids.begin(), 1);
+  // A long text is cut so that </s> stays last.
+  std::string long_text;
+  for (int i = 0; i < 100; ++i) long_text += "a red car in the snow ";
+  const std::vector<int32_t> cut = m->Tokenize(long_text);
+  ASSERT_EQ(cut.size(), 64u);
+  EXPECT_EQ(cut.back(), 1);
+  EXPECT_NE(cut[62], 1);
+  // Empty text and punctuation only still make a sequence the model runs.
+  EXPECT_EQ(m->Tokenize("").size(), 64u);
+  EXPECT_EQ(m->Tokenize("?!").size(), 64u);
+  std::vector<float> out(2 * m->embedding_dim());
+  const std::vector<std::string> texts = {"", "?!"};
+  EXPECT_TRUE(m->EncodeTexts(texts, out.data()).ok());
+}
+
+TEST(Siglip, GemmaTokenizerKeepsCaseAndReadsSpecialTokens) {
+  auto m = Load(Siglip2Dir());
+  ASSERT_TRUE(m);
+  const std::vector<int32_t> lower = m->Tokenize("a photo of a cat");
+  ASSERT_EQ(lower.size(), 64u);
+  EXPECT_NE(m->Tokenize("A PHOTO OF A CAT"), lower);  // GemmaTokenizer does not lower-case
+  // <eos> (1) appended, then <pad> (0).
+  const auto eos = std::find(lower.begin(), lower.end(), 1);
+  ASSERT_NE(eos, lower.end());
+  EXPECT_TRUE(std::all_of(eos + 1, lower.end(), [](int32_t id) { return id == 0; }));
+  // Special tokens typed in the text become their ids, as upstream's added-token split does.
+  const std::vector<int32_t> with_eos = m->Tokenize("cat<eos>dog");
+  EXPECT_EQ(std::count(with_eos.begin(), with_eos.end(), 1), 2) << "the typed <eos> and the appended one";
+  // Characters outside the vocabulary fall back to bytes, not <unk>.
+  const std::vector<int32_t> emoji = m->Tokenize("🐱");
+  EXPECT_EQ(std::count(emoji.begin(), emoji.end(), 3), 0);
+  std::string long_text;
+  for (int i = 0; i < 100; ++i) long_text += "a red car in the snow ";
+  const std::vector<int32_t> cut = m->Tokenize(long_text);
+  ASSERT_EQ(cut.size(), 64u);
+  EXPECT_EQ(cut.back(), 1);
+}
+
+TEST(Siglip, BatchesEqualOneByOne) {
+  for (const std::string& dir : {SiglipDir(), Siglip2Dir()}) {
+    auto m = Load(dir);
+    ASSERT_TRUE(m);
+    const int dim = m->embedding_dim();
+    const std::vector<std::string> texts = {"a photo of a cat", "", "東京タワーの夜景", "a red car in the snow"};
+    std::vector<float> together(texts.size() * dim);
+    ASSERT_TRUE(m->EncodeTexts(texts, together.data()).ok());
+    for (size_t i = 0; i < texts.size(); ++i) {
+      std::vector<float> alone(dim);
+      ASSERT_TRUE(m->EncodeTexts({&texts[i], 1}, alone.data()).ok());
+      EXPECT_GE(Cosine(alone, {together.begin() + i * dim, together.begin() + (i + 1) * dim}), 0.9999999) << dir;
+    }
+    const int size = m->image_size();
+    const size_t floats = 3 * static_cast<size_t>(size) * size;
+    std::vector<float> pixels(3 * floats);
+    for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<float>((i * 7919) % 255) / 127.5f - 1.0f;
+    std::vector<float> images(3 * dim);
+    ASSERT_TRUE(m->EncodeImages(pixels.data(), 3, images.data()).ok());
+    for (int i = 0; i < 3; ++i) {
+      std::vector<float> alone(dim);
+      ASSERT_TRUE(m->EncodeImages(pixels.data() + i * floats, 1, alone.data()).ok());
+      EXPECT_GE(Cosine(alone, {images.begin() + i * dim, images.begin() + (i + 1) * dim}), 0.9999999) << dir;
+    }
+  }
+}
+
+TEST(Siglip, PaddingIsAttendedToAsUpstreamDoes) {
+  // SigLIP's text tower has no attention mask: the </s> padding is part of the input, so the same
+  // ids without it embed differently (and still run: pooled at their own last position).
+  auto m = Load(SiglipDir());
+  ASSERT_TRUE(m);
+  const std::vector<int32_t> padded = m->Tokenize("a photo of a cat");
+  const auto eos = std::find(padded.begin(), padded.end(), 1);
+  std::vector<std::vector<int32_t>> seqs = {padded, std::vector<int32_t>(padded.begin(), eos + 1)};
+  std::vector<float> out(2 * m->embedding_dim());
+  ASSERT_TRUE(m->EncodeTokens(seqs, out.data()).ok());
+  const int dim = m->embedding_dim();
+  EXPECT_LT(Cosine({out.begin(), out.begin() + dim}, {out.begin() + dim, out.end()}), 0.99999);
+}
+
+TEST(Siglip, MatchProbabilityIsTheSigmoidOfTheScaledCosine) {
+  auto m = Load(SiglipDir());
+  ASSERT_TRUE(m);
+  const double scale = std::exp(m->info().logit_scale), bias = m->info().logit_bias;
+  for (float c : {-1.0f, -0.2f, 0.0f, 0.3f, 1.0f}) {
+    EXPECT_NEAR(m->MatchProbability(c), 1.0 / (1.0 + std::exp(-(c * scale + bias))), 1e-6);
+  }
+  EXPECT_LT(m->MatchProbability(0.1f), m->MatchProbability(0.2f));
+  auto clip = Load(testing::TestModelDir());
+  ASSERT_TRUE(clip);
+  EXPECT_FALSE(clip->info().has_match_probability);
+  EXPECT_EQ(clip->MatchProbability(0.25f), 0.25f);
+}
+
+TEST(Siglip, BadFilesGetClearErrors) {
+  {
+    const std::string dir = CopyOf(SiglipDir());
+    fs::remove(dir + "/spiece.model");
+    ExpectLoadError(dir, {"spiece.model", "missing"});
+  }
+  {
+    const std::string dir = CopyOf(Siglip2Dir());
+    fs::remove(dir + "/tokenizer.model");
+    ExpectLoadError(dir, {"tokenizer.model", "missing"});
+  }
+  {
+    const std::string dir = CopyOf(SiglipDir());
+    WriteFile(dir + "/spiece.model", "not a model at all");
+    ExpectLoadError(dir, {"spiece.model", "not a SentencePiece model"});
+  }
+  {
+    const std::string dir = CopyOf(SiglipDir());
+    EditJson(dir + "/config.json", [](nlohmann::json& j) { j["model_type"] = "blip"; });
+    ExpectLoadError(dir, {"model_type \"blip\"", "clip, siglip"});
+  }
+  {
+    const std::string dir = CopyOf(SiglipDir());
+    EditJson(dir + "/config.json", [](nlohmann::json& j) { j["model_type"] = "siglip2"; });
+    ExpectLoadError(dir, {"NaFlex"});
+  }
+  {
+    const std::string dir = CopyOf(SiglipDir());
+    EditJson(dir + "/config.json", [](nlohmann::json& j) { j["vision_config"]["hidden_act"] = "swish"; });
+    ExpectLoadError(dir, {"hidden_act", "swish", "gelu_pytorch_tanh"});
+  }
+  {
+    const std::string dir = CopyOf(SiglipDir());
+    EditJson(dir + "/config.json", [](nlohmann::json& j) { j["text_config"]["num_attention_heads"] = 5; });
+    ExpectLoadError(dir, {"not divisible by 5 heads"});
+  }
+  {
+    const std::string dir = CopyOf(SiglipDir());
+    EditJson(dir + "/tokenizer_config.json", [](nlohmann::json& j) { j["tokenizer_class"] = "BertTokenizer"; });
+    ExpectLoadError(dir, {"BertTokenizer"});
+  }
+  {
+    const std::string dir = CopyOf(SiglipDir());
+    EditJson(dir + "/preprocessor_config.json", [](nlohmann::json& j) { j["resample"] = 0; });
+    ExpectLoadError(dir, {"resample", "bicubic"});
+  }
+  {
+    const std::string dir = CopyOf(SiglipDir());
+    EditJson(dir + "/preprocessor_config.json", [](nlohmann::json& j) { j["size"] = {{"height", 384}, {"width", 384}}; });
+    ExpectLoadError(dir, {"384", "224"});
+  }
+  {
+    const std::string dir = CopyOf(SiglipDir());
+    EditJson(dir + "/preprocessor_config.json", [](nlohmann::json& j) { j["image_std"] = {0.5, 0, 0.5}; });
+    ExpectLoadError(dir, {"image_std"});
+  }
+  {
+    // A tokenizer whose ids reach past the token embedding.
+    const std::string dir = CopyOf(SiglipDir());
+    EditJson(dir + "/tokenizer_config.json", [](nlohmann::json& j) {
+      j["added_tokens_decoder"]["5000"] = {{"content", "<extra>"}, {"special", true}};
+    });
+    ExpectLoadError(dir, {"tokenizer's ids reach 5000", "token embedding"});
+  }
+  {
+    const std::string dir = CopyOf(SiglipDir());
+    fs::remove(dir + "/config.json");
+    ExpectLoadError(dir, {});  // without config.json, a SigLIP checkpoint is not read as CLIP
+  }
+}
+
+}  // namespace
+}  // namespace imgsearch

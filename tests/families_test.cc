@@ -1,0 +1,171 @@
+// Parity with the upstream code of each model family on ../shared/golden/families: token ids, the
+// preprocessed pixels, text and image embeddings, SigLIP's logits. Skips when the data is absent.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+
+#include "imgsearch/clip.h"
+#include "imgsearch/image.h"
+#include "test_util.h"
+
+namespace imgsearch {
+namespace {
+
+using testing::Cosine;
+
+constexpr double kTextCosine = 0.999999;
+constexpr double kImageCosine = 0.99999;
+
+class FamilyParity : public ::testing::TestWithParam<std::string> {
+ protected:
+  // Loads the family's model and expectations; false (with a skip or failure recorded) otherwise.
+  bool Load() {
+    auto golden = testing::GoldenDir();
+    if (!golden) {
+      if (testing::GoldenRequired()) ADD_FAILURE() << "golden data not found and IMGSEARCH_REQUIRE_GOLDEN=1";
+      return false;
+    }
+    golden_ = *golden;
+    dir_ = golden_ + "/families/" + GetParam();
+    auto model = ClipModel::Load(dir_);
+    EXPECT_TRUE(model.ok()) << model.status().ToString();
+    if (!model.ok()) return false;
+    model_ = std::move(model).value();
+    expected_ = nlohmann::json::parse(testing::ReadFile(dir_ + "/expected.json"));
+    return true;
+  }
+
+  // The pixels the model is fed for `name`, or the decode error.
+  Result<std::vector<float>> Pixels(const std::string& name) const {
+    ASSIGN_OR_RETURN(DecodedImage decoded, DecodeImageFile(golden_ + "/images/" + name));
+    const Preprocessing& pre = model_->preprocessing();
+    std::vector<float> pixels(3 * static_cast<size_t>(pre.size) * pre.size);
+    Normalize(ResizeForModel(decoded.image, pre), pre, pixels.data());
+    return pixels;
+  }
+
+  std::string golden_, dir_;
+  std::unique_ptr<ClipModel> model_;
+  nlohmann::json expected_;
+};
+
+#define LOAD_OR_SKIP() \
+  if (!Load()) GTEST_SKIP() << "golden family data not found (set IMGSEARCH_GOLDEN); skipping"
+
+TEST_P(FamilyParity, TokenIdsAreIdentical) {
+  LOAD_OR_SKIP();
+  ASSERT_EQ(expected_["texts"].size(), 25u);
+  for (const auto& t : expected_["texts"]) {
+    const std::string text = t["text"];
+    EXPECT_EQ(model_->Tokenize(text), t["ids"].get<std::vector<int32_t>>()) << "text: \"" << text << "\"";
+  }
+}
+
+TEST_P(FamilyParity, TextEmbeddingsMatch) {
+  LOAD_OR_SKIP();
+  std::vector<std::string> texts;
+  for (const auto& t : expected_["texts"]) texts.push_back(t["text"]);
+  const int dim = model_->embedding_dim();
+  std::vector<float> out(texts.size() * dim);
+  ASSERT_TRUE(model_->EncodeTexts(texts, out.data()).ok());
+  for (size_t i = 0; i < texts.size(); ++i) {
+    std::vector<float> ours(out.begin() + i * dim, out.begin() + (i + 1) * dim);
+    const auto ref = expected_["texts"][i]["embedding"].get<std::vector<float>>();
+    ASSERT_EQ(ref.size(), ours.size());
+    EXPECT_GE(Cosine(ours, ref), kTextCosine) << "text: \"" << texts[i] << "\"";
+  }
+}
+
+TEST_P(FamilyParity, PixelsAndImageEmbeddingsMatchAndTruncatedFails) {
+  LOAD_OR_SKIP();
+  const int dim = model_->embedding_dim();
+  int n_checked = 0, n_errors = 0;
+  for (const auto& item : expected_["images"]) {
+    const std::string name = item["image"];
+    auto pixels = Pixels(name);
+    if (item.contains("error")) {
+      EXPECT_FALSE(pixels.ok()) << name << " should fail to decode";
+      ++n_errors;
+      continue;
+    }
+    ASSERT_TRUE(pixels.ok()) << name << ": " << pixels.status().ToString();
+    double sum = 0;
+    for (float v : *pixels) sum += v;
+    const double ref_sum = item["pixel_sum"];
+    EXPECT_NEAR(sum, ref_sum, 1e-3 * std::max(1.0, std::abs(ref_sum))) << name;
+    std::vector<float> emb(dim);
+    ASSERT_TRUE(model_->EncodeImages(pixels->data(), 1, emb.data()).ok());
+    EXPECT_GE(Cosine(emb, item["embedding"].get<std::vector<float>>()), kImageCosine) << name;
+    ++n_checked;
+  }
+  EXPECT_EQ(n_checked, 9);
+  EXPECT_EQ(n_errors, 1);
+}
+
+TEST_P(FamilyParity, LogitsAndMatchProbabilities) {
+  LOAD_OR_SKIP();
+  ASSERT_TRUE(model_->info().has_match_probability);
+  EXPECT_FLOAT_EQ(model_->info().logit_scale, expected_["logit_scale"].get<float>());
+  EXPECT_FLOAT_EQ(model_->info().logit_bias, expected_["logit_bias"].get<float>());
+  const int dim = model_->embedding_dim();
+  std::vector<std::vector<float>> images;
+  for (const auto& item : expected_["images"]) {
+    if (item.contains("error")) continue;
+    auto pixels = Pixels(item["image"]);
+    ASSERT_TRUE(pixels.ok());
+    images.emplace_back(dim);
+    ASSERT_TRUE(model_->EncodeImages(pixels->data(), 1, images.back().data()).ok());
+  }
+  // The first texts against every image.
+  const auto& logits = expected_["logits_per_text"];
+  ASSERT_GE(logits.size(), 1u);
+  ASSERT_LE(logits.size(), expected_["texts"].size());
+  const double scale = std::exp(model_->info().logit_scale);
+  for (size_t t = 0; t < logits.size(); ++t) {
+    ASSERT_EQ(logits[t].size(), images.size());
+    std::vector<float> text(dim);
+    const std::string query = expected_["texts"][t]["text"];
+    ASSERT_TRUE(model_->EncodeTexts({&query, 1}, text.data()).ok());
+    for (size_t i = 0; i < images.size(); ++i) {
+      const float cosine = static_cast<float>(Cosine(text, images[i]));
+      const double logit = logits[t][i];
+      EXPECT_NEAR(cosine * scale + model_->info().logit_bias, logit, 1e-4 * std::max(1.0, std::abs(logit)));
+      EXPECT_NEAR(model_->MatchProbability(cosine), 1.0 / (1.0 + std::exp(-logit)), 1e-5);
+    }
+  }
+}
+
+TEST_P(FamilyParity, BatchedEqualsOneByOne) {
+  LOAD_OR_SKIP();
+  const int dim = model_->embedding_dim();
+  const std::vector<std::string> texts = {"x", "a photo of a cat", "", "the 1920s were 100 years ago"};
+  std::vector<float> together(texts.size() * dim);
+  ASSERT_TRUE(model_->EncodeTexts(texts, together.data()).ok());
+  for (size_t i = 0; i < texts.size(); ++i) {
+    std::vector<float> alone(dim);
+    ASSERT_TRUE(model_->EncodeTexts({&texts[i], 1}, alone.data()).ok());
+    EXPECT_GE(Cosine(alone, {together.begin() + i * dim, together.begin() + (i + 1) * dim}), 0.9999999) << texts[i];
+  }
+  const std::vector<std::string> names = {"rocket.jpg", "camera.png", "palette_color.png"};
+  const size_t floats = 3 * static_cast<size_t>(model_->image_size()) * model_->image_size();
+  std::vector<float> batch;
+  for (const std::string& name : names) {
+    auto pixels = Pixels(name);
+    ASSERT_TRUE(pixels.ok());
+    batch.insert(batch.end(), pixels->begin(), pixels->end());
+  }
+  std::vector<float> images(names.size() * dim);
+  ASSERT_TRUE(model_->EncodeImages(batch.data(), static_cast<int>(names.size()), images.data()).ok());
+  for (size_t i = 0; i < names.size(); ++i) {
+    std::vector<float> alone(dim);
+    ASSERT_TRUE(model_->EncodeImages(batch.data() + i * floats, 1, alone.data()).ok());
+    EXPECT_GE(Cosine(alone, {images.begin() + i * dim, images.begin() + (i + 1) * dim}), 0.9999999) << names[i];
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Siglip, FamilyParity, ::testing::Values("siglip", "siglip2"));
+
+}  // namespace
+}  // namespace imgsearch
