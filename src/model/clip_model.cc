@@ -98,7 +98,7 @@ ClipModel::~ClipModel() = default;
 
 Result<std::unique_ptr<ClipModel>> ClipModel::Load(const std::string& dir, const ModelOptions& options) {
   ASSIGN_OR_RETURN(model::ModelFiles files, model::ResolveModelFiles(dir));
-  ASSIGN_OR_RETURN(model::SafetensorsFile st, model::SafetensorsFile::Open(files.weights));
+  ASSIGN_OR_RETURN(model::CheckpointFile st, model::CheckpointFile::Open(files.weights));
   auto impl = std::make_unique<Impl>();
   ASSIGN_OR_RETURN(impl->config, model::DeriveConfig(st, files));
   ASSIGN_OR_RETURN(impl->preprocessing, model::DerivePreprocessing(impl->config, files));

@@ -14,7 +14,7 @@ namespace imgsearch::model {
 namespace {
 
 // Counts layers by the highest "<prefix>N." index present.
-int CountLayers(const SafetensorsFile& st, const std::string& prefix) {
+int CountLayers(const CheckpointFile& st, const std::string& prefix) {
   std::set<int> indices;
   for (const auto& [name, info] : st.tensors()) {
     if (name.rfind(prefix, 0) != 0) continue;
@@ -30,7 +30,7 @@ int CountLayers(const SafetensorsFile& st, const std::string& prefix) {
   return indices.empty() ? 0 : *indices.rbegin() + 1;
 }
 
-Result<std::vector<int64_t>> ShapeOf(const SafetensorsFile& st, const std::string& name, size_t rank) {
+Result<std::vector<int64_t>> ShapeOf(const CheckpointFile& st, const std::string& name, size_t rank) {
   const TensorInfo* t = st.Find(name);
   if (t == nullptr) return Status::NotFound(st.path() + ": missing tensor " + name);
   if (t->shape.size() != rank) {
@@ -187,7 +187,8 @@ Result<ModelFiles> ResolveModelFiles(const std::string& dir_in) {
   std::string dir = dir_in;
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   if (!FileExists(dir)) return Status::NotFound("model directory " + dir + " does not exist");
-  if (!FileExists(dir + "/model.safetensors") && FileExists(dir + "/0_CLIPModel")) {
+  if (!FileExists(dir + "/model.safetensors") && !FileExists(dir + "/pytorch_model.bin") &&
+      FileExists(dir + "/0_CLIPModel")) {
     dir += "/0_CLIPModel";  // sentence-transformers layout
   }
   ModelFiles files;
@@ -199,12 +200,11 @@ Result<ModelFiles> ResolveModelFiles(const std::string& dir_in) {
   if (FileExists(dir + "/preprocessor_config.json")) files.preprocessor_config = dir + "/preprocessor_config.json";
   ASSIGN_OR_RETURN(files.family, DetectFamily(files.config_json));
   if (!FileExists(files.weights)) {
-    if (FileExists(dir + "/pytorch_model.bin")) {
-      return Status::Unsupported(dir +
-                                 " holds pytorch_model.bin but no model.safetensors; imgsearch reads only "
-                                 "safetensors (convert it, or pull the model with `imgsearch model pull`)");
+    // A checkpoint saved by torch.save: read without running its pickle (torch_checkpoint.h).
+    if (!FileExists(dir + "/pytorch_model.bin")) {
+      return Status::NotFound("missing file " + files.weights + " (or pytorch_model.bin)");
     }
-    return Status::NotFound("missing file " + files.weights);
+    files.weights = dir + "/pytorch_model.bin";
   }
   if (files.family == Family::kSiglip) {
     if (files.config_json.empty()) return Status::NotFound("missing file " + dir + "/config.json");
@@ -226,7 +226,7 @@ namespace {
 // the text tower. The vision tower always has width // 64 heads: OpenAI's CLIP constructor computes
 // that itself and ignores any setting, and the reference embeddings are made that way (real
 // checkpoints agree: 768 → 12, 1024 → 16).
-Status DeriveClip(const SafetensorsFile& st, ModelConfig* c) {
+Status DeriveClip(const CheckpointFile& st, ModelConfig* c) {
   ASSIGN_OR_RETURN(auto tproj, ShapeOf(st, "text_projection.weight", 2));
   ASSIGN_OR_RETURN(auto cls, ShapeOf(st, "vision_model.embeddings.class_embedding", 1));
   c->projection_dim = static_cast<int>(tproj[0]);
@@ -243,7 +243,7 @@ Status DeriveClip(const SafetensorsFile& st, ModelConfig* c) {
 // SigLIP: no class token; image features are the attention-pooling head's output (vision width),
 // text features `text_model.head`'s; heads default to 12 as SiglipConfig's do, GELU (tanh) and
 // LayerNorm eps 1e-6 likewise.
-Status DeriveSiglip(const SafetensorsFile& st, ModelConfig* c) {
+Status DeriveSiglip(const CheckpointFile& st, ModelConfig* c) {
   ASSIGN_OR_RETURN(auto head, ShapeOf(st, "text_model.head.weight", 2));
   ASSIGN_OR_RETURN(auto probe, ShapeOf(st, "vision_model.head.probe", 3));
   c->projection_dim = static_cast<int>(head[0]);
@@ -273,7 +273,7 @@ Status DeriveSiglip(const SafetensorsFile& st, ModelConfig* c) {
 
 }  // namespace
 
-Result<ModelConfig> DeriveConfig(const SafetensorsFile& st, const ModelFiles& files) {
+Result<ModelConfig> DeriveConfig(const CheckpointFile& st, const ModelFiles& files) {
   ModelConfig c;
   c.family = files.family;
   const bool clip = c.family == Family::kClip;

@@ -14,7 +14,7 @@
 
 #include "imgsearch/image.h"
 #include "imgsearch/status.h"
-#include "model/safetensors.h"
+#include "model/checkpoint.h"
 
 namespace imgsearch::model {
 
@@ -69,7 +69,7 @@ struct ModelFiles {
   std::string dir;  // the directory that holds the files
   Family family = Family::kClip;
   std::string config_json;  // empty when absent (CLIP only: shapes say enough)
-  std::string weights;
+  std::string weights;  // model.safetensors, else pytorch_model.bin
   TokenizerKind tokenizer = TokenizerKind::kClipBpe;
   std::string vocab_json;        // CLIP BPE
   std::string merges_txt;        // CLIP BPE
@@ -81,7 +81,7 @@ struct ModelFiles {
 Result<ModelFiles> ResolveModelFiles(const std::string& dir);
 
 // Derives the architecture from `weights` and config.json.
-Result<ModelConfig> DeriveConfig(const SafetensorsFile& weights, const ModelFiles& files);
+Result<ModelConfig> DeriveConfig(const CheckpointFile& weights, const ModelFiles& files);
 
 // What the model's image processor does: CLIP's resize-and-crop, or SigLIP's straight resize with
 // the filter, mean and std of preprocessor_config.json.

@@ -86,10 +86,19 @@ TEST(Loader, MissingDirectoryAndFiles) {
   }
 }
 
-TEST(Loader, PytorchBinOnlyIsRefusedWithAHint) {
+TEST(Loader, PytorchModelBinIsReadByItsContent) {
+  // Without model.safetensors, pytorch_model.bin is the weights, in whichever format its bytes are.
   const std::string dir = CopyModel();
+  auto reference = ClipModel::Load(dir);
+  ASSERT_TRUE(reference.ok());
   fs::rename(dir + "/model.safetensors", dir + "/pytorch_model.bin");
-  ExpectError(dir, {"pytorch_model.bin", "safetensors"});
+  auto renamed = ClipModel::Load(dir);
+  ASSERT_TRUE(renamed.ok()) << renamed.status().ToString();
+  EXPECT_EQ((*renamed)->info().fingerprint, (*reference)->info().fingerprint);
+  WriteFile(dir + "/pytorch_model.bin", std::string("PK\x03\x04", 4) + std::string(200, '\0'));
+  ExpectError(dir, {"pytorch_model.bin"});
+  fs::remove(dir + "/pytorch_model.bin");
+  ExpectError(dir, {"missing file", "model.safetensors", "pytorch_model.bin"});
 }
 
 TEST(Loader, SentenceTransformersLayout) {

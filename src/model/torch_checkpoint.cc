@@ -10,7 +10,7 @@
 #include <variant>
 #include <vector>
 
-namespace imgsearch::clip {
+namespace imgsearch::model {
 
 namespace {
 
@@ -1057,4 +1057,4 @@ Result<std::map<std::string, TensorInfo>> ReadTorchCheckpoint(const MappedFile& 
   return ReadTorchCheckpoint(file.bytes(), file.path());
 }
 
-}  // namespace imgsearch::clip
+}  // namespace imgsearch::model

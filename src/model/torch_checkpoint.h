@@ -27,9 +27,9 @@
 
 #include "base/file.h"
 #include "imgsearch/status.h"
-#include "model/safetensors.h"
+#include "model/checkpoint.h"
 
-namespace imgsearch::clip {
+namespace imgsearch::model {
 
 // The tensors of a torch.save zip checkpoint, by name, pointing into `file`'s mapping (torch
 // stores entries uncompressed). Only contiguous tensors of dtype float32, float16 and bfloat16
@@ -41,4 +41,4 @@ Result<std::map<std::string, TensorInfo>> ReadTorchCheckpoint(const MappedFile& 
 // The same over bytes in memory (which must outlive the result); `label` names them in errors.
 Result<std::map<std::string, TensorInfo>> ReadTorchCheckpoint(std::span<const uint8_t> bytes, const std::string& label);
 
-}  // namespace imgsearch::clip
+}  // namespace imgsearch::model

@@ -16,7 +16,7 @@
 #include "model/torch_checkpoint.h"
 #include "test_util.h"
 
-namespace imgsearch::clip {
+namespace imgsearch::model {
 namespace {
 
 void PutLe(std::string& out, uint64_t v, int n) {
@@ -689,4 +689,4 @@ TEST(TorchCheckpoint, DamagedFilesGiveErrorsNeverCrashes) {
 }
 
 }  // namespace
-}  // namespace imgsearch::clip
+}  // namespace imgsearch::model

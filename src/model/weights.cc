@@ -132,7 +132,7 @@ class ModelWeights::Loader {
   ModelWeights* w_;
 };
 
-Result<std::unique_ptr<ModelWeights>> ModelWeights::Load(SafetensorsFile file, const ModelConfig& c) {
+Result<std::unique_ptr<ModelWeights>> ModelWeights::Load(CheckpointFile file, const ModelConfig& c) {
   std::unique_ptr<ModelWeights> w(new ModelWeights(std::move(file)));
   Loader load(w.get());
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "model/config.h"
-#include "model/safetensors.h"
+#include "model/checkpoint.h"
 
 namespace imgsearch::model {
 
@@ -69,20 +69,20 @@ struct VisionWeights {
 class ModelWeights {
  public:
   // Checks every tensor's presence, dtype and shape against `config`.
-  static Result<std::unique_ptr<ModelWeights>> Load(SafetensorsFile file, const ModelConfig& config);
+  static Result<std::unique_ptr<ModelWeights>> Load(CheckpointFile file, const ModelConfig& config);
 
   const TextWeights& text() const { return text_; }
   const VisionWeights& vision() const { return vision_; }
-  const SafetensorsFile& file() const { return file_; }
+  const CheckpointFile& file() const { return file_; }
   const char* dtype_name() const { return dtype_name_; }
   int64_t n_params() const { return n_params_; }
 
  private:
-  explicit ModelWeights(SafetensorsFile file) : file_(std::move(file)) {}
+  explicit ModelWeights(CheckpointFile file) : file_(std::move(file)) {}
 
   class Loader;
 
-  SafetensorsFile file_;
+  CheckpointFile file_;
   std::deque<std::vector<float>> owned_;  // widened or fused tensors; deque: references stay valid
   TextWeights text_;
   VisionWeights vision_;

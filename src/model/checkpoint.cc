@@ -1,12 +1,14 @@
-#include "model/safetensors.h"
+#include "model/checkpoint.h"
 
+#include <xxhash.h>
+
+#include <cstdio>
 #include <cstring>
 #include <limits>
 
-#include <xxhash.h>
 #include <nlohmann/json.hpp>
 
-#include <cstdio>
+#include "model/torch_checkpoint.h"
 
 namespace imgsearch::model {
 
@@ -52,20 +54,30 @@ int64_t TensorInfo::numel() const {
   return n;
 }
 
-const TensorInfo* SafetensorsFile::Find(const std::string& name) const {
+const TensorInfo* CheckpointFile::Find(const std::string& name) const {
   auto it = tensors_.find(name);
   return it == tensors_.end() ? nullptr : &it->second;
 }
 
-std::string SafetensorsFile::Fingerprint() const {
+std::string CheckpointFile::Fingerprint() const {
   XXH3_state_t* state = XXH3_createState();
   XXH3_64bits_reset(state);
   const uint64_t size = file_.size();
   XXH3_64bits_update(state, &size, sizeof(size));
-  uint64_t header_len = 0;
-  for (int i = 7; i >= 0 && size >= 8; --i) header_len = (header_len << 8) | file_.data()[i];
-  const size_t header_end = static_cast<size_t>(std::min<uint64_t>(8 + header_len, size));
-  XXH3_64bits_update(state, file_.data(), header_end);
+  size_t header_end = 0;
+  if (torch_) {
+    // No header to hash: the names, dtypes and shapes stand in for it.
+    for (const auto& [name, t] : tensors_) {
+      XXH3_64bits_update(state, name.data(), name.size() + 1);
+      XXH3_64bits_update(state, t.dtype_name.data(), t.dtype_name.size() + 1);
+      XXH3_64bits_update(state, t.shape.data(), t.shape.size() * sizeof(int64_t));
+    }
+  } else {
+    uint64_t header_len = 0;
+    for (int i = 7; i >= 0 && size >= 8; --i) header_len = (header_len << 8) | file_.data()[i];
+    header_end = static_cast<size_t>(std::min<uint64_t>(8 + header_len, size));
+    XXH3_64bits_update(state, file_.data(), header_end);
+  }
   constexpr size_t kSamples = 64, kSampleBytes = 4096;
   const size_t data_bytes = size - header_end;
   for (size_t i = 0; i < kSamples && data_bytes > 0; ++i) {
@@ -79,9 +91,16 @@ std::string SafetensorsFile::Fingerprint() const {
   return hex;
 }
 
-Result<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
+Result<CheckpointFile> CheckpointFile::Open(const std::string& path) {
   ASSIGN_OR_RETURN(MappedFile mapped, MappedFile::Open(path));
-  SafetensorsFile file(std::move(mapped));
+  if (mapped.size() >= 4 && std::memcmp(mapped.data(), "PK\x03\x04", 4) == 0) {
+    ASSIGN_OR_RETURN(auto tensors, ReadTorchCheckpoint(mapped));
+    CheckpointFile file(std::move(mapped));
+    file.tensors_ = std::move(tensors);
+    file.torch_ = true;
+    return file;
+  }
+  CheckpointFile file(std::move(mapped));
   const size_t size = file.file_.size();
   const uint8_t* base = file.file_.data();
   if (size < 8) {

@@ -1,5 +1,7 @@
-// Reader for the safetensors format: an 8-byte little-endian header length, a JSON header naming each
-// tensor's dtype, shape and byte range, then the raw tensor bytes. The file is memory-mapped.
+// A model's weights file, memory-mapped, with its tensors by name. Two formats:
+//   safetensors (model.safetensors): an 8-byte little-endian header length, a JSON header naming
+//     each tensor's dtype, shape and byte range, then the raw tensor bytes;
+//   torch.save's zip (pytorch_model.bin), read without running its pickle (torch_checkpoint.h).
 #pragma once
 
 #include <cstdint>
@@ -27,26 +29,28 @@ struct TensorInfo {
   int64_t numel() const;
 };
 
-class SafetensorsFile {
+class CheckpointFile {
  public:
-  // Maps and validates the file: header JSON, dtypes, byte ranges inside the file and matching shapes.
-  static Result<SafetensorsFile> Open(const std::string& path);
+  // Maps and validates the file, whichever format its first bytes say: dtypes, byte ranges inside
+  // the file and matching shapes.
+  static Result<CheckpointFile> Open(const std::string& path);
 
   const std::string& path() const { return file_.path(); }
   size_t file_size() const { return file_.size(); }
   const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
   const TensorInfo* Find(const std::string& name) const;
 
-  // A 64-bit hex fingerprint of the weights: the header, the file size and 64 evenly spaced 4 KiB
-  // samples of the data. Cheap (no full read of a 600 MB file) and different for any retrained or
+  // A 64-bit hex fingerprint of the weights: the tensor table (safetensors: its header), the file
+  // size and 64 evenly spaced 4 KiB samples of the data. Cheap (no full read of a 600 MB file) and different for any retrained or
   // converted checkpoint.
   std::string Fingerprint() const;
 
  private:
-  explicit SafetensorsFile(MappedFile file) : file_(std::move(file)) {}
+  explicit CheckpointFile(MappedFile file) : file_(std::move(file)) {}
 
   MappedFile file_;
   std::map<std::string, TensorInfo> tensors_;
+  bool torch_ = false;  // a torch.save zip, not safetensors
 };
 
 }  // namespace imgsearch::model
