@@ -8,6 +8,7 @@
 
 #include "imgsearch/clip.h"
 #include "imgsearch/image.h"
+#include "imgsearch/text_model.h"
 #include "test_util.h"
 
 namespace imgsearch {
@@ -166,6 +167,57 @@ TEST_P(FamilyParity, BatchedEqualsOneByOne) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Siglip, FamilyParity, ::testing::Values("siglip", "siglip2"));
+
+// Multilingual text towers: text only, into an image model's space.
+class TextFamilyParity : public ::testing::TestWithParam<std::string> {
+ protected:
+  bool Load() {
+    auto golden = testing::GoldenDir();
+    if (!golden) {
+      if (testing::GoldenRequired()) ADD_FAILURE() << "golden data not found and IMGSEARCH_REQUIRE_GOLDEN=1";
+      return false;
+    }
+    const std::string dir = *golden + "/families/" + GetParam();
+    auto model = TextModel::Load(dir);
+    EXPECT_TRUE(model.ok()) << model.status().ToString();
+    if (!model.ok()) return false;
+    model_ = std::move(model).value();
+    expected_ = nlohmann::json::parse(testing::ReadFile(dir + "/expected.json"));
+    return true;
+  }
+
+  std::unique_ptr<TextModel> model_;
+  nlohmann::json expected_;
+};
+
+TEST_P(TextFamilyParity, TokenIdsAreIdentical) {
+  LOAD_OR_SKIP();
+  ASSERT_EQ(expected_["texts"].size(), 25u);
+  for (const auto& t : expected_["texts"]) {
+    const std::string text = t["text"];
+    EXPECT_EQ(model_->Tokenize(text), t["ids"].get<std::vector<int32_t>>()) << "text: \"" << text << "\"";
+  }
+}
+
+TEST_P(TextFamilyParity, EmbeddingsMatchOneByOneAndBatched) {
+  LOAD_OR_SKIP();
+  std::vector<std::string> texts;
+  for (const auto& t : expected_["texts"]) texts.push_back(t["text"]);
+  const int dim = model_->embedding_dim();
+  ASSERT_EQ(static_cast<size_t>(dim), expected_["texts"][0]["embedding"].size());
+  std::vector<float> batched(texts.size() * dim);
+  ASSERT_TRUE(model_->EncodeTexts(texts, batched.data()).ok());
+  for (size_t i = 0; i < texts.size(); ++i) {
+    const auto ref = expected_["texts"][i]["embedding"].get<std::vector<float>>();
+    std::vector<float> alone(dim);
+    ASSERT_TRUE(model_->EncodeTexts({&texts[i], 1}, alone.data()).ok());
+    EXPECT_GE(Cosine(alone, ref), kTextCosine) << "text: \"" << texts[i] << "\"";
+    EXPECT_GE(Cosine({batched.begin() + i * dim, batched.begin() + (i + 1) * dim}, ref), kTextCosine)
+        << "batched text: \"" << texts[i] << "\"";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Multilingual, TextFamilyParity, ::testing::Values("mclip-st", "mclip-xlmr"));
 
 }  // namespace
 }  // namespace imgsearch

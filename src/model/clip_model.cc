@@ -24,20 +24,6 @@ namespace {
 // Images per forward pass: bounds the activations' memory whatever batch the caller hands in.
 constexpr int kMaxImagesPerPass = 32;
 
-// The hub name `dir` was pulled as (its manifest), else its absolute path.
-std::string SourceOf(const std::string& dir) {
-  std::ifstream in(dir + "/" + kModelManifest);
-  if (in) {
-    const nlohmann::json manifest = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-    if (manifest.is_object() && manifest.contains("name") && manifest["name"].is_string()) {
-      return manifest["name"].get<std::string>();
-    }
-  }
-  std::error_code ec;
-  const std::filesystem::path absolute = std::filesystem::absolute(dir, ec);
-  return ec ? dir : absolute.lexically_normal().string();
-}
-
 TowerInfo DescribeTower(const model::TowerConfig& t) {
   TowerInfo info;
   info.width = t.width;
@@ -125,7 +111,7 @@ Result<std::unique_ptr<ClipModel>> ClipModel::Load(const std::string& dir, const
   info.family = model::FamilyName(c.family);
   info.tokenizer = model::TokenizerName(files.tokenizer);
   info.dir = files.dir;
-  info.source = SourceOf(files.dir);
+  info.source = model::ModelSource(files.dir);
   info.weights_path = files.weights;
   info.weights_bytes = weights_bytes;
   info.dtype = impl->weights->dtype_name();

@@ -3,11 +3,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <set>
 
 #include <nlohmann/json.hpp>
 
 #include "base/file.h"
+#include "imgsearch/hub.h"
 
 namespace imgsearch::model {
 
@@ -114,6 +117,11 @@ Result<Family> DetectFamily(const std::string& config_json) {
   const std::string type = StringField(j, "model_type");
   if (type.empty() || type == "clip") return Family::kClip;
   if (type == "siglip") return Family::kSiglip;
+  if (type == "M-CLIP" || type == "distilbert" || type == "xlm-roberta" || type == "bert") {
+    return Status::InvalidArgument(config_json + ": a text-only model (model_type \"" + type +
+                                   "\"), not an image model: use it with --text-model beside the image model it "
+                                   "was trained against");
+  }
   if (type == "siglip2") {
     return Status::Unsupported(config_json +
                                ": model_type \"siglip2\" is SigLIP 2's NaFlex variant, which this version does not "
@@ -157,6 +165,19 @@ Status ResolveSiglipTokenizer(ModelFiles* files) {
 
 }  // namespace
 
+std::string ModelSource(const std::string& dir) {
+  std::ifstream in(dir + "/" + kModelManifest);
+  if (in) {
+    const nlohmann::json manifest = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (manifest.is_object() && manifest.contains("name") && manifest["name"].is_string()) {
+      return manifest["name"].get<std::string>();
+    }
+  }
+  std::error_code ec;
+  const std::filesystem::path absolute = std::filesystem::absolute(dir, ec);
+  return ec ? dir : absolute.lexically_normal().string();
+}
+
 const char* FamilyName(Family family) { return family == Family::kSiglip ? "siglip" : "clip"; }
 
 const char* ActivationName(Activation activation) {
@@ -179,6 +200,10 @@ const char* TokenizerName(TokenizerKind kind) {
       return "SigLIP SentencePiece (unigram)";
     case TokenizerKind::kGemmaBpe:
       return "Gemma SentencePiece (BPE)";
+    case TokenizerKind::kBertWordPiece:
+      return "BERT WordPiece";
+    case TokenizerKind::kXlmrUnigram:
+      return "XLM-RoBERTa SentencePiece (unigram)";
   }
   return "?";
 }
@@ -190,6 +215,11 @@ Result<ModelFiles> ResolveModelFiles(const std::string& dir_in) {
   if (!FileExists(dir + "/model.safetensors") && !FileExists(dir + "/pytorch_model.bin") &&
       FileExists(dir + "/0_CLIPModel")) {
     dir += "/0_CLIPModel";  // sentence-transformers layout
+  }
+  if (FileExists(dir + "/modules.json") && FileExists(dir + "/vocab.txt")) {
+    return Status::InvalidArgument(dir +
+                                   " holds a sentence-transformers text model, not an image model: use it with "
+                                   "--text-model beside the image model it was trained against");
   }
   ModelFiles files;
   files.dir = dir;

@@ -34,6 +34,9 @@ struct TowerConfig {
   int n_positions = 0;  // text: context length; vision: patches (+ 1 with a class token)
   float layer_norm_eps = 1e-5f;
   Activation activation = Activation::kQuickGelu;
+  // BERT-style blocks: x = ln1(x + attn(x)); x = ln2(x + mlp(x)). Otherwise pre-LN:
+  // x += attn(ln1(x)); x += mlp(ln2(x)).
+  bool post_ln = false;
 
   int head_dim() const { return width / n_head; }
 };
@@ -43,6 +46,8 @@ enum class TokenizerKind {
   kClipBpe,          // vocab.json + merges.txt
   kSiglipUnigram,    // spiece.model, SigLIP's canonicalisation, </s> appended and padded
   kGemmaBpe,         // tokenizer.model (byte-fallback BPE), <eos> appended, padded with <pad>
+  kBertWordPiece,    // vocab.txt: [CLS] … [SEP] (DistilBERT, BERT)
+  kXlmrUnigram,      // sentencepiece.bpe.model with fairseq's ids: <s> … </s> (XLM-RoBERTa)
 };
 
 const char* TokenizerName(TokenizerKind kind);
@@ -73,12 +78,18 @@ struct ModelFiles {
   TokenizerKind tokenizer = TokenizerKind::kClipBpe;
   std::string vocab_json;        // CLIP BPE
   std::string merges_txt;        // CLIP BPE
-  std::string sentencepiece;     // spiece.model or tokenizer.model
+  std::string sentencepiece;     // spiece.model, tokenizer.model or sentencepiece.bpe.model
+  std::string vocab_txt;         // WordPiece
+  bool lower_case_text = false;  // sentence-transformers' do_lower_case: text lower-cased first
   std::string tokenizer_config;  // tokenizer_config.json, empty when absent
   std::string preprocessor_config;  // preprocessor_config.json, empty when absent
 };
 
 Result<ModelFiles> ResolveModelFiles(const std::string& dir);
+
+// What finds the model in `dir` again from any working directory (a collection records it): the hub
+// name it was pulled as (its manifest), else the folder's absolute path.
+std::string ModelSource(const std::string& dir);
 
 // Derives the architecture from `weights` and config.json.
 Result<ModelConfig> DeriveConfig(const CheckpointFile& weights, const ModelFiles& files);

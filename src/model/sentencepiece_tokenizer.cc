@@ -1,5 +1,5 @@
-// SigLIP's and SigLIP 2's tokenizers over libsentencepiece, as Hugging Face's slow SiglipTokenizer
-// and GemmaTokenizer run them (transformers 4.50):
+// SigLIP's, SigLIP 2's and XLM-RoBERTa's tokenizers over libsentencepiece, as Hugging Face's slow
+// SiglipTokenizer, GemmaTokenizer and XLMRobertaTokenizer run them (transformers 4.50):
 //   1. SigLIP only: "▁" + text (any "▁" in it becomes a space); ASCII punctuation removed, runs of
 //      whitespace made one space, stripped; each character lower-cased (do_lower_case).
 //   2. The text is split around the added tokens of tokenizer_config.json (Gemma's <eos>, <pad>, …
@@ -9,6 +9,8 @@
 //      piece's start as the start of the text. Gemma encodes each piece as is.
 //   4. Cut to context − 1 ids, EOS appended unless already last, padded to the context (SigLIP
 //      pads with </s>, Gemma with <pad>).
+// XLM-RoBERTa: each piece's SentencePiece id + 1 (fairseq's <s> <pad> </s> <unk> take 0-3; the
+// model's own unknown becomes 3), wrapped as <s> … </s>, not padded.
 #include <sentencepiece_processor.h>
 
 #include <algorithm>
@@ -27,14 +29,10 @@ namespace {
 // message field, so appending it to the serialised model overrides the flag.
 constexpr char kNoDummyPrefix[] = {0x1a, 0x02, 0x18, 0x00};
 
-constexpr std::u32string_view kAsciiPunctuation = U"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
+// XLM-RoBERTa's fairseq dictionary: <s> 0, <pad> 1, </s> 2, <unk> 3, then SentencePiece's ids + 1.
+constexpr int32_t kXlmrBos = 0, kXlmrEos = 2, kXlmrUnk = 3, kFairseqOffset = 1;
 
-struct AddedToken {
-  std::u32string content;
-  int32_t id = 0;
-  bool lstrip = false;
-  bool rstrip = false;
-};
+constexpr std::u32string_view kAsciiPunctuation = U"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
 
 // Python: text.translate(remove string.punctuation); re.sub(r"\s+", " ", ·); strip().
 std::u32string CanonicalizeForSiglip(std::u32string_view text) {
@@ -65,6 +63,7 @@ class SentencePieceTokenizer final : public TextTokenizer {
       return Status::Corruption(files.sentencepiece + ": not a SentencePiece model (" + status.ToString() + ")");
     }
     RETURN_IF_ERROR(ReadConfig(files));
+    if (kind_ == TokenizerKind::kXlmrUnigram) return Status::Ok();  // fairseq's fixed ids
     const char* eos = kind_ == TokenizerKind::kSiglipUnigram ? "</s>" : "<eos>";
     const char* pad = kind_ == TokenizerKind::kSiglipUnigram ? "</s>" : "<pad>";
     eos_id_ = PieceId(eos);
@@ -88,8 +87,14 @@ class SentencePieceTokenizer final : public TextTokenizer {
       if (lower_case_) u = LowerEachCharacter(u);
     }
     std::vector<int32_t> ids;
-    SplitOnAddedTokens(u, [&](std::u32string_view piece) { EncodePiece(piece, &ids); },
+    SplitOnAddedTokens(added_, u, [&](std::u32string_view piece) { EncodePiece(piece, &ids); },
                        [&](int32_t id) { ids.push_back(id); });
+    if (kind_ == TokenizerKind::kXlmrUnigram) {
+      if (ids.size() > static_cast<size_t>(context_length_ - 2)) ids.resize(context_length_ - 2);
+      ids.insert(ids.begin(), kXlmrBos);
+      ids.push_back(kXlmrEos);
+      return ids;
+    }
     if (ids.size() > static_cast<size_t>(context_length_ - 1)) ids.resize(context_length_ - 1);
     if (ids.empty() || ids.back() != eos_id_) ids.push_back(eos_id_);
     ids.resize(context_length_, pad_id_);
@@ -97,12 +102,12 @@ class SentencePieceTokenizer final : public TextTokenizer {
   }
 
   int32_t id_limit() const override {
-    int32_t limit = sp_.GetPieceSize();
+    int32_t limit = sp_.GetPieceSize() + (kind_ == TokenizerKind::kXlmrUnigram ? kFairseqOffset : 0);
     for (const AddedToken& t : added_) limit = std::max(limit, t.id + 1);
     return limit;
   }
 
-  bool pads() const override { return true; }
+  bool pads() const override { return kind_ != TokenizerKind::kXlmrUnigram; }
 
  private:
   int32_t PieceId(const char* piece) const {
@@ -123,57 +128,8 @@ class SentencePieceTokenizer final : public TextTokenizer {
     if (auto it = j.find("do_lower_case"); it != j.end() && it->is_boolean() && kind_ == TokenizerKind::kSiglipUnigram) {
       lower_case_ = it->get<bool>();
     }
-    if (auto it = j.find("added_tokens_decoder"); it != j.end() && it->is_object()) {
-      for (const auto& [key, value] : it->items()) {
-        if (!value.is_object() || !value.contains("content") || !value["content"].is_string()) continue;
-        AddedToken t;
-        try {
-          t.id = std::stoi(key);
-        } catch (const std::exception&) {
-          return Status::Corruption(files.tokenizer_config + ": added token id \"" + key + "\" is not a number");
-        }
-        t.content = ToUtf32(value["content"].get<std::string>());
-        t.lstrip = value.contains("lstrip") && value["lstrip"].is_boolean() && value["lstrip"].get<bool>();
-        t.rstrip = value.contains("rstrip") && value["rstrip"].is_boolean() && value["rstrip"].get<bool>();
-        if (!t.content.empty() && t.id >= 0) added_.push_back(std::move(t));
-      }
-    }
-    // At one position, the longest added token wins.
-    std::stable_sort(added_.begin(), added_.end(),
-                     [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
+    ASSIGN_OR_RETURN(added_, ReadAddedTokens(j, files.tokenizer_config));
     return Status::Ok();
-  }
-
-  // Calls `text_piece` for the text between added tokens and `token` for each added token, in
-  // order; whitespace next to a token with lstrip/rstrip goes with the token.
-  template <typename TextFn, typename TokenFn>
-  void SplitOnAddedTokens(std::u32string_view text, TextFn text_piece, TokenFn token) const {
-    size_t begin = 0;  // start of the pending text piece
-    for (size_t i = 0; i < text.size();) {
-      const AddedToken* match = nullptr;
-      for (const AddedToken& t : added_) {
-        if (text.substr(i, t.content.size()) == t.content) {
-          match = &t;
-          break;
-        }
-      }
-      if (match == nullptr) {
-        ++i;
-        continue;
-      }
-      size_t end = i;
-      if (match->lstrip) {
-        while (end > begin && IsSpace(text[end - 1])) --end;
-      }
-      if (end > begin) text_piece(text.substr(begin, end - begin));
-      token(match->id);
-      i += match->content.size();
-      if (match->rstrip) {
-        while (i < text.size() && IsSpace(text[i])) ++i;
-      }
-      begin = i;
-    }
-    if (begin < text.size()) text_piece(text.substr(begin));
   }
 
   void EncodePiece(std::u32string_view piece, std::vector<int32_t>* ids) const {
@@ -182,6 +138,9 @@ class SentencePieceTokenizer final : public TextTokenizer {
       sp_.Encode("<unk>" + ToUtf8(piece), &out).IgnoreError();
       const size_t drop = std::min(out.size(), unk_prefix_length_);
       ids->insert(ids->end(), out.begin() + static_cast<std::ptrdiff_t>(drop), out.end());
+    } else if (kind_ == TokenizerKind::kXlmrUnigram) {
+      sp_.Encode(ToUtf8(piece), &out).IgnoreError();
+      for (int id : out) ids->push_back(id == sp_.unk_id() ? kXlmrUnk : id + kFairseqOffset);
     } else {
       sp_.Encode(ToUtf8(piece), &out).IgnoreError();
       ids->insert(ids->end(), out.begin(), out.end());

@@ -2,12 +2,15 @@
 
 #include <algorithm>
 
+#include <nlohmann/json.hpp>
+
 #include "model/tokenizer.h"
 
 namespace imgsearch::model {
 
-// In sentencepiece_tokenizer.cc.
+// In sentencepiece_tokenizer.cc and wordpiece_tokenizer.cc.
 Result<std::unique_ptr<TextTokenizer>> LoadSentencePieceTokenizer(const ModelFiles& files, int context_length);
+Result<std::unique_ptr<TextTokenizer>> LoadWordPieceTokenizer(const ModelFiles& files, int context_length);
 
 namespace {
 
@@ -28,6 +31,28 @@ class ClipBpe final : public TextTokenizer {
 
 }  // namespace
 
+Result<std::vector<AddedToken>> ReadAddedTokens(const nlohmann::json& j, const std::string& path) {
+  std::vector<AddedToken> added;
+  auto it = j.find("added_tokens_decoder");
+  if (it == j.end() || !it->is_object()) return added;
+  for (const auto& [key, value] : it->items()) {
+    if (!value.is_object() || !value.contains("content") || !value["content"].is_string()) continue;
+    AddedToken t;
+    try {
+      t.id = std::stoi(key);
+    } catch (const std::exception&) {
+      return Status::Corruption(path + ": added token id \"" + key + "\" is not a number");
+    }
+    t.content = ToUtf32(value["content"].get<std::string>());
+    t.lstrip = value.contains("lstrip") && value["lstrip"].is_boolean() && value["lstrip"].get<bool>();
+    t.rstrip = value.contains("rstrip") && value["rstrip"].is_boolean() && value["rstrip"].get<bool>();
+    if (!t.content.empty() && t.id >= 0) added.push_back(std::move(t));
+  }
+  std::stable_sort(added.begin(), added.end(),
+                   [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
+  return added;
+}
+
 Result<std::unique_ptr<TextTokenizer>> LoadTokenizer(const ModelFiles& files, int context_length) {
   if (context_length < 2) {
     return Status::InvalidArgument(files.dir + ": a text context of " + std::to_string(context_length) +
@@ -37,6 +62,7 @@ Result<std::unique_ptr<TextTokenizer>> LoadTokenizer(const ModelFiles& files, in
     ASSIGN_OR_RETURN(Tokenizer bpe, Tokenizer::Load(files.vocab_json, files.merges_txt));
     return std::unique_ptr<TextTokenizer>(std::make_unique<ClipBpe>(std::move(bpe), context_length));
   }
+  if (files.tokenizer == TokenizerKind::kBertWordPiece) return LoadWordPieceTokenizer(files, context_length);
   return LoadSentencePieceTokenizer(files, context_length);
 }
 

@@ -38,6 +38,21 @@ void TransformerBlock(const BlockWeights& w, const TowerConfig& c, float* x, int
   const int64_t n_values = int64_t{n_tokens} * c.width;
   s->Reserve(n_tokens, c);
 
+  const int64_t n_mlp = int64_t{n_tokens} * c.mlp_width;
+  if (c.post_ln) {
+    ApplyLinear(w.qkv, x, n_tokens, s->qkv.data());
+    kernels::AttentionBatch(s->qkv.data(), s->attn.data(), n_seqs, seq_len, c.width, c.n_head, causal);
+    ApplyLinear(w.out, s->attn.data(), n_tokens, s->proj.data());
+    kernels::AddInPlace(x, s->proj.data(), n_values);
+    kernels::LayerNorm(x, w.ln1.gamma, w.ln1.beta, x, n_tokens, c.width, c.layer_norm_eps);
+    ApplyLinear(w.fc1, x, n_tokens, s->mlp.data());
+    ApplyActivation(c.activation, s->mlp.data(), n_mlp);
+    ApplyLinear(w.fc2, s->mlp.data(), n_tokens, s->proj.data());
+    kernels::AddInPlace(x, s->proj.data(), n_values);
+    kernels::LayerNorm(x, w.ln2.gamma, w.ln2.beta, x, n_tokens, c.width, c.layer_norm_eps);
+    return;
+  }
+
   // Attention half.
   kernels::LayerNorm(x, w.ln1.gamma, w.ln1.beta, s->ln.data(), n_tokens, c.width, c.layer_norm_eps);
   ApplyLinear(w.qkv, s->ln.data(), n_tokens, s->qkv.data());
@@ -48,7 +63,6 @@ void TransformerBlock(const BlockWeights& w, const TowerConfig& c, float* x, int
   // MLP half.
   kernels::LayerNorm(x, w.ln2.gamma, w.ln2.beta, s->ln.data(), n_tokens, c.width, c.layer_norm_eps);
   ApplyLinear(w.fc1, s->ln.data(), n_tokens, s->mlp.data());
-  const int64_t n_mlp = int64_t{n_tokens} * c.mlp_width;
   ApplyActivation(c.activation, s->mlp.data(), n_mlp);
   ApplyLinear(w.fc2, s->mlp.data(), n_tokens, s->proj.data());
   kernels::AddInPlace(x, s->proj.data(), n_values);

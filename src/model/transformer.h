@@ -20,7 +20,8 @@ struct BlockScratch {
   void Reserve(int n_tokens, const TowerConfig& c);
 };
 
-// x ([n_seqs·seq_len, width], sequences back to back) ← block(x), in place.
+// x ([n_seqs·seq_len, width], sequences back to back) ← block(x), in place; pre-LN or post-LN as
+// the tower says.
 void TransformerBlock(const BlockWeights& w, const TowerConfig& c, float* x, int n_seqs, int seq_len, bool causal,
                       BlockScratch* s);
 

@@ -39,102 +39,97 @@ float Bf16ToFloat(uint16_t h) {
 
 }  // namespace
 
-// Looks tensors up by name, checks their shapes and yields F32 pointers.
-class ModelWeights::Loader {
- public:
-  explicit Loader(ModelWeights* w) : w_(w) {}
+namespace {
 
-  Result<const float*> Get(const std::string& name, std::initializer_list<int64_t> expected) {
-    const TensorInfo* t = w_->file_.Find(name);
-    if (t == nullptr) return Status::NotFound(w_->file_.path() + ": missing tensor " + name);
-    if (!std::equal(t->shape.begin(), t->shape.end(), expected.begin(), expected.end())) {
-      return Status::InvalidArgument(w_->file_.path() + ": tensor " + name + " has shape " + Dims(t->shape) +
-                                     ", expected " + Dims(std::vector<int64_t>(expected)));
-    }
-    w_->n_params_ += t->numel();
-    switch (t->dtype) {
-      case DType::kF32: {
-        if (reinterpret_cast<uintptr_t>(t->data) % alignof(float) == 0) {
-          return reinterpret_cast<const float*>(t->data);
-        }
-        std::vector<float>& out = w_->owned_.emplace_back(static_cast<size_t>(t->numel()));  // unaligned offset
-        std::memcpy(out.data(), t->data, t->n_bytes);
-        return static_cast<const float*>(out.data());
+std::string Dims(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+Result<const float*> TensorStore::Get(const std::string& name, std::initializer_list<int64_t> expected) {
+  const TensorInfo* t = file_.Find(name);
+  if (t == nullptr) return Status::NotFound(file_.path() + ": missing tensor " + name);
+  if (!std::equal(t->shape.begin(), t->shape.end(), expected.begin(), expected.end())) {
+    return Status::InvalidArgument(file_.path() + ": tensor " + name + " has shape " + Dims(t->shape) + ", expected " +
+                                   Dims(std::vector<int64_t>(expected)));
+  }
+  n_params_ += t->numel();
+  switch (t->dtype) {
+    case DType::kF32: {
+      if (reinterpret_cast<uintptr_t>(t->data) % alignof(float) == 0) {
+        return reinterpret_cast<const float*>(t->data);
       }
-      case DType::kF16:
-      case DType::kBF16: {
-        w_->dtype_name_ = DTypeName(t->dtype);
-        std::vector<float>& out = w_->owned_.emplace_back(static_cast<size_t>(t->numel()));
-        for (int64_t i = 0; i < t->numel(); ++i) {
-          uint16_t h;
-          std::memcpy(&h, t->data + 2 * i, 2);
-          out[static_cast<size_t>(i)] = t->dtype == DType::kF16 ? HalfToFloat(h) : Bf16ToFloat(h);
-        }
-        return static_cast<const float*>(out.data());
+      std::vector<float>& out = owned_.emplace_back(static_cast<size_t>(t->numel()));  // unaligned offset
+      std::memcpy(out.data(), t->data, t->n_bytes);
+      return static_cast<const float*>(out.data());
+    }
+    case DType::kF16:
+    case DType::kBF16: {
+      dtype_name_ = DTypeName(t->dtype);
+      std::vector<float>& out = owned_.emplace_back(static_cast<size_t>(t->numel()));
+      for (int64_t i = 0; i < t->numel(); ++i) {
+        uint16_t h;
+        std::memcpy(&h, t->data + 2 * i, 2);
+        out[static_cast<size_t>(i)] = t->dtype == DType::kF16 ? HalfToFloat(h) : Bf16ToFloat(h);
       }
-      case DType::kOther: break;
+      return static_cast<const float*>(out.data());
     }
-    return Status::Unsupported(w_->file_.path() + ": tensor " + name + " has dtype " + t->dtype_name +
-                               " (supported: F32, F16, BF16)");
+    case DType::kOther: break;
   }
+  return Status::Unsupported(file_.path() + ": tensor " + name + " has dtype " + t->dtype_name +
+                             " (supported: F32, F16, BF16)");
+}
 
-  Result<LinearWeights> Linear(const std::string& prefix, int in, int out, bool has_bias) {
-    LinearWeights l;
-    l.in = in;
-    l.out = out;
-    ASSIGN_OR_RETURN(l.weight, Get(prefix + ".weight", {out, in}));
-    if (has_bias) {
-      ASSIGN_OR_RETURN(l.bias, Get(prefix + ".bias", {out}));
-    }
-    return l;
+Result<LinearWeights> TensorStore::Linear(const std::string& prefix, int in, int out, bool has_bias) {
+  LinearWeights l;
+  l.in = in;
+  l.out = out;
+  ASSIGN_OR_RETURN(l.weight, Get(prefix + ".weight", {out, in}));
+  if (has_bias) {
+    ASSIGN_OR_RETURN(l.bias, Get(prefix + ".bias", {out}));
   }
+  return l;
+}
 
-  Result<LayerNormWeights> Norm(const std::string& prefix, int width) {
-    LayerNormWeights n;
-    ASSIGN_OR_RETURN(n.gamma, Get(prefix + ".weight", {width}));
-    ASSIGN_OR_RETURN(n.beta, Get(prefix + ".bias", {width}));
-    return n;
+Result<LayerNormWeights> TensorStore::Norm(const std::string& prefix, int width) {
+  LayerNormWeights n;
+  ASSIGN_OR_RETURN(n.gamma, Get(prefix + ".weight", {width}));
+  ASSIGN_OR_RETURN(n.beta, Get(prefix + ".bias", {width}));
+  return n;
+}
+
+Result<BlockWeights> TensorStore::Block(const std::string& prefix, const TowerConfig& c, const BlockNames& n) {
+  BlockWeights b;
+  const int w = c.width;
+  ASSIGN_OR_RETURN(b.ln1, Norm(prefix + "." + n.ln1, w));
+  const size_t widened_from = owned_.size();  // F16/BF16 q, k, v land here, freed once fused
+  ASSIGN_OR_RETURN(LinearWeights q, Linear(prefix + "." + n.q, w, w, true));
+  ASSIGN_OR_RETURN(LinearWeights k, Linear(prefix + "." + n.k, w, w, true));
+  ASSIGN_OR_RETURN(LinearWeights v, Linear(prefix + "." + n.v, w, w, true));
+  // Fuse q, k, v into one [3w, w] weight and [3w] bias so attention input is one GEMM.
+  const size_t ww = static_cast<size_t>(w) * w;
+  std::vector<float>& fused_w = owned_.emplace_back(3 * ww);
+  std::vector<float>& fused_b = owned_.emplace_back(3 * static_cast<size_t>(w));
+  const LinearWeights* parts[3] = {&q, &k, &v};
+  for (int p = 0; p < 3; ++p) {
+    std::memcpy(fused_w.data() + p * ww, parts[p]->weight, ww * sizeof(float));
+    std::memcpy(fused_b.data() + static_cast<size_t>(p) * w, parts[p]->bias, static_cast<size_t>(w) * sizeof(float));
   }
-
-  Result<BlockWeights> Block(const std::string& prefix, const TowerConfig& c) {
-    BlockWeights b;
-    const int w = c.width;
-    ASSIGN_OR_RETURN(b.ln1, Norm(prefix + ".layer_norm1", w));
-    const size_t widened_from = w_->owned_.size();  // F16/BF16 q, k, v land here, freed once fused
-    ASSIGN_OR_RETURN(LinearWeights q, Linear(prefix + ".self_attn.q_proj", w, w, true));
-    ASSIGN_OR_RETURN(LinearWeights k, Linear(prefix + ".self_attn.k_proj", w, w, true));
-    ASSIGN_OR_RETURN(LinearWeights v, Linear(prefix + ".self_attn.v_proj", w, w, true));
-    // Fuse q, k, v into one [3w, w] weight and [3w] bias so attention input is one GEMM.
-    const size_t ww = static_cast<size_t>(w) * w;
-    std::vector<float>& fused_w = w_->owned_.emplace_back(3 * ww);
-    std::vector<float>& fused_b = w_->owned_.emplace_back(3 * static_cast<size_t>(w));
-    const LinearWeights* parts[3] = {&q, &k, &v};
-    for (int p = 0; p < 3; ++p) {
-      std::memcpy(fused_w.data() + p * ww, parts[p]->weight, ww * sizeof(float));
-      std::memcpy(fused_b.data() + static_cast<size_t>(p) * w, parts[p]->bias, static_cast<size_t>(w) * sizeof(float));
-    }
-    b.qkv = LinearWeights{fused_w.data(), fused_b.data(), w, 3 * w};
-    for (size_t i = widened_from; i + 2 < w_->owned_.size(); ++i) std::vector<float>().swap(w_->owned_[i]);
-    ASSIGN_OR_RETURN(b.out, Linear(prefix + ".self_attn.out_proj", w, w, true));
-    ASSIGN_OR_RETURN(b.ln2, Norm(prefix + ".layer_norm2", w));
-    ASSIGN_OR_RETURN(b.fc1, Linear(prefix + ".mlp.fc1", w, c.mlp_width, true));
-    ASSIGN_OR_RETURN(b.fc2, Linear(prefix + ".mlp.fc2", c.mlp_width, w, true));
-    return b;
-  }
-
- private:
-  static std::string Dims(const std::vector<int64_t>& shape) {
-    std::string s = "[";
-    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-    return s + "]";
-  }
-
-  ModelWeights* w_;
-};
+  b.qkv = LinearWeights{fused_w.data(), fused_b.data(), w, 3 * w};
+  for (size_t i = widened_from; i + 2 < owned_.size(); ++i) std::vector<float>().swap(owned_[i]);
+  ASSIGN_OR_RETURN(b.out, Linear(prefix + "." + n.out, w, w, true));
+  ASSIGN_OR_RETURN(b.ln2, Norm(prefix + "." + n.ln2, w));
+  ASSIGN_OR_RETURN(b.fc1, Linear(prefix + "." + n.fc1, w, c.mlp_width, true));
+  ASSIGN_OR_RETURN(b.fc2, Linear(prefix + "." + n.fc2, c.mlp_width, w, true));
+  return b;
+}
 
 Result<std::unique_ptr<ModelWeights>> ModelWeights::Load(CheckpointFile file, const ModelConfig& c) {
   std::unique_ptr<ModelWeights> w(new ModelWeights(std::move(file)));
-  Loader load(w.get());
+  TensorStore& load = w->store_;
 
   const bool clip = c.family == Family::kClip;
   TextWeights& t = w->text_;
@@ -143,7 +138,8 @@ Result<std::unique_ptr<ModelWeights>> ModelWeights::Load(CheckpointFile file, co
   ASSIGN_OR_RETURN(t.position_embedding,
                    load.Get("text_model.embeddings.position_embedding.weight", {c.text.n_positions, c.text.width}));
   for (int i = 0; i < c.text.n_layers; ++i) {
-    ASSIGN_OR_RETURN(BlockWeights b, load.Block("text_model.encoder.layers." + std::to_string(i), c.text));
+    ASSIGN_OR_RETURN(BlockWeights b,
+                     load.Block("text_model.encoder.layers." + std::to_string(i), c.text, kClipBlockNames));
     t.blocks.push_back(b);
   }
   ASSIGN_OR_RETURN(t.final_ln, load.Norm("text_model.final_layer_norm", c.text.width));
@@ -166,7 +162,8 @@ Result<std::unique_ptr<ModelWeights>> ModelWeights::Load(CheckpointFile file, co
     ASSIGN_OR_RETURN(v.patch_bias, load.Get("vision_model.embeddings.patch_embedding.bias", {vw}));
   }
   for (int i = 0; i < c.vision.n_layers; ++i) {
-    ASSIGN_OR_RETURN(BlockWeights b, load.Block("vision_model.encoder.layers." + std::to_string(i), c.vision));
+    ASSIGN_OR_RETURN(BlockWeights b,
+                     load.Block("vision_model.encoder.layers." + std::to_string(i), c.vision, kClipBlockNames));
     v.blocks.push_back(b);
   }
   ASSIGN_OR_RETURN(v.post_ln, load.Norm("vision_model.post_layernorm", vw));

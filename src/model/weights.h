@@ -5,11 +5,13 @@
 #pragma once
 
 #include <deque>
+#include <initializer_list>
 #include <memory>
+#include <string>
 #include <vector>
 
-#include "model/config.h"
 #include "model/checkpoint.h"
+#include "model/config.h"
 
 namespace imgsearch::model {
 
@@ -66,6 +68,47 @@ struct VisionWeights {
   AttentionPoolWeights pool;                  // SigLIP: vision_model.head
 };
 
+// Where one transformer block's tensors live under its prefix, per checkpoint family.
+struct BlockNames {
+  const char* ln1;  // pre-LN: before attention; post-LN: after it
+  const char* q;
+  const char* k;
+  const char* v;
+  const char* out;
+  const char* ln2;  // pre-LN: before the MLP; post-LN: after it
+  const char* fc1;
+  const char* fc2;
+};
+
+inline constexpr BlockNames kClipBlockNames = {
+    "layer_norm1",        "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+    "self_attn.out_proj", "layer_norm2",      "mlp.fc1",          "mlp.fc2"};
+
+// The tensors of one checkpoint, looked up by name with their shapes checked, as F32: F32 tensors
+// point into the mapping; F16 and BF16 ones are widened once and kept here.
+class TensorStore {
+ public:
+  explicit TensorStore(CheckpointFile file) : file_(std::move(file)) {}
+  TensorStore(const TensorStore&) = delete;
+  TensorStore& operator=(const TensorStore&) = delete;
+
+  Result<const float*> Get(const std::string& name, std::initializer_list<int64_t> expected);
+  Result<LinearWeights> Linear(const std::string& prefix, int in, int out, bool has_bias);
+  Result<LayerNormWeights> Norm(const std::string& prefix, int width);
+  // One block under `prefix`; q, k and v fused.
+  Result<BlockWeights> Block(const std::string& prefix, const TowerConfig& c, const BlockNames& names);
+
+  const CheckpointFile& file() const { return file_; }
+  const char* dtype_name() const { return dtype_name_; }
+  int64_t n_params() const { return n_params_; }
+
+ private:
+  CheckpointFile file_;
+  std::deque<std::vector<float>> owned_;  // widened or fused tensors; deque: references stay valid
+  const char* dtype_name_ = "F32";
+  int64_t n_params_ = 0;
+};
+
 class ModelWeights {
  public:
   // Checks every tensor's presence, dtype and shape against `config`.
@@ -73,21 +116,16 @@ class ModelWeights {
 
   const TextWeights& text() const { return text_; }
   const VisionWeights& vision() const { return vision_; }
-  const CheckpointFile& file() const { return file_; }
-  const char* dtype_name() const { return dtype_name_; }
-  int64_t n_params() const { return n_params_; }
+  const CheckpointFile& file() const { return store_.file(); }
+  const char* dtype_name() const { return store_.dtype_name(); }
+  int64_t n_params() const { return store_.n_params(); }
 
  private:
-  explicit ModelWeights(CheckpointFile file) : file_(std::move(file)) {}
+  explicit ModelWeights(CheckpointFile file) : store_(std::move(file)) {}
 
-  class Loader;
-
-  CheckpointFile file_;
-  std::deque<std::vector<float>> owned_;  // widened or fused tensors; deque: references stay valid
+  TensorStore store_;
   TextWeights text_;
   VisionWeights vision_;
-  const char* dtype_name_ = "F32";
-  int64_t n_params_ = 0;
 };
 
 }  // namespace imgsearch::model
