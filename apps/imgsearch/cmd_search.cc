@@ -55,7 +55,7 @@ void PrintHits(const std::vector<SearchHit>& hits, bool json) {
 
 RunFn AddSearchCommand(CLI::App& root) {
   struct Flags : StoreFlags {
-    std::string model;
+    std::string model, text_model;
     std::vector<std::string> query, images, formats;
     std::vector<int64_t> similar;
     // Options are read as text and given to the search layer, which checks them as it checks the
@@ -69,6 +69,9 @@ RunFn AddSearchCommand(CLI::App& root) {
   app->add_option(
       "--model", f->model,
       "model folder or hub name (default: the model the collection was built with); not needed for --similar");
+  app->add_option("--text-model", f->text_model,
+                  "a text model (folder or hub name) for the query texts, mapping into the collection's space, "
+                  "e.g. sentence-transformers/clip-ViT-B-32-multilingual-v1 for queries in 50+ languages");
   app->add_option("query", f->query,
                   "terms joined by + and -, each optionally weighted W:term; a term naming a file is an image, "
                   "e.g. \"golden retriever\" + 0.5:beach - people + ./dog.jpg");
@@ -107,7 +110,13 @@ RunFn AddSearchCommand(CLI::App& root) {
     }
     auto collection = OpenForReading(*f, model.get());
     if (!collection.ok()) return ReportError(collection.status());
-    Searcher searcher(model.get(), collection->get());
+    std::unique_ptr<TextModel> text_model;
+    if (!f->text_model.empty() && model) {
+      auto loaded = LoadTextModel(f->text_model, *model);
+      if (!loaded.ok()) return ReportError(loaded.status());
+      text_model = std::move(loaded).value();
+    }
+    Searcher searcher(model.get(), collection->get(), SearcherOptions{.text_model = text_model.get()});
     auto response = searcher.Search(*request);
     if (!response.ok()) return ReportError(response.status());
     PrintHits(response->hits, f->json);

@@ -44,6 +44,7 @@ RunFn AddServeCommand(CLI::App& root) {
     std::vector<std::string> watch;
     std::string listen = "127.0.0.1:8080";
     std::string token;
+    std::string text_model;
     std::string thumbnails;
     std::string index_cache = CacheDir("indexes");
     double thumbnail_cache_mb = 1024;
@@ -61,6 +62,9 @@ RunFn AddServeCommand(CLI::App& root) {
       ->capture_default_str();
   app->add_option("--token", f->token,
                   "bearer token required for /api/rescan and /metrics (default: $IMGSEARCH_TOKEN)");
+  app->add_option("--text-model", f->text_model,
+                  "a text model (folder or hub name) for query texts, mapping into the collection's space, "
+                  "e.g. sentence-transformers/clip-ViT-B-32-multilingual-v1 for queries in 50+ languages");
   app->add_option("--thumbnails", f->thumbnails,
                   "thumbnail cache folder (default: DB/thumbnails; with --store ~/.cache/imgsearch/thumbnails)");
   app->add_option("--index-cache", f->index_cache,
@@ -102,6 +106,12 @@ RunFn AddServeCommand(CLI::App& root) {
     if (!target.ok()) return ReportError(target.status());
     const ClipModel* model = target->model.get();
     Collection* collection = target->collection.get();
+    std::unique_ptr<TextModel> text_model;
+    if (!f->text_model.empty()) {
+      auto loaded = LoadTextModel(f->text_model, *model, {.pull_if_missing = true, .offline = f->offline});
+      if (!loaded.ok()) return ReportError(loaded.status());
+      text_model = std::move(loaded).value();
+    }
 
     if (!f->store.empty()) {
       // A search node builds its index from the database before answering (later changes follow).
@@ -131,6 +141,7 @@ RunFn AddServeCommand(CLI::App& root) {
     options.max_text_batch = f->query_batch;
     options.decode = SyncOptionsOf(*f).decode;
     options.queue = target->queue.get();
+    options.text_model = text_model.get();
     auto server = SearchServer::Start(model, collection, watcher.get(), options);
     if (!server.ok()) {
       if (watcher) watcher->Stop();

@@ -11,6 +11,7 @@
 #include "imgsearch/clip.h"
 #include "imgsearch/hub.h"
 #include "imgsearch/status.h"
+#include "imgsearch/text_model.h"
 
 namespace imgsearch::cli {
 
@@ -56,6 +57,11 @@ struct ModelFetch {
 // model from the cache (see ResolveModel).
 Result<std::unique_ptr<ClipModel>> LoadModel(const std::string& flag, const ModelOptions& options = {},
                                              const ModelFetch& fetch = {});
+
+// --text-model (a folder or a hub name): a text tower into `image_model`'s space, refused when its
+// dimension differs.
+Result<std::unique_ptr<TextModel>> LoadTextModel(const std::string& flag, const ClipModel& image_model,
+                                                 const ModelFetch& fetch = {});
 
 // Prints download progress on stderr (a bar on a terminal, a line every few seconds otherwise).
 std::function<void(const PullProgress&)> PullProgressPrinter();

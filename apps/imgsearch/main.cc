@@ -47,6 +47,24 @@ Result<std::unique_ptr<ClipModel>> LoadModel(const std::string& flag, const Mode
   return ClipModel::Load(dir, options);
 }
 
+Result<std::unique_ptr<TextModel>> LoadTextModel(const std::string& flag, const ClipModel& image_model,
+                                                 const ModelFetch& fetch) {
+  ResolveOptions resolve;
+  resolve.pull_if_missing = fetch.pull_if_missing;
+  resolve.offline = fetch.offline;
+  resolve.pull.on_progress = PullProgressPrinter();
+  resolve.flag_name = "--text-model";
+  ASSIGN_OR_RETURN(const std::string dir, ResolveModel(flag, resolve));
+  ASSIGN_OR_RETURN(std::unique_ptr<TextModel> text, TextModel::Load(dir));
+  if (text->embedding_dim() != image_model.embedding_dim()) {
+    return Status::InvalidArgument("--text-model " + flag + " maps text to " + std::to_string(text->embedding_dim()) +
+                                   " dimensions, but the image model " + image_model.info().source + " has " +
+                                   std::to_string(image_model.embedding_dim()) +
+                                   ": use a text model trained against that image model");
+  }
+  return text;
+}
+
 namespace {
 
 // Edits (insertions, deletions, substitutions, swaps of neighbours) from `a` to `b`.

@@ -66,6 +66,7 @@ struct ResolveOptions {
   bool pull_if_missing = false;  // fetch the model when it is named (or the default) and not cached
   bool offline = false;          // never touch the network
   PullOptions pull;
+  std::string flag_name = "--model";  // the option `flag` came from, for messages
 };
 
 // The model folder a command should load: `flag` (a folder or a model name), else

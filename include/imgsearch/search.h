@@ -23,6 +23,7 @@
 #include "imgsearch/clip.h"
 #include "imgsearch/collection.h"
 #include "imgsearch/image.h"
+#include "imgsearch/text_model.h"
 #include "imgsearch/status.h"
 
 namespace imgsearch {
@@ -102,6 +103,9 @@ struct SearcherOptions {
   int max_text_batch = 64;           // concurrent text queries embedded in one model call
   size_t text_cache_entries = 4096;  // recently embedded query texts kept
   DecodeOptions decode;              // for query images
+  // Query texts go through this text tower (e.g. a multilingual one) instead of the model's own
+  // text tower; it must map into the collection's space (same dimension). Not owned.
+  const TextModel* text_model = nullptr;
 };
 
 struct SearcherStats {

@@ -19,6 +19,7 @@
 #include "imgsearch/collection.h"
 #include "imgsearch/image.h"
 #include "imgsearch/ingest.h"
+#include "imgsearch/text_model.h"
 
 namespace imgsearch {
 
@@ -46,6 +47,7 @@ struct ServerOptions {
   int max_text_batch = 64;           // concurrent text queries encoded in one model call
   size_t text_cache_entries = 4096;  // recently encoded query texts kept
   JobQueue* queue = nullptr;         // scale-out: its depth and workers go into status and metrics
+  const TextModel* text_model = nullptr;  // query texts through this tower (see SearcherOptions)
 };
 
 // Ok when a server could listen on host:port now (port 0: any), else kUnavailable saying so: what

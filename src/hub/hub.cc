@@ -359,7 +359,7 @@ std::vector<CachedModel> ListCachedModels(const std::string& cache_dir) {
 
 Result<std::string> ResolveModel(const std::string& flag, const ResolveOptions& options) {
   std::string value = flag;
-  std::string source = "--model";
+  std::string source = options.flag_name;
   if (value.empty()) {
     value = Env("IMGSEARCH_MODEL");
     source = "IMGSEARCH_MODEL";
@@ -380,14 +380,14 @@ Result<std::string> ResolveModel(const std::string& flag, const ResolveOptions& 
     return Status::NotFound("model " + value + " (" + source + ") is not in the cache " + cache +
                             (options.offline ? " and --offline forbids downloading it" : "") +
                             "; fetch it with `imgsearch model pull " + value +
-                            "`, or pass --model DIR with a Hugging Face CLIP folder (config.json, model.safetensors, "
-                            "vocab.json, merges.txt)");
+                            "`, or pass " + options.flag_name + " DIR with the model's Hugging Face folder");
   }
   auto pulled = PullModel(value, options.pull);
   if (!pulled.ok()) {
     return Status(pulled.status().code(), "cannot download model " + value + " (" + source +
                                               "): " + pulled.status().message() +
-                                              "; alternatively pass --model DIR with a Hugging Face CLIP folder");
+                                              "; alternatively pass " + options.flag_name +
+                                              " DIR with the model's Hugging Face folder");
   }
   return pulled;
 }

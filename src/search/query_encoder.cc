@@ -10,8 +10,9 @@ constexpr int kMaxImageBatch = 16;
 
 }  // namespace
 
-QueryEncoder::QueryEncoder(const ClipModel& model, int max_text_batch, size_t cache_entries)
-    : model_(model), max_text_batch_(std::max(1, max_text_batch)), cache_entries_(cache_entries) {
+QueryEncoder::QueryEncoder(const ClipModel& model, const TextModel* text_model, int max_text_batch,
+                           size_t cache_entries)
+    : model_(model), text_model_(text_model), max_text_batch_(std::max(1, max_text_batch)), cache_entries_(cache_entries) {
   worker_ = std::thread([this] { Run(); });
 }
 
@@ -96,9 +97,10 @@ void QueryEncoder::RunTexts(std::vector<TextJob>* jobs) {
       slot[i] = it->second;
     }
   }
-  const int dim = model_.embedding_dim();
+  const int dim = text_model_ ? text_model_->embedding_dim() : model_.embedding_dim();
   std::vector<float> out(unique.size() * dim);
-  const Status status = model_.EncodeTexts(unique, out.data());
+  const Status status =
+      text_model_ ? text_model_->EncodeTexts(unique, out.data()) : model_.EncodeTexts(unique, out.data());
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.text_batches;

@@ -16,12 +16,14 @@
 #include "imgsearch/clip.h"
 #include "imgsearch/image.h"
 #include "imgsearch/search.h"
+#include "imgsearch/text_model.h"
 
 namespace imgsearch::search {
 
 class QueryEncoder {
  public:
-  QueryEncoder(const ClipModel& model, int max_text_batch, size_t cache_entries);
+  // Texts go through `text_model` when given (a text tower into `model`'s space), else `model`.
+  QueryEncoder(const ClipModel& model, const TextModel* text_model, int max_text_batch, size_t cache_entries);
   ~QueryEncoder();
   QueryEncoder(const QueryEncoder&) = delete;
   QueryEncoder& operator=(const QueryEncoder&) = delete;
@@ -51,6 +53,7 @@ class QueryEncoder {
   void CacheInsert(const std::string& text, const std::vector<float>& embedding);
 
   const ClipModel& model_;
+  const TextModel* const text_model_;
   const int max_text_batch_;
   const size_t cache_entries_;
 

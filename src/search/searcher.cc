@@ -38,7 +38,8 @@ class Searcher::Impl {
   Impl(const ClipModel* model, Collection* collection, const SearcherOptions& options)
       : model_(model), collection_(collection), options_(options) {
     if (model_ != nullptr) {
-      encoder_ = std::make_unique<search::QueryEncoder>(*model_, options.max_text_batch, options.text_cache_entries);
+      encoder_ = std::make_unique<search::QueryEncoder>(*model_, options.text_model, options.max_text_batch,
+                                                        options.text_cache_entries);
     }
   }
 
@@ -83,7 +84,8 @@ class Searcher::Impl {
       hits.erase(hits.begin(), hits.begin() + static_cast<ptrdiff_t>(skip));
       if (hits.size() > static_cast<size_t>(request.options.k)) hits.resize(static_cast<size_t>(request.options.k));
     }
-    if (model_ != nullptr && model_->info().has_match_probability && request.terms.size() == 1 &&
+    if (model_ != nullptr && options_.text_model == nullptr && model_->info().has_match_probability &&
+        request.terms.size() == 1 &&
         request.terms[0].kind == SearchTerm::Kind::kText && request.terms[0].weight > 0) {
       for (SearchHit& h : response.hits) h.probability = model_->MatchProbability(h.score);
     }

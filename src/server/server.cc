@@ -76,7 +76,8 @@ class Server final : public SearchServer {
         searcher_(model, collection,
                   SearcherOptions{.max_text_batch = options.max_text_batch,
                                   .text_cache_entries = options.text_cache_entries,
-                                  .decode = options.decode}),
+                                  .decode = options.decode,
+                                  .text_model = options.text_model}),
         gate_(collection),
         thumbnails_(options.thumbnail_dir, &gate_, options.decode, options.thumbnail_cache_bytes) {
     context_.model = model;

@@ -25,6 +25,7 @@ struct StatusReport {
   std::vector<std::string> roots;
   ModelIdentity identity;
   ModelInfo model;
+  std::optional<TextModelInfo> text_model;
   std::optional<WatchStats> ingest;  // when folders are watched
   bool ingest_idle = false;
   Status ingest_error;
@@ -51,6 +52,7 @@ StatusReport Gather(ServerContext& c, bool with_failures) {
   }
   r.identity = c.collection->model();
   r.model = c.model->info();
+  if (c.options->text_model != nullptr) r.text_model = c.options->text_model->info();
   std::set<std::string> listed;
   if (c.watcher != nullptr) {
     r.ingest = c.watcher->Stats();
@@ -114,7 +116,18 @@ json ToJson(const StatusReport& r) {
                 {"isa", r.model.isa},
                 {"precision", r.model.precision},
                 {"image_size", r.model.image_size},
-                {"params", r.model.n_params}};
+                {"params", r.model.n_params},
+                {"family", r.model.family}};
+  if (r.text_model) {
+    // Query texts go through this tower instead of the model's own.
+    j["text_model"] = {{"name", r.text_model->source},
+                       {"family", r.text_model->family},
+                       {"base", r.text_model->base},
+                       {"dim", r.text_model->embedding_dim},
+                       {"dir", r.text_model->dir},
+                       {"max_tokens", r.text_model->max_tokens},
+                       {"params", r.text_model->n_params}};
+  }
   if (r.ingest) {
     const WatchStats& w = *r.ingest;
     const PipelineStats& p = w.pipeline;
