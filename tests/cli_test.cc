@@ -472,8 +472,8 @@ TEST(Cli, ReindexAcrossFamiliesAndSiglipsMatchProbability) {
     auto terminal = RunCommand({ImgsearchBin(), "search", "--db", db, "a photo of a cat"});
     EXPECT_NE(terminal.out.find("% "), std::string::npos) << terminal.out;
     // "More like this" compares images: no text, no probability.
-    auto similar = RunCommand({ImgsearchBin(), "search", "--db", db, "--json", "--similar",
-                               std::to_string(hits[0]["id"].get<int64_t>())});
+    auto similar = RunCommand(
+        {ImgsearchBin(), "search", "--db", db, "--json", "--similar", std::to_string(hits[0]["id"].get<int64_t>())});
     ASSERT_EQ(similar.exit_code, 0) << similar.err;
     for (const auto& h : JsonLines(similar.out)) EXPECT_FALSE(h.contains("probability")) << h.dump();
   }

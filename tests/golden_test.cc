@@ -113,7 +113,8 @@ TEST(Golden, BatchedImagesMatchOneByOne) {
   for (size_t i = 0; i < names.size(); ++i) {
     auto decoded = DecodeImageFile(golden + "/images/" + names[i]);
     ASSERT_TRUE(decoded.ok());
-    Normalize(ResizeForModel(decoded->image, model->preprocessing()), model->preprocessing(), batch.data() + i * floats);
+    Normalize(ResizeForModel(decoded->image, model->preprocessing()), model->preprocessing(),
+              batch.data() + i * floats);
   }
   std::vector<float> together(names.size() * dim);
   ASSERT_TRUE(model->EncodeImages(batch.data(), static_cast<int>(names.size()), together.data()).ok());

@@ -10,9 +10,9 @@
 // byte tokens, merges for a list of common words, then <|startoftext|> and <|endoftext|> as the two
 // highest ids); for SigLIP a SentencePiece model trained on a built-in text (unigram with SigLIP's
 // special ids, or byte-fallback BPE with Gemma's).
-#include <CLI/CLI.hpp>
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
+#include <CLI/CLI.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -54,12 +54,25 @@ const std::map<std::string, Preset> kPresets = {
 };
 
 // Text the SentencePiece tokenizers are trained on: enough words for captions in tests.
-const char* kCorpus[] = {
-    "a photo of a cat", "a photo of a dog", "a red car in the snow", "a cup of coffee on a saucer",
-    "a rocket on the launch pad", "an astronaut in a white space suit", "people walking on a city street at night",
-    "a house with a green tree", "a blue sky over the mountain", "a bird on a flower", "the beach and the water",
-    "a man and a woman with a bicycle", "text on a sign", "un chat sur une table", "ein Hund im Schnee",
-    "東京タワーの夜景", "猫の写真", "il y a 3 voitures et 12 vélos", "numbers 0 1 2 3 4 5 6 7 8 9"};
+const char* kCorpus[] = {"a photo of a cat",
+                         "a photo of a dog",
+                         "a red car in the snow",
+                         "a cup of coffee on a saucer",
+                         "a rocket on the launch pad",
+                         "an astronaut in a white space suit",
+                         "people walking on a city street at night",
+                         "a house with a green tree",
+                         "a blue sky over the mountain",
+                         "a bird on a flower",
+                         "the beach and the water",
+                         "a man and a woman with a bicycle",
+                         "text on a sign",
+                         "un chat sur une table",
+                         "ein Hund im Schnee",
+                         "東京タワーの夜景",
+                         "猫の写真",
+                         "il y a 3 voitures et 12 vélos",
+                         "numbers 0 1 2 3 4 5 6 7 8 9"};
 
 const char* kWords[] = {"a",      "an",    "the",      "photo", "of",     "cat",   "dog",    "car",  "red",
                         "snow",   "in",    "on",       "with",  "rocket", "cup",   "coffee", "tree", "beach",
@@ -155,20 +168,22 @@ int WriteSentencePieceTokenizer(const std::filesystem::path& dir, Family family)
   if (!sp.Load(prefix + ".model").ok()) return 0;
   nlohmann::ordered_json added;
   auto add = [&](int id, bool strip) {
-    added[std::to_string(id)] = {{"content", sp.IdToPiece(id)}, {"lstrip", strip}, {"normalized", false},
-                                 {"rstrip", strip},           {"single_word", false}, {"special", true}};
+    added[std::to_string(id)] = {{"content", sp.IdToPiece(id)}, {"lstrip", strip},
+                                 {"normalized", false},         {"rstrip", strip},
+                                 {"single_word", false},        {"special", true}};
   };
   nlohmann::ordered_json config;
   if (gemma) {
     for (int id = 0; id < 4; ++id) add(id, false);
-    config = {{"add_bos_token", false}, {"add_eos_token", true},        {"added_tokens_decoder", added},
-              {"do_lower_case", true},  {"pad_token", "<pad>"},         {"eos_token", "<eos>"},
-              {"padding_side", "right"}, {"tokenizer_class", "GemmaTokenizer"}};
+    config = {{"add_bos_token", false},        {"add_eos_token", true},
+              {"added_tokens_decoder", added}, {"do_lower_case", true},
+              {"pad_token", "<pad>"},          {"eos_token", "<eos>"},
+              {"padding_side", "right"},       {"tokenizer_class", "GemmaTokenizer"}};
   } else {
     add(1, true);
     add(2, true);
-    config = {{"added_tokens_decoder", added}, {"do_lower_case", true},   {"eos_token", "</s>"},
-              {"model_max_length", 64},       {"pad_token", "</s>"},    {"tokenizer_class", "SiglipTokenizer"}};
+    config = {{"added_tokens_decoder", added}, {"do_lower_case", true}, {"eos_token", "</s>"},
+              {"model_max_length", 64},        {"pad_token", "</s>"},   {"tokenizer_class", "SiglipTokenizer"}};
   }
   std::ofstream(dir / "tokenizer_config.json") << config.dump(2) << "\n";
   return sp.GetPieceSize();
@@ -409,16 +424,15 @@ int main(int argc, char** argv) {
                 {"hidden_act", "gelu_pytorch_tanh"},
                 {"layer_norm_eps", 1e-6}}}};
     // SiglipImageProcessor: straight resize, BICUBIC (3) for SigLIP, BILINEAR (2) for SigLIP 2.
-    const nlohmann::ordered_json preprocessor = {
-        {"do_normalize", true},
-        {"do_rescale", true},
-        {"do_resize", true},
-        {"image_mean", {0.5, 0.5, 0.5}},
-        {"image_std", {0.5, 0.5, 0.5}},
-        {"image_processor_type", "SiglipImageProcessor"},
-        {"resample", p.family == Family::kSiglip ? 3 : 2},
-        {"rescale_factor", 1.0 / 255},
-        {"size", {{"height", p.image_size}, {"width", p.image_size}}}};
+    const nlohmann::ordered_json preprocessor = {{"do_normalize", true},
+                                                 {"do_rescale", true},
+                                                 {"do_resize", true},
+                                                 {"image_mean", {0.5, 0.5, 0.5}},
+                                                 {"image_std", {0.5, 0.5, 0.5}},
+                                                 {"image_processor_type", "SiglipImageProcessor"},
+                                                 {"resample", p.family == Family::kSiglip ? 3 : 2},
+                                                 {"rescale_factor", 1.0 / 255},
+                                                 {"size", {{"height", p.image_size}, {"width", p.image_size}}}};
     std::ofstream(dir / "preprocessor_config.json") << preprocessor.dump(2) << "\n";
   }
   std::ofstream(dir / "config.json") << config.dump(2) << "\n";

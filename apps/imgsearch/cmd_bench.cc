@@ -81,7 +81,8 @@ double EndToEnd(const ClipModel& model, const std::vector<std::string>& files, i
       auto d = DecodeImageFile(f, ForModelInput({}, size));
       if (!d.ok()) continue;
       current.resize(current.size() + floats);
-      Normalize(ResizeForModel(d->image, model.preprocessing()), model.preprocessing(), current.data() + current.size() - floats);
+      Normalize(ResizeForModel(d->image, model.preprocessing()), model.preprocessing(),
+                current.data() + current.size() - floats);
       if (current.size() == floats * batch) push();
     }
     if (!current.empty()) push();

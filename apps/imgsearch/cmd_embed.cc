@@ -89,7 +89,8 @@ int RunEmbed(const EmbedFlags& f) {
       continue;
     }
     pixels.resize(static_cast<size_t>(n_images + 1) * image_floats);
-    Normalize(ResizeForModel(decoded->image, m.preprocessing()), m.preprocessing(), pixels.data() + n_images * image_floats);
+    Normalize(ResizeForModel(decoded->image, m.preprocessing()), m.preprocessing(),
+              pixels.data() + n_images * image_floats);
     in.row = n_images++;
   }
 

@@ -43,7 +43,8 @@ int PrintInfo(const std::string& flag, bool as_json) {
                       {"identity", m.fingerprint},
                       {"kernels", m.isa}};
   const Preprocessing& pre = (*model)->preprocessing();
-  const char* fit = pre.fit == Preprocessing::Fit::kCenterCrop ? "resize shorter side, centre crop" : "resize to square";
+  const char* fit =
+      pre.fit == Preprocessing::Fit::kCenterCrop ? "resize shorter side, centre crop" : "resize to square";
   const char* filter = pre.filter == ResampleFilter::kBicubic ? "bicubic" : "bilinear";
   j["preprocessing"] = {{"fit", pre.fit == Preprocessing::Fit::kCenterCrop ? "center_crop" : "stretch"},
                         {"filter", filter},
@@ -109,7 +110,8 @@ RunFn AddModelCommand(CLI::App& root) {
   auto f = std::make_shared<Flags>();
   CLI::App* app = root.add_subcommand("model", "get models and look at them");
   app->require_subcommand(1);
-  CLI::App* pull = app->add_subcommand("pull", "download a model (CLIP, SigLIP, SigLIP 2) from the Hugging Face hub into the cache");
+  CLI::App* pull =
+      app->add_subcommand("pull", "download a model (CLIP, SigLIP, SigLIP 2) from the Hugging Face hub into the cache");
   pull->add_option("name", f->name, "owner/name on the hub")->capture_default_str();
   pull->add_option("--cache", f->cache, "cache folder (default: $XDG_CACHE_HOME/imgsearch/models)");
   pull->add_option("--revision", f->revision, "branch, tag or commit")->capture_default_str();

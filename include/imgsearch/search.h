@@ -23,8 +23,8 @@
 #include "imgsearch/clip.h"
 #include "imgsearch/collection.h"
 #include "imgsearch/image.h"
-#include "imgsearch/text_model.h"
 #include "imgsearch/status.h"
+#include "imgsearch/text_model.h"
 
 namespace imgsearch {
 

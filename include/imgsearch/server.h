@@ -42,11 +42,11 @@ struct ServerOptions {
   double body_timeout_s = 60;
   int max_connections_per_client = 16;
   size_t max_body_bytes = size_t{32} << 20;
-  int max_k = 1000;                  // largest k + offset a search may ask for
-  DecodeOptions decode;              // for uploaded query images
-  int max_text_batch = 64;           // concurrent text queries encoded in one model call
-  size_t text_cache_entries = 4096;  // recently encoded query texts kept
-  JobQueue* queue = nullptr;         // scale-out: its depth and workers go into status and metrics
+  int max_k = 1000;                       // largest k + offset a search may ask for
+  DecodeOptions decode;                   // for uploaded query images
+  int max_text_batch = 64;                // concurrent text queries encoded in one model call
+  size_t text_cache_entries = 4096;       // recently encoded query texts kept
+  JobQueue* queue = nullptr;              // scale-out: its depth and workers go into status and metrics
   const TextModel* text_model = nullptr;  // query texts through this tower (see SearcherOptions)
 };
 

@@ -13,12 +13,12 @@
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
-#include <iterator>
-#include <vector>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <thread>
+#include <vector>
 
 #include "base/http_client.h"
 #include "imgsearch/hub.h"
@@ -40,9 +40,13 @@ struct Layout {
   std::vector<const char*> optional;
 };
 const Layout kLayouts[] = {
-    {"SigLIP", "spiece.model", {"config.json", "model.safetensors", "spiece.model"},
+    {"SigLIP",
+     "spiece.model",
+     {"config.json", "model.safetensors", "spiece.model"},
      {"tokenizer_config.json", "preprocessor_config.json"}},
-    {"SigLIP 2", "tokenizer.model", {"config.json", "model.safetensors", "tokenizer.model"},
+    {"SigLIP 2",
+     "tokenizer.model",
+     {"config.json", "model.safetensors", "tokenizer.model"},
      {"tokenizer_config.json", "preprocessor_config.json"}},
     {"CLIP", "vocab.json", {"config.json", "model.safetensors", "vocab.json", "merges.txt"}, {}},
 };
@@ -220,8 +224,7 @@ class Puller {
           if (!needed) return Status::Ok();
           std::string all;
           for (const char* f : layout->needed) all += (all.empty() ? "" : ", ") + std::string(f);
-          return Status::Unsupported(name_ + " has no " + prefix + n + "; a " + layout->family +
-                                     " model needs " + all);
+          return Status::Unsupported(name_ + " has no " + prefix + n + "; a " + layout->family + " model needs " + all);
         }
         if (it->second.path.find("..") != std::string::npos) return Status::Corruption("bad path " + it->second.path);
         files.push_back(it->second);
@@ -379,15 +382,14 @@ Result<std::string> ResolveModel(const std::string& flag, const ResolveOptions& 
   if (!options.pull_if_missing || options.offline) {
     return Status::NotFound("model " + value + " (" + source + ") is not in the cache " + cache +
                             (options.offline ? " and --offline forbids downloading it" : "") +
-                            "; fetch it with `imgsearch model pull " + value +
-                            "`, or pass " + options.flag_name + " DIR with the model's Hugging Face folder");
+                            "; fetch it with `imgsearch model pull " + value + "`, or pass " + options.flag_name +
+                            " DIR with the model's Hugging Face folder");
   }
   auto pulled = PullModel(value, options.pull);
   if (!pulled.ok()) {
     return Status(pulled.status().code(), "cannot download model " + value + " (" + source +
-                                              "): " + pulled.status().message() +
-                                              "; alternatively pass " + options.flag_name +
-                                              " DIR with the model's Hugging Face folder");
+                                              "): " + pulled.status().message() + "; alternatively pass " +
+                                              options.flag_name + " DIR with the model's Hugging Face folder");
   }
   return pulled;
 }

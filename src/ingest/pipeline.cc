@@ -118,8 +118,8 @@ Result<FileContent> ReadLocalFile(const std::string& path) {
   return content;
 }
 
-PreparedFile PrepareFile(const WorkItem& item, const FileReader& read, const DecodeOptions& decode, const Preprocessing& pre,
-                         Collection* collection) {
+PreparedFile PrepareFile(const WorkItem& item, const FileReader& read, const DecodeOptions& decode,
+                         const Preprocessing& pre, Collection* collection) {
   PreparedFile out;
   out.upsert.record = BaseRecord(item.file, item.hash);
   out.moved = item.moved;

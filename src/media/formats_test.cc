@@ -75,7 +75,8 @@ Difference Compare(const Image& a, const Image& b) {
 void ExpectSameModelCrop(const Image& ours, const Image& reference, const std::string& what) {
   ASSERT_GT(ours.width, 0) << what;
   ASSERT_GT(reference.width, 0) << what;
-  const Difference d = Compare(ResizeForModel(ours, Preprocessing::Clip(224)), ResizeForModel(reference, Preprocessing::Clip(224)));
+  const Difference d =
+      Compare(ResizeForModel(ours, Preprocessing::Clip(224)), ResizeForModel(reference, Preprocessing::Clip(224)));
   EXPECT_LE(d.max, 3) << what;
   EXPECT_LE(d.mean, 0.5) << what;
 }
@@ -414,7 +415,10 @@ TEST_F(Formats, RawPreviewStandsInWhenLargeEnoughForTheModel) {
     EXPECT_EQ(for_model->image.width, side >= 448 ? side : 512) << side;
     EXPECT_EQ(for_model->width, 512);
     EXPECT_EQ(for_model->orientation, side >= 448 ? 6 : 1);
-    EXPECT_LE(Compare(ResizeForModel(for_model->image, Preprocessing::Clip(224)), ResizeForModel(full->image, Preprocessing::Clip(224))).mean, 40.0);
+    EXPECT_LE(Compare(ResizeForModel(for_model->image, Preprocessing::Clip(224)),
+                      ResizeForModel(full->image, Preprocessing::Clip(224)))
+                  .mean,
+              40.0);
   }
 }
 

@@ -522,8 +522,8 @@ TEST(Preprocess, StretchKeepsTheWholePictureAndCropKeepsTheMiddle) {
   EXPECT_EQ(stretched.row(10)[3 * 4], 0);
   p.fit = Preprocessing::Fit::kCenterCrop;
   const Image cropped = ResizeForModel(img, p);
-  EXPECT_EQ(cropped.row(10)[3 * 5], 0);      // source column 35 of 80
-  EXPECT_EQ(cropped.row(10)[3 * 15], 255);   // source column 45 of 80
+  EXPECT_EQ(cropped.row(10)[3 * 5], 0);     // source column 35 of 80
+  EXPECT_EQ(cropped.row(10)[3 * 15], 255);  // source column 45 of 80
 }
 
 TEST(Preprocess, BilinearIsATriangleFilter) {

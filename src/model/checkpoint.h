@@ -41,8 +41,8 @@ class CheckpointFile {
   const TensorInfo* Find(const std::string& name) const;
 
   // A 64-bit hex fingerprint of the weights: the tensor table (safetensors: its header), the file
-  // size and 64 evenly spaced 4 KiB samples of the data. Cheap (no full read of a 600 MB file) and different for any retrained or
-  // converted checkpoint.
+  // size and 64 evenly spaced 4 KiB samples of the data. Cheap (no full read of a 600 MB file) and different for any
+  // retrained or converted checkpoint.
   std::string Fingerprint() const;
 
  private:

@@ -94,8 +94,8 @@ Result<std::unique_ptr<ClipModel>> ClipModel::Load(const std::string& dir, const
   ASSIGN_OR_RETURN(impl->tokenizer, model::LoadTokenizer(files, impl->config.text.n_positions));
   if (impl->tokenizer->id_limit() > impl->config.vocab_size) {
     return Status::InvalidArgument(files.dir + ": the tokenizer's ids reach " +
-                                   std::to_string(impl->tokenizer->id_limit() - 1) +
-                                   " but the token embedding has " + std::to_string(impl->config.vocab_size) + " rows");
+                                   std::to_string(impl->tokenizer->id_limit() - 1) + " but the token embedding has " +
+                                   std::to_string(impl->config.vocab_size) + " rows");
   }
 
   kernels::SetNumThreads(options.n_threads);
@@ -166,7 +166,7 @@ Status ClipModel::EncodeImages(const float* pixels, int n_images, float* out) co
   for (int begin = 0; begin < n_images; begin += kMaxImagesPerPass) {
     const int n = std::min(kMaxImagesPerPass, n_images - begin);
     model::EncodeImageBatch(impl_->config, impl_->weights->vision(), pixels + begin * image_floats, n,
-                           out + int64_t{begin} * embedding_dim());
+                            out + int64_t{begin} * embedding_dim());
   }
   return Status::Ok();
 }

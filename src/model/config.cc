@@ -127,8 +127,8 @@ Result<Family> DetectFamily(const std::string& config_json) {
                                ": model_type \"siglip2\" is SigLIP 2's NaFlex variant, which this version does not "
                                "run yet (SigLIP 2's fixed-resolution checkpoints, model_type \"siglip\", do run)");
   }
-  return Status::Unsupported(config_json + ": model_type \"" + type + "\" is not a family imgsearch runs (supported: " +
-                             "clip, siglip)");
+  return Status::Unsupported(config_json + ": model_type \"" + type +
+                             "\" is not a family imgsearch runs (supported: " + "clip, siglip)");
 }
 
 Status RequireFile(const std::string& path, const std::string& why) {
@@ -182,28 +182,20 @@ const char* FamilyName(Family family) { return family == Family::kSiglip ? "sigl
 
 const char* ActivationName(Activation activation) {
   switch (activation) {
-    case Activation::kQuickGelu:
-      return "quick_gelu";
-    case Activation::kGelu:
-      return "gelu";
-    case Activation::kGeluTanh:
-      return "gelu_pytorch_tanh";
+    case Activation::kQuickGelu: return "quick_gelu";
+    case Activation::kGelu: return "gelu";
+    case Activation::kGeluTanh: return "gelu_pytorch_tanh";
   }
   return "?";
 }
 
 const char* TokenizerName(TokenizerKind kind) {
   switch (kind) {
-    case TokenizerKind::kClipBpe:
-      return "CLIP byte-level BPE";
-    case TokenizerKind::kSiglipUnigram:
-      return "SigLIP SentencePiece (unigram)";
-    case TokenizerKind::kGemmaBpe:
-      return "Gemma SentencePiece (BPE)";
-    case TokenizerKind::kBertWordPiece:
-      return "BERT WordPiece";
-    case TokenizerKind::kXlmrUnigram:
-      return "XLM-RoBERTa SentencePiece (unigram)";
+    case TokenizerKind::kClipBpe: return "CLIP byte-level BPE";
+    case TokenizerKind::kSiglipUnigram: return "SigLIP SentencePiece (unigram)";
+    case TokenizerKind::kGemmaBpe: return "Gemma SentencePiece (BPE)";
+    case TokenizerKind::kBertWordPiece: return "BERT WordPiece";
+    case TokenizerKind::kXlmrUnigram: return "XLM-RoBERTa SentencePiece (unigram)";
   }
   return "?";
 }
@@ -262,8 +254,8 @@ Status DeriveClip(const CheckpointFile& st, ModelConfig* c) {
   c->projection_dim = static_cast<int>(tproj[0]);
   if (cls[0] != c->vision.width) {
     return Status::InvalidArgument(st.path() + ": tensor vision_model.embeddings.class_embedding has " +
-                                   std::to_string(cls[0]) + " values for a tower " +
-                                   std::to_string(c->vision.width) + " wide");
+                                   std::to_string(cls[0]) + " values for a tower " + std::to_string(c->vision.width) +
+                                   " wide");
   }
   c->text.n_head = std::max(1, c->text.width / 64);
   c->vision.n_head = std::max(1, c->vision.width / 64);
@@ -381,9 +373,8 @@ Result<Preprocessing> DerivePreprocessing(const ModelConfig& c, const ModelFiles
   for (const auto& [key, out] : {std::pair{"image_mean", &p.mean}, std::pair{"image_std", &p.std}}) {
     auto it = j.find(key);
     if (it == j.end() || it->is_null()) continue;
-    if (!it->is_array() || it->size() != 3 || !std::all_of(it->begin(), it->end(), [](const auto& v) {
-          return v.is_number();
-        })) {
+    if (!it->is_array() || it->size() != 3 ||
+        !std::all_of(it->begin(), it->end(), [](const auto& v) { return v.is_number(); })) {
       return Status::InvalidArgument(path + ": " + key + " must be three numbers");
     }
     for (int i = 0; i < 3; ++i) (*out)[i] = (*it)[i].template get<float>();

@@ -43,11 +43,11 @@ struct TowerConfig {
 
 // How text becomes token ids.
 enum class TokenizerKind {
-  kClipBpe,          // vocab.json + merges.txt
-  kSiglipUnigram,    // spiece.model, SigLIP's canonicalisation, </s> appended and padded
-  kGemmaBpe,         // tokenizer.model (byte-fallback BPE), <eos> appended, padded with <pad>
-  kBertWordPiece,    // vocab.txt: [CLS] … [SEP] (DistilBERT, BERT)
-  kXlmrUnigram,      // sentencepiece.bpe.model with fairseq's ids: <s> … </s> (XLM-RoBERTa)
+  kClipBpe,        // vocab.json + merges.txt
+  kSiglipUnigram,  // spiece.model, SigLIP's canonicalisation, </s> appended and padded
+  kGemmaBpe,       // tokenizer.model (byte-fallback BPE), <eos> appended, padded with <pad>
+  kBertWordPiece,  // vocab.txt: [CLS] … [SEP] (DistilBERT, BERT)
+  kXlmrUnigram,    // sentencepiece.bpe.model with fairseq's ids: <s> … </s> (XLM-RoBERTa)
 };
 
 const char* TokenizerName(TokenizerKind kind);
@@ -74,14 +74,14 @@ struct ModelFiles {
   std::string dir;  // the directory that holds the files
   Family family = Family::kClip;
   std::string config_json;  // empty when absent (CLIP only: shapes say enough)
-  std::string weights;  // model.safetensors, else pytorch_model.bin
+  std::string weights;      // model.safetensors, else pytorch_model.bin
   TokenizerKind tokenizer = TokenizerKind::kClipBpe;
-  std::string vocab_json;        // CLIP BPE
-  std::string merges_txt;        // CLIP BPE
-  std::string sentencepiece;     // spiece.model, tokenizer.model or sentencepiece.bpe.model
-  std::string vocab_txt;         // WordPiece
-  bool lower_case_text = false;  // sentence-transformers' do_lower_case: text lower-cased first
-  std::string tokenizer_config;  // tokenizer_config.json, empty when absent
+  std::string vocab_json;           // CLIP BPE
+  std::string merges_txt;           // CLIP BPE
+  std::string sentencepiece;        // spiece.model, tokenizer.model or sentencepiece.bpe.model
+  std::string vocab_txt;            // WordPiece
+  bool lower_case_text = false;     // sentence-transformers' do_lower_case: text lower-cased first
+  std::string tokenizer_config;     // tokenizer_config.json, empty when absent
   std::string preprocessor_config;  // preprocessor_config.json, empty when absent
 };
 

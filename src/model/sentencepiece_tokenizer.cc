@@ -87,8 +87,9 @@ class SentencePieceTokenizer final : public TextTokenizer {
       if (lower_case_) u = LowerEachCharacter(u);
     }
     std::vector<int32_t> ids;
-    SplitOnAddedTokens(added_, u, [&](std::u32string_view piece) { EncodePiece(piece, &ids); },
-                       [&](int32_t id) { ids.push_back(id); });
+    SplitOnAddedTokens(
+        added_, u, [&](std::u32string_view piece) { EncodePiece(piece, &ids); },
+        [&](int32_t id) { ids.push_back(id); });
     if (kind_ == TokenizerKind::kXlmrUnigram) {
       if (ids.size() > static_cast<size_t>(context_length_ - 2)) ids.resize(context_length_ - 2);
       ids.insert(ids.begin(), kXlmrBos);
@@ -125,7 +126,8 @@ class SentencePieceTokenizer final : public TextTokenizer {
     const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (!j.is_object()) return Status::Corruption(files.tokenizer_config + ": expected a JSON object");
     // GemmaTokenizer stores do_lower_case but never applies it; SiglipTokenizer applies it.
-    if (auto it = j.find("do_lower_case"); it != j.end() && it->is_boolean() && kind_ == TokenizerKind::kSiglipUnigram) {
+    if (auto it = j.find("do_lower_case");
+        it != j.end() && it->is_boolean() && kind_ == TokenizerKind::kSiglipUnigram) {
       lower_case_ = it->get<bool>();
     }
     ASSIGN_OR_RETURN(added_, ReadAddedTokens(j, files.tokenizer_config));

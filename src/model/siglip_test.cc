@@ -78,7 +78,7 @@ TEST(Siglip, TokenizerCanonicalisesLowerCasesAndPads) {
   const std::vector<int32_t> ids = m->Tokenize("a photo of a cat");
   ASSERT_EQ(ids.size(), 64u);
   EXPECT_EQ(m->Tokenize("  A PHOTO, of a\t cat!!!  "), ids);  // punctuation, spacing and case do not count
-  EXPECT_EQ(m->Tokenize("a photo of a cat\u2581"), ids);       // "▁" is a space
+  EXPECT_EQ(m->Tokenize("a photo of a cat\u2581"), ids);      // "▁" is a space
   // </s> (1) closes the text and pads it.
   const auto eos = std::find(ids.begin(), ids.end(), 1);
   ASSERT_NE(eos, ids.end());
@@ -225,7 +225,9 @@ TEST(Siglip, BadFilesGetClearErrors) {
   }
   {
     const std::string dir = CopyOf(SiglipDir());
-    EditJson(dir + "/preprocessor_config.json", [](nlohmann::json& j) { j["size"] = {{"height", 384}, {"width", 384}}; });
+    EditJson(dir + "/preprocessor_config.json", [](nlohmann::json& j) {
+      j["size"] = {{"height", 384}, {"width", 384}};
+    });
     ExpectLoadError(dir, {"384", "224"});
   }
   {

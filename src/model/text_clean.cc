@@ -149,7 +149,8 @@ std::string ToUtf8(std::u32string_view text) {
 }
 
 std::u32string ToUtf32(std::string_view text) {
-  const icu::UnicodeString u = icu::UnicodeString::fromUTF8(icu::StringPiece(text.data(), static_cast<int32_t>(text.size())));
+  const icu::UnicodeString u =
+      icu::UnicodeString::fromUTF8(icu::StringPiece(text.data(), static_cast<int32_t>(text.size())));
   std::u32string out;
   out.reserve(static_cast<size_t>(u.length()));
   for (int32_t i = 0; i < u.length();) {

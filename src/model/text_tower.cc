@@ -36,13 +36,12 @@ using model::TowerConfig;
 
 enum class Base { kDistilBert, kXlmRoberta };
 
-constexpr BlockNames kDistilBertBlockNames = {"sa_layer_norm",    "attention.q_lin",   "attention.k_lin",
-                                              "attention.v_lin",  "attention.out_lin", "output_layer_norm",
-                                              "ffn.lin1",         "ffn.lin2"};
-constexpr BlockNames kBertBlockNames = {"attention.output.LayerNorm", "attention.self.query",
-                                        "attention.self.key",         "attention.self.value",
-                                        "attention.output.dense",     "output.LayerNorm",
-                                        "intermediate.dense",         "output.dense"};
+constexpr BlockNames kDistilBertBlockNames = {"sa_layer_norm",   "attention.q_lin",   "attention.k_lin",
+                                              "attention.v_lin", "attention.out_lin", "output_layer_norm",
+                                              "ffn.lin1",        "ffn.lin2"};
+constexpr BlockNames kBertBlockNames = {
+    "attention.output.LayerNorm", "attention.self.query", "attention.self.key", "attention.self.value",
+    "attention.output.dense",     "output.LayerNorm",     "intermediate.dense", "output.dense"};
 
 struct TowerSpec {
   Base base = Base::kDistilBert;
@@ -139,7 +138,8 @@ Status ResolveSentenceTransformers(const std::string& dir, model::ModelFiles* fi
   for (const char* mode : {"pooling_mode_cls_token", "pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens",
                            "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken"}) {
     if (BoolOr(pooling, mode, false)) {
-      return Status::Unsupported(pooling_dir + "/config.json: " + mode + " (imgsearch pools by the mean of the tokens)");
+      return Status::Unsupported(pooling_dir + "/config.json: " + mode +
+                                 " (imgsearch pools by the mean of the tokens)");
     }
   }
   if (!BoolOr(pooling, "pooling_mode_mean_tokens", false)) {
@@ -235,7 +235,8 @@ Status DeriveShapes(const CheckpointFile& st, TowerSpec* spec) {
   const std::string layers = p + (spec->base == Base::kDistilBert ? "transformer.layer." : "encoder.layer.");
   const std::string fc1 = spec->base == Base::kDistilBert ? ".ffn.lin1.weight" : ".intermediate.dense.weight";
   const auto* mlp = st.Find(layers + "0" + fc1);
-  if (mlp == nullptr || mlp->shape.size() != 2) return Status::NotFound(st.path() + ": missing tensor " + layers + "0" + fc1);
+  if (mlp == nullptr || mlp->shape.size() != 2)
+    return Status::NotFound(st.path() + ": missing tensor " + layers + "0" + fc1);
   spec->tower.mlp_width = static_cast<int>(mlp->shape[0]);
   int n_layers = 0;
   while (st.Find(layers + std::to_string(n_layers) + fc1) != nullptr) ++n_layers;
@@ -281,7 +282,8 @@ struct TextModel::Impl {
         return Status::NotFound(store->file().path() + ": missing tensor " + p +
                                 "embeddings.token_type_embeddings.weight");
       }
-      ASSIGN_OR_RETURN(t.token_type, store->Get(p + "embeddings.token_type_embeddings.weight", {types->shape[0], width}));
+      ASSIGN_OR_RETURN(t.token_type,
+                       store->Get(p + "embeddings.token_type_embeddings.weight", {types->shape[0], width}));
     }
     ASSIGN_OR_RETURN(t.embedding_ln, store->Norm(p + "embeddings.LayerNorm", width));
     const bool distil = s.base == Base::kDistilBert;
@@ -319,8 +321,7 @@ struct TextModel::Impl {
         for (int i = 0; i < width; ++i) row[i] = tok[i] + pos[i] + (w.token_type ? w.token_type[i] : 0.0f);
       }
     }
-    kernels::LayerNorm(x.data(), w.embedding_ln.gamma, w.embedding_ln.beta, x.data(), n * len, width,
-                       c.layer_norm_eps);
+    kernels::LayerNorm(x.data(), w.embedding_ln.gamma, w.embedding_ln.beta, x.data(), n * len, width, c.layer_norm_eps);
     model::BlockScratch scratch;
     for (const BlockWeights& block : w.blocks) {
       model::TransformerBlock(block, c, x.data(), n, len, /*causal=*/false, &scratch);
@@ -379,9 +380,11 @@ Result<std::unique_ptr<TextModel>> TextModel::Load(const std::string& dir_in, co
     ASSIGN_OR_RETURN(nlohmann::json config, ReadJson(files.config_json));
     const std::string type = StringOr(config, "model_type", "");
     if (type != "M-CLIP") {
-      return Status::Unsupported(dir + " is not a text model imgsearch runs (a sentence-transformers folder with "
-                                       "modules.json, or an M-CLIP folder whose config.json says model_type "
-                                       "\"M-CLIP\"; found model_type \"" + type + "\")");
+      return Status::Unsupported(dir +
+                                 " is not a text model imgsearch runs (a sentence-transformers folder with "
+                                 "modules.json, or an M-CLIP folder whose config.json says model_type "
+                                 "\"M-CLIP\"; found model_type \"" +
+                                 type + "\")");
     }
     RETURN_IF_ERROR(ResolveMclip(dir, config, &files, &spec));
     impl->info.family = "m-clip";
@@ -405,7 +408,8 @@ Result<std::unique_ptr<TextModel>> TextModel::Load(const std::string& dir_in, co
     if (act.ends_with(".Tanh")) {
       spec.projection_tanh = true;
     } else if (!act.ends_with(".Identity")) {
-      return Status::Unsupported(dense_dir + "/config.json: activation_function " + act + " (supported: Tanh, Identity)");
+      return Status::Unsupported(dense_dir + "/config.json: activation_function " + act +
+                                 " (supported: Tanh, Identity)");
     }
     ASSIGN_OR_RETURN(std::string dense_weights, WeightsIn(dense_dir));
     ASSIGN_OR_RETURN(CheckpointFile dense_st, CheckpointFile::Open(dense_weights));
@@ -417,8 +421,9 @@ Result<std::unique_ptr<TextModel>> TextModel::Load(const std::string& dir_in, co
   ASSIGN_OR_RETURN(impl->w, impl->LoadWeights());
   ASSIGN_OR_RETURN(impl->tokenizer, model::LoadTokenizer(files, spec.tower.n_positions));
   if (impl->tokenizer->id_limit() > spec.vocab_size) {
-    return Status::InvalidArgument(dir + ": the tokenizer's ids reach " + std::to_string(impl->tokenizer->id_limit() - 1) +
-                                   " but the word embedding has " + std::to_string(spec.vocab_size) + " rows");
+    return Status::InvalidArgument(dir + ": the tokenizer's ids reach " +
+                                   std::to_string(impl->tokenizer->id_limit() - 1) + " but the word embedding has " +
+                                   std::to_string(spec.vocab_size) + " rows");
   }
   kernels::SetNumThreads(options.n_threads);
 
@@ -430,8 +435,12 @@ Result<std::unique_ptr<TextModel>> TextModel::Load(const std::string& dir_in, co
   info.weights_path = files.weights;
   info.dtype = impl->store->dtype_name();
   info.n_params = impl->store->n_params() + (impl->dense_store ? impl->dense_store->n_params() : 0);
-  info.tower = {spec.tower.width,       spec.tower.n_layers,       spec.tower.n_head,
-                spec.tower.mlp_width,   spec.tower.n_positions,    spec.tower.layer_norm_eps,
+  info.tower = {spec.tower.width,
+                spec.tower.n_layers,
+                spec.tower.n_head,
+                spec.tower.mlp_width,
+                spec.tower.n_positions,
+                spec.tower.layer_norm_eps,
                 model::ActivationName(spec.tower.activation)};
   info.vocab_size = spec.vocab_size;
   info.max_tokens = spec.tower.n_positions;

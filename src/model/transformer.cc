@@ -20,15 +20,9 @@ void ApplyLinear(const LinearWeights& linear, const float* x, int rows, float* y
 
 void ApplyActivation(Activation activation, float* x, int64_t n) {
   switch (activation) {
-    case Activation::kQuickGelu:
-      kernels::QuickGelu(x, n);
-      return;
-    case Activation::kGelu:
-      kernels::Gelu(x, n);
-      return;
-    case Activation::kGeluTanh:
-      kernels::GeluTanh(x, n);
-      return;
+    case Activation::kQuickGelu: kernels::QuickGelu(x, n); return;
+    case Activation::kGelu: kernels::Gelu(x, n); return;
+    case Activation::kGeluTanh: kernels::GeluTanh(x, n); return;
   }
 }
 

@@ -28,7 +28,8 @@ namespace {
 constexpr size_t kMaxWordChars = 100;
 
 bool IsBertWhitespace(char32_t c) {
-  return c == U' ' || c == U'\t' || c == U'\n' || c == U'\r' || u_charType(static_cast<UChar32>(c)) == U_SPACE_SEPARATOR;
+  return c == U' ' || c == U'\t' || c == U'\n' || c == U'\r' ||
+         u_charType(static_cast<UChar32>(c)) == U_SPACE_SEPARATOR;
 }
 
 bool IsBertControl(char32_t c) {
@@ -40,8 +41,7 @@ bool IsBertControl(char32_t c) {
     case U_SURROGATE:
     case U_UNASSIGNED:  // Cn: Python's category() says "Cn", which starts with "C"
       return true;
-    default:
-      return false;
+    default: return false;
   }
 }
 
@@ -121,8 +121,8 @@ class WordPieceTokenizer final : public TextTokenizer {
     std::u32string u = ToUtf32(text);
     if (lower_case_text_) u = LowerEachCharacter(u);
     std::vector<int32_t> ids;
-    SplitOnAddedTokens(added_, u, [&](std::u32string_view piece) { EncodeText(piece, &ids); },
-                       [&](int32_t id) { ids.push_back(id); });
+    SplitOnAddedTokens(
+        added_, u, [&](std::u32string_view piece) { EncodeText(piece, &ids); }, [&](int32_t id) { ids.push_back(id); });
     if (ids.size() > static_cast<size_t>(context_length_ - 2)) ids.resize(context_length_ - 2);
     ids.insert(ids.begin(), cls_);
     ids.push_back(sep_);

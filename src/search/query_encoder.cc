@@ -12,7 +12,10 @@ constexpr int kMaxImageBatch = 16;
 
 QueryEncoder::QueryEncoder(const ClipModel& model, const TextModel* text_model, int max_text_batch,
                            size_t cache_entries)
-    : model_(model), text_model_(text_model), max_text_batch_(std::max(1, max_text_batch)), cache_entries_(cache_entries) {
+    : model_(model),
+      text_model_(text_model),
+      max_text_batch_(std::max(1, max_text_batch)),
+      cache_entries_(cache_entries) {
   worker_ = std::thread([this] { Run(); });
 }
 

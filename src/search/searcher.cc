@@ -85,8 +85,7 @@ class Searcher::Impl {
       if (hits.size() > static_cast<size_t>(request.options.k)) hits.resize(static_cast<size_t>(request.options.k));
     }
     if (model_ != nullptr && options_.text_model == nullptr && model_->info().has_match_probability &&
-        request.terms.size() == 1 &&
-        request.terms[0].kind == SearchTerm::Kind::kText && request.terms[0].weight > 0) {
+        request.terms.size() == 1 && request.terms[0].kind == SearchTerm::Kind::kText && request.terms[0].weight > 0) {
       for (SearchHit& h : response.hits) h.probability = model_->MatchProbability(h.score);
     }
     response.took_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();

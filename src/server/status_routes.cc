@@ -120,12 +120,9 @@ json ToJson(const StatusReport& r) {
                 {"family", r.model.family}};
   if (r.text_model) {
     // Query texts go through this tower instead of the model's own.
-    j["text_model"] = {{"name", r.text_model->source},
-                       {"family", r.text_model->family},
-                       {"base", r.text_model->base},
-                       {"dim", r.text_model->embedding_dim},
-                       {"dir", r.text_model->dir},
-                       {"max_tokens", r.text_model->max_tokens},
+    j["text_model"] = {{"name", r.text_model->source},    {"family", r.text_model->family},
+                       {"base", r.text_model->base},      {"dim", r.text_model->embedding_dim},
+                       {"dir", r.text_model->dir},        {"max_tokens", r.text_model->max_tokens},
                        {"params", r.text_model->n_params}};
   }
   if (r.ingest) {
