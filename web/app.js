@@ -22,6 +22,10 @@ const state = {
 
 // ---- searching ----
 
+// SigLIP models give a text query's results the model's own match probability; CLIP's have the cosine.
+function percent(p) { return `${(100 * p).toFixed(p >= 0.995 || p < 0.001 ? 1 : 0)}%`; }
+function scoreText(r) { return r.probability !== undefined ? `${r.score.toFixed(3)} · ${percent(r.probability)}` : r.score.toFixed(3); }
+
 function currentTerms() {
   const terms = [];
   const text = $("q").value.trim();
@@ -98,7 +102,8 @@ function render(results, append) {
       img,
       el("span", { className: "caption" },
         el("span", { className: "name", textContent: name }),
-        el("span", { className: "score", textContent: r.score.toFixed(3) })));
+        el("span", { className: "score", textContent: scoreText(r),
+          title: r.probability !== undefined ? `cosine ${r.score.toFixed(3)}; the model's match probability ${percent(r.probability)}` : "cosine similarity" })));
     if (r.offline) {
       card.classList.add("offline");
       card.title = `${r.path} (offline: its folder cannot be seen now)`;
@@ -185,7 +190,7 @@ async function openViewer(r) {
   $("viewer-image").alt = r.path;
   $("viewer-path").textContent = r.path;
   $("viewer-open").href = r.url;
-  $("viewer-meta").textContent = `${r.width} × ${r.height}` + (r.score !== undefined ? ` · score ${r.score.toFixed(3)}` : "");
+  $("viewer-meta").textContent = `${r.width} × ${r.height}` + (r.score !== undefined ? ` · ${scoreText(r)}` : "");
   $("viewer").showModal();
   try {
     const info = await (await fetch(`/api/images/${r.id}/info`)).json();
@@ -193,6 +198,7 @@ async function openViewer(r) {
     const parts = [`#${info.id}`, `${info.width} × ${info.height}`, info.format.toUpperCase(), humanBytes(info.size_bytes)];
     if (info.capture_time) parts.push(`taken ${info.capture_time.replace("T", " ")}`);
     if (r.score !== undefined) parts.push(`score ${r.score.toFixed(3)}`);
+    if (r.probability !== undefined) parts.push(`match ${percent(r.probability)}`);
     if (info.offline) parts.push("offline: its folder cannot be seen now");
     $("viewer-meta").textContent = parts.join(" · ");
   } catch (_) { /* the basic line stays */ }

@@ -83,13 +83,18 @@ TEST(Kernels, LayerNormMatchesDoublePrecision) {
 
 TEST(Kernels, ActivationsMatchTheirDefinitions) {
   std::vector<float> x = {-6.0f, -1.0f, -0.1f, 0.0f, 0.3f, 2.0f, 9.0f};
-  std::vector<float> q = x, g = x;
+  std::vector<float> q = x, g = x, t = x;
   QuickGelu(q.data(), static_cast<int64_t>(q.size()));
   Gelu(g.data(), static_cast<int64_t>(g.size()));
+  GeluTanh(t.data(), static_cast<int64_t>(t.size()));
   for (size_t i = 0; i < x.size(); ++i) {
-    EXPECT_NEAR(q[i], x[i] / (1.0 + std::exp(-1.702 * x[i])), 1e-6);
-    EXPECT_NEAR(g[i], 0.5 * x[i] * (1.0 + std::erf(x[i] / std::sqrt(2.0))), 1e-6);
+    const double v = x[i];
+    EXPECT_NEAR(q[i], v / (1.0 + std::exp(-1.702 * v)), 1e-6);
+    EXPECT_NEAR(g[i], 0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))), 1e-6);
+    EXPECT_NEAR(t[i], 0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v))), 1e-6);
   }
+  // The tanh form differs from the exact one where it should, so a swapped call shows.
+  EXPECT_GT(std::abs(t[1] - g[1]) + std::abs(t[5] - g[5]), 5e-5);
 }
 
 // Attention straight from its definition, in double precision.
@@ -131,6 +136,26 @@ TEST(Kernels, AttentionMatchesDefinition) {
         EXPECT_LT(MaxRelError(out, AttentionRef(qkv, n, width, n_head, causal)), 1e-5)
             << "n=" << n << " heads=" << n_head << " causal=" << causal;
       }
+    }
+  }
+}
+
+TEST(Kernels, AttendOneIsAttentionOfOneQueryRow) {
+  // Row 0 of full attention over [q_0; k; v] rows: the same as one query over [k | v] rows.
+  std::mt19937 rng(5);
+  for (int n : {1, 7, 49}) {
+    for (int n_head : {1, 4}) {
+      const int width = 16 * n_head;
+      auto qkv = Random(size_t(n) * 3 * width, &rng);
+      const std::vector<float> full = AttentionRef(qkv, n, width, n_head, /*causal=*/false);
+      std::vector<float> kv(size_t(n) * 2 * width);
+      for (int j = 0; j < n; ++j) {
+        std::copy_n(qkv.begin() + j * 3 * width + width, 2 * width, kv.begin() + j * 2 * width);
+      }
+      std::vector<float> out(width), scratch(n);
+      AttendOne(qkv.data(), kv.data(), out.data(), n, width, n_head, scratch.data());
+      EXPECT_LT(MaxRelError(out, std::vector<float>(full.begin(), full.begin() + width)), 1e-5)
+          << "n=" << n << " heads=" << n_head;
     }
   }
 }
