@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "imgsearch/clip.h"
+#include "imgsearch/text_model.h"
 #include "imgsearch/collection.h"
 #include "imgsearch/image.h"
 #include "imgsearch/ingest.h"
@@ -241,6 +242,53 @@ TEST_F(ServeTest, SearchAnswersWhatTheLibraryComputes) {
   EXPECT_EQ(Get("/api/search?q=dog&k=50&format=jpg").second["results"].size(), 12u);
   EXPECT_EQ(Get("/api/search?q=dog&k=50&after=2100-01-01").second["results"].size(), 0u);
   EXPECT_EQ(Get("/api/search?q=dog&k=50&before=2100-01-01T00:00:00Z").second["results"].size(), 12u);
+}
+
+// --text-model: query texts go through a multilingual text tower into the collection's space,
+// ranked by its embedding against the stored image embeddings; /api/status names it.
+TEST_F(ServeTest, AMultilingualTextModelAnswersQueryTexts) {
+  const std::string text_model = TestModelDir() + "-multilingual";
+  StartServer({"--text-model", text_model});
+  auto [code, body] = Get("/api/search?q=ein%20rotes%20Auto%20im%20Schnee&k=12");
+  ASSERT_EQ(code, 200) << body.dump();
+  ASSERT_EQ(body["results"].size(), 12u);
+
+  auto model = ClipModel::Load(TestModelDir());
+  auto text = TextModel::Load(text_model);
+  ASSERT_TRUE(model.ok() && text.ok());
+  std::vector<float> query(static_cast<size_t>((*text)->embedding_dim()));
+  const std::string q = "ein rotes Auto im Schnee";
+  ASSERT_TRUE((*text)->EncodeTexts({&q, 1}, query.data()).ok());
+  const ModelIdentity identity = IdentityOf(**model);
+  auto col = OpenCollection(db_, &identity, CollectionOptions{.read_only = true, .create_if_missing = false});
+  ASSERT_TRUE(col.ok()) << col.status().ToString();
+  auto hits = (*col)->Search(query, SearchOptions{.k = 12, .exact = true});
+  ASSERT_TRUE(hits.ok());
+  for (size_t i = 0; i < hits->size(); ++i) {
+    EXPECT_EQ(body["results"][i]["id"].get<int64_t>(), (*hits)[i].id) << i;
+    EXPECT_NEAR(body["results"][i]["score"].get<double>(), (*hits)[i].score, 1e-5) << i;
+  }
+  // The image model's own text tower would rank differently: the text model is what answered.
+  auto own = (*col)->Search(TextQuery(**model, {{q, 1.0f}}), SearchOptions{.k = 12, .exact = true});
+  ASSERT_TRUE(own.ok());
+  bool same_scores = true;
+  for (size_t i = 0; i < own->size(); ++i) same_scores &= std::abs((*own)[i].score - (*hits)[i].score) < 1e-6;
+  EXPECT_FALSE(same_scores);
+
+  const json status = Get("/api/status").second;
+  EXPECT_EQ(status["text_model"]["family"], "sentence-transformers") << status.dump();
+  EXPECT_EQ(status["text_model"]["dim"], status["model"]["dim"]);
+  // Images still go through the image model: more like this works as ever.
+  auto [similar_code, similar] = Get("/api/search?similar=" + std::to_string((*hits)[0].id) + "&k=3");
+  EXPECT_EQ(similar_code, 200) << similar.dump();
+}
+
+TEST_F(ServeTest, ATextModelOfAnotherDimensionIsRefused) {
+  std::vector<std::string> argv = {ImgsearchBin(), "serve",  "--db",     db_,           "--model", TestModelDir(),
+                                   "--offline",    "--listen", "127.0.0.1:0", "--text-model", TestModelDir() + "-mclip-wide"};
+  auto run = testing::RunCommand(argv);
+  EXPECT_EQ(run.exit_code, 2) << run.out << run.err;
+  EXPECT_NE(run.err.find("dimensions"), std::string::npos) << run.err;
 }
 
 TEST_F(ServeTest, ImagesThumbnailsSimilarAndUploads) {
