@@ -3,16 +3,19 @@
 //   CLIP presets:   config.json, model.safetensors, vocab.json, merges.txt (a CLIPModel).
 //   SigLIP presets: config.json, model.safetensors, spiece.model (SigLIP) or tokenizer.model (SigLIP 2,
 //                   Gemma-style), tokenizer_config.json, preprocessor_config.json (a SiglipModel).
+// With --weights-format torch, pytorch_model.bin (torch.save's zip, tools/torch_zip_writer.h) in place
+// of model.safetensors, with the same weights for the same seed.
 //
 //   make_test_model --out DIR [--preset NAME] [--dtype F32|F16|BF16] [--seed N] [--tokenizer-from DIR]
+//                   [--weights-format safetensors|torch]
 //
 // Without --tokenizer-from, a small tokenizer is made: for CLIP a synthetic BPE vocabulary (the 512
 // byte tokens, merges for a list of common words, then <|startoftext|> and <|endoftext|> as the two
 // highest ids); for SigLIP a SentencePiece model trained on a built-in text (unigram with SigLIP's
 // special ids, or byte-fallback BPE with Gemma's).
-#include <CLI/CLI.hpp>
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
+#include <CLI/CLI.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -25,7 +28,10 @@
 #include <map>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "torch_zip_writer.h"
 
 namespace {
 
@@ -54,12 +60,25 @@ const std::map<std::string, Preset> kPresets = {
 };
 
 // Text the SentencePiece tokenizers are trained on: enough words for captions in tests.
-const char* kCorpus[] = {
-    "a photo of a cat", "a photo of a dog", "a red car in the snow", "a cup of coffee on a saucer",
-    "a rocket on the launch pad", "an astronaut in a white space suit", "people walking on a city street at night",
-    "a house with a green tree", "a blue sky over the mountain", "a bird on a flower", "the beach and the water",
-    "a man and a woman with a bicycle", "text on a sign", "un chat sur une table", "ein Hund im Schnee",
-    "東京タワーの夜景", "猫の写真", "il y a 3 voitures et 12 vélos", "numbers 0 1 2 3 4 5 6 7 8 9"};
+const char* kCorpus[] = {"a photo of a cat",
+                         "a photo of a dog",
+                         "a red car in the snow",
+                         "a cup of coffee on a saucer",
+                         "a rocket on the launch pad",
+                         "an astronaut in a white space suit",
+                         "people walking on a city street at night",
+                         "a house with a green tree",
+                         "a blue sky over the mountain",
+                         "a bird on a flower",
+                         "the beach and the water",
+                         "a man and a woman with a bicycle",
+                         "text on a sign",
+                         "un chat sur une table",
+                         "ein Hund im Schnee",
+                         "東京タワーの夜景",
+                         "猫の写真",
+                         "il y a 3 voitures et 12 vélos",
+                         "numbers 0 1 2 3 4 5 6 7 8 9"};
 
 const char* kWords[] = {"a",      "an",    "the",      "photo", "of",     "cat",   "dog",    "car",  "red",
                         "snow",   "in",    "on",       "with",  "rocket", "cup",   "coffee", "tree", "beach",
@@ -155,20 +174,22 @@ int WriteSentencePieceTokenizer(const std::filesystem::path& dir, Family family)
   if (!sp.Load(prefix + ".model").ok()) return 0;
   nlohmann::ordered_json added;
   auto add = [&](int id, bool strip) {
-    added[std::to_string(id)] = {{"content", sp.IdToPiece(id)}, {"lstrip", strip}, {"normalized", false},
-                                 {"rstrip", strip},           {"single_word", false}, {"special", true}};
+    added[std::to_string(id)] = {{"content", sp.IdToPiece(id)}, {"lstrip", strip},
+                                 {"normalized", false},         {"rstrip", strip},
+                                 {"single_word", false},        {"special", true}};
   };
   nlohmann::ordered_json config;
   if (gemma) {
     for (int id = 0; id < 4; ++id) add(id, false);
-    config = {{"add_bos_token", false}, {"add_eos_token", true},        {"added_tokens_decoder", added},
-              {"do_lower_case", true},  {"pad_token", "<pad>"},         {"eos_token", "<eos>"},
-              {"padding_side", "right"}, {"tokenizer_class", "GemmaTokenizer"}};
+    config = {{"add_bos_token", false},        {"add_eos_token", true},
+              {"added_tokens_decoder", added}, {"do_lower_case", true},
+              {"pad_token", "<pad>"},          {"eos_token", "<eos>"},
+              {"padding_side", "right"},       {"tokenizer_class", "GemmaTokenizer"}};
   } else {
     add(1, true);
     add(2, true);
-    config = {{"added_tokens_decoder", added}, {"do_lower_case", true},   {"eos_token", "</s>"},
-              {"model_max_length", 64},       {"pad_token", "</s>"},    {"tokenizer_class", "SiglipTokenizer"}};
+    config = {{"added_tokens_decoder", added}, {"do_lower_case", true}, {"eos_token", "</s>"},
+              {"model_max_length", 64},        {"pad_token", "</s>"},   {"tokenizer_class", "SiglipTokenizer"}};
   }
   std::ofstream(dir / "tokenizer_config.json") << config.dump(2) << "\n";
   return sp.GetPieceSize();
@@ -220,7 +241,7 @@ void AddBlock(std::vector<Tensor>* t, const std::string& prefix, int width, int 
 
 int main(int argc, char** argv) {
   CLI::App app{"write a random-weight model for tests"};
-  std::string out_dir, preset_name = "tiny", dtype = "F32", tokenizer_from;
+  std::string out_dir, preset_name = "tiny", dtype = "F32", tokenizer_from, weights_format = "safetensors";
   uint64_t seed = 1;
   app.add_option("--out", out_dir, "output directory")->required();
   std::string preset_names;
@@ -228,6 +249,10 @@ int main(int argc, char** argv) {
   app.add_option("--preset", preset_name, preset_names)->capture_default_str();
   app.add_option("--dtype", dtype, "F32, F16 or BF16")->capture_default_str();
   app.add_option("--seed", seed, "random seed")->capture_default_str();
+  app.add_option("--weights-format", weights_format,
+                 "safetensors (model.safetensors) or torch (pytorch_model.bin, as torch.save writes it)")
+      ->check(CLI::IsMember({"safetensors", "torch"}))
+      ->capture_default_str();
   app.add_option("--tokenizer-from", tokenizer_from,
                  "copy the tokenizer files (vocab.json and merges.txt, or the SentencePiece model and "
                  "tokenizer_config.json) from this model directory");
@@ -314,52 +339,74 @@ int main(int argc, char** argv) {
     tensors.push_back({"vision_model.head.mlp.fc2.bias", {w}});
   }
 
+  // One stream of random numbers over the tensors in order, whichever the format: a seed gives the
+  // same weights as safetensors and as a torch checkpoint.
   const size_t elem = dtype == "F32" ? 4 : 2;
-  nlohmann::ordered_json header;
-  header["__metadata__"] = {{"format", "pt"}, {"generator", "imgsearch make_test_model"}};
-  uint64_t offset = 0;
-  for (const Tensor& t : tensors) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  auto values = [&](const Tensor& t) {
     int64_t n = 1;
     for (int64_t d : t.shape) n *= d;
-    header[t.name] = {{"dtype", dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + n * elem}}};
-    offset += n * elem;
-  }
-  std::string header_text = header.dump();
-  while ((header_text.size() + 8) % 8 != 0) header_text += ' ';
+    std::string bytes(static_cast<size_t>(n) * elem, '\0');
+    for (int64_t i = 0; i < n; ++i) {
+      float v = t.init == Tensor::kOnes ? 1.0f : t.init == Tensor::kZeros ? 0.0f : normal(rng) * t.scale;
+      if (t.init != Tensor::kNormal) v += normal(rng) * 0.02f;  // perturbed, so LayerNorm parameters matter
+      if (elem == 4) {
+        std::memcpy(bytes.data() + 4 * i, &v, 4);
+      } else {
+        const uint16_t h = dtype == "F16" ? ToF16(v) : ToBf16(v);
+        std::memcpy(bytes.data() + 2 * i, &h, 2);
+      }
+    }
+    return bytes;
+  };
 
-  const std::filesystem::path tmp = dir / "model.safetensors.tmp";
+  const bool torch = weights_format == "torch";
+  const std::filesystem::path weights = dir / (torch ? "pytorch_model.bin" : "model.safetensors");
+  // The other format's file, from an earlier run into this folder, would be read instead (the
+  // loader prefers model.safetensors) or stay behind as a second copy.
+  std::filesystem::remove(dir / (torch ? "model.safetensors" : "pytorch_model.bin"));
+  const std::filesystem::path tmp = weights.string() + ".tmp";
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (f == nullptr) {
     std::perror("make_test_model");
     return 1;
   }
-  const uint64_t header_len = header_text.size();
-  for (int i = 0; i < 8; ++i) std::fputc(static_cast<int>((header_len >> (8 * i)) & 0xFF), f);
-  std::fwrite(header_text.data(), 1, header_text.size(), f);
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<uint8_t> buf;
-  for (const Tensor& t : tensors) {
-    int64_t n = 1;
-    for (int64_t d : t.shape) n *= d;
-    buf.resize(static_cast<size_t>(n) * elem);
-    for (int64_t i = 0; i < n; ++i) {
-      float v = t.init == Tensor::kOnes ? 1.0f : t.init == Tensor::kZeros ? 0.0f : normal(rng) * t.scale;
-      if (t.init != Tensor::kNormal) v += normal(rng) * 0.02f;  // perturbed, so LayerNorm parameters matter
-      if (elem == 4) {
-        std::memcpy(buf.data() + 4 * i, &v, 4);
-      } else {
-        const uint16_t h = dtype == "F16" ? ToF16(v) : ToBf16(v);
-        std::memcpy(buf.data() + 2 * i, &h, 2);
-      }
+  uint64_t written = 0;
+  auto write = [&](std::string_view bytes) {
+    std::fwrite(bytes.data(), 1, bytes.size(), f);
+    written += bytes.size();
+  };
+  if (torch) {
+    // What torch.save(model.state_dict(), "pytorch_model.bin") writes, as transformers did before it
+    // sharded checkpoints (the hub's older CLIP repositories hold such files); each tensor is made
+    // only when its storage is written, so a large preset is never all in memory.
+    std::vector<imgsearch::tools::NamedTensor> named;
+    for (const Tensor& t : tensors) named.push_back({t.name, dtype, t.shape, "", [&values, &t] { return values(t); }});
+    imgsearch::tools::WriteTorchStateDict(named, write, {.archive = "pytorch_model"});
+  } else {
+    nlohmann::ordered_json header;
+    header["__metadata__"] = {{"format", "pt"}, {"generator", "imgsearch make_test_model"}};
+    uint64_t offset = 0;
+    for (const Tensor& t : tensors) {
+      int64_t n = 1;
+      for (int64_t d : t.shape) n *= d;
+      header[t.name] = {{"dtype", dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + n * elem}}};
+      offset += n * elem;
     }
-    std::fwrite(buf.data(), 1, buf.size(), f);
+    std::string header_text = header.dump();
+    while ((header_text.size() + 8) % 8 != 0) header_text += ' ';
+    std::string header_len(8, '\0');
+    for (int i = 0; i < 8; ++i) header_len[i] = static_cast<char>((header_text.size() >> (8 * i)) & 0xFF);
+    write(header_len);
+    write(header_text);
+    for (const Tensor& t : tensors) write(values(t));
   }
-  if (std::fclose(f) != 0) {
+  if (std::ferror(f) != 0 || std::fclose(f) != 0) {
     std::perror("make_test_model");
     return 1;
   }
-  std::filesystem::rename(tmp, dir / "model.safetensors");
+  std::filesystem::rename(tmp, weights);
 
   nlohmann::ordered_json config;
   if (clip) {
@@ -409,20 +456,19 @@ int main(int argc, char** argv) {
                 {"hidden_act", "gelu_pytorch_tanh"},
                 {"layer_norm_eps", 1e-6}}}};
     // SiglipImageProcessor: straight resize, BICUBIC (3) for SigLIP, BILINEAR (2) for SigLIP 2.
-    const nlohmann::ordered_json preprocessor = {
-        {"do_normalize", true},
-        {"do_rescale", true},
-        {"do_resize", true},
-        {"image_mean", {0.5, 0.5, 0.5}},
-        {"image_std", {0.5, 0.5, 0.5}},
-        {"image_processor_type", "SiglipImageProcessor"},
-        {"resample", p.family == Family::kSiglip ? 3 : 2},
-        {"rescale_factor", 1.0 / 255},
-        {"size", {{"height", p.image_size}, {"width", p.image_size}}}};
+    const nlohmann::ordered_json preprocessor = {{"do_normalize", true},
+                                                 {"do_rescale", true},
+                                                 {"do_resize", true},
+                                                 {"image_mean", {0.5, 0.5, 0.5}},
+                                                 {"image_std", {0.5, 0.5, 0.5}},
+                                                 {"image_processor_type", "SiglipImageProcessor"},
+                                                 {"resample", p.family == Family::kSiglip ? 3 : 2},
+                                                 {"rescale_factor", 1.0 / 255},
+                                                 {"size", {{"height", p.image_size}, {"width", p.image_size}}}};
     std::ofstream(dir / "preprocessor_config.json") << preprocessor.dump(2) << "\n";
   }
   std::ofstream(dir / "config.json") << config.dump(2) << "\n";
-  std::printf("wrote %s (%s, %s, %.1f MB)\n", dir.c_str(), preset_name.c_str(), dtype.c_str(),
-              (offset + header_len + 8) / 1e6);
+  std::printf("wrote %s (%s, %s, %s, %.1f MB)\n", dir.c_str(), preset_name.c_str(), dtype.c_str(),
+              weights.filename().c_str(), written / 1e6);
   return 0;
 }
