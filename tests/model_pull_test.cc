@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "test_util.h"
@@ -47,8 +48,36 @@ class FakeHub {
       files_["acme/gated-clip"][f] = testing::ReadFile(model + "/" + f);
     }
     files_["sentence-transformers/clip-ViT-B-32"]["modules.json"] = "[]";
-    files_["acme/old-clip"]["config.json"] = "{}";
-    files_["acme/old-clip"]["pytorch_model.bin"] = "pickle";
+    // The same model with torch.save's weights only (make_test_model --weights-format torch, same
+    // seed), then with both kinds of weights, then weights without a tokenizer.
+    const std::string torch_weights = testing::ReadFile(model + "-torch/pytorch_model.bin");
+    for (const char* f : {"config.json", "vocab.json", "merges.txt"}) {
+      files_["acme/old-clip"][f] = testing::ReadFile(model + "/" + f);
+      files_["acme/both-clip"][f] = testing::ReadFile(model + "/" + f);
+    }
+    files_["acme/old-clip"]["pytorch_model.bin"] = torch_weights;
+    files_["acme/old-clip"]["README.md"] = "# old CLIP";
+    files_["acme/old-clip"]["tf_model.h5"] = "HDF5";
+    files_["acme/both-clip"]["pytorch_model.bin"] = torch_weights;
+    files_["acme/both-clip"]["model.safetensors"] = testing::ReadFile(model + "/model.safetensors");
+    files_["acme/weights-only"]["config.json"] = "{}";
+    files_["acme/weights-only"]["pytorch_model.bin"] = torch_weights;
+    // Multilingual text towers, as the hub lists them (their contents do not matter to a pull):
+    // sentence-transformers' with its modules in folders (safetensors at the root, only torch
+    // weights in 2_Dense/), and M-CLIP's.
+    auto& st = files_["sentence-transformers/clip-ViT-B-32-multilingual-v1"];
+    for (const char* f : {"modules.json", "config.json", "model.safetensors", "pytorch_model.bin", "vocab.txt",
+                          "1_Pooling/config.json", "2_Dense/config.json", "2_Dense/pytorch_model.bin",
+                          "tokenizer_config.json", "sentence_bert_config.json", "special_tokens_map.json", "README.md",
+                          "tokenizer.json", "config_sentence_transformers.json", "onnx/model.onnx", ".gitattributes"}) {
+      st[f] = std::string("multilingual ") + f;
+    }
+    files_["acme/multilingual-no-dense"] = st;
+    files_["acme/multilingual-no-dense"].erase("2_Dense/pytorch_model.bin");
+    for (const char* f : {"config.json", "pytorch_model.bin", "sentencepiece.bpe.model", "tokenizer_config.json",
+                          "special_tokens_map.json", "tokenizer.json", "tf_model.h5", "README.md"}) {
+      files_["M-CLIP/XLM-Roberta-Large-Vit-B-32"][f] = std::string("M-CLIP ") + f;
+    }
 
     server_.Get(R"(/api/models/([^/]+/[^/]+)/revision/([^/]+))", [this](const auto& req, auto& res) {
       if (!Allowed(req, res)) return;
@@ -137,6 +166,15 @@ class FakeHub {
   std::vector<std::string> ranges_;
 };
 
+// The files of an installed model, relative to its folder.
+std::set<std::string> InstalledFiles(const std::string& dir) {
+  std::set<std::string> files;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) files.insert(fs::relative(e.path(), dir).string());
+  }
+  return files;
+}
+
 class ModelPullTest : public ::testing::Test {
  protected:
   void SetUp() override { cache_home_ = testing::MakeTempDir(); }
@@ -219,10 +257,67 @@ TEST_F(ModelPullTest, UnknownModelIsNotFound) {
   EXPECT_NE(r.err.find("acme/no-such-model was not found"), std::string::npos) << r.err;
 }
 
-TEST_F(ModelPullTest, PytorchOnlyRepositoryIsRefusedWithAReason) {
+TEST_F(ModelPullTest, TorchOnlyRepositoryPullsPytorchModelBin) {
   auto r = RunCommand({ImgsearchBin(), "model", "pull", "acme/old-clip"}, Env());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string dir = Cache() + "/acme--old-clip";
+  EXPECT_EQ(InstalledFiles(dir), (std::set<std::string>{"config.json", "pytorch_model.bin", "vocab.json", "merges.txt",
+                                                        "imgsearch-model.json"}));
+  EXPECT_EQ(testing::ReadFile(dir + "/pytorch_model.bin"),
+            testing::ReadFile(testing::TestModelDir() + "-torch/pytorch_model.bin"));
+  // The same weights as the safetensors model: the same embedding.
+  auto torch = RunCommand({ImgsearchBin(), "embed", "--model", "acme/old-clip", "--text", "a cat"}, Env());
+  ASSERT_EQ(torch.exit_code, 0) << torch.err;
+  auto safetensors =
+      RunCommand({ImgsearchBin(), "embed", "--model", testing::TestModelDir(), "--text", "a cat"}, Env());
+  ASSERT_EQ(safetensors.exit_code, 0) << safetensors.err;
+  EXPECT_EQ(torch.out, safetensors.out);
+}
+
+TEST_F(ModelPullTest, SafetensorsArePreferredToPytorchModelBin) {
+  auto r = RunCommand({ImgsearchBin(), "model", "pull", "acme/both-clip"}, Env());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(
+      InstalledFiles(Cache() + "/acme--both-clip"),
+      (std::set<std::string>{"config.json", "model.safetensors", "vocab.json", "merges.txt", "imgsearch-model.json"}));
+}
+
+TEST_F(ModelPullTest, WeightsWithoutATokenizerAreRefusedWithAReason) {
+  auto r = RunCommand({ImgsearchBin(), "model", "pull", "acme/weights-only"}, Env());
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.err.find("pytorch_model.bin"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("acme/weights-only has no vocab.json"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("model.safetensors (or pytorch_model.bin)"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(Cache() + "/acme--weights-only"));
+}
+
+TEST_F(ModelPullTest, MultilingualSentenceTransformersLayoutKeepsItsFolders) {
+  const std::string name = "sentence-transformers/clip-ViT-B-32-multilingual-v1";
+  auto r = RunCommand({ImgsearchBin(), "model", "pull", name}, Env());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string dir = Cache() + "/sentence-transformers--clip-ViT-B-32-multilingual-v1";
+  // The modules' folders are kept (three config.json), safetensors preferred where present.
+  EXPECT_EQ(
+      InstalledFiles(dir),
+      (std::set<std::string>{"modules.json", "config.json", "model.safetensors", "vocab.txt", "1_Pooling/config.json",
+                             "2_Dense/config.json", "2_Dense/pytorch_model.bin", "tokenizer_config.json",
+                             "sentence_bert_config.json", "special_tokens_map.json", "imgsearch-model.json"}));
+  for (const char* f : {"config.json", "1_Pooling/config.json", "2_Dense/config.json", "2_Dense/pytorch_model.bin"}) {
+    EXPECT_EQ(testing::ReadFile(dir + "/" + f), std::string("multilingual ") + f);
+  }
+
+  auto missing = RunCommand({ImgsearchBin(), "model", "pull", "acme/multilingual-no-dense"}, Env());
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.err.find("has no 2_Dense/model.safetensors (or pytorch_model.bin)"), std::string::npos)
+      << missing.err;
+  EXPECT_NE(missing.err.find("sentence-transformers multilingual text model needs"), std::string::npos) << missing.err;
+}
+
+TEST_F(ModelPullTest, MClipLayout) {
+  auto r = RunCommand({ImgsearchBin(), "model", "pull", "M-CLIP/XLM-Roberta-Large-Vit-B-32"}, Env());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(InstalledFiles(Cache() + "/M-CLIP--XLM-Roberta-Large-Vit-B-32"),
+            (std::set<std::string>{"config.json", "pytorch_model.bin", "sentencepiece.bpe.model",
+                                   "tokenizer_config.json", "special_tokens_map.json", "imgsearch-model.json"}));
 }
 
 TEST_F(ModelPullTest, GatedModelNeedsAToken) {

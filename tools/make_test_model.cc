@@ -3,8 +3,11 @@
 //   CLIP presets:   config.json, model.safetensors, vocab.json, merges.txt (a CLIPModel).
 //   SigLIP presets: config.json, model.safetensors, spiece.model (SigLIP) or tokenizer.model (SigLIP 2,
 //                   Gemma-style), tokenizer_config.json, preprocessor_config.json (a SiglipModel).
+// With --weights-format torch, pytorch_model.bin (torch.save's zip, tools/torch_zip_writer.h) in place
+// of model.safetensors, with the same weights for the same seed.
 //
 //   make_test_model --out DIR [--preset NAME] [--dtype F32|F16|BF16] [--seed N] [--tokenizer-from DIR]
+//                   [--weights-format safetensors|torch]
 //
 // Without --tokenizer-from, a small tokenizer is made: for CLIP a synthetic BPE vocabulary (the 512
 // byte tokens, merges for a list of common words, then <|startoftext|> and <|endoftext|> as the two
@@ -25,7 +28,10 @@
 #include <map>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "torch_zip_writer.h"
 
 namespace {
 
@@ -235,7 +241,7 @@ void AddBlock(std::vector<Tensor>* t, const std::string& prefix, int width, int 
 
 int main(int argc, char** argv) {
   CLI::App app{"write a random-weight model for tests"};
-  std::string out_dir, preset_name = "tiny", dtype = "F32", tokenizer_from;
+  std::string out_dir, preset_name = "tiny", dtype = "F32", tokenizer_from, weights_format = "safetensors";
   uint64_t seed = 1;
   app.add_option("--out", out_dir, "output directory")->required();
   std::string preset_names;
@@ -243,6 +249,10 @@ int main(int argc, char** argv) {
   app.add_option("--preset", preset_name, preset_names)->capture_default_str();
   app.add_option("--dtype", dtype, "F32, F16 or BF16")->capture_default_str();
   app.add_option("--seed", seed, "random seed")->capture_default_str();
+  app.add_option("--weights-format", weights_format,
+                 "safetensors (model.safetensors) or torch (pytorch_model.bin, as torch.save writes it)")
+      ->check(CLI::IsMember({"safetensors", "torch"}))
+      ->capture_default_str();
   app.add_option("--tokenizer-from", tokenizer_from,
                  "copy the tokenizer files (vocab.json and merges.txt, or the SentencePiece model and "
                  "tokenizer_config.json) from this model directory");
@@ -329,52 +339,74 @@ int main(int argc, char** argv) {
     tensors.push_back({"vision_model.head.mlp.fc2.bias", {w}});
   }
 
+  // One stream of random numbers over the tensors in order, whichever the format: a seed gives the
+  // same weights as safetensors and as a torch checkpoint.
   const size_t elem = dtype == "F32" ? 4 : 2;
-  nlohmann::ordered_json header;
-  header["__metadata__"] = {{"format", "pt"}, {"generator", "imgsearch make_test_model"}};
-  uint64_t offset = 0;
-  for (const Tensor& t : tensors) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  auto values = [&](const Tensor& t) {
     int64_t n = 1;
     for (int64_t d : t.shape) n *= d;
-    header[t.name] = {{"dtype", dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + n * elem}}};
-    offset += n * elem;
-  }
-  std::string header_text = header.dump();
-  while ((header_text.size() + 8) % 8 != 0) header_text += ' ';
+    std::string bytes(static_cast<size_t>(n) * elem, '\0');
+    for (int64_t i = 0; i < n; ++i) {
+      float v = t.init == Tensor::kOnes ? 1.0f : t.init == Tensor::kZeros ? 0.0f : normal(rng) * t.scale;
+      if (t.init != Tensor::kNormal) v += normal(rng) * 0.02f;  // perturbed, so LayerNorm parameters matter
+      if (elem == 4) {
+        std::memcpy(bytes.data() + 4 * i, &v, 4);
+      } else {
+        const uint16_t h = dtype == "F16" ? ToF16(v) : ToBf16(v);
+        std::memcpy(bytes.data() + 2 * i, &h, 2);
+      }
+    }
+    return bytes;
+  };
 
-  const std::filesystem::path tmp = dir / "model.safetensors.tmp";
+  const bool torch = weights_format == "torch";
+  const std::filesystem::path weights = dir / (torch ? "pytorch_model.bin" : "model.safetensors");
+  // The other format's file, from an earlier run into this folder, would be read instead (the
+  // loader prefers model.safetensors) or stay behind as a second copy.
+  std::filesystem::remove(dir / (torch ? "model.safetensors" : "pytorch_model.bin"));
+  const std::filesystem::path tmp = weights.string() + ".tmp";
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (f == nullptr) {
     std::perror("make_test_model");
     return 1;
   }
-  const uint64_t header_len = header_text.size();
-  for (int i = 0; i < 8; ++i) std::fputc(static_cast<int>((header_len >> (8 * i)) & 0xFF), f);
-  std::fwrite(header_text.data(), 1, header_text.size(), f);
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<uint8_t> buf;
-  for (const Tensor& t : tensors) {
-    int64_t n = 1;
-    for (int64_t d : t.shape) n *= d;
-    buf.resize(static_cast<size_t>(n) * elem);
-    for (int64_t i = 0; i < n; ++i) {
-      float v = t.init == Tensor::kOnes ? 1.0f : t.init == Tensor::kZeros ? 0.0f : normal(rng) * t.scale;
-      if (t.init != Tensor::kNormal) v += normal(rng) * 0.02f;  // perturbed, so LayerNorm parameters matter
-      if (elem == 4) {
-        std::memcpy(buf.data() + 4 * i, &v, 4);
-      } else {
-        const uint16_t h = dtype == "F16" ? ToF16(v) : ToBf16(v);
-        std::memcpy(buf.data() + 2 * i, &h, 2);
-      }
+  uint64_t written = 0;
+  auto write = [&](std::string_view bytes) {
+    std::fwrite(bytes.data(), 1, bytes.size(), f);
+    written += bytes.size();
+  };
+  if (torch) {
+    // What torch.save(model.state_dict(), "pytorch_model.bin") writes, as transformers did before it
+    // sharded checkpoints (the hub's older CLIP repositories hold such files); each tensor is made
+    // only when its storage is written, so a large preset is never all in memory.
+    std::vector<imgsearch::tools::NamedTensor> named;
+    for (const Tensor& t : tensors) named.push_back({t.name, dtype, t.shape, "", [&values, &t] { return values(t); }});
+    imgsearch::tools::WriteTorchStateDict(named, write, {.archive = "pytorch_model"});
+  } else {
+    nlohmann::ordered_json header;
+    header["__metadata__"] = {{"format", "pt"}, {"generator", "imgsearch make_test_model"}};
+    uint64_t offset = 0;
+    for (const Tensor& t : tensors) {
+      int64_t n = 1;
+      for (int64_t d : t.shape) n *= d;
+      header[t.name] = {{"dtype", dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + n * elem}}};
+      offset += n * elem;
     }
-    std::fwrite(buf.data(), 1, buf.size(), f);
+    std::string header_text = header.dump();
+    while ((header_text.size() + 8) % 8 != 0) header_text += ' ';
+    std::string header_len(8, '\0');
+    for (int i = 0; i < 8; ++i) header_len[i] = static_cast<char>((header_text.size() >> (8 * i)) & 0xFF);
+    write(header_len);
+    write(header_text);
+    for (const Tensor& t : tensors) write(values(t));
   }
-  if (std::fclose(f) != 0) {
+  if (std::ferror(f) != 0 || std::fclose(f) != 0) {
     std::perror("make_test_model");
     return 1;
   }
-  std::filesystem::rename(tmp, dir / "model.safetensors");
+  std::filesystem::rename(tmp, weights);
 
   nlohmann::ordered_json config;
   if (clip) {
@@ -436,7 +468,7 @@ int main(int argc, char** argv) {
     std::ofstream(dir / "preprocessor_config.json") << preprocessor.dump(2) << "\n";
   }
   std::ofstream(dir / "config.json") << config.dump(2) << "\n";
-  std::printf("wrote %s (%s, %s, %.1f MB)\n", dir.c_str(), preset_name.c_str(), dtype.c_str(),
-              (offset + header_len + 8) / 1e6);
+  std::printf("wrote %s (%s, %s, %s, %.1f MB)\n", dir.c_str(), preset_name.c_str(), dtype.c_str(),
+              weights.filename().c_str(), written / 1e6);
   return 0;
 }

@@ -14,7 +14,8 @@ namespace imgsearch {
 // The model imgsearch uses when none is named.
 inline constexpr const char* kDefaultModelName = "openai/clip-vit-base-patch32";
 
-// Models known to work (any CLIP or SigLIP repository with safetensors weights does).
+// Models known to work (any CLIP or SigLIP repository with model.safetensors or pytorch_model.bin
+// weights does).
 inline constexpr const char* kKnownModels[] = {
     "openai/clip-vit-base-patch32",     "sentence-transformers/clip-ViT-B-32", "openai/clip-vit-base-patch16",
     "openai/clip-vit-large-patch14",    "google/siglip-base-patch16-224",      "google/siglip-so400m-patch14-384",
@@ -42,8 +43,9 @@ struct PullOptions {
   std::function<void(const PullProgress&)> on_progress;
 };
 
-// Downloads `name` ("org/repo") from the hub into the cache: only the files its family (CLIP,
-// SigLIP, SigLIP 2) needs (config, safetensors weights, tokenizer, image processor), each checked
+// Downloads `name` ("org/repo") from the hub into the cache: only the files its kind (CLIP, SigLIP,
+// SigLIP 2, or a multilingual text tower: sentence-transformers' or M-CLIP's) needs (config, weights
+// (model.safetensors, else pytorch_model.bin), tokenizer, image processor), each checked
 // against the hub's SHA-256 (or git blob hash), installed atomically. Interrupted downloads resume
 // from where they stopped. Proxies are taken from the usual environment variables (https_proxy,
 // no_proxy, …). Returns the model folder.

@@ -1,14 +1,16 @@
-// Pulling CLIP models from the Hugging Face hub into the local cache.
+// Pulling models from the Hugging Face hub into the local cache.
 //
 // Layout of the cache:
-//   <cache>/<org>--<repo>/                    an installed model (config.json, model.safetensors,
-//                                             vocab.json, merges.txt, imgsearch-model.json)
+//   <cache>/<org>--<repo>/                    an installed model (e.g. config.json, model.safetensors
+//                                             or pytorch_model.bin, vocab.json, merges.txt,
+//                                             imgsearch-model.json)
 //   <cache>/.partial/<org>--<repo>/<commit>/  downloads in progress (kept to resume)
 //   <cache>/.staging-…                        a model being assembled, renamed into place at the end
 #include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <ctime>
@@ -17,6 +19,7 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -31,25 +34,44 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-// The files each family needs, and those it reads when present. A sentence-transformers CLIP
-// repository keeps its files in 0_CLIPModel/. The tokenizer file tells the families apart.
+// The files each kind of repository needs, and those read when present. "model.safetensors"
+// stands for the weights of its folder: pytorch_model.bin takes its place in a repository without
+// it (torch.save's zip, read without running its pickle). A sentence-transformers CLIP repository
+// keeps its files in 0_CLIPModel/. Files only one kind has tell them apart (CLIP has none of them).
 struct Layout {
   const char* family;
-  const char* tokenizer;  // present only in this family's repositories
+  std::vector<const char*> markers;  // all present only in this kind's repositories
   std::vector<const char*> needed;
   std::vector<const char*> optional;
 };
 const Layout kLayouts[] = {
     {"SigLIP",
-     "spiece.model",
+     {"spiece.model"},
      {"config.json", "model.safetensors", "spiece.model"},
      {"tokenizer_config.json", "preprocessor_config.json"}},
     {"SigLIP 2",
-     "tokenizer.model",
+     {"tokenizer.model"},
      {"config.json", "model.safetensors", "tokenizer.model"},
      {"tokenizer_config.json", "preprocessor_config.json"}},
-    {"CLIP", "vocab.json", {"config.json", "model.safetensors", "vocab.json", "merges.txt"}, {}},
+    // A multilingual text tower trained to CLIP's image space (sentence-transformers/
+    // clip-ViT-B-32-multilingual-v1): a BERT-style model with a WordPiece vocabulary, mean pooling,
+    // then a dense projection, each module in its own folder.
+    {"sentence-transformers multilingual text",
+     {"modules.json", "vocab.txt"},
+     {"modules.json", "config.json", "model.safetensors", "vocab.txt", "1_Pooling/config.json", "2_Dense/config.json",
+      "2_Dense/model.safetensors"},
+     {"tokenizer_config.json", "sentence_bert_config.json", "special_tokens_map.json"}},
+    // Multilingual CLIP (M-CLIP/XLM-Roberta-Large-Vit-B-32): an XLM-RoBERTa text tower with a
+    // SentencePiece vocabulary.
+    {"M-CLIP",
+     {"sentencepiece.bpe.model"},
+     {"config.json", "model.safetensors", "sentencepiece.bpe.model"},
+     {"tokenizer_config.json", "special_tokens_map.json"}},
+    {"CLIP", {}, {"config.json", "model.safetensors", "vocab.json", "merges.txt"}, {}},
 };
+
+constexpr std::string_view kSafetensors = "model.safetensors";
+constexpr std::string_view kTorchWeights = "pytorch_model.bin";
 
 std::string KnownModelList() {
   std::string all;
@@ -103,7 +125,8 @@ Result<std::string> FileDigest(const std::string& path, bool git_blob) {
 }
 
 struct RemoteFile {
-  std::string path;  // in the repository
+  std::string path;   // in the repository
+  std::string local;  // in the installed model's folder
   int64_t size = 0;
   std::string digest;  // SHA-256 for LFS files, git blob SHA-1 otherwise
   bool sha256 = false;
@@ -208,38 +231,50 @@ class Puller {
     } catch (const std::exception& e) {
       return Status::Corruption(url + " did not answer with a file list: " + e.what());
     }
+    auto has = [&](const std::string& path) { return listed.contains(path); };
+    // The weights a layout's "model.safetensors" stands for: safetensors when the repository has
+    // them (no pickle at all), else pytorch_model.bin beside it.
+    auto weights = [&](const std::string& path) {
+      if (!path.ends_with(kSafetensors) || has(path)) return path;
+      return path.substr(0, path.size() - kSafetensors.size()) + std::string(kTorchWeights);
+    };
+    auto shown = [](const std::string& path) {
+      return path.ends_with(kSafetensors) ? path + " (or " + std::string(kTorchWeights) + ")" : path;
+    };
     for (const std::string prefix : {"", "0_CLIPModel/"}) {
-      if (!listed.contains(prefix + "model.safetensors")) continue;
-      const Layout* layout = &kLayouts[std::size(kLayouts) - 1];  // CLIP unless a SigLIP tokenizer is there
+      if (!has(weights(prefix + std::string(kSafetensors)))) continue;
+      const Layout* layout = &kLayouts[std::size(kLayouts) - 1];  // CLIP, unless another kind's files are there
       for (const Layout& l : kLayouts) {
-        if (listed.contains(prefix + l.tokenizer)) {
+        if (!l.markers.empty() &&
+            std::all_of(l.markers.begin(), l.markers.end(), [&](const char* m) { return has(prefix + m); })) {
           layout = &l;
           break;
         }
       }
       std::vector<RemoteFile> files;
       auto add = [&](const char* n, bool needed) -> Status {
-        auto it = listed.find(prefix + n);
+        auto it = listed.find(weights(prefix + n));
         if (it == listed.end()) {
           if (!needed) return Status::Ok();
           std::string all;
-          for (const char* f : layout->needed) all += (all.empty() ? "" : ", ") + std::string(f);
-          return Status::Unsupported(name_ + " has no " + prefix + n + "; a " + layout->family + " model needs " + all);
+          for (const char* f : layout->needed) all += (all.empty() ? "" : ", ") + shown(f);
+          return Status::Unsupported(name_ + " has no " + shown(prefix + n) + "; a " + layout->family +
+                                     " model needs " + all + (prefix.empty() ? "" : " in " + prefix));
         }
         if (it->second.path.find("..") != std::string::npos) return Status::Corruption("bad path " + it->second.path);
-        files.push_back(it->second);
+        RemoteFile f = it->second;
+        // Installed relative to the model's folder: a sentence-transformers CLIP model's
+        // 0_CLIPModel/ is flattened (the loader reads it the same way), other folders are kept.
+        f.local = f.path.substr(prefix.size());
+        files.push_back(std::move(f));
         return Status::Ok();
       };
       for (const char* n : layout->needed) RETURN_IF_ERROR(add(n, true));
       for (const char* n : layout->optional) RETURN_IF_ERROR(add(n, false));
       return files;
     }
-    if (listed.contains("pytorch_model.bin") || listed.contains("0_CLIPModel/pytorch_model.bin")) {
-      return Status::Unsupported(name_ +
-                                 " has only pytorch_model.bin weights; imgsearch reads model.safetensors "
-                                 "(convert them with the safetensors library, or pick a repository that has them)");
-    }
-    return Status::Unsupported(name_ + " has no model.safetensors: not a model imgsearch can load");
+    return Status::Unsupported(name_ + " has no model.safetensors or pytorch_model.bin (nor 0_CLIPModel/ with " +
+                               "either): not a model imgsearch can load");
   }
 
   Status Fetch(const RemoteFile& f, const std::string& partial, int64_t done_before, int64_t total) {
@@ -300,9 +335,8 @@ class Puller {
     json manifest = {{"name", name_},  {"revision", commit},        {"endpoint", endpoint_},
                      {"bytes", total}, {"pulled_at", NowIso8601()}, {"files", json::array()}};
     for (const RemoteFile& f : files) {
-      // Flattened: the loader reads a sentence-transformers 0_CLIPModel/ folder the same way.
-      const std::string base = fs::path(f.path).filename().string();
-      fs::rename(partial + "/" + f.path, staging + "/" + base, ec);
+      fs::create_directories(fs::path(staging + "/" + f.local).parent_path(), ec);
+      if (!ec) fs::rename(partial + "/" + f.path, staging + "/" + f.local, ec);
       if (ec) return Status::IoError("cannot move " + f.path + " into " + staging + ": " + ec.message());
       manifest["files"].push_back({{"path", f.path}, {"size", f.size}, {f.sha256 ? "sha256" : "git_sha1", f.digest}});
     }

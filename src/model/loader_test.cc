@@ -8,6 +8,7 @@
 
 #include "imgsearch/clip.h"
 #include "test_util.h"
+#include "torch_zip_writer.h"
 
 namespace imgsearch {
 namespace {
@@ -99,6 +100,92 @@ TEST(Loader, PytorchModelBinIsReadByItsContent) {
   ExpectError(dir, {"pytorch_model.bin"});
   fs::remove(dir + "/pytorch_model.bin");
   ExpectError(dir, {"missing file", "model.safetensors", "pytorch_model.bin"});
+}
+
+// make_test_model's model for `preset` and `seed`, its weights in `format`, in a new folder.
+std::string MakeTestModel(const std::string& preset, int seed, const std::string& format,
+                          const std::string& tokenizer_from = "") {
+  const std::string dir = MakeTempDir() + "/" + preset + "-" + format;
+  std::vector<std::string> argv = {
+      IMGSEARCH_MAKE_TEST_MODEL, "--out", dir, "--preset", preset, "--seed", std::to_string(seed),
+      "--weights-format",        format};
+  if (!tokenizer_from.empty()) argv.insert(argv.end(), {"--tokenizer-from", tokenizer_from});
+  const auto made = testing::RunCommand(argv);
+  EXPECT_EQ(made.exit_code, 0) << made.err;
+  return dir;
+}
+
+// Row i of `rows` (of `dim` floats each).
+std::vector<float> Row(const std::vector<float>& rows, int dim, size_t i) {
+  return std::vector<float>(rows.begin() + static_cast<std::ptrdiff_t>(i * dim),
+                            rows.begin() + static_cast<std::ptrdiff_t>((i + 1) * dim));
+}
+
+TEST(Loader, TorchCheckpointsLoadLikeSafetensors) {
+  // The same model written by make_test_model as model.safetensors and as pytorch_model.bin: the
+  // same tokens and the same embeddings, for each family (CLIP, SigLIP, SigLIP 2). The torch one
+  // takes the tokenizer of the first, so that both have the same vocabulary and so the same weights.
+  const std::vector<std::string> texts = {"a photo of a cat", "a red car in the snow", "ein Hund im Schnee", ""};
+  for (const std::string preset : {"tiny", "siglip-tiny", "siglip2-tiny"}) {
+    SCOPED_TRACE(preset);
+    const std::string safetensors_dir = MakeTestModel(preset, 21, "safetensors");
+    const std::string torch_dir = MakeTestModel(preset, 21, "torch", safetensors_dir);
+    EXPECT_FALSE(fs::exists(torch_dir + "/model.safetensors"));
+    auto reference = ClipModel::Load(safetensors_dir);
+    ASSERT_TRUE(reference.ok()) << reference.status().ToString();
+    auto model = ClipModel::Load(torch_dir);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    const ClipModel& a = **reference;
+    const ClipModel& b = **model;
+    EXPECT_EQ(b.info().weights_path, torch_dir + "/pytorch_model.bin");
+    EXPECT_EQ(b.info().family, a.info().family);
+    EXPECT_EQ(b.info().dtype, "F32");
+    EXPECT_EQ(b.info().n_params, a.info().n_params);
+    ASSERT_EQ(b.embedding_dim(), a.embedding_dim());
+    ASSERT_EQ(b.image_size(), a.image_size());
+
+    for (const std::string& text : texts) EXPECT_EQ(b.Tokenize(text), a.Tokenize(text)) << text;
+    const int dim = a.embedding_dim();
+    std::vector<float> text_a(texts.size() * dim), text_b(texts.size() * dim);
+    ASSERT_TRUE(a.EncodeTexts(texts, text_a.data()).ok());
+    ASSERT_TRUE(b.EncodeTexts(texts, text_b.data()).ok());
+    for (size_t i = 0; i < texts.size(); ++i) {
+      EXPECT_GE(testing::Cosine(Row(text_a, dim, i), Row(text_b, dim, i)), 0.9999999) << texts[i];
+    }
+
+    const int n_images = 2, side = a.image_size();
+    std::vector<float> pixels(static_cast<size_t>(n_images) * 3 * side * side);
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+    for (float& p : pixels) p = uniform(rng);
+    std::vector<float> image_a(n_images * dim), image_b(n_images * dim);
+    ASSERT_TRUE(a.EncodeImages(pixels.data(), n_images, image_a.data()).ok());
+    ASSERT_TRUE(b.EncodeImages(pixels.data(), n_images, image_b.data()).ok());
+    for (int i = 0; i < n_images; ++i) {
+      EXPECT_GE(testing::Cosine(Row(image_a, dim, i), Row(image_b, dim, i)), 0.9999999) << "image " << i;
+    }
+  }
+}
+
+TEST(Loader, DamagedPytorchModelBinIsAClearError) {
+  const std::string dir = MakeTestModel("tiny", 21, "torch");
+  const std::string bin = dir + "/pytorch_model.bin";
+  const std::string bytes = ReadFile(bin);
+  ASSERT_TRUE(LoadStatus(dir).ok()) << LoadStatus(dir).ToString();
+  // Cut anywhere: in the central directory, in a storage, in data.pkl, in the first header.
+  for (size_t size : {bytes.size() - 1, bytes.size() - 100, bytes.size() / 2, size_t{200}, size_t{10}, size_t{0}}) {
+    SCOPED_TRACE(size);
+    WriteFile(bin, bytes.substr(0, size));
+    ExpectError(dir, {"pytorch_model.bin"});
+  }
+  // A pickle that would run os.system('touch ...') under torch.load: refused by name, and nothing
+  // is run.
+  const std::string witness = MakeTempDir() + "/pwned";
+  tools::Pickler p;
+  p.Op('c').Raw("os\nsystem\n").Str("touch " + witness).Op(0x85).Op('R');
+  WriteFile(bin, tools::WriteZip(tools::TorchSaveRecords(p.Stop(), {}, "pytorch_model")));
+  ExpectError(dir, {"pytorch_model.bin", "refuses pickle global os.system"});
+  EXPECT_FALSE(fs::exists(witness));
 }
 
 TEST(Loader, SentenceTransformersLayout) {

@@ -6,9 +6,11 @@
 // an "FB" padding extra field (caffe2/serialize/inline_container.cc, written with miniz):
 //   <folder>/data.pkl          a pickle (protocol 2 by default) of the saved object
 //   <folder>/data/<key>        the raw little-endian bytes of each storage
-//   <folder>/byteorder         "little" (PyTorch >= 2.1), <folder>/version, .data/serialization_id, ...
+//   <folder>/byteorder         "little" (PyTorch >= 2.1); also <folder>/version,
+//                              .data/serialization_id, .format_version, .storage_alignment (2.7), ...
 // miniz writes sizes and CRCs into data descriptors after the data and the central directory,
-// leaving them zero in the local headers, and always adds the ZIP64 end records.
+// leaving them zero in the local headers, and always adds the ZIP64 end records. The tests write
+// such files with tools/torch_zip_writer.h.
 //
 // A pickle is a program for a stack machine that may call any Python function it names. This
 // reader interprets only the opcodes a state dict (a dict or OrderedDict of name -> tensor) is

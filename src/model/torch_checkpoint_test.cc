@@ -1,200 +1,38 @@
 // torch.save checkpoints read without Python. There is no torch here, so the tests write the files
-// themselves, byte for byte as torch.save does: the zip as miniz lays it out for
-// PyTorchStreamWriter (stored entries, 64-byte aligned data, data descriptors, ZIP64 end records)
-// and the pickle with the opcode sequence Python's pickler emits for a state dict (what
-// pickletools.dis shows for a real one). Then they damage them on purpose.
+// themselves, byte for byte as torch.save does (tools/torch_zip_writer.h: the zip as miniz lays it
+// out for PyTorchStreamWriter, the pickle with the opcode sequence Python's pickler emits for a
+// state dict). Then they damage them on purpose.
 #include <gtest/gtest.h>
-#include <zlib.h>
 
 #include <cstdio>
 #include <cstring>
 #include <map>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "model/torch_checkpoint.h"
 #include "test_util.h"
+#include "torch_zip_writer.h"
 
 namespace imgsearch::model {
 namespace {
 
-void PutLe(std::string& out, uint64_t v, int n) {
-  for (int i = 0; i < n; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
-}
-
-std::string Le(uint64_t v, int n) {
-  std::string s;
-  PutLe(s, v, n);
-  return s;
-}
-
-// ---- a zip written as miniz writes it for torch ----
-
-struct ZipFile {
-  std::string name;
-  std::string data;
-  uint16_t method = 0;  // 0 stored; 8 claims deflate (the data is left as is)
-};
-
-struct ZipOptions {
-  bool zip64_end_records = true;  // miniz always writes them for torch (MZ_ZIP_FLAG_WRITE_ZIP64)
-  bool zip64_extra = false;       // sizes and offset in a ZIP64 extra field, as past 4 GiB
-};
-
-std::string WriteZip(const std::vector<ZipFile>& files, const ZipOptions& opt = {}) {
-  std::string out, central;
-  for (const ZipFile& f : files) {
-    const uint64_t offset = out.size();
-    const uint32_t crc = static_cast<uint32_t>(
-        crc32(0, reinterpret_cast<const Bytef*>(f.data.data()), static_cast<uInt>(f.data.size())));
-    // inline_container.cc getPadding(): an "FB" extra field of 'Z's puts the data on a 64-byte boundary.
-    const size_t start = offset + 30 + f.name.size() + 4;
-    const size_t pad = (64 - start % 64) % 64;
-    std::string extra = "FB" + Le(pad, 2) + std::string(pad, 'Z');
-    // UTF-8 names; CRC and sizes in a data descriptor after the data, zeros in the local header.
-    const uint16_t flags = f.data.empty() ? 0x0800 : 0x0808;
-    const uint16_t version = f.method ? 20 : 0;
-    out += Le(0x04034b50, 4) + Le(version, 2) + Le(flags, 2) + Le(f.method, 2) + Le(0, 4) + Le(0, 4) + Le(0, 4) +
-           Le(0, 4) + Le(f.name.size(), 2) + Le(extra.size(), 2) + f.name + extra + f.data;
-    if (!f.data.empty()) out += Le(0x08074b50, 4) + Le(crc, 4) + Le(f.data.size(), 4) + Le(f.data.size(), 4);
-
-    std::string cextra;
-    uint64_t csize = f.data.size(), coffset = offset;
-    if (opt.zip64_extra) {
-      cextra = Le(1, 2) + Le(24, 2) + Le(f.data.size(), 8) + Le(f.data.size(), 8) + Le(offset, 8);
-      csize = coffset = 0xFFFFFFFF;
-    }
-    central += Le(0x02014b50, 4) + Le(0, 2) + Le(version, 2) + Le(flags, 2) + Le(f.method, 2) + Le(0, 4) + Le(crc, 4) +
-               Le(csize, 4) + Le(csize, 4) + Le(f.name.size(), 2) + Le(cextra.size(), 2) + Le(0, 2) + Le(0, 2) +
-               Le(0, 2) + Le(0, 4) + Le(coffset, 4) + f.name + cextra;
-  }
-  const uint64_t dir_offset = out.size();
-  out += central;
-  if (opt.zip64_end_records) {
-    const uint64_t record = out.size();
-    out += Le(0x06064b50, 4) + Le(44, 8) + Le(0x031E, 2) + Le(0x2D, 2) + Le(0, 4) + Le(0, 4) + Le(files.size(), 8) +
-           Le(files.size(), 8) + Le(central.size(), 8) + Le(dir_offset, 8);
-    out += Le(0x07064b50, 4) + Le(0, 4) + Le(record, 8) + Le(1, 4);
-  }
-  out += Le(0x06054b50, 4) + Le(0, 2) + Le(0, 2) + Le(files.size(), 2) + Le(files.size(), 2) + Le(central.size(), 4) +
-         Le(dir_offset, 4) + Le(0, 2);
-  return out;
-}
-
-// ---- a pickle written as Python's pickler writes it ----
-
-struct TensorSpec {
-  std::string storage_type;  // "FloatStorage", ...
-  std::string key;
-  int64_t storage_numel;
-  int64_t offset;
-  std::vector<int64_t> size, stride;
-};
-
-class Pickler {
- public:
-  explicit Pickler(int protocol = 2) : protocol_(protocol) { Op(0x80).Op(static_cast<uint8_t>(protocol)); }
-
-  Pickler& Op(uint8_t op) {
-    out_.push_back(static_cast<char>(op));
-    return *this;
-  }
-  Pickler& Raw(const std::string& bytes) {
-    out_ += bytes;
-    return *this;
-  }
-  // Memoization as the pickler does it: an object seen before comes back with BINGET; a new
-  // string, global, tuple or container is stored with BINPUT (MEMOIZE from protocol 4 on).
-  Pickler& Put(const std::string& key = "") {
-    const size_t index = next_memo_++;
-    if (!key.empty()) memo_[key] = index;
-    if (protocol_ >= 4) return Op(0x94);
-    return index < 256 ? Op('q').Op(static_cast<uint8_t>(index)) : Op('r').Raw(Le(index, 4));
-  }
-  bool Get(const std::string& key) {
-    auto it = memo_.find(key);
-    if (it == memo_.end()) return false;
-    if (it->second < 256) {
-      Op('h').Op(static_cast<uint8_t>(it->second));
-    } else {
-      Op('j').Raw(Le(it->second, 4));
-    }
-    return true;
-  }
-  Pickler& Str(const std::string& s) {
-    if (Get("str:" + s)) return *this;
-    if (protocol_ >= 4 && s.size() < 256) {
-      Op(0x8c).Op(static_cast<uint8_t>(s.size()));
-    } else {
-      Op('X').Raw(Le(s.size(), 4));
-    }
-    return Raw(s).Put("str:" + s);
-  }
-  Pickler& Global(const std::string& module, const std::string& name) {
-    if (Get("global:" + module + "." + name)) return *this;
-    if (protocol_ >= 4) {
-      Str(module).Str(name).Op(0x93);
-    } else {
-      Op('c').Raw(module + "\n" + name + "\n");
-    }
-    return Put("global:" + module + "." + name);
-  }
-  Pickler& Int(int64_t v) {
-    if (v >= 0 && v < 256) return Op('K').Op(static_cast<uint8_t>(v));
-    if (v >= 0 && v < 65536) return Op('M').Raw(Le(static_cast<uint64_t>(v), 2));
-    if (v >= INT32_MIN && v <= INT32_MAX) return Op('J').Raw(Le(static_cast<uint32_t>(v), 4));
-    return Op(0x8a).Op(8).Raw(Le(static_cast<uint64_t>(v), 8));
-  }
-  Pickler& IntTuple(const std::vector<int64_t>& v) {
-    if (v.empty()) return Op(')');  // the empty tuple is not memoized
-    if (v.size() > 3) Op('(');
-    for (int64_t x : v) Int(x);
-    return Op(v.size() > 3 ? 't' : static_cast<uint8_t>(0x84 + v.size())).Put();
-  }
-  Pickler& EmptyOrderedDict() { return Global("collections", "OrderedDict").Op(')').Op('R').Put(); }
-
-  // A tensor as Tensor.__reduce_ex__ has it pickled: _rebuild_tensor_v2(storage, offset, size,
-  // stride, requires_grad, OrderedDict()), the storage a persistent id ('storage', type, key,
-  // 'cpu', numel).
-  Pickler& Tensor(const TensorSpec& t, const std::string& memo_key = "") {
-    Global("torch._utils", "_rebuild_tensor_v2").Op('(');
-    Op('(').Str("storage").Global("torch", t.storage_type).Str(t.key).Str("cpu").Int(t.storage_numel);
-    Op('t').Put().Op('Q');
-    Int(t.offset).IntTuple(t.size).IntTuple(t.stride).Op(0x89).EmptyOrderedDict();
-    return Op('t').Put().Op('R').Put(memo_key);
-  }
-
-  std::string Stop() {
-    Op('.');
-    return out_;
-  }
-  const std::string& bytes() const { return out_; }
-
- private:
-  int protocol_;
-  std::string out_;
-  std::map<std::string, size_t> memo_;
-  size_t next_memo_ = 0;
-};
+using tools::Le;
+using tools::Pickler;
+using tools::TensorSpec;
+using tools::WriteZip;
+using tools::ZipEntry;
+using tools::ZipOptions;
 
 const TensorSpec kWeight{"FloatStorage", "0", 6, 0, {2, 3}, {3, 1}};  // arange(6).reshape(2, 3)
 const TensorSpec kBias{"HalfStorage", "1", 3, 0, {3}, {1}};
 const TensorSpec kRow{"FloatStorage", "0", 6, 3, {3}, {1}};  // weight[1]: shares storage 0
 
-// torch.save(model.state_dict()): an OrderedDict filled by SETITEMS, then BUILD restoring its
-// _metadata attribute (one {'version': 1} per module).
+// torch.save(model.state_dict()): _metadata names the model ("") and its module a.
 std::string StateDictPickle(const std::vector<std::pair<std::string, TensorSpec>>& tensors) {
-  Pickler p;
-  p.EmptyOrderedDict();
-  if (tensors.size() > 1) p.Op('(');
-  for (const auto& [name, t] : tensors) p.Str(name).Tensor(t);
-  p.Op(tensors.size() > 1 ? 'u' : 's');
-  p.Op('}').Put().Str("_metadata").EmptyOrderedDict().Op('(');
-  p.Str("").Op('}').Put().Str("version").Int(1).Op('s');
-  p.Str("a").Op('}').Put().Str("version").Int(1).Op('s');
-  p.Op('u').Op('s').Op('b');
-  return p.Stop();
+  return tools::StateDictPickle(tensors, std::vector<std::string>{"", "a"});
 }
 
 std::string DefaultPickle() { return StateDictPickle({{"a.weight", kWeight}, {"b.bias", kBias}, {"c.row", kRow}}); }
@@ -208,15 +46,16 @@ std::string FloatBytes(const std::vector<float>& v) {
 const std::string kStorage0 = FloatBytes({0, 1, 2, 3, 4, 5});
 const std::string kStorage1 = Le(0x3C00, 2) + Le(0xC000, 2) + Le(0x3800, 2);  // 1, -2, 0.5 in binary16
 
-// The records of torch.save (2.x) in its order: the pickle, byteorder, the storages sorted by key,
-// then version and the serialization id written when the archive is closed.
-std::vector<ZipFile> CheckpointFiles(const std::string& pickle, const std::string& folder = "archive") {
-  return {{folder + "/data.pkl", pickle},
-          {folder + "/byteorder", "little"},
-          {folder + "/data/0", kStorage0},
-          {folder + "/data/1", kStorage1},
-          {folder + "/version", "3\n"},
-          {folder + "/.data/serialization_id", "1234567890123456789012345678901234567890"}};
+std::vector<ZipEntry> CheckpointFiles(const std::string& pickle, const std::string& folder = "archive") {
+  return tools::TorchSaveRecords(pickle, {{"0", kStorage0}, {"1", kStorage1}}, folder);
+}
+
+// The record of that name, to be damaged.
+ZipEntry& Record(std::vector<ZipEntry>& files, const std::string& name) {
+  for (ZipEntry& f : files) {
+    if (f.name == name) return f;
+  }
+  throw std::invalid_argument("no record " + name);
 }
 
 std::string CheckpointZip(const std::string& pickle, const ZipOptions& opt = {}) {
@@ -374,6 +213,51 @@ TEST(TorchCheckpoint, ReadsLong1BinFloatAndMetadataWithFalseBits) {
   EXPECT_EQ(Floats(tensors->at("w")), (std::vector<float>{0, 1, 2, 3, 4, 5}));
 }
 
+TEST(TorchCheckpoint, ReadsWhatWriteTorchStateDictWrites) {
+  // The writer the tools use (make_test_model): F32, F16 and BF16 tensors, a scalar and an empty
+  // one, as a module's state dict and as transformers' plain dict, whole or made one at a time.
+  const std::string bf16 = Le(0x3F80, 2) + Le(0xC000, 2);  // 1, -2
+  std::vector<tools::NamedTensor> tensors = {{"text.layers.0.fc.weight", "F32", {2, 3}, FloatBytes({0, 1, 2, 3, 4, 5})},
+                                             {"text.layers.0.fc.bias", "F16", {3}, kStorage1},
+                                             {"vision.proj", "BF16", {1, 2}, bf16},
+                                             {"logit_scale", "F32", {}, FloatBytes({2.5f})},
+                                             {"empty", "F16", {0, 4}, ""}};
+  for (const bool module_state_dict : {true, false}) {
+    SCOPED_TRACE(module_state_dict ? "state dict" : "plain dict");
+    const std::string zip = tools::WriteTorchStateDict(tensors, {"pytorch_model", module_state_dict});
+    std::vector<uint8_t> keep;
+    auto read = ReadBytes(zip, &keep);
+    ASSERT_TRUE(read.ok()) << read.status().ToString();
+    ASSERT_EQ(read->size(), tensors.size());
+    for (const tools::NamedTensor& t : tensors) {
+      const TensorInfo& info = read->at(t.name);
+      EXPECT_EQ(info.dtype_name, t.dtype) << t.name;
+      EXPECT_EQ(info.shape, t.shape) << t.name;
+      EXPECT_EQ(std::string(reinterpret_cast<const char*>(info.data), info.n_bytes), t.data) << t.name;
+      EXPECT_EQ((info.data - keep.data()) % 64, 0) << t.name;
+    }
+    EXPECT_NE(zip.find("pytorch_model/data/4"), std::string::npos);
+
+    std::vector<tools::NamedTensor> lazy = tensors;
+    std::string order;
+    for (tools::NamedTensor& t : lazy) {
+      t.make_data = [&order, &t, data = t.data] {
+        order += t.name + " ";
+        return data;
+      };
+      t.data.clear();
+    }
+    std::string streamed;
+    tools::WriteTorchStateDict(lazy, [&](std::string_view b) { streamed.append(b); },
+                               {"pytorch_model", module_state_dict});
+    EXPECT_EQ(streamed, zip);
+    EXPECT_EQ(order, "text.layers.0.fc.weight text.layers.0.fc.bias vision.proj logit_scale empty ");
+  }
+  EXPECT_NE(tools::WriteTorchStateDict(tensors), tools::WriteTorchStateDict(tensors, {"archive", false}));
+  tensors[0].data.pop_back();
+  EXPECT_THROW(tools::WriteTorchStateDict(tensors), std::invalid_argument);
+}
+
 // ---- refusals ----
 
 TEST(TorchCheckpoint, RefusesGlobalsOutsideTheAllowlistWhenTheyAreRead) {
@@ -470,15 +354,15 @@ TEST(TorchCheckpoint, RefusesBrokenZips) {
 
   // A compressed entry (a zip repacked by a zip tool): refused before its bytes are looked at.
   auto files = CheckpointFiles(DefaultPickle());
-  files[0].method = 8;
+  Record(files, "archive/data.pkl").method = 8;
   ExpectRefused(WriteZip(files), "zip entry archive/data.pkl is compressed (method 8, deflate)");
   files = CheckpointFiles(DefaultPickle());
-  files[2].method = 8;
+  Record(files, "archive/data/0").method = 8;
   ExpectRefused(WriteZip(files), "zip entry archive/data/0 is compressed");
 
   // No data.pkl, two of them, a TorchScript archive, a big-endian one.
   files = CheckpointFiles(DefaultPickle());
-  files[0].name = "archive/data.pickle";
+  Record(files, "archive/data.pkl").name = "archive/data.pickle";
   ExpectRefused(WriteZip(files), "no <folder>/data.pkl");
   files = CheckpointFiles(DefaultPickle());
   files.push_back({"other/data.pkl", DefaultPickle()});
@@ -487,7 +371,7 @@ TEST(TorchCheckpoint, RefusesBrokenZips) {
   files.push_back({"archive/constants.pkl", Pickler().Op(')').Stop()});
   ExpectRefused(WriteZip(files), "TorchScript");
   files = CheckpointFiles(DefaultPickle());
-  files[1].data = "big";
+  Record(files, "archive/byteorder").data = "big";
   ExpectRefused(WriteZip(files), "not little-endian");
 
   // An entry whose local header offset points into another entry's data.
