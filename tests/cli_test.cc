@@ -439,6 +439,30 @@ TEST(Cli, AnotherModelIsRefusedUntilReindex) {
   EXPECT_FALSE(std::filesystem::exists(db + ".old"));
 }
 
+// --text-model: query texts through a multilingual tower (safetensors or pytorch_model.bin) into the
+// collection's space; one of another dimension, or an image model, is refused with the reason.
+TEST(Cli, SearchWithAMultilingualTextModel) {
+  const std::string dir = testing::MakeTempDir();
+  MakeLibrary(dir);
+  const std::string db = dir + "/db";
+  RunCommand({ImgsearchBin(), "index", "--db", db, "--model", TestModelDir(), dir + "/lib"});
+  for (const std::string suffix : {"-multilingual", "-mclip"}) {
+    auto hits = RunCommand({ImgsearchBin(), "search", "--db", db, "--text-model", TestModelDir() + suffix,
+                            "ein Foto einer Katze", "--json"});
+    ASSERT_EQ(hits.exit_code, 0) << hits.err;
+    EXPECT_EQ(JsonLines(hits.out).size(), 3u) << suffix;
+  }
+  auto wide = RunCommand({ImgsearchBin(), "search", "--db", db, "--text-model", TestModelDir() + "-mclip-wide", "cat"});
+  EXPECT_EQ(wide.exit_code, 2);
+  EXPECT_NE(wide.err.find("maps text to 64 dimensions, but the image model"), std::string::npos) << wide.err;
+  auto image_model = RunCommand({ImgsearchBin(), "search", "--db", db, "--text-model", TestModelDir(), "cat"});
+  EXPECT_EQ(image_model.exit_code, 2);
+  EXPECT_NE(image_model.err.find("not a text model"), std::string::npos) << image_model.err;
+  auto missing = RunCommand({ImgsearchBin(), "search", "--db", db, "--text-model", dir + "/nothing", "cat"});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.err.find("(from --text-model)"), std::string::npos) << missing.err;
+}
+
 // A collection moves between families with reindex (CLIP → SigLIP 2 → SigLIP); SigLIP results
 // carry the model's match probability for a query of one text, and only then.
 TEST(Cli, ReindexAcrossFamiliesAndSiglipsMatchProbability) {

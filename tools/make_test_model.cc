@@ -27,6 +27,8 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <set>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -237,6 +239,275 @@ void AddBlock(std::vector<Tensor>* t, const std::string& prefix, int width, int 
   t->push_back({prefix + ".mlp.fc2.bias", {width}});
 }
 
+// Writes `tensors` with random values drawn from `rng` into dir/model.safetensors, or with `torch`
+// dir/pytorch_model.bin. Returns the bytes written, 0 (with a message) when the file cannot be.
+uint64_t WriteWeights(const std::filesystem::path& dir, const std::vector<Tensor>& tensors, const std::string& dtype,
+                      bool torch, std::mt19937_64& rng) {
+  // One stream of random numbers over the tensors in order, whichever the format: a seed gives the
+  // same weights as safetensors and as a torch checkpoint.
+  const size_t elem = dtype == "F32" ? 4 : 2;
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  auto values = [&](const Tensor& t) {
+    int64_t n = 1;
+    for (int64_t d : t.shape) n *= d;
+    std::string bytes(static_cast<size_t>(n) * elem, '\0');
+    for (int64_t i = 0; i < n; ++i) {
+      float v = t.init == Tensor::kOnes ? 1.0f : t.init == Tensor::kZeros ? 0.0f : normal(rng) * t.scale;
+      if (t.init != Tensor::kNormal) v += normal(rng) * 0.02f;  // perturbed, so LayerNorm parameters matter
+      if (elem == 4) {
+        std::memcpy(bytes.data() + 4 * i, &v, 4);
+      } else {
+        const uint16_t h = dtype == "F16" ? ToF16(v) : ToBf16(v);
+        std::memcpy(bytes.data() + 2 * i, &h, 2);
+      }
+    }
+    return bytes;
+  };
+
+  const std::filesystem::path weights = dir / (torch ? "pytorch_model.bin" : "model.safetensors");
+  // The other format's file, from an earlier run into this folder, would be read instead (the
+  // loader prefers model.safetensors) or stay behind as a second copy.
+  std::filesystem::remove(dir / (torch ? "model.safetensors" : "pytorch_model.bin"));
+  const std::filesystem::path tmp = weights.string() + ".tmp";
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (f == nullptr) {
+    std::perror("make_test_model");
+    return 0;
+  }
+  uint64_t written = 0;
+  auto write = [&](std::string_view bytes) {
+    std::fwrite(bytes.data(), 1, bytes.size(), f);
+    written += bytes.size();
+  };
+  if (torch) {
+    // What torch.save(model.state_dict(), "pytorch_model.bin") writes, as transformers did before it
+    // sharded checkpoints (the hub's older CLIP repositories hold such files); each tensor is made
+    // only when its storage is written, so a large preset is never all in memory.
+    std::vector<imgsearch::tools::NamedTensor> named;
+    for (const Tensor& t : tensors) named.push_back({t.name, dtype, t.shape, "", [&values, &t] { return values(t); }});
+    imgsearch::tools::WriteTorchStateDict(named, write, {.archive = "pytorch_model"});
+  } else {
+    nlohmann::ordered_json header;
+    header["__metadata__"] = {{"format", "pt"}, {"generator", "imgsearch make_test_model"}};
+    uint64_t offset = 0;
+    for (const Tensor& t : tensors) {
+      int64_t n = 1;
+      for (int64_t d : t.shape) n *= d;
+      header[t.name] = {{"dtype", dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + n * elem}}};
+      offset += n * elem;
+    }
+    std::string header_text = header.dump();
+    while ((header_text.size() + 8) % 8 != 0) header_text += ' ';
+    std::string header_len(8, '\0');
+    for (int i = 0; i < 8; ++i) header_len[i] = static_cast<char>((header_text.size() >> (8 * i)) & 0xFF);
+    write(header_len);
+    write(header_text);
+    for (const Tensor& t : tensors) write(values(t));
+  }
+  if (std::ferror(f) != 0 || std::fclose(f) != 0) {
+    std::perror("make_test_model");
+    return 0;
+  }
+  std::filesystem::rename(tmp, weights);
+  return written;
+}
+
+// Text-only towers into a CLIP model's space (imgsearch/text_model.h).
+enum class TextBase { kDistilBert, kXlmRoberta };
+
+struct TextPreset {
+  TextBase base;
+  int width, layers, heads, mlp;
+  int projection;  // the image model's embedding size
+};
+
+const std::map<std::string, TextPreset> kTextPresets = {
+    // Into the tiny CLIP preset's 48 dimensions.
+    {"multilingual-tiny", {TextBase::kDistilBert, 64, 2, 4, 128, 48}},
+    {"mclip-tiny", {TextBase::kXlmRoberta, 64, 2, 4, 128, 48}},
+    // The shape of sentence-transformers/clip-ViT-B-32-multilingual-v1 (distilbert-base-multilingual).
+    {"multilingual-b-32", {TextBase::kDistilBert, 768, 6, 12, 3072, 512}},
+};
+
+// A cased WordPiece vocabulary with BERT's special ids ([PAD] 0, [UNK] 100, [CLS] 101, [SEP] 102,
+// [MASK] 103): ASCII characters and their "##" continuations, the test words, the corpus's other
+// characters. Returns its size.
+int WriteWordPieceVocab(const std::filesystem::path& dir) {
+  std::vector<std::string> vocab = {"[PAD]"};
+  for (int i = 1; i < 100; ++i) vocab.push_back("[unused" + std::to_string(i) + "]");
+  for (const char* special : {"[UNK]", "[CLS]", "[SEP]", "[MASK]"}) vocab.push_back(special);
+  std::set<std::string> seen(vocab.begin(), vocab.end());
+  auto add = [&](const std::string& token) {
+    if (seen.insert(token).second) vocab.push_back(token);
+  };
+  for (char c = '!'; c <= '~'; ++c) add(std::string(1, c));
+  for (char c = '!'; c <= '~'; ++c) add("##" + std::string(1, c));
+  for (const char* word : kWords) add(word);
+  for (const char* line : kCorpus) {
+    const std::string text = line;
+    for (size_t i = 0; i < text.size();) {
+      const unsigned char c = static_cast<unsigned char>(text[i]);
+      const size_t len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+      if (c >= 0x80) {
+        add(text.substr(i, len));
+        add("##" + text.substr(i, len));
+      }
+      i += len;
+    }
+    std::istringstream words(text);
+    for (std::string w; words >> w;) add(w);
+  }
+  std::ofstream out(dir / "vocab.txt");
+  for (const std::string& token : vocab) out << token << "\n";
+  return static_cast<int>(vocab.size());
+}
+
+// XLM-RoBERTa's SentencePiece unigram model (<unk> 0, <s> 1, </s> 2), as sentencepiece.bpe.model,
+// and its tokenizer_config.json with fairseq's ids. Returns the size of the id space (pieces + 1 for
+// fairseq's offset + <mask>), or 0.
+int WriteXlmrTokenizer(const std::filesystem::path& dir) {
+  const std::filesystem::path corpus = dir / "corpus.txt.tmp";
+  {
+    std::ofstream out(corpus);
+    for (int repeat = 0; repeat < 4; ++repeat) {
+      for (const char* line : kCorpus) out << line << "\n";
+    }
+  }
+  const std::string prefix = (dir / "sentencepiece.bpe").string();
+  const auto status = sentencepiece::SentencePieceTrainer::Train(
+      "--input=" + corpus.string() + " --model_prefix=" + prefix +
+      " --model_type=unigram --vocab_size=200 --character_coverage=1.0 --hard_vocab_limit=false --minloglevel=2");
+  std::filesystem::remove(corpus);
+  std::filesystem::remove(prefix + ".vocab");
+  if (!status.ok()) {
+    std::fprintf(stderr, "make_test_model: training the tokenizer failed: %s\n", status.ToString().c_str());
+    return 0;
+  }
+  sentencepiece::SentencePieceProcessor sp;
+  if (!sp.Load(prefix + ".model").ok()) return 0;
+  const int mask = sp.GetPieceSize() + 1;
+  nlohmann::ordered_json added;
+  const std::pair<int, const char*> specials[] = {
+      {0, "<s>"}, {1, "<pad>"}, {2, "</s>"}, {3, "<unk>"}, {mask, "<mask>"}};
+  for (const auto& [id, content] : specials) {
+    added[std::to_string(id)] = {{"content", content}, {"lstrip", id == mask}, {"normalized", false},
+                                 {"rstrip", false},    {"single_word", false}, {"special", true}};
+  }
+  const nlohmann::ordered_json config = {{"added_tokens_decoder", added},
+                                         {"bos_token", "<s>"},
+                                         {"eos_token", "</s>"},
+                                         {"pad_token", "<pad>"},
+                                         {"tokenizer_class", "XLMRobertaTokenizer"}};
+  std::ofstream(dir / "tokenizer_config.json") << config.dump(2) << "\n";
+  return mask + 1;
+}
+
+void AddBertBlock(std::vector<Tensor>* t, const std::string& prefix, TextBase base, int width, int mlp) {
+  const bool distil = base == TextBase::kDistilBert;
+  const char* names[] = {
+      distil ? "attention.q_lin" : "attention.self.query", distil ? "attention.k_lin" : "attention.self.key",
+      distil ? "attention.v_lin" : "attention.self.value", distil ? "attention.out_lin" : "attention.output.dense"};
+  for (const char* n : names) {
+    t->push_back({prefix + "." + n + ".weight", {width, width}});
+    t->push_back({prefix + "." + n + ".bias", {width}});
+  }
+  for (const char* ln :
+       {distil ? "sa_layer_norm" : "attention.output.LayerNorm", distil ? "output_layer_norm" : "output.LayerNorm"}) {
+    t->push_back({prefix + "." + ln + ".weight", {width}, Tensor::kOnes});
+    t->push_back({prefix + "." + ln + ".bias", {width}, Tensor::kZeros});
+  }
+  const std::string fc1 = distil ? "ffn.lin1" : "intermediate.dense", fc2 = distil ? "ffn.lin2" : "output.dense";
+  t->push_back({prefix + "." + fc1 + ".weight", {mlp, width}});
+  t->push_back({prefix + "." + fc1 + ".bias", {mlp}});
+  t->push_back({prefix + "." + fc2 + ".weight", {width, mlp}});
+  t->push_back({prefix + "." + fc2 + ".bias", {width}});
+}
+
+// A sentence-transformers folder (DistilBERT, mean pooling, Dense without bias) or an M-CLIP folder
+// (XLM-RoBERTa with its base's config.json in base/, LinearTransformation).
+int WriteTextModel(const std::filesystem::path& dir, const TextPreset& p, int projection, const std::string& dtype,
+                   bool torch, std::mt19937_64& rng) {
+  const bool distil = p.base == TextBase::kDistilBert;
+  const int vocab = distil ? WriteWordPieceVocab(dir) : WriteXlmrTokenizer(dir);
+  if (vocab == 0) return 1;
+  const std::string prefix = distil ? "" : "transformer.";
+  const int positions = distil ? 512 : 514;
+  std::vector<Tensor> tensors;
+  tensors.push_back({prefix + "embeddings.word_embeddings.weight", {vocab, p.width}});
+  tensors.push_back({prefix + "embeddings.position_embeddings.weight", {positions, p.width}});
+  if (!distil) tensors.push_back({prefix + "embeddings.token_type_embeddings.weight", {1, p.width}});
+  tensors.push_back({prefix + "embeddings.LayerNorm.weight", {p.width}, Tensor::kOnes});
+  tensors.push_back({prefix + "embeddings.LayerNorm.bias", {p.width}, Tensor::kZeros});
+  for (int i = 0; i < p.layers; ++i) {
+    AddBertBlock(&tensors, prefix + (distil ? "transformer.layer." : "encoder.layer.") + std::to_string(i), p.base,
+                 p.width, p.mlp);
+  }
+  if (!distil) {
+    tensors.push_back({"transformer.pooler.dense.weight", {p.width, p.width}});  // unused, as upstream's
+    tensors.push_back({"transformer.pooler.dense.bias", {p.width}});
+    tensors.push_back({"LinearTransformation.weight", {projection, p.width}});
+    tensors.push_back({"LinearTransformation.bias", {projection}});
+  }
+  if (WriteWeights(dir, tensors, dtype, torch, rng) == 0) return 1;
+  if (!distil) {
+    const nlohmann::ordered_json config = {
+        {"model_type", "M-CLIP"}, {"modelBase", "base"}, {"numDims", projection}, {"transformerDimensions", p.width}};
+    std::ofstream(dir / "config.json") << config.dump(2) << "\n";
+    std::filesystem::create_directories(dir / "base");
+    const nlohmann::ordered_json base = {{"model_type", "xlm-roberta"},
+                                         {"hidden_size", p.width},
+                                         {"num_attention_heads", p.heads},
+                                         {"num_hidden_layers", p.layers},
+                                         {"intermediate_size", p.mlp},
+                                         {"hidden_act", "gelu"},
+                                         {"layer_norm_eps", 1e-5},
+                                         {"max_position_embeddings", positions},
+                                         {"pad_token_id", 1},
+                                         {"type_vocab_size", 1},
+                                         {"vocab_size", vocab}};
+    std::ofstream(dir / "base" / "config.json") << base.dump(2) << "\n";
+    return 0;
+  }
+  const nlohmann::ordered_json config = {{"model_type", "distilbert"},
+                                         {"dim", p.width},
+                                         {"n_layers", p.layers},
+                                         {"n_heads", p.heads},
+                                         {"hidden_dim", p.mlp},
+                                         {"activation", "gelu"},
+                                         {"max_position_embeddings", positions},
+                                         {"sinusoidal_pos_embds", false},
+                                         {"vocab_size", vocab}};
+  std::ofstream(dir / "config.json") << config.dump(2) << "\n";
+  const nlohmann::json modules = nlohmann::json::parse(R"([
+    {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    {"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}])");
+  std::ofstream(dir / "modules.json") << modules.dump(2) << "\n";
+  std::ofstream(dir / "sentence_bert_config.json") << R"({"max_seq_length": 128, "do_lower_case": false})"
+                                                   << "\n";
+  const nlohmann::ordered_json tokenizer = {{"do_lower_case", false},
+                                            {"tokenize_chinese_chars", true},
+                                            {"strip_accents", nullptr},
+                                            {"tokenizer_class", "DistilBertTokenizer"}};
+  std::ofstream(dir / "tokenizer_config.json") << tokenizer.dump(2) << "\n";
+  std::filesystem::create_directories(dir / "1_Pooling");
+  std::ofstream(dir / "1_Pooling" / "config.json") << nlohmann::ordered_json{{"word_embedding_dimension", p.width},
+                                                                             {"pooling_mode_cls_token", false},
+                                                                             {"pooling_mode_mean_tokens", true},
+                                                                             {"pooling_mode_max_tokens", false}}
+                                                          .dump(2)
+                                                   << "\n";
+  std::filesystem::create_directories(dir / "2_Dense");
+  std::ofstream(dir / "2_Dense" / "config.json")
+      << nlohmann::ordered_json{{"in_features", p.width},
+                                {"out_features", projection},
+                                {"bias", false},
+                                {"activation_function", "torch.nn.modules.linear.Identity"}}
+             .dump(2)
+      << "\n";
+  return WriteWeights(dir / "2_Dense", {{"linear.weight", {projection, p.width}}}, dtype, torch, rng) == 0 ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -246,6 +517,9 @@ int main(int argc, char** argv) {
   app.add_option("--out", out_dir, "output directory")->required();
   std::string preset_names;
   for (const auto& [name, preset] : kPresets) preset_names += (preset_names.empty() ? "" : ", ") + name;
+  for (const auto& [name, preset] : kTextPresets) preset_names += ", " + name + " (text only)";
+  int projection = 0;
+  app.add_option("--projection", projection, "text-only presets: the embedding size (default: the preset's)");
   app.add_option("--preset", preset_name, preset_names)->capture_default_str();
   app.add_option("--dtype", dtype, "F32, F16 or BF16")->capture_default_str();
   app.add_option("--seed", seed, "random seed")->capture_default_str();
@@ -257,6 +531,19 @@ int main(int argc, char** argv) {
                  "copy the tokenizer files (vocab.json and merges.txt, or the SentencePiece model and "
                  "tokenizer_config.json) from this model directory");
   CLI11_PARSE(app, argc, argv);
+  if (auto text = kTextPresets.find(preset_name); text != kTextPresets.end()) {
+    if (dtype != "F32" && dtype != "F16" && dtype != "BF16") {
+      std::fprintf(stderr, "make_test_model: unknown dtype\n");
+      return 2;
+    }
+    const std::filesystem::path dir(out_dir);
+    std::filesystem::create_directories(dir);
+    std::mt19937_64 rng(seed);
+    const int status = WriteTextModel(dir, text->second, projection > 0 ? projection : text->second.projection, dtype,
+                                      weights_format == "torch", rng);
+    if (status == 0) std::printf("wrote %s (%s, %s)\n", dir.c_str(), preset_name.c_str(), dtype.c_str());
+    return status;
+  }
   auto preset_it = kPresets.find(preset_name);
   if (preset_it == kPresets.end() || (dtype != "F32" && dtype != "F16" && dtype != "BF16")) {
     std::fprintf(stderr, "make_test_model: unknown preset or dtype\n");
@@ -339,74 +626,9 @@ int main(int argc, char** argv) {
     tensors.push_back({"vision_model.head.mlp.fc2.bias", {w}});
   }
 
-  // One stream of random numbers over the tensors in order, whichever the format: a seed gives the
-  // same weights as safetensors and as a torch checkpoint.
-  const size_t elem = dtype == "F32" ? 4 : 2;
   std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  auto values = [&](const Tensor& t) {
-    int64_t n = 1;
-    for (int64_t d : t.shape) n *= d;
-    std::string bytes(static_cast<size_t>(n) * elem, '\0');
-    for (int64_t i = 0; i < n; ++i) {
-      float v = t.init == Tensor::kOnes ? 1.0f : t.init == Tensor::kZeros ? 0.0f : normal(rng) * t.scale;
-      if (t.init != Tensor::kNormal) v += normal(rng) * 0.02f;  // perturbed, so LayerNorm parameters matter
-      if (elem == 4) {
-        std::memcpy(bytes.data() + 4 * i, &v, 4);
-      } else {
-        const uint16_t h = dtype == "F16" ? ToF16(v) : ToBf16(v);
-        std::memcpy(bytes.data() + 2 * i, &h, 2);
-      }
-    }
-    return bytes;
-  };
-
-  const bool torch = weights_format == "torch";
-  const std::filesystem::path weights = dir / (torch ? "pytorch_model.bin" : "model.safetensors");
-  // The other format's file, from an earlier run into this folder, would be read instead (the
-  // loader prefers model.safetensors) or stay behind as a second copy.
-  std::filesystem::remove(dir / (torch ? "model.safetensors" : "pytorch_model.bin"));
-  const std::filesystem::path tmp = weights.string() + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr) {
-    std::perror("make_test_model");
-    return 1;
-  }
-  uint64_t written = 0;
-  auto write = [&](std::string_view bytes) {
-    std::fwrite(bytes.data(), 1, bytes.size(), f);
-    written += bytes.size();
-  };
-  if (torch) {
-    // What torch.save(model.state_dict(), "pytorch_model.bin") writes, as transformers did before it
-    // sharded checkpoints (the hub's older CLIP repositories hold such files); each tensor is made
-    // only when its storage is written, so a large preset is never all in memory.
-    std::vector<imgsearch::tools::NamedTensor> named;
-    for (const Tensor& t : tensors) named.push_back({t.name, dtype, t.shape, "", [&values, &t] { return values(t); }});
-    imgsearch::tools::WriteTorchStateDict(named, write, {.archive = "pytorch_model"});
-  } else {
-    nlohmann::ordered_json header;
-    header["__metadata__"] = {{"format", "pt"}, {"generator", "imgsearch make_test_model"}};
-    uint64_t offset = 0;
-    for (const Tensor& t : tensors) {
-      int64_t n = 1;
-      for (int64_t d : t.shape) n *= d;
-      header[t.name] = {{"dtype", dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + n * elem}}};
-      offset += n * elem;
-    }
-    std::string header_text = header.dump();
-    while ((header_text.size() + 8) % 8 != 0) header_text += ' ';
-    std::string header_len(8, '\0');
-    for (int i = 0; i < 8; ++i) header_len[i] = static_cast<char>((header_text.size() >> (8 * i)) & 0xFF);
-    write(header_len);
-    write(header_text);
-    for (const Tensor& t : tensors) write(values(t));
-  }
-  if (std::ferror(f) != 0 || std::fclose(f) != 0) {
-    std::perror("make_test_model");
-    return 1;
-  }
-  std::filesystem::rename(tmp, weights);
+  const uint64_t written = WriteWeights(dir, tensors, dtype, weights_format == "torch", rng);
+  if (written == 0) return 1;
 
   nlohmann::ordered_json config;
   if (clip) {
@@ -469,6 +691,6 @@ int main(int argc, char** argv) {
   }
   std::ofstream(dir / "config.json") << config.dump(2) << "\n";
   std::printf("wrote %s (%s, %s, %s, %.1f MB)\n", dir.c_str(), preset_name.c_str(), dtype.c_str(),
-              weights.filename().c_str(), written / 1e6);
+              weights_format == "torch" ? "pytorch_model.bin" : "model.safetensors", written / 1e6);
   return 0;
 }

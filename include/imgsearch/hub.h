@@ -14,13 +14,21 @@ namespace imgsearch {
 // The model imgsearch uses when none is named.
 inline constexpr const char* kDefaultModelName = "openai/clip-vit-base-patch32";
 
-// Models known to work (any CLIP or SigLIP repository with model.safetensors or pytorch_model.bin
-// weights does).
+// Models known to work (any CLIP or SigLIP repository does), and text models for --text-model.
 inline constexpr const char* kKnownModels[] = {
-    "openai/clip-vit-base-patch32",     "sentence-transformers/clip-ViT-B-32", "openai/clip-vit-base-patch16",
-    "openai/clip-vit-large-patch14",    "google/siglip-base-patch16-224",      "google/siglip-so400m-patch14-384",
-    "google/siglip2-base-patch32-256",  "google/siglip2-base-patch16-224",     "google/siglip2-large-patch16-256",
-    "google/siglip2-so400m-patch14-384"};
+    "openai/clip-vit-base-patch32",
+    "sentence-transformers/clip-ViT-B-32",
+    "openai/clip-vit-base-patch16",
+    "openai/clip-vit-large-patch14",
+    "google/siglip-base-patch16-224",
+    "google/siglip-so400m-patch14-384",
+    "google/siglip2-base-patch32-256",
+    "google/siglip2-base-patch16-224",
+    "google/siglip2-large-patch16-256",
+    "google/siglip2-so400m-patch14-384",
+    "sentence-transformers/clip-ViT-B-32-multilingual-v1",  // text, into openai/clip-vit-base-patch32's space
+    "M-CLIP/XLM-Roberta-Large-Vit-B-32",                    // text, likewise
+};
 
 // In a pulled model's folder: what was pulled ({"name", "revision", "bytes", "pulled_at"}).
 inline constexpr const char* kModelManifest = "imgsearch-model.json";

@@ -12,6 +12,7 @@
 #include <unicode/uchar.h>
 #include <unicode/unistr.h>
 
+#include <algorithm>
 #include <fstream>
 #include <unordered_map>
 
@@ -107,12 +108,16 @@ class WordPieceTokenizer final : public TextTokenizer {
       auto it = j.find("strip_accents");
       strip_accents_ = it != j.end() && it->is_boolean() ? it->get<bool>() : lower_case_;
       ASSIGN_OR_RETURN(added_, ReadAddedTokens(j, files.tokenizer_config));
-    } else {
-      for (const char* name : {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}) {
-        auto it = vocab_.find(ToUtf32(name));
-        if (it != vocab_.end()) added_.push_back({it->first, it->second, false, false});
-      }
     }
+    // BERT's special tokens are never split, listed in the config or not.
+    for (const char* name : {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}) {
+      auto it = vocab_.find(ToUtf32(name));
+      const bool listed =
+          std::any_of(added_.begin(), added_.end(), [&](const AddedToken& t) { return t.content == ToUtf32(name); });
+      if (it != vocab_.end() && !listed) added_.push_back({it->first, it->second, false, false});
+    }
+    std::stable_sort(added_.begin(), added_.end(),
+                     [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
     lower_case_text_ = files.lower_case_text;
     return Status::Ok();
   }
