@@ -55,7 +55,7 @@ double MeasureGemmGflops(int m, int k, int n, double min_seconds) {
 
 double VisionFlopsPerImage(const ModelInfo& info) {
   const double w = info.vision.width;
-  const double grid = static_cast<double>(info.image_size) / info.patch_size;
+  const double grid = info.image_size / info.patch_size;  // patches per side (a remainder is left out)
   const double t = grid * grid + (info.family == "clip" ? 1 : 0);
   const double patch = 2.0 * grid * grid * 3 * info.patch_size * info.patch_size * w;
   const double per_layer = 2.0 * t * w * 3 * w                         // q, k, v
@@ -91,6 +91,8 @@ Result<std::unique_ptr<ClipModel>> ClipModel::Load(const std::string& dir, const
   const uint64_t weights_bytes = st.file_size();
   const std::string fingerprint = st.Fingerprint();
   ASSIGN_OR_RETURN(impl->weights, model::ModelWeights::Load(std::move(st), impl->config));
+  impl->config.logit_scale = impl->weights->logit_scale();
+  impl->config.logit_bias = impl->weights->logit_bias();
   ASSIGN_OR_RETURN(impl->tokenizer, model::LoadTokenizer(files, impl->config.text.n_positions));
   if (impl->tokenizer->id_limit() > impl->config.vocab_size) {
     return Status::InvalidArgument(files.dir + ": the tokenizer's ids reach " +

@@ -283,13 +283,6 @@ Status DeriveSiglip(const CheckpointFile& st, ModelConfig* c) {
     t->layer_norm_eps = 1e-6f;
     t->activation = Activation::kGeluTanh;
   }
-  for (const char* name : {"logit_scale", "logit_bias"}) {
-    const TensorInfo* t = st.Find(name);
-    if (t == nullptr || t->numel() != 1 || t->dtype != DType::kF32) continue;  // optional: scores need them
-    float v;
-    std::memcpy(&v, t->data, sizeof v);
-    (std::string_view(name) == "logit_scale" ? c->logit_scale : c->logit_bias) = v;
-  }
   return Status::Ok();
 }
 
@@ -338,6 +331,18 @@ Result<ModelConfig> DeriveConfig(const CheckpointFile& st, const ModelFiles& fil
     }
     if (auto it = j.find("vision_config"); it != j.end()) {
       RETURN_IF_ERROR(ApplyTowerOverrides(*it, files.config_json, "vision_config", !clip, &c.vision));
+      // The input size may exceed grid · patch (so400m: 384 px, 27 patches of 14): the patch
+      // convolution leaves the remainder out.
+      if (auto size = it->find("image_size"); size != it->end() && size->is_number_integer()) {
+        const int64_t px = size->get<int64_t>();
+        if (px < c.patch_size || px > 8192 || px / c.patch_size != c.grid()) {
+          return Status::InvalidArgument(files.config_json + ": vision_config.image_size " + std::to_string(px) +
+                                         " does not make the " + std::to_string(c.grid()) + "×" +
+                                         std::to_string(c.grid()) + " patches of " + std::to_string(c.patch_size) +
+                                         " pixels the position embeddings hold");
+        }
+        c.image_size = static_cast<int>(px);
+      }
     }
   }
   if (c.text.n_layers == 0 || c.vision.n_layers == 0) {

@@ -1,14 +1,17 @@
 // SigLIP's, SigLIP 2's and XLM-RoBERTa's tokenizers over libsentencepiece, as Hugging Face's slow
 // SiglipTokenizer, GemmaTokenizer and XLMRobertaTokenizer run them (transformers 4.50):
-//   1. SigLIP only: "▁" + text (any "▁" in it becomes a space); ASCII punctuation removed, runs of
-//      whitespace made one space, stripped; each character lower-cased (do_lower_case).
-//   2. The text is split around the added tokens of tokenizer_config.json (Gemma's <eos>, <pad>, …
-//      typed literally become their ids); each piece between them goes through SentencePiece.
-//   3. SigLIP loads spiece.model with add_dummy_prefix turned off and encodes "<unk>" + piece,
-//      dropping the ids "<unk>" alone encodes to: that keeps SentencePiece from treating the
-//      piece's start as the start of the text. Gemma encodes each piece as is.
-//   4. Cut to context − 1 ids, EOS appended unless already last, padded to the context (SigLIP
-//      pads with </s>, Gemma with <pad>).
+//   1. SigLIP only: "▁" + text (any "▁" in it becomes a space), each character lower-cased
+//      (do_lower_case).
+//   2. The text is split around the added tokens of tokenizer_config.json (</s>, Gemma's <eos>,
+//      <pad>, … typed literally become their ids); each piece between them goes through
+//      SentencePiece.
+//   3. SigLIP canonicalises each piece (ASCII punctuation removed, runs of whitespace made one
+//      space, stripped), loads spiece.model with add_dummy_prefix turned off and encodes "<unk>" +
+//      piece, dropping the ids "<unk>" alone encodes to: that keeps SentencePiece from treating the
+//      piece's start as the start of the text; a leading "▁" before an added token is dropped.
+//      Gemma encodes each piece as is.
+//   4. Cut to context − 1 ids, EOS appended (SigLIP: unless already last), padded to the context
+//      (SigLIP pads with </s>, Gemma with <pad>).
 // XLM-RoBERTa: each piece's SentencePiece id + 1 (fairseq's <s> <pad> </s> <unk> take 0-3; the
 // model's own unknown becomes 3), wrapped as <s> … </s>, not padded.
 #include <sentencepiece_processor.h>
@@ -63,6 +66,7 @@ class SentencePieceTokenizer final : public TextTokenizer {
       return Status::Corruption(files.sentencepiece + ": not a SentencePiece model (" + status.ToString() + ")");
     }
     RETURN_IF_ERROR(ReadConfig(files));
+    AddDefaultSpecialTokens();
     if (kind_ == TokenizerKind::kXlmrUnigram) return Status::Ok();  // fairseq's fixed ids
     const char* eos = kind_ == TokenizerKind::kSiglipUnigram ? "</s>" : "<eos>";
     const char* pad = kind_ == TokenizerKind::kSiglipUnigram ? "</s>" : "<pad>";
@@ -75,6 +79,7 @@ class SentencePieceTokenizer final : public TextTokenizer {
       std::vector<int> unk_ids;
       sp_.Encode("<unk>", &unk_ids).IgnoreError();
       unk_prefix_length_ = unk_ids.size();
+      underline_id_ = sp_.PieceToId("\u2581");
     }
     return Status::Ok();
   }
@@ -83,13 +88,21 @@ class SentencePieceTokenizer final : public TextTokenizer {
     std::u32string u = ToUtf32(text);
     if (kind_ == TokenizerKind::kSiglipUnigram) {
       std::replace(u.begin(), u.end(), U'\u2581', U' ');
-      u = CanonicalizeForSiglip(U"\u2581" + u);
+      u = U"\u2581" + u;
       if (lower_case_) u = LowerEachCharacter(u);
     }
     std::vector<int32_t> ids;
+    size_t first_added = std::string::npos;  // position of the first added token's id
     SplitOnAddedTokens(
         added_, u, [&](std::u32string_view piece) { EncodePiece(piece, &ids); },
-        [&](int32_t id) { ids.push_back(id); });
+        [&](int32_t id) {
+          if (first_added == std::string::npos) first_added = ids.size();
+          ids.push_back(id);
+        });
+    // SiglipTokenizer.tokenize: a lone "▁" right before an added token is dropped.
+    if (kind_ == TokenizerKind::kSiglipUnigram && first_added == 1 && ids[0] == underline_id_) {
+      ids.erase(ids.begin());
+    }
     if (kind_ == TokenizerKind::kXlmrUnigram) {
       if (ids.size() > static_cast<size_t>(context_length_ - 2)) ids.resize(context_length_ - 2);
       ids.insert(ids.begin(), kXlmrBos);
@@ -97,7 +110,8 @@ class SentencePieceTokenizer final : public TextTokenizer {
       return ids;
     }
     if (ids.size() > static_cast<size_t>(context_length_ - 1)) ids.resize(context_length_ - 1);
-    if (ids.empty() || ids.back() != eos_id_) ids.push_back(eos_id_);
+    // SiglipTokenizer adds EOS only when absent; GemmaTokenizer always does.
+    if (kind_ == TokenizerKind::kGemmaBpe || ids.empty() || ids.back() != eos_id_) ids.push_back(eos_id_);
     ids.resize(context_length_, pad_id_);
     return ids;
   }
@@ -134,10 +148,31 @@ class SentencePieceTokenizer final : public TextTokenizer {
     return Status::Ok();
   }
 
+  // The family's special tokens when tokenizer_config.json lists none (older repositories): they
+  // are never split, as upstream's tokenizers declare them.
+  void AddDefaultSpecialTokens() {
+    if (!added_.empty()) return;
+    if (kind_ == TokenizerKind::kXlmrUnigram) {
+      const std::pair<const char32_t*, int32_t> fixed[] = {
+          {U"<s>", kXlmrBos}, {U"<pad>", 1}, {U"</s>", kXlmrEos}, {U"<unk>", kXlmrUnk}};
+      for (const auto& [content, id] : fixed) added_.push_back({content, id, false, false});
+      added_.push_back({U"<mask>", sp_.GetPieceSize() + kFairseqOffset, /*lstrip=*/true, false});
+    } else {
+      const bool siglip = kind_ == TokenizerKind::kSiglipUnigram;
+      for (const char* piece : siglip ? std::vector<const char*>{"</s>", "<unk>"}
+                                      : std::vector<const char*>{"<pad>", "<eos>", "<bos>", "<unk>"}) {
+        const int id = sp_.PieceToId(piece);
+        if (id >= 0 && sp_.IdToPiece(id) == piece) added_.push_back({ToUtf32(piece), id, siglip, siglip});
+      }
+    }
+    std::stable_sort(added_.begin(), added_.end(),
+                     [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
+  }
+
   void EncodePiece(std::u32string_view piece, std::vector<int32_t>* ids) const {
     std::vector<int> out;
     if (kind_ == TokenizerKind::kSiglipUnigram) {
-      sp_.Encode("<unk>" + ToUtf8(piece), &out).IgnoreError();
+      sp_.Encode("<unk>" + ToUtf8(CanonicalizeForSiglip(piece)), &out).IgnoreError();
       const size_t drop = std::min(out.size(), unk_prefix_length_);
       ids->insert(ids->end(), out.begin() + static_cast<std::ptrdiff_t>(drop), out.end());
     } else if (kind_ == TokenizerKind::kXlmrUnigram) {
@@ -157,6 +192,7 @@ class SentencePieceTokenizer final : public TextTokenizer {
   int32_t eos_id_ = -1;
   int32_t pad_id_ = -1;
   size_t unk_prefix_length_ = 0;
+  int32_t underline_id_ = -1;  // SigLIP's "▁" piece
 };
 
 }  // namespace

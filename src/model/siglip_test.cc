@@ -91,6 +91,13 @@ TEST(Siglip, TokenizerCanonicalisesLowerCasesAndPads) {
   ASSERT_EQ(cut.size(), 64u);
   EXPECT_EQ(cut.back(), 1);
   EXPECT_NE(cut[62], 1);
+  // A typed </s> is the token, not the letter s left after punctuation is removed; one at the start
+  // loses the "▁" before it, as SiglipTokenizer.tokenize drops it.
+  const std::vector<int32_t> typed = m->Tokenize("a cat </s> dog");
+  const auto first_eos = std::find(typed.begin(), typed.end(), 1);
+  ASSERT_NE(first_eos, typed.end());
+  EXPECT_NE(*(first_eos + 1), 1) << "</s> in the middle, then more text";
+  EXPECT_EQ(m->Tokenize("</s> dog")[0], 1);
   // Empty text and punctuation only still make a sequence the model runs.
   EXPECT_EQ(m->Tokenize("").size(), 64u);
   EXPECT_EQ(m->Tokenize("?!").size(), 64u);
@@ -112,6 +119,8 @@ TEST(Siglip, GemmaTokenizerKeepsCaseAndReadsSpecialTokens) {
   // Special tokens typed in the text become their ids, as upstream's added-token split does.
   const std::vector<int32_t> with_eos = m->Tokenize("cat<eos>dog");
   EXPECT_EQ(std::count(with_eos.begin(), with_eos.end(), 1), 2) << "the typed <eos> and the appended one";
+  const std::vector<int32_t> ends_with_eos = m->Tokenize("cat<eos>");
+  EXPECT_EQ(std::count(ends_with_eos.begin(), ends_with_eos.end(), 1), 2) << "GemmaTokenizer always appends <eos>";
   // Characters outside the vocabulary fall back to bytes, not <unk>.
   const std::vector<int32_t> emoji = m->Tokenize("🐱");
   EXPECT_EQ(std::count(emoji.begin(), emoji.end(), 3), 0);
@@ -120,6 +129,25 @@ TEST(Siglip, GemmaTokenizerKeepsCaseAndReadsSpecialTokens) {
   const std::vector<int32_t> cut = m->Tokenize(long_text);
   ASSERT_EQ(cut.size(), 64u);
   EXPECT_EQ(cut.back(), 1);
+}
+
+// so400m-patch14-384: 27 patches of 14 pixels in a 384-pixel input; the remainder is left out by the
+// patch convolution, and the image processor still resizes to 384.
+TEST(Siglip, InputSizeFromConfigBeyondTheGrid) {
+  const std::string dir = CopyOf(SiglipDir());
+  EditJson(dir + "/config.json", [](nlohmann::json& j) { j["vision_config"]["image_size"] = 230; });
+  EditJson(dir + "/preprocessor_config.json", [](nlohmann::json& j) { j["size"] = {{"height", 230}, {"width", 230}}; });
+  auto m = Load(dir);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->image_size(), 230);
+  EXPECT_EQ(m->preprocessing().size, 230);
+  std::vector<float> pixels(3 * 230 * 230, 0.25f), emb(m->embedding_dim());
+  ASSERT_TRUE(m->EncodeImages(pixels.data(), 1, emb.data()).ok());
+  // The last 6 rows and columns do not count, as in the convolution.
+  std::vector<float> changed = pixels, emb2(m->embedding_dim());
+  for (int c = 0; c < 3; ++c) changed[c * 230 * 230 + 229 * 230 + 229] = -1.0f;
+  ASSERT_TRUE(m->EncodeImages(changed.data(), 1, emb2.data()).ok());
+  EXPECT_EQ(emb, emb2);
 }
 
 TEST(Siglip, BatchesEqualOneByOne) {
@@ -234,6 +262,18 @@ TEST(Siglip, BadFilesGetClearErrors) {
     const std::string dir = CopyOf(SiglipDir());
     EditJson(dir + "/preprocessor_config.json", [](nlohmann::json& j) { j["image_std"] = {0.5, 0, 0.5}; });
     ExpectLoadError(dir, {"image_std"});
+  }
+  {
+    const std::string dir = CopyOf(SiglipDir());
+    EditJson(dir + "/tokenizer_config.json", [](nlohmann::json& j) {
+      j["added_tokens_decoder"]["2147483647"] = {{"content", "<huge>"}, {"special", true}};
+    });
+    ExpectLoadError(dir, {"2147483647", "out of range"});
+  }
+  {
+    const std::string dir = CopyOf(SiglipDir());
+    EditJson(dir + "/config.json", [](nlohmann::json& j) { j["vision_config"]["image_size"] = 260; });
+    ExpectLoadError(dir, {"image_size 260", "14×14"});
   }
   {
     // A tokenizer whose ids reach past the token embedding.

@@ -43,6 +43,9 @@ Result<std::vector<AddedToken>> ReadAddedTokens(const nlohmann::json& j, const s
     } catch (const std::exception&) {
       return Status::Corruption(path + ": added token id \"" + key + "\" is not a number");
     }
+    if (t.id < 0 || t.id >= (1 << 24)) {
+      return Status::Corruption(path + ": added token id " + key + " is out of range");
+    }
     t.content = ToUtf32(value["content"].get<std::string>());
     t.lstrip = value.contains("lstrip") && value["lstrip"].is_boolean() && value["lstrip"].get<bool>();
     t.rstrip = value.contains("rstrip") && value["rstrip"].is_boolean() && value["rstrip"].get<bool>();

@@ -425,7 +425,7 @@ Result<std::unique_ptr<TextModel>> TextModel::Load(const std::string& dir_in, co
                                    std::to_string(impl->tokenizer->id_limit() - 1) + " but the word embedding has " +
                                    std::to_string(spec.vocab_size) + " rows");
   }
-  kernels::SetNumThreads(options.n_threads);
+  if (options.n_threads > 0) kernels::SetNumThreads(options.n_threads);  // else as the image model set it
 
   TextModelInfo& info = impl->info;
   info.base = spec.base == Base::kDistilBert ? "distilbert" : "xlm-roberta";
@@ -457,7 +457,15 @@ std::vector<int32_t> TextModel::Tokenize(std::string_view text) const { return i
 Status TextModel::EncodeTexts(std::span<const std::string> texts, float* out) const {
   std::vector<std::vector<int32_t>> seqs;
   seqs.reserve(texts.size());
-  for (const std::string& text : texts) seqs.push_back(Tokenize(text));
+  for (const std::string& text : texts) {
+    seqs.push_back(Tokenize(text));
+    for (int32_t id : seqs.back()) {
+      if (id < 0 || id >= impl_->spec.vocab_size) {
+        return Status::InvalidArgument("token id " + std::to_string(id) + " is outside the vocabulary of " +
+                                       std::to_string(impl_->spec.vocab_size));
+      }
+    }
+  }
   std::vector<int> order(seqs.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return seqs[a].size() < seqs[b].size(); });

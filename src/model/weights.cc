@@ -167,6 +167,14 @@ Result<std::unique_ptr<ModelWeights>> ModelWeights::Load(CheckpointFile file, co
     v.blocks.push_back(b);
   }
   ASSIGN_OR_RETURN(v.post_ln, load.Norm("vision_model.post_layernorm", vw));
+  if (!clip) {
+    // SigLIP's score: read in whatever dtype the checkpoint holds them.
+    for (auto [name, out] : {std::pair{"logit_scale", &w->logit_scale_}, std::pair{"logit_bias", &w->logit_bias_}}) {
+      if (w->store_.file().Find(name) == nullptr) continue;
+      ASSIGN_OR_RETURN(const float* value, load.Get(name, {1}));
+      *out = *value;
+    }
+  }
   if (clip) {
     ASSIGN_OR_RETURN(v.projection, load.Linear("visual_projection", vw, c.projection_dim, false));
   } else {

@@ -119,11 +119,16 @@ class ModelWeights {
   const CheckpointFile& file() const { return store_.file(); }
   const char* dtype_name() const { return store_.dtype_name(); }
   int64_t n_params() const { return store_.n_params(); }
+  // SigLIP's score parameters (0 when the checkpoint has none).
+  float logit_scale() const { return logit_scale_; }
+  float logit_bias() const { return logit_bias_; }
 
  private:
   explicit ModelWeights(CheckpointFile file) : store_(std::move(file)) {}
 
   TensorStore store_;
+  float logit_scale_ = 0;
+  float logit_bias_ = 0;
   TextWeights text_;
   VisionWeights vision_;
 };
