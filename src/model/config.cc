@@ -365,6 +365,17 @@ Result<Preprocessing> DerivePreprocessing(const ModelConfig& c, const ModelFiles
   if (files.preprocessor_config.empty()) return p;
   const std::string& path = files.preprocessor_config;
   ASSIGN_OR_RETURN(nlohmann::json j, ReadJsonObject(path));
+  // Steps imgsearch always takes: a configuration that turns one off, or rescales by another factor,
+  // is refused rather than silently computed otherwise.
+  for (const char* step : {"do_resize", "do_rescale", "do_normalize"}) {
+    if (auto it = j.find(step); it != j.end() && it->is_boolean() && !it->get<bool>()) {
+      return Status::Unsupported(path + ": " + step + " false (imgsearch always resizes, rescales and normalises)");
+    }
+  }
+  if (auto it = j.find("rescale_factor");
+      it != j.end() && it->is_number() && std::abs(it->get<double>() - 1.0 / 255) > 1e-9) {
+    return Status::Unsupported(path + ": rescale_factor " + it->dump() + " (supported: 1/255)");
+  }
   if (auto it = j.find("resample"); it != j.end() && !it->is_null()) {
     // PIL.Image.Resampling: 2 BILINEAR, 3 BICUBIC.
     if (*it == 2) {

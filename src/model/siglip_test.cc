@@ -265,6 +265,16 @@ TEST(Siglip, BadFilesGetClearErrors) {
   }
   {
     const std::string dir = CopyOf(SiglipDir());
+    EditJson(dir + "/preprocessor_config.json", [](nlohmann::json& j) { j["do_normalize"] = false; });
+    ExpectLoadError(dir, {"do_normalize false"});
+  }
+  {
+    const std::string dir = CopyOf(SiglipDir());
+    EditJson(dir + "/preprocessor_config.json", [](nlohmann::json& j) { j["rescale_factor"] = 0.5; });
+    ExpectLoadError(dir, {"rescale_factor 0.5"});
+  }
+  {
+    const std::string dir = CopyOf(SiglipDir());
     EditJson(dir + "/tokenizer_config.json", [](nlohmann::json& j) {
       j["added_tokens_decoder"]["2147483647"] = {{"content", "<huge>"}, {"special", true}};
     });

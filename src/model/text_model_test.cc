@@ -119,6 +119,14 @@ TEST(TextModel, BatchesEqualOneByOneAndLanguagesDiffer) {
     }
     EXPECT_LT(Cosine({together.begin(), together.begin() + dim}, {together.begin() + 4 * dim, together.end()}),
               0.999999);
+    // More texts of one length than one pass holds: the same embeddings, pass by pass.
+    std::string long_text;
+    for (int i = 0; i < 100; ++i) long_text += "a cat ";
+    const std::vector<std::string> many(200, long_text);
+    std::vector<float> out(many.size() * dim), alone(dim);
+    ASSERT_TRUE(m->EncodeTexts(many, out.data()).ok());
+    ASSERT_TRUE(m->EncodeTexts({&long_text, 1}, alone.data()).ok());
+    EXPECT_GE(Cosine({out.end() - dim, out.end()}, alone), 0.9999999) << dir;
   }
 }
 
@@ -170,6 +178,11 @@ TEST(TextModel, BadFilesGetClearErrors) {
     const std::string dir = CopyOf(MclipDir());
     EditJson(dir + "/config.json", [](nlohmann::json& j) { j["numDims"] = 12; });
     ExpectLoadError(dir, {"LinearTransformation"});
+  }
+  {
+    const std::string dir = CopyOf(MclipDir());
+    EditJson(dir + "/base/config.json", [](nlohmann::json& j) { j["layer_norm_eps"] = 0; });
+    ExpectLoadError(dir, {"layer_norm_eps"});
   }
   // An image model is not a text model, and the other way round, each said plainly.
   ExpectLoadError(testing::TestModelDir(), {"not a text model"});

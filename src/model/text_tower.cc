@@ -36,6 +36,9 @@ using model::TowerConfig;
 
 enum class Base { kDistilBert, kXlmRoberta };
 
+// Tokens one forward pass holds at most (64 queries of 128 tokens).
+constexpr size_t kMaxTokensPerPass = 8192;
+
 constexpr BlockNames kDistilBertBlockNames = {"sa_layer_norm",   "attention.q_lin",   "attention.k_lin",
                                               "attention.v_lin", "attention.out_lin", "output_layer_norm",
                                               "ffn.lin1",        "ffn.lin2"};
@@ -196,6 +199,9 @@ Status ResolveMclip(const std::string& dir, const nlohmann::json& config, model:
       ASSIGN_OR_RETURN(spec->tower.n_head, PositiveInt(b, "num_attention_heads", base_config));
       if (b.contains("layer_norm_eps") && b["layer_norm_eps"].is_number()) {
         spec->tower.layer_norm_eps = b["layer_norm_eps"].get<float>();
+        if (!(spec->tower.layer_norm_eps > 0)) {
+          return Status::InvalidArgument(base_config + ": layer_norm_eps must be a positive number");
+        }
       }
       ASSIGN_OR_RETURN(spec->tower.activation, ActivationOf(StringOr(b, "hidden_act", "gelu"), base_config));
       const std::string type = StringOr(b, "model_type", "xlm-roberta");
@@ -470,8 +476,12 @@ Status TextModel::EncodeTexts(std::span<const std::string> texts, float* out) co
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return seqs[a].size() < seqs[b].size(); });
   for (size_t begin = 0; begin < order.size();) {
+    // One length per pass, and at most kMaxTokensPerPass tokens: the activations' memory is bounded
+    // whatever the number of concurrent queries.
+    const size_t len = seqs[order[begin]].size();
+    const size_t max_texts = std::max<size_t>(1, kMaxTokensPerPass / len);
     size_t end = begin + 1;
-    while (end < order.size() && seqs[order[end]].size() == seqs[order[begin]].size()) ++end;
+    while (end < order.size() && end - begin < max_texts && seqs[order[end]].size() == len) ++end;
     impl_->EncodeGroup(seqs, std::span<const int>(order).subspan(begin, end - begin), out);
     begin = end;
   }
