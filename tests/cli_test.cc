@@ -458,6 +458,12 @@ TEST(Cli, SearchWithAMultilingualTextModel) {
   auto image_model = RunCommand({ImgsearchBin(), "search", "--db", db, "--text-model", TestModelDir(), "cat"});
   EXPECT_EQ(image_model.exit_code, 2);
   EXPECT_NE(image_model.err.find("not a text model"), std::string::npos) << image_model.err;
+  auto info = RunCommand({ImgsearchBin(), "model", "info", "--model", TestModelDir() + "-mclip", "--json"});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  const auto j = nlohmann::json::parse(info.out);
+  EXPECT_EQ(j["family"], "m-clip");
+  EXPECT_EQ(j["embedding_dim"], 48);
+  EXPECT_EQ(j["text_only"], true);
   auto missing = RunCommand({ImgsearchBin(), "search", "--db", db, "--text-model", dir + "/nothing", "cat"});
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_NE(missing.err.find("(from --text-model)"), std::string::npos) << missing.err;

@@ -22,7 +22,45 @@ nlohmann::json TowerJson(const TowerInfo& t) {
           {"activation", t.activation}};
 }
 
+// A text-only model (for --text-model): what it is and which space it maps into.
+int PrintTextModelInfo(const std::string& dir, bool as_json) {
+  auto model = TextModel::Load(dir);
+  if (!model.ok()) return ReportError(model.status());
+  const TextModelInfo& m = (*model)->info();
+  const nlohmann::json j = {{"family", m.family},
+                            {"base", m.base},
+                            {"tokenizer", m.tokenizer},
+                            {"dir", m.dir},
+                            {"weights", m.weights_path},
+                            {"file_bytes", m.weights_bytes},
+                            {"dtype", m.dtype},
+                            {"parameters", m.n_params},
+                            {"embedding_dim", m.embedding_dim},
+                            {"max_tokens", m.max_tokens},
+                            {"vocab_size", m.vocab_size},
+                            {"text", TowerJson(m.tower)},
+                            {"identity", m.fingerprint},
+                            {"text_only", true}};
+  if (as_json) {
+    std::printf("%s\n", j.dump().c_str());
+    return kExitOk;
+  }
+  std::printf("model       %s (text only: use it with --text-model)\n", m.dir.c_str());
+  std::printf("family      %s (%s), tokenizer %s\n", m.family.c_str(), m.base.c_str(), m.tokenizer.c_str());
+  std::printf("weights     %s (%.1f MB, %s, %.1fM parameters)\n", m.weights_path.c_str(), m.weights_bytes / 1e6,
+              m.dtype.c_str(), m.n_params / 1e6);
+  std::printf("text        at most %d tokens, vocab %d, width %d, %d layers, %d heads, mlp %d, %s\n", m.max_tokens,
+              m.vocab_size, m.tower.width, m.tower.n_layers, m.tower.n_head, m.tower.mlp_width,
+              m.tower.activation.c_str());
+  std::printf("embedding   %d dimensions (an image model's of the same size)\n", m.embedding_dim);
+  std::printf("identity    %s\n", m.fingerprint.c_str());
+  return kExitOk;
+}
+
 int PrintInfo(const std::string& flag, bool as_json) {
+  if (auto dir = ResolveModel(flag); dir.ok() && TextModel::LooksLikeTextModel(*dir)) {
+    return PrintTextModelInfo(*dir, as_json);
+  }
   auto model = LoadModel(flag);
   if (!model.ok()) return ReportError(model.status());
   const ModelInfo& m = (*model)->info();
