@@ -14,6 +14,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 namespace imgsearch::testing {
 
 namespace fs = std::filesystem;
@@ -158,6 +160,21 @@ std::string ReadFile(const std::string& path) {
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
+}
+
+std::string CopyToTemp(const std::string& dir) {
+  const std::string copy = MakeTempDir() + "/model";
+  std::filesystem::copy(dir, copy, std::filesystem::copy_options::recursive);
+  for (const auto& e : std::filesystem::recursive_directory_iterator(copy)) {
+    std::filesystem::permissions(e.path(), std::filesystem::perms::owner_write, std::filesystem::perm_options::add);
+  }
+  return copy;
+}
+
+void EditJsonFile(const std::string& path, const std::function<void(nlohmann::json&)>& edit) {
+  nlohmann::json j = nlohmann::json::parse(ReadFile(path));
+  edit(j);
+  WriteFile(path, j.dump(2));
 }
 
 std::string Base64(const std::string& bytes) {

@@ -2,9 +2,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 namespace imgsearch::testing {
 
@@ -58,6 +61,12 @@ class Process {
 
 void WriteFile(const std::string& path, const std::string& bytes);
 std::string ReadFile(const std::string& path);
+
+// A writable copy of the folder `dir` (a model a test may damage), in a new temporary folder.
+std::string CopyToTemp(const std::string& dir);
+
+// Rewrites the JSON file at `path` with `edit` applied.
+void EditJsonFile(const std::string& path, const std::function<void(nlohmann::json&)>& edit);
 // RFC 4648 base64, written independently of the product's (to check its path_bytes).
 std::string Base64(const std::string& bytes);
 

@@ -141,9 +141,10 @@ int WriteSyntheticTokenizer(const std::filesystem::path& dir) {
   return next_id;
 }
 
-// Trains a small SentencePiece model on kCorpus into dir/file and writes tokenizer_config.json.
-// Returns the vocabulary size, or 0 on failure.
-int WriteSentencePieceTokenizer(const std::filesystem::path& dir, Family family) {
+// Trains a small SentencePiece model on kCorpus as dir/NAME.model with `args` (model type, size,
+// special ids) and loads it into `sp`. False (with a message) on failure.
+bool TrainSentencePiece(const std::filesystem::path& dir, const std::string& name, const std::string& args,
+                        sentencepiece::SentencePieceProcessor* sp) {
   const std::filesystem::path corpus = dir / "corpus.txt.tmp";
   {
     std::ofstream out(corpus);
@@ -151,29 +152,33 @@ int WriteSentencePieceTokenizer(const std::filesystem::path& dir, Family family)
       for (const char* line : kCorpus) out << line << "\n";
     }
   }
-  const bool gemma = family == Family::kSiglip2;
-  const std::string prefix = (dir / (gemma ? "tokenizer" : "spiece")).string();
-  std::string args = "--input=" + corpus.string() + " --model_prefix=" + prefix +
-                     " --character_coverage=1.0 --minloglevel=2 --hard_vocab_limit=false";
-  if (gemma) {
-    // Gemma: <pad> 0, <eos> 1, <bos> 2, <unk> 3; byte fallback, no dummy prefix, text kept as is.
-    args +=
-        " --model_type=bpe --vocab_size=400 --byte_fallback=true --pad_id=0 --eos_id=1 --bos_id=2 --unk_id=3"
-        " --pad_piece=<pad> --eos_piece=<eos> --bos_piece=<bos> --unk_piece=<unk> --add_dummy_prefix=false"
-        " --remove_extra_whitespaces=false --normalization_rule_name=identity --split_digits=true";
-  } else {
-    // SigLIP: <pad> 0, </s> 1, <unk> 2, no BOS.
-    args += " --model_type=unigram --vocab_size=200 --pad_id=0 --eos_id=1 --unk_id=2 --bos_id=-1";
-  }
-  const auto status = sentencepiece::SentencePieceTrainer::Train(args);
+  const std::string prefix = (dir / name).string();
+  const auto status = sentencepiece::SentencePieceTrainer::Train(
+      "--input=" + corpus.string() + " --model_prefix=" + prefix +
+      " --character_coverage=1.0 --minloglevel=2 --hard_vocab_limit=false " + args);
   std::filesystem::remove(corpus);
   std::filesystem::remove(prefix + ".vocab");
   if (!status.ok()) {
     std::fprintf(stderr, "make_test_model: training the tokenizer failed: %s\n", status.ToString().c_str());
-    return 0;
+    return false;
   }
+  return sp->Load(prefix + ".model").ok();
+}
+
+// SigLIP's or SigLIP 2's tokenizer trained on kCorpus, and its tokenizer_config.json.
+// Returns the vocabulary size, or 0 on failure.
+int WriteSentencePieceTokenizer(const std::filesystem::path& dir, Family family) {
+  const bool gemma = family == Family::kSiglip2;
+  // Gemma: <pad> 0, <eos> 1, <bos> 2, <unk> 3; byte fallback, no dummy prefix, text kept as is.
+  const std::string gemma_args =
+      "--model_type=bpe --vocab_size=400 --byte_fallback=true --pad_id=0 --eos_id=1 --bos_id=2 --unk_id=3"
+      " --pad_piece=<pad> --eos_piece=<eos> --bos_piece=<bos> --unk_piece=<unk> --add_dummy_prefix=false"
+      " --remove_extra_whitespaces=false --normalization_rule_name=identity --split_digits=true";
+  // SigLIP: <pad> 0, </s> 1, <unk> 2, no BOS.
+  const std::string siglip_args = "--model_type=unigram --vocab_size=200 --pad_id=0 --eos_id=1 --unk_id=2 --bos_id=-1";
   sentencepiece::SentencePieceProcessor sp;
-  if (!sp.Load(prefix + ".model").ok()) return 0;
+  const bool trained = TrainSentencePiece(dir, gemma ? "tokenizer" : "spiece", gemma ? gemma_args : siglip_args, &sp);
+  if (!trained) return 0;
   nlohmann::ordered_json added;
   auto add = [&](int id, bool strip) {
     added[std::to_string(id)] = {{"content", sp.IdToPiece(id)}, {"lstrip", strip},
@@ -366,25 +371,8 @@ int WriteWordPieceVocab(const std::filesystem::path& dir) {
 // and its tokenizer_config.json with fairseq's ids. Returns the size of the id space (pieces + 1 for
 // fairseq's offset + <mask>), or 0.
 int WriteXlmrTokenizer(const std::filesystem::path& dir) {
-  const std::filesystem::path corpus = dir / "corpus.txt.tmp";
-  {
-    std::ofstream out(corpus);
-    for (int repeat = 0; repeat < 4; ++repeat) {
-      for (const char* line : kCorpus) out << line << "\n";
-    }
-  }
-  const std::string prefix = (dir / "sentencepiece.bpe").string();
-  const auto status = sentencepiece::SentencePieceTrainer::Train(
-      "--input=" + corpus.string() + " --model_prefix=" + prefix +
-      " --model_type=unigram --vocab_size=200 --character_coverage=1.0 --hard_vocab_limit=false --minloglevel=2");
-  std::filesystem::remove(corpus);
-  std::filesystem::remove(prefix + ".vocab");
-  if (!status.ok()) {
-    std::fprintf(stderr, "make_test_model: training the tokenizer failed: %s\n", status.ToString().c_str());
-    return 0;
-  }
   sentencepiece::SentencePieceProcessor sp;
-  if (!sp.Load(prefix + ".model").ok()) return 0;
+  if (!TrainSentencePiece(dir, "sentencepiece.bpe", "--model_type=unigram --vocab_size=200", &sp)) return 0;
   const int mask = sp.GetPieceSize() + 1;
   nlohmann::ordered_json added;
   const std::pair<int, const char*> specials[] = {

@@ -37,24 +37,29 @@ int ReportError(const Status& status) {
   return ExitCodeOf(status);
 }
 
-Result<std::unique_ptr<ClipModel>> LoadModel(const std::string& flag, const ModelOptions& options,
-                                             const ModelFetch& fetch) {
+namespace {
+
+// The folder `flag` (the option `flag_name`) names, pulled with progress shown when `fetch` allows.
+Result<std::string> ModelDirFor(const std::string& flag, const char* flag_name, const ModelFetch& fetch) {
   ResolveOptions resolve;
   resolve.pull_if_missing = fetch.pull_if_missing;
   resolve.offline = fetch.offline;
   resolve.pull.on_progress = PullProgressPrinter();
-  ASSIGN_OR_RETURN(const std::string dir, ResolveModel(flag, resolve));
+  resolve.flag_name = flag_name;
+  return ResolveModel(flag, resolve);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ClipModel>> LoadModel(const std::string& flag, const ModelOptions& options,
+                                             const ModelFetch& fetch) {
+  ASSIGN_OR_RETURN(const std::string dir, ModelDirFor(flag, "--model", fetch));
   return ClipModel::Load(dir, options);
 }
 
 Result<std::unique_ptr<TextModel>> LoadTextModel(const std::string& flag, const ClipModel& image_model,
                                                  const ModelFetch& fetch) {
-  ResolveOptions resolve;
-  resolve.pull_if_missing = fetch.pull_if_missing;
-  resolve.offline = fetch.offline;
-  resolve.pull.on_progress = PullProgressPrinter();
-  resolve.flag_name = "--text-model";
-  ASSIGN_OR_RETURN(const std::string dir, ResolveModel(flag, resolve));
+  ASSIGN_OR_RETURN(const std::string dir, ModelDirFor(flag, "--text-model", fetch));
   ASSIGN_OR_RETURN(std::unique_ptr<TextModel> text, TextModel::Load(dir));
   if (text->embedding_dim() != image_model.embedding_dim()) {
     return Status::InvalidArgument("--text-model " + flag + " maps text to " + std::to_string(text->embedding_dim()) +

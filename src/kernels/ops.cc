@@ -60,6 +60,36 @@ void L2Normalize(float* x, int n) {
   for (int i = 0; i < n; ++i) x[i] *= inv;
 }
 
+namespace {
+
+// One head's output for one query row: softmax(q · kᵀ · scale) · v over `n_keys` keys, whose rows
+// (k and v of one head) are `stride` floats apart. `scratch` holds n_keys floats.
+void AttendRow(const float* q, const float* k, const float* v, int64_t stride, int n_keys, int head_dim, float scale,
+               float* out, float* scratch) {
+  float max_score = -INFINITY;
+  for (int j = 0; j < n_keys; ++j) {
+    const float* kj = k + j * stride;
+    float dot = 0.0f;
+    for (int d = 0; d < head_dim; ++d) dot += q[d] * kj[d];
+    scratch[j] = dot * scale;
+    max_score = std::max(max_score, scratch[j]);
+  }
+  float denom = 0.0f;
+  for (int j = 0; j < n_keys; ++j) {
+    scratch[j] = std::exp(scratch[j] - max_score);
+    denom += scratch[j];
+  }
+  const float inv_denom = 1.0f / denom;
+  std::fill(out, out + head_dim, 0.0f);
+  for (int j = 0; j < n_keys; ++j) {
+    const float p = scratch[j] * inv_denom;
+    const float* vj = v + j * stride;
+    for (int d = 0; d < head_dim; ++d) out[d] += p * vj[d];
+  }
+}
+
+}  // namespace
+
 void Attention(const float* qkv, float* out, int n_tokens, int width, int n_head, bool causal, float* scratch) {
   const int head_dim = width / n_head;
   const int64_t stride = int64_t{3} * width;
@@ -69,62 +99,18 @@ void Attention(const float* qkv, float* out, int n_tokens, int width, int n_head
     const float* k = qkv + width + int64_t{h} * head_dim;
     const float* v = qkv + 2 * int64_t{width} + int64_t{h} * head_dim;
     for (int i = 0; i < n_tokens; ++i) {
-      const float* qi = q + i * stride;
-      const int n_keys = causal ? i + 1 : n_tokens;
-      float max_score = -INFINITY;
-      for (int j = 0; j < n_keys; ++j) {
-        const float* kj = k + j * stride;
-        float dot = 0.0f;
-        for (int d = 0; d < head_dim; ++d) dot += qi[d] * kj[d];
-        scratch[j] = dot * scale;
-        max_score = std::max(max_score, scratch[j]);
-      }
-      float denom = 0.0f;
-      for (int j = 0; j < n_keys; ++j) {
-        scratch[j] = std::exp(scratch[j] - max_score);
-        denom += scratch[j];
-      }
-      const float inv_denom = 1.0f / denom;
-      float* oi = out + int64_t{i} * width + int64_t{h} * head_dim;
-      std::fill(oi, oi + head_dim, 0.0f);
-      for (int j = 0; j < n_keys; ++j) {
-        const float p = scratch[j] * inv_denom;
-        const float* vj = v + j * stride;
-        for (int d = 0; d < head_dim; ++d) oi[d] += p * vj[d];
-      }
+      AttendRow(q + i * stride, k, v, stride, causal ? i + 1 : n_tokens, head_dim, scale,
+                out + int64_t{i} * width + int64_t{h} * head_dim, scratch);
     }
   }
 }
 
 void AttendOne(const float* q, const float* kv, float* out, int n_keys, int width, int n_head, float* scratch) {
   const int head_dim = width / n_head;
-  const int64_t stride = int64_t{2} * width;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   for (int h = 0; h < n_head; ++h) {
-    const float* qh = q + int64_t{h} * head_dim;
-    const float* k = kv + int64_t{h} * head_dim;
-    const float* v = kv + width + int64_t{h} * head_dim;
-    float max_score = -INFINITY;
-    for (int j = 0; j < n_keys; ++j) {
-      const float* kj = k + j * stride;
-      float dot = 0.0f;
-      for (int d = 0; d < head_dim; ++d) dot += qh[d] * kj[d];
-      scratch[j] = dot * scale;
-      max_score = std::max(max_score, scratch[j]);
-    }
-    float denom = 0.0f;
-    for (int j = 0; j < n_keys; ++j) {
-      scratch[j] = std::exp(scratch[j] - max_score);
-      denom += scratch[j];
-    }
-    const float inv_denom = 1.0f / denom;
-    float* oh = out + int64_t{h} * head_dim;
-    std::fill(oh, oh + head_dim, 0.0f);
-    for (int j = 0; j < n_keys; ++j) {
-      const float p = scratch[j] * inv_denom;
-      const float* vj = v + j * stride;
-      for (int d = 0; d < head_dim; ++d) oh[d] += p * vj[d];
-    }
+    const int64_t at = int64_t{h} * head_dim;
+    AttendRow(q + at, kv + at, kv + width + at, int64_t{2} * width, n_keys, head_dim, scale, out + at, scratch);
   }
 }
 

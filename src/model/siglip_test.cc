@@ -30,27 +30,12 @@ std::unique_ptr<ClipModel> Load(const std::string& dir) {
   return m.ok() ? std::move(m).value() : nullptr;
 }
 
-std::string CopyOf(const std::string& dir) {
-  const std::string copy = testing::MakeTempDir() + "/model";
-  fs::copy(dir, copy, fs::copy_options::recursive);
-  for (const auto& e : fs::directory_iterator(copy)) {
-    fs::permissions(e.path(), fs::perms::owner_write, fs::perm_options::add);
-  }
-  return copy;
-}
-
 void ExpectLoadError(const std::string& dir, const std::vector<std::string>& needles) {
   auto m = ClipModel::Load(dir);
   ASSERT_FALSE(m.ok()) << "loading " << dir << " should fail";
   for (const std::string& n : needles) {
     EXPECT_NE(m.status().message().find(n), std::string::npos) << m.status().ToString();
   }
-}
-
-void EditJson(const std::string& path, const std::function<void(nlohmann::json&)>& edit) {
-  nlohmann::json j = nlohmann::json::parse(ReadFile(path));
-  edit(j);
-  WriteFile(path, j.dump(2));
 }
 
 TEST(Siglip, LoadsAsItsFamily) {
@@ -134,9 +119,11 @@ TEST(Siglip, GemmaTokenizerKeepsCaseAndReadsSpecialTokens) {
 // so400m-patch14-384: 27 patches of 14 pixels in a 384-pixel input; the remainder is left out by the
 // patch convolution, and the image processor still resizes to 384.
 TEST(Siglip, InputSizeFromConfigBeyondTheGrid) {
-  const std::string dir = CopyOf(SiglipDir());
-  EditJson(dir + "/config.json", [](nlohmann::json& j) { j["vision_config"]["image_size"] = 230; });
-  EditJson(dir + "/preprocessor_config.json", [](nlohmann::json& j) { j["size"] = {{"height", 230}, {"width", 230}}; });
+  const std::string dir = testing::CopyToTemp(SiglipDir());
+  testing::EditJsonFile(dir + "/config.json", [](nlohmann::json& j) { j["vision_config"]["image_size"] = 230; });
+  testing::EditJsonFile(dir + "/preprocessor_config.json", [](nlohmann::json& j) {
+    j["size"] = {{"height", 230}, {"width", 230}};
+  });
   auto m = Load(dir);
   ASSERT_TRUE(m);
   EXPECT_EQ(m->image_size(), 230);
@@ -207,94 +194,95 @@ TEST(Siglip, MatchProbabilityIsTheSigmoidOfTheScaledCosine) {
 
 TEST(Siglip, BadFilesGetClearErrors) {
   {
-    const std::string dir = CopyOf(SiglipDir());
+    const std::string dir = testing::CopyToTemp(SiglipDir());
     fs::remove(dir + "/spiece.model");
     ExpectLoadError(dir, {"spiece.model", "missing"});
   }
   {
-    const std::string dir = CopyOf(Siglip2Dir());
+    const std::string dir = testing::CopyToTemp(Siglip2Dir());
     fs::remove(dir + "/tokenizer.model");
     ExpectLoadError(dir, {"tokenizer.model", "missing"});
   }
   {
-    const std::string dir = CopyOf(SiglipDir());
+    const std::string dir = testing::CopyToTemp(SiglipDir());
     WriteFile(dir + "/spiece.model", "not a model at all");
     ExpectLoadError(dir, {"spiece.model", "not a SentencePiece model"});
   }
   {
-    const std::string dir = CopyOf(SiglipDir());
-    EditJson(dir + "/config.json", [](nlohmann::json& j) { j["model_type"] = "blip"; });
+    const std::string dir = testing::CopyToTemp(SiglipDir());
+    testing::EditJsonFile(dir + "/config.json", [](nlohmann::json& j) { j["model_type"] = "blip"; });
     ExpectLoadError(dir, {"model_type \"blip\"", "clip, siglip"});
   }
   {
-    const std::string dir = CopyOf(SiglipDir());
-    EditJson(dir + "/config.json", [](nlohmann::json& j) { j["model_type"] = "siglip2"; });
+    const std::string dir = testing::CopyToTemp(SiglipDir());
+    testing::EditJsonFile(dir + "/config.json", [](nlohmann::json& j) { j["model_type"] = "siglip2"; });
     ExpectLoadError(dir, {"NaFlex"});
   }
   {
-    const std::string dir = CopyOf(SiglipDir());
-    EditJson(dir + "/config.json", [](nlohmann::json& j) { j["vision_config"]["hidden_act"] = "swish"; });
+    const std::string dir = testing::CopyToTemp(SiglipDir());
+    testing::EditJsonFile(dir + "/config.json", [](nlohmann::json& j) { j["vision_config"]["hidden_act"] = "swish"; });
     ExpectLoadError(dir, {"hidden_act", "swish", "gelu_pytorch_tanh"});
   }
   {
-    const std::string dir = CopyOf(SiglipDir());
-    EditJson(dir + "/config.json", [](nlohmann::json& j) { j["text_config"]["num_attention_heads"] = 5; });
+    const std::string dir = testing::CopyToTemp(SiglipDir());
+    testing::EditJsonFile(dir + "/config.json", [](nlohmann::json& j) { j["text_config"]["num_attention_heads"] = 5; });
     ExpectLoadError(dir, {"not divisible by 5 heads"});
   }
   {
-    const std::string dir = CopyOf(SiglipDir());
-    EditJson(dir + "/tokenizer_config.json", [](nlohmann::json& j) { j["tokenizer_class"] = "BertTokenizer"; });
+    const std::string dir = testing::CopyToTemp(SiglipDir());
+    testing::EditJsonFile(dir + "/tokenizer_config.json",
+                          [](nlohmann::json& j) { j["tokenizer_class"] = "BertTokenizer"; });
     ExpectLoadError(dir, {"BertTokenizer"});
   }
   {
-    const std::string dir = CopyOf(SiglipDir());
-    EditJson(dir + "/preprocessor_config.json", [](nlohmann::json& j) { j["resample"] = 0; });
+    const std::string dir = testing::CopyToTemp(SiglipDir());
+    testing::EditJsonFile(dir + "/preprocessor_config.json", [](nlohmann::json& j) { j["resample"] = 0; });
     ExpectLoadError(dir, {"resample", "bicubic"});
   }
   {
-    const std::string dir = CopyOf(SiglipDir());
-    EditJson(dir + "/preprocessor_config.json", [](nlohmann::json& j) {
+    const std::string dir = testing::CopyToTemp(SiglipDir());
+    testing::EditJsonFile(dir + "/preprocessor_config.json", [](nlohmann::json& j) {
       j["size"] = {{"height", 384}, {"width", 384}};
     });
     ExpectLoadError(dir, {"384", "224"});
   }
   {
-    const std::string dir = CopyOf(SiglipDir());
-    EditJson(dir + "/preprocessor_config.json", [](nlohmann::json& j) { j["image_std"] = {0.5, 0, 0.5}; });
+    const std::string dir = testing::CopyToTemp(SiglipDir());
+    testing::EditJsonFile(dir + "/preprocessor_config.json", [](nlohmann::json& j) { j["image_std"] = {0.5, 0, 0.5}; });
     ExpectLoadError(dir, {"image_std"});
   }
   {
-    const std::string dir = CopyOf(SiglipDir());
-    EditJson(dir + "/preprocessor_config.json", [](nlohmann::json& j) { j["do_normalize"] = false; });
+    const std::string dir = testing::CopyToTemp(SiglipDir());
+    testing::EditJsonFile(dir + "/preprocessor_config.json", [](nlohmann::json& j) { j["do_normalize"] = false; });
     ExpectLoadError(dir, {"do_normalize false"});
   }
   {
-    const std::string dir = CopyOf(SiglipDir());
-    EditJson(dir + "/preprocessor_config.json", [](nlohmann::json& j) { j["rescale_factor"] = 0.5; });
+    const std::string dir = testing::CopyToTemp(SiglipDir());
+    testing::EditJsonFile(dir + "/preprocessor_config.json", [](nlohmann::json& j) { j["rescale_factor"] = 0.5; });
     ExpectLoadError(dir, {"rescale_factor 0.5"});
   }
   {
-    const std::string dir = CopyOf(SiglipDir());
-    EditJson(dir + "/tokenizer_config.json", [](nlohmann::json& j) {
+    const std::string dir = testing::CopyToTemp(SiglipDir());
+    testing::EditJsonFile(dir + "/tokenizer_config.json", [](nlohmann::json& j) {
       j["added_tokens_decoder"]["2147483647"] = {{"content", "<huge>"}, {"special", true}};
     });
     ExpectLoadError(dir, {"2147483647", "out of range"});
   }
   {
-    const std::string dir = CopyOf(SiglipDir());
-    EditJson(dir + "/config.json", [](nlohmann::json& j) { j["vision_config"]["image_size"] = 260; });
+    const std::string dir = testing::CopyToTemp(SiglipDir());
+    testing::EditJsonFile(dir + "/config.json", [](nlohmann::json& j) { j["vision_config"]["image_size"] = 260; });
     ExpectLoadError(dir, {"image_size 260", "14×14"});
   }
   {
     // A tokenizer whose ids reach past the token embedding.
-    const std::string dir = CopyOf(SiglipDir());
-    EditJson(dir + "/tokenizer_config.json", [](nlohmann::json& j) {
+    const std::string dir = testing::CopyToTemp(SiglipDir());
+    testing::EditJsonFile(dir + "/tokenizer_config.json", [](nlohmann::json& j) {
       j["added_tokens_decoder"]["5000"] = {{"content", "<extra>"}, {"special", true}};
     });
     ExpectLoadError(dir, {"tokenizer's ids reach 5000", "token embedding"});
   }
   {
-    const std::string dir = CopyOf(SiglipDir());
+    const std::string dir = testing::CopyToTemp(SiglipDir());
     fs::remove(dir + "/config.json");
     ExpectLoadError(dir, {});  // without config.json, a SigLIP checkpoint is not read as CLIP
   }

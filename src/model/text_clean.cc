@@ -148,16 +148,23 @@ std::string ToUtf8(std::u32string_view text) {
   return out;
 }
 
-std::u32string ToUtf32(std::string_view text) {
-  const icu::UnicodeString u =
-      icu::UnicodeString::fromUTF8(icu::StringPiece(text.data(), static_cast<int32_t>(text.size())));
-  std::u32string out;
-  out.reserve(static_cast<size_t>(u.length()));
+namespace {
+
+// Appends the code points of an ICU (UTF-16) string.
+void AppendCodePoints(const icu::UnicodeString& u, std::u32string* out) {
   for (int32_t i = 0; i < u.length();) {
     const UChar32 c = u.char32At(i);
     i += U16_LENGTH(c);
-    out.push_back(static_cast<char32_t>(c));
+    out->push_back(static_cast<char32_t>(c));
   }
+}
+
+}  // namespace
+
+std::u32string ToUtf32(std::string_view text) {
+  std::u32string out;
+  AppendCodePoints(icu::UnicodeString::fromUTF8(icu::StringPiece(text.data(), static_cast<int32_t>(text.size()))),
+                   &out);
   return out;
 }
 
@@ -166,13 +173,21 @@ std::u32string LowerEachCharacter(std::u32string_view text) {
   out.reserve(text.size());
   for (char32_t c : text) {
     icu::UnicodeString one(static_cast<UChar32>(c));
-    one.toLower(icu::Locale::getRoot());
-    for (int32_t i = 0; i < one.length();) {
-      const UChar32 lower = one.char32At(i);
-      i += U16_LENGTH(lower);
-      out.push_back(static_cast<char32_t>(lower));
-    }
+    AppendCodePoints(one.toLower(icu::Locale::getRoot()), &out);
   }
+  return out;
+}
+
+std::u32string NormalizeUnicode(std::u32string_view text, bool decompose) {
+  icu::UnicodeString u;
+  for (char32_t c : text) u.append(static_cast<UChar32>(c));
+  UErrorCode err = U_ZERO_ERROR;
+  const icu::Normalizer2* n = decompose ? icu::Normalizer2::getNFDInstance(err) : icu::Normalizer2::getNFCInstance(err);
+  if (U_FAILURE(err)) return std::u32string(text);
+  const icu::UnicodeString normalized = n->normalize(u, err);
+  if (U_FAILURE(err)) return std::u32string(text);
+  std::u32string out;
+  AppendCodePoints(normalized, &out);
   return out;
 }
 

@@ -29,4 +29,7 @@ std::u32string ToUtf32(std::string_view text);
 // own (so a final sigma stays σ, as in Hugging Face's per-character lower-casing).
 std::u32string LowerEachCharacter(std::u32string_view text);
 
+// Unicode NFC, or NFD with `decompose` (the text unchanged if ICU fails).
+std::u32string NormalizeUnicode(std::u32string_view text, bool decompose);
+
 }  // namespace imgsearch::model

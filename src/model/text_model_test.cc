@@ -30,27 +30,12 @@ std::unique_ptr<TextModel> Load(const std::string& dir) {
   return m.ok() ? std::move(m).value() : nullptr;
 }
 
-std::string CopyOf(const std::string& dir) {
-  const std::string copy = testing::MakeTempDir() + "/model";
-  fs::copy(dir, copy, fs::copy_options::recursive);
-  for (const auto& e : fs::recursive_directory_iterator(copy)) {
-    fs::permissions(e.path(), fs::perms::owner_write, fs::perm_options::add);
-  }
-  return copy;
-}
-
 void ExpectLoadError(const std::string& dir, const std::vector<std::string>& needles) {
   auto m = TextModel::Load(dir);
   ASSERT_FALSE(m.ok()) << "loading " << dir << " should fail";
   for (const std::string& n : needles) {
     EXPECT_NE(m.status().message().find(n), std::string::npos) << m.status().ToString();
   }
-}
-
-void EditJson(const std::string& path, const std::function<void(nlohmann::json&)>& edit) {
-  nlohmann::json j = nlohmann::json::parse(ReadFile(path));
-  edit(j);
-  WriteFile(path, j.dump(2));
 }
 
 TEST(TextModel, LoadsBothLayoutsIntoTheTinyClipSpace) {
@@ -132,56 +117,57 @@ TEST(TextModel, BatchesEqualOneByOneAndLanguagesDiffer) {
 
 TEST(TextModel, BadFilesGetClearErrors) {
   {
-    const std::string dir = CopyOf(StDir());
+    const std::string dir = testing::CopyToTemp(StDir());
     fs::remove(dir + "/vocab.txt");
     ExpectLoadError(dir, {"vocab.txt"});
   }
   {
-    const std::string dir = CopyOf(StDir());
-    EditJson(dir + "/1_Pooling/config.json", [](nlohmann::json& j) {
+    const std::string dir = testing::CopyToTemp(StDir());
+    testing::EditJsonFile(dir + "/1_Pooling/config.json", [](nlohmann::json& j) {
       j["pooling_mode_mean_tokens"] = false;
       j["pooling_mode_cls_token"] = true;
     });
     ExpectLoadError(dir, {"pooling_mode_cls_token"});
   }
   {
-    const std::string dir = CopyOf(StDir());
-    EditJson(dir + "/2_Dense/config.json", [](nlohmann::json& j) { j["activation_function"] = "torch.nn.ReLU"; });
+    const std::string dir = testing::CopyToTemp(StDir());
+    testing::EditJsonFile(dir + "/2_Dense/config.json",
+                          [](nlohmann::json& j) { j["activation_function"] = "torch.nn.ReLU"; });
     ExpectLoadError(dir, {"activation_function", "ReLU"});
   }
   {
-    const std::string dir = CopyOf(StDir());
-    EditJson(dir + "/2_Dense/config.json", [](nlohmann::json& j) { j["in_features"] = 7; });
+    const std::string dir = testing::CopyToTemp(StDir());
+    testing::EditJsonFile(dir + "/2_Dense/config.json", [](nlohmann::json& j) { j["in_features"] = 7; });
     ExpectLoadError(dir, {"in_features 7"});
   }
   {
-    const std::string dir = CopyOf(StDir());
-    EditJson(dir + "/config.json", [](nlohmann::json& j) { j["model_type"] = "bert"; });
+    const std::string dir = testing::CopyToTemp(StDir());
+    testing::EditJsonFile(dir + "/config.json", [](nlohmann::json& j) { j["model_type"] = "bert"; });
     ExpectLoadError(dir, {"model_type \"bert\"", "distilbert"});
   }
   {
-    const std::string dir = CopyOf(StDir());
-    EditJson(dir + "/config.json", [](nlohmann::json& j) { j["n_heads"] = "four"; });
+    const std::string dir = testing::CopyToTemp(StDir());
+    testing::EditJsonFile(dir + "/config.json", [](nlohmann::json& j) { j["n_heads"] = "four"; });
     ExpectLoadError(dir, {"n_heads"});
   }
   {
-    const std::string dir = CopyOf(StDir());
+    const std::string dir = testing::CopyToTemp(StDir());
     WriteFile(dir + "/modules.json", "{not json");
     ExpectLoadError(dir, {"modules.json"});
   }
   {
-    const std::string dir = CopyOf(MclipDir());
+    const std::string dir = testing::CopyToTemp(MclipDir());
     fs::remove(dir + "/sentencepiece.bpe.model");
     ExpectLoadError(dir, {"sentencepiece.bpe.model"});
   }
   {
-    const std::string dir = CopyOf(MclipDir());
-    EditJson(dir + "/config.json", [](nlohmann::json& j) { j["numDims"] = 12; });
+    const std::string dir = testing::CopyToTemp(MclipDir());
+    testing::EditJsonFile(dir + "/config.json", [](nlohmann::json& j) { j["numDims"] = 12; });
     ExpectLoadError(dir, {"LinearTransformation"});
   }
   {
-    const std::string dir = CopyOf(MclipDir());
-    EditJson(dir + "/base/config.json", [](nlohmann::json& j) { j["layer_norm_eps"] = 0; });
+    const std::string dir = testing::CopyToTemp(MclipDir());
+    testing::EditJsonFile(dir + "/base/config.json", [](nlohmann::json& j) { j["layer_norm_eps"] = 0; });
     ExpectLoadError(dir, {"layer_norm_eps"});
   }
   // An image model is not a text model, and the other way round, each said plainly.

@@ -8,9 +8,7 @@
 //   5. each word greedily cut into the longest vocabulary pieces ("##" marks a continuation); a word
 //      with a piece missing, or longer than 100 characters, becomes one [UNK];
 //   6. [CLS] ids [SEP], the ids cut to fit the context.
-#include <unicode/normalizer2.h>
 #include <unicode/uchar.h>
-#include <unicode/unistr.h>
 
 #include <algorithm>
 #include <fstream>
@@ -55,24 +53,6 @@ bool IsCjkIdeograph(char32_t c) {
   return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x20000 && c <= 0x2A6DF) ||
          (c >= 0x2A700 && c <= 0x2B73F) || (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B820 && c <= 0x2CEAF) ||
          (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
-}
-
-// Unicode NFC, or NFD with `decompose`.
-std::u32string Normalize(const std::u32string& text, bool decompose) {
-  icu::UnicodeString u;
-  for (char32_t c : text) u.append(static_cast<UChar32>(c));
-  UErrorCode err = U_ZERO_ERROR;
-  const icu::Normalizer2* n = decompose ? icu::Normalizer2::getNFDInstance(err) : icu::Normalizer2::getNFCInstance(err);
-  if (U_FAILURE(err)) return text;
-  const icu::UnicodeString out = n->normalize(u, err);
-  if (U_FAILURE(err)) return text;
-  std::u32string result;
-  for (int32_t i = 0; i < out.length();) {
-    const UChar32 c = out.char32At(i);
-    i += U16_LENGTH(c);
-    result.push_back(static_cast<char32_t>(c));
-  }
-  return result;
 }
 
 class WordPieceTokenizer final : public TextTokenizer {
@@ -157,7 +137,7 @@ class WordPieceTokenizer final : public TextTokenizer {
         cleaned.push_back(c);
       }
     }
-    cleaned = Normalize(cleaned, /*decompose=*/false);
+    cleaned = NormalizeUnicode(cleaned, /*decompose=*/false);
     std::u32string word;
     auto flush = [&] {
       if (!word.empty()) WordPieces(word, ids);
@@ -183,7 +163,7 @@ class WordPieceTokenizer final : public TextTokenizer {
     std::u32string out = lower_case_ ? LowerEachCharacter(text) : text;
     if (!strip_accents_) return out;
     std::u32string stripped;
-    for (char32_t c : Normalize(out, /*decompose=*/true)) {
+    for (char32_t c : NormalizeUnicode(out, /*decompose=*/true)) {
       if (u_charType(static_cast<UChar32>(c)) != U_NON_SPACING_MARK) stripped.push_back(c);
     }
     return stripped;
