@@ -469,8 +469,9 @@ TEST(Cli, SearchWithAMultilingualTextModel) {
   EXPECT_NE(missing.err.find("(from --text-model)"), std::string::npos) << missing.err;
 }
 
-// A collection moves between families with reindex (CLIP → SigLIP 2 → SigLIP); SigLIP results
-// carry the model's match probability for a query of one text, and only then.
+// A collection moves between families with reindex (CLIP → SigLIP 2 → SigLIP 2 NaFlex → SigLIP);
+// SigLIP results carry the model's match probability for a query of one text, and only then. A
+// query image goes through each family's own preprocessing and finds itself first.
 TEST(Cli, ReindexAcrossFamiliesAndSiglipsMatchProbability) {
   const std::string dir = testing::MakeTempDir();
   MakeLibrary(dir);
@@ -479,7 +480,7 @@ TEST(Cli, ReindexAcrossFamiliesAndSiglipsMatchProbability) {
   auto clip_hits = JsonLines(RunCommand({ImgsearchBin(), "search", "--db", db, "cat", "--json"}).out);
   ASSERT_EQ(clip_hits.size(), 3u);
   EXPECT_FALSE(clip_hits[0].contains("probability"));
-  for (const std::string suffix : {"-siglip2", "-siglip"}) {
+  for (const std::string suffix : {"-siglip2", "-siglip2-naflex", "-siglip"}) {
     const std::string model = TestModelDir() + suffix;
     auto reindex = RunCommand({ImgsearchBin(), "reindex", "--db", db, "--model", model});
     EXPECT_EQ(reindex.exit_code, 1) << reindex.err;  // the broken file still fails
@@ -506,6 +507,12 @@ TEST(Cli, ReindexAcrossFamiliesAndSiglipsMatchProbability) {
         {ImgsearchBin(), "search", "--db", db, "--json", "--similar", std::to_string(hits[0]["id"].get<int64_t>())});
     ASSERT_EQ(similar.exit_code, 0) << similar.err;
     for (const auto& h : JsonLines(similar.out)) EXPECT_FALSE(h.contains("probability")) << h.dump();
+    auto by_image = RunCommand({ImgsearchBin(), "search", "--db", db, "--json", "--image", dir + "/lib/img2.png"});
+    ASSERT_EQ(by_image.exit_code, 0) << by_image.err;
+    const auto image_hits = JsonLines(by_image.out);
+    ASSERT_FALSE(image_hits.empty()) << suffix;
+    EXPECT_NE(image_hits[0]["path"].get<std::string>().find("img2.png"), std::string::npos) << suffix;
+    EXPECT_NEAR(image_hits[0]["score"].get<double>(), 1.0, 1e-4) << suffix;
   }
   auto info = RunCommand({ImgsearchBin(), "model", "info", "--model", TestModelDir() + "-siglip", "--json"});
   ASSERT_EQ(info.exit_code, 0) << info.err;

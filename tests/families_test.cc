@@ -42,7 +42,7 @@ class FamilyParity : public ::testing::TestWithParam<std::string> {
   Result<std::vector<float>> Pixels(const std::string& name) const {
     ASSIGN_OR_RETURN(DecodedImage decoded, DecodeImageFile(golden_ + "/images/" + name));
     const Preprocessing& pre = model_->preprocessing();
-    std::vector<float> pixels(3 * static_cast<size_t>(pre.size) * pre.size);
+    std::vector<float> pixels(static_cast<size_t>(pre.input_floats()));
     Normalize(ResizeForModel(decoded.image, pre), pre, pixels.data());
     return pixels;
   }
@@ -92,8 +92,19 @@ TEST_P(FamilyParity, PixelsAndImageEmbeddingsMatchAndTruncatedFails) {
       continue;
     }
     ASSERT_TRUE(pixels.ok()) << name << ": " << pixels.status().ToString();
+    // NaFlex: the patch grid leads the patches (image.h's Normalize); upstream's pixel_values hold
+    // the patches alone.
+    size_t first = 0;
+    if (item.contains("spatial_shape")) {
+      ASSERT_EQ(model_->preprocessing().fit, Preprocessing::Fit::kPatchBudget);
+      const auto shape = item["spatial_shape"].get<std::vector<int>>();
+      EXPECT_EQ((*pixels)[0], shape[0]) << name;
+      EXPECT_EQ((*pixels)[1], shape[1]) << name;
+      EXPECT_EQ(shape[0] * shape[1], item["valid_patches"].get<int>()) << name;
+      first = 2;
+    }
     double sum = 0;
-    for (float v : *pixels) sum += v;
+    for (size_t i = first; i < pixels->size(); ++i) sum += (*pixels)[i];
     const double ref_sum = item["pixel_sum"];
     EXPECT_NEAR(sum, ref_sum, 1e-3 * std::max(1.0, std::abs(ref_sum))) << name;
     std::vector<float> emb(dim);
@@ -110,6 +121,17 @@ TEST_P(FamilyParity, LogitsAndMatchProbabilities) {
   ASSERT_TRUE(model_->info().has_match_probability);
   EXPECT_FLOAT_EQ(model_->info().logit_scale, expected_["logit_scale"].get<float>());
   EXPECT_FLOAT_EQ(model_->info().logit_bias, expected_["logit_bias"].get<float>());
+  if (model_->preprocessing().fit == Preprocessing::Fit::kPatchBudget) {
+    // Upstream's Siglip2Processor, which made these logits, resizes to its own default of 256 patches
+    // whatever preprocessor_config.json says (the image embeddings above used the configured 64):
+    // the logits are matched with that budget, which also checks position grids scaled up.
+    const std::string copy = testing::CopyToTemp(dir_);
+    testing::EditJsonFile(copy + "/preprocessor_config.json", [](nlohmann::json& j) { j["max_num_patches"] = 256; });
+    auto model = ClipModel::Load(copy);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    model_ = std::move(model).value();
+    ASSERT_EQ(model_->preprocessing().max_patches, 256);
+  }
   const int dim = model_->embedding_dim();
   std::vector<std::vector<float>> images;
   for (const auto& item : expected_["images"]) {
@@ -149,8 +171,9 @@ TEST_P(FamilyParity, BatchedEqualsOneByOne) {
     ASSERT_TRUE(model_->EncodeTexts({&texts[i], 1}, alone.data()).ok());
     EXPECT_GE(Cosine(alone, {together.begin() + i * dim, together.begin() + (i + 1) * dim}), 0.9999999) << texts[i];
   }
-  const std::vector<std::string> names = {"rocket.jpg", "camera.png", "palette_color.png"};
-  const size_t floats = 3 * static_cast<size_t>(model_->image_size()) * model_->image_size();
+  // NaFlex: three patch grids, two of them of one length (8 × 8, 7 × 9, 6 × 10 patches).
+  const std::vector<std::string> names = {"rocket.jpg", "camera.png", "chelsea.png", "palette_color.png"};
+  const size_t floats = static_cast<size_t>(model_->preprocessing().input_floats());
   std::vector<float> batch;
   for (const std::string& name : names) {
     auto pixels = Pixels(name);
@@ -166,7 +189,7 @@ TEST_P(FamilyParity, BatchedEqualsOneByOne) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Siglip, FamilyParity, ::testing::Values("siglip", "siglip2"));
+INSTANTIATE_TEST_SUITE_P(Siglip, FamilyParity, ::testing::Values("siglip", "siglip2", "siglip2-naflex"));
 
 // Multilingual text towers: text only, into an image model's space.
 class TextFamilyParity : public ::testing::TestWithParam<std::string> {

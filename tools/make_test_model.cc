@@ -2,7 +2,8 @@
 // weights cannot be fetched everywhere, and a random model exercises every numeric step just the same.
 //   CLIP presets:   config.json, model.safetensors, vocab.json, merges.txt (a CLIPModel).
 //   SigLIP presets: config.json, model.safetensors, spiece.model (SigLIP) or tokenizer.model (SigLIP 2,
-//                   Gemma-style), tokenizer_config.json, preprocessor_config.json (a SiglipModel).
+//                   Gemma-style), tokenizer_config.json, preprocessor_config.json (a SiglipModel; the
+//                   NaFlex presets a Siglip2Model).
 // With --weights-format torch, pytorch_model.bin (torch.save's zip, tools/torch_zip_writer.h) in place
 // of model.safetensors, with the same weights for the same seed.
 //
@@ -45,6 +46,9 @@ struct Preset {
   int vision_width, vision_layers, vision_heads, patch, image_size;
   int projection;
   int mlp_ratio_x4 = 16;  // MLP width = width · mlp_ratio_x4 / 4
+  // SigLIP 2 NaFlex (model_type "siglip2"): images keep their aspect ratio within (image_size /
+  // patch)² patches, the position grid.
+  bool naflex = false;
 };
 
 const std::map<std::string, Preset> kPresets = {
@@ -59,6 +63,10 @@ const std::map<std::string, Preset> kPresets = {
     {"siglip2-tiny", {Family::kSiglip2, 48, 2, 4, 64, 64, 2, 4, 16, 224, 64, 8}},
     {"siglip2-b-16", {Family::kSiglip2, 768, 12, 12, 64, 768, 12, 12, 16, 224, 768}},
     {"siglip2-b-32-256", {Family::kSiglip2, 768, 12, 12, 64, 768, 12, 12, 32, 256, 768}},
+    // NaFlex: siglip2-tiny's shapes (a square image at 224 px is the same model), and
+    // google/siglip2-base-patch16-naflex's (256 patches).
+    {"siglip2-naflex-tiny", {Family::kSiglip2, 48, 2, 4, 64, 64, 2, 4, 16, 224, 64, 8, true}},
+    {"siglip2-naflex-b-16", {Family::kSiglip2, 768, 12, 12, 64, 768, 12, 12, 16, 256, 768, 16, true}},
 };
 
 // Text the SentencePiece tokenizers are trained on: enough words for captions in tests.
@@ -207,6 +215,14 @@ struct Tensor {
   std::vector<int64_t> shape;
   enum Init { kNormal, kOnes, kZeros } init = kNormal;
   float scale = 0.02f;
+  // A convolution's [out, 3, p, p] values, stored as the Linear layer [out, p·p·3] of the same
+  // patches (SigLIP 2 NaFlex): the same random stream as the convolution, laid out channels last.
+  bool as_patch_linear = false;
+
+  std::vector<int64_t> stored_shape() const {
+    if (!as_patch_linear) return shape;
+    return {shape[0], shape[1] * shape[2] * shape[3]};
+  }
 };
 
 uint16_t ToF16(float f) {
@@ -255,10 +271,23 @@ uint64_t WriteWeights(const std::filesystem::path& dir, const std::vector<Tensor
   auto values = [&](const Tensor& t) {
     int64_t n = 1;
     for (int64_t d : t.shape) n *= d;
+    std::vector<float> generated(static_cast<size_t>(n));
+    for (float& v : generated) {
+      v = t.init == Tensor::kOnes ? 1.0f : t.init == Tensor::kZeros ? 0.0f : normal(rng) * t.scale;
+      if (t.init != Tensor::kNormal) v += normal(rng) * 0.02f;  // perturbed, so LayerNorm parameters matter
+    }
+    std::vector<float> stored = generated;
+    if (t.as_patch_linear) {
+      const int64_t channels = t.shape[1], rows = t.shape[2], cols = t.shape[3];
+      for (int64_t i = 0; i < n; ++i) {  // i = ((o · channels + c) · rows + y) · cols + x
+        const int64_t x = i % cols, y = i / cols % rows, c = i / (cols * rows) % channels,
+                      o = i / (cols * rows * channels);
+        stored[static_cast<size_t>(((o * rows + y) * cols + x) * channels + c)] = generated[static_cast<size_t>(i)];
+      }
+    }
     std::string bytes(static_cast<size_t>(n) * elem, '\0');
     for (int64_t i = 0; i < n; ++i) {
-      float v = t.init == Tensor::kOnes ? 1.0f : t.init == Tensor::kZeros ? 0.0f : normal(rng) * t.scale;
-      if (t.init != Tensor::kNormal) v += normal(rng) * 0.02f;  // perturbed, so LayerNorm parameters matter
+      const float v = stored[static_cast<size_t>(i)];
       if (elem == 4) {
         std::memcpy(bytes.data() + 4 * i, &v, 4);
       } else {
@@ -289,7 +318,8 @@ uint64_t WriteWeights(const std::filesystem::path& dir, const std::vector<Tensor
     // sharded checkpoints (the hub's older CLIP repositories hold such files); each tensor is made
     // only when its storage is written, so a large preset is never all in memory.
     std::vector<imgsearch::tools::NamedTensor> named;
-    for (const Tensor& t : tensors) named.push_back({t.name, dtype, t.shape, "", [&values, &t] { return values(t); }});
+    for (const Tensor& t : tensors)
+      named.push_back({t.name, dtype, t.stored_shape(), "", [&values, &t] { return values(t); }});
     imgsearch::tools::WriteTorchStateDict(named, write, {.archive = "pytorch_model"});
   } else {
     nlohmann::ordered_json header;
@@ -298,7 +328,7 @@ uint64_t WriteWeights(const std::filesystem::path& dir, const std::vector<Tensor
     for (const Tensor& t : tensors) {
       int64_t n = 1;
       for (int64_t d : t.shape) n *= d;
-      header[t.name] = {{"dtype", dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + n * elem}}};
+      header[t.name] = {{"dtype", dtype}, {"shape", t.stored_shape()}, {"data_offsets", {offset, offset + n * elem}}};
       offset += n * elem;
     }
     std::string header_text = header.dump();
@@ -585,7 +615,11 @@ int main(int argc, char** argv) {
     tensors.push_back({"text_model.head.bias", {p.projection}});
     tensors.push_back({"vision_model.embeddings.patch_embedding.bias", {p.vision_width}});
   }
-  tensors.push_back({"vision_model.embeddings.patch_embedding.weight", {p.vision_width, 3, p.patch, p.patch}});
+  tensors.push_back({"vision_model.embeddings.patch_embedding.weight",
+                     {p.vision_width, 3, p.patch, p.patch},
+                     Tensor::kNormal,
+                     0.02f,
+                     p.naflex});
   tensors.push_back(
       {"vision_model.embeddings.position_embedding.weight", {grid * grid + (clip ? 1 : 0), p.vision_width}});
   if (clip) {
@@ -666,15 +700,30 @@ int main(int argc, char** argv) {
                 {"hidden_act", "gelu_pytorch_tanh"},
                 {"layer_norm_eps", 1e-6}}}};
     // SiglipImageProcessor: straight resize, BICUBIC (3) for SigLIP, BILINEAR (2) for SigLIP 2.
-    const nlohmann::ordered_json preprocessor = {{"do_normalize", true},
-                                                 {"do_rescale", true},
-                                                 {"do_resize", true},
-                                                 {"image_mean", {0.5, 0.5, 0.5}},
-                                                 {"image_std", {0.5, 0.5, 0.5}},
-                                                 {"image_processor_type", "SiglipImageProcessor"},
-                                                 {"resample", p.family == Family::kSiglip ? 3 : 2},
-                                                 {"rescale_factor", 1.0 / 255},
-                                                 {"size", {{"height", p.image_size}, {"width", p.image_size}}}};
+    nlohmann::ordered_json preprocessor = {{"do_normalize", true},
+                                           {"do_rescale", true},
+                                           {"do_resize", true},
+                                           {"image_mean", {0.5, 0.5, 0.5}},
+                                           {"image_std", {0.5, 0.5, 0.5}},
+                                           {"image_processor_type", "SiglipImageProcessor"},
+                                           {"resample", p.family == Family::kSiglip ? 3 : 2},
+                                           {"rescale_factor", 1.0 / 255},
+                                           {"size", {{"height", p.image_size}, {"width", p.image_size}}}};
+    if (p.naflex) {
+      // Siglip2Model: the position grid given as num_patches instead of an image size;
+      // Siglip2ImageProcessor: a patch budget instead of a size.
+      config["architectures"] = {"Siglip2Model"};
+      config["model_type"] = "siglip2";
+      config["text_config"]["model_type"] = "siglip2_text_model";
+      auto& vision = config["vision_config"];
+      vision["model_type"] = "siglip2_vision_model";
+      vision.erase("image_size");
+      vision["num_patches"] = grid * grid;
+      preprocessor["image_processor_type"] = "Siglip2ImageProcessor";
+      preprocessor.erase("size");
+      preprocessor["max_num_patches"] = grid * grid;
+      preprocessor["patch_size"] = p.patch;
+    }
     std::ofstream(dir / "preprocessor_config.json") << preprocessor.dump(2) << "\n";
   }
   std::ofstream(dir / "config.json") << config.dump(2) << "\n";

@@ -62,8 +62,8 @@ std::vector<std::string> MakeJpegs(const std::string& dir, int n) {
 
 // Files → decode on a helper thread → batches of normalised pixels → the encoder on this thread.
 double EndToEnd(const ClipModel& model, const std::vector<std::string>& files, int batch) {
-  const int size = model.image_size();
-  const size_t floats = 3 * static_cast<size_t>(size) * size;
+  const int size = model.preprocessing().size;
+  const size_t floats = static_cast<size_t>(model.preprocessing().input_floats());
   std::mutex mu;
   std::condition_variable cv;
   std::queue<std::vector<float>> ready;  // guarded by mu; at most 2 batches
@@ -146,13 +146,17 @@ RunFn AddBenchCommand(CLI::App& root) {
     out["batch"] = f->batch;
     out["model_load_s"] = load_s;
 
-    // Image encoder alone, on random normalised pixels.
-    const int size = model.image_size();
-    const size_t floats = 3 * static_cast<size_t>(size) * size;
+    // Image encoder alone, on a random 4:3 picture preprocessed as the model's family does.
+    const Preprocessing& pre = model.preprocessing();
+    const size_t floats = static_cast<size_t>(pre.input_floats());
     std::vector<float> pixels(floats * f->batch);
-    std::mt19937 rng(3);
-    std::normal_distribution<float> noise(0.0f, 1.0f);
-    for (float& x : pixels) x = noise(rng);
+    {
+      Image picture(640, 480);
+      std::mt19937 rng(3);
+      for (uint8_t& v : picture.rgb) v = static_cast<uint8_t>(rng());
+      Normalize(ResizeForModel(picture, pre), pre, pixels.data());
+      for (int b = 1; b < f->batch; ++b) std::copy_n(pixels.data(), floats, pixels.data() + b * floats);
+    }
     std::vector<float> emb(static_cast<size_t>(f->batch) * model.embedding_dim());
     (void)model.EncodeImages(pixels.data(), f->batch, emb.data());  // warm-up
     const auto enc_start = Clock::now();

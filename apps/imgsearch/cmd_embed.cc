@@ -69,8 +69,8 @@ int RunEmbed(const EmbedFlags& f) {
     return kExitUsage;
   }
 
-  const int size = m.image_size();
-  const int64_t image_floats = 3 * int64_t{size} * size;
+  const int size = m.preprocessing().size;
+  const int64_t image_floats = m.preprocessing().input_floats();
   std::vector<float> pixels;
   std::vector<std::vector<int32_t>> token_ids;
   int n_images = 0;

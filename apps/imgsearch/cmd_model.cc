@@ -81,13 +81,17 @@ int PrintInfo(const std::string& flag, bool as_json) {
                       {"identity", m.fingerprint},
                       {"kernels", m.isa}};
   const Preprocessing& pre = (*model)->preprocessing();
-  const char* fit =
-      pre.fit == Preprocessing::Fit::kCenterCrop ? "resize shorter side, centre crop" : "resize to square";
+  std::string fit = "resize shorter side, centre crop", fit_name = "center_crop";
+  if (pre.fit == Preprocessing::Fit::kStretch) {
+    fit = "resize to square";
+    fit_name = "stretch";
+  } else if (pre.fit == Preprocessing::Fit::kPatchBudget) {
+    fit = "aspect ratio kept, at most " + std::to_string(pre.max_patches) + " patches";
+    fit_name = "patch_budget";
+  }
   const char* filter = pre.filter == ResampleFilter::kBicubic ? "bicubic" : "bilinear";
-  j["preprocessing"] = {{"fit", pre.fit == Preprocessing::Fit::kCenterCrop ? "center_crop" : "stretch"},
-                        {"filter", filter},
-                        {"mean", pre.mean},
-                        {"std", pre.std}};
+  j["preprocessing"] = {{"fit", fit_name}, {"filter", filter}, {"mean", pre.mean}, {"std", pre.std}};
+  if (m.max_patches > 0) j["preprocessing"]["max_patches"] = m.max_patches;
   if (m.has_match_probability) j["scores"] = {{"logit_scale", m.logit_scale}, {"logit_bias", m.logit_bias}};
   if (as_json) {
     std::printf("%s\n", j.dump().c_str());
@@ -97,12 +101,14 @@ int PrintInfo(const std::string& flag, bool as_json) {
   std::printf("family      %s, tokenizer %s\n", m.family.c_str(), m.tokenizer.c_str());
   std::printf("weights     %s (%.1f MB, %s, %.1fM parameters)\n", m.weights_path.c_str(), m.weights_bytes / 1e6,
               m.dtype.c_str(), m.n_params / 1e6);
-  std::printf("vision      ViT %dpx, patch %d, width %d, %d layers, %d heads, mlp %d, %s\n", m.image_size, m.patch_size,
+  const std::string input = m.max_patches > 0 ? "NaFlex ≤ " + std::to_string(m.max_patches) + " patches"
+                                              : std::to_string(m.image_size) + "px";
+  std::printf("vision      ViT %s, patch %d, width %d, %d layers, %d heads, mlp %d, %s\n", input.c_str(), m.patch_size,
               m.vision.width, m.vision.n_layers, m.vision.n_head, m.vision.mlp_width, m.vision.activation.c_str());
   std::printf("text        context %d, vocab %d, width %d, %d layers, %d heads, mlp %d, %s\n", m.text.n_positions,
               m.vocab_size, m.text.width, m.text.n_layers, m.text.n_head, m.text.mlp_width, m.text.activation.c_str());
-  std::printf("images      %s, %s, mean %.3g %.3g %.3g, std %.3g %.3g %.3g\n", fit, filter, pre.mean[0], pre.mean[1],
-              pre.mean[2], pre.std[0], pre.std[1], pre.std[2]);
+  std::printf("images      %s, %s, mean %.3g %.3g %.3g, std %.3g %.3g %.3g\n", fit.c_str(), filter, pre.mean[0],
+              pre.mean[1], pre.mean[2], pre.std[0], pre.std[1], pre.std[2]);
   std::printf("embedding   %d dimensions\n", m.embedding_dim);
   if (m.has_match_probability) {
     std::printf("scores      cosine; match probability sigmoid(cosine × %.4g %+.4g)\n", std::exp(m.logit_scale),

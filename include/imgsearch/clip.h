@@ -1,5 +1,5 @@
 // The inference engine for contrastive image-text models, CLIP and SigLIP (SigLIP 2's fixed-resolution
-// checkpoints included): tokenizer, text encoder and vision encoder behind one facade.
+// and NaFlex checkpoints included): tokenizer, text encoder and vision encoder behind one facade.
 //
 //   ASSIGN_OR_RETURN(auto model, imgsearch::ClipModel::Load("hub/clip-vit-base-patch32"));
 //   std::vector<float> text(model->embedding_dim());
@@ -58,8 +58,9 @@ struct ModelInfo {
   TowerInfo text;
   TowerInfo vision;
   int vocab_size = 0;
-  int image_size = 0;  // pixels per side of the model's input
+  int image_size = 0;  // pixels per side of the model's input (NaFlex: of the square its positions cover)
   int patch_size = 0;
+  int max_patches = 0;  // SigLIP 2 NaFlex: patches per image at most, aspect ratio kept; 0 otherwise
   int embedding_dim = 0;
   bool has_match_probability = false;  // SigLIP: MatchProbability() is the model's own score
   float logit_scale = 0;               // SigLIP's, as stored (the score uses exp(logit_scale))
@@ -108,9 +109,9 @@ class ClipModel {
   Status EncodeTexts(std::span<const std::string> texts, float* out) const;
   Status EncodeTokens(std::span<const std::vector<int32_t>> token_ids, float* out) const;
 
-  // `pixels` holds n_images images as [n_images, 3, image_size, image_size], made by
-  // preprocessing() (see image.h: ResizeForModel, Normalize). Writes n_images rows of embedding_dim() floats to `out`.
-  Status EncodeImages(const float* pixels, int n_images, float* out) const;
+  // `inputs` holds n_images images of preprocessing().input_floats() floats each, as image.h's
+  // ResizeForModel and Normalize make them. Writes n_images rows of embedding_dim() floats to `out`.
+  Status EncodeImages(const float* inputs, int n_images, float* out) const;
 
  private:
   struct Impl;

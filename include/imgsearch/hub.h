@@ -26,6 +26,8 @@ inline constexpr const char* kKnownModels[] = {
     "google/siglip2-base-patch16-224",
     "google/siglip2-large-patch16-256",
     "google/siglip2-so400m-patch14-384",
+    "google/siglip2-base-patch16-naflex",  // NaFlex: any aspect ratio, up to 256 patches
+    "google/siglip2-so400m-patch16-naflex",
     "sentence-transformers/clip-ViT-B-32-multilingual-v1",  // text, into openai/clip-vit-base-patch32's space
     "M-CLIP/XLM-Roberta-Large-Vit-B-32",                    // text, likewise
 };

@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "imgsearch/status.h"
@@ -132,14 +133,24 @@ Image ResizeRegion(const Image& image, int width, int height, int left, int top,
 // What a model's image processor does to a decoded image before the model sees it.
 struct Preprocessing {
   enum class Fit {
-    kCenterCrop,  // shorter side to `size` (longer to int(size · long / short)), then centre crop (CLIP)
-    kStretch,     // straight to size × size, aspect ratio not kept (SigLIP)
+    kCenterCrop,   // shorter side to `size` (longer to int(size · long / short)), then centre crop (CLIP)
+    kStretch,      // straight to size × size, aspect ratio not kept (SigLIP)
+    kPatchBudget,  // aspect ratio kept, both sides multiples of patch_size, at most max_patches patches
+                   // (SigLIP 2 NaFlex)
   };
-  int size = 224;  // pixels per side of the model's input
+  int size = 224;  // pixels per side of the model's input; kPatchBudget: of a square within the budget
   Fit fit = Fit::kCenterCrop;
   ResampleFilter filter = ResampleFilter::kBicubic;
   std::array<float, 3> mean = {0.48145466f, 0.4578275f, 0.40821073f};  // CLIP's
   std::array<float, 3> std = {0.26862954f, 0.26130258f, 0.27577711f};
+  int patch_size = 0;   // kPatchBudget only
+  int max_patches = 0;  // kPatchBudget only
+
+  // Floats Normalize writes per image: the model's input.
+  int64_t input_floats() const {
+    if (fit == Fit::kPatchBudget) return 2 + int64_t{max_patches} * 3 * patch_size * patch_size;
+    return 3 * int64_t{size} * size;
+  }
 
   // OpenAI CLIP's: bicubic, centre crop, CLIP's mean and std.
   static Preprocessing Clip(int size) {
@@ -149,14 +160,23 @@ struct Preprocessing {
   }
 };
 
-// The size × size RGB image the model sees, before normalisation.
+// The height and width (multiples of `patch`) Siglip2ImageProcessor resizes a height × width
+// image to: the largest scale, found by the same binary search, that keeps the patch count within
+// `max_patches`.
+std::pair<int, int> PatchBudgetSize(int height, int width, int patch, int max_patches);
+
+// The RGB image the model sees, before normalisation: size × size, or for kPatchBudget the
+// PatchBudgetSize of the image.
 Image ResizeForModel(const Image& image, const Preprocessing& p);
 
-// Writes `resized` (size × size) as planar [3, size, size] floats: (v / 255 − mean) / std.
-void Normalize(const Image& resized, const Preprocessing& p, float* chw);
+// Writes the model's input (p.input_floats() floats), each value (v / 255 − mean) / std:
+//   kCenterCrop, kStretch: planar [3, size, size];
+//   kPatchBudget: patch rows, patch columns, then the patches in row-major order, each p·p·3 values
+//   (pixel rows, pixels, channels), zeros after the last patch up to max_patches.
+void Normalize(const Image& resized, const Preprocessing& p, float* input);
 
-// Decodes, resizes and normalises in one call. `chw` receives 3 · size · size floats.
-Status PreprocessImage(std::span<const uint8_t> bytes, const Preprocessing& p, float* chw,
+// Decodes, resizes and normalises in one call. `input` receives p.input_floats() floats.
+Status PreprocessImage(std::span<const uint8_t> bytes, const Preprocessing& p, float* input,
                        const DecodeOptions& options = {});
 
 Status WritePng(const Image& image, const std::string& path);

@@ -189,7 +189,7 @@ PreparedFile PrepareFile(const WorkItem& item, const FileReader& read, const Dec
   r.status = ImageStatus::kIndexed;
   Result<bool> known_content = collection->HasEmbeddingFor(hash);
   if (known_content.ok() && *known_content) return out;  // a copy of something already embedded
-  out.pixels.resize(3 * static_cast<size_t>(pre.size) * pre.size);
+  out.pixels.resize(static_cast<size_t>(pre.input_floats()));
   Normalize(ResizeForModel(decoded->image, pre), pre, out.pixels.data());
   return out;
 }

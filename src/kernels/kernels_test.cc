@@ -2,6 +2,7 @@
 // IMGSEARCH_MAX_ISA=avx2 so the AVX2 kernels are checked on AVX-512 machines too.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -9,6 +10,7 @@
 #include "kernels/cpu.h"
 #include "kernels/gemm.h"
 #include "kernels/ops.h"
+#include "kernels/resample.h"
 
 namespace imgsearch::kernels {
 namespace {
@@ -169,12 +171,6 @@ TEST(Kernels, L2NormalizeLeavesZeroAlone) {
   EXPECT_NEAR(v[1], 0.8f, 1e-7);
 }
 
-}  // namespace
-}  // namespace imgsearch::kernels
-
-namespace imgsearch::kernels {
-namespace {
-
 TEST(Kernels, AttentionBatchEqualsOneSequenceAtATime) {
   std::mt19937 rng(4);
   const int n_seqs = 5, seq_len = 50, width = 128, n_head = 2;
@@ -186,6 +182,59 @@ TEST(Kernels, AttentionBatchEqualsOneSequenceAtATime) {
               n_head, false, scratch.data());
   }
   EXPECT_EQ(batched, single);
+}
+
+TEST(Kernels, ResizeFloatsIsTorchAntialiasedBilinear) {
+  constexpr int kChannels = 3;
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> grid(8 * 8 * kChannels);
+  for (float& v : grid) v = u(rng);
+  // The same size: the input itself.
+  std::vector<float> same(grid.size());
+  ResizeFloats(grid.data(), 8, 8, kChannels, 8, 8, ResampleKernel::kTriangle, same.data());
+  for (size_t i = 0; i < grid.size(); ++i) EXPECT_NEAR(same[i], grid[i], 1e-6);
+  // Upscaling: plain bilinear with align_corners=False (source x = (x + 0.5) · in / out − 0.5,
+  // clamped at the edges), per channel.
+  constexpr int kOutH = 13, kOutW = 21;
+  std::vector<float> up(kOutH * kOutW * kChannels);
+  ResizeFloats(grid.data(), 8, 8, kChannels, kOutH, kOutW, ResampleKernel::kTriangle, up.data());
+  auto source = [](int i, int in, int out) { return std::clamp((i + 0.5) * in / out - 0.5, 0.0, in - 1.0); };
+  for (int y = 0; y < kOutH; ++y) {
+    for (int x = 0; x < kOutW; ++x) {
+      const double sy = source(y, 8, kOutH), sx = source(x, 8, kOutW);
+      const int y0 = static_cast<int>(sy), x0 = static_cast<int>(sx);
+      const int y1 = std::min(y0 + 1, 7), x1 = std::min(x0 + 1, 7);
+      const double fy = sy - y0, fx = sx - x0;
+      for (int c = 0; c < kChannels; ++c) {
+        auto at = [&](int yy, int xx) { return grid[(yy * 8 + xx) * kChannels + c]; };
+        const double want =
+            (1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x1)) + fy * ((1 - fx) * at(y1, x0) + fx * at(y1, x1));
+        EXPECT_NEAR(up[(y * kOutW + x) * kChannels + c], want, 1e-5) << y << "," << x;
+      }
+    }
+  }
+  // Downscaling by 2 averages with a widened triangle: weights 1/8, 3/8, 3/8, 1/8 inside.
+  std::vector<float> down(4 * 4 * kChannels);
+  ResizeFloats(grid.data(), 8, 8, kChannels, 4, 4, ResampleKernel::kTriangle, down.data());
+  auto row_weights = [](int o) {
+    std::vector<double> w(8, 0.0);
+    const double center = (o + 0.5) * 2;
+    double sum = 0;
+    for (int i = 0; i < 8; ++i) sum += w[i] = std::max(0.0, 1 - std::abs(i + 0.5 - center) / 2);
+    for (double& v : w) v /= sum;
+    return w;
+  };
+  for (int y = 0; y < 4; ++y) {
+    for (int x = 0; x < 4; ++x) {
+      const std::vector<double> wy = row_weights(y), wx = row_weights(x);
+      double want = 0;
+      for (int i = 0; i < 8; ++i) {
+        for (int j = 0; j < 8; ++j) want += wy[i] * wx[j] * grid[(i * 8 + j) * kChannels + 1];
+      }
+      EXPECT_NEAR(down[(y * 4 + x) * kChannels + 1], want, 1e-5);
+    }
+  }
 }
 
 }  // namespace

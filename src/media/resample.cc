@@ -1,11 +1,13 @@
 // Pillow's resampling (libImaging/Resample.c, Pillow 9.4) for 8-bit RGB with the BILINEAR and
-// BICUBIC filters, reproduced operation for operation: double-precision coefficients per output pixel, normalised,
-// converted to 22-bit fixed point, a horizontal pass into a uint8 image, then a vertical pass.
+// BICUBIC filters, reproduced operation for operation: the filter's double-precision weights per
+// output pixel (kernels/resample.h), converted to 22-bit fixed point, a horizontal pass into a
+// uint8 image, then a vertical pass.
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "imgsearch/image.h"
+#include "kernels/resample.h"
 
 namespace imgsearch {
 
@@ -13,69 +15,27 @@ namespace {
 
 constexpr int kPrecisionBits = 32 - 8 - 2;
 
-double BilinearFilter(double x) {
-  if (x < 0.0) x = -x;
-  return x < 1.0 ? 1.0 - x : 0.0;
+kernels::ResampleKernel KernelOf(ResampleFilter filter) {
+  return filter == ResampleFilter::kBilinear ? kernels::ResampleKernel::kTriangle : kernels::ResampleKernel::kCubic;
 }
 
-double BicubicFilter(double x) {
-  constexpr double a = -0.5;
-  if (x < 0.0) x = -x;
-  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
-  if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
-  return 0.0;
-}
-
-struct Filter {
-  double (*weight)(double);
-  double support;
-};
-
-Filter FilterOf(ResampleFilter filter) {
-  return filter == ResampleFilter::kBilinear ? Filter{BilinearFilter, 1.0} : Filter{BicubicFilter, 2.0};
-}
-
-// For each output pixel: the first input pixel, how many contribute, and their fixed-point weights.
+// The weights in Pillow's fixed point, for the 8-bit passes.
 struct Coefficients {
   int ksize = 0;
-  std::vector<int> bounds;  // [out_size · 2]: xmin, count
-  std::vector<int32_t> k;   // [out_size · ksize]
+  std::vector<int> bounds;  // as kernels::ResampleWeights
+  std::vector<int32_t> k;
 };
 
-// Coefficients of output pixels [out_begin, out_begin + out_count) of a resize to out_size.
-Coefficients PrecomputeCoefficients(const Filter& filter, int in_size, double in0, double in1, int out_size,
-                                    int out_begin, int out_count) {
-  double scale = (in1 - in0) / out_size;
-  double filterscale = scale < 1.0 ? 1.0 : scale;
-  const double support = filter.support * filterscale;
+Coefficients PrecomputeCoefficients(ResampleFilter filter, int in_size, int out_size, int out_begin, int out_count) {
+  kernels::ResampleWeights w =
+      kernels::PrecomputeResampleWeights(KernelOf(filter), in_size, out_size, out_begin, out_count);
   Coefficients c;
-  c.ksize = static_cast<int>(std::ceil(support)) * 2 + 1;
-  c.bounds.resize(static_cast<size_t>(out_count) * 2);
-  c.k.assign(static_cast<size_t>(out_count) * c.ksize, 0);
-  std::vector<double> kk(static_cast<size_t>(c.ksize));
-  for (int xx = 0; xx < out_count; ++xx) {
-    const double center = in0 + (out_begin + xx + 0.5) * scale;
-    const double ss = 1.0 / filterscale;
-    int xmin = static_cast<int>(center - support + 0.5);
-    if (xmin < 0) xmin = 0;
-    int xmax = static_cast<int>(center + support + 0.5);
-    if (xmax > in_size) xmax = in_size;
-    xmax -= xmin;
-    double ww = 0.0;
-    for (int x = 0; x < xmax; ++x) {
-      const double w = filter.weight((x + xmin - center + 0.5) * ss);
-      kk[x] = w;
-      ww += w;
-    }
-    for (int x = 0; x < xmax; ++x) {
-      if (ww != 0.0) kk[x] /= ww;
-    }
-    for (int x = 0; x < xmax; ++x) {
-      const double v = kk[x] * (1 << kPrecisionBits);
-      c.k[static_cast<size_t>(xx) * c.ksize + x] = static_cast<int32_t>(v < 0 ? -0.5 + v : 0.5 + v);
-    }
-    c.bounds[2 * xx] = xmin;
-    c.bounds[2 * xx + 1] = xmax;
+  c.ksize = w.ksize;
+  c.bounds = std::move(w.bounds);
+  c.k.resize(w.k.size());
+  for (size_t i = 0; i < w.k.size(); ++i) {
+    const double v = w.k[i] * (1 << kPrecisionBits);
+    c.k[i] = static_cast<int32_t>(v < 0 ? -0.5 + v : 0.5 + v);
   }
   return c;
 }
@@ -132,11 +92,10 @@ Image Resize(const Image& in, int width, int height, ResampleFilter filter) {
 
 Image ResizeRegion(const Image& in, int width, int height, int left, int top, int region_width, int region_height,
                    ResampleFilter filter) {
-  const Filter f = FilterOf(filter);
   const bool need_horizontal = width != in.width;
   const bool need_vertical = height != in.height;
-  Coefficients horiz = PrecomputeCoefficients(f, in.width, 0, in.width, width, left, region_width);
-  Coefficients vert = PrecomputeCoefficients(f, in.height, 0, in.height, height, top, region_height);
+  Coefficients horiz = PrecomputeCoefficients(filter, in.width, width, left, region_width);
+  Coefficients vert = PrecomputeCoefficients(filter, in.height, height, top, region_height);
 
   // The horizontal pass only computes the input rows the vertical pass will read.
   const int ybox_first = need_vertical ? vert.bounds[0] : top;

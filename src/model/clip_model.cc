@@ -55,9 +55,11 @@ double MeasureGemmGflops(int m, int k, int n, double min_seconds) {
 
 double VisionFlopsPerImage(const ModelInfo& info) {
   const double w = info.vision.width;
-  const double grid = info.image_size / info.patch_size;  // patches per side (a remainder is left out)
-  const double t = grid * grid + (info.family == "clip" ? 1 : 0);
-  const double patch = 2.0 * grid * grid * 3 * info.patch_size * info.patch_size * w;
+  // Patches (a remainder of the side is left out; NaFlex: the most an image has) + a class token.
+  const double grid = info.image_size / info.patch_size;
+  const double n_patches = info.max_patches > 0 ? info.max_patches : grid * grid;
+  const double t = n_patches + (info.family == "clip" ? 1 : 0);
+  const double patch = 2.0 * n_patches * 3 * info.patch_size * info.patch_size * w;
   const double per_layer = 2.0 * t * w * 3 * w                         // q, k, v
                            + 2.0 * 2 * t * t * w                       // scores and weighted sum
                            + 2.0 * t * w * w                           // output projection
@@ -123,6 +125,7 @@ Result<std::unique_ptr<ClipModel>> ClipModel::Load(const std::string& dir, const
   info.vocab_size = c.vocab_size;
   info.image_size = c.image_size;
   info.patch_size = c.patch_size;
+  info.max_patches = impl->preprocessing.max_patches;
   info.embedding_dim = c.projection_dim;
   info.has_match_probability = c.family == model::Family::kSiglip;
   info.logit_scale = c.logit_scale;
@@ -162,13 +165,13 @@ Status ClipModel::EncodeTexts(std::span<const std::string> texts, float* out) co
   return EncodeTokens(ids, out);
 }
 
-Status ClipModel::EncodeImages(const float* pixels, int n_images, float* out) const {
+Status ClipModel::EncodeImages(const float* inputs, int n_images, float* out) const {
   if (n_images < 0) return Status::InvalidArgument("negative image count");
-  const int64_t image_floats = 3 * int64_t{image_size()} * image_size();
+  const int64_t input_floats = impl_->preprocessing.input_floats();
   for (int begin = 0; begin < n_images; begin += kMaxImagesPerPass) {
     const int n = std::min(kMaxImagesPerPass, n_images - begin);
-    model::EncodeImageBatch(impl_->config, impl_->weights->vision(), pixels + begin * image_floats, n,
-                            out + int64_t{begin} * embedding_dim());
+    RETURN_IF_ERROR(model::EncodeImageBatch(impl_->config, impl_->weights->vision(), inputs + begin * input_floats,
+                                            input_floats, n, out + int64_t{begin} * embedding_dim()));
   }
   return Status::Ok();
 }

@@ -111,24 +111,24 @@ std::string StringField(const nlohmann::json& j, const char* key) {
 }
 
 // The family config.json's model_type names; without config.json, CLIP (its shapes say the rest).
-Result<Family> DetectFamily(const std::string& config_json) {
+// Sets *naflex for SigLIP 2's NaFlex checkpoints.
+Result<Family> DetectFamily(const std::string& config_json, bool* naflex) {
   if (config_json.empty()) return Family::kClip;
   ASSIGN_OR_RETURN(nlohmann::json j, ReadJsonObject(config_json));
   const std::string type = StringField(j, "model_type");
   if (type.empty() || type == "clip") return Family::kClip;
   if (type == "siglip") return Family::kSiglip;
+  if (type == "siglip2") {
+    *naflex = true;
+    return Family::kSiglip;
+  }
   if (type == "M-CLIP" || type == "distilbert" || type == "xlm-roberta" || type == "bert") {
     return Status::InvalidArgument(config_json + ": a text-only model (model_type \"" + type +
                                    "\"), not an image model: use it with --text-model beside the image model it "
                                    "was trained against");
   }
-  if (type == "siglip2") {
-    return Status::Unsupported(config_json +
-                               ": model_type \"siglip2\" is SigLIP 2's NaFlex variant, which this version does not "
-                               "run yet (SigLIP 2's fixed-resolution checkpoints, model_type \"siglip\", do run)");
-  }
   return Status::Unsupported(config_json + ": model_type \"" + type +
-                             "\" is not a family imgsearch runs (supported: " + "clip, siglip)");
+                             "\" is not a family imgsearch runs (supported: clip, siglip, siglip2)");
 }
 
 Status RequireFile(const std::string& path, const std::string& why) {
@@ -220,7 +220,7 @@ Result<ModelFiles> ResolveModelFiles(const std::string& dir_in) {
   if (!FileExists(files.config_json)) files.config_json.clear();
   if (FileExists(dir + "/tokenizer_config.json")) files.tokenizer_config = dir + "/tokenizer_config.json";
   if (FileExists(dir + "/preprocessor_config.json")) files.preprocessor_config = dir + "/preprocessor_config.json";
-  ASSIGN_OR_RETURN(files.family, DetectFamily(files.config_json));
+  ASSIGN_OR_RETURN(files.family, DetectFamily(files.config_json, &files.naflex));
   if (!FileExists(files.weights)) {
     // A checkpoint saved by torch.save: read without running its pickle (torch_checkpoint.h).
     if (!FileExists(dir + "/pytorch_model.bin")) {
@@ -301,18 +301,27 @@ Result<ModelConfig> DeriveConfig(const CheckpointFile& st, const ModelFiles& fil
   c.text.mlp_width = static_cast<int>(tfc1[0]);
   c.text.n_layers = CountLayers(st, "text_model.encoder.layers.");
 
-  ASSIGN_OR_RETURN(auto patch, ShapeOf(st, "vision_model.embeddings.patch_embedding.weight", 4));
+  // A convolution [width, 3, p, p]; NaFlex's Linear layer [width, p·p·3].
+  c.naflex = files.naflex;
+  const char* patch_name = "vision_model.embeddings.patch_embedding.weight";
+  ASSIGN_OR_RETURN(auto patch, ShapeOf(st, patch_name, c.naflex ? 2 : 4));
   ASSIGN_OR_RETURN(auto vpos, ShapeOf(st, "vision_model.embeddings.position_embedding.weight", 2));
   ASSIGN_OR_RETURN(auto vfc1, ShapeOf(st, "vision_model.encoder.layers.0.mlp.fc1.weight", 2));
   c.vision.width = static_cast<int>(patch[0]);
   c.vision.n_positions = static_cast<int>(vpos[0]);
   c.vision.mlp_width = static_cast<int>(vfc1[0]);
   c.vision.n_layers = CountLayers(st, "vision_model.encoder.layers.");
-  c.patch_size = static_cast<int>(patch[2]);
-  if (patch[1] != 3 || patch[2] != patch[3]) {
-    return Status::InvalidArgument(st.path() +
-                                   ": tensor vision_model.embeddings.patch_embedding.weight should be "
-                                   "[width, 3, patch, patch]");
+  if (c.naflex) {
+    c.patch_size = static_cast<int>(std::lround(std::sqrt(static_cast<double>(patch[1]) / 3)));
+    if (3 * int64_t{c.patch_size} * c.patch_size != patch[1]) {
+      return Status::InvalidArgument(st.path() + ": tensor " + patch_name + " takes " + std::to_string(patch[1]) +
+                                     " values per patch, not 3 · patch² (NaFlex's [width, patch · patch · 3])");
+    }
+  } else {
+    c.patch_size = static_cast<int>(patch[2]);
+    if (patch[1] != 3 || patch[2] != patch[3]) {
+      return Status::InvalidArgument(st.path() + ": tensor " + patch_name + " should be [width, 3, patch, patch]");
+    }
   }
   const int n_patches = c.vision.n_positions - (clip ? 1 : 0);
   const int grid = static_cast<int>(std::lround(std::sqrt(static_cast<double>(std::max(n_patches, 0)))));
@@ -331,6 +340,11 @@ Result<ModelConfig> DeriveConfig(const CheckpointFile& st, const ModelFiles& fil
     }
     if (auto it = j.find("vision_config"); it != j.end()) {
       RETURN_IF_ERROR(ApplyTowerOverrides(*it, files.config_json, "vision_config", !clip, &c.vision));
+      if (auto size = it->find("patch_size"); c.naflex && size != it->end() && *size != c.patch_size) {
+        return Status::InvalidArgument(files.config_json + ": vision_config.patch_size " + size->dump() +
+                                       " differs from the " + std::to_string(c.patch_size) +
+                                       "-pixel patches the patch embedding takes");
+      }
       // The input size may exceed grid · patch (so400m: 384 px, 27 patches of 14): the patch
       // convolution leaves the remainder out.
       if (auto size = it->find("image_size"); size != it->end() && size->is_number_integer()) {
@@ -362,6 +376,12 @@ Result<Preprocessing> DerivePreprocessing(const ModelConfig& c, const ModelFiles
   p.mean = {0.5f, 0.5f, 0.5f};
   p.std = {0.5f, 0.5f, 0.5f};
   p.filter = files.tokenizer == TokenizerKind::kGemmaBpe ? ResampleFilter::kBilinear : ResampleFilter::kBicubic;
+  if (c.naflex) {
+    // Siglip2ImageProcessor: aspect ratio kept, at most max_num_patches (256 unless configured).
+    p.fit = Preprocessing::Fit::kPatchBudget;
+    p.patch_size = c.patch_size;
+    p.max_patches = 256;
+  }
   if (files.preprocessor_config.empty()) return p;
   const std::string& path = files.preprocessor_config;
   ASSIGN_OR_RETURN(nlohmann::json j, ReadJsonObject(path));
@@ -397,6 +417,21 @@ Result<Preprocessing> DerivePreprocessing(const ModelConfig& c, const ModelFiles
   }
   if (std::any_of(p.std.begin(), p.std.end(), [](float v) { return !(v > 0); })) {
     return Status::InvalidArgument(path + ": image_std must be positive");
+  }
+  if (c.naflex) {
+    if (auto it = j.find("patch_size"); it != j.end() && !it->is_null() && *it != c.patch_size) {
+      return Status::InvalidArgument(path + ": patch_size " + it->dump() + " differs from the model's " +
+                                     std::to_string(c.patch_size));
+    }
+    if (auto it = j.find("max_num_patches"); it != j.end() && !it->is_null()) {
+      constexpr int64_t kMaxPatches = 16384;
+      if (!it->is_number_integer() || it->get<int64_t>() < 1 || it->get<int64_t>() > kMaxPatches) {
+        return Status::InvalidArgument(path + ": max_num_patches " + it->dump() + " (expected 1 to " +
+                                       std::to_string(kMaxPatches) + ")");
+      }
+      p.max_patches = it->get<int>();
+    }
+    return p;
   }
   if (auto it = j.find("size"); it != j.end() && it->is_object()) {
     auto side = [&](const char* key) {

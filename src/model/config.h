@@ -6,7 +6,9 @@
 //   CLIP   (model_type "clip"):   class token, pre-LayerNorm, causal text pooled at EOT, projections.
 //   SigLIP (model_type "siglip"): no class token, attention-pooling head on images, bidirectional
 //          text over all 64 positions pooled at the last one through `head`; SigLIP 2's
-//          fixed-resolution checkpoints are this family with a Gemma tokenizer.
+//          fixed-resolution checkpoints are this family with a Gemma tokenizer; its NaFlex ones
+//          (model_type "siglip2") too, with a Linear patch embedding over images of any aspect ratio
+//          and position embeddings resized to each image's patch grid.
 #pragma once
 
 #include <array>
@@ -63,6 +65,9 @@ struct ModelConfig {
   // SigLIP's match probability: sigmoid(cosine · exp(logit_scale) + logit_bias).
   float logit_scale = 0;
   float logit_bias = 0;
+  // SigLIP 2 NaFlex: patches are rows of p·p·3 values fed through a Linear layer, each image has its
+  // own patch grid, and image_size is the side of the square the position embeddings cover.
+  bool naflex = false;
 
   int grid() const { return image_size / patch_size; }
   bool class_token() const { return family == Family::kClip; }
@@ -73,6 +78,7 @@ struct ModelConfig {
 struct ModelFiles {
   std::string dir;  // the directory that holds the files
   Family family = Family::kClip;
+  bool naflex = false;      // SigLIP 2 NaFlex (model_type "siglip2")
   std::string config_json;  // empty when absent (CLIP only: shapes say enough)
   std::string weights;      // model.safetensors, else pytorch_model.bin
   TokenizerKind tokenizer = TokenizerKind::kClipBpe;

@@ -18,7 +18,10 @@ namespace imgsearch::model {
 Status EncodeTextBatch(const ModelConfig& c, const TextWeights& w, std::span<const std::span<const int32_t>> seqs,
                        float* out);
 
-// Embeds n_images images given as [n, 3, image_size, image_size]. Writes n · projection_dim floats.
-void EncodeImageBatch(const ModelConfig& c, const VisionWeights& w, const float* pixels, int n_images, float* out);
+// Embeds n_images images, each `input_floats` floats laid out as image.h's Normalize writes them for
+// the model's preprocessing: [3, image_size, image_size], or NaFlex's patch grid. Writes n ·
+// projection_dim floats.
+Status EncodeImageBatch(const ModelConfig& c, const VisionWeights& w, const float* inputs, int64_t input_floats,
+                        int n_images, float* out);
 
 }  // namespace imgsearch::model

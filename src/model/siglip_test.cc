@@ -1,4 +1,4 @@
-// SigLIP and SigLIP 2 on random models made by make_test_model: loading, the invariants upstream's
+// SigLIP, SigLIP 2 and SigLIP 2 NaFlex on random models made by make_test_model: loading, the invariants upstream's
 // code has for any weights (tokenizer rules, batching), and a clear error for each kind of bad input.
 // Parity with upstream's outputs is in tests/families_test.cc.
 #include <gtest/gtest.h>
@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "imgsearch/clip.h"
+#include "imgsearch/image.h"
 #include "test_util.h"
 
 namespace imgsearch {
@@ -23,6 +24,8 @@ using testing::WriteFile;
 
 std::string SiglipDir() { return testing::TestModelDir() + "-siglip"; }
 std::string Siglip2Dir() { return testing::TestModelDir() + "-siglip2"; }
+// siglip2-tiny's weights (same seed) as a NaFlex checkpoint: 196 patches of 16 px at most.
+std::string NaflexDir() { return testing::TestModelDir() + "-siglip2-naflex"; }
 
 std::unique_ptr<ClipModel> Load(const std::string& dir) {
   auto m = ClipModel::Load(dir);
@@ -214,9 +217,10 @@ TEST(Siglip, BadFilesGetClearErrors) {
     ExpectLoadError(dir, {"model_type \"blip\"", "clip, siglip"});
   }
   {
+    // A convolution's weights under NaFlex's model_type.
     const std::string dir = testing::CopyToTemp(SiglipDir());
     testing::EditJsonFile(dir + "/config.json", [](nlohmann::json& j) { j["model_type"] = "siglip2"; });
-    ExpectLoadError(dir, {"NaFlex"});
+    ExpectLoadError(dir, {"patch_embedding.weight", "rank 4, expected 2"});
   }
   {
     const std::string dir = testing::CopyToTemp(SiglipDir());
@@ -285,6 +289,160 @@ TEST(Siglip, BadFilesGetClearErrors) {
     const std::string dir = testing::CopyToTemp(SiglipDir());
     fs::remove(dir + "/config.json");
     ExpectLoadError(dir, {});  // without config.json, a SigLIP checkpoint is not read as CLIP
+  }
+}
+
+// A picture with structure at every scale, so that resizing and patch order matter.
+Image Picture(int width, int height) {
+  Image image(width, height);
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x) {
+      uint8_t* p = image.row(y) + 3 * x;
+      p[0] = static_cast<uint8_t>(x * 255 / std::max(1, width - 1));
+      p[1] = static_cast<uint8_t>(y * 255 / std::max(1, height - 1));
+      p[2] = static_cast<uint8_t>(((x / 7) ^ (y / 5)) * 37);
+    }
+  }
+  return image;
+}
+
+std::vector<float> ModelInput(const ClipModel& m, const Image& image) {
+  std::vector<float> input(static_cast<size_t>(m.preprocessing().input_floats()));
+  Normalize(ResizeForModel(image, m.preprocessing()), m.preprocessing(), input.data());
+  return input;
+}
+
+std::vector<float> EmbedImage(const ClipModel& m, const Image& image) {
+  const std::vector<float> input = ModelInput(m, image);
+  std::vector<float> emb(m.embedding_dim());
+  EXPECT_TRUE(m.EncodeImages(input.data(), 1, emb.data()).ok());
+  return emb;
+}
+
+TEST(Naflex, LoadsWithItsPatchBudget) {
+  auto m = Load(NaflexDir());
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->info().family, "siglip");
+  EXPECT_EQ(m->info().tokenizer, "Gemma SentencePiece (BPE)");
+  EXPECT_EQ(m->info().max_patches, 196);
+  EXPECT_EQ(m->info().patch_size, 16);
+  const Preprocessing& pre = m->preprocessing();
+  EXPECT_EQ(pre.fit, Preprocessing::Fit::kPatchBudget);
+  EXPECT_EQ(pre.filter, ResampleFilter::kBilinear);
+  EXPECT_EQ(pre.max_patches, 196);
+  EXPECT_EQ(pre.input_floats(), 2 + 196 * 3 * 16 * 16);
+  // Aspect ratio kept (each side rounded up to whole patches): a 2:1 picture becomes 19 × 10 patches.
+  const Image resized = ResizeForModel(Picture(600, 300), pre);
+  EXPECT_EQ(resized.width, 19 * 16);
+  EXPECT_EQ(resized.height, 10 * 16);
+  EXPECT_EQ(resized.width % 16, 0);
+  EXPECT_LE((resized.width / 16) * (resized.height / 16), 196);
+}
+
+TEST(Naflex, SquarePictureAtTheGridSizeIsTheFixedResolutionModel) {
+  // The same weights (the convolution as a Linear layer): a square picture resized to the 14 × 14
+  // position grid needs no position resizing, so the two checkpoints must agree.
+  auto naflex = Load(NaflexDir());
+  auto fixed = Load(Siglip2Dir());
+  ASSERT_TRUE(naflex && fixed);
+  const Image picture = Picture(300, 300);
+  EXPECT_GE(Cosine(EmbedImage(*naflex, picture), EmbedImage(*fixed, picture)), 0.99999);
+  const std::string text = "a red car in the snow";
+  std::vector<float> a(64), b(64);
+  ASSERT_TRUE(naflex->EncodeTexts({&text, 1}, a.data()).ok());
+  ASSERT_TRUE(fixed->EncodeTexts({&text, 1}, b.data()).ok());
+  EXPECT_EQ(a, b);
+  // Another aspect ratio is not stretched: the fixed model's square differs from NaFlex's grid.
+  const Image wide = Picture(600, 200);
+  EXPECT_LT(Cosine(EmbedImage(*naflex, wide), EmbedImage(*fixed, wide)), 0.9999);
+}
+
+TEST(Naflex, MixedGridsBatchEqualOneByOne) {
+  auto m = Load(NaflexDir());
+  ASSERT_TRUE(m);
+  const int dim = m->embedding_dim();
+  const std::vector<Image> pictures = {Picture(300, 300), Picture(640, 480), Picture(100, 900), Picture(480, 640),
+                                       Picture(7, 5)};
+  const size_t floats = static_cast<size_t>(m->preprocessing().input_floats());
+  std::vector<float> batch;
+  for (const Image& p : pictures) {
+    const std::vector<float> input = ModelInput(*m, p);
+    batch.insert(batch.end(), input.begin(), input.end());
+  }
+  std::vector<float> together(pictures.size() * dim);
+  ASSERT_TRUE(m->EncodeImages(batch.data(), static_cast<int>(pictures.size()), together.data()).ok());
+  for (size_t i = 0; i < pictures.size(); ++i) {
+    std::vector<float> alone(dim);
+    ASSERT_TRUE(m->EncodeImages(batch.data() + i * floats, 1, alone.data()).ok());
+    EXPECT_GE(Cosine(alone, {together.begin() + i * dim, together.begin() + (i + 1) * dim}), 0.9999999) << i;
+  }
+  // 640 × 480 and 480 × 640 have the same patch count but not the same grid.
+  EXPECT_LT(Cosine({together.begin() + dim, together.begin() + 2 * dim},
+                   {together.begin() + 3 * dim, together.begin() + 4 * dim}),
+            0.9999);
+}
+
+TEST(Naflex, PatchBudgetSizeAsUpstream) {
+  // Shapes upstream's Siglip2ImageProcessor gives (../shared/golden/families/siglip2-naflex).
+  EXPECT_EQ(PatchBudgetSize(512, 512, 16, 64), std::make_pair(128, 128));
+  EXPECT_EQ(PatchBudgetSize(300, 451, 16, 64), std::make_pair(96, 160));
+  EXPECT_EQ(PatchBudgetSize(5, 7, 16, 64), std::make_pair(112, 144));  // small pictures are scaled up
+  // Any shape stays within the budget, at least one patch per side.
+  for (const auto& [h, w] :
+       std::vector<std::pair<int, int>>{{1, 1}, {1, 100000}, {100000, 1}, {4000, 3000}, {17, 31}, {1080, 1920}}) {
+    for (int budget : {1, 64, 256, 1024}) {
+      const auto [oh, ow] = PatchBudgetSize(h, w, 16, budget);
+      EXPECT_EQ(oh % 16, 0);
+      EXPECT_EQ(ow % 16, 0);
+      EXPECT_GE(oh, 16);
+      EXPECT_GE(ow, 16);
+      if (budget > 1 || (h == w)) EXPECT_LE((oh / 16) * (ow / 16), std::max(budget, 1)) << h << "×" << w;
+    }
+  }
+}
+
+TEST(Naflex, ExtremeAspectRatiosEmbed) {
+  auto m = Load(NaflexDir());
+  ASSERT_TRUE(m);
+  for (const Image& p : {Picture(1, 4000), Picture(4000, 1), Picture(1, 1)}) {
+    const std::vector<float> emb = EmbedImage(*m, p);
+    double norm = 0;
+    for (float v : emb) norm += v * v;
+    EXPECT_NEAR(norm, 1.0, 1e-5);
+  }
+}
+
+TEST(Naflex, BadInputsGetClearErrors) {
+  auto m = Load(NaflexDir());
+  ASSERT_TRUE(m);
+  std::vector<float> input = ModelInput(*m, Picture(64, 64)), emb(m->embedding_dim());
+  for (const auto& [rows, cols] : std::vector<std::pair<float, float>>{{0, 4}, {15, 15}, {2.5f, 2}, {-1, -1}}) {
+    input[0] = rows;
+    input[1] = cols;
+    const Status st = m->EncodeImages(input.data(), 1, emb.data());
+    ASSERT_FALSE(st.ok()) << rows << "×" << cols;
+    EXPECT_NE(st.message().find("patch grid"), std::string::npos) << st.ToString();
+  }
+  {
+    const std::string dir = testing::CopyToTemp(NaflexDir());
+    testing::EditJsonFile(dir + "/preprocessor_config.json", [](nlohmann::json& j) { j["max_num_patches"] = 0; });
+    ExpectLoadError(dir, {"max_num_patches 0"});
+  }
+  {
+    const std::string dir = testing::CopyToTemp(NaflexDir());
+    testing::EditJsonFile(dir + "/preprocessor_config.json", [](nlohmann::json& j) { j["patch_size"] = 14; });
+    ExpectLoadError(dir, {"patch_size 14", "16"});
+  }
+  {
+    const std::string dir = testing::CopyToTemp(NaflexDir());
+    testing::EditJsonFile(dir + "/config.json", [](nlohmann::json& j) { j["vision_config"]["patch_size"] = 32; });
+    ExpectLoadError(dir, {"vision_config.patch_size 32"});
+  }
+  {
+    // A fixed-resolution checkpoint's convolution is not read as NaFlex's Linear layer, nor the reverse.
+    const std::string dir = testing::CopyToTemp(NaflexDir());
+    testing::EditJsonFile(dir + "/config.json", [](nlohmann::json& j) { j["model_type"] = "siglip"; });
+    ExpectLoadError(dir, {"patch_embedding.weight", "rank 2, expected 4"});
   }
 }
 

@@ -1,6 +1,12 @@
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/ops.h"
+#include "kernels/resample.h"
 #include "model/encoders.h"
 #include "model/transformer.h"
 
@@ -54,9 +60,37 @@ void AttentionPool(const ModelConfig& c, const AttentionPoolWeights& h, const fl
   kernels::AddInPlace(out, normed.data(), int64_t{n_images} * width);
 }
 
-}  // namespace
+// The transformer, then the family's pooling, on n_images sequences of seq_len tokens (x, in place);
+// writes n_images normalised embeddings.
+void EncodeTokens(const ModelConfig& c, const VisionWeights& w, float* x, int n_images, int seq_len, float* out) {
+  const int width = c.vision.width;
+  const int n_tokens = n_images * seq_len;
+  if (w.pre_ln.gamma != nullptr) {
+    kernels::LayerNorm(x, w.pre_ln.gamma, w.pre_ln.beta, x, n_tokens, width, c.vision.layer_norm_eps);
+  }
+  BlockScratch scratch;
+  for (const BlockWeights& block : w.blocks) {
+    TransformerBlock(block, c.vision, x, n_images, seq_len, /*causal=*/false, &scratch);
+  }
+  if (c.class_token()) {
+    // CLIP: post-LayerNorm of each class token, projection.
+    std::vector<float> pooled(static_cast<size_t>(n_images) * width);
+    for (int b = 0; b < n_images; ++b) {
+      kernels::LayerNorm(x + int64_t{b} * seq_len * width, w.post_ln.gamma, w.post_ln.beta,
+                         pooled.data() + int64_t{b} * width, 1, width, c.vision.layer_norm_eps);
+    }
+    ApplyLinear(w.projection, pooled.data(), n_images, out);
+  } else {
+    // SigLIP: post-LayerNorm of every token, attention pooling.
+    kernels::LayerNorm(x, w.post_ln.gamma, w.post_ln.beta, x, n_tokens, width, c.vision.layer_norm_eps);
+    AttentionPool(c, w.pool, x, n_images, seq_len, out);
+  }
+  for (int b = 0; b < n_images; ++b) kernels::L2Normalize(out + int64_t{b} * c.projection_dim, c.projection_dim);
+}
 
-void EncodeImageBatch(const ModelConfig& c, const VisionWeights& w, const float* pixels, int n_images, float* out) {
+// Square images of image_size pixels ([n, 3, size, size]): a convolution's patches, the class token
+// where the family has one, the learned positions.
+void EncodeSquareImages(const ModelConfig& c, const VisionWeights& w, const float* pixels, int n_images, float* out) {
   const int width = c.vision.width;
   const int grid = c.grid();
   const int n_patches = grid * grid;
@@ -71,10 +105,10 @@ void EncodeImageBatch(const ModelConfig& c, const VisionWeights& w, const float*
     Im2Col(pixels + b * image_floats, c.image_size, c.patch_size, cols.data() + int64_t{b} * n_patches * patch_len);
   }
   std::vector<float> patches(static_cast<size_t>(n_images) * n_patches * width);
-  LinearWeights patch_linear{w.patch_embedding, w.patch_bias, patch_len, width};
+  const LinearWeights patch_linear{w.patch_embedding, w.patch_bias, patch_len, width};
   ApplyLinear(patch_linear, cols.data(), n_images * n_patches, patches.data());
 
-  // [class;] patches + positions, then CLIP's pre-LayerNorm.
+  // [class;] patches + positions.
   std::vector<float> x(static_cast<size_t>(n_images) * seq_len * width);
   for (int b = 0; b < n_images; ++b) {
     float* seq = x.data() + int64_t{b} * seq_len * width;
@@ -86,30 +120,75 @@ void EncodeImageBatch(const ModelConfig& c, const VisionWeights& w, const float*
       for (int i = 0; i < width; ++i) row[i] = src[i] + pos[i];
     }
   }
-  const int n_tokens = n_images * seq_len;
-  if (w.pre_ln.gamma != nullptr) {
-    kernels::LayerNorm(x.data(), w.pre_ln.gamma, w.pre_ln.beta, x.data(), n_tokens, width, c.vision.layer_norm_eps);
-  }
+  EncodeTokens(c, w, x.data(), n_images, seq_len, out);
+}
 
-  BlockScratch scratch;
-  for (const BlockWeights& block : w.blocks) {
-    TransformerBlock(block, c.vision, x.data(), n_images, seq_len, /*causal=*/false, &scratch);
-  }
-
-  if (c.class_token()) {
-    // CLIP: post-LayerNorm of each class token, projection.
-    std::vector<float> pooled(static_cast<size_t>(n_images) * width);
-    for (int b = 0; b < n_images; ++b) {
-      kernels::LayerNorm(x.data() + int64_t{b} * seq_len * width, w.post_ln.gamma, w.post_ln.beta,
-                         pooled.data() + int64_t{b} * width, 1, width, c.vision.layer_norm_eps);
+// SigLIP 2 NaFlex: each image is its own grid of patches (Normalize's kPatchBudget layout), its
+// positions the learned square grid resized to that grid (bilinear, antialiased, as upstream's
+// F.interpolate). Upstream pads every image to max_num_patches and masks the padding out of
+// attention and pooling; computing each image at its own length gives the same result, so images
+// are grouped by patch count and run unpadded.
+Status EncodePatchGrids(const ModelConfig& c, const VisionWeights& w, const float* inputs, int64_t input_floats,
+                        int n_images, float* out) {
+  const int width = c.vision.width;
+  const int grid = c.grid();
+  const int patch_len = 3 * c.patch_size * c.patch_size;
+  const int64_t capacity = (input_floats - 2) / patch_len;
+  std::map<int, std::vector<int>> by_length;  // patch count → images
+  for (int b = 0; b < n_images; ++b) {
+    const float* input = inputs + b * input_floats;
+    const float rows = input[0], cols = input[1];
+    if (!(rows >= 1 && cols >= 1 && rows * cols <= static_cast<float>(capacity)) || rows != std::floor(rows) ||
+        cols != std::floor(cols)) {
+      return Status::InvalidArgument("image " + std::to_string(b) + ": a patch grid of " + std::to_string(rows) +
+                                     " × " + std::to_string(cols) + " does not fit the model's " +
+                                     std::to_string(capacity) + " patches");
     }
-    ApplyLinear(w.projection, pooled.data(), n_images, out);
-  } else {
-    // SigLIP: post-LayerNorm of every token, attention pooling.
-    kernels::LayerNorm(x.data(), w.post_ln.gamma, w.post_ln.beta, x.data(), n_tokens, width, c.vision.layer_norm_eps);
-    AttentionPool(c, w.pool, x.data(), n_images, seq_len, out);
+    by_length[static_cast<int>(rows) * static_cast<int>(cols)].push_back(b);
   }
-  for (int b = 0; b < n_images; ++b) kernels::L2Normalize(out + int64_t{b} * c.projection_dim, c.projection_dim);
+  std::map<std::pair<int, int>, std::vector<float>> positions;  // resized grids, by shape
+  for (const auto& [seq_len, images] : by_length) {
+    const int n = static_cast<int>(images.size());
+    std::vector<float> patches(static_cast<size_t>(n) * seq_len * patch_len);
+    for (int i = 0; i < n; ++i) {
+      const float* first = inputs + images[i] * input_floats + 2;
+      std::copy(first, first + int64_t{seq_len} * patch_len, patches.data() + int64_t{i} * seq_len * patch_len);
+    }
+    std::vector<float> x(static_cast<size_t>(n) * seq_len * width);
+    const LinearWeights patch_linear{w.patch_embedding, w.patch_bias, patch_len, width};
+    ApplyLinear(patch_linear, patches.data(), n * seq_len, x.data());
+    for (int i = 0; i < n; ++i) {
+      const float* input = inputs + images[i] * input_floats;
+      const std::pair<int, int> shape{static_cast<int>(input[0]), static_cast<int>(input[1])};
+      std::vector<float>& pos = positions[shape];
+      if (pos.empty()) {
+        pos.resize(static_cast<size_t>(seq_len) * width);
+        kernels::ResizeFloats(w.position_embedding, grid, grid, width, shape.first, shape.second,
+                              kernels::ResampleKernel::kTriangle, pos.data());
+      }
+      kernels::AddInPlace(x.data() + int64_t{i} * seq_len * width, pos.data(), int64_t{seq_len} * width);
+    }
+    std::vector<float> pooled(static_cast<size_t>(n) * c.projection_dim);
+    EncodeTokens(c, w, x.data(), n, seq_len, pooled.data());
+    for (int i = 0; i < n; ++i) {
+      std::copy_n(pooled.data() + int64_t{i} * c.projection_dim, c.projection_dim,
+                  out + int64_t{images[i]} * c.projection_dim);
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status EncodeImageBatch(const ModelConfig& c, const VisionWeights& w, const float* inputs, int64_t input_floats,
+                        int n_images, float* out) {
+  if (c.naflex) return EncodePatchGrids(c, w, inputs, input_floats, n_images, out);
+  if (input_floats != 3 * int64_t{c.image_size} * c.image_size) {
+    return Status::InvalidArgument("images of " + std::to_string(input_floats) + " floats for a model that takes " +
+                                   std::to_string(c.image_size) + " × " + std::to_string(c.image_size) + " pixels");
+  }
+  EncodeSquareImages(c, w, inputs, n_images, out);
+  return Status::Ok();
 }
 
 }  // namespace imgsearch::model

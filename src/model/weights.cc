@@ -151,8 +151,10 @@ Result<std::unique_ptr<ModelWeights>> ModelWeights::Load(CheckpointFile file, co
 
   VisionWeights& v = w->vision_;
   const int vw = c.vision.width;
-  ASSIGN_OR_RETURN(v.patch_embedding,
-                   load.Get("vision_model.embeddings.patch_embedding.weight", {vw, 3, c.patch_size, c.patch_size}));
+  const char* patch_name = "vision_model.embeddings.patch_embedding.weight";
+  const int64_t patch_len = 3 * int64_t{c.patch_size} * c.patch_size;
+  ASSIGN_OR_RETURN(v.patch_embedding, c.naflex ? load.Get(patch_name, {vw, patch_len})
+                                               : load.Get(patch_name, {vw, 3, c.patch_size, c.patch_size}));
   ASSIGN_OR_RETURN(v.position_embedding,
                    load.Get("vision_model.embeddings.position_embedding.weight", {c.vision.n_positions, vw}));
   if (clip) {

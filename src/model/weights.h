@@ -59,8 +59,9 @@ struct TextWeights {
 struct VisionWeights {
   const float* class_embedding = nullptr;     // CLIP: vision_model.embeddings.class_embedding [width]
   const float* patch_embedding = nullptr;     // vision_model.embeddings.patch_embedding.weight [width, 3·p·p]
+                                              // ([width, 3, p, p]; NaFlex: [width, p, p, 3])
   const float* patch_bias = nullptr;          // SigLIP: vision_model.embeddings.patch_embedding.bias
-  const float* position_embedding = nullptr;  // vision_model.embeddings.position_embedding.weight [grid²+1, width]
+  const float* position_embedding = nullptr;  // vision_model.embeddings.position_embedding.weight [(1+)grid², width]
   LayerNormWeights pre_ln;                    // CLIP: vision_model.pre_layrnorm (sic)
   std::vector<BlockWeights> blocks;           // vision_model.encoder.layers.N
   LayerNormWeights post_ln;                   // vision_model.post_layernorm

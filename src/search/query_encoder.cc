@@ -49,7 +49,7 @@ Result<std::vector<float>> QueryEncoder::EncodeText(const std::string& text) {
 Result<std::vector<float>> QueryEncoder::EncodeImage(const Image& image) {
   const Preprocessing& pre = model_.preprocessing();
   ImageJob job;
-  job.pixels.resize(3 * static_cast<size_t>(pre.size) * pre.size);
+  job.pixels.resize(static_cast<size_t>(pre.input_floats()));
   Normalize(ResizeForModel(image, pre), pre, job.pixels.data());
   std::future<Result<std::vector<float>>> result = job.done.get_future();
   {

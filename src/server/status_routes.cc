@@ -116,6 +116,7 @@ json ToJson(const StatusReport& r) {
                 {"isa", r.model.isa},
                 {"precision", r.model.precision},
                 {"image_size", r.model.image_size},
+                {"max_patches", r.model.max_patches},
                 {"params", r.model.n_params},
                 {"family", r.model.family}};
   if (r.text_model) {
