@@ -11,6 +11,7 @@
 
 #include "base/file.h"
 #include "imgsearch/hub.h"
+#include "model/model_files.h"
 
 namespace imgsearch::model {
 
@@ -51,17 +52,10 @@ Result<std::vector<int64_t>> ShapeOf(const CheckpointFile& st, const std::string
 Status ApplyTowerOverrides(const nlohmann::json& j, const std::string& path, const std::string& section,
                            bool read_vision_heads, TowerConfig* tower) {
   if (!j.is_object()) return Status::Ok();
-  auto read_int = [&](const char* key, int* out) -> Status {
-    auto it = j.find(key);
-    if (it == j.end() || it->is_null()) return Status::Ok();
-    if (!it->is_number_integer() || it->get<int64_t>() <= 0) {
-      return Status::InvalidArgument(path + ": " + section + "." + key + " must be a positive integer");
-    }
-    *out = it->get<int>();
-    return Status::Ok();
-  };
   if (section == "text_config" || read_vision_heads) {
-    RETURN_IF_ERROR(read_int("num_attention_heads", &tower->n_head));
+    if (auto it = j.find("num_attention_heads"); it != j.end() && !it->is_null()) {
+      ASSIGN_OR_RETURN(tower->n_head, PositiveInt(j, "num_attention_heads", path, section + ".num_attention_heads"));
+    }
   }
   if (auto it = j.find("layer_norm_eps"); it != j.end() && !it->is_null()) {
     if (!it->is_number() || it->get<double>() <= 0) {
@@ -70,17 +64,7 @@ Status ApplyTowerOverrides(const nlohmann::json& j, const std::string& path, con
     tower->layer_norm_eps = it->get<float>();
   }
   if (auto it = j.find("hidden_act"); it != j.end() && !it->is_null()) {
-    const std::string act = it->is_string() ? it->get<std::string>() : "";
-    if (act == "quick_gelu") {
-      tower->activation = Activation::kQuickGelu;
-    } else if (act == "gelu") {
-      tower->activation = Activation::kGelu;
-    } else if (act == "gelu_pytorch_tanh" || act == "gelu_new") {
-      tower->activation = Activation::kGeluTanh;
-    } else {
-      return Status::Unsupported(path + ": " + section + ".hidden_act " + it->dump() +
-                                 " (supported: quick_gelu, gelu, gelu_pytorch_tanh)");
-    }
+    ASSIGN_OR_RETURN(tower->activation, ParseActivation(*it, path, section + ".hidden_act"));
   }
   return Status::Ok();
 }
@@ -93,29 +77,12 @@ Status CheckHeads(const std::string& where, const TowerConfig& t) {
   return Status::Ok();
 }
 
-Result<nlohmann::json> ReadJsonObject(const std::string& path) {
-  ASSIGN_OR_RETURN(std::string text, ReadFileText(path, 16u << 20));
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    return Status::Corruption(path + ": not valid JSON: " + e.what());
-  }
-  if (!j.is_object()) return Status::Corruption(path + ": expected a JSON object");
-  return j;
-}
-
-std::string StringField(const nlohmann::json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : "";
-}
-
 // The family config.json's model_type names; without config.json, CLIP (its shapes say the rest).
 // Sets *naflex for SigLIP 2's NaFlex checkpoints.
 Result<Family> DetectFamily(const std::string& config_json, bool* naflex) {
   if (config_json.empty()) return Family::kClip;
   ASSIGN_OR_RETURN(nlohmann::json j, ReadJsonObject(config_json));
-  const std::string type = StringField(j, "model_type");
+  const std::string type = StringOr(j, "model_type", "");
   if (type.empty() || type == "clip") return Family::kClip;
   if (type == "siglip") return Family::kSiglip;
   if (type == "siglip2") {
@@ -131,18 +98,13 @@ Result<Family> DetectFamily(const std::string& config_json, bool* naflex) {
                              "\" is not a family imgsearch runs (supported: clip, siglip, siglip2)");
 }
 
-Status RequireFile(const std::string& path, const std::string& why) {
-  if (!FileExists(path)) return Status::NotFound("missing file " + path + " (" + why + ")");
-  return Status::Ok();
-}
-
 // SigLIP ships spiece.model (SiglipTokenizer), SigLIP 2 tokenizer.model (GemmaTokenizer);
 // tokenizer_config.json's tokenizer_class says which when both could apply.
 Status ResolveSiglipTokenizer(ModelFiles* files) {
   std::string tokenizer_class;
   if (!files->tokenizer_config.empty()) {
     ASSIGN_OR_RETURN(nlohmann::json j, ReadJsonObject(files->tokenizer_config));
-    tokenizer_class = StringField(j, "tokenizer_class");
+    tokenizer_class = StringOr(j, "tokenizer_class", "");
   }
   const std::string spiece = files->dir + "/spiece.model";
   const std::string gemma = files->dir + "/tokenizer.model";
@@ -204,8 +166,7 @@ Result<ModelFiles> ResolveModelFiles(const std::string& dir_in) {
   std::string dir = dir_in;
   while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
   if (!FileExists(dir)) return Status::NotFound("model directory " + dir + " does not exist");
-  if (!FileExists(dir + "/model.safetensors") && !FileExists(dir + "/pytorch_model.bin") &&
-      FileExists(dir + "/0_CLIPModel")) {
+  if (!WeightsIn(dir).ok() && FileExists(dir + "/0_CLIPModel")) {
     dir += "/0_CLIPModel";  // sentence-transformers layout
   }
   if (FileExists(dir + "/modules.json") && FileExists(dir + "/vocab.txt")) {
@@ -216,18 +177,11 @@ Result<ModelFiles> ResolveModelFiles(const std::string& dir_in) {
   ModelFiles files;
   files.dir = dir;
   files.config_json = dir + "/config.json";
-  files.weights = dir + "/model.safetensors";
   if (!FileExists(files.config_json)) files.config_json.clear();
   if (FileExists(dir + "/tokenizer_config.json")) files.tokenizer_config = dir + "/tokenizer_config.json";
   if (FileExists(dir + "/preprocessor_config.json")) files.preprocessor_config = dir + "/preprocessor_config.json";
   ASSIGN_OR_RETURN(files.family, DetectFamily(files.config_json, &files.naflex));
-  if (!FileExists(files.weights)) {
-    // A checkpoint saved by torch.save: read without running its pickle (torch_checkpoint.h).
-    if (!FileExists(dir + "/pytorch_model.bin")) {
-      return Status::NotFound("missing file " + files.weights + " (or pytorch_model.bin)");
-    }
-    files.weights = dir + "/pytorch_model.bin";
-  }
+  ASSIGN_OR_RETURN(files.weights, WeightsIn(dir));
   if (files.family == Family::kSiglip) {
     if (files.config_json.empty()) return Status::NotFound("missing file " + dir + "/config.json");
     RETURN_IF_ERROR(ResolveSiglipTokenizer(&files));
@@ -236,9 +190,7 @@ Result<ModelFiles> ResolveModelFiles(const std::string& dir_in) {
   files.tokenizer = TokenizerKind::kClipBpe;
   files.vocab_json = dir + "/vocab.json";
   files.merges_txt = dir + "/merges.txt";
-  for (const std::string* f : {&files.vocab_json, &files.merges_txt}) {
-    if (!FileExists(*f)) return Status::NotFound("missing file " + *f);
-  }
+  for (const std::string* f : {&files.vocab_json, &files.merges_txt}) RETURN_IF_ERROR(RequireFile(*f));
   return files;
 }
 

@@ -17,6 +17,7 @@
 #include "kernels/ops.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
+#include "model/model_files.h"
 #include "model/text_tokenizer.h"
 #include "model/transformer.h"
 #include "model/weights.h"
@@ -28,11 +29,19 @@ namespace {
 using model::Activation;
 using model::BlockNames;
 using model::BlockWeights;
+using model::BoolOr;
 using model::CheckpointFile;
 using model::LayerNormWeights;
 using model::LinearWeights;
+using model::ParseActivation;
+using model::PositiveInt;
+using model::ReadJsonFile;
+using model::ReadJsonObject;
+using model::RequireFile;
+using model::StringOr;
 using model::TensorStore;
 using model::TowerConfig;
+using model::WeightsIn;
 
 enum class Base { kDistilBert, kXlmRoberta };
 
@@ -57,57 +66,11 @@ struct TowerSpec {
   bool projection_tanh = false;  // sentence-transformers' Dense activation: Identity or Tanh
 };
 
-Result<nlohmann::json> ReadJson(const std::string& path) {
-  ASSIGN_OR_RETURN(std::string text, ReadFileText(path, 16u << 20));
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return Status::Corruption(path + ": not valid JSON");
-  return j;
-}
-
-// A field of a type other than expected reads as absent: the checks after say what is missing.
-std::string StringOr(const nlohmann::json& j, const char* key, const std::string& fallback) {
-  if (!j.is_object()) return fallback;
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : fallback;
-}
-
-bool BoolOr(const nlohmann::json& j, const char* key, bool fallback) {
-  if (!j.is_object()) return fallback;
-  auto it = j.find(key);
-  return it != j.end() && it->is_boolean() ? it->get<bool>() : fallback;
-}
-
-Result<int> PositiveInt(const nlohmann::json& j, const char* key, const std::string& path) {
-  auto it = j.is_object() ? j.find(key) : j.end();
-  if (it == j.end() || !it->is_number_integer() || it->get<int64_t>() <= 0 || it->get<int64_t>() > (1 << 24)) {
-    return Status::InvalidArgument(path + ": " + key + " must be a positive integer");
-  }
-  return it->get<int>();
-}
-
-// model.safetensors, else pytorch_model.bin, in `dir`.
-Result<std::string> WeightsIn(const std::string& dir) {
-  for (const char* name : {"model.safetensors", "pytorch_model.bin"}) {
-    if (FileExists(dir + "/" + name)) return dir + "/" + name;
-  }
-  return Status::NotFound("missing file " + dir + "/model.safetensors (or pytorch_model.bin)");
-}
-
-Status Require(const std::string& path) {
-  return FileExists(path) ? Status::Ok() : Status::NotFound("missing file " + path);
-}
-
-Result<Activation> ActivationOf(const std::string& name, const std::string& path) {
-  if (name == "gelu") return Activation::kGelu;
-  if (name == "gelu_new" || name == "gelu_pytorch_tanh") return Activation::kGeluTanh;
-  return Status::Unsupported(path + ": activation \"" + name + "\" (supported: gelu, gelu_new)");
-}
-
 // sentence-transformers: modules.json names Transformer → Pooling (mean) → Dense; config.json is
 // DistilBERT's.
 Status ResolveSentenceTransformers(const std::string& dir, model::ModelFiles* files, TowerSpec* spec,
                                    std::string* dense_dir) {
-  ASSIGN_OR_RETURN(nlohmann::json modules, ReadJson(dir + "/modules.json"));
+  ASSIGN_OR_RETURN(nlohmann::json modules, ReadJsonFile(dir + "/modules.json"));
   if (!modules.is_array()) return Status::Corruption(dir + "/modules.json: expected a list of modules");
   std::vector<std::string> types;
   std::string pooling_dir;
@@ -137,7 +100,7 @@ Status ResolveSentenceTransformers(const std::string& dir, model::ModelFiles* fi
   if (types.size() < 2 || types[0] != "Transformer" || types[1] != "Pooling") {
     return Status::Unsupported(dir + "/modules.json: expected a Transformer then a Pooling module");
   }
-  ASSIGN_OR_RETURN(nlohmann::json pooling, ReadJson(pooling_dir + "/config.json"));
+  ASSIGN_OR_RETURN(nlohmann::json pooling, ReadJsonFile(pooling_dir + "/config.json"));
   for (const char* mode : {"pooling_mode_cls_token", "pooling_mode_max_tokens", "pooling_mode_mean_sqrt_len_tokens",
                            "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken"}) {
     if (BoolOr(pooling, mode, false)) {
@@ -150,7 +113,7 @@ Status ResolveSentenceTransformers(const std::string& dir, model::ModelFiles* fi
   }
 
   files->config_json = dir + "/config.json";
-  ASSIGN_OR_RETURN(nlohmann::json config, ReadJson(files->config_json));
+  ASSIGN_OR_RETURN(nlohmann::json config, ReadJsonFile(files->config_json));
   const std::string type = StringOr(config, "model_type", "");
   if (type != "distilbert") {
     return Status::Unsupported(files->config_json + ": model_type \"" + type +
@@ -161,16 +124,17 @@ Status ResolveSentenceTransformers(const std::string& dir, model::ModelFiles* fi
   }
   spec->base = Base::kDistilBert;
   ASSIGN_OR_RETURN(spec->tower.n_head, PositiveInt(config, "n_heads", files->config_json));
-  ASSIGN_OR_RETURN(spec->tower.activation, ActivationOf(StringOr(config, "activation", "gelu"), files->config_json));
+  ASSIGN_OR_RETURN(spec->tower.activation,
+                   ParseActivation(StringOr(config, "activation", "gelu"), files->config_json, "activation"));
   spec->tower.layer_norm_eps = 1e-12f;  // DistilBERT's, fixed in its code
 
   files->tokenizer = model::TokenizerKind::kBertWordPiece;
   files->vocab_txt = dir + "/vocab.txt";
-  RETURN_IF_ERROR(Require(files->vocab_txt));
+  RETURN_IF_ERROR(RequireFile(files->vocab_txt));
   if (FileExists(dir + "/tokenizer_config.json")) files->tokenizer_config = dir + "/tokenizer_config.json";
   spec->tower.n_positions = 512;
   if (FileExists(dir + "/sentence_bert_config.json")) {
-    ASSIGN_OR_RETURN(nlohmann::json st, ReadJson(dir + "/sentence_bert_config.json"));
+    ASSIGN_OR_RETURN(nlohmann::json st, ReadJsonFile(dir + "/sentence_bert_config.json"));
     if (st.is_object()) {
       files->lower_case_text = BoolOr(st, "do_lower_case", false);
       if (st.contains("max_seq_length") && st["max_seq_length"].is_number_integer()) {
@@ -194,7 +158,7 @@ Status ResolveMclip(const std::string& dir, const nlohmann::json& config, model:
   const std::string base = StringOr(config, "modelBase", "");
   const std::string base_config = dir + "/" + base + "/config.json";
   if (!base.empty() && base.find("..") == std::string::npos && FileExists(base_config)) {
-    ASSIGN_OR_RETURN(nlohmann::json b, ReadJson(base_config));
+    ASSIGN_OR_RETURN(nlohmann::json b, ReadJsonFile(base_config));
     if (b.is_object()) {
       ASSIGN_OR_RETURN(spec->tower.n_head, PositiveInt(b, "num_attention_heads", base_config));
       if (b.contains("layer_norm_eps") && b["layer_norm_eps"].is_number()) {
@@ -203,7 +167,8 @@ Status ResolveMclip(const std::string& dir, const nlohmann::json& config, model:
           return Status::InvalidArgument(base_config + ": layer_norm_eps must be a positive number");
         }
       }
-      ASSIGN_OR_RETURN(spec->tower.activation, ActivationOf(StringOr(b, "hidden_act", "gelu"), base_config));
+      ASSIGN_OR_RETURN(spec->tower.activation,
+                       ParseActivation(StringOr(b, "hidden_act", "gelu"), base_config, "hidden_act"));
       const std::string type = StringOr(b, "model_type", "xlm-roberta");
       if (type != "xlm-roberta" && type != "roberta") {
         return Status::Unsupported(base_config + ": model_type \"" + type + "\" (supported: xlm-roberta)");
@@ -212,7 +177,7 @@ Status ResolveMclip(const std::string& dir, const nlohmann::json& config, model:
   }
   files->tokenizer = model::TokenizerKind::kXlmrUnigram;
   files->sentencepiece = dir + "/sentencepiece.bpe.model";
-  RETURN_IF_ERROR(Require(files->sentencepiece));
+  RETURN_IF_ERROR(RequireFile(files->sentencepiece));
   if (FileExists(dir + "/tokenizer_config.json")) files->tokenizer_config = dir + "/tokenizer_config.json";
   return Status::Ok();
 }
@@ -364,7 +329,7 @@ TextModel::~TextModel() = default;
 
 bool TextModel::LooksLikeTextModel(const std::string& dir) {
   if (FileExists(dir + "/modules.json") && FileExists(dir + "/vocab.txt")) return true;
-  auto config = ReadJson(dir + "/config.json");
+  auto config = ReadJsonFile(dir + "/config.json");
   return config.ok() && StringOr(*config, "model_type", "") == "M-CLIP";
 }
 
@@ -382,8 +347,8 @@ Result<std::unique_ptr<TextModel>> TextModel::Load(const std::string& dir_in, co
     impl->info.family = "sentence-transformers";
   } else {
     files.config_json = dir + "/config.json";
-    RETURN_IF_ERROR(Require(files.config_json));
-    ASSIGN_OR_RETURN(nlohmann::json config, ReadJson(files.config_json));
+    RETURN_IF_ERROR(RequireFile(files.config_json));
+    ASSIGN_OR_RETURN(nlohmann::json config, ReadJsonFile(files.config_json));
     const std::string type = StringOr(config, "model_type", "");
     if (type != "M-CLIP") {
       return Status::Unsupported(dir +
@@ -401,8 +366,7 @@ Result<std::unique_ptr<TextModel>> TextModel::Load(const std::string& dir_in, co
   impl->info.fingerprint = st.Fingerprint();
   RETURN_IF_ERROR(DeriveShapes(st, &spec));
   if (!dense_dir.empty()) {
-    ASSIGN_OR_RETURN(nlohmann::json dense, ReadJson(dense_dir + "/config.json"));
-    if (!dense.is_object()) return Status::Corruption(dense_dir + "/config.json: expected a JSON object");
+    ASSIGN_OR_RETURN(nlohmann::json dense, ReadJsonObject(dense_dir + "/config.json"));
     ASSIGN_OR_RETURN(const int in, PositiveInt(dense, "in_features", dense_dir + "/config.json"));
     ASSIGN_OR_RETURN(spec.projection_out, PositiveInt(dense, "out_features", dense_dir + "/config.json"));
     if (in != spec.tower.width) {
