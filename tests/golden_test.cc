@@ -4,6 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cstdio>
+
 #include "imgsearch/clip.h"
 #include "imgsearch/image.h"
 #include "test_util.h"
@@ -124,6 +127,64 @@ TEST(Golden, BatchedImagesMatchOneByOne) {
     std::vector<float> in_batch(together.begin() + i * dim, together.begin() + (i + 1) * dim);
     EXPECT_GE(Cosine(alone, in_batch), 0.9999999) << names[i];
   }
+}
+
+// bf16 (weights and GEMM inputs rounded, fp32 sums) stays within the bound of the reference
+// on every golden text and image, and batches still equal one by one. Where the CPU has no native
+// bf16, or under IMGSEARCH_MAX_ISA=avx2 (golden_avx2), bf16 is refused and auto computes fp32.
+TEST(Golden, Bf16StaysWithinCosine0999) {
+  REQUIRE_GOLDEN(golden);
+  auto bf16 = ClipModel::Load(golden + "/tiny-model", {.precision = Precision::kBf16});
+  auto automatic = ClipModel::Load(golden + "/tiny-model", {.precision = Precision::kAuto});
+  ASSERT_TRUE(automatic.ok()) << automatic.status().ToString();
+  if (!bf16.ok()) {
+    EXPECT_EQ(bf16.status().code(), StatusCode::kUnsupported) << bf16.status().ToString();
+    EXPECT_NE(bf16.status().message().find("AVX512_BF16"), std::string::npos) << bf16.status().ToString();
+    EXPECT_EQ((*automatic)->info().precision, "fp32");
+    GTEST_SKIP() << "no native bf16 here: " << bf16.status().message();
+  }
+  EXPECT_EQ((*bf16)->info().precision, "bf16");
+  EXPECT_EQ((*automatic)->info().precision, "bf16");
+  const ClipModel& model = **bf16;
+  const nlohmann::json expected = LoadExpected(golden);
+  const int dim = model.embedding_dim();
+  std::vector<std::string> texts;
+  for (const auto& t : expected["texts"]) texts.push_back(t["text"]);
+  std::vector<float> out(texts.size() * dim);
+  ASSERT_TRUE(model.EncodeTexts(texts, out.data()).ok());
+  double worst = 1;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    std::vector<float> ours(out.begin() + i * dim, out.begin() + (i + 1) * dim);
+    const double cosine = Cosine(ours, expected["texts"][i]["embedding"].get<std::vector<float>>());
+    EXPECT_GE(cosine, 0.999) << "text: " << texts[i];
+    std::vector<float> alone(dim);
+    ASSERT_TRUE(model.EncodeTexts({&texts[i], 1}, alone.data()).ok());
+    EXPECT_GE(Cosine(alone, ours), 0.99999) << "text: " << texts[i];
+    worst = std::min(worst, cosine);
+  }
+  const int64_t floats = model.preprocessing().input_floats();
+  std::vector<float> batch;
+  std::vector<std::vector<float>> refs;
+  for (const auto& item : expected["images"]) {
+    if (item.contains("error")) continue;
+    auto decoded = DecodeImageFile(golden + "/images/" + item["image"].get<std::string>());
+    ASSERT_TRUE(decoded.ok());
+    batch.resize(batch.size() + floats);
+    Normalize(ResizeForModel(decoded->image, model.preprocessing()), model.preprocessing(),
+              batch.data() + batch.size() - floats);
+    refs.push_back(item["embedding"].get<std::vector<float>>());
+  }
+  std::vector<float> images(refs.size() * dim);
+  ASSERT_TRUE(model.EncodeImages(batch.data(), static_cast<int>(refs.size()), images.data()).ok());
+  for (size_t i = 0; i < refs.size(); ++i) {
+    std::vector<float> ours(images.begin() + i * dim, images.begin() + (i + 1) * dim), alone(dim);
+    const double cosine = Cosine(ours, refs[i]);
+    EXPECT_GE(cosine, 0.999) << expected["images"][i]["image"];
+    ASSERT_TRUE(model.EncodeImages(batch.data() + i * floats, 1, alone.data()).ok());
+    EXPECT_GE(Cosine(alone, ours), 0.99999) << expected["images"][i]["image"];
+    worst = std::min(worst, cosine);
+  }
+  std::printf("bf16: lowest cosine to the reference %.6f\n", worst);
 }
 
 TEST(Golden, PreprocessedCropsMatchWithinOne) {

@@ -23,10 +23,10 @@
 #include <nlohmann/json.hpp>
 
 #include "imgsearch/clip.h"
-#include "imgsearch/text_model.h"
 #include "imgsearch/collection.h"
 #include "imgsearch/image.h"
 #include "imgsearch/ingest.h"
+#include "imgsearch/text_model.h"
 #include "test_util.h"
 
 namespace imgsearch {
@@ -207,8 +207,8 @@ TEST_F(ServeTest, SearchAnswersWhatTheLibraryComputes) {
   ASSERT_EQ(code, 200) << body.dump();
   ASSERT_EQ(body["results"].size(), 5u);
 
-  // The same query through the library, in this process.
-  auto model = ClipModel::Load(TestModelDir());
+  // The same query through the library, in this process, at the server's precision (auto).
+  auto model = ClipModel::Load(TestModelDir(), {.precision = Precision::kAuto});
   ASSERT_TRUE(model.ok());
   const ModelIdentity identity = IdentityOf(**model);
   auto col = OpenCollection(db_, &identity, CollectionOptions{.read_only = true, .create_if_missing = false});
@@ -284,8 +284,17 @@ TEST_F(ServeTest, AMultilingualTextModelAnswersQueryTexts) {
 }
 
 TEST_F(ServeTest, ATextModelOfAnotherDimensionIsRefused) {
-  std::vector<std::string> argv = {ImgsearchBin(), "serve",  "--db",     db_,           "--model", TestModelDir(),
-                                   "--offline",    "--listen", "127.0.0.1:0", "--text-model", TestModelDir() + "-mclip-wide"};
+  std::vector<std::string> argv = {ImgsearchBin(),
+                                   "serve",
+                                   "--db",
+                                   db_,
+                                   "--model",
+                                   TestModelDir(),
+                                   "--offline",
+                                   "--listen",
+                                   "127.0.0.1:0",
+                                   "--text-model",
+                                   TestModelDir() + "-mclip-wide"};
   auto run = testing::RunCommand(argv);
   EXPECT_EQ(run.exit_code, 2) << run.out << run.err;
   EXPECT_NE(run.err.find("dimensions"), std::string::npos) << run.err;

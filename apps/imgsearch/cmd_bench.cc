@@ -124,17 +124,14 @@ RunFn AddBenchCommand(CLI::App& root) {
   app->add_option("--images", f->images, "images per measurement")->capture_default_str()->check(CLI::Range(1, 100000));
   app->add_option("--batch", f->batch, "images per encoder call")->capture_default_str()->check(CLI::Range(1, 1024));
   app->add_option("--threads", f->threads, "threads (0: all cores)")->capture_default_str();
-  app->add_option("--precision", f->precision, "fp32 or auto")->capture_default_str();
+  AddPrecisionFlag(app, &f->precision);
   app->add_option("--dir", f->dir, "decode these image files end to end (default: generated JPEGs)");
   app->add_option("--text-model", f->text_model, "also time this text model's queries (text_model_ms_*)");
   return [f] {
-    auto precision = ParsePrecision(f->precision);
-    if (!precision.ok()) return ReportError(precision.status());
-    ModelOptions options;
-    options.precision = *precision;
-    options.n_threads = f->threads;
+    auto options = ModelOptionsFor(f->precision, f->threads);
+    if (!options.ok()) return ReportError(options.status());
     const auto load_start = Clock::now();
-    auto loaded = LoadModel(f->model, options);
+    auto loaded = LoadModel(f->model, *options);
     if (!loaded.ok()) return ReportError(loaded.status());
     const double load_s = Since(load_start);
     const ClipModel& model = **loaded;

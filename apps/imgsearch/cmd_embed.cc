@@ -35,14 +35,9 @@ struct Input {
 };
 
 int RunEmbed(const EmbedFlags& f) {
-  auto precision = ParsePrecision(f.precision);
-  if (!precision.ok()) {
-    return ReportError(precision.status());
-  }
-  ModelOptions options;
-  options.precision = *precision;
-  options.n_threads = f.threads;
-  auto model = LoadModel(f.model, options);
+  auto options = ModelOptionsFor(f.precision, f.threads);
+  if (!options.ok()) return ReportError(options.status());
+  auto model = LoadModel(f.model, *options);
   if (!model.ok()) {
     return ReportError(model.status());
   }
@@ -131,8 +126,7 @@ RunFn AddEmbedCommand(CLI::App& root) {
   CLI::App* app = root.add_subcommand("embed", "print CLIP embeddings of texts and images as JSON lines");
   f->app = app;
   app->add_option("--model", f->model, "model folder or hub name (default: $IMGSEARCH_MODEL, then the default model)");
-  app->add_option("--precision", f->precision, "fp32 or auto (bf16 GEMMs where the CPU has native bf16)")
-      ->capture_default_str();
+  AddPrecisionFlag(app, &f->precision);
   app->add_option("--threads", f->threads, "threads for the kernels (0: all cores)")->capture_default_str();
   app->add_option("--max-megapixels", f->max_megapixels, "refuse larger images before decoding them")
       ->capture_default_str()

@@ -101,7 +101,7 @@ RunFn AddWatchCommand(CLI::App& root) {
 
 RunFn AddReindexCommand(CLI::App& root) {
   struct Flags : StoreFlags {
-    std::string model, to;
+    std::string model, to, precision = "auto";
     int threads = 0;
     bool embed_local = false;
   };
@@ -113,6 +113,7 @@ RunFn AddReindexCommand(CLI::App& root) {
                   "already bound to the new model)");
   app->add_flag("--embed-local", f->embed_local, "with --store: embed here instead of leaving it to workers");
   app->add_option("--model", f->model, "the new model: folder or hub name");
+  AddPrecisionFlag(app, &f->precision);
   app->add_option("--threads", f->threads, "threads for the model (0: all cores)");
   return [f] {
     auto location = LocationOf(*f);
@@ -130,7 +131,9 @@ RunFn AddReindexCommand(CLI::App& root) {
     if (!f->store.empty() && f->to == f->store) {
       return ReportError(Status::InvalidArgument("--to must be another database than --store"));
     }
-    auto model = LoadModel(f->model, {.n_threads = f->threads});
+    auto options = ModelOptionsFor(f->precision, f->threads);
+    if (!options.ok()) return ReportError(options.status());
+    auto model = LoadModel(f->model, *options);
     if (!model.ok()) return ReportError(model.status());
     Result<SyncReport> report = Status::Internal("not run");
     if (f->store.empty()) {

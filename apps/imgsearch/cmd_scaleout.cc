@@ -15,7 +15,7 @@ namespace imgsearch::cli {
 
 RunFn AddWorkerCommand(CLI::App& root) {
   struct Flags {
-    std::string store, model, name;
+    std::string store, model, name, precision = "auto";
     std::vector<std::string> maps;
     bool offline = false;
     int threads = 0, decode_threads = 0, batch = 32, max_attempts = 5;
@@ -29,6 +29,7 @@ RunFn AddWorkerCommand(CLI::App& root) {
   app->add_option("--model", f->model,
                   "model folder or hub name (must be the collection's; default: the one it records)");
   app->add_flag("--offline", f->offline, "never download a model");
+  AddPrecisionFlag(app, &f->precision);
   app->add_option("--threads", f->threads, "threads for the model (0: all cores)");
   app->add_option("--decode-threads", f->decode_threads, "threads decoding images (0: one per core)");
   app->add_option("--batch", f->batch, "jobs claimed (and images per model call) at a time")
@@ -67,7 +68,9 @@ RunFn AddWorkerCommand(CLI::App& root) {
       options.path_maps.push_back({m.substr(0, eq), m.substr(eq + 1)});
     }
     const sigset_t signals = BlockStopSignals();
-    auto model = LoadModel(ModelFor(StoreFlags{.db = "", .store = f->store}, f->model), {.n_threads = f->threads},
+    auto model_options = ModelOptionsFor(f->precision, f->threads);
+    if (!model_options.ok()) return ReportError(model_options.status());
+    auto model = LoadModel(ModelFor(StoreFlags{.db = "", .store = f->store}, f->model), *model_options,
                            {.pull_if_missing = true, .offline = f->offline});
     if (!model.ok()) return ReportError(model.status());
 

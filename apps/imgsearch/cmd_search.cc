@@ -55,7 +55,7 @@ void PrintHits(const std::vector<SearchHit>& hits, bool json) {
 
 RunFn AddSearchCommand(CLI::App& root) {
   struct Flags : StoreFlags {
-    std::string model, text_model;
+    std::string model, text_model, precision = "auto";
     std::vector<std::string> query, images, formats;
     std::vector<int64_t> similar;
     // Options are read as text and given to the search layer, which checks them as it checks the
@@ -69,6 +69,7 @@ RunFn AddSearchCommand(CLI::App& root) {
   app->add_option(
       "--model", f->model,
       "model folder or hub name (default: the model the collection was built with); not needed for --similar");
+  AddPrecisionFlag(app, &f->precision);
   app->add_option("--text-model", f->text_model,
                   "a text model (folder or hub name) for the query texts, mapping into the collection's space, "
                   "e.g. sentence-transformers/clip-ViT-B-32-multilingual-v1 for queries in 50+ languages");
@@ -104,7 +105,9 @@ RunFn AddSearchCommand(CLI::App& root) {
 
     std::unique_ptr<ClipModel> model;
     if (NeedsModel(*request)) {
-      auto loaded = LoadModel(ModelFor(*f, f->model));
+      auto options = ModelOptionsFor(f->precision, 0);
+      if (!options.ok()) return ReportError(options.status());
+      auto loaded = LoadModel(ModelFor(*f, f->model), *options);
       if (!loaded.ok()) return ReportError(loaded.status());
       model = std::move(loaded).value();
     }

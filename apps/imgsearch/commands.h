@@ -53,6 +53,12 @@ struct ModelFetch {
   bool offline = false;
 };
 
+// --precision fp32|bf16|auto (int8 is refused with a clear message), its value kept in *precision.
+void AddPrecisionFlag(CLI::App* app, std::string* precision);
+
+// The model options --precision and --threads ask for.
+Result<ModelOptions> ModelOptionsFor(const std::string& precision, int threads);
+
 // Loads the model --model names (a folder or a hub name), else $IMGSEARCH_MODEL, else the default
 // model from the cache (see ResolveModel).
 Result<std::unique_ptr<ClipModel>> LoadModel(const std::string& flag, const ModelOptions& options = {},

@@ -72,6 +72,7 @@ void AddIngestFlags(CLI::App* app, IngestFlags* f) {
                   "how long the embeddings of removed images are kept, so the same content coming back under "
                   "any name is not embedded again: 30d (the default), 12h, 0 to drop them at once; stored with "
                   "the collection");
+  AddPrecisionFlag(app, &f->precision);
   app->add_option("--threads", f->threads, "threads for the model (0: all cores)");
   app->add_option("--decode-threads", f->decode_threads, "threads decoding images (0: one per core)");
   app->add_option("--batch", f->batch, "images per model call")->capture_default_str()->check(CLI::Range(1, 1024));
@@ -126,8 +127,9 @@ Result<IngestTarget> OpenIngestTarget(const IngestFlags& f, const CollectionOpti
     }
   }
   IngestTarget t;
-  ASSIGN_OR_RETURN(t.model, LoadModel(ModelFor(f, f.model), {.n_threads = f.threads},
-                                      {.pull_if_missing = true, .offline = f.offline}));
+  ASSIGN_OR_RETURN(const ModelOptions model_options, ModelOptionsFor(f.precision, f.threads));
+  ASSIGN_OR_RETURN(t.model,
+                   LoadModel(ModelFor(f, f.model), model_options, {.pull_if_missing = true, .offline = f.offline}));
   const ModelIdentity identity = IdentityOf(*t.model);
   ASSIGN_OR_RETURN(Store store, OpenStore(location, &identity, with_keep));
   t.collection = std::move(store.collection);

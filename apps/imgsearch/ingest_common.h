@@ -39,6 +39,7 @@ struct IngestFlags : StoreFlags {
   bool forget_missing = false;
   std::string keep_removed;  // a duration (base/text.h); empty: as the collection has it
   bool offline = false;
+  std::string precision = "auto";
   int threads = 0;
   int decode_threads = 0;
   int batch = 32;

@@ -51,6 +51,20 @@ Result<std::string> ModelDirFor(const std::string& flag, const char* flag_name, 
 
 }  // namespace
 
+void AddPrecisionFlag(CLI::App* app, std::string* precision) {
+  app->add_option("--precision", *precision,
+                  "fp32 (exact), bf16 (bfloat16 GEMMs, within cosine 0.999 of fp32; needs AVX512_BF16 or AMX) or "
+                  "auto (bf16 where the CPU has it natively, else fp32)")
+      ->capture_default_str();
+}
+
+Result<ModelOptions> ModelOptionsFor(const std::string& precision, int threads) {
+  ModelOptions options;
+  ASSIGN_OR_RETURN(options.precision, ParsePrecision(precision));
+  options.n_threads = threads;
+  return options;
+}
+
 Result<std::unique_ptr<ClipModel>> LoadModel(const std::string& flag, const ModelOptions& options,
                                              const ModelFetch& fetch) {
   ASSIGN_OR_RETURN(const std::string dir, ModelDirFor(flag, "--model", fetch));

@@ -23,10 +23,12 @@ namespace imgsearch {
 
 enum class Precision {
   kFp32,  // fp32 everywhere: matches the reference to ~1e-6 of cosine
-  kAuto,  // bf16 GEMMs with fp32 accumulation where the CPU has native bf16, fp32 elsewhere
+  kBf16,  // bfloat16 weights and GEMM inputs, fp32 sums, LayerNorm, softmax and residuals; needs
+          // native bf16 (AVX512_BF16 or AMX)
+  kAuto,  // bf16 where the CPU has native bf16, fp32 elsewhere
 };
 
-// Parses "fp32" or "auto".
+// Parses "fp32", "bf16" or "auto".
 Result<Precision> ParsePrecision(std::string_view name);
 
 struct ModelOptions {

@@ -36,6 +36,9 @@ class MappedFile {
   std::span<const uint8_t> bytes() const { return {data_, size_}; }
   const std::string& path() const { return path_; }
 
+  // Drops the pages wholly inside [p, p + n_bytes) from memory; reading them maps them in again.
+  void Release(const void* p, size_t n_bytes) const;
+
  private:
   MappedFile(std::string path, const uint8_t* data, size_t size) : path_(std::move(path)), data_(data), size_(size) {}
 

@@ -53,6 +53,11 @@ bool IsaLimitedToAvx2() {
   return g_limited_to_avx2;
 }
 
+bool NativeBf16() {
+  const CpuFeatures& cpu = DetectCpu();
+  return (cpu.avx512_bf16 || cpu.amx_bf16) && !IsaLimitedToAvx2();
+}
+
 std::string DescribeIsa() {
   ApplyIsaEnvironment();
   const char* name = "unknown";

@@ -1,10 +1,12 @@
 #include "kernels/gemm.h"
 
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <tuple>
 #include <unordered_map>
+#include <vector>
 
 #include "dnnl.hpp"
 #include "kernels/cpu.h"
@@ -28,7 +30,10 @@ using dnnl::memory;
 struct Shape {
   int m, k, n;
   bool has_bias;
-  bool operator<(const Shape& o) const { return std::tie(m, k, n, has_bias) < std::tie(o.m, o.k, o.n, o.has_bias); }
+  bool bf16;  // bfloat16 source and weights
+  bool operator<(const Shape& o) const {
+    return std::tie(m, k, n, has_bias, bf16) < std::tie(o.m, o.k, o.n, o.has_bias, o.bf16);
+  }
 };
 
 // One engine for the process, and a matmul primitive per shape. Primitives are immutable once made
@@ -46,8 +51,9 @@ class MatmulCache {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = primitives_.find(s);
     if (it != primitives_.end()) return it->second;
-    memory::desc src_md({s.m, s.k}, memory::data_type::f32, memory::format_tag::ab);
-    memory::desc wei_md({s.k, s.n}, memory::data_type::f32, memory::format_tag::ba);  // w stored [n, k]
+    const memory::data_type in_type = s.bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+    memory::desc src_md({s.m, s.k}, in_type, memory::format_tag::ab);
+    memory::desc wei_md({s.k, s.n}, in_type, memory::format_tag::ba);  // w stored [n, k]
     memory::desc dst_md({s.m, s.n}, memory::data_type::f32, memory::format_tag::ab);
     dnnl::matmul::primitive_desc pd;
     if (s.has_bias) {
@@ -73,17 +79,16 @@ class MatmulCache {
   std::map<Shape, dnnl::matmul> primitives_;  // guarded by mu_
 };
 
-}  // namespace
-
-void Linear(const float* x, const float* w, const float* bias, float* y, int m, int k, int n) {
-  if (m == 0 || n == 0) return;
+// Runs the cached primitive for `shape` on x ([m, k]), w ([n, k]), of the shape's input type.
+void RunMatmul(const Shape& shape, const void* x, const void* w, const float* bias, float* y) {
   MatmulCache& cache = MatmulCache::Get();
-  Shape shape{m, k, n, bias != nullptr};
   dnnl::matmul prim = cache.Primitive(shape);
   const dnnl::engine& eng = cache.engine();
   dnnl::stream stream(eng);
-  memory src({{m, k}, memory::data_type::f32, memory::format_tag::ab}, eng, const_cast<float*>(x));
-  memory wei({{k, n}, memory::data_type::f32, memory::format_tag::ba}, eng, const_cast<float*>(w));
+  const memory::data_type in_type = shape.bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+  const int m = shape.m, k = shape.k, n = shape.n;
+  memory src({{m, k}, in_type, memory::format_tag::ab}, eng, const_cast<void*>(x));
+  memory wei({{k, n}, in_type, memory::format_tag::ba}, eng, const_cast<void*>(w));
   memory dst({{m, n}, memory::data_type::f32, memory::format_tag::ab}, eng, y);
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}};
   if (bias != nullptr) {
@@ -92,6 +97,33 @@ void Linear(const float* x, const float* w, const float* bias, float* y, int m, 
   }
   prim.execute(stream, args);
   stream.wait();
+}
+
+}  // namespace
+
+void Linear(const float* x, const float* w, const float* bias, float* y, int m, int k, int n) {
+  if (m == 0 || n == 0) return;
+  RunMatmul({m, k, n, bias != nullptr, /*bf16=*/false}, x, w, bias, y);
+}
+
+void ToBf16(const float* x, uint16_t* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, x + i, sizeof(u));
+    if ((u & 0x7FFFFFFFu) > 0x7F800000u) {
+      out[i] = static_cast<uint16_t>((u >> 16) | 0x40u);  // NaN: keep it a (quiet) NaN
+    } else {
+      out[i] = static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+    }
+  }
+}
+
+void LinearBf16(const float* x, const uint16_t* w, const float* bias, float* y, int m, int k, int n) {
+  if (m == 0 || n == 0) return;
+  thread_local std::vector<uint16_t> x_bf16;
+  x_bf16.resize(static_cast<size_t>(m) * k);
+  ToBf16(x, x_bf16.data(), int64_t{m} * k);
+  RunMatmul({m, k, n, bias != nullptr, /*bf16=*/true}, x_bf16.data(), w, bias, y);
 }
 
 }  // namespace imgsearch::kernels

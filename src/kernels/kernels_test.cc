@@ -4,7 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "kernels/cpu.h"
@@ -182,6 +185,51 @@ TEST(Kernels, AttentionBatchEqualsOneSequenceAtATime) {
               n_head, false, scratch.data());
   }
   EXPECT_EQ(batched, single);
+}
+
+TEST(Kernels, ToBf16RoundsToNearestEven) {
+  const std::vector<float> in = {1.0f,
+                                 -2.5f,
+                                 1.00390625f /* tie: 1 + 2⁻⁸, stays 1 */,
+                                 1.01171875f /* tie, up */,
+                                 3.4e38f,
+                                 std::numeric_limits<float>::infinity(),
+                                 std::nanf("")};
+  std::vector<uint16_t> out(in.size());
+  ToBf16(in.data(), out.data(), static_cast<int64_t>(in.size()));
+  EXPECT_EQ(out[0], 0x3F80);
+  EXPECT_EQ(out[1], 0xC020);
+  EXPECT_EQ(out[2], 0x3F80);
+  EXPECT_EQ(out[3], 0x3F82);
+  EXPECT_EQ(out[4], 0x7F80);  // rounds up to infinity, as IEEE rounding does
+  EXPECT_EQ(out[5], 0x7F80);
+  EXPECT_EQ(out[6] & 0x7F80, 0x7F80);
+  EXPECT_NE(out[6] & 0x007F, 0);  // still a NaN
+}
+
+TEST(Kernels, LinearBf16SumsBf16ProductsInFp32) {
+  if (!NativeBf16()) {
+    GTEST_SKIP() << "no native bf16 here (AVX512_BF16 or AMX, kernels not capped to AVX2): " << DescribeIsa();
+  }
+  std::mt19937 rng(6);
+  for (auto [m, k, n] : {std::tuple{1, 64, 48}, std::tuple{37, 768, 96}, std::tuple{50, 33, 7}}) {
+    auto x = Random(size_t(m) * k, &rng), w = Random(size_t(n) * k, &rng), b = Random(n, &rng);
+    std::vector<uint16_t> x16(x.size()), w16(w.size());
+    ToBf16(x.data(), x16.data(), static_cast<int64_t>(x.size()));
+    ToBf16(w.data(), w16.data(), static_cast<int64_t>(w.size()));
+    auto widen = [](const std::vector<uint16_t>& v) {
+      std::vector<float> out(v.size());
+      for (size_t i = 0; i < v.size(); ++i) {
+        const uint32_t bits = uint32_t{v[i]} << 16;
+        std::memcpy(&out[i], &bits, 4);
+      }
+      return out;
+    };
+    std::vector<float> want(size_t(m) * n), got(want.size());
+    LinearRef(widen(x16).data(), widen(w16).data(), b.data(), want.data(), m, k, n);
+    LinearBf16(x.data(), w16.data(), b.data(), got.data(), m, k, n);
+    for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-4 * (1 + std::abs(want[i]))) << i;
+  }
 }
 
 TEST(Kernels, ResizeFloatsIsTorchAntialiasedBilinear) {

@@ -45,6 +45,9 @@ class CheckpointFile {
   // retrained or converted checkpoint.
   std::string Fingerprint() const;
 
+  // Drops the mapped pages wholly inside [p, p + n_bytes) from memory (they are read again if used).
+  void Release(const void* p, size_t n_bytes) const { file_.Release(p, n_bytes); }
+
  private:
   explicit CheckpointFile(MappedFile file) : file_(std::move(file)) {}
 

@@ -69,8 +69,12 @@ double VisionFlopsPerImage(const ModelInfo& info) {
 
 Result<Precision> ParsePrecision(std::string_view name) {
   if (name == "fp32") return Precision::kFp32;
+  if (name == "bf16") return Precision::kBf16;
   if (name == "auto") return Precision::kAuto;
-  return Status::InvalidArgument("unknown precision \"" + std::string(name) + "\" (expected fp32 or auto)");
+  if (name == "int8") {
+    return Status::Unsupported("precision int8 is not available in this version (use bf16, fp32 or auto)");
+  }
+  return Status::InvalidArgument("unknown precision \"" + std::string(name) + "\" (expected fp32, bf16 or auto)");
 }
 
 struct ClipModel::Impl {
@@ -92,7 +96,16 @@ Result<std::unique_ptr<ClipModel>> ClipModel::Load(const std::string& dir, const
   ASSIGN_OR_RETURN(impl->preprocessing, model::DerivePreprocessing(impl->config, files));
   const uint64_t weights_bytes = st.file_size();
   const std::string fingerprint = st.Fingerprint();
-  ASSIGN_OR_RETURN(impl->weights, model::ModelWeights::Load(std::move(st), impl->config));
+  // bf16 where asked for, or chosen by auto, and the CPU computes it natively.
+  const bool native_bf16 = kernels::NativeBf16();
+  if (options.precision == Precision::kBf16 && !native_bf16) {
+    return Status::Unsupported(std::string("precision bf16 needs a CPU with AVX512_BF16 or AMX-BF16") +
+                               (kernels::IsaLimitedToAvx2() ? " and kernels not capped to AVX2 (IMGSEARCH_MAX_ISA)"
+                                                            : ", which this one lacks") +
+                               ": use fp32 or auto");
+  }
+  const bool bf16 = native_bf16 && options.precision != Precision::kFp32;
+  ASSIGN_OR_RETURN(impl->weights, model::ModelWeights::Load(std::move(st), impl->config, bf16));
   impl->config.logit_scale = impl->weights->logit_scale();
   impl->config.logit_bias = impl->weights->logit_bias();
   ASSIGN_OR_RETURN(impl->tokenizer, model::LoadTokenizer(files, impl->config.text.n_positions));
@@ -103,12 +116,6 @@ Result<std::unique_ptr<ClipModel>> ClipModel::Load(const std::string& dir, const
   }
 
   kernels::SetNumThreads(options.n_threads);
-  const kernels::CpuFeatures& cpu = kernels::DetectCpu();
-  const bool native_bf16 = (cpu.avx512_bf16 || cpu.amx_bf16) && !kernels::IsaLimitedToAvx2();
-  if (options.precision == Precision::kAuto && native_bf16) {
-    // The bf16 GEMM path is not built yet; fp32 is exact and always correct.
-    spdlog::info("precision auto: CPU has native bf16, but this build computes in fp32");
-  }
 
   const model::ModelConfig& c = impl->config;
   ModelInfo& info = impl->info;
@@ -132,7 +139,7 @@ Result<std::unique_ptr<ClipModel>> ClipModel::Load(const std::string& dir, const
   info.logit_bias = c.logit_bias;
   info.fingerprint = fingerprint;
   info.isa = kernels::DescribeIsa();
-  info.precision = "fp32";
+  info.precision = bf16 ? "bf16" : "fp32";
   spdlog::debug("loaded {}: {} params ({}), kernels {} {}, {} threads", files.dir, info.n_params, info.dtype, info.isa,
                 info.precision, kernels::NumThreads());
   return std::unique_ptr<ClipModel>(new ClipModel(std::move(impl)));

@@ -15,7 +15,11 @@ void BlockScratch::Reserve(int n_tokens, const TowerConfig& c) {
 }
 
 void ApplyLinear(const LinearWeights& linear, const float* x, int rows, float* y) {
-  kernels::Linear(x, linear.weight, linear.bias, y, rows, linear.in, linear.out);
+  if (linear.weight_bf16 != nullptr) {
+    kernels::LinearBf16(x, linear.weight_bf16, linear.bias, y, rows, linear.in, linear.out);
+  } else {
+    kernels::Linear(x, linear.weight, linear.bias, y, rows, linear.in, linear.out);
+  }
 }
 
 void ApplyActivation(Activation activation, float* x, int64_t n) {

@@ -38,12 +38,10 @@ void AttentionPool(const ModelConfig& c, const AttentionPoolWeights& h, const fl
                    float* out) {
   const int width = c.vision.width;
   std::vector<float> q(static_cast<size_t>(width));
-  const LinearWeights q_proj{h.attention.weight, h.attention.bias, width, width};
-  ApplyLinear(q_proj, h.probe, 1, q.data());
+  ApplyLinear(h.attention.Rows(0, width), h.probe, 1, q.data());
   // Keys and values of every token in one GEMM: rows width..3·width of the fused in-projection.
-  const LinearWeights kv_proj{h.attention.weight + int64_t{width} * width, h.attention.bias + width, width, 2 * width};
   std::vector<float> kv(static_cast<size_t>(n_images) * seq_len * 2 * width);
-  ApplyLinear(kv_proj, x, n_images * seq_len, kv.data());
+  ApplyLinear(h.attention.Rows(width, 2 * width), x, n_images * seq_len, kv.data());
   std::vector<float> attended(static_cast<size_t>(n_images) * width);
   std::vector<float> scratch(static_cast<size_t>(seq_len));
   for (int b = 0; b < n_images; ++b) {
@@ -105,8 +103,7 @@ void EncodeSquareImages(const ModelConfig& c, const VisionWeights& w, const floa
     Im2Col(pixels + b * image_floats, c.image_size, c.patch_size, cols.data() + int64_t{b} * n_patches * patch_len);
   }
   std::vector<float> patches(static_cast<size_t>(n_images) * n_patches * width);
-  const LinearWeights patch_linear{w.patch_embedding, w.patch_bias, patch_len, width};
-  ApplyLinear(patch_linear, cols.data(), n_images * n_patches, patches.data());
+  ApplyLinear(w.patch, cols.data(), n_images * n_patches, patches.data());
 
   // [class;] patches + positions.
   std::vector<float> x(static_cast<size_t>(n_images) * seq_len * width);
@@ -155,8 +152,7 @@ Status EncodePatchGrids(const ModelConfig& c, const VisionWeights& w, const floa
       std::copy(first, first + int64_t{seq_len} * patch_len, patches.data() + int64_t{i} * seq_len * patch_len);
     }
     std::vector<float> x(static_cast<size_t>(n) * seq_len * width);
-    const LinearWeights patch_linear{w.patch_embedding, w.patch_bias, patch_len, width};
-    ApplyLinear(patch_linear, patches.data(), n * seq_len, x.data());
+    ApplyLinear(w.patch, patches.data(), n * seq_len, x.data());
     for (int i = 0; i < n; ++i) {
       const float* input = inputs + images[i] * input_floats;
       const std::pair<int, int> shape{static_cast<int>(input[0]), static_cast<int>(input[1])};

@@ -1,6 +1,9 @@
 #include "model/weights.h"
 
+#include <algorithm>
 #include <cstring>
+
+#include "kernels/gemm.h"
 
 namespace imgsearch::model {
 
@@ -101,6 +104,20 @@ Result<LayerNormWeights> TensorStore::Norm(const std::string& prefix, int width)
   return n;
 }
 
+void TensorStore::ToBf16(LinearWeights* linear) {
+  const size_t n = static_cast<size_t>(linear->in) * linear->out;
+  std::vector<uint16_t>& bf16 = owned_bf16_.emplace_back(n);
+  kernels::ToBf16(linear->weight, bf16.data(), static_cast<int64_t>(n));
+  linear->weight_bf16 = bf16.data();
+  auto copy = std::find_if(owned_.begin(), owned_.end(), [&](const auto& v) { return v.data() == linear->weight; });
+  if (copy != owned_.end()) {
+    std::vector<float>().swap(*copy);
+  } else {
+    file_.Release(linear->weight, n * sizeof(float));
+  }
+  linear->weight = nullptr;
+}
+
 Result<BlockWeights> TensorStore::Block(const std::string& prefix, const TowerConfig& c, const BlockNames& n) {
   BlockWeights b;
   const int w = c.width;
@@ -118,7 +135,7 @@ Result<BlockWeights> TensorStore::Block(const std::string& prefix, const TowerCo
     std::memcpy(fused_w.data() + p * ww, parts[p]->weight, ww * sizeof(float));
     std::memcpy(fused_b.data() + static_cast<size_t>(p) * w, parts[p]->bias, static_cast<size_t>(w) * sizeof(float));
   }
-  b.qkv = LinearWeights{fused_w.data(), fused_b.data(), w, 3 * w};
+  b.qkv = LinearWeights{.weight = fused_w.data(), .bias = fused_b.data(), .in = w, .out = 3 * w};
   for (size_t i = widened_from; i + 2 < owned_.size(); ++i) std::vector<float>().swap(owned_[i]);
   ASSIGN_OR_RETURN(b.out, Linear(prefix + "." + n.out, w, w, true));
   ASSIGN_OR_RETURN(b.ln2, Norm(prefix + "." + n.ln2, w));
@@ -127,7 +144,7 @@ Result<BlockWeights> TensorStore::Block(const std::string& prefix, const TowerCo
   return b;
 }
 
-Result<std::unique_ptr<ModelWeights>> ModelWeights::Load(CheckpointFile file, const ModelConfig& c) {
+Result<std::unique_ptr<ModelWeights>> ModelWeights::Load(CheckpointFile file, const ModelConfig& c, bool bf16) {
   std::unique_ptr<ModelWeights> w(new ModelWeights(std::move(file)));
   TensorStore& load = w->store_;
 
@@ -153,15 +170,17 @@ Result<std::unique_ptr<ModelWeights>> ModelWeights::Load(CheckpointFile file, co
   const int vw = c.vision.width;
   const char* patch_name = "vision_model.embeddings.patch_embedding.weight";
   const int64_t patch_len = 3 * int64_t{c.patch_size} * c.patch_size;
-  ASSIGN_OR_RETURN(v.patch_embedding, c.naflex ? load.Get(patch_name, {vw, patch_len})
-                                               : load.Get(patch_name, {vw, 3, c.patch_size, c.patch_size}));
+  ASSIGN_OR_RETURN(v.patch.weight, c.naflex ? load.Get(patch_name, {vw, patch_len})
+                                            : load.Get(patch_name, {vw, 3, c.patch_size, c.patch_size}));
+  v.patch.in = static_cast<int>(patch_len);
+  v.patch.out = vw;
   ASSIGN_OR_RETURN(v.position_embedding,
                    load.Get("vision_model.embeddings.position_embedding.weight", {c.vision.n_positions, vw}));
   if (clip) {
     ASSIGN_OR_RETURN(v.class_embedding, load.Get("vision_model.embeddings.class_embedding", {vw}));
     ASSIGN_OR_RETURN(v.pre_ln, load.Norm("vision_model.pre_layrnorm", vw));
   } else {
-    ASSIGN_OR_RETURN(v.patch_bias, load.Get("vision_model.embeddings.patch_embedding.bias", {vw}));
+    ASSIGN_OR_RETURN(v.patch.bias, load.Get("vision_model.embeddings.patch_embedding.bias", {vw}));
   }
   for (int i = 0; i < c.vision.n_layers; ++i) {
     ASSIGN_OR_RETURN(BlockWeights b,
@@ -190,6 +209,18 @@ Result<std::unique_ptr<ModelWeights>> ModelWeights::Load(CheckpointFile file, co
     ASSIGN_OR_RETURN(h.ln, load.Norm("vision_model.head.layernorm", vw));
     ASSIGN_OR_RETURN(h.fc1, load.Linear("vision_model.head.mlp.fc1", vw, c.vision.mlp_width, true));
     ASSIGN_OR_RETURN(h.fc2, load.Linear("vision_model.head.mlp.fc2", c.vision.mlp_width, vw, true));
+  }
+  if (bf16) {
+    std::vector<LinearWeights*> linears = {&t.projection, &v.patch};
+    for (std::vector<BlockWeights>* blocks : {&t.blocks, &v.blocks}) {
+      for (BlockWeights& b : *blocks) linears.insert(linears.end(), {&b.qkv, &b.out, &b.fc1, &b.fc2});
+    }
+    if (clip) {
+      linears.push_back(&v.projection);
+    } else {
+      linears.insert(linears.end(), {&v.pool.attention, &v.pool.out, &v.pool.fc1, &v.pool.fc2});
+    }
+    for (LinearWeights* linear : linears) load.ToBf16(linear);
   }
   return w;
 }

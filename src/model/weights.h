@@ -16,10 +16,18 @@
 namespace imgsearch::model {
 
 struct LinearWeights {
-  const float* weight = nullptr;  // [out, in]
-  const float* bias = nullptr;    // [out] or null
+  const float* weight = nullptr;          // [out, in]; null once replaced by weight_bf16
+  const uint16_t* weight_bf16 = nullptr;  // [out, in] in bfloat16, for the bf16 precision
+  const float* bias = nullptr;            // [out] or null
   int in = 0;
   int out = 0;
+
+  // Output features [first, first + count): rows of the weights and the bias.
+  LinearWeights Rows(int first, int count) const {
+    const int64_t offset = int64_t{first} * in;
+    return {weight != nullptr ? weight + offset : nullptr, weight_bf16 != nullptr ? weight_bf16 + offset : nullptr,
+            bias != nullptr ? bias + first : nullptr, in, count};
+  }
 };
 
 struct LayerNormWeights {
@@ -57,10 +65,10 @@ struct TextWeights {
 };
 
 struct VisionWeights {
-  const float* class_embedding = nullptr;     // CLIP: vision_model.embeddings.class_embedding [width]
-  const float* patch_embedding = nullptr;     // vision_model.embeddings.patch_embedding.weight [width, 3·p·p]
-                                              // ([width, 3, p, p]; NaFlex: [width, p, p, 3])
-  const float* patch_bias = nullptr;          // SigLIP: vision_model.embeddings.patch_embedding.bias
+  const float* class_embedding = nullptr;  // CLIP: vision_model.embeddings.class_embedding [width]
+  // vision_model.embeddings.patch_embedding.{weight,bias} (bias: SigLIP) as a Linear layer over
+  // patches of 3·p·p values ([width, 3, p, p]; NaFlex: [width, p, p, 3]).
+  LinearWeights patch;
   const float* position_embedding = nullptr;  // vision_model.embeddings.position_embedding.weight [(1+)grid², width]
   LayerNormWeights pre_ln;                    // CLIP: vision_model.pre_layrnorm (sic)
   std::vector<BlockWeights> blocks;           // vision_model.encoder.layers.N
@@ -99,6 +107,10 @@ class TensorStore {
   // One block under `prefix`; q, k and v fused.
   Result<BlockWeights> Block(const std::string& prefix, const TowerConfig& c, const BlockNames& names);
 
+  // Gives `linear` bfloat16 weights and lets its fp32 ones go: a copy made here is freed, pages of
+  // the mapped file are dropped from memory (the weights are held once, in bfloat16).
+  void ToBf16(LinearWeights* linear);
+
   const CheckpointFile& file() const { return file_; }
   const char* dtype_name() const { return dtype_name_; }
   int64_t n_params() const { return n_params_; }
@@ -106,14 +118,16 @@ class TensorStore {
  private:
   CheckpointFile file_;
   std::deque<std::vector<float>> owned_;  // widened or fused tensors; deque: references stay valid
+  std::deque<std::vector<uint16_t>> owned_bf16_;
   const char* dtype_name_ = "F32";
   int64_t n_params_ = 0;
 };
 
 class ModelWeights {
  public:
-  // Checks every tensor's presence, dtype and shape against `config`.
-  static Result<std::unique_ptr<ModelWeights>> Load(CheckpointFile file, const ModelConfig& config);
+  // Checks every tensor's presence, dtype and shape against `config`. With `bf16`, every Linear
+  // layer's weights are held in bfloat16 only (kernels::LinearBf16).
+  static Result<std::unique_ptr<ModelWeights>> Load(CheckpointFile file, const ModelConfig& config, bool bf16 = false);
 
   const TextWeights& text() const { return text_; }
   const VisionWeights& vision() const { return vision_; }
