@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
     const double megapixels = static_cast<double>(first->width) * first->height / 1e6;
     const double full_ms = BestMs(repeat, [&] { (void)imgsearch::DecodeImageFile(path); });
     const double model_ms = BestMs(repeat, [&] {
-      auto d = imgsearch::DecodeImageFile(path, imgsearch::ForModelInput({}, 224));
+      auto d = imgsearch::DecodeImageFile(path, imgsearch::ForModelInput({}, imgsearch::Preprocessing::Clip(224)));
       if (d.ok()) (void)imgsearch::ResizeForModel(d->image, imgsearch::Preprocessing::Clip(224));
     });
     const nlohmann::json line = {{"file", path},          {"format", imgsearch::ImageFormatName(first->format)},

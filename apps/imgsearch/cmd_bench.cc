@@ -62,7 +62,6 @@ std::vector<std::string> MakeJpegs(const std::string& dir, int n) {
 
 // Files → decode on a helper thread → batches of normalised pixels → the encoder on this thread.
 double EndToEnd(const ClipModel& model, const std::vector<std::string>& files, int batch) {
-  const int size = model.preprocessing().size;
   const size_t floats = static_cast<size_t>(model.preprocessing().input_floats());
   std::mutex mu;
   std::condition_variable cv;
@@ -79,7 +78,7 @@ double EndToEnd(const ClipModel& model, const std::vector<std::string>& files, i
       cv.notify_all();
     };
     for (const std::string& f : files) {
-      auto d = DecodeImageFile(f, ForModelInput({}, size));
+      auto d = DecodeImageFile(f, ForModelInput({}, model.preprocessing()));
       if (!d.ok()) continue;
       current.resize(current.size() + floats);
       Normalize(ResizeForModel(d->image, model.preprocessing()), model.preprocessing(),

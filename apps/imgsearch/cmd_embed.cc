@@ -64,7 +64,6 @@ int RunEmbed(const EmbedFlags& f) {
     return kExitUsage;
   }
 
-  const int size = m.preprocessing().size;
   const int64_t image_floats = m.preprocessing().input_floats();
   std::vector<float> pixels;
   std::vector<std::vector<int32_t>> token_ids;
@@ -78,7 +77,7 @@ int RunEmbed(const EmbedFlags& f) {
     }
     DecodeOptions decode;
     decode.max_pixels = static_cast<uint64_t>(f.max_megapixels * 1e6);
-    auto decoded = DecodeImageFile(in.value, ForModelInput(decode, size));
+    auto decoded = DecodeImageFile(in.value, ForModelInput(decode, m.preprocessing()));
     if (!decoded.ok()) {
       in.error = decoded.status().message();
       continue;

@@ -55,7 +55,7 @@ RunFn AddPreprocessCommand(CLI::App& root) {
       if (!loaded.ok()) return ReportError(loaded.status());
       pre = (*loaded)->preprocessing();
     }
-    auto decoded = DecodeImageFile(f->image, ForModelInput({}, pre.size));
+    auto decoded = DecodeImageFile(f->image, ForModelInput({}, pre));
     if (!decoded.ok()) {
       PrintError(decoded.status().ToString());
       return kExitSomeFailed;

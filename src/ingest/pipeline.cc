@@ -178,7 +178,7 @@ PreparedFile PrepareFile(const WorkItem& item, const FileReader& read, const Dec
     keep_description();
     return out;
   }
-  Result<DecodedImage> decoded = DecodeImage(bytes, ForModelInput(decode, pre.size));
+  Result<DecodedImage> decoded = DecodeImage(bytes, ForModelInput(decode, pre));
   bytes = {};
   if (!decoded.ok()) return fail(decoded.status().message());
   ImageRecord& r = out.upsert.record;

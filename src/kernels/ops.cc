@@ -70,6 +70,7 @@ void AttendRow(const float* q, const float* k, const float* v, int64_t stride, i
   for (int j = 0; j < n_keys; ++j) {
     const float* kj = k + j * stride;
     float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
     for (int d = 0; d < head_dim; ++d) dot += q[d] * kj[d];
     scratch[j] = dot * scale;
     max_score = std::max(max_score, scratch[j]);

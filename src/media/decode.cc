@@ -8,8 +8,9 @@
 
 namespace imgsearch {
 
-DecodeOptions ForModelInput(DecodeOptions options, int input_size) {
-  options.preview_min_side = std::max(options.preview_min_side, 2 * input_size);
+DecodeOptions ForModelInput(DecodeOptions options, const Preprocessing& p) {
+  options.preview_min_side = std::max(options.preview_min_side, 2 * p.size);
+  if (p.reduced_decode) options.min_side = std::max(options.min_side, 2 * p.size);
   return options;
 }
 

@@ -409,7 +409,7 @@ TEST_F(Formats, RawPreviewStandsInWhenLargeEnoughForTheModel) {
     auto full = DecodeImage(dng);
     ASSERT_TRUE(full.ok()) << full.status().ToString();
     EXPECT_EQ(full->image.width, 512) << "developed from the sensor data";
-    auto for_model = DecodeImage(dng, ForModelInput({}, 224));
+    auto for_model = DecodeImage(dng, ForModelInput({}, Preprocessing::Clip(224)));
     ASSERT_TRUE(for_model.ok()) << for_model.status().ToString();
     // The preview when its shorter side is at least twice the model's input, turned as the raw image.
     EXPECT_EQ(for_model->image.width, side >= 448 ? side : 512) << side;

@@ -82,7 +82,7 @@ void Normalize(const Image& resized, const Preprocessing& p, float* input) {
 
 Status PreprocessImage(std::span<const uint8_t> bytes, const Preprocessing& p, float* input,
                        const DecodeOptions& options) {
-  ASSIGN_OR_RETURN(DecodedImage decoded, DecodeImage(bytes, ForModelInput(options, p.size)));
+  ASSIGN_OR_RETURN(DecodedImage decoded, DecodeImage(bytes, ForModelInput(options, p)));
   Normalize(ResizeForModel(decoded.image, p), p, input);
   return Status::Ok();
 }

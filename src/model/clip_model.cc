@@ -105,6 +105,7 @@ Result<std::unique_ptr<ClipModel>> ClipModel::Load(const std::string& dir, const
                                ": use fp32 or auto");
   }
   const bool bf16 = native_bf16 && options.precision != Precision::kFp32;
+  impl->preprocessing.reduced_decode = options.precision == Precision::kAuto;
   ASSIGN_OR_RETURN(impl->weights, model::ModelWeights::Load(std::move(st), impl->config, bf16));
   impl->config.logit_scale = impl->weights->logit_scale();
   impl->config.logit_bias = impl->weights->logit_bias();

@@ -32,7 +32,7 @@ class QueryEncoder {
   Result<std::vector<float>> EncodeText(const std::string& text);
   // `image` is any decoded image; it is resized and cropped for the model here, by the caller's thread.
   Result<std::vector<float>> EncodeImage(const Image& image);
-  int image_size() const { return model_.image_size(); }
+  const Preprocessing& preprocessing() const { return model_.preprocessing(); }
 
   SearcherStats Stats() const;
 

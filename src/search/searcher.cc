@@ -102,12 +102,12 @@ class Searcher::Impl {
     switch (t.kind) {
       case SearchTerm::Kind::kText: return encoder_->EncodeText(t.text);
       case SearchTerm::Kind::kImage: {
-        auto decoded = DecodeImage(t.image, ForModelInput(options_.decode, encoder_->image_size()));
+        auto decoded = DecodeImage(t.image, ForModelInput(options_.decode, encoder_->preprocessing()));
         if (!decoded.ok()) return QueryImageError(decoded.status(), "the uploaded image");
         return encoder_->EncodeImage(decoded->image);
       }
       case SearchTerm::Kind::kImageFile: {
-        auto decoded = DecodeImageFile(t.path, ForModelInput(options_.decode, encoder_->image_size()));
+        auto decoded = DecodeImageFile(t.path, ForModelInput(options_.decode, encoder_->preprocessing()));
         if (!decoded.ok()) return QueryImageError(decoded.status(), "the query image " + EscapeForDisplay(t.path, 200));
         return encoder_->EncodeImage(decoded->image);
       }
