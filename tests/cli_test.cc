@@ -528,6 +528,40 @@ TEST(Cli, ReindexAcrossFamiliesAndSiglipsMatchProbability) {
 namespace imgsearch {
 namespace {
 
+// `model check` compares the fast precisions with fp32 on the user's images; under
+// IMGSEARCH_MAX_ISA=avx2 (as on a CPU without native bf16) bf16 is reported unavailable and auto fp32.
+TEST(Cli, ModelCheckReportsHowCloseBf16Comes) {
+  const std::string dir = testing::MakeTempDir();
+  MakeLibrary(dir);
+  for (const bool capped : {false, true}) {
+    const std::vector<std::string> env =
+        capped ? std::vector<std::string>{"IMGSEARCH_MAX_ISA=avx2"} : std::vector<std::string>{};
+    auto r = RunCommand(
+        {ImgsearchBin(), "model", "check", "--model", TestModelDir(), "--images", dir + "/lib", "--json"}, env);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["images_checked"], 3) << "the broken file is left out";
+    const auto& bf16 = j["precisions"][0];
+    EXPECT_EQ(bf16["precision"], "bf16");
+    if (capped) {
+      EXPECT_NE(j["kernels"].get<std::string>().find("avx2"), std::string::npos) << j.dump();
+      EXPECT_FALSE(bf16["available"].get<bool>());
+      EXPECT_EQ(j["auto"], "fp32");
+    } else if (bf16["available"].get<bool>()) {
+      EXPECT_EQ(j["auto"], "bf16");
+      EXPECT_EQ(bf16["images"]["n"], 3);
+      EXPECT_EQ(bf16["texts"]["n"], 12);
+      EXPECT_GE(bf16["images"]["min"].get<double>(), 0.999);
+      EXPECT_LE(bf16["images"]["min"].get<double>(), 1.0 + 1e-9);
+      EXPECT_TRUE(bf16["within_bound"].get<bool>());
+    }
+    EXPECT_FALSE(j["precisions"][1]["available"].get<bool>());  // int8
+  }
+  auto text = RunCommand({ImgsearchBin(), "model", "check", "--model", TestModelDir()});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("auto "), std::string::npos) << text.out;
+}
+
 // The benchmark's output contract (figures themselves are never asserted in tests).
 TEST(Cli, BenchReportsEveryFigure) {
   auto r = RunCommand({ImgsearchBin(), "bench", "--model", TestModelDir(), "--images", "4", "--batch", "2"});

@@ -1,14 +1,18 @@
 // imgsearch model pull / list / info: getting models and looking at them.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
+#include <vector>
 
 #include "commands.h"
 #include "imgsearch/clip.h"
 #include "imgsearch/hub.h"
+#include "imgsearch/image.h"
 #include "imgsearch/path_display.h"
 #include "json_out.h"
 
@@ -119,6 +123,162 @@ int PrintInfo(const std::string& flag, bool as_json) {
   return kExitOk;
 }
 
+// Texts the self-check embeds: captions and queries of several lengths and scripts.
+constexpr const char* kCheckTexts[] = {
+    "a photo of a cat",
+    "a red car in the snow",
+    "people walking on a city street at night, wet pavement reflecting neon signs",
+    "invoice 4471",
+    "platform 9",
+    "a plate of pasta with tomato sauce and basil on a wooden table",
+    "the beach at sunset",
+    "a dog catching a frisbee in a park",
+    "un chat sur une table",
+    "ein Hund im Schnee",
+    "東京タワーの夜景",
+    "x",
+};
+
+struct Spread {
+  double min = 1, median = 1;
+  int n = 0;
+  std::string worst;  // what gave the minimum
+};
+
+Spread SpreadOf(std::vector<std::pair<double, std::string>> cosines) {
+  Spread s;
+  s.n = static_cast<int>(cosines.size());
+  if (cosines.empty()) return s;
+  std::sort(cosines.begin(), cosines.end());
+  s.min = cosines.front().first;
+  s.worst = cosines.front().second;
+  s.median = cosines[cosines.size() / 2].first;
+  return s;
+}
+
+double CosineOf(const float* a, const float* b, int n) {
+  double dot = 0, na = 0, nb = 0;
+  for (int i = 0; i < n; ++i) {
+    dot += double{a[i]} * b[i];
+    na += double{a[i]} * a[i];
+    nb += double{b[i]} * b[i];
+  }
+  return na > 0 && nb > 0 ? dot / std::sqrt(na * nb) : 0;
+}
+
+// The embedding of each image file under `dir` (the first `limit`, sorted) through `model`,
+// decoded as `pre` says; files that do not decode are left out.
+std::vector<std::pair<std::string, std::vector<float>>> EmbedFolder(const ClipModel& model, const Preprocessing& pre,
+                                                                    const std::vector<std::string>& files) {
+  std::vector<std::pair<std::string, std::vector<float>>> out;
+  for (const std::string& file : files) {
+    auto decoded = DecodeImageFile(file, ForModelInput({}, pre));
+    if (!decoded.ok()) continue;
+    std::vector<float> input(static_cast<size_t>(pre.input_floats())), emb(model.embedding_dim());
+    Normalize(ResizeForModel(decoded->image, pre), pre, input.data());
+    if (!model.EncodeImages(input.data(), 1, emb.data()).ok()) continue;
+    out.emplace_back(file, std::move(emb));
+  }
+  return out;
+}
+
+// `model check`: how far the fast precisions are from fp32 on this model, these images, this CPU.
+int RunCheck(const std::string& flag, const std::string& images_dir, int limit, bool as_json) {
+  constexpr double kBound = 0.999;  // what auto promises
+  auto reference = LoadModel(flag, {.precision = Precision::kFp32});
+  if (!reference.ok()) return ReportError(reference.status());
+  const ClipModel& fp32 = **reference;
+  std::vector<std::string> files;
+  if (!images_dir.empty()) {
+    std::error_code ec;
+    for (auto it = std::filesystem::recursive_directory_iterator(images_dir, ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->is_regular_file(ec)) files.push_back(it->path().string());
+    }
+    if (ec) return ReportError(Status::IoError("cannot read " + images_dir + ": " + ec.message()));
+    std::sort(files.begin(), files.end());
+    if (files.size() > static_cast<size_t>(limit)) files.resize(static_cast<size_t>(limit));
+  }
+  nlohmann::json report = {{"model", fp32.info().source}, {"kernels", fp32.info().isa}, {"bound", kBound}};
+  const int dim = fp32.embedding_dim();
+  const std::vector<std::string> texts(std::begin(kCheckTexts), std::end(kCheckTexts));
+  std::vector<float> ref_texts(texts.size() * dim);
+  if (Status st = fp32.EncodeTexts(texts, ref_texts.data()); !st.ok()) return ReportError(st);
+  const auto ref_images = EmbedFolder(fp32, fp32.preprocessing(), files);
+
+  auto bf16_loaded = LoadModel(flag, {.precision = Precision::kBf16});
+  nlohmann::json bf16 = {{"precision", "bf16"}};
+  bool auto_uses_bf16 = false;
+  if (!bf16_loaded.ok()) {
+    bf16["available"] = false;
+    bf16["reason"] = bf16_loaded.status().message();
+  } else {
+    const ClipModel& fast = **bf16_loaded;
+    bf16["available"] = true;
+    std::vector<float> out(texts.size() * dim);
+    if (Status st = fast.EncodeTexts(texts, out.data()); !st.ok()) return ReportError(st);
+    std::vector<std::pair<double, std::string>> text_cos;
+    for (size_t i = 0; i < texts.size(); ++i) {
+      text_cos.emplace_back(CosineOf(out.data() + i * dim, ref_texts.data() + i * dim, dim), texts[i]);
+    }
+    // The precision alone (same pixels), then what auto stores: bf16 with reduced decoding.
+    Preprocessing reduced = fast.preprocessing();
+    reduced.reduced_decode = true;
+    std::vector<std::pair<double, std::string>> image_cos, auto_cos;
+    for (const auto& [pre, cosines] : {std::pair{fast.preprocessing(), &image_cos}, std::pair{reduced, &auto_cos}}) {
+      const auto images = EmbedFolder(fast, pre, files);
+      for (const auto& [file, emb] : images) {
+        auto ref = std::find_if(ref_images.begin(), ref_images.end(), [&](const auto& r) { return r.first == file; });
+        if (ref != ref_images.end()) cosines->emplace_back(CosineOf(emb.data(), ref->second.data(), dim), file);
+      }
+    }
+    auto describe = [](const Spread& s) {
+      return nlohmann::json{{"min", s.min}, {"median", s.median}, {"n", s.n}, {"worst", s.worst}};
+    };
+    const Spread t = SpreadOf(text_cos), i = SpreadOf(image_cos), a = SpreadOf(auto_cos);
+    bf16["texts"] = describe(t);
+    if (!files.empty()) {
+      bf16["images"] = describe(i);
+      bf16["images_auto"] = describe(a);
+    }
+    auto_uses_bf16 = true;
+    bf16["within_bound"] = t.min >= kBound && i.min >= kBound && a.min >= kBound;
+  }
+  report["precisions"] = {bf16, {{"precision", "int8"}, {"available", false}, {"reason", "not in this version"}}};
+  report["auto"] = auto_uses_bf16 ? "bf16" : "fp32";
+  report["images_checked"] = ref_images.size();
+  if (as_json) {
+    std::printf("%s\n", DumpJson(report).c_str());
+    return kExitOk;
+  }
+  std::printf("model     %s\nkernels   %s\n", ForTerminal(fp32.info().source).c_str(), fp32.info().isa.c_str());
+  if (!bf16["available"].get<bool>()) {
+    std::printf("bf16      not available: %s\n", ForTerminal(bf16["reason"].get<std::string>()).c_str());
+  } else {
+    auto line = [](const char* what, const nlohmann::json& s) {
+      std::printf("bf16      %-28s cosine to fp32: lowest %.6f, median %.6f over %d (lowest: %s)\n", what,
+                  s["min"].get<double>(), s["median"].get<double>(), s["n"].get<int>(),
+                  ForTerminal(s["worst"].get<std::string>()).c_str());
+    };
+    line("texts", bf16["texts"]);
+    if (bf16.contains("images")) {
+      line("images", bf16["images"]);
+      line("images, reduced decoding", bf16["images_auto"]);
+    } else {
+      std::printf("bf16      images: none checked (give --images DIR with your photos)\n");
+    }
+  }
+  std::printf("int8      not available in this version\n");
+  if (!auto_uses_bf16) {
+    std::printf("auto      computes fp32 on this CPU\n");
+  } else if (bf16["within_bound"].get<bool>()) {
+    std::printf("auto      uses bf16: every cosine checked is at least %.3f\n", kBound);
+  } else {
+    std::printf("auto      uses bf16, but some cosine above is below %.3f: index with --precision fp32\n", kBound);
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 std::function<void(const PullProgress&)> PullProgressPrinter() {
@@ -149,6 +309,8 @@ RunFn AddModelCommand(CLI::App& root) {
     std::string name = kDefaultModelName;
     std::string cache;
     std::string revision = "main";
+    std::string images;
+    int limit = 64;
     bool json = false;
   };
   auto f = std::make_shared<Flags>();
@@ -165,7 +327,14 @@ RunFn AddModelCommand(CLI::App& root) {
   CLI::App* info = app->add_subcommand("info", "print a model's architecture, dtype, size");
   info->add_option("--model", f->model, "model folder or name (default: $IMGSEARCH_MODEL, then the default model)");
   info->add_flag("--json", f->json, "print one JSON object");
-  return [f, pull, list] {
+  CLI::App* check = app->add_subcommand(
+      "check", "how close the fast precisions (bf16) come to fp32 with this model, on your images and this CPU");
+  check->add_option("--model", f->model, "model folder or name (default: $IMGSEARCH_MODEL, then the default model)");
+  check->add_option("--images", f->images, "a folder of your images to check (its first --limit files, sorted)");
+  check->add_option("--limit", f->limit, "images checked at most")->capture_default_str()->check(CLI::Range(1, 100000));
+  check->add_flag("--json", f->json, "print one JSON object");
+  return [f, pull, list, check] {
+    if (check->parsed()) return RunCheck(f->model, f->images, f->limit, f->json);
     if (pull->parsed()) {
       PullOptions o;
       o.cache_dir = f->cache;
