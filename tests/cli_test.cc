@@ -547,6 +547,7 @@ TEST(Cli, ModelCheckReportsHowCloseBf16Comes) {
       EXPECT_NE(j["kernels"].get<std::string>().find("avx2"), std::string::npos) << j.dump();
       EXPECT_FALSE(bf16["available"].get<bool>());
       EXPECT_EQ(j["auto"], "fp32");
+      EXPECT_EQ(j["auto_images"]["n"], 3) << "auto's reduced decoding is checked on its own";
     } else if (bf16["available"].get<bool>()) {
       EXPECT_EQ(j["auto"], "bf16");
       EXPECT_EQ(bf16["images"]["n"], 3);

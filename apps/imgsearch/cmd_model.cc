@@ -246,6 +246,20 @@ int RunCheck(const std::string& flag, const std::string& images_dir, int limit, 
   }
   report["precisions"] = {bf16, {{"precision", "int8"}, {"available", false}, {"reason", "not in this version"}}};
   report["auto"] = auto_uses_bf16 ? "bf16" : "fp32";
+  // Without bf16, auto is fp32 with reduced decoding: that alone is checked.
+  bool auto_within_bound = auto_uses_bf16 ? bf16["within_bound"].get<bool>() : true;
+  if (!auto_uses_bf16 && !files.empty()) {
+    Preprocessing reduced = fp32.preprocessing();
+    reduced.reduced_decode = true;
+    std::vector<std::pair<double, std::string>> cosines;
+    for (const auto& [file, emb] : EmbedFolder(fp32, reduced, files)) {
+      auto ref = std::find_if(ref_images.begin(), ref_images.end(), [&](const auto& r) { return r.first == file; });
+      if (ref != ref_images.end()) cosines.emplace_back(CosineOf(emb.data(), ref->second.data(), dim), file);
+    }
+    const Spread a = SpreadOf(cosines);
+    report["auto_images"] = {{"min", a.min}, {"median", a.median}, {"n", a.n}, {"worst", a.worst}};
+    auto_within_bound = a.min >= kBound;
+  }
   report["images_checked"] = ref_images.size();
   if (as_json) {
     std::printf("%s\n", DumpJson(report).c_str());
@@ -269,9 +283,16 @@ int RunCheck(const std::string& flag, const std::string& images_dir, int limit, 
     }
   }
   std::printf("int8      not available in this version\n");
+  if (report.contains("auto_images")) {
+    const auto& a = report["auto_images"];
+    std::printf("fp32      %-28s cosine to fp32: lowest %.6f, median %.6f over %d (lowest: %s)\n",
+                "images, reduced decoding", a["min"].get<double>(), a["median"].get<double>(), a["n"].get<int>(),
+                ForTerminal(a["worst"].get<std::string>()).c_str());
+  }
   if (!auto_uses_bf16) {
-    std::printf("auto      computes fp32 on this CPU\n");
-  } else if (bf16["within_bound"].get<bool>()) {
+    std::printf("auto      computes fp32 on this CPU, with reduced JPEG decoding%s\n",
+                auto_within_bound ? "" : ": some cosine is below 0.999, index with --precision fp32");
+  } else if (auto_within_bound) {
     std::printf("auto      uses bf16: every cosine checked is at least %.3f\n", kBound);
   } else {
     std::printf("auto      uses bf16, but some cosine above is below %.3f: index with --precision fp32\n", kBound);

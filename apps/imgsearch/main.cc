@@ -53,8 +53,9 @@ Result<std::string> ModelDirFor(const std::string& flag, const char* flag_name, 
 
 void AddPrecisionFlag(CLI::App* app, std::string* precision) {
   app->add_option("--precision", *precision,
-                  "fp32 (exact), bf16 (bfloat16 GEMMs, within cosine 0.999 of fp32; needs AVX512_BF16 or AMX) or "
-                  "auto (bf16 where the CPU has it natively, else fp32)")
+                  "fp32 (exact: fp32 math, full decode), bf16 (bfloat16 GEMMs, within cosine 0.999 of fp32; needs "
+                  "AVX512_BF16 or AMX) or auto (bf16 where the CPU has it natively, else fp32; JPEGs decoded at the "
+                  "DCT scale that keeps twice the model's input)")
       ->capture_default_str();
 }
 

@@ -56,8 +56,11 @@ bool IsaLimitedToAvx2() {
 }
 
 bool NativeBf16() {
-  const CpuFeatures& cpu = DetectCpu();
-  return (cpu.avx512_bf16 || cpu.amx_bf16) && !IsaLimitedToAvx2();
+  // What oneDNN will run, after every cap (IMGSEARCH_MAX_ISA, ONEDNN_MAX_CPU_ISA): its bf16 matmul
+  // needs avx512_core_bf16 or AMX.
+  ApplyIsaEnvironment();
+  const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
+  return isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
 }
 
 std::string DescribeIsa() {

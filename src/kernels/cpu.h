@@ -25,8 +25,8 @@ void LimitIsa(IsaLimit limit);
 // True when the kernels are capped to AVX2 (by LimitIsa or the environment).
 bool IsaLimitedToAvx2();
 
-// True when bfloat16 GEMMs run natively: the CPU has AVX512_BF16 or AMX-BF16 and the kernels are
-// not capped to AVX2.
+// True when bfloat16 GEMMs run natively: oneDNN, after any cap on its instruction set, runs
+// AVX512_BF16 or AMX-BF16 kernels.
 bool NativeBf16();
 
 // A short description of the path in use, e.g. "avx512_core_bf16, fp32 GEMM (oneDNN 2.6)".

@@ -55,7 +55,8 @@ void Normalize(const Image& resized, const Preprocessing& p, float* input) {
   };
   if (p.fit == Preprocessing::Fit::kPatchBudget) {
     const int patch = p.patch_size;
-    const int rows = resized.height / patch, cols = resized.width / patch;
+    int rows = resized.height / patch, cols = resized.width / patch;
+    if (int64_t{rows} * cols > p.max_patches) rows = cols = 0;  // not ResizeForModel's: refused by the model
     input[0] = static_cast<float>(rows);
     input[1] = static_cast<float>(cols);
     float* out = input + 2;

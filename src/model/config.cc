@@ -333,6 +333,7 @@ Result<Preprocessing> DerivePreprocessing(const ModelConfig& c, const ModelFiles
     p.fit = Preprocessing::Fit::kPatchBudget;
     p.patch_size = c.patch_size;
     p.max_patches = 256;
+    p.size = 16 * c.patch_size;  // the largest square within 256 patches
   }
   if (files.preprocessor_config.empty()) return p;
   const std::string& path = files.preprocessor_config;
@@ -383,6 +384,9 @@ Result<Preprocessing> DerivePreprocessing(const ModelConfig& c, const ModelFiles
       }
       p.max_patches = it->get<int>();
     }
+    // The side of the largest square within the budget: what "twice the model's input" means when
+    // choosing a preview or a reduced JPEG decode.
+    p.size = c.patch_size * static_cast<int>(std::sqrt(static_cast<double>(p.max_patches)));
     return p;
   }
   if (auto it = j.find("size"); it != j.end() && it->is_object()) {

@@ -382,6 +382,24 @@ TEST(Naflex, MixedGridsBatchEqualOneByOne) {
             0.9999);
 }
 
+TEST(Naflex, LargeBatchesSplitIntoPassesGiveTheSameEmbeddings) {
+  // 45 images of 196 patches exceed one pass's 8192 tokens: two passes, each image as alone.
+  auto m = Load(NaflexDir());
+  ASSERT_TRUE(m);
+  const int dim = m->embedding_dim();
+  const std::vector<float> one = ModelInput(*m, Picture(300, 300));
+  ASSERT_EQ(one[0] * one[1], 196.0f);
+  constexpr int kImages = 45;
+  std::vector<float> batch;
+  for (int i = 0; i < kImages; ++i) batch.insert(batch.end(), one.begin(), one.end());
+  std::vector<float> together(static_cast<size_t>(kImages) * dim), alone(dim);
+  ASSERT_TRUE(m->EncodeImages(batch.data(), kImages, together.data()).ok());
+  ASSERT_TRUE(m->EncodeImages(one.data(), 1, alone.data()).ok());
+  for (int i = 0; i < kImages; ++i) {
+    EXPECT_GE(Cosine(alone, {together.begin() + i * dim, together.begin() + (i + 1) * dim}), 0.9999999) << i;
+  }
+}
+
 TEST(Naflex, PatchBudgetSizeAsUpstream) {
   // Shapes upstream's Siglip2ImageProcessor gives (../shared/golden/families/siglip2-naflex).
   EXPECT_EQ(PatchBudgetSize(512, 512, 16, 64), std::make_pair(128, 128));

@@ -308,7 +308,7 @@ struct TextModel::Impl {
     }
     const int dim = info.embedding_dim;
     std::vector<float> projected(static_cast<size_t>(n) * dim);
-    if (w.projection.weight != nullptr) {
+    if (w.projection.weight != nullptr || w.projection.weight_bf16 != nullptr) {
       model::ApplyLinear(w.projection, pooled.data(), n, projected.data());
       if (spec.projection_tanh) {
         for (float& v : projected) v = std::tanh(v);

@@ -143,8 +143,19 @@ Status EncodePatchGrids(const ModelConfig& c, const VisionWeights& w, const floa
     }
     by_length[static_cast<int>(rows) * static_cast<int>(cols)].push_back(b);
   }
-  std::map<std::pair<int, int>, std::vector<float>> positions;  // resized grids, by shape
+  // Passes of at most kMaxTokensPerPass tokens (one image at least), so a large patch budget does
+  // not multiply the activations' memory by the batch.
+  constexpr int kMaxTokensPerPass = 8192;
+  std::vector<std::pair<int, std::vector<int>>> passes;  // patch count, images
   for (const auto& [seq_len, images] : by_length) {
+    const size_t per_pass = static_cast<size_t>(std::max(1, kMaxTokensPerPass / seq_len));
+    for (size_t first = 0; first < images.size(); first += per_pass) {
+      const size_t last = std::min(images.size(), first + per_pass);
+      passes.emplace_back(seq_len, std::vector<int>(images.begin() + first, images.begin() + last));
+    }
+  }
+  std::map<std::pair<int, int>, std::vector<float>> positions;  // resized grids, by shape
+  for (const auto& [seq_len, images] : passes) {
     const int n = static_cast<int>(images.size());
     std::vector<float> patches(static_cast<size_t>(n) * seq_len * patch_len);
     for (int i = 0; i < n; ++i) {
