@@ -85,9 +85,10 @@ struct DecodeOptions {
   // Images with more pixels are refused before any pixel memory is allocated.
   uint64_t max_pixels = 100'000'000;
   bool apply_exif_orientation = true;
-  // 0: full resolution (what CLIP must see). > 0: a JPEG may be decoded at 1/2, 1/4 or 1/8 of its
-  // size (libjpeg's DCT scaling, several times faster) as long as both sides stay ≥ this; for
-  // thumbnails.
+  // 0: full resolution (what CLIP must see). > 0: a JPEG or a still WebP may be decoded at 1/2, 1/4
+  // or 1/8 of its size (libjpeg's DCT scaling, libwebp's rescaler: several times faster) as long as
+  // both sides stay ≥ this; for thumbnails, and for the model with Preprocessing::reduced_decode.
+  // DecodedImage::width and height stay the picture's own size.
   int min_side = 0;
   // > 0: a picture the file already holds at reduced size — a camera RAW file's embedded preview
   // (what the camera rendered), a HEIF thumbnail — is decoded instead of the full image when its

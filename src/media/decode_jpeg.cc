@@ -67,6 +67,10 @@ Status DecodeInto(std::span<const uint8_t> bytes, const DecodeOptions& options, 
     while (denom < 8 && shorter / (denom * 2) >= static_cast<JDIMENSION>(options.min_side)) denom *= 2;
     cinfo.scale_num = 1;
     cinfo.scale_denom = denom;
+    if (denom > 1) {  // the picture's own size, not the reduced decode's
+      out->full_width = static_cast<int>(cinfo.image_width);
+      out->full_height = static_cast<int>(cinfo.image_height);
+    }
   }
   jpeg_start_decompress(&cinfo);
 

@@ -23,7 +23,33 @@ Result<RawDecode> DecodeWebp(std::span<const uint8_t> bytes, const DecodeOptions
   }
   RETURN_IF_ERROR(CheckDimensions(features.width, features.height, options));
   RawDecode out;
-  out.image = Image(features.width, features.height);
+  // With min_side, a still picture is scaled down in the decoder by 2, 4 or 8 (libwebp's
+  // rescaler averages the pixels it drops) while its shorter side stays ≥ min_side, as JPEGs are.
+  int denom = 1;
+  if (options.min_side > 0 && !features.has_animation) {
+    const int shorter = std::min(features.width, features.height);
+    while (denom < 8 && shorter / (denom * 2) >= options.min_side) denom *= 2;
+  }
+  if (denom > 1) {
+    out.image = Image(features.width / denom, features.height / denom);
+    out.full_width = features.width;
+    out.full_height = features.height;
+    WebPDecoderConfig config;
+    if (!WebPInitDecoderConfig(&config)) return Status::Internal("libwebp version mismatch");
+    config.options.use_scaling = 1;
+    config.options.scaled_width = out.image.width;
+    config.options.scaled_height = out.image.height;
+    config.output.colorspace = MODE_RGB;
+    config.output.is_external_memory = 1;
+    config.output.u.RGBA.rgba = out.image.rgb.data();
+    config.output.u.RGBA.stride = out.image.width * 3;
+    config.output.u.RGBA.size = out.image.rgb.size();
+    const VP8StatusCode status = WebPDecode(bytes.data(), bytes.size(), &config);
+    WebPFreeDecBuffer(&config.output);
+    if (status != VP8_STATUS_OK) return Status::Corruption("pixel data is truncated or corrupt");
+  } else {
+    out.image = Image(features.width, features.height);
+  }
   WebPData data{bytes.data(), bytes.size()};
   if (features.has_animation) {
     // The first frame on its canvas (transparent where the frame does not reach), as Pillow reads
@@ -44,8 +70,8 @@ Result<RawDecode> DecodeWebp(std::span<const uint8_t> bytes, const DecodeOptions
     }
     const size_t n = static_cast<size_t>(features.width) * features.height;
     for (size_t i = 0; i < n; ++i) std::memcpy(out.image.rgb.data() + 3 * i, rgba + 4 * i, 3);
-  } else if (WebPDecodeRGBInto(bytes.data(), bytes.size(), out.image.rgb.data(), out.image.rgb.size(),
-                               features.width * 3) == nullptr) {
+  } else if (denom == 1 && WebPDecodeRGBInto(bytes.data(), bytes.size(), out.image.rgb.data(), out.image.rgb.size(),
+                                             features.width * 3) == nullptr) {
     // RGB output drops alpha without compositing, as Pillow's convert("RGB") does.
     return Status::Corruption("pixel data is truncated or corrupt");
   }

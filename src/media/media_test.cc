@@ -597,9 +597,34 @@ TEST(Jpeg, ScaledDecodeForThumbnailsKeepsBothSidesAboveTheMinimum) {
     ASSERT_TRUE(d.ok()) << d.status().ToString();
     EXPECT_EQ(d->image.width, c.width) << "min_side " << c.min_side;
     EXPECT_EQ(d->image.height, c.height) << "min_side " << c.min_side;
+    EXPECT_EQ(d->stored_width, c.width);
+    EXPECT_EQ(d->width, 640) << "the picture's own size, whatever was decoded";
+    EXPECT_EQ(d->height, 480);
     ExpectNear(Pixel(d->image, d->image.width * 3 / 4, d->image.height * 3 / 4), {255, 255, 255}, 4,
                "white quadrant at min_side " + std::to_string(c.min_side));
   }
+}
+
+TEST(Webp, ScaledDecodeKeepsBothSidesAboveTheMinimumAndTheSize) {
+  const Image img = Quadrants(640, 480);
+  const Bytes webp = EncodeWebpLossless(img);
+  for (const auto& [min_side, width] : std::vector<std::pair<int, int>>{{0, 640}, {100, 160}, {130, 320}, {10, 80}}) {
+    DecodeOptions options;
+    options.min_side = min_side;
+    auto d = DecodeImage(webp, options);
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    EXPECT_EQ(d->image.width, width) << "min_side " << min_side;
+    EXPECT_EQ(d->image.height, width * 3 / 4) << "min_side " << min_side;
+    EXPECT_EQ(d->width, 640);
+    EXPECT_EQ(d->height, 480);
+    ExpectNear(Pixel(d->image, d->image.width * 3 / 4, d->image.height * 3 / 4), {255, 255, 255}, 4,
+               "white quadrant at min_side " + std::to_string(min_side));
+  }
+  Bytes truncated = webp;
+  truncated.resize(truncated.size() / 2);
+  DecodeOptions scaled;
+  scaled.min_side = 100;
+  EXPECT_FALSE(DecodeImage(truncated, scaled).ok());
 }
 
 TEST(Png, WritesWhatItReadsBack) {
