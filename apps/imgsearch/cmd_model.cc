@@ -166,11 +166,12 @@ double CosineOf(const float* a, const float* b, int n) {
   return na > 0 && nb > 0 ? dot / std::sqrt(na * nb) : 0;
 }
 
+using Embedded = std::vector<std::pair<std::string, std::vector<float>>>;
+
 // The embedding of each image file under `dir` (the first `limit`, sorted) through `model`,
 // decoded as `pre` says; files that do not decode are left out.
-std::vector<std::pair<std::string, std::vector<float>>> EmbedFolder(const ClipModel& model, const Preprocessing& pre,
-                                                                    const std::vector<std::string>& files) {
-  std::vector<std::pair<std::string, std::vector<float>>> out;
+Embedded EmbedFolder(const ClipModel& model, const Preprocessing& pre, const std::vector<std::string>& files) {
+  Embedded out;
   for (const std::string& file : files) {
     auto decoded = DecodeImageFile(file, ForModelInput({}, pre));
     if (!decoded.ok()) continue;
@@ -180,6 +181,23 @@ std::vector<std::pair<std::string, std::vector<float>>> EmbedFolder(const ClipMo
     out.emplace_back(file, std::move(emb));
   }
   return out;
+}
+
+// The cosine of each of `model`'s embeddings of `files` (decoded as `pre` says) to the reference's.
+Spread ImageCosines(const ClipModel& model, const Preprocessing& pre, const std::vector<std::string>& files,
+                    const Embedded& reference) {
+  std::vector<std::pair<double, std::string>> cosines;
+  for (const auto& [file, emb] : EmbedFolder(model, pre, files)) {
+    auto ref = std::find_if(reference.begin(), reference.end(), [&](const auto& r) { return r.first == file; });
+    if (ref != reference.end()) {
+      cosines.emplace_back(CosineOf(emb.data(), ref->second.data(), model.embedding_dim()), file);
+    }
+  }
+  return SpreadOf(std::move(cosines));
+}
+
+nlohmann::json Describe(const Spread& s) {
+  return {{"min", s.min}, {"median", s.median}, {"n", s.n}, {"worst", s.worst}};
 }
 
 // `model check`: how far the fast precisions are from fp32 on this model, these images, this CPU.
@@ -208,7 +226,7 @@ int RunCheck(const std::string& flag, const std::string& images_dir, int limit, 
 
   auto bf16_loaded = LoadModel(flag, {.precision = Precision::kBf16});
   nlohmann::json bf16 = {{"precision", "bf16"}};
-  bool auto_uses_bf16 = false;
+  const bool auto_uses_bf16 = bf16_loaded.ok();
   if (!bf16_loaded.ok()) {
     bf16["available"] = false;
     bf16["reason"] = bf16_loaded.status().message();
@@ -224,24 +242,13 @@ int RunCheck(const std::string& flag, const std::string& images_dir, int limit, 
     // The precision alone (same pixels), then what auto stores: bf16 with reduced decoding.
     Preprocessing reduced = fast.preprocessing();
     reduced.reduced_decode = true;
-    std::vector<std::pair<double, std::string>> image_cos, auto_cos;
-    for (const auto& [pre, cosines] : {std::pair{fast.preprocessing(), &image_cos}, std::pair{reduced, &auto_cos}}) {
-      const auto images = EmbedFolder(fast, pre, files);
-      for (const auto& [file, emb] : images) {
-        auto ref = std::find_if(ref_images.begin(), ref_images.end(), [&](const auto& r) { return r.first == file; });
-        if (ref != ref_images.end()) cosines->emplace_back(CosineOf(emb.data(), ref->second.data(), dim), file);
-      }
-    }
-    auto describe = [](const Spread& s) {
-      return nlohmann::json{{"min", s.min}, {"median", s.median}, {"n", s.n}, {"worst", s.worst}};
-    };
-    const Spread t = SpreadOf(text_cos), i = SpreadOf(image_cos), a = SpreadOf(auto_cos);
-    bf16["texts"] = describe(t);
+    const Spread t = SpreadOf(text_cos), i = ImageCosines(fast, fast.preprocessing(), files, ref_images),
+                 a = ImageCosines(fast, reduced, files, ref_images);
+    bf16["texts"] = Describe(t);
     if (!files.empty()) {
-      bf16["images"] = describe(i);
-      bf16["images_auto"] = describe(a);
+      bf16["images"] = Describe(i);
+      bf16["images_auto"] = Describe(a);
     }
-    auto_uses_bf16 = true;
     bf16["within_bound"] = t.min >= kBound && i.min >= kBound && a.min >= kBound;
   }
   report["precisions"] = {bf16, {{"precision", "int8"}, {"available", false}, {"reason", "not in this version"}}};
@@ -251,13 +258,8 @@ int RunCheck(const std::string& flag, const std::string& images_dir, int limit, 
   if (!auto_uses_bf16 && !files.empty()) {
     Preprocessing reduced = fp32.preprocessing();
     reduced.reduced_decode = true;
-    std::vector<std::pair<double, std::string>> cosines;
-    for (const auto& [file, emb] : EmbedFolder(fp32, reduced, files)) {
-      auto ref = std::find_if(ref_images.begin(), ref_images.end(), [&](const auto& r) { return r.first == file; });
-      if (ref != ref_images.end()) cosines.emplace_back(CosineOf(emb.data(), ref->second.data(), dim), file);
-    }
-    const Spread a = SpreadOf(cosines);
-    report["auto_images"] = {{"min", a.min}, {"median", a.median}, {"n", a.n}, {"worst", a.worst}};
+    const Spread a = ImageCosines(fp32, reduced, files, ref_images);
+    report["auto_images"] = Describe(a);
     auto_within_bound = a.min >= kBound;
   }
   report["images_checked"] = ref_images.size();

@@ -26,23 +26,6 @@ void ApplyIsaEnvironment() {
 
 }  // namespace
 
-const CpuFeatures& DetectCpu() {
-  static const CpuFeatures features = [] {
-    CpuFeatures f;
-    __builtin_cpu_init();
-    f.avx2 = __builtin_cpu_supports("avx2");
-    f.fma = __builtin_cpu_supports("fma");
-    f.avx512f = __builtin_cpu_supports("avx512f");
-    f.avx512_bf16 = __builtin_cpu_supports("avx512bf16");
-    // AMX is not known to GCC 12's __builtin_cpu_supports; oneDNN reports it through its ISA query,
-    // which fixes oneDNN's ISA for good: IMGSEARCH_MAX_ISA must be applied before it.
-    ApplyIsaEnvironment();
-    f.amx_bf16 = dnnl::get_effective_cpu_isa() == dnnl::cpu_isa::avx512_core_amx;
-    return f;
-  }();
-  return features;
-}
-
 void LimitIsa(IsaLimit limit) {
   ApplyIsaEnvironment();
   if (limit == IsaLimit::kAvx2 && !g_limited_to_avx2) {

@@ -5,17 +5,6 @@
 
 namespace imgsearch::kernels {
 
-struct CpuFeatures {
-  bool avx2 = false;
-  bool fma = false;
-  bool avx512f = false;
-  bool avx512_bf16 = false;
-  bool amx_bf16 = false;
-};
-
-// Features of the CPU we run on (cpuid, cached).
-const CpuFeatures& DetectCpu();
-
 enum class IsaLimit { kNative, kAvx2 };
 
 // Caps the instruction set oneDNN may use. Must be called before the first GEMM; later calls are
