@@ -28,7 +28,25 @@ struct Image {
   const uint8_t* row(int y) const { return rgb.data() + static_cast<size_t>(y) * width * 3; }
 };
 
-enum class ImageFormat { kUnknown, kJpeg, kPng, kWebp, kGif, kBmp, kTiff, kHeif, kAvif, kJxl, kRaw };
+// Every format imgsearch indexes: still images, and videos (sampled into frames: imgsearch/video.h).
+enum class ImageFormat {
+  kUnknown,
+  kJpeg,
+  kPng,
+  kWebp,
+  kGif,
+  kBmp,
+  kTiff,
+  kHeif,
+  kAvif,
+  kJxl,
+  kRaw,
+  kMp4,
+  kMov,
+  kMatroska,
+  kWebm,
+  kAvi,
+};
 
 // What imgsearch knows of each format, in one place.
 struct ImageFormatInfo {
@@ -36,7 +54,8 @@ struct ImageFormatInfo {
   const char* name;          // in the catalog, filters and the API
   const char* display_name;  // in messages
   const char* mime_type;     // of the file itself
-  bool browser_displays;     // every current browser shows the file itself (else: a JPEG rendition)
+  bool browser_displays;     // every current browser shows (plays) the file itself (else: a JPEG rendition)
+  bool video = false;        // frames sampled over time (imgsearch/video.h), not one picture
 };
 inline constexpr ImageFormatInfo kImageFormats[] = {
     {ImageFormat::kJpeg, "jpeg", "JPEG", "image/jpeg", true},
@@ -50,6 +69,12 @@ inline constexpr ImageFormatInfo kImageFormats[] = {
     {ImageFormat::kJxl, "jxl", "JPEG XL", "image/jxl", false},
     // Camera RAW: DNG, CR2, CR3, CRW, NEF, ARW, PEF, RAF, ORF, RW2, MRW, X3F (see DetectImageFormat).
     {ImageFormat::kRaw, "raw", "camera RAW", "application/octet-stream", false},
+    // Videos: MP4 (and 3GP), QuickTime, Matroska, WebM, AVI, with whatever codecs FFmpeg decodes.
+    {ImageFormat::kMp4, "mp4", "MP4 video", "video/mp4", true, true},
+    {ImageFormat::kMov, "mov", "QuickTime video", "video/quicktime", false, true},
+    {ImageFormat::kMatroska, "mkv", "Matroska video", "video/x-matroska", false, true},
+    {ImageFormat::kWebm, "webm", "WebM video", "video/webm", true, true},
+    {ImageFormat::kAvi, "avi", "AVI video", "video/x-msvideo", false, true},
 };
 
 // The entry of `format`, or of a catalog name; nullptr for kUnknown and unknown names.
@@ -78,8 +103,20 @@ constexpr bool BrowserDisplays(std::string_view format_name) {
   return info != nullptr && info->browser_displays;
 }
 
-// Detects the format from the first bytes (magic numbers), never from a file name.
+// Whether files of this format (a catalog name) are videos.
+constexpr bool IsVideoFormat(std::string_view format_name) {
+  const ImageFormatInfo* info = FormatInfo(format_name);
+  return info != nullptr && info->video;
+}
+constexpr bool IsVideoFormat(ImageFormat format) {
+  const ImageFormatInfo* info = FormatInfo(format);
+  return info != nullptr && info->video;
+}
+
+// Detects the format from the first bytes (magic numbers), never from a file name: images and
+// videos. kDetectBytes are enough.
 ImageFormat DetectImageFormat(std::span<const uint8_t> bytes);
+inline constexpr size_t kDetectBytes = 64 * 1024;
 
 struct DecodeOptions {
   // Images with more pixels are refused before any pixel memory is allocated.

@@ -1,0 +1,72 @@
+// Videos: frames sampled by time and at scene changes (FFmpeg's libavformat, libavcodec and
+// libswscale), each one embedded like a photo. A video is one item with many vectors, each with
+// its time.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "imgsearch/image.h"
+#include "imgsearch/status.h"
+
+namespace imgsearch {
+
+// Where a video's bytes are: a file (read as needed: a video may be far larger than memory), or
+// bytes already in memory (an upload, a file fetched over HTTP). Exactly one is set.
+struct VideoSource {
+  std::string path;
+  std::span<const uint8_t> bytes;
+};
+
+struct VideoOptions {
+  // At least one frame every `interval_s` seconds of video...
+  double interval_s = 2.0;
+  // ...and at most this many frames per video: a longer video is covered evenly (the interval grows
+  // to duration / max_frames). Scene changes add frames within the same budget.
+  int max_frames = 200;
+  // A frame differing from the last sampled one by more than this (mean absolute difference of
+  // small grey thumbnails, 0..1) is a scene change and is sampled too; ≤ 0: no scene detection.
+  double scene_threshold = 0.12;
+  // Frames are scaled (aspect ratio kept) so their shorter side is `min_side` when larger; 0: full
+  // size. The model needs only a few hundred pixels; scaling in swscale is far cheaper than later.
+  int min_side = 0;
+  // Frames of more pixels are refused before decoding, as images are (DecodeOptions::max_pixels).
+  uint64_t max_pixels = 100'000'000;
+  // Reading one video gives up after this long (a hostile or broken file must not hold a decoder).
+  std::chrono::milliseconds time_limit{std::chrono::minutes(5)};
+};
+
+struct VideoInfo {
+  ImageFormat format = ImageFormat::kUnknown;  // the container (kMp4, kWebm, …)
+  std::string codec;                           // FFmpeg's name of the video codec ("h264", "vp9", …)
+  int width = 0;                               // as displayed: after the stream's rotation
+  int height = 0;
+  double duration_s = 0;
+  std::optional<std::string> capture_time;  // the container's creation time, "YYYY-MM-DDTHH:MM:SS"
+};
+
+struct VideoFrame {
+  double time_s = 0;  // presentation time from the start of the video
+  Image image;        // RGB, rotated as displayed, scaled per VideoOptions::min_side
+};
+
+// Samples `source`'s frames per `options`, calling `on_frame` for each in time order (an error it
+// returns stops sampling and is returned). Decodes only what it needs: key frames, plus the frames
+// leading to a sample where key frames are too far apart. Every failure — not a video, no video
+// stream, a codec FFmpeg cannot decode, a damaged or truncated file, absurd dimensions, the time
+// limit — is a Status naming the problem; a video that yields no frame at all is an error too.
+Result<VideoInfo> SampleVideo(const VideoSource& source, const VideoOptions& options,
+                              const std::function<Status(VideoFrame frame)>& on_frame);
+
+// The frame shown at `time_s` (clamped to the video), rotated as displayed and scaled per
+// options.min_side (thumbnails).
+Result<VideoFrame> VideoFrameAt(const VideoSource& source, double time_s, const VideoOptions& options = {});
+
+// Reads the container's header only: format, codec, size, duration, creation time.
+Result<VideoInfo> ProbeVideo(const VideoSource& source, const VideoOptions& options = {});
+
+}  // namespace imgsearch
