@@ -147,6 +147,13 @@ Result<DecodedImage> DecodeImage(std::span<const uint8_t> bytes, const DecodeOpt
     case ImageFormat::kAvif: raw = media::DecodeHeif(bytes, options); break;
     case ImageFormat::kJxl: raw = media::DecodeJxl(bytes, options); break;
     case ImageFormat::kRaw: raw = media::DecodeCameraRaw(bytes, options); break;
+    case ImageFormat::kMp4:
+    case ImageFormat::kMov:
+    case ImageFormat::kMatroska:
+    case ImageFormat::kWebm:
+    case ImageFormat::kAvi:
+      return Status::InvalidArgument(std::string("a video (") + FormatInfo(format)->display_name +
+                                     "), not a still image: its frames are read by SampleVideo");
     case ImageFormat::kUnknown: break;
   }
   if (!raw.ok()) {
