@@ -401,11 +401,11 @@ TEST_F(ScaleoutTest, SchemaMigratesFromPreviousVersionAndRefusesNewer) {
   ASSERT_TRUE(found.ok()) << found.status().ToString();
   EXPECT_EQ(*found, 0);
   pg_->Psql("photos", "INSERT INTO imgsearch.jobs(path, size_bytes, mtime_ns) VALUES ('/x/a.png', 1, 2)");
-  // The last step (3) keeps the vectors of removed content for a grace period.
+  // The last step (4) stores a video's frame times beside its vectors.
   EXPECT_EQ(
       pg_->Psql("photos",
                 "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'imgsearch' AND column_name = "
-                "'released_at_ms'"),
+                "'times'"),
       "0");
   // An older schema is not upgraded by a reader, nor given a collection id.
   const auto old = RunCommand({ImgsearchBin(), "stats", "--store", url_});
@@ -423,7 +423,7 @@ TEST_F(ScaleoutTest, SchemaMigratesFromPreviousVersionAndRefusesNewer) {
   EXPECT_EQ(
       pg_->Psql("photos",
                 "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'imgsearch' AND column_name = "
-                "'released_at_ms'"),
+                "'times'"),
       "1");
   EXPECT_EQ(pg_->Psql("photos", "SELECT count(*) FROM imgsearch.jobs"), "4");
 

@@ -20,6 +20,7 @@ RunFn AddWorkerCommand(CLI::App& root) {
     bool offline = false;
     int threads = 0, decode_threads = 0, batch = 32, max_attempts = 5;
     double lease_seconds = 120, max_megapixels = 100;
+    VideoOptions video;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* app = root.add_subcommand("worker", "embed the images other imgsearch processes queued in PostgreSQL");
@@ -49,6 +50,7 @@ RunFn AddWorkerCommand(CLI::App& root) {
   app->add_option("--max-megapixels", f->max_megapixels, "record larger images as failed without decoding them")
       ->capture_default_str()
       ->check(CLI::Range(0.001, 10000.0));
+  AddVideoFlags(app, &f->video);
   return [f] {
     if (!IsPostgresUrl(f->store)) {
       return ReportError(Status::InvalidArgument("--store must be a postgresql:// URL, not \"" + f->store + "\""));
@@ -60,6 +62,7 @@ RunFn AddWorkerCommand(CLI::App& root) {
     options.lease_seconds = f->lease_seconds;
     options.max_attempts = f->max_attempts;
     options.decode.max_pixels = static_cast<uint64_t>(f->max_megapixels * 1e6);
+    options.video = f->video;
     for (const std::string& m : f->maps) {
       const size_t eq = m.find('=');
       if (eq == std::string::npos || eq == 0 || eq + 1 == m.size() || m[0] != '/') {

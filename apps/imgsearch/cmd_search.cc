@@ -1,4 +1,5 @@
 // imgsearch search, stats, list and duplicates: reading a collection.
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -33,6 +34,21 @@ Result<std::unique_ptr<Collection>> OpenForReading(const StoreFlags& where, cons
   return std::move(store.collection);
 }
 
+// "1:02.5": a time in a video as people read it (h:mm:ss.s past an hour).
+std::string ClockTime(double seconds) {
+  const auto tenths = static_cast<int64_t>(std::llround(seconds * 10));
+  const int64_t s = tenths / 10, h = s / 3600, m = (s / 60) % 60;
+  char out[48];
+  if (h > 0) {
+    std::snprintf(out, sizeof(out), "%lld:%02lld:%02lld.%lld", static_cast<long long>(h), static_cast<long long>(m),
+                  static_cast<long long>(s % 60), static_cast<long long>(tenths % 10));
+  } else {
+    std::snprintf(out, sizeof(out), "%lld:%02lld.%lld", static_cast<long long>(m), static_cast<long long>(s % 60),
+                  static_cast<long long>(tenths % 10));
+  }
+  return out;
+}
+
 void PrintHits(const std::vector<SearchHit>& hits, bool json) {
   for (const SearchHit& h : hits) {
     if (json) {
@@ -42,11 +58,26 @@ void PrintHits(const std::vector<SearchHit>& hits, bool json) {
       if (h.probability) j["probability"] = *h.probability;
       j["width"] = h.width;
       j["height"] = h.height;
+      if (h.time_s) {
+        j["time"] = *h.time_s;
+        j["moments"] = nlohmann::json::array();
+        for (const Moment& m : h.moments) j["moments"].push_back({{"time", m.time_s}, {"score", m.score}});
+      }
       std::printf("%s\n", DumpJson(j).c_str());
-    } else if (h.probability) {
-      std::printf("%.4f  match %5.1f%%  %s\n", h.score, 100.0 * *h.probability, ForTerminal(h.path).c_str());
+      continue;
+    }
+    std::string where = ForTerminal(h.path);
+    if (h.time_s) {
+      where += " @ " + ClockTime(*h.time_s);
+      for (size_t i = 0; i < h.moments.size() && i < 3; ++i) {
+        where += (i == 0 ? " (also " : ", ") + ClockTime(h.moments[i].time_s);
+      }
+      if (!h.moments.empty()) where += ")";
+    }
+    if (h.probability) {
+      std::printf("%.4f  match %5.1f%%  %s\n", h.score, 100.0 * *h.probability, where.c_str());
     } else {
-      std::printf("%.4f  %s\n", h.score, ForTerminal(h.path).c_str());
+      std::printf("%.4f  %s\n", h.score, where.c_str());
     }
   }
 }

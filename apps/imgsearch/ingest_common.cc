@@ -79,6 +79,18 @@ void AddIngestFlags(CLI::App* app, IngestFlags* f) {
   app->add_option("--max-megapixels", f->max_megapixels, "record larger images as failed without decoding them")
       ->capture_default_str()
       ->check(CLI::Range(0.001, 10000.0));
+  AddVideoFlags(app, &f->video);
+}
+
+void AddVideoFlags(CLI::App* app, VideoOptions* video) {
+  app->add_option("--video-interval", video->interval_s,
+                  "seconds between the frames sampled from a video (scene changes add more)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
+  app->add_option("--video-max-frames", video->max_frames,
+                  "at most this many frames per video: a longer one is sampled evenly")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
 }
 
 Status CheckPathsExist(const std::vector<std::string>& paths, const IngestFlags& f) {
@@ -110,6 +122,7 @@ SyncOptions SyncOptionsOf(const IngestFlags& f, const IngestTarget* target) {
     }
   }
   options.decode.max_pixels = static_cast<uint64_t>(f.max_megapixels * 1e6);
+  options.video = f.video;
   options.batch_size = f.batch;
   options.decode_threads = f.decode_threads;
   return options;

@@ -14,6 +14,7 @@
 #include "imgsearch/clip.h"
 #include "imgsearch/collection.h"
 #include "imgsearch/ingest.h"
+#include "imgsearch/video.h"
 
 namespace imgsearch::cli {
 
@@ -44,7 +45,11 @@ struct IngestFlags : StoreFlags {
   int decode_threads = 0;
   int batch = 32;
   double max_megapixels = 100;
+  VideoOptions video;
 };
+
+// --video-interval and --video-max-frames (index, watch, serve, worker).
+void AddVideoFlags(CLI::App* app, VideoOptions* video);
 
 // Adds --db/--store, --embed-local, --model, --offline and the scan, decode and batching flags (not
 // the folders).

@@ -39,12 +39,17 @@ struct ImageRecord {
   int64_t indexed_at_ms = 0;                // when the row was last written (Unix ms)
   ImageStatus status = ImageStatus::kIndexed;
   std::string error;  // why it failed, for kFailed
+  // A video's sampled frames: the time (seconds from its start) of each of its vectors, in order.
+  // Empty for a still image (one vector). Stored with the vectors: identical content shares them.
+  std::vector<float> frame_times;
 };
 
 // One write: an indexed image with its embedding, or a failure with its reason.
 struct ImageUpsert {
-  ImageRecord record;            // id is ignored: the path identifies the image
-  std::vector<float> embedding;  // required for kIndexed unless the content hash already has one
+  ImageRecord record;  // id is ignored: the path identifies the image
+  // Required for kIndexed unless the content hash already has one: the model's dimension floats,
+  // or for a video one row of them per record.frame_times entry.
+  std::vector<float> embedding;
 };
 
 // The model a collection's vectors come from. Opening a collection with another model is refused.
@@ -73,6 +78,12 @@ struct SearchOptions {
   bool exact = false;  // brute force instead of the ANN index
 };
 
+// A moment of a video that matches a query.
+struct Moment {
+  double time_s = 0;
+  float score = 0;
+};
+
 struct SearchHit {
   int64_t id = 0;
   std::string path;
@@ -82,6 +93,10 @@ struct SearchHit {
   // SigLIP models, for a query of one text: the model's probability that the text matches the
   // image, sigmoid(score · exp(logit_scale) + logit_bias). Absent for CLIP and for other queries.
   std::optional<float> probability;
+  // A video: the time of its best-matching frame (whose score is `score`), and its other matching
+  // moments, best first (a video is one hit however many of its frames match).
+  std::optional<double> time_s;
+  std::vector<Moment> moments;
 };
 
 struct IndexParams {
@@ -154,8 +169,12 @@ class Collection {
 
   virtual Result<std::optional<ImageRecord>> GetById(int64_t id) = 0;
   virtual Result<std::optional<ImageRecord>> GetByPath(const std::string& path) = 0;
-  // The stored embedding of an indexed image.
-  virtual Result<std::vector<float>> GetEmbedding(int64_t id) = 0;
+  // The stored embedding of an indexed image; of a video, the frame nearest `time_s`, or without a
+  // time the mean of its frames (normalised): the video as a whole.
+  virtual Result<std::vector<float>> GetEmbedding(int64_t id, std::optional<double> time_s = std::nullopt) = 0;
+  // Every stored vector of an indexed image as written: one, or a video's frames one after another
+  // (in the order of its record's frame_times).
+  virtual Result<std::vector<float>> GetVectors(int64_t id) = 0;
   // True when some image with this content already has an embedding (no need to embed again).
   virtual Result<bool> HasEmbeddingFor(const std::string& content_hash) = 0;
 

@@ -11,6 +11,7 @@
 #include "imgsearch/clip.h"
 #include "imgsearch/collection.h"
 #include "imgsearch/image.h"
+#include "imgsearch/video.h"
 
 namespace imgsearch {
 
@@ -59,6 +60,7 @@ class JobQueue {
 struct SyncOptions {
   ScanOptions scan;
   DecodeOptions decode;
+  VideoOptions video;
   int batch_size = 32;
   int decode_threads = 0;  // 0: one per core
   // Set: new and changed files become jobs for workers instead of being embedded here (renames

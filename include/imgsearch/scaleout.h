@@ -17,12 +17,13 @@
 #include "imgsearch/clip.h"
 #include "imgsearch/collection.h"
 #include "imgsearch/image.h"
+#include "imgsearch/video.h"
 #include "imgsearch/ingest.h"
 
 namespace imgsearch {
 
 // The schema this binary writes. Older databases are migrated when opened; newer ones are refused.
-inline constexpr int kPgSchemaVersion = 3;
+inline constexpr int kPgSchemaVersion = 4;
 
 // True for "postgresql://…" and "postgres://…".
 bool IsPostgresUrl(const std::string& location);
@@ -60,6 +61,7 @@ struct WorkerOptions {
   double lease_seconds = 120;  // a job not finished in this time is given to another worker
   int max_attempts = 5;        // then the image is recorded as failed with the last reason
   DecodeOptions decode;
+  VideoOptions video;
   std::vector<PathMap> path_maps;
 };
 

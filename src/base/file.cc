@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -40,15 +41,10 @@ Status OpenRegular(const std::string& path, int* fd_out, size_t* size_out) {
 
 }  // namespace
 
-Result<std::vector<uint8_t>> ReadFileBytes(const std::string& path, size_t max_bytes) {
-  int fd = -1;
-  size_t size = 0;
-  RETURN_IF_ERROR(OpenRegular(path, &fd, &size));
-  if (size > max_bytes) {
-    ::close(fd);
-    return Status::ResourceExhausted(path + " is " + std::to_string(size) + " bytes, more than the limit of " +
-                                     std::to_string(max_bytes));
-  }
+namespace {
+
+// Reads `size` bytes (fewer if the file shrank meanwhile) from the start of `fd`, and closes it.
+Result<std::vector<uint8_t>> ReadAndClose(int fd, const std::string& path, size_t size) {
   std::vector<uint8_t> bytes(size);
   size_t done = 0;
   while (done < size) {
@@ -65,6 +61,27 @@ Result<std::vector<uint8_t>> ReadFileBytes(const std::string& path, size_t max_b
   ::close(fd);
   bytes.resize(done);
   return bytes;
+}
+
+}  // namespace
+
+Result<std::vector<uint8_t>> ReadFileBytes(const std::string& path, size_t max_bytes) {
+  int fd = -1;
+  size_t size = 0;
+  RETURN_IF_ERROR(OpenRegular(path, &fd, &size));
+  if (size > max_bytes) {
+    ::close(fd);
+    return Status::ResourceExhausted(path + " is " + std::to_string(size) + " bytes, more than the limit of " +
+                                     std::to_string(max_bytes));
+  }
+  return ReadAndClose(fd, path, size);
+}
+
+Result<std::vector<uint8_t>> ReadFilePrefix(const std::string& path, size_t n) {
+  int fd = -1;
+  size_t size = 0;
+  RETURN_IF_ERROR(OpenRegular(path, &fd, &size));
+  return ReadAndClose(fd, path, std::min(size, n));
 }
 
 Result<std::string> ReadFileText(const std::string& path, size_t max_bytes) {

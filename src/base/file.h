@@ -18,6 +18,9 @@ inline constexpr size_t kMaxFileBytes = size_t{1} << 30;
 // Reads a whole file. `max_bytes` guards against reading something absurd by mistake.
 Result<std::vector<uint8_t>> ReadFileBytes(const std::string& path, size_t max_bytes = size_t{1} << 31);
 
+// The first `n` bytes of a file (the whole file when it is shorter).
+Result<std::vector<uint8_t>> ReadFilePrefix(const std::string& path, size_t n);
+
 Result<std::string> ReadFileText(const std::string& path, size_t max_bytes = size_t{1} << 30);
 
 // A read-only private mapping of a whole file. Move-only; unmaps on destruction.

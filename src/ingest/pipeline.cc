@@ -37,6 +37,7 @@ std::unique_ptr<Sink> MakeSink(const ClipModel& model, Collection* collection, c
 PipelineOptions PipelineOptionsOf(const SyncOptions& o) {
   PipelineOptions p;
   p.decode = o.decode;
+  p.video = o.video;
   p.batch_size = o.batch_size;
   p.decode_threads = o.decode_threads;
   return p;
@@ -114,12 +115,83 @@ Result<FileContent> ReadLocalFile(const std::string& path) {
   std::optional<FileInfo> now = StatFile(path);
   if (!now) return Status::NotFound(path + " is gone");
   content.stat = std::move(*now);
-  ASSIGN_OR_RETURN(content.bytes, ReadFileBytes(path, kMaxFileBytes));
+  ASSIGN_OR_RETURN(content.bytes, ReadFilePrefix(path, kDetectBytes));
+  if (IsVideoFormat(DetectImageFormat(content.bytes))) {
+    content.local_path = path;
+  } else if (content.bytes.size() == kDetectBytes) {
+    ASSIGN_OR_RETURN(content.bytes, ReadFileBytes(path, kMaxFileBytes));
+  }
   return content;
 }
 
-PreparedFile PrepareFile(const WorkItem& item, const FileReader& read, const DecodeOptions& decode,
-                         const Preprocessing& pre, Collection* collection) {
+namespace {
+
+// A video's frames, sampled into the model's input: `out` (the video's record) becomes its last
+// part; the parts before it go to `emit_part`.
+void PrepareVideo(const FileContent& content, ImageFormat format, const PrepareOptions& options,
+                  const Preprocessing& pre, Collection* collection,
+                  const std::function<void(PreparedFile)>& emit_part, PreparedFile& out) {
+  const VideoSource source = content.local_path.empty() ? VideoSource{.bytes = content.bytes}
+                                                        : VideoSource{.path = content.local_path};
+  VideoOptions video = options.video;
+  video.max_pixels = options.decode.max_pixels;
+  // Frames reach the model through the same resize as photos; sampling them at twice the model's
+  // input (as reduced decoding does for JPEGs) keeps that resize's averaging and is far cheaper.
+  video.min_side = 2 * pre.size;
+  ImageRecord& r = out.upsert.record;
+  auto describe = [&](const VideoInfo& info) {
+    r.width = info.width;
+    r.height = info.height;
+    r.format = ImageFormatName(format);
+    r.capture_time = info.capture_time;
+    r.status = ImageStatus::kIndexed;
+  };
+  Result<bool> known_content = collection->HasEmbeddingFor(r.content_hash);
+  if (known_content.ok() && *known_content) {  // a copy of a video already embedded
+    Result<VideoInfo> info = ProbeVideo(source, video);
+    if (!info.ok()) {
+      r.status = ImageStatus::kFailed;
+      r.error = info.status().message();
+      return;
+    }
+    describe(*info);
+    return;
+  }
+  const auto per_part = static_cast<size_t>(std::max(1, options.frames_per_part));
+  const auto floats = static_cast<size_t>(pre.input_floats());
+  PreparedFile part;
+  auto start_part = [&] {
+    part = PreparedFile();
+    part.upsert.record.path = r.path;
+    part.last_part = false;
+  };
+  start_part();
+  Result<VideoInfo> info = SampleVideo(source, video, [&](VideoFrame frame) -> Status {
+    part.upsert.record.frame_times.push_back(static_cast<float>(frame.time_s));
+    part.pixels.resize(part.pixels.size() + floats);
+    Normalize(ResizeForModel(frame.image, pre), pre, part.pixels.data() + part.pixels.size() - floats);
+    if (part.upsert.record.frame_times.size() == per_part) {
+      emit_part(std::move(part));
+      out.after_parts = true;
+      start_part();
+    }
+    return Status::Ok();
+  });
+  if (!info.ok()) {  // the parts handed on already are dropped with this failure
+    r.status = ImageStatus::kFailed;
+    r.error = info.status().message();
+    return;
+  }
+  describe(*info);
+  out.pixels = std::move(part.pixels);
+  r.frame_times = std::move(part.upsert.record.frame_times);
+}
+
+}  // namespace
+
+PreparedFile PrepareFile(const WorkItem& item, const FileReader& read, const PrepareOptions& options,
+                         const Preprocessing& pre, Collection* collection,
+                         const std::function<void(PreparedFile)>& emit_part) {
   PreparedFile out;
   out.upsert.record = BaseRecord(item.file, item.hash);
   out.moved = item.moved;
@@ -168,9 +240,21 @@ PreparedFile PrepareFile(const WorkItem& item, const FileReader& read, const Dec
   out.upsert.record.size_bytes = content->stat.size_bytes;
   out.upsert.record.mtime_ns = content->stat.mtime_ns;
   std::vector<uint8_t>& bytes = content->bytes;
-  const std::string hash = ContentHash(bytes);
+  std::string hash;
+  if (content->local_path.empty()) {
+    hash = ContentHash(bytes);
+  } else {
+    Result<std::string> streamed = ContentHashOfFile(content->local_path, bytes);
+    if (!streamed.ok() && streamed.status().code() == StatusCode::kNotFound) {
+      out.kind = PreparedFile::kDrop;
+      return out;
+    }
+    if (!streamed.ok()) return fail(streamed.status().message());
+    hash = std::move(*streamed);
+  }
   out.upsert.record.content_hash = hash;
-  if (!bytes.empty() && DetectImageFormat(bytes) == ImageFormat::kUnknown) {
+  const ImageFormat format = DetectImageFormat(bytes);
+  if (!bytes.empty() && format == ImageFormat::kUnknown) {
     out.kind = out.was_known ? PreparedFile::kRemove : PreparedFile::kDrop;  // not an image (any more)
     return out;
   }
@@ -178,7 +262,11 @@ PreparedFile PrepareFile(const WorkItem& item, const FileReader& read, const Dec
     keep_description();
     return out;
   }
-  Result<DecodedImage> decoded = DecodeImage(bytes, ForModelInput(decode, pre));
+  if (IsVideoFormat(format)) {
+    PrepareVideo(*content, format, options, pre, collection, emit_part, out);
+    return out;
+  }
+  Result<DecodedImage> decoded = DecodeImage(bytes, ForModelInput(options.decode, pre));
   bytes = {};
   if (!decoded.ok()) return fail(decoded.status().message());
   ImageRecord& r = out.upsert.record;
@@ -198,11 +286,17 @@ void Pipeline::DecodeLoop() {
   const Preprocessing& pre = model_.preprocessing();
   const FileReader read =
       options_.read ? options_.read : [](const WorkItem& item) { return ReadLocalFile(item.file.path); };
+  PrepareOptions prepare{.decode = options_.decode,
+                         .video = options_.video,
+                         .frames_per_part = std::max(1, options_.batch_size)};
+  const auto emit_part = [this](PreparedFile part) { pixels_.Push(std::move(part)); };
   while (std::optional<WorkItem> item = work_.Pop()) {
     const auto t0 = Clock::now();
-    PreparedFile p = PrepareFile(*item, read, options_.decode, pre, collection_);
+    PreparedFile p = PrepareFile(*item, read, prepare, pre, collection_, emit_part);
     decode_ns_ += NanosSince(t0);
-    if (!p.pixels.empty()) {
+    // A video's last part follows its earlier parts through the encoder, pixels or not, so that
+    // it reaches the writer after them.
+    if (!p.pixels.empty() || p.after_parts) {
       pixels_.Push(std::move(p));
     } else {
       writes_.Push(std::move(p));
@@ -214,6 +308,8 @@ void Pipeline::DecodeLoop() {
 void Pipeline::EncodeLoop() {
   std::vector<PreparedFile> batch;
   const size_t batch_size = static_cast<size_t>(std::max(1, options_.batch_size));
+  const auto floats = static_cast<size_t>(model_.preprocessing().input_floats());
+  size_t images = 0;  // in `batch` (a video's part counts its frames)
   while (true) {
     std::optional<PreparedFile> d;
     if (batch.empty()) {
@@ -223,32 +319,45 @@ void Pipeline::EncodeLoop() {
       d = pixels_.PopUntil(Clock::now() + options_.batch_deadline);
       if (!d) {
         Encode(batch);  // deadline passed (or the queue closed) with a partial batch
+        images = 0;
         if (pixels_.closed()) break;
         continue;
       }
     }
+    const size_t n = d->pixels.size() / floats;
+    if (!batch.empty() && images + n > batch_size) {
+      Encode(batch);
+      images = 0;
+    }
     batch.push_back(std::move(*d));
-    if (batch.size() >= batch_size) Encode(batch);
+    images += n;
+    if (images >= batch_size) {
+      Encode(batch);
+      images = 0;
+    }
   }
   if (!batch.empty()) Encode(batch);
   writes_.Close();
 }
 
 Status EmbedPrepared(const ClipModel& model, std::span<PreparedFile* const> files) {
-  if (files.empty()) return Status::Ok();
-  const size_t image_floats = files[0]->pixels.size();
-  const int dim = model.embedding_dim();
-  std::vector<float> pixels(files.size() * image_floats);
+  const auto image_floats = static_cast<size_t>(model.preprocessing().input_floats());
+  const auto dim = static_cast<size_t>(model.embedding_dim());
+  std::vector<size_t> first(files.size() + 1, 0);  // each file's first image in the batch
+  for (size_t i = 0; i < files.size(); ++i) first[i + 1] = first[i] + files[i]->pixels.size() / image_floats;
+  const size_t images = first.back();
+  if (images == 0) return Status::Ok();
+  std::vector<float> pixels(images * image_floats);
   for (size_t i = 0; i < files.size(); ++i) {
-    std::copy(files[i]->pixels.begin(), files[i]->pixels.end(), pixels.begin() + i * image_floats);
+    std::copy(files[i]->pixels.begin(), files[i]->pixels.end(), pixels.begin() + first[i] * image_floats);
     files[i]->pixels = {};
   }
-  std::vector<float> out(files.size() * static_cast<size_t>(dim));
-  const Status st = model.EncodeImages(pixels.data(), static_cast<int>(files.size()), out.data());
+  std::vector<float> out(images * dim);
+  const Status st = model.EncodeImages(pixels.data(), static_cast<int>(images), out.data());
   for (size_t i = 0; i < files.size(); ++i) {
     ImageUpsert& u = files[i]->upsert;
     if (st.ok()) {
-      u.embedding.assign(out.begin() + i * dim, out.begin() + (i + 1) * dim);
+      u.embedding.assign(out.begin() + first[i] * dim, out.begin() + first[i + 1] * dim);
     } else {
       u.record.status = ImageStatus::kFailed;
       u.record.error = "the model failed: " + st.message();
@@ -329,16 +438,57 @@ Status Pipeline::WriteWithRetries(std::span<PreparedFile> batch) {
   return st;
 }
 
+std::optional<PreparedFile> Pipeline::JoinParts(PreparedFile file) {
+  const std::string& path = file.upsert.record.path;
+  auto it = parts_.find(path);
+  if (!file.last_part) {
+    if (it == parts_.end()) {
+      parts_.emplace(path, std::move(file));
+      return std::nullopt;
+    }
+    PreparedFile& joined = it->second;
+    ImageUpsert& u = joined.upsert;
+    if (file.upsert.record.status == ImageStatus::kFailed && u.record.status != ImageStatus::kFailed) {
+      u.record.status = ImageStatus::kFailed;  // the model failed on this part
+      u.record.error = file.upsert.record.error;
+    }
+    u.embedding.insert(u.embedding.end(), file.upsert.embedding.begin(), file.upsert.embedding.end());
+    u.record.frame_times.insert(u.record.frame_times.end(), file.upsert.record.frame_times.begin(),
+                                file.upsert.record.frame_times.end());
+    joined.embedded = joined.embedded && file.embedded;
+    return std::nullopt;
+  }
+  if (it == parts_.end()) return file;
+  PreparedFile before = std::move(it->second);
+  parts_.erase(it);
+  ImageRecord& r = file.upsert.record;
+  if (r.status != ImageStatus::kIndexed) return file;  // the video failed: its parts go with it
+  if (before.upsert.record.status == ImageStatus::kFailed) {
+    r.status = ImageStatus::kFailed;
+    r.error = before.upsert.record.error;
+    r.frame_times.clear();
+    file.upsert.embedding.clear();
+    return file;
+  }
+  file.upsert.embedding.insert(file.upsert.embedding.begin(), before.upsert.embedding.begin(),
+                               before.upsert.embedding.end());
+  r.frame_times.insert(r.frame_times.begin(), before.upsert.record.frame_times.begin(),
+                       before.upsert.record.frame_times.end());
+  file.embedded = before.embedded && file.embedded;
+  return file;
+}
+
 void Pipeline::WriteLoop() {
   while (std::optional<PreparedFile> first = writes_.Pop()) {
-    // Take whatever else is ready: one transaction for all of it.
+    // Take whatever else is ready: one transaction for all of it (a video once all its parts came).
     std::vector<PreparedFile> batch;
-    batch.push_back(std::move(*first));
+    if (std::optional<PreparedFile> whole = JoinParts(std::move(*first))) batch.push_back(std::move(*whole));
     while (batch.size() < 256) {
       std::optional<PreparedFile> more = writes_.TryPop();
       if (!more) break;
-      batch.push_back(std::move(*more));
+      if (std::optional<PreparedFile> whole = JoinParts(std::move(*more))) batch.push_back(std::move(*whole));
     }
+    if (batch.empty()) continue;
     const auto t0 = Clock::now();
     bool ok = status().ok();
     if (ok) {

@@ -1,8 +1,12 @@
 // The ingest pipeline: files in, catalog rows and vectors out.
 //
-//   source ──Submit──▶ [work] ──▶ decode pool (read, hash, decode, preprocess)
+//   source ──Submit──▶ [work] ──▶ decode pool (read, hash, decode, preprocess; a video's frames)
 //          ──▶ [pixels] ──▶ encoder (batches by size or deadline)
 //          ──▶ [writes] ──▶ writer (one transaction per batch)
+//
+// A video goes through in parts of at most batch_size frames, so that a long one never holds more
+// than a batch of frames in memory: the decoder hands each part on as soon as it is sampled, and
+// the writer joins a video's parts into one write when its last part arrives.
 //
 // Each [queue] is bounded, so a burst makes Submit wait instead of growing memory. Every submitted
 // file ends in exactly one outcome: written (indexed, or failed with a reason), removed (it is no
@@ -36,6 +40,7 @@
 #include "imgsearch/clip.h"
 #include "imgsearch/collection.h"
 #include "imgsearch/ingest.h"
+#include "imgsearch/video.h"
 #include "ingest/scanner.h"
 
 namespace imgsearch::ingest {
@@ -55,11 +60,14 @@ struct WorkItem {
 struct FileContent {
   FileInfo stat;
   std::vector<uint8_t> bytes;
+  // Set when `bytes` holds only the file's first kDetectBytes (a video, read where it lies as
+  // needed rather than all into memory): where the rest is.
+  std::string local_path;
 };
 // Reads a file for ingestion: kNotFound when it is gone, kUnavailable when its storage cannot be
 // reached now (the file is then tried again later, not recorded as failed).
 using FileReader = std::function<Result<FileContent>(const WorkItem& item)>;
-// Reads from the local filesystem.
+// Reads from the local filesystem: the whole file, or a video's first bytes and its path.
 Result<FileContent> ReadLocalFile(const std::string& path);
 
 // What reading one file leads to.
@@ -69,20 +77,37 @@ struct PreparedFile {
   ImageUpsert upsert;         // record.path names the file for every kind
   bool was_known = false;     // the catalog had a row for the path
   bool moved = false;         // counted as a move by the reconciler already
-  std::vector<float> pixels;  // 3 × size × size, normalised; empty: nothing to embed
-  bool embedded = false;      // went through the model
+  // The model's input (Preprocessing::input_floats() per image; a video: per frame, the frames'
+  // times in upsert.record.frame_times); empty: nothing to embed.
+  std::vector<float> pixels;
+  // False for a part of a video that more parts follow (pixels and frame times only); the writer
+  // joins them with the last part, which carries the record.
+  bool last_part = true;
+  bool after_parts = false;  // the last part of a video whose earlier parts were handed on
+  bool embedded = false;     // went through the model
   Status retry;               // kRetry: why
   std::any token;             // WorkItem::token
 };
 
-// Reads, hashes and decodes one file and prepares its pixels for a model of `image_size`: the
-// whole per-file half of ingestion (the other half is the model and the write). A file whose
-// content is unchanged, or already embedded elsewhere in `collection`, gets no pixels.
-PreparedFile PrepareFile(const WorkItem& item, const FileReader& read, const DecodeOptions& decode, int image_size,
-                         Collection* collection);
+// How files are read into the model's input.
+struct PrepareOptions {
+  DecodeOptions decode;
+  VideoOptions video;
+  int frames_per_part = 32;  // a video's frames are handed on in parts of at most this many
+};
 
-// Runs the model once over the files' pixels: each gets its embedding, or (when the model fails)
-// becomes a failure with the reason. The pixels are released. Returns the model's status.
+// Reads, hashes and decodes one file and prepares its pixels for a model that sees images through
+// `pre`: the whole per-file half of ingestion (the other half is the model and the write). A file
+// whose content is unchanged, or already embedded elsewhere in `collection`, gets no pixels. A
+// video's frames are sampled; every full part is passed to `emit_part` as it is made, and the
+// returned file is the video's last part.
+PreparedFile PrepareFile(const WorkItem& item, const FileReader& read, const PrepareOptions& options,
+                         const Preprocessing& pre, Collection* collection,
+                         const std::function<void(PreparedFile)>& emit_part);
+
+// Runs the model once over the files' pixels (an image each, or a part of a video's frames): each
+// gets its embedding, or (when the model fails) becomes a failure with the reason. The pixels are
+// released. Returns the model's status.
 Status EmbedPrepared(const ClipModel& model, std::span<PreparedFile* const> files);
 
 // Where the pipeline's results go: one call per batch, in one transaction. It may turn a file into
@@ -109,6 +134,7 @@ class CollectionWriter final : public ResultWriter {
 
 struct PipelineOptions {
   DecodeOptions decode;
+  VideoOptions video;
   int batch_size = 32;
   int decode_threads = 0;                         // 0: one per core
   std::chrono::milliseconds batch_deadline{100};  // a partial batch waits at most this long
@@ -196,6 +222,9 @@ class Pipeline final : public Sink {
   void WriteLoop();
   void Encode(std::vector<PreparedFile>& batch);
   void Finish(const std::string& path, int64_t n = 1);
+  // The writer's side of a video's parts: keeps a part that more follow (nullopt), or returns the
+  // last part joined with the ones before it.
+  std::optional<PreparedFile> JoinParts(PreparedFile file);
   void Fail(Status status);
 
   const ClipModel& model_;
@@ -228,6 +257,7 @@ class Pipeline final : public Sink {
   std::atomic<int64_t> decode_ns_{0}, encode_ns_{0}, write_ns_{0};
   mutable std::mutex failures_mu_;
   std::vector<std::pair<std::string, std::string>> failures_;
+  std::map<std::string, PreparedFile> parts_;  // videos' parts waiting for their last (writer thread only)
   const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 

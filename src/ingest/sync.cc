@@ -164,9 +164,9 @@ Status Reconciler::Diff(const std::map<std::string, FileInfo>& on_disk,
       if (item.existing || gone_by_size.empty()) continue;
       auto [first, last] = gone_by_size.equal_range(item.file.size_bytes);
       if (first == last) continue;
-      auto bytes = ReadFileBytes(item.file.path, kMaxFileBytes);
-      if (!bytes.ok()) continue;  // the pipeline will report it
-      item.hash = ContentHash(*bytes);
+      Result<std::string> hash = ContentHashOfFile(item.file.path);
+      if (!hash.ok()) continue;  // the pipeline will report it
+      item.hash = std::move(*hash);
       for (auto it = first; it != last; ++it) {
         if (it->second->content_hash != item.hash) continue;
         RETURN_IF_ERROR(collection_->Move(it->second->path, item.file.path));

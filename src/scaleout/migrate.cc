@@ -30,7 +30,7 @@ Result<MigrateReport> MigrateCollection(const std::string& dir, const std::strin
       ImageUpsert u;
       u.record = records[i];
       if (u.record.status == ImageStatus::kIndexed) {
-        ASSIGN_OR_RETURN(u.embedding, from->GetEmbedding(u.record.id));
+        ASSIGN_OR_RETURN(u.embedding, from->GetVectors(u.record.id));
         hashes.insert(u.record.content_hash);
         ++report.indexed;
       } else {

@@ -51,6 +51,11 @@ const std::vector<std::vector<std::string>>& Migrations() {
           "ALTER TABLE imgsearch.vectors ADD COLUMN released_at_ms bigint",
           "CREATE INDEX vectors_released ON imgsearch.vectors (released_at_ms) WHERE released_at_ms IS NOT NULL",
       },
+      // 4: videos: a video's content has one vector per sampled frame, one after another in `data`,
+      // and the frames' times (float32 seconds) in `times`; NULL for a still image.
+      {
+          "ALTER TABLE imgsearch.vectors ADD COLUMN times bytea",
+      },
   };
   return steps;
 }

@@ -29,6 +29,7 @@ ImageRecord RecordOf(const pqxx::row& row) {
   r.indexed_at_ms = row[9].as<int64_t>();
   r.status = row[10].as<int>() == static_cast<int>(ImageStatus::kFailed) ? ImageStatus::kFailed : ImageStatus::kIndexed;
   r.error = row[11].as<std::string>();
+  if (!row[12].is_null()) r.frame_times = VectorOf(row[12]);
   return r;
 }
 
@@ -92,14 +93,13 @@ std::vector<int64_t> WriteUpserts(pqxx::work& w, std::span<const ImageUpsert> ba
         throw StatusError{Status::InvalidArgument(r.path + ": an indexed image needs a content hash")};
       }
       if (!u.embedding.empty()) {
-        if (static_cast<int>(u.embedding.size()) != dim) {
-          throw StatusError{Status::InvalidArgument(r.path + ": embedding has " + std::to_string(u.embedding.size()) +
-                                                    " dimensions, the collection " + std::to_string(dim))};
-        }
+        if (Status st = store::CheckEmbeddingShape(u, dim); !st.ok()) throw StatusError{st};
         w.exec_params(
-            "INSERT INTO imgsearch.vectors(hash, dim, data) VALUES ($1, $2, $3) ON CONFLICT (hash) DO UPDATE "
-            "SET dim = EXCLUDED.dim, data = EXCLUDED.data, released_at_ms = NULL",
-            r.content_hash, dim, pqxx::binarystring(u.embedding.data(), u.embedding.size() * sizeof(float)));
+            "INSERT INTO imgsearch.vectors(hash, dim, data, times) VALUES ($1, $2, $3, NULLIF($4, ''::bytea)) "
+            "ON CONFLICT (hash) DO UPDATE SET dim = EXCLUDED.dim, data = EXCLUDED.data, times = EXCLUDED.times, "
+            "released_at_ms = NULL",
+            r.content_hash, dim, pqxx::binarystring(u.embedding.data(), u.embedding.size() * sizeof(float)),
+            pqxx::binarystring(r.frame_times.data(), r.frame_times.size() * sizeof(float)));
       } else if (w.exec_params("UPDATE imgsearch.vectors SET released_at_ms = NULL WHERE hash = $1 RETURNING 1",
                                r.content_hash)
                      .empty()) {  // a kept vector taken again is in use again
@@ -293,17 +293,22 @@ class PgBackend final : public store::CatalogBackend {
     return GetOne(std::string("SELECT ") + kImageColumns + " FROM imgsearch.images i WHERE i.path = $1", path);
   }
 
-  Result<std::vector<float>> GetEmbedding(int64_t id) override {
+  Result<std::vector<float>> GetVectors(int64_t id) override {
     std::vector<float> v;
     bool found = false;
     RETURN_IF_ERROR(client_->Run([&](pqxx::connection& c) {
       pqxx::nontransaction t(c);
       const pqxx::result r = t.exec_params(
-          "SELECT v.data FROM imgsearch.images i JOIN imgsearch.vectors v ON v.hash = i.content_hash "
-          "WHERE i.id = $1 AND i.status = 1",
+          "SELECT v.data, v.dim, length(v.times) / 4 FROM imgsearch.images i JOIN imgsearch.vectors v ON "
+          "v.hash = i.content_hash WHERE i.id = $1 AND i.status = 1",
           id);
       found = !r.empty();
-      if (found) v = VectorOf(r[0][0]);
+      if (found) {
+        const pqxx::binarystring data(r[0][0]);
+        v = store::StoredVectors({data.data(), data.size()}, r[0][1].as<int64_t>(),
+                                 r[0][2].is_null() ? 0 : r[0][2].as<size_t>());
+        if (v.empty()) throw StatusError{Status::Corruption("the vectors of image " + std::to_string(id) + " have the wrong size")};
+      }
     }));
     if (!found) return Status::NotFound("image " + std::to_string(id) + " has no embedding");
     return v;

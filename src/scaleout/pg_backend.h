@@ -14,11 +14,12 @@
 
 namespace imgsearch::scaleout {
 
-// The images columns RecordOf reads, in order.
+// The images columns RecordOf reads, in order: the last is the frame times stored with the
+// content's vectors (a video's).
 inline constexpr const char* kImageColumns =
     "i.id, i.path, i.size_bytes, i.mtime_ns, i.content_hash, i.width, i.height, i.format, i.capture_time, "
-    "i.indexed_at_ms, i.status, i.error";
-inline constexpr int kImageColumnCount = 12;
+    "i.indexed_at_ms, i.status, i.error, (SELECT times FROM imgsearch.vectors WHERE hash = i.content_hash)";
+inline constexpr int kImageColumnCount = 13;
 
 ImageRecord RecordOf(const pqxx::row& row);
 std::vector<float> VectorOf(const pqxx::field& field);

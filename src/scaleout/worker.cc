@@ -49,6 +49,7 @@ class Worker final : public ingest::ResultWriter {
     spdlog::info("worker {} waiting for jobs", name_);
     ingest::PipelineOptions po;
     po.decode = options_.decode;
+    po.video = options_.video;
     po.batch_size = options_.batch_size;
     po.decode_threads = options_.decode_threads;
     po.read = [this](const ingest::WorkItem& item) -> Result<ingest::FileContent> {

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +17,7 @@
 
 #include "base/file.h"
 #include "base/hash.h"
+#include "imgsearch/video.h"
 #include "ingest/pipeline.h"
 #include "ingest/scanner.h"
 
@@ -190,9 +192,14 @@ void ThumbnailCache::Prune() {
   }
 }
 
-Result<std::string> ThumbnailCache::Get(const ImageRecord& record, int requested) {
+Result<std::string> ThumbnailCache::Get(const ImageRecord& record, int requested, std::optional<double> time_s) {
   const int size = RoundSize(requested);
-  return GetScaled(record, size, 85, std::to_string(size));
+  return GetScaled(record, size, 85, std::to_string(size) + FrameTag(record, time_s), time_s);
+}
+
+std::string ThumbnailCache::FrameTag(const ImageRecord& record, std::optional<double> time_s) {
+  if (!IsVideoFormat(record.format)) return "";
+  return "-t" + std::to_string(std::llround(time_s.value_or(-1) * 1000));
 }
 
 std::string ThumbnailCache::PixelsTag(const ImageRecord& record, const std::string& what) {
@@ -200,11 +207,11 @@ std::string ThumbnailCache::PixelsTag(const ImageRecord& record, const std::stri
 }
 
 Result<std::string> ThumbnailCache::GetView(const ImageRecord& record) {
-  return GetScaled(record, kViewSize, 90, "view");
+  return GetScaled(record, kViewSize, 90, "view", std::nullopt);
 }
 
 Result<std::string> ThumbnailCache::GetScaled(const ImageRecord& record, int size, int quality,
-                                              const std::string& name) {
+                                              const std::string& name, std::optional<double> time_s) {
   if (record.content_hash.size() < 3) return Status::InvalidArgument("image " + record.path + " has no content hash");
   const std::string path = dir_ + "/" + record.content_hash.substr(0, 2) + "/" + PixelsTag(record, name) + ".jpg";
   auto read_cached = [&]() -> std::optional<std::string> {
@@ -230,7 +237,7 @@ Result<std::string> ThumbnailCache::GetScaled(const ImageRecord& record, int siz
     }
     in_progress_.insert(path);
   }
-  Result<std::string> made = Make(record, size, quality, path);
+  Result<std::string> made = Make(record, size, quality, path, time_s);
   {
     std::lock_guard<std::mutex> lock(mu_);
     in_progress_.erase(path);
@@ -239,24 +246,45 @@ Result<std::string> ThumbnailCache::GetScaled(const ImageRecord& record, int siz
   return made;
 }
 
-Result<std::string> ThumbnailCache::Make(const ImageRecord& record, int size, int quality,
-                                         const std::string& cache_path) {
+Result<Image> ThumbnailCache::Picture(const ImageRecord& record, int size, std::optional<double> time_s,
+                                      bool* content_matches) {
+  if (IsVideoFormat(record.format)) {
+    ASSIGN_OR_RETURN(std::shared_ptr<OpenFile> file, gate_->Open(record.path));
+    // Hashing a whole video for every frame asked for would cost more than the frame: the file's
+    // size (and the gate's checks) stand for its content.
+    *content_matches = file->size() == static_cast<uint64_t>(record.size_bytes);
+    double t = time_s.value_or(0);
+    if (!time_s && !record.frame_times.empty()) t = record.frame_times[record.frame_times.size() / 2];
+    VideoOptions options;
+    options.max_pixels = decode_.max_pixels;
+    options.min_side = size;  // the shorter side at `size` is more than the longer side needs
+    auto frame = VideoFrameAt(VideoSource{.path = file->DescriptorPath()}, t, options);
+    if (!frame.ok()) return frame.status().WithContext(record.path);
+    return std::move(frame->image);
+  }
   ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, gate_->Read(record.path, kMaxFileBytes));
+  DecodeOptions options = decode_;
+  options.min_side = size;
+  // The result's longer side is `size`: a preview (RAW, HEIF) whose longer side reaches it will
+  // do, which for a 3:2 picture means a shorter side of two thirds of it.
+  options.preview_min_side = (2 * size + 2) / 3;
+  auto decoded = DecodeImage(bytes, options);
+  if (!decoded.ok()) return decoded.status().WithContext(record.path);
+  *content_matches = ContentHash(bytes) == record.content_hash;
+  return std::move(decoded->image);
+}
+
+Result<std::string> ThumbnailCache::Make(const ImageRecord& record, int size, int quality,
+                                         const std::string& cache_path, std::optional<double> time_s) {
   std::vector<uint8_t> jpeg;
+  bool content_matches = false;
   {
     decode_slots_.acquire();
     struct Release {
       std::counting_semaphore<1024>* slots;
       ~Release() { slots->release(); }
     } release{&decode_slots_};
-    DecodeOptions options = decode_;
-    options.min_side = size;
-    // The result's longer side is `size`: a preview (RAW, HEIF) whose longer side reaches it will
-    // do, which for a 3:2 picture means a shorter side of two thirds of it.
-    options.preview_min_side = (2 * size + 2) / 3;
-    auto decoded = DecodeImage(bytes, options);
-    if (!decoded.ok()) return decoded.status().WithContext(record.path);
-    const Image& full = decoded->image;
+    ASSIGN_OR_RETURN(const Image full, Picture(record, size, time_s, &content_matches));
     const double scale = std::min(1.0, static_cast<double>(size) / std::max(full.width, full.height));
     const int w = std::max(1, static_cast<int>(full.width * scale + 0.5));
     const int h = std::max(1, static_cast<int>(full.height * scale + 0.5));
@@ -268,7 +296,7 @@ Result<std::string> ThumbnailCache::Make(const ImageRecord& record, int size, in
 
   // Cached only when the file still holds the content the catalog knows (else it changed after
   // it was indexed, and its new hash will name its thumbnail once the watcher catches up).
-  if (ContentHash(bytes) == record.content_hash) {
+  if (content_matches) {
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(cache_path).parent_path(), ec);
     const std::string tmp = cache_path + ".tmp" + std::to_string(::getpid());

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <semaphore>
 #include <set>
 #include <shared_mutex>
@@ -31,6 +32,9 @@ class OpenFile {
   uint64_t size() const { return size_; }
   // Up to `n` bytes at `offset`; 0 at the end.
   Result<size_t> ReadAt(uint64_t offset, uint8_t* out, size_t n) const;
+  // A name of this very descriptor (/proc/self/fd/N) for a library that opens files by name (FFmpeg
+  // reading a video): it reaches the file the gate checked, wherever its path leads meanwhile.
+  std::string DescriptorPath() const { return "/proc/self/fd/" + std::to_string(fd_); }
 
  private:
   friend class FileGate;
@@ -87,8 +91,12 @@ class ThumbnailCache {
   ThumbnailCache(const ThumbnailCache&) = delete;
   ThumbnailCache& operator=(const ThumbnailCache&) = delete;
 
-  // The JPEG bytes of the thumbnail of `record` at RoundSize(size).
-  Result<std::string> Get(const ImageRecord& record, int size);
+  // The JPEG bytes of the thumbnail of `record` at RoundSize(size); of a video, its frame at
+  // `time_s` (without one, its middle sampled frame).
+  Result<std::string> Get(const ImageRecord& record, int size, std::optional<double> time_s = std::nullopt);
+  // What names a video's frame at `time_s` among its pictures ("t12.5"): milliseconds, so that the
+  // times a client may send for one frame do not multiply the cache.
+  static std::string FrameTag(const ImageRecord& record, std::optional<double> time_s);
 
   // Renditions: what a browser shows of a format it cannot display (HEIF, JPEG XL, RAW, TIFF), a
   // JPEG whose longer side is at most kViewSize, cached beside the thumbnails under the same limit.
@@ -104,9 +112,16 @@ class ThumbnailCache {
   ThumbnailStats Stats() const { return {made_, hits_, bytes_, evicted_}; }
 
  private:
-  // The cached JPEG of `record` scaled to `size`, made (once, whoever else asks meanwhile) if absent.
-  Result<std::string> GetScaled(const ImageRecord& record, int size, int quality, const std::string& name);
-  Result<std::string> Make(const ImageRecord& record, int size, int quality, const std::string& cache_path);
+  // The cached JPEG of `record` (a video: its frame at `time_s`) scaled to `size`, made (once,
+  // whoever else asks meanwhile) if absent.
+  Result<std::string> GetScaled(const ImageRecord& record, int size, int quality, const std::string& name,
+                                std::optional<double> time_s);
+  Result<std::string> Make(const ImageRecord& record, int size, int quality, const std::string& cache_path,
+                           std::optional<double> time_s);
+  // The picture of `record` to scale: the image (a preview will do when its longer side reaches
+  // `size`), or a video's frame; `content_matches` tells whether the file still holds the content
+  // the catalog knows (only then is the result cached under its hash).
+  Result<Image> Picture(const ImageRecord& record, int size, std::optional<double> time_s, bool* content_matches);
   void PruneLoop();
   void Prune();
 

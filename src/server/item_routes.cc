@@ -1,5 +1,6 @@
 // One image: its file (streamed from the descriptor the gate checked), what the collection knows
 // about it, and its thumbnail.
+#include <cmath>
 #include <cstdio>
 
 #include "base/text.h"
@@ -25,6 +26,10 @@ json RecordJson(const ImageRecord& r) {
          {"view_url", "/api/images/" + id + "/view"},
          {"browser_displays", BrowserDisplays(r.format)},
          {"thumbnail", "/api/images/" + id + "/thumbnail"}};
+  if (IsVideoFormat(r.format)) {
+    j["video"] = true;
+    j["frame_times"] = r.frame_times;  // the moments sampled and embedded, in seconds
+  }
   AddPath(&j, r.path);
   if (r.status == ImageStatus::kFailed) j["error"] = r.error;
   return j;
@@ -133,31 +138,40 @@ std::vector<Route> ItemRoutes(ServerContext& c) {
       {.method = "GET",
        .pattern = "/api/images/{id}/thumbnail",
        .name = "thumbnail",
-       .params = {"size"},
-       .about = "A JPEG thumbnail; size (longest side) is rounded up to 64, 128, 256, 512 or 1024; cached.",
+       .params = {"size", "t"},
+       .about = "A JPEG thumbnail; size (longest side) is rounded up to 64, 128, 256, 512 or 1024; for a video, "
+                "t (seconds) picks the frame (default: its middle sampled frame); cached.",
        .handle =
            [&c](const Req& req, Res& res) {
              int size = 256;
+             std::optional<double> time_s;
              for (const auto& [key, value] : req.params) {
-               if (key != "size") {
-                 return SendError(
-                     res, Status::InvalidArgument("unknown parameter \"" + EscapeForDisplay(key, 80) + "\" (size)"));
-               }
                char* end = nullptr;
-               const long v = std::strtol(value.c_str(), &end, 10);
-               if (value.empty() || *end != '\0' || v < 16 || v > 1024) {
-                 return SendError(res, Status::InvalidArgument("size must be a number of pixels from 16 to 1024"));
+               if (key == "size") {
+                 const long v = std::strtol(value.c_str(), &end, 10);
+                 if (value.empty() || *end != '\0' || v < 16 || v > 1024) {
+                   return SendError(res, Status::InvalidArgument("size must be a number of pixels from 16 to 1024"));
+                 }
+                 size = static_cast<int>(v);
+               } else if (key == "t") {
+                 const double v = std::strtod(value.c_str(), &end);
+                 if (value.empty() || *end != '\0' || !std::isfinite(v) || v < 0 || v > 1e7) {
+                   return SendError(res, Status::InvalidArgument("t must be a time in seconds from 0"));
+                 }
+                 time_s = v;
+               } else {
+                 return SendError(res, Status::InvalidArgument("unknown parameter \"" + EscapeForDisplay(key, 80) +
+                                                               "\" (size, t)"));
                }
-               size = static_cast<int>(v);
              }
              Result<ImageRecord> r = PathRecord(c, req);
              if (!r.ok()) return SendError(res, r.status());
              if (Status readable = Decodable(*r); !readable.ok()) return SendError(res, readable);
-             if (NotModified(req, res,
-                             ThumbnailCache::PixelsTag(*r, std::to_string(ThumbnailCache::RoundSize(size))))) {
+             const std::string rounded = std::to_string(ThumbnailCache::RoundSize(size));
+             if (NotModified(req, res, ThumbnailCache::PixelsTag(*r, rounded + ThumbnailCache::FrameTag(*r, time_s)))) {
                return;
              }
-             auto thumb = c.thumbnails->Get(*r, size);
+             auto thumb = c.thumbnails->Get(*r, size, time_s);
              if (!thumb.ok()) return SendError(res, thumb.status());
              res.set_content(std::move(*thumb), "image/jpeg");
            }},

@@ -1,4 +1,6 @@
 // What every handler answers with.
+#include <cstdio>
+
 #include "base/base64.h"
 #include "base/text.h"
 #include "imgsearch/paths.h"
@@ -26,6 +28,15 @@ Result<int64_t> PathId(const Req& req) {
   const std::string text = req.matches[1];
   if (text.empty() || text.size() > 18) return Status::NotFound("no image " + EscapeForDisplay(text, 40));
   return std::stoll(text);
+}
+
+std::string TimeParam(double seconds) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.3f", seconds);
+  std::string t = text;
+  while (t.back() == '0') t.pop_back();
+  if (t.back() == '.') t.pop_back();
+  return t;
 }
 
 Result<ImageRecord> RecordOf(Collection* collection, int64_t id) {

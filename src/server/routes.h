@@ -61,6 +61,8 @@ void SendJson(Res& res, const json& body, int status = 200);
 void SendError(Res& res, const Status& status);
 // The image id in the path ({id}).
 Result<int64_t> PathId(const Req& req);
+// A time in a video as a query parameter ("12.5": seconds, to the millisecond).
+std::string TimeParam(double seconds);
 // The record of an image, kNotFound when there is none.
 Result<ImageRecord> RecordOf(Collection* collection, int64_t id);
 

@@ -19,6 +19,13 @@ json HitJson(const SearchHit& h, const OfflineFolders& offline) {
          {"view_url", "/api/images/" + id + "/view"},
          {"thumbnail", "/api/images/" + id + "/thumbnail"}};
   if (h.probability) j["probability"] = *h.probability;
+  if (h.time_s) {  // a video: its best moment (the thumbnail shows that frame), and the others
+    j["time"] = *h.time_s;
+    j["thumbnail"] = "/api/images/" + id + "/thumbnail?t=" + TimeParam(*h.time_s);
+    json moments = json::array();
+    for (const Moment& m : h.moments) moments.push_back({{"time", m.time_s}, {"score", m.score}});
+    j["moments"] = std::move(moments);
+  }
   AddPath(&j, h.path);
   offline.Mark(&j, h.path);
   return j;

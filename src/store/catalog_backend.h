@@ -51,6 +51,14 @@ struct BackendCounts {
 // offer a vector within kKeptVectorMarginMs of its deletion: the pipeline would count on a vector
 // that another write may delete before its own.
 inline constexpr int64_t kKeptVectorMarginMs = 10 * 60 * 1000;
+
+// Stored vectors: an image's content has one, a video's one per sampled frame, stored one after
+// another with the frames' times beside them (ImageRecord::frame_times).
+// The rows of a stored vector blob of `frames` frames (0: a still image, one row); empty when the
+// blob is missing or of another size.
+std::vector<float> StoredVectors(std::span<const uint8_t> blob, int64_t dim, size_t frames);
+// An upsert's embedding has one row of `dim` per frame (one for an image) and finite frame times.
+Status CheckEmbeddingShape(const ImageUpsert& upsert, int dim);
 class CatalogBackend {
  public:
   virtual ~CatalogBackend() = default;
@@ -92,8 +100,8 @@ class CatalogBackend {
 
   virtual Result<std::optional<ImageRecord>> GetById(int64_t id) = 0;
   virtual Result<std::optional<ImageRecord>> GetByPath(const std::string& path) = 0;
-  // kNotFound when `id` is not an indexed image.
-  virtual Result<std::vector<float>> GetEmbedding(int64_t id) = 0;
+  // kNotFound when `id` is not an indexed image. One row of `dim`, or a video's rows (StoredVectors).
+  virtual Result<std::vector<float>> GetVectors(int64_t id) = 0;
   virtual Result<bool> HasVector(const std::string& content_hash) = 0;
   virtual Result<BackendCounts> Counts() = 0;
   // As Collection::ForEach.

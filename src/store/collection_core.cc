@@ -66,7 +66,9 @@ class CollectionCore final : public Collection {
   Result<std::vector<int64_t>> Upsert(std::span<const ImageUpsert> batch) override {
     RETURN_IF_ERROR(CheckWritable());
     for (const ImageUpsert& u : batch) {
-      if (u.record.status == ImageStatus::kIndexed && !u.embedding.empty() && Normalised(u.embedding).empty()) {
+      if (u.record.status != ImageStatus::kIndexed || u.embedding.empty()) continue;
+      RETURN_IF_ERROR(CheckEmbeddingShape(u, model_.dim));
+      if (NormalisedRows(u.embedding, model_.dim).empty()) {
         return Status::InvalidArgument(u.record.path + ": embedding is zero or not finite");
       }
     }
@@ -91,7 +93,32 @@ class CollectionCore final : public Collection {
 
   Result<std::optional<ImageRecord>> GetById(int64_t id) override { return backend_->GetById(id); }
   Result<std::optional<ImageRecord>> GetByPath(const std::string& path) override { return backend_->GetByPath(path); }
-  Result<std::vector<float>> GetEmbedding(int64_t id) override { return backend_->GetEmbedding(id); }
+  Result<std::vector<float>> GetVectors(int64_t id) override { return backend_->GetVectors(id); }
+
+  Result<std::vector<float>> GetEmbedding(int64_t id, std::optional<double> time_s) override {
+    ASSIGN_OR_RETURN(std::vector<float> rows, backend_->GetVectors(id));
+    const auto dim = static_cast<size_t>(model_.dim);
+    if (rows.size() == dim) return rows;
+    ASSIGN_OR_RETURN(std::optional<ImageRecord> record, backend_->GetById(id));
+    if (!record || record->frame_times.size() * dim != rows.size()) {
+      return Status::NotFound("no indexed image with id " + std::to_string(id));  // changed meanwhile
+    }
+    const std::vector<float>& times = record->frame_times;
+    if (time_s) {  // the frame nearest the time
+      size_t best = 0;
+      for (size_t f = 1; f < times.size(); ++f) {
+        if (std::abs(times[f] - *time_s) < std::abs(times[best] - *time_s)) best = f;
+      }
+      return std::vector<float>(rows.begin() + static_cast<ptrdiff_t>(best * dim),
+                                rows.begin() + static_cast<ptrdiff_t>((best + 1) * dim));
+    }
+    std::vector<float> mean(dim, 0.0f);  // the video as a whole
+    const std::vector<float> unit = NormalisedRows(std::move(rows), model_.dim);
+    for (size_t i = 0; i < unit.size(); ++i) mean[i % dim] += unit[i];
+    std::vector<float> v = Normalised(std::move(mean));
+    if (v.empty()) return Status::InvalidArgument("the frames of video " + std::to_string(id) + " cancel out");
+    return v;
+  }
   Result<bool> HasEmbeddingFor(const std::string& hash) override { return backend_->HasVector(hash); }
 
   Result<int64_t> Count() override {
@@ -257,15 +284,17 @@ class CollectionCore final : public Collection {
     };
     ASSIGN_OR_RETURN(const int64_t seq, backend_->ReadIndexed([&](const ImageRecord& r,
                                                                   std::span<const float> v) -> Status {
-      if (static_cast<int>(v.size()) != model_.dim) {
-        return Status::Corruption(backend_->where() + ": the vector of " + r.path + " has " + std::to_string(v.size()) +
-                                  " dimensions, the collection " + std::to_string(model_.dim));
+      const ImageMeta meta = MetaOf(r);
+      if (v.size() != meta.frames() * static_cast<size_t>(model_.dim)) {
+        return Status::Corruption(backend_->where() + ": the vectors of " + r.path + " hold " +
+                                  std::to_string(v.size()) + " values, not " + std::to_string(meta.frames()) +
+                                  " of the collection's " + std::to_string(model_.dim) + " dimensions");
       }
-      const std::vector<float> n = Normalised({v.begin(), v.end()});
+      const std::vector<float> n = NormalisedRows({v.begin(), v.end()}, model_.dim);
       ids.push_back(r.id);
       vectors.insert(vectors.end(), n.begin(), n.end());
-      metas.push_back(MetaOf(r));
-      if (ids.size() >= 4096) flush();
+      metas.push_back(meta);
+      if (vectors.size() >= 4096 * static_cast<size_t>(model_.dim)) flush();
       return Status::Ok();
     }));
     flush();
@@ -382,8 +411,9 @@ class CollectionCore final : public Collection {
       std::shared_lock<RwMutex> index_lock(index_mu_);
       for (size_t i = 0; i < changes.changed.size(); ++i) {
         const ImageRecord& r = changes.changed[i];
-        std::vector<float> v = Normalised(std::move(changes.vectors[i]));
-        if (r.status != ImageStatus::kIndexed || static_cast<int>(v.size()) != model_.dim) {
+        std::vector<float> v = NormalisedRows(std::move(changes.vectors[i]), model_.dim);
+        const size_t frames = std::max<size_t>(1, r.frame_times.size());
+        if (r.status != ImageStatus::kIndexed || v.size() != frames * static_cast<size_t>(model_.dim)) {
           erase.push_back(r.id);
         } else if (index_->Contains(r.id) && index_->VectorOf(r.id) == v) {
           renamed.emplace_back(r.id, MetaOf(r));

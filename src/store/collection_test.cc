@@ -311,7 +311,7 @@ TEST(Collection, AnOlderSchemaIsUpgradedByAWriter) {
   ASSERT_EQ(sqlite3_open((dir + "/catalog.db").c_str(), &db), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(db,
                          "DROP INDEX vectors_released; ALTER TABLE vectors DROP COLUMN released_at_ms; "
-                         "PRAGMA user_version = 1",
+                         "ALTER TABLE vectors DROP COLUMN times; PRAGMA user_version = 1",
                          nullptr, nullptr, nullptr),
             SQLITE_OK)
       << sqlite3_errmsg(db);
@@ -321,7 +321,7 @@ TEST(Collection, AnOlderSchemaIsUpgradedByAWriter) {
   EXPECT_NE(reader.status().message().find("schema version 1"), std::string::npos) << reader.status().ToString();
   auto c = Open(dir);
   ASSERT_NE(c, nullptr);
-  EXPECT_EQ(c->Stats()->schema_version, 2);
+  EXPECT_EQ(c->Stats()->schema_version, 3);
   EXPECT_EQ(c->Stats()->indexed, 1);
   ASSERT_TRUE(c->Remove(std::vector<std::string>{"/a.jpg"}).ok());
   EXPECT_EQ(c->Stats()->kept_vectors, 1);

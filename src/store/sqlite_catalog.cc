@@ -21,9 +21,16 @@ namespace imgsearch::store {
 
 namespace {
 
+std::vector<float> FloatsFromBlob(std::span<const uint8_t> blob) {
+  std::vector<float> v(blob.size() / sizeof(float));
+  std::memcpy(v.data(), blob.data(), v.size() * sizeof(float));
+  return v;
+}
+
+// An image row, and the frame times stored with its content's vectors (a video's).
 constexpr const char* kImageColumns =
     "id, path, size_bytes, mtime_ns, content_hash, width, height, format, capture_time, indexed_at_ms, status, "
-    "error";
+    "error, (SELECT times FROM vectors WHERE hash = images.content_hash)";
 
 ImageRecord ReadImage(const Statement& s) {
   ImageRecord r;
@@ -39,7 +46,12 @@ ImageRecord ReadImage(const Statement& s) {
   r.indexed_at_ms = s.Int(9);
   r.status = s.Int(10) == static_cast<int>(ImageStatus::kFailed) ? ImageStatus::kFailed : ImageStatus::kIndexed;
   r.error = s.Text(11);
+  r.frame_times = FloatsFromBlob(s.Blob(12));
   return r;
+}
+
+std::span<const uint8_t> BlobOf(std::span<const float> v) {
+  return {reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(float)};
 }
 
 int64_t NowMs() {
@@ -78,6 +90,11 @@ constexpr const char* kMigrations[] = {
     R"sql(
     ALTER TABLE vectors ADD COLUMN released_at_ms INTEGER;
     CREATE INDEX vectors_released ON vectors(released_at_ms) WHERE released_at_ms IS NOT NULL;
+    )sql",
+    // 2 → 3: videos. A video's content has one vector per sampled frame (data holds them one after
+    // another) and the frames' times (float32 seconds, in the same order); NULL for a still image.
+    R"sql(
+    ALTER TABLE vectors ADD COLUMN times BLOB;
     )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
@@ -324,8 +341,9 @@ Result<std::vector<int64_t>> SqliteCatalog::Upsert(std::span<const ImageUpsert> 
   std::lock_guard<std::mutex> lock(write_mu_);
   ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(&writer_));
   ASSIGN_OR_RETURN(Statement put_vector,
-                   writer_.Prepare("INSERT INTO vectors(hash, dim, data) VALUES (?, ?, ?) ON CONFLICT(hash) DO "
-                                   "UPDATE SET dim = excluded.dim, data = excluded.data, released_at_ms = NULL"));
+                   writer_.Prepare("INSERT INTO vectors(hash, dim, data, times) VALUES (?, ?, ?, ?) ON CONFLICT(hash) "
+                                   "DO UPDATE SET dim = excluded.dim, data = excluded.data, times = excluded.times, "
+                                   "released_at_ms = NULL"));
   // A kept vector taken again is in use again.
   ASSIGN_OR_RETURN(Statement reuse_vector,
                    writer_.Prepare("UPDATE vectors SET released_at_ms = NULL WHERE hash = ? RETURNING 1"));
@@ -351,13 +369,13 @@ Result<std::vector<int64_t>> SqliteCatalog::Upsert(std::span<const ImageUpsert> 
     if (indexed) {
       if (r.content_hash.empty()) return Status::InvalidArgument(r.path + ": an indexed image needs a content hash");
       if (!u.embedding.empty()) {
-        if (static_cast<int>(u.embedding.size()) != dim) {
-          return Status::InvalidArgument(r.path + ": embedding has " + std::to_string(u.embedding.size()) +
-                                         " dimensions, the collection " + std::to_string(dim));
+        RETURN_IF_ERROR(CheckEmbeddingShape(u, dim));
+        put_vector.Bind(1, std::string_view(r.content_hash)).Bind(2, int64_t{dim}).BindBlob(3, BlobOf(u.embedding));
+        if (r.frame_times.empty()) {
+          put_vector.BindNull(4);
+        } else {
+          put_vector.BindBlob(4, BlobOf(r.frame_times));
         }
-        put_vector.Bind(1, std::string_view(r.content_hash))
-            .Bind(2, int64_t{dim})
-            .BindBlob(3, {reinterpret_cast<const uint8_t*>(u.embedding.data()), u.embedding.size() * sizeof(float)});
         RETURN_IF_ERROR(put_vector.Run());
       } else {
         reuse_vector.Bind(1, std::string_view(r.content_hash));
@@ -458,19 +476,17 @@ Result<std::optional<ImageRecord>> SqliteCatalog::GetByPath(const std::string& p
   return std::optional<ImageRecord>(ReadImage(s));
 }
 
-Result<std::vector<float>> SqliteCatalog::GetEmbedding(int64_t id) {
+Result<std::vector<float>> SqliteCatalog::GetVectors(int64_t id) {
   std::lock_guard<std::mutex> lock(read_mu_);
-  ASSIGN_OR_RETURN(Statement s, reader_.Prepare("SELECT v.data, v.dim FROM images i JOIN vectors v ON v.hash = "
-                                                "i.content_hash WHERE i.id = ? AND i.status = ?"));
+  ASSIGN_OR_RETURN(Statement s, reader_.Prepare("SELECT v.data, v.dim, v.times FROM images i JOIN vectors v ON "
+                                                "v.hash = i.content_hash WHERE i.id = ? AND i.status = ?"));
   s.Bind(1, id).Bind(2, int64_t{static_cast<int>(ImageStatus::kIndexed)});
   ASSIGN_OR_RETURN(bool row, s.Step());
   if (!row) return Status::NotFound("no indexed image with id " + std::to_string(id));
-  const std::span<const uint8_t> blob = s.Blob(0);
-  if (blob.size() != static_cast<size_t>(s.Int(1)) * sizeof(float)) {
+  std::vector<float> v = StoredVectors(s.Blob(0), s.Int(1), s.Blob(2).size() / sizeof(float));
+  if (v.empty()) {
     return Status::Corruption(reader_.path() + ": the vector of image " + std::to_string(id) + " has the wrong size");
   }
-  std::vector<float> v(blob.size() / sizeof(float));
-  std::memcpy(v.data(), blob.data(), blob.size());
   return v;
 }
 
@@ -574,18 +590,15 @@ Result<int64_t> SqliteCatalog::LastSeq() {
 
 namespace {
 
-// An image row and its vector: kImageColumns of `i` then v.data, v.dim.
+// An image row and its vectors: kImageColumns of `i` (the frame times last) then v.data, v.dim.
 constexpr const char* kImageWithVector =
     "SELECT i.id, i.path, i.size_bytes, i.mtime_ns, i.content_hash, i.width, i.height, i.format, i.capture_time, "
-    "i.indexed_at_ms, i.status, i.error, v.data, v.dim FROM images i LEFT JOIN vectors v ON v.hash = i.content_hash ";
+    "i.indexed_at_ms, i.status, i.error, v.times, v.data, v.dim FROM images i LEFT JOIN vectors v ON v.hash = "
+    "i.content_hash ";
 
-// The vector read by a kImageWithVector statement; empty when missing or of the wrong size.
+// The vectors read by a kImageWithVector statement; empty when missing or of the wrong size.
 std::vector<float> VectorOf(const Statement& s) {
-  const std::span<const uint8_t> blob = s.Blob(12);
-  if (blob.empty() || blob.size() != static_cast<size_t>(s.Int(13)) * sizeof(float)) return {};
-  std::vector<float> v(blob.size() / sizeof(float));
-  std::memcpy(v.data(), blob.data(), blob.size());
-  return v;
+  return StoredVectors(s.Blob(13), s.Int(14), s.Blob(12).size() / sizeof(float));
 }
 
 }  // namespace

@@ -5,8 +5,9 @@
 // Folder: catalog.db (+ -wal, -shm), ann.hnsw (+ .meta, .lock: the core's snapshot), LOCK.
 // Schema (PRAGMA user_version = kSchemaVersion):
 //   meta(key, value)                      model_id, model_name, dim, roots, keep_removed_ms
-//   vectors(id, hash UNIQUE, dim, data,   float32 little-endian × dim; released_at_ms set while
-//           released_at_ms)               no image has the content (kept for the grace period)
+//   vectors(id, hash UNIQUE, dim, data,   float32 little-endian × dim (a video: × dim per frame, the
+//           released_at_ms, times)        frames' times in `times`, float32 seconds); released_at_ms
+//                                         set while no image has the content (the grace period)
 //   images(id, path UNIQUE, size_bytes, mtime_ns, content_hash, width, height, format,
 //          capture_time, indexed_at_ms, status, error)
 //   changes(seq AUTOINCREMENT, image_id)  every write that changes what search sees; a prefix is
@@ -26,7 +27,7 @@
 
 namespace imgsearch::store {
 
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 class DirLock;
 
@@ -54,7 +55,7 @@ class SqliteCatalog final : public CatalogBackend {
 
   Result<std::optional<ImageRecord>> GetById(int64_t id) override;
   Result<std::optional<ImageRecord>> GetByPath(const std::string& path) override;
-  Result<std::vector<float>> GetEmbedding(int64_t id) override;
+  Result<std::vector<float>> GetVectors(int64_t id) override;
   Result<bool> HasVector(const std::string& hash) override;
   Result<BackendCounts> Counts() override;
   Status ForEach(const std::function<bool(const ImageRecord&)>& visit, std::optional<ImageStatus> status,

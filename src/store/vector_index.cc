@@ -31,6 +31,8 @@ namespace imgsearch::store {
 namespace {
 
 constexpr int kSnapshotFormat = 1;
+// A video hit lists at most this many other matching moments.
+constexpr size_t kMaxMoments = 8;
 
 using Internal = hnswlib::tableint;
 
@@ -46,11 +48,17 @@ std::optional<int64_t> ParseIsoSeconds(const std::string& s) {
   return static_cast<int64_t>(timegm(&tm));
 }
 
+using Label = hnswlib::labeltype;
+
+Label LabelOf(int64_t id, size_t frame) { return static_cast<Label>(id) | (static_cast<Label>(frame) << kFrameShift); }
+int64_t IdOf(Label label) { return static_cast<int64_t>(label & ((Label{1} << kFrameShift) - 1)); }
+size_t FrameOf(Label label) { return static_cast<size_t>(label >> kFrameShift); }
+
 // A bounded selection of the best `n` (highest score).
 class TopN {
  public:
   explicit TopN(size_t n) : n_(n) {}
-  void Offer(int64_t id, float score) {
+  void Offer(Label id, float score) {
     if (n_ == 0) return;
     if (heap_.size() < n_) {
       heap_.push({score, id});
@@ -59,8 +67,9 @@ class TopN {
       heap_.push({score, id});
     }
   }
-  std::vector<ScoredId> Take() {
-    std::vector<ScoredId> out;
+  template <typename Scored>
+  std::vector<Scored> Take() {
+    std::vector<Scored> out;
     out.reserve(heap_.size());
     while (!heap_.empty()) {
       out.push_back({heap_.top().second, heap_.top().first});
@@ -72,7 +81,7 @@ class TopN {
 
  private:
   size_t n_;
-  std::priority_queue<std::pair<float, int64_t>, std::vector<std::pair<float, int64_t>>, std::greater<>> heap_;
+  std::priority_queue<std::pair<float, Label>, std::vector<std::pair<float, Label>>, std::greater<>> heap_;
 };
 
 Result<uint64_t> HashFile(const std::string& path) {
@@ -128,6 +137,7 @@ ImageMeta MetaOf(const ImageRecord& r) {
   m.height = r.height;
   std::optional<int64_t> captured = r.capture_time ? ParseIsoSeconds(*r.capture_time) : std::nullopt;
   m.time_s = captured ? *captured : r.mtime_ns / 1'000'000'000;
+  m.frame_times = r.frame_times;
   return m;
 }
 
@@ -148,28 +158,46 @@ void VectorIndex::Reserve(size_t n) {
   g_->hnsw->resizeIndex(std::max(n, g_->hnsw->max_elements_ * 2));
 }
 
-void VectorIndex::Put(int64_t id, std::span<const float> vector, ImageMeta meta) {
-  Reserve(g_->hnsw->cur_element_count + 1);
-  g_->hnsw->addPoint(vector.data(), static_cast<hnswlib::labeltype>(id));
-  meta_[id] = std::move(meta);
+void VectorIndex::Put(int64_t id, std::span<const float> vectors, ImageMeta meta) {
+  std::vector<ImageMeta> metas;
+  metas.push_back(std::move(meta));
+  PutBatch(std::span<const int64_t>(&id, 1), vectors, std::move(metas));
 }
 
 void VectorIndex::PutBatch(std::span<const int64_t> ids, std::span<const float> vectors, std::vector<ImageMeta> metas) {
-  Reserve(g_->hnsw->cur_element_count + ids.size());
+  // Every frame of every item: its label and its row.
+  std::vector<std::pair<Label, const float*>> points;
+  size_t row = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    for (size_t f = 0; f < metas[i].frames(); ++f, ++row) {
+      points.emplace_back(LabelOf(ids[i], f), vectors.data() + row * dim_);
+    }
+  }
+  Reserve(g_->hnsw->cur_element_count + points.size());
   // hnswlib may insert distinct labels concurrently, not the same label twice.
   const bool distinct = std::unordered_set<int64_t>(ids.begin(), ids.end()).size() == ids.size();
-  const size_t n_threads = ids.size() < 256 || !distinct ? 1 : std::max(1u, std::thread::hardware_concurrency());
+  const size_t n_threads = points.size() < 256 || !distinct ? 1 : std::max(1u, std::thread::hardware_concurrency());
   std::atomic<size_t> next{0};
   auto work = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < ids.size();) {
-      g_->hnsw->addPoint(vectors.data() + i * dim_, static_cast<hnswlib::labeltype>(ids[i]));
-    }
+    for (size_t i; (i = next.fetch_add(1)) < points.size();) g_->hnsw->addPoint(points[i].second, points[i].first);
   };
   std::vector<std::thread> threads;
   for (size_t t = 1; t < n_threads; ++t) threads.emplace_back(work);
   work();
   for (std::thread& t : threads) t.join();
-  for (size_t i = 0; i < ids.size(); ++i) meta_[ids[i]] = std::move(metas[i]);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    EraseFrames(ids[i], metas[i].frames());  // a video that now has fewer frames
+    meta_[ids[i]] = std::move(metas[i]);
+  }
+}
+
+void VectorIndex::EraseFrames(int64_t id, size_t first) {
+  // Frames are labelled 0, 1, …: the points of `id` end at the first label the graph never had.
+  for (size_t f = first;; ++f) {
+    auto it = g_->hnsw->label_lookup_.find(LabelOf(id, f));
+    if (it == g_->hnsw->label_lookup_.end()) break;
+    if (!g_->hnsw->isMarkedDeleted(it->second)) g_->hnsw->markDelete(LabelOf(id, f));
+  }
 }
 
 void VectorIndex::UpdateMeta(int64_t id, ImageMeta meta) {
@@ -178,7 +206,7 @@ void VectorIndex::UpdateMeta(int64_t id, ImageMeta meta) {
 }
 
 bool VectorIndex::AttachMeta(int64_t id, ImageMeta meta) {
-  auto it = g_->hnsw->label_lookup_.find(static_cast<hnswlib::labeltype>(id));
+  auto it = g_->hnsw->label_lookup_.find(LabelOf(id, 0));
   if (it == g_->hnsw->label_lookup_.end() || g_->hnsw->isMarkedDeleted(it->second)) return false;
   meta_[id] = std::move(meta);
   return true;
@@ -187,10 +215,7 @@ bool VectorIndex::AttachMeta(int64_t id, ImageMeta meta) {
 void VectorIndex::Erase(int64_t id) {
   // No early return without metadata: a point loaded from a snapshot has none until attached.
   meta_.erase(id);
-  auto it = g_->hnsw->label_lookup_.find(static_cast<hnswlib::labeltype>(id));
-  if (it != g_->hnsw->label_lookup_.end() && !g_->hnsw->isMarkedDeleted(it->second)) {
-    g_->hnsw->markDelete(static_cast<hnswlib::labeltype>(id));
-  }
+  EraseFrames(id, 0);
 }
 
 bool VectorIndex::Passes(int64_t id, const SearchFilter& filter) const {
@@ -212,32 +237,32 @@ bool VectorIndex::Passes(int64_t id, const SearchFilter& filter) const {
   return true;
 }
 
-std::vector<ScoredId> VectorIndex::SearchExact(std::span<const float> query, size_t n,
-                                               const SearchFilter& filter) const {
+std::vector<VectorIndex::ScoredLabel> VectorIndex::SearchExact(std::span<const float> query, size_t n,
+                                                               const SearchFilter& filter) const {
   TopN top(n);
   const size_t count = g_->hnsw->cur_element_count;
   for (Internal i = 0; i < count; ++i) {
     if (g_->hnsw->isMarkedDeleted(i)) continue;
-    const int64_t id = static_cast<int64_t>(g_->hnsw->getExternalLabel(i));
-    if (!Passes(id, filter)) continue;
+    const Label label = g_->hnsw->getExternalLabel(i);
+    if (!Passes(IdOf(label), filter)) continue;
     const float dist =
         g_->hnsw->fstdistfunc_(query.data(), g_->hnsw->getDataByInternalId(i), g_->hnsw->dist_func_param_);
-    top.Offer(id, 1.0f - dist);
+    top.Offer(label, 1.0f - dist);
   }
-  return top.Take();
+  return top.Take<ScoredLabel>();
 }
 
 // hnswlib's search (greedy descent through the upper layers, then a best-first search of the base
 // layer with a beam of ef), except that points failing the filter are walked through but never
 // returned, exactly as hnswlib treats deleted points. The filter thus applies inside the search.
-std::vector<ScoredId> VectorIndex::SearchGraph(std::span<const float> query, size_t n,
-                                               const SearchFilter& filter) const {
+std::vector<VectorIndex::ScoredLabel> VectorIndex::SearchGraph(std::span<const float> query, size_t n,
+                                                               const SearchFilter& filter) const {
   const auto& g = *g_->hnsw;
   if (g.cur_element_count == 0 || g.enterpoint_node_ == static_cast<Internal>(-1)) return {};
   const void* q = query.data();
   auto distance = [&](Internal i) { return g.fstdistfunc_(q, g.getDataByInternalId(i), g.dist_func_param_); };
   auto excluded = [&](Internal i) {
-    return g.isMarkedDeleted(i) || !Passes(static_cast<int64_t>(g.getExternalLabel(i)), filter);
+    return g.isMarkedDeleted(i) || !Passes(IdOf(g.getExternalLabel(i)), filter);
   };
 
   Internal current = g.enterpoint_node_;
@@ -297,9 +322,9 @@ std::vector<ScoredId> VectorIndex::SearchGraph(std::span<const float> query, siz
   }
   g.visited_list_pool_->releaseVisitedList(visited);
 
-  std::vector<ScoredId> out;
+  std::vector<ScoredLabel> out;
   while (!top.empty()) {
-    out.push_back({static_cast<int64_t>(g.getExternalLabel(top.top().second)), 1.0f - top.top().first});
+    out.push_back({g.getExternalLabel(top.top().second), 1.0f - top.top().first});
     top.pop();
   }
   std::reverse(out.begin(), out.end());
@@ -307,32 +332,59 @@ std::vector<ScoredId> VectorIndex::SearchGraph(std::span<const float> query, siz
   return out;
 }
 
-std::vector<ScoredId> VectorIndex::Search(std::span<const float> query, size_t n, const SearchFilter& filter,
-                                          bool exact) const {
-  if (exact || size() <= params_.exact_below) return SearchExact(query, n, filter);
-  if (!filter.empty()) {
+std::vector<ItemMatch> VectorIndex::Search(std::span<const float> query, size_t n, const SearchFilter& filter,
+                                           bool exact) const {
+  bool scan = exact || size() <= params_.exact_below;
+  if (!scan && !filter.empty()) {
     // A selective filter leaves few candidates: scanning them is exact and cheaper than a graph
     // walk that must step over most points.
     int64_t passing = 0;
     for (const auto& [id, meta] : meta_) {
       if (Passes(id, filter) && ++passing > params_.exact_below) break;
     }
-    if (passing <= params_.exact_below) return SearchExact(query, n, filter);
+    scan = passing <= params_.exact_below;
   }
-  return SearchGraph(query, n, filter);
+  // Points are frames: a video's many frames may take several of the best `want` points. Ask for
+  // more until `n` items are found or no point is left. Without videos, the first pass does.
+  const size_t points = g_->hnsw->cur_element_count;
+  for (size_t want = n;; want *= 4) {
+    const std::vector<ScoredLabel> found = scan ? SearchExact(query, want, filter) : SearchGraph(query, want, filter);
+    std::vector<ItemMatch> items;
+    std::unordered_map<int64_t, size_t> at;  // id → its entry in items
+    for (const ScoredLabel& p : found) {
+      const int64_t id = IdOf(p.label);
+      auto [it, added] = at.emplace(id, items.size());
+      if (added) {
+        items.push_back({id, p.score, FrameOf(p.label), {}});
+      } else {
+        items[it->second].other_frames.emplace_back(FrameOf(p.label), p.score);
+      }
+    }
+    if (items.size() >= n || found.size() < want || want >= points) {
+      if (items.size() > n) items.resize(n);
+      return items;
+    }
+  }
 }
 
 std::vector<float> VectorIndex::VectorOf(int64_t id) const {
-  auto it = g_->hnsw->label_lookup_.find(static_cast<hnswlib::labeltype>(id));
-  if (it == g_->hnsw->label_lookup_.end() || g_->hnsw->isMarkedDeleted(it->second)) return {};
-  const auto* p = reinterpret_cast<const float*>(g_->hnsw->getDataByInternalId(it->second));
-  return std::vector<float>(p, p + dim_);
+  const ImageMeta* meta = Meta(id);
+  const size_t frames = meta != nullptr ? meta->frames() : 1;
+  std::vector<float> out;
+  out.reserve(frames * static_cast<size_t>(dim_));
+  for (size_t f = 0; f < frames; ++f) {
+    auto it = g_->hnsw->label_lookup_.find(LabelOf(id, f));
+    if (it == g_->hnsw->label_lookup_.end() || g_->hnsw->isMarkedDeleted(it->second)) return {};
+    const auto* p = reinterpret_cast<const float*>(g_->hnsw->getDataByInternalId(it->second));
+    out.insert(out.end(), p, p + dim_);
+  }
+  return out;
 }
 
 std::vector<int64_t> VectorIndex::GraphIds() const {
   std::vector<int64_t> ids;
   for (const auto& [label, internal] : g_->hnsw->label_lookup_) {
-    if (!g_->hnsw->isMarkedDeleted(internal)) ids.push_back(static_cast<int64_t>(label));
+    if (!g_->hnsw->isMarkedDeleted(internal) && FrameOf(label) == 0) ids.push_back(IdOf(label));
   }
   std::sort(ids.begin(), ids.end());
   return ids;
@@ -428,11 +480,20 @@ Result<int64_t> VectorIndex::Load(const std::string& path) {
 }
 
 std::vector<float> Normalised(std::vector<float> v) {
-  double sq = 0;
-  for (float x : v) sq += static_cast<double>(x) * x;
-  if (sq <= 0 || !std::isfinite(sq)) return {};
-  const float inv = static_cast<float>(1.0 / std::sqrt(sq));
-  for (float& x : v) x *= inv;
+  const int dim = static_cast<int>(v.size());
+  return NormalisedRows(std::move(v), dim);
+}
+
+std::vector<float> NormalisedRows(std::vector<float> v, int dim) {
+  const auto d = static_cast<size_t>(dim);
+  if (dim <= 0 || v.empty() || v.size() % d != 0) return {};
+  for (size_t at = 0; at < v.size(); at += d) {
+    double sq = 0;
+    for (size_t i = at; i < at + d; ++i) sq += static_cast<double>(v[i]) * v[i];
+    if (sq <= 0 || !std::isfinite(sq)) return {};
+    const float inv = static_cast<float>(1.0 / std::sqrt(sq));
+    for (size_t i = at; i < at + d; ++i) v[i] *= inv;
+  }
   return v;
 }
 
@@ -447,14 +508,24 @@ Result<std::vector<SearchHit>> SearchIndex(const VectorIndex* index, int dim, st
   if (index == nullptr) return std::vector<SearchHit>();  // nothing indexed yet
   const std::vector<float> q = Normalised({query.begin(), query.end()});
   if (q.empty()) return Status::InvalidArgument("query vector is zero");
-  const std::vector<ScoredId> found =
+  const std::vector<ItemMatch> found =
       index->Search(q, static_cast<size_t>(o.k) + static_cast<size_t>(o.offset), o.filter, o.exact);
   std::vector<SearchHit> hits;
   for (size_t i = static_cast<size_t>(o.offset); i < found.size(); ++i) {
-    if (found[i].score < o.min_score) break;
-    const ImageMeta* m = index->Meta(found[i].id);
+    const ItemMatch& match = found[i];
+    if (match.score < o.min_score) break;
+    const ImageMeta* m = index->Meta(match.id);
     if (m == nullptr) continue;
-    hits.push_back({found[i].id, m->path, found[i].score, m->width, m->height});
+    SearchHit hit{.id = match.id, .path = m->path, .score = match.score, .width = m->width, .height = m->height};
+    if (!m->frame_times.empty()) {
+      auto time_of = [&](size_t frame) { return frame < m->frame_times.size() ? m->frame_times[frame] : 0.0; };
+      hit.time_s = time_of(match.frame);
+      for (const auto& [frame, score] : match.other_frames) {
+        if (score < o.min_score || hit.moments.size() >= kMaxMoments) break;
+        hit.moments.push_back({time_of(frame), score});
+      }
+    }
+    hits.push_back(std::move(hit));
   }
   return hits;
 }
