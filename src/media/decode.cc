@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <string_view>
 
@@ -49,7 +50,48 @@ ImageFormat DetectBmff(std::span<const uint8_t> b) {
       (std::memcmp(b.data() + 8, "mif1", 4) == 0 || std::memcmp(b.data() + 8, "msf1", 4) == 0)) {
     return ImageFormat::kHeif;  // an image file whose codec libheif will name
   }
-  return found;
+  if (found != ImageFormat::kUnknown) return found;
+  // Videos. An audio file (iTunes' "M4A ", an audiobook) lists the same generic compatible brands
+  // as a video, so its major brand decides; a video whose major brand is unknown is found by a
+  // compatible one. (An audio-only file under a video brand is still one: SampleVideo says so.)
+  const std::string_view major(reinterpret_cast<const char*>(b.data() + 8), 4);
+  if (major == "qt  ") return ImageFormat::kMov;
+  if (major == "M4A " || major == "M4B " || major == "M4P " || major == "F4A " || major == "F4B ") {
+    return ImageFormat::kUnknown;
+  }
+  auto video_brand = [](std::string_view brand) {
+    static constexpr std::string_view kVideoBrands[] = {
+        "isom", "iso2", "iso3", "iso4", "iso5", "iso6", "mp41", "mp42", "avc1", "M4V ", "M4VH", "M4VP", "3gp4",
+        "3gp5", "3gp6", "3gp7", "3g2a", "3g2b", "3g2c", "dash", "MSNV", "XAVC", "mmp4", "f4v ", "nvr1"};
+    return std::find(std::begin(kVideoBrands), std::end(kVideoBrands), brand) != std::end(kVideoBrands);
+  };
+  if (video_brand(major)) return ImageFormat::kMp4;
+  for (size_t at = 16; at + 4 <= end; at += 4) {
+    if (video_brand(std::string_view(reinterpret_cast<const char*>(b.data() + at), 4))) return ImageFormat::kMp4;
+  }
+  return ImageFormat::kUnknown;
+}
+
+// Matroska and WebM: an EBML header whose DocType element (ID 0x4282) names which.
+ImageFormat DetectEbml(std::span<const uint8_t> b) {
+  if (b.size() < 8 || std::memcmp(b.data(), "\x1A\x45\xDF\xA3", 4) != 0) return ImageFormat::kUnknown;
+  const size_t end = std::min<size_t>(b.size(), 256);  // the header is a few dozen bytes
+  for (size_t at = 4; at + 3 < end; ++at) {
+    if (b[at] != 0x42 || b[at + 1] != 0x82) continue;
+    // The size, an EBML variable-length integer: its length is the count of leading zero bits + 1.
+    const uint8_t first = b[at + 2];
+    const int length = first == 0 ? 9 : std::countl_zero(first) + 1;
+    if (length > 8 || at + 2 + length > end) return ImageFormat::kUnknown;
+    uint64_t size = first & (0xFF >> length);
+    for (int i = 1; i < length; ++i) size = (size << 8) | b[at + 2 + i];
+    const size_t value = at + 2 + length;
+    if (size > end - value) return ImageFormat::kUnknown;
+    const std::string_view doc_type(reinterpret_cast<const char*>(b.data() + value), size);
+    if (doc_type == "webm") return ImageFormat::kWebm;
+    if (doc_type == "matroska") return ImageFormat::kMatroska;
+    return ImageFormat::kUnknown;
+  }
+  return ImageFormat::kUnknown;
 }
 
 }  // namespace
@@ -72,6 +114,12 @@ ImageFormat DetectImageFormat(std::span<const uint8_t> b) {
   if (starts("FUJIFILMCCD-RAW", 15) || starts("IIRO", 4) || starts("IIRS", 4) || starts("MMOR", 4) ||
       starts("IIU\0", 4) || starts("\0MRM", 4) || starts("FOVb", 4) || starts("HEAPCCDR", 8, 6)) {
     return ImageFormat::kRaw;
+  }
+  if (starts("RIFF", 4) && starts("AVI ", 4, 8)) return ImageFormat::kAvi;
+  if (ImageFormat ebml = DetectEbml(b); ebml != ImageFormat::kUnknown) return ebml;
+  // QuickTime files older than the "ftyp" box start with one of these atoms.
+  for (const char* atom : {"moov", "mdat", "wide", "free", "skip"}) {
+    if (starts(atom, 4, 4)) return ImageFormat::kMov;
   }
   return DetectBmff(b);
 }
