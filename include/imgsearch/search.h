@@ -40,6 +40,7 @@ struct SearchTerm {
   std::vector<uint8_t> image;  // kImage
   std::string path;            // kImageFile
   int64_t id = 0;              // kItem
+  std::optional<double> time_s;  // kItem, a video: the moment (its frame nearest this time)
   float weight = 1.0f;         // non-zero, |w| ≤ 100; negative pushes results away
 };
 
@@ -57,7 +58,7 @@ struct RequestLimits {
 
 // Key/value text fields, in order: a query string, form fields, or the command line's flags named
 // as the query string names them (k, offset, min_score, under, after, before, format, exact; terms
-// q and similar). Values must be UTF-8.
+// q and similar: an image id, or a video's moment "ID@SECONDS"). Values must be UTF-8.
 using SearchFields = std::vector<std::pair<std::string, std::string>>;
 
 // GET /api/search and the command line's options. `allow_terms` false: only options (the
@@ -66,7 +67,8 @@ Result<SearchRequest> ParseSearchQuery(const SearchFields& fields, const Request
                                        bool allow_terms = true);
 
 // A JSON body:
-//   {"q": "text", "terms": [{"text": "dog", "weight": 1}, {"image": "<base64>"}, {"id": 12, "weight": -0.5}],
+//   {"q": "text", "terms": [{"text": "dog", "weight": 1}, {"image": "<base64>"}, {"id": 12, "weight": -0.5},
+//    {"id": 7, "time": 12.5}],
 //    "image": "<base64>", "similar": 12, "k": 20, "offset": 0, "min_score": 0.2, "under": "/photos/2023",
 //    "after": "2023-01-01", "before": 1700000000, "formats": ["jpeg"], "exact": false}
 Result<SearchRequest> ParseSearchJson(std::string_view body, const RequestLimits& limits = {});

@@ -78,12 +78,28 @@ SearchTerm TextTerm(std::string text, float weight = 1.0f) {
   return t;
 }
 
-SearchTerm ItemTerm(int64_t id, float weight = 1.0f) {
+SearchTerm ItemTerm(int64_t id, float weight = 1.0f, std::optional<double> time_s = std::nullopt) {
   SearchTerm t;
   t.kind = SearchTerm::Kind::kItem;
   t.id = id;
+  t.time_s = time_s;
   t.weight = weight;
   return t;
+}
+
+Result<double> ParseMoment(double t, std::string_view field) {
+  if (!std::isfinite(t) || t < 0 || t > 1e7) return Bad(std::string(field) + " must be a time in seconds from 0");
+  return t;
+}
+
+// "12" (an image) or "12@34.5" (a video's moment, in seconds).
+Result<SearchTerm> ParseItemRef(std::string_view text, std::string_view field) {
+  const size_t at = text.find('@');
+  ASSIGN_OR_RETURN(const int64_t id, ParseInteger(text.substr(0, at), field));
+  if (at == std::string_view::npos) return ItemTerm(id);
+  ASSIGN_OR_RETURN(const double t, ParseNumber(text.substr(at + 1), std::string(field) + "'s time"));
+  ASSIGN_OR_RETURN(const double time_s, ParseMoment(t, std::string(field) + "'s time"));
+  return ItemTerm(id, 1.0f, time_s);
 }
 
 SearchTerm ImageTerm(std::vector<uint8_t> bytes, float weight = 1.0f) {
@@ -152,8 +168,8 @@ Status ApplyField(const std::string& key, std::string_view value, const RequestL
     return Status::Ok();
   }
   if (terms_allowed && key == "similar") {
-    ASSIGN_OR_RETURN(const int64_t id, ParseInteger(value, "similar"));
-    r->terms.push_back(ItemTerm(id));
+    ASSIGN_OR_RETURN(SearchTerm item, ParseItemRef(value, "similar"));
+    r->terms.push_back(std::move(item));
     return Status::Ok();
   }
   return ApplyOption(key, value, limits, &r->options);
@@ -191,6 +207,7 @@ Result<SearchTerm> ParseTermJson(const json& t, const std::string& where) {
   if (!t.is_object()) return Bad(where + " must be an object like {\"text\": \"…\", \"weight\": 1}");
   SearchTerm term;
   int kinds = 0;
+  std::optional<double> time_s;
   for (const auto& [key, value] : t.items()) {
     if (key == "text") {
       if (!value.is_string() || value.get_ref<const std::string&>().empty())
@@ -206,13 +223,20 @@ Result<SearchTerm> ParseTermJson(const json& t, const std::string& where) {
       if (!value.is_number_integer()) return Bad(where + ".id must be an integer image id");
       term = ItemTerm(value.get<int64_t>(), term.weight);
       ++kinds;
+    } else if (key == "time") {
+      if (!value.is_number()) return Bad(where + ".time must be a number of seconds");
+      ASSIGN_OR_RETURN(time_s, ParseMoment(value.get<double>(), where + ".time"));
     } else if (key == "weight") {
       if (!value.is_number()) return Bad(where + ".weight must be a number");
     } else {
-      return Bad("unknown field " + where + "." + EscapeForDisplay(key, 80) + " (text, image, id, weight)");
+      return Bad("unknown field " + where + "." + EscapeForDisplay(key, 80) + " (text, image, id, time, weight)");
     }
   }
   if (kinds != 1) return Bad(where + " must have exactly one of text, image or id");
+  if (time_s) {
+    if (term.kind != SearchTerm::Kind::kItem) return Bad(where + ".time goes with an id (a video's moment)");
+    term.time_s = time_s;
+  }
   if (t.contains("weight")) {
     ASSIGN_OR_RETURN(term.weight, ParseWeight(t["weight"].get<double>(), where + ".weight"));
   }

@@ -111,7 +111,7 @@ class Searcher::Impl {
         if (!decoded.ok()) return QueryImageError(decoded.status(), "the query image " + EscapeForDisplay(t.path, 200));
         return encoder_->EncodeImage(decoded->image);
       }
-      case SearchTerm::Kind::kItem: return StoredEmbedding(t.id);
+      case SearchTerm::Kind::kItem: return StoredEmbedding(t.id, t.time_s);
     }
     return Status::Internal("unknown search term kind");
   }
@@ -124,14 +124,14 @@ class Searcher::Impl {
     return Status(code, what + " cannot be used: " + s.message());
   }
 
-  Result<std::vector<float>> StoredEmbedding(int64_t id) {
+  Result<std::vector<float>> StoredEmbedding(int64_t id, std::optional<double> time_s) {
     ASSIGN_OR_RETURN(const std::optional<ImageRecord> r, collection_->GetById(id));
     if (!r) return Status::NotFound("no image with id " + std::to_string(id));
     if (r->status != ImageStatus::kIndexed) {
       return Status::InvalidArgument("image " + std::to_string(id) + " could not be read when indexed (" +
                                      EscapeForDisplay(r->error, 300) + "), so it has no embedding");
     }
-    return collection_->GetEmbedding(id);
+    return collection_->GetEmbedding(id, time_s);
   }
 
   const ClipModel* model_;

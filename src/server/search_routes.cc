@@ -50,18 +50,22 @@ std::vector<Route> SearchRoutes(ServerContext& c) {
   const std::vector<std::string> options = {"k", "offset", "min_score", "under", "after", "before", "format", "exact"};
   std::vector<std::string> params = {"q", "similar"};
   params.insert(params.end(), options.begin(), options.end());
+  std::vector<std::string> similar_options = {"t"};
+  similar_options.insert(similar_options.end(), options.begin(), options.end());
   return {
       {.method = "GET",
        .pattern = "/api/search",
        .name = "search",
        .params = params,
-       .about = "Search by text (q) or by an indexed image (similar=ID). Results: id, path, score, width, height, "
-                "url, view_url, thumbnail.",
+       .about = "Search by text (q) or by an indexed image (similar=ID, or ID@SECONDS for a video's moment). "
+                "Results: id, path, score, width, height, url, view_url, thumbnail; a video's also time (seconds, "
+                "its best moment) and moments (its other matching ones).",
        .handle = [&c](const Req& req, Res& res) { Answer(c, ParseSearchQuery(FieldsOf(req.params), c.limits), res); }},
       {.method = "POST",
        .pattern = "/api/search",
        .name = "search",
-       .body = "JSON {q, terms: [{text|image (base64)|id, weight}], image, similar, k, offset, min_score, under, "
+       .body = "JSON {q, terms: [{text|image (base64)|id (with time for a video's moment), weight}], image, similar, "
+               "k, offset, min_score, under, "
                "after, before, formats, exact} or multipart/form-data with image file parts and the same fields",
        .about = "Weighted positive and negative terms: texts, uploaded images and indexed images.",
        .handle =
@@ -87,14 +91,29 @@ std::vector<Route> SearchRoutes(ServerContext& c) {
       {.method = "GET",
        .pattern = "/api/images/{id}/similar",
        .name = "similar",
-       .params = options,
-       .about = "More like this (the image itself left out).",
+       .params = similar_options,
+       .about = "More like this (the image itself left out); for a video, t (seconds) names the moment (without "
+                "it, the video as a whole).",
        .handle =
            [&c](const Req& req, Res& res) {
              auto id = PathId(req);
              if (!id.ok()) return SendError(res, id.status());
-             auto request = ParseSearchQuery(FieldsOf(req.params), c.limits, /*allow_terms=*/false);
-             if (request.ok()) request->terms.push_back(SearchTerm{.kind = SearchTerm::Kind::kItem, .id = *id});
+             // The moment is a term of the path's item: "ID@t", as similar= takes it.
+             std::string item = std::to_string(*id);
+             SearchFields fields;
+             for (const auto& [key, value] : req.params) {
+               if (key == "t") {
+                 item += "@" + value;
+               } else {
+                 fields.emplace_back(key, value);
+               }
+             }
+             auto request = ParseSearchQuery(fields, c.limits, /*allow_terms=*/false);
+             if (request.ok()) {
+               auto with_item = ParseSearchQuery({{"similar", item}}, c.limits);
+               if (!with_item.ok()) return SendError(res, with_item.status());
+               request->terms = std::move(with_item->terms);
+             }
              Answer(c, request, res);
            }},
   };

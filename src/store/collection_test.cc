@@ -724,3 +724,118 @@ TEST(Search, ScoresAreCosinesAtOddDimensions) {
 
 }  // namespace
 }  // namespace imgsearch
+
+namespace imgsearch {
+namespace {
+
+// A video of `frames` frames, frame f embedded as `vectors[f]`, sampled every 2 s.
+ImageUpsert MakeVideo(const std::string& path, const std::vector<std::vector<float>>& vectors, const std::string& hash) {
+  ImageUpsert u = MakeImage(path, {}, hash, "mp4");
+  for (size_t f = 0; f < vectors.size(); ++f) {
+    u.embedding.insert(u.embedding.end(), vectors[f].begin(), vectors[f].end());
+    u.record.frame_times.push_back(2.0f * static_cast<float>(f));
+  }
+  return u;
+}
+
+// A video is one item with a vector per frame: found once, at its best frame, with its other
+// matching moments; the same through the graph, a snapshot, a copy and a shorter new version.
+TEST(Video, OneHitAtItsBestMomentWithTheOthers) {
+  for (const int exact_below : {20'000, 4}) {
+    SCOPED_TRACE("exact_below " + std::to_string(exact_below));
+    const std::string dir = testing::MakeTempDir() + "/db";
+    CollectionOptions options;
+    options.index.exact_below = exact_below;
+    std::vector<float> near3 = Axis(16, 3);
+    near3[4] = 0.3f;
+    {
+      auto c = Open(dir, options);
+      ASSERT_NE(c, nullptr);
+      std::mt19937 rng(3);
+      std::vector<ImageUpsert> batch;
+      for (int i = 0; i < 12; ++i) batch.push_back(MakeImage("/p/" + std::to_string(i), RandomUnit(16, &rng), "i" + std::to_string(i)));
+      batch.push_back(MakeVideo("/p/clip.mp4", {Axis(16, 0), Axis(16, 1), Axis(16, 3), near3}, "v1"));
+      batch.push_back(MakeImage("/p/three.jpg", Axis(16, 3), "three"));
+      ASSERT_TRUE(c->Upsert(batch).ok());
+      ASSERT_TRUE(c->Checkpoint().ok());
+    }
+    fs::remove(dir + "/LOCK");
+    auto c = Open(dir, options);  // from the snapshot
+    ASSERT_NE(c, nullptr);
+    EXPECT_TRUE(c->CheckIntegrity().ok()) << c->CheckIntegrity().ToString();
+    SearchOptions o;
+    o.k = 3;
+    o.exact = exact_below > 100;
+    auto hits = c->Search(Axis(16, 3), o);
+    ASSERT_TRUE(hits.ok()) << hits.status().ToString();
+    ASSERT_EQ(hits->size(), 3u);
+    const SearchHit& video = (*hits)[0].path == "/p/clip.mp4" ? (*hits)[0] : (*hits)[1];
+    EXPECT_EQ(video.path, "/p/clip.mp4");
+    EXPECT_NEAR(video.score, 1.0f, 1e-5);
+    ASSERT_TRUE(video.time_s.has_value());
+    EXPECT_EQ(*video.time_s, 4.0);
+    ASSERT_GE(video.moments.size(), 1u);
+    EXPECT_EQ(video.moments[0].time_s, 6.0);  // near3, the next best frame
+    EXPECT_NEAR(video.moments[0].score, 1 / std::sqrt(1.09f), 1e-5);
+    int clips = 0;
+    for (const SearchHit& h : *hits) clips += h.path == "/p/clip.mp4";
+    EXPECT_EQ(clips, 1);  // one hit however many frames match
+    for (const SearchHit& h : *hits) {
+      if (h.path != "/p/clip.mp4") {
+        EXPECT_FALSE(h.time_s.has_value());
+      }
+    }
+
+    auto rec = c->GetByPath("/p/clip.mp4");
+    ASSERT_TRUE(rec.ok() && rec->has_value());
+    EXPECT_EQ((*rec)->frame_times, (std::vector<float>{0, 2, 4, 6}));
+    EXPECT_EQ(*c->GetEmbedding((*rec)->id, 2.9), Axis(16, 1));  // the frame nearest 2.9 s: 2 s
+    auto whole = c->GetEmbedding((*rec)->id);                       // the mean of the frames, normalised
+    ASSERT_TRUE(whole.ok());
+    EXPECT_NEAR((*whole)[0], (*whole)[1], 1e-6);
+    EXPECT_GT((*whole)[3], (*whole)[0]);
+    EXPECT_EQ(c->GetVectors((*rec)->id)->size(), 4u * 16);
+
+    // A copy shares the vectors and their times.
+    ASSERT_TRUE(c->Upsert(std::vector<ImageUpsert>{MakeImage("/p/copy.mp4", {}, "v1", "mp4")}).ok());
+    EXPECT_EQ((*c->GetByPath("/p/copy.mp4"))->frame_times.size(), 4u);
+    // A new version with fewer frames leaves none of the old ones behind.
+    ASSERT_TRUE(c->Upsert(std::vector<ImageUpsert>{MakeVideo("/p/clip.mp4", {Axis(16, 5)}, "v2")}).ok());
+    o.k = 20;
+    hits = c->Search(Axis(16, 5), o);
+    ASSERT_TRUE(hits.ok());
+    EXPECT_EQ((*hits)[0].path, "/p/clip.mp4");
+    EXPECT_EQ(*(*hits)[0].time_s, 0.0);
+    EXPECT_TRUE((*hits)[0].moments.empty());
+    hits = c->Search(Axis(16, 1), o);
+    for (const SearchHit& h : *hits) {
+      if (h.path == "/p/clip.mp4") {
+        EXPECT_LT(h.score, 0.5f);
+      } else if (h.path == "/p/copy.mp4") {
+        EXPECT_NEAR(h.score, 1.0f, 1e-5);
+      }
+    }
+    EXPECT_TRUE(c->CheckIntegrity().ok()) << c->CheckIntegrity().ToString();
+    ASSERT_TRUE(c->Remove(std::vector<std::string>{"/p/copy.mp4"}).ok());
+    EXPECT_TRUE(c->CheckIntegrity().ok());
+  }
+}
+
+TEST(Video, MisshapenEmbeddingsAreRefused) {
+  auto c = Open(testing::MakeTempDir() + "/db");
+  ASSERT_NE(c, nullptr);
+  ImageUpsert short_one = MakeVideo("/v.mp4", {Axis(16, 0), Axis(16, 1)}, "v");
+  short_one.embedding.resize(20);
+  auto st = c->Upsert(std::vector<ImageUpsert>{short_one});
+  EXPECT_EQ(st.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.status().message().find("2 frames"), std::string::npos) << st.status().ToString();
+  ImageUpsert bad_time = MakeVideo("/v.mp4", {Axis(16, 0)}, "v");
+  bad_time.record.frame_times[0] = std::nanf("");
+  EXPECT_EQ(c->Upsert(std::vector<ImageUpsert>{bad_time}).status().code(), StatusCode::kInvalidArgument);
+  ImageUpsert zero_frame = MakeVideo("/v.mp4", {Axis(16, 0), std::vector<float>(16, 0.0f)}, "v");
+  EXPECT_EQ(c->Upsert(std::vector<ImageUpsert>{zero_frame}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(*c->Count(), 0);
+}
+
+}  // namespace
+}  // namespace imgsearch

@@ -345,9 +345,10 @@ std::vector<ItemMatch> VectorIndex::Search(std::span<const float> query, size_t 
     scan = passing <= params_.exact_below;
   }
   // Points are frames: a video's many frames may take several of the best `want` points. Ask for
-  // more until `n` items are found or no point is left. Without videos, the first pass does.
+  // more until `n` items are found or no point is left (without videos, the first pass does); a
+  // few more than `n` from the start give a video hit its other moments.
   const size_t points = g_->hnsw->cur_element_count;
-  for (size_t want = n;; want *= 4) {
+  for (size_t want = n + kMaxMoments;; want *= 4) {
     const std::vector<ScoredLabel> found = scan ? SearchExact(query, want, filter) : SearchGraph(query, want, filter);
     std::vector<ItemMatch> items;
     std::unordered_map<int64_t, size_t> at;  // id → its entry in items
