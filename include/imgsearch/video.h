@@ -23,7 +23,8 @@ struct VideoSource {
 };
 
 struct VideoOptions {
-  // At least one frame every `interval_s` seconds of video...
+  // At least one frame every `interval_s` seconds of video (a key frame up to 10% late stands in
+  // for one: decoding a GOP to be a few frames earlier would cost far more)...
   double interval_s = 2.0;
   // ...and at most this many frames per video: a longer video is covered evenly (the interval grows
   // to duration / max_frames). Scene changes add frames within the same budget.
@@ -43,10 +44,10 @@ struct VideoOptions {
 struct VideoInfo {
   ImageFormat format = ImageFormat::kUnknown;  // the container (kMp4, kWebm, …)
   std::string codec;                           // FFmpeg's name of the video codec ("h264", "vp9", …)
-  int width = 0;                               // as displayed: after the stream's rotation
+  int width = 0;                               // as displayed: pixel aspect ratio and rotation applied
   int height = 0;
-  double duration_s = 0;
-  std::optional<std::string> capture_time;  // the container's creation time, "YYYY-MM-DDTHH:MM:SS"
+  double duration_s = 0;                    // 0 when the container does not say (a streamed file)
+  std::optional<std::string> capture_time;  // the container's creation time (UTC), "YYYY-MM-DDTHH:MM:SS"
 };
 
 struct VideoFrame {
@@ -59,6 +60,7 @@ struct VideoFrame {
 // leading to a sample where key frames are too far apart. Every failure — not a video, no video
 // stream, a codec FFmpeg cannot decode, a damaged or truncated file, absurd dimensions, the time
 // limit — is a Status naming the problem; a video that yields no frame at all is an error too.
+// Several threads may sample videos at once (each call has its own demuxer and decoder).
 Result<VideoInfo> SampleVideo(const VideoSource& source, const VideoOptions& options,
                               const std::function<Status(VideoFrame frame)>& on_frame);
 

@@ -539,7 +539,7 @@ class Sampler {
   Sampler(OpenVideo& video, const VideoOptions& options, const std::function<Status(VideoFrame)>& on_frame)
       : video_(video), options_(options), on_frame_(on_frame) {
     const double duration = video.info().duration_s;
-    interval_ = std::max(options.interval_s, 0.001);
+    interval_ = options.interval_s;
     // Frames lie in [0, duration): samples at 0, I, 2I, … number at most max_frames.
     if (duration > 0) interval_ = std::max(interval_, duration / options.max_frames);
     late_ = 0.1 * interval_;
@@ -707,6 +707,9 @@ Result<VideoInfo> ProbeVideo(const VideoSource& source, const VideoOptions& opti
 Result<VideoInfo> SampleVideo(const VideoSource& source, const VideoOptions& options,
                               const std::function<Status(VideoFrame frame)>& on_frame) {
   if (options.max_frames < 1) return Status::InvalidArgument("max_frames must be at least 1");
+  if (!(options.interval_s > 0) || !std::isfinite(options.interval_s)) {
+    return Status::InvalidArgument("interval_s must be a positive number of seconds");
+  }
   auto video = OpenVideo::Open(source, options, true);
   if (!video.ok()) return Named(video.status(), source);
   Sampler sampler(**video, options, on_frame);

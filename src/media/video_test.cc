@@ -331,6 +331,21 @@ TEST_F(VideoTest, BytesInMemoryAsAFile) {
   }
 }
 
+TEST_F(VideoTest, StreamedMatroskaWithoutDurationOrIndex) {
+  // Written as a live stream, Matroska has neither a duration nor cues: sampled as it comes, every 2 s.
+  const testing::CommandResult r =
+      testing::RunCommand({*ffmpeg_, "-nostdin", "-loglevel", "error", "-i", Path("slides.mkv"), "-c", "copy", "-live",
+                           "1", "-f", "matroska", "-"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(r.out.data()), r.out.size());
+  auto info = ProbeVideo({.bytes = bytes});
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->duration_s, 0);
+  Sampled s = Sample({.bytes = bytes});
+  s.info.duration_s = kDuration;  // for ExpectCovered's check of the end
+  ExpectCovered(s);
+}
+
 TEST_F(VideoTest, FrameAtATime) {
   for (const char* name : {"slides.mp4", "long_gop.mp4", "slides.webm", "slides.avi"}) {
     SCOPED_TRACE(name);
@@ -470,6 +485,22 @@ TEST_F(VideoTest, BadInputIsAnError) {
   ASSERT_FALSE(stopped.ok());
   EXPECT_EQ(calls, 1);
   EXPECT_EQ(stopped.status().code(), StatusCode::kUnavailable);
+}
+
+TEST_F(VideoTest, DamagedBytesNeverCrash) {
+  // Bytes overwritten here and there (in the header, the index, the frames): frames or an error.
+  for (const char* name : {"slides.mp4", "faststart.mp4", "slides.webm", "slides.avi"}) {
+    const std::vector<uint8_t> original = Bytes(Path(name));
+    for (unsigned seed = 0; seed < 12; ++seed) {
+      std::vector<uint8_t> bytes = original;
+      std::mt19937 rng(seed);
+      for (int i = 0; i < 30; ++i) bytes[rng() % bytes.size()] = static_cast<uint8_t>(rng());
+      auto r = SampleAll({.bytes = bytes}, {.time_limit = std::chrono::seconds(20)});
+      if (!r.ok()) {
+        EXPECT_FALSE(r.status().message().empty()) << name << " " << seed;
+      }
+    }
+  }
 }
 
 TEST_F(VideoTest, SeveralThreadsAtOnce) {
