@@ -8,8 +8,9 @@
 //  - A key frame is decoded when it is due as a time sample (≥ I after the last sample), or as a
 //    scene check: when it comes sooner than the stream's usual key frame spacing (encoders put key
 //    frames at cuts), or else at most every I / 4; and only while the budget has room for a scene
-//    sample beyond the time samples the rest of the video still needs. Other key frames are skipped undecoded,
-//    and where the index shows whole GOPs before the next wanted time, the demuxer seeks past them.
+//    sample beyond the time samples the rest of the video still needs. Other key frames are
+//    skipped undecoded, and where the index shows whole GOPs before the next wanted time, the
+//    demuxer seeks past them.
 //  - Non-key packets are dropped undecoded (the demuxer still reads them: AVDISCARD_NONKEY would
 //    skip their bytes, but FFmpeg 5.1's MP4 demuxer then gives the next key frames wrong times),
 //    except in a GOP that a time sample falls inside: when the next key frame (from the index, or
@@ -366,7 +367,8 @@ Status OpenVideo::OpenDecoder(bool skip_nonref) {
   // size after its header).
   codec_->max_pixels = static_cast<int64_t>(std::min<uint64_t>(options_.max_pixels, INT64_MAX));
   // One thread: most of the decoding here is single key frames (drained one at a time, which
-  // frame threads cannot overlap), and SampleVideo runs on several threads at once.
+  // frame threads cannot overlap), and SampleVideo runs on several threads at once. Measured on
+  // 1080p H.264 (2 cores): two frame threads were no faster with 2 s GOPs, 20% slower with 20 s.
   codec_->thread_count = 1;
   // B-frames are never references: skipping them in a GOP decoded up to a time costs a frame or
   // two of accuracy and saves much of the work.
