@@ -44,6 +44,18 @@ std::string ImgsearchBin() {
   return env != nullptr ? env : IMGSEARCH_BIN_DEFAULT;
 }
 
+std::optional<std::string> FindProgram(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  const std::string dirs = path != nullptr ? path : "/usr/bin:/bin";
+  for (size_t start = 0; start <= dirs.size();) {
+    const size_t end = std::min(dirs.find(':', start), dirs.size());
+    const fs::path candidate = fs::path(dirs.substr(start, end - start)) / name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
+    start = end + 1;
+  }
+  return std::nullopt;
+}
+
 namespace {
 struct TempDirs {
   std::vector<std::string> dirs;

@@ -22,6 +22,9 @@ std::string TestModelDir();
 // The imgsearch binary under test ($IMGSEARCH_BIN overrides).
 std::string ImgsearchBin();
 
+// The program `name` found on $PATH (RunCommand takes a path), or nullopt.
+std::optional<std::string> FindProgram(const std::string& name);
+
 // A fresh empty directory, removed when the process exits.
 std::string MakeTempDir();
 

@@ -17,8 +17,8 @@
 #include "imgsearch/clip.h"
 #include "imgsearch/collection.h"
 #include "imgsearch/image.h"
-#include "imgsearch/video.h"
 #include "imgsearch/ingest.h"
+#include "imgsearch/video.h"
 
 namespace imgsearch {
 

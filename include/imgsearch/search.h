@@ -36,12 +36,12 @@ struct SearchTerm {
     kItem,       // a stored item by id: its stored embedding ("more like this")
   };
   Kind kind = Kind::kText;
-  std::string text;            // kText
-  std::vector<uint8_t> image;  // kImage
-  std::string path;            // kImageFile
-  int64_t id = 0;              // kItem
+  std::string text;              // kText
+  std::vector<uint8_t> image;    // kImage
+  std::string path;              // kImageFile
+  int64_t id = 0;                // kItem
   std::optional<double> time_s;  // kItem, a video: the moment (its frame nearest this time)
-  float weight = 1.0f;         // non-zero, |w| ≤ 100; negative pushes results away
+  float weight = 1.0f;           // non-zero, |w| ≤ 100; negative pushes results away
 };
 
 struct SearchRequest {

@@ -129,10 +129,10 @@ namespace {
 // A video's frames, sampled into the model's input: `out` (the video's record) becomes its last
 // part; the parts before it go to `emit_part`.
 void PrepareVideo(const FileContent& content, ImageFormat format, const PrepareOptions& options,
-                  const Preprocessing& pre, Collection* collection,
-                  const std::function<void(PreparedFile)>& emit_part, PreparedFile& out) {
-  const VideoSource source = content.local_path.empty() ? VideoSource{.bytes = content.bytes}
-                                                        : VideoSource{.path = content.local_path};
+                  const Preprocessing& pre, Collection* collection, const std::function<void(PreparedFile)>& emit_part,
+                  PreparedFile& out) {
+  const VideoSource source =
+      content.local_path.empty() ? VideoSource{.bytes = content.bytes} : VideoSource{.path = content.local_path};
   VideoOptions video = options.video;
   video.max_pixels = options.decode.max_pixels;
   // Frames reach the model through the same resize as photos; sampling them at twice the model's
@@ -286,9 +286,8 @@ void Pipeline::DecodeLoop() {
   const Preprocessing& pre = model_.preprocessing();
   const FileReader read =
       options_.read ? options_.read : [](const WorkItem& item) { return ReadLocalFile(item.file.path); };
-  PrepareOptions prepare{.decode = options_.decode,
-                         .video = options_.video,
-                         .frames_per_part = std::max(1, options_.batch_size)};
+  PrepareOptions prepare{
+      .decode = options_.decode, .video = options_.video, .frames_per_part = std::max(1, options_.batch_size)};
   const auto emit_part = [this](PreparedFile part) { pixels_.Push(std::move(part)); };
   while (std::optional<WorkItem> item = work_.Pop()) {
     const auto t0 = Clock::now();

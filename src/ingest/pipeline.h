@@ -74,9 +74,9 @@ Result<FileContent> ReadLocalFile(const std::string& path);
 struct PreparedFile {
   // kRemove: no longer an image; kDrop: gone, or changed since it was read; kRetry: try again later.
   enum Kind { kUpsert, kRemove, kDrop, kRetry } kind = kUpsert;
-  ImageUpsert upsert;         // record.path names the file for every kind
-  bool was_known = false;     // the catalog had a row for the path
-  bool moved = false;         // counted as a move by the reconciler already
+  ImageUpsert upsert;      // record.path names the file for every kind
+  bool was_known = false;  // the catalog had a row for the path
+  bool moved = false;      // counted as a move by the reconciler already
   // The model's input (Preprocessing::input_floats() per image; a video: per frame, the frames'
   // times in upsert.record.frame_times); empty: nothing to embed.
   std::vector<float> pixels;
@@ -85,8 +85,8 @@ struct PreparedFile {
   bool last_part = true;
   bool after_parts = false;  // the last part of a video whose earlier parts were handed on
   bool embedded = false;     // went through the model
-  Status retry;               // kRetry: why
-  std::any token;             // WorkItem::token
+  Status retry;              // kRetry: why
+  std::any token;            // WorkItem::token
 };
 
 // How files are read into the model's input.

@@ -694,15 +694,11 @@ class Sampler {
   int count_ = 0;
 };
 
-Status Named(const Status& st, const VideoSource& source) {
-  return source.path.empty() ? st : st.WithContext(source.path);
-}
-
 }  // namespace
 
 Result<VideoInfo> ProbeVideo(const VideoSource& source, const VideoOptions& options) {
   auto video = OpenVideo::Open(source, options, false);
-  if (!video.ok()) return Named(video.status(), source);
+  if (!video.ok()) return video.status();
   return (*video)->info();
 }
 
@@ -713,16 +709,16 @@ Result<VideoInfo> SampleVideo(const VideoSource& source, const VideoOptions& opt
     return Status::InvalidArgument("interval_s must be a positive number of seconds");
   }
   auto video = OpenVideo::Open(source, options, true);
-  if (!video.ok()) return Named(video.status(), source);
+  if (!video.ok()) return video.status();
   Sampler sampler(**video, options, on_frame);
   Status st = sampler.Run();
-  if (!st.ok()) return Named(st.WithContext(FormatInfo((*video)->info().format)->display_name), source);
+  if (!st.ok()) return st.WithContext(FormatInfo((*video)->info().format)->display_name);
   return (*video)->info();
 }
 
 Result<VideoFrame> VideoFrameAt(const VideoSource& source, double time_s, const VideoOptions& options) {
   auto opened = OpenVideo::Open(source, options, false);
-  if (!opened.ok()) return Named(opened.status(), source);
+  if (!opened.ok()) return opened.status();
   std::unique_ptr<OpenVideo>& video = *opened;
   const double duration = video->info().duration_s;
   const double t = std::max(0.0, duration > 0 ? std::min(time_s, duration) : time_s);
@@ -747,9 +743,7 @@ Result<VideoFrame> VideoFrameAt(const VideoSource& source, double time_s, const 
     return Status::Ok();
   });
   if (!sink.ok()) return Status::ResourceExhausted("cannot allocate a frame");
-  auto fail = [&](const Status& st) {
-    return Named(st.WithContext(FormatInfo(video->info().format)->display_name), source);
-  };
+  auto fail = [&](const Status& st) { return st.WithContext(FormatInfo(video->info().format)->display_name); };
   while (!past) {
     if (video->TimeUp()) return fail(video->TimeLimitError());
     const int err = av_read_frame(video->format(), packet.get());

@@ -55,19 +55,6 @@ std::array<double, 3> MeanColour(const Image& image) {
   return sum;
 }
 
-std::optional<std::string> FindFfmpeg() {
-  const char* path = std::getenv("PATH");
-  std::string dirs = path != nullptr ? path : "/usr/bin";
-  size_t start = 0;
-  while (start <= dirs.size()) {
-    const size_t end = std::min(dirs.find(':', start), dirs.size());
-    const fs::path candidate = fs::path(dirs.substr(start, end - start)) / "ffmpeg";
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
-    start = end + 1;
-  }
-  return std::nullopt;
-}
-
 // Runs ffmpeg quietly; fails the test with its stderr when it fails.
 bool Ffmpeg(const std::string& ffmpeg, std::vector<std::string> args) {
   args.insert(args.begin(), {ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"});
@@ -115,7 +102,7 @@ Sampled Sample(const VideoSource& source, const VideoOptions& options = {}) {
 class VideoTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    ffmpeg_ = FindFfmpeg();
+    ffmpeg_ = testing::FindProgram("ffmpeg");
     if (!ffmpeg_) return;
     dir_ = testing::MakeTempDir();
     std::vector<std::string> inputs;

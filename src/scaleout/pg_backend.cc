@@ -307,7 +307,8 @@ class PgBackend final : public store::CatalogBackend {
         const pqxx::binarystring data(r[0][0]);
         v = store::StoredVectors({data.data(), data.size()}, r[0][1].as<int64_t>(),
                                  r[0][2].is_null() ? 0 : r[0][2].as<size_t>());
-        if (v.empty()) throw StatusError{Status::Corruption("the vectors of image " + std::to_string(id) + " have the wrong size")};
+        if (v.empty())
+          throw StatusError{Status::Corruption("the vectors of image " + std::to_string(id) + " have the wrong size")};
       }
     }));
     if (!found) return Status::NotFound("image " + std::to_string(id) + " has no embedding");

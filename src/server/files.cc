@@ -210,8 +210,8 @@ Result<std::string> ThumbnailCache::GetView(const ImageRecord& record) {
   return GetScaled(record, kViewSize, 90, "view", std::nullopt);
 }
 
-Result<std::string> ThumbnailCache::GetScaled(const ImageRecord& record, int size, int quality,
-                                              const std::string& name, std::optional<double> time_s) {
+Result<std::string> ThumbnailCache::GetScaled(const ImageRecord& record, int size, int quality, const std::string& name,
+                                              std::optional<double> time_s) {
   if (record.content_hash.size() < 3) return Status::InvalidArgument("image " + record.path + " has no content hash");
   const std::string path = dir_ + "/" + record.content_hash.substr(0, 2) + "/" + PixelsTag(record, name) + ".jpg";
   auto read_cached = [&]() -> std::optional<std::string> {

@@ -160,8 +160,8 @@ std::vector<Route> ItemRoutes(ServerContext& c) {
                  }
                  time_s = v;
                } else {
-                 return SendError(res, Status::InvalidArgument("unknown parameter \"" + EscapeForDisplay(key, 80) +
-                                                               "\" (size, t)"));
+                 return SendError(
+                     res, Status::InvalidArgument("unknown parameter \"" + EscapeForDisplay(key, 80) + "\" (size, t)"));
                }
              }
              Result<ImageRecord> r = PathRecord(c, req);

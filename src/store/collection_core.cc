@@ -282,21 +282,21 @@ class CollectionCore final : public Collection {
       vectors.clear();
       metas.clear();
     };
-    ASSIGN_OR_RETURN(const int64_t seq, backend_->ReadIndexed([&](const ImageRecord& r,
-                                                                  std::span<const float> v) -> Status {
-      const ImageMeta meta = MetaOf(r);
-      if (v.size() != meta.frames() * static_cast<size_t>(model_.dim)) {
-        return Status::Corruption(backend_->where() + ": the vectors of " + r.path + " hold " +
-                                  std::to_string(v.size()) + " values, not " + std::to_string(meta.frames()) +
-                                  " of the collection's " + std::to_string(model_.dim) + " dimensions");
-      }
-      const std::vector<float> n = NormalisedRows({v.begin(), v.end()}, model_.dim);
-      ids.push_back(r.id);
-      vectors.insert(vectors.end(), n.begin(), n.end());
-      metas.push_back(meta);
-      if (vectors.size() >= 4096 * static_cast<size_t>(model_.dim)) flush();
-      return Status::Ok();
-    }));
+    ASSIGN_OR_RETURN(
+        const int64_t seq, backend_->ReadIndexed([&](const ImageRecord& r, std::span<const float> v) -> Status {
+          const ImageMeta meta = MetaOf(r);
+          if (v.size() != meta.frames() * static_cast<size_t>(model_.dim)) {
+            return Status::Corruption(backend_->where() + ": the vectors of " + r.path + " hold " +
+                                      std::to_string(v.size()) + " values, not " + std::to_string(meta.frames()) +
+                                      " of the collection's " + std::to_string(model_.dim) + " dimensions");
+          }
+          const std::vector<float> n = NormalisedRows({v.begin(), v.end()}, model_.dim);
+          ids.push_back(r.id);
+          vectors.insert(vectors.end(), n.begin(), n.end());
+          metas.push_back(meta);
+          if (vectors.size() >= 4096 * static_cast<size_t>(model_.dim)) flush();
+          return Status::Ok();
+        }));
     flush();
     const int64_t n = index->size();
     {

@@ -729,7 +729,8 @@ namespace imgsearch {
 namespace {
 
 // A video of `frames` frames, frame f embedded as `vectors[f]`, sampled every 2 s.
-ImageUpsert MakeVideo(const std::string& path, const std::vector<std::vector<float>>& vectors, const std::string& hash) {
+ImageUpsert MakeVideo(const std::string& path, const std::vector<std::vector<float>>& vectors,
+                      const std::string& hash) {
   ImageUpsert u = MakeImage(path, {}, hash, "mp4");
   for (size_t f = 0; f < vectors.size(); ++f) {
     u.embedding.insert(u.embedding.end(), vectors[f].begin(), vectors[f].end());
@@ -753,7 +754,8 @@ TEST(Video, OneHitAtItsBestMomentWithTheOthers) {
       ASSERT_NE(c, nullptr);
       std::mt19937 rng(3);
       std::vector<ImageUpsert> batch;
-      for (int i = 0; i < 12; ++i) batch.push_back(MakeImage("/p/" + std::to_string(i), RandomUnit(16, &rng), "i" + std::to_string(i)));
+      for (int i = 0; i < 12; ++i)
+        batch.push_back(MakeImage("/p/" + std::to_string(i), RandomUnit(16, &rng), "i" + std::to_string(i)));
       batch.push_back(MakeVideo("/p/clip.mp4", {Axis(16, 0), Axis(16, 1), Axis(16, 3), near3}, "v1"));
       batch.push_back(MakeImage("/p/three.jpg", Axis(16, 3), "three"));
       ASSERT_TRUE(c->Upsert(batch).ok());
@@ -790,7 +792,7 @@ TEST(Video, OneHitAtItsBestMomentWithTheOthers) {
     ASSERT_TRUE(rec.ok() && rec->has_value());
     EXPECT_EQ((*rec)->frame_times, (std::vector<float>{0, 2, 4, 6}));
     EXPECT_EQ(*c->GetEmbedding((*rec)->id, 2.9), Axis(16, 1));  // the frame nearest 2.9 s: 2 s
-    auto whole = c->GetEmbedding((*rec)->id);                       // the mean of the frames, normalised
+    auto whole = c->GetEmbedding((*rec)->id);                   // the mean of the frames, normalised
     ASSERT_TRUE(whole.ok());
     EXPECT_NEAR((*whole)[0], (*whole)[1], 1e-6);
     EXPECT_GT((*whole)[3], (*whole)[0]);

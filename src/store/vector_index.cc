@@ -261,9 +261,7 @@ std::vector<VectorIndex::ScoredLabel> VectorIndex::SearchGraph(std::span<const f
   if (g.cur_element_count == 0 || g.enterpoint_node_ == static_cast<Internal>(-1)) return {};
   const void* q = query.data();
   auto distance = [&](Internal i) { return g.fstdistfunc_(q, g.getDataByInternalId(i), g.dist_func_param_); };
-  auto excluded = [&](Internal i) {
-    return g.isMarkedDeleted(i) || !Passes(IdOf(g.getExternalLabel(i)), filter);
-  };
+  auto excluded = [&](Internal i) { return g.isMarkedDeleted(i) || !Passes(IdOf(g.getExternalLabel(i)), filter); };
 
   Internal current = g.enterpoint_node_;
   float current_dist = distance(current);
