@@ -10,7 +10,9 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <regex>
 #include <thread>
 
@@ -498,14 +500,32 @@ TEST_F(ScaleoutTest, WorkersReadEveryFormat) {
   const auto made = RunCommand({IMGSEARCH_MAKE_PHOTOS, "--out", photos_, "--n", "7", "--formats",
                                 "jpeg,png,webp,heic,avif,jxl,dng", "--max-side", "320"});
   ASSERT_EQ(made.exit_code, 0) << made.err;
+  // And a video: its frames are embedded by the worker and written with their times in one go.
+  const std::optional<std::string> ffmpeg = testing::FindProgram("ffmpeg");
+  if (ffmpeg) {
+    const auto clip =
+        RunCommand({*ffmpeg, "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=10", "-t", "6",
+                    "-c:v", "libx264", "-g", "10", photos_ + "/clip.mp4"});
+    ASSERT_EQ(clip.exit_code, 0) << clip.err;
+  }
+  const int files = ffmpeg ? 8 : 7;
   ASSERT_EQ(Enqueue().exit_code, 0);
   auto worker = Worker();
   json stats;
-  ASSERT_TRUE(WaitIndexed(url_, 7, 120, &stats)) << stats.dump() << worker->Err();
+  ASSERT_TRUE(WaitIndexed(url_, files, 120, &stats)) << stats.dump() << worker->Err();
   EXPECT_EQ(stats["failed"], 0) << stats.dump();
-  EXPECT_EQ(stats["formats"],
-            json({{"avif", 1}, {"heif", 1}, {"jpeg", 1}, {"jxl", 1}, {"png", 1}, {"raw", 1}, {"webp", 1}}))
-      << stats.dump();
+  json formats = {{"avif", 1}, {"heif", 1}, {"jpeg", 1}, {"jxl", 1}, {"png", 1}, {"raw", 1}, {"webp", 1}};
+  if (ffmpeg) {
+    formats["mp4"] = 1;
+    // A frame at least every 2 s of its 6 s.
+    EXPECT_EQ(pg_->Psql("photos",
+                        "SELECT length(times) / 4 >= 3 AND length(data) = length(times) * 48 FROM "
+                        "imgsearch.vectors WHERE times IS NOT NULL"),
+              "t");
+  } else {
+    std::printf("ffmpeg not installed: no video in this test\n");
+  }
+  EXPECT_EQ(stats["formats"], formats) << stats.dump();
   worker->Signal(SIGTERM);
   EXPECT_EQ(worker->Wait(), 0) << worker->Err();
 }

@@ -86,6 +86,12 @@ class _QueryImageNotPermitted(QueryImageError, PermissionError):
 
 
 @dataclass(frozen=True)
+class Moment:
+    time: float  # seconds from the start of the video
+    score: float
+
+
+@dataclass(frozen=True)
 class SearchResult:
     id: int
     path: str
@@ -93,7 +99,9 @@ class SearchResult:
     width: int
     height: int
     url: str
-    thumbnail_url: str
+    thumbnail_url: str  # a video's: its frame at `time`
+    time: Optional[float] = None  # a video: the time (seconds) of its best-matching frame
+    moments: Tuple[Moment, ...] = ()  # a video: its other matching moments, best first
 
     @property
     def name(self) -> str:
@@ -129,12 +137,13 @@ class Client:
         text: Union[None, TextTerm, Sequence[TextTerm]] = None,
         image: Union[None, ImageTerm, Sequence[ImageTerm]] = None,
         similar: Union[None, int, Tuple[int, float], Sequence[Union[int, Tuple[int, float]]]] = None,
+        moment: Optional[Tuple[int, float]] = None,
         k: int = 10,
         offset: int = 0,
         **filters: Any,
     ) -> list[SearchResult]:
         """Searches by any mix of texts, images and indexed image ids (each optionally weighted;
-        negative weights push results away). Filters: under (a folder), after and before (a date
+        negative weights push results away), and a video's moment (moment=(id, seconds)). Filters: under (a folder), after and before (a date
         "2023-05-01", a datetime, or Unix seconds), formats (["jpeg", "png"]), min_score, exact."""
         unknown = set(filters) - set(_FILTERS)
         if unknown:
@@ -146,8 +155,10 @@ class Client:
             terms.append({"image": base64.b64encode(_image_bytes(img)).decode("ascii"), "weight": w})
         for i, w in _weighted(similar, int):
             terms.append({"id": int(i), "weight": w})
+        if moment is not None:
+            terms.append({"id": int(moment[0]), "time": float(moment[1])})
         if not terms:
-            raise ValueError("give text=, image= or similar=")
+            raise ValueError("give text=, image=, similar= or moment=")
         body = {"terms": terms, "k": k, "offset": offset}
         for key, value in filters.items():
             if value is None:
@@ -172,9 +183,11 @@ class Client:
         """The image file's bytes."""
         return self._request("GET", f"/api/images/{int(image_id)}", raw=True)
 
-    def thumbnail(self, image_id: int, size: int = 256) -> bytes:
-        """A JPEG thumbnail whose longer side is `size` (rounded up to 64, 128, 256, 512 or 1024)."""
-        return self._request("GET", f"/api/images/{int(image_id)}/thumbnail?size={int(size)}", raw=True)
+    def thumbnail(self, image_id: int, size: int = 256, time: Optional[float] = None) -> bytes:
+        """A JPEG thumbnail whose longer side is `size` (rounded up to 64, 128, 256, 512 or 1024); of a
+        video, its frame at `time` seconds (default: its middle sampled frame)."""
+        at = "" if time is None else f"&t={float(time):g}"
+        return self._request("GET", f"/api/images/{int(image_id)}/thumbnail?size={int(size)}{at}", raw=True)
 
     # ---- the server ----
 
@@ -256,7 +269,10 @@ def _image_bytes(image: Union[str, os.PathLike, bytes]) -> bytes:
 def _result(r: dict) -> SearchResult:
     try:
         return SearchResult(id=int(r["id"]), path=r["path"], score=float(r["score"]), width=int(r["width"]),
-                            height=int(r["height"]), url=r["url"], thumbnail_url=r["thumbnail"])
+                            height=int(r["height"]), url=r["url"], thumbnail_url=r["thumbnail"],
+                            time=float(r["time"]) if "time" in r else None,
+                            moments=tuple(Moment(time=float(m["time"]), score=float(m["score"]))
+                                          for m in r.get("moments", ())))
     except (KeyError, TypeError, ValueError) as e:
         raise ServerError(f"a search result is missing {e}") from None
 

@@ -288,7 +288,10 @@ void Pipeline::DecodeLoop() {
       options_.read ? options_.read : [](const WorkItem& item) { return ReadLocalFile(item.file.path); };
   PrepareOptions prepare{
       .decode = options_.decode, .video = options_.video, .frames_per_part = std::max(1, options_.batch_size)};
-  const auto emit_part = [this](PreparedFile part) { pixels_.Push(std::move(part)); };
+  const auto emit_part = [this](PreparedFile part) {
+    ReserveImages(ImagesIn(part));
+    pixels_.Push(std::move(part));
+  };
   while (std::optional<WorkItem> item = work_.Pop()) {
     const auto t0 = Clock::now();
     PreparedFile p = PrepareFile(*item, read, prepare, pre, collection_, emit_part);
@@ -296,6 +299,7 @@ void Pipeline::DecodeLoop() {
     // A video's last part follows its earlier parts through the encoder, pixels or not, so that
     // it reaches the writer after them.
     if (!p.pixels.empty() || p.after_parts) {
+      ReserveImages(ImagesIn(p));
       pixels_.Push(std::move(p));
     } else {
       writes_.Push(std::move(p));
@@ -365,12 +369,37 @@ Status EmbedPrepared(const ClipModel& model, std::span<PreparedFile* const> file
   return st;
 }
 
+size_t Pipeline::ImagesIn(const PreparedFile& file) const {
+  return file.pixels.size() / static_cast<size_t>(model_.preprocessing().input_floats());
+}
+
+void Pipeline::ReserveImages(size_t n) {
+  const size_t cap = 2 * static_cast<size_t>(std::max(1, options_.batch_size));
+  std::unique_lock<std::mutex> lock(images_mu_);
+  // Alone, a part may hold more than the cap (a batch of frames never does); then it waits for none.
+  images_cv_.wait(lock, [&] { return images_waiting_ == 0 || images_waiting_ + n <= cap; });
+  images_waiting_ += n;
+}
+
+void Pipeline::ReleaseImages(size_t n) {
+  {
+    std::lock_guard<std::mutex> lock(images_mu_);
+    images_waiting_ -= n;
+  }
+  images_cv_.notify_all();
+}
+
 void Pipeline::Encode(std::vector<PreparedFile>& batch) {
   if (batch.empty()) return;
   const auto t0 = Clock::now();
   std::vector<PreparedFile*> files;
-  for (PreparedFile& f : batch) files.push_back(&f);
+  size_t images = 0;
+  for (PreparedFile& f : batch) {
+    files.push_back(&f);
+    images += ImagesIn(f);
+  }
   const Status st = EmbedPrepared(model_, files);
+  ReleaseImages(images);
   encode_ns_ += NanosSince(t0);
   for (PreparedFile& f : batch) {
     f.embedded = st.ok();

@@ -222,6 +222,12 @@ class Pipeline final : public Sink {
   void WriteLoop();
   void Encode(std::vector<PreparedFile>& batch);
   void Finish(const std::string& path, int64_t n = 1);
+  // The images (a video's part counts its frames) between the decoders and the encoder are at most
+  // twice a batch: a decoder waits here before handing more on, so that a long video's parts
+  // cannot pile up in memory while the model is busy.
+  void ReserveImages(size_t n);
+  void ReleaseImages(size_t n);
+  size_t ImagesIn(const PreparedFile& file) const;
   // The writer's side of a video's parts: keeps a part that more follow (nullopt), or returns the
   // last part joined with the ones before it.
   std::optional<PreparedFile> JoinParts(PreparedFile file);
@@ -237,6 +243,9 @@ class Pipeline final : public Sink {
   std::vector<std::thread> decoders_;
   std::thread encoder_, writer_;
   std::atomic<int> decoders_left_{0};
+  std::mutex images_mu_;
+  std::condition_variable images_cv_;
+  size_t images_waiting_ = 0;  // guarded by images_mu_
 
   mutable std::mutex mu_;  // guards what follows
   std::condition_variable idle_;

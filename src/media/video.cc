@@ -614,7 +614,7 @@ class Sampler {
         }
       }
       const bool time_due = t >= target_ - kEpsilon;
-      const double target_after = time_due ? t + interval_ : target_;
+      const double target_after = time_due ? NextTarget(t) : target_;
       const bool scene_due = SceneChecksWanted(t) && (early_key || t >= last_check_ + scene_check_gap_);
       whole_gop = next_key > target_after + late_;
       if (whole_gop) {
@@ -647,6 +647,14 @@ class Sampler {
  private:
   static constexpr double kEpsilon = 0.001;  // timestamps are rounded to the stream's time base
 
+  // The time sample after one taken at `t`: on the interval's grid, so that samples a frame or a
+  // key frame late do not push every later one (gaps stay within I plus one sample's lateness,
+  // never drifting), but never sooner than half an interval after `t`.
+  double NextTarget(double t) const {
+    const double on_grid = target_ + interval_;
+    return std::isfinite(on_grid) && on_grid >= t + 0.5 * interval_ ? on_grid : t + interval_;
+  }
+
   // Whether a scene sample at `t` would still leave room for the time samples after it.
   bool SceneChecksWanted(double t) const {
     if (options_.scene_threshold <= 0) return false;
@@ -673,7 +681,7 @@ class Sampler {
     if (!time_due && !scene) return Status::Ok();
     ASSIGN_OR_RETURN(Image image, video_.ToRgb(frame));
     last_sample_ = t;
-    target_ = t + interval_;
+    target_ = time_due ? NextTarget(t) : t + interval_;
     last_thumb_ = thumb;
     has_thumb_ = check;
     ++count_;

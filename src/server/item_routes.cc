@@ -79,6 +79,7 @@ void SendOriginal(ServerContext& c, const ImageRecord& r, Res& res) {
   auto file = c.gate->Open(r.path);
   if (!file.ok()) return SendError(res, file.status());
   res.set_header("Content-Disposition", ContentDisposition(r.path.substr(r.path.find_last_of('/') + 1)));
+  res.set_header("Accept-Ranges", "bytes");  // cpp-httplib answers ranges; players look for this to seek
   const uint64_t size = (*file)->size();
   res.set_content_provider(size, MimeTypeOf(r.format),
                            [opened = std::move(*file)](size_t offset, size_t length, httplib::DataSink& sink) {
