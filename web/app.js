@@ -1,5 +1,6 @@
-// imgsearch web page: search as you type, browse, "more like this", search by a dropped or pasted
-// image, +/− terms, folder and date filters, and a live status panel. Plain JS, no build step.
+// imgsearch web page: search as you type, browse (videos at their matching moments), "more like this",
+// search by a dropped or pasted image, +/− terms, folder and date filters, and a live status panel.
+// Plain JS, no build step.
 "use strict";
 
 const PAGE = 60;          // results per request
@@ -13,7 +14,7 @@ const el = (tag, props = {}, ...children) => {
 };
 
 const state = {
-  terms: [],        // extra terms: {kind: "text"|"image"|"id", text?, data?, id?, label?, weight: ±1}
+  terms: [],        // extra terms: {kind: "text"|"image"|"id", text?, data?, id?, time?, label?, weight: ±1}
   offset: 0,
   seq: 0,           // request sequence: stale answers are dropped
   controller: null,
@@ -26,6 +27,17 @@ const state = {
 function percent(p) { return `${(100 * p).toFixed(p >= 0.995 || p < 0.001 ? 1 : 0)}%`; }
 function scoreText(r) { return r.probability !== undefined ? `${r.score.toFixed(3)} · ${percent(r.probability)}` : r.score.toFixed(3); }
 
+// A video's moment as players show it: 0:07, 1:04, 1:02:03.
+function clock(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const mm = Math.floor(s / 60) % 60, ss = String(s % 60).padStart(2, "0");
+  return s >= 3600 ? `${Math.floor(s / 3600)}:${String(mm).padStart(2, "0")}:${ss}` : `${mm}:${ss}`;
+}
+
+// A thumbnail URL at a size; a video's already names its frame (?t=…).
+function sized(url, size) { return `${url}${url.includes("?") ? "&" : "?"}size=${size}`; }
+function frameUrl(id, time, size) { return `/api/images/${id}/thumbnail?t=${time}&size=${size}`; }
+
 function currentTerms() {
   const terms = [];
   const text = $("q").value.trim();
@@ -33,7 +45,7 @@ function currentTerms() {
   for (const t of state.terms) {
     if (t.kind === "text" && t.text.trim()) terms.push({ text: t.text.trim(), weight: t.weight });
     if (t.kind === "image") terms.push({ image: t.data, weight: t.weight });
-    if (t.kind === "id") terms.push({ id: t.id, weight: t.weight });
+    if (t.kind === "id") terms.push(t.time !== undefined ? { id: t.id, time: t.time, weight: t.weight } : { id: t.id, weight: t.weight });
   }
   return terms;
 }
@@ -97,8 +109,11 @@ function render(results, append) {
   if (!append) grid.replaceChildren();
   for (const r of results) {
     const name = r.path.split("/").pop();
-    const img = el("img", { src: `${r.thumbnail}?size=256`, alt: name, loading: "lazy", decoding: "async" });
-    const card = el("button", { className: "card", type: "button", title: r.path },
+    const video = r.time !== undefined;  // a video hit: its best-matching frame, at that time
+    const title = video ? `${r.path} at ${clock(r.time)}` : r.path;
+    const img = el("img", { src: sized(r.thumbnail, 256), alt: video ? `${name}, the frame at ${clock(r.time)}` : name,
+                            loading: "lazy", decoding: "async" });
+    const card = el("button", { className: "card", type: "button", title },
       img,
       el("span", { className: "caption" },
         el("span", { className: "name", textContent: name }),
@@ -106,8 +121,13 @@ function render(results, append) {
           title: r.probability !== undefined ? `cosine ${r.score.toFixed(3)}; the model's match probability ${percent(r.probability)}` : "cosine similarity" })));
     if (r.offline) {
       card.classList.add("offline");
-      card.title = `${r.path} (offline: its folder cannot be seen now)`;
+      card.title = `${title} (offline: its folder cannot be seen now)`;
       card.append(el("span", { className: "badge", textContent: "offline" }));
+    }
+    if (video) {
+      card.append(el("span", { className: "badge time", title: `video, the moment at ${clock(r.time)}` },
+        el("span", { className: "play", textContent: "▶", ariaHidden: "true" }), clock(r.time)));
+      card.dataset.time = r.time;
     }
     card.dataset.testid = "result";
     card.dataset.id = r.id;
@@ -142,6 +162,8 @@ function renderTerms() {
       // A format the browser cannot show (HEIC, RAW, JPEG XL): the server reads it; the chip names it.
       const img = body;
       img.addEventListener("error", () => img.replaceWith(el("span", { className: "chip-name", textContent: t.label || "image" })));
+    } else if (t.time !== undefined) {
+      body = el("img", { src: frameUrl(t.id, t.time, 64), alt: `video ${t.id} at ${clock(t.time)}`, title: t.label || "" });
     } else {
       body = el("img", { src: `/api/images/${t.id}/thumbnail?size=64`, alt: `image ${t.id}`, title: t.label || "" });
     }
@@ -174,29 +196,110 @@ function readImageFile(file) {
   reader.readAsDataURL(file);
 }
 
-function moreLikeThis(r) {
+// An indexed image, or a video's moment (time in seconds), as a term.
+function itemTerm(r, time, weight) {
+  if (time === null || time === undefined) return { kind: "id", id: r.id, label: r.path, weight };
+  time = Math.round(time * 1000) / 1000;
+  return { kind: "id", id: r.id, time, label: `${r.path} at ${clock(time)}`, weight };
+}
+
+function moreLikeThis(r, time) {
   $("q").value = "";
-  state.terms = [{ kind: "id", id: r.id, label: r.path, weight: 1 }];
+  state.terms = [itemTerm(r, time, 1)];
   renderTerms();
   search();
 }
 
 // ---- viewer ----
 
+// A video plays in the viewer when browsers play its format (MP4, WebM), starting at the hit's moment;
+// another's (MOV, MKV, AVI) shows the frame of each moment. Its moments are buttons either way.
 let viewing = null;
+let moment = null;  // the viewed video's moment shown, in seconds (null: an image)
+
+function stopVideo() {
+  const video = $("viewer-video");
+  video.pause();
+  if (video.hasAttribute("src")) {
+    video.removeAttribute("src");
+    video.removeAttribute("poster");
+    video.load();  // lets go of the connection
+  }
+  video.hidden = true;
+  $("viewer-image").hidden = false;
+}
+
+function showFrame(r, time) {
+  const image = $("viewer-image");
+  image.src = frameUrl(r.id, time, 1024);
+  image.alt = `${r.path} at ${clock(time)}`;
+}
+
+function playVideo(r) {
+  const video = $("viewer-video");
+  video.poster = frameUrl(r.id, moment, 1024);
+  video.src = `${r.view_url}#t=${moment}`;  // a media fragment: it opens at the moment
+  video.setAttribute("aria-label", `${r.path}, from ${clock(moment)}`);
+  video.hidden = false;
+  $("viewer-image").hidden = true;
+}
+
+// The moment "More like this" and the ± terms use: where the video is now, else the frame shown.
+function currentMoment() {
+  const video = $("viewer-video");
+  if (moment === null) return null;
+  return !video.hidden && video.readyState > 0 ? video.currentTime : moment;
+}
+
+function goToMoment(time) {
+  moment = time;
+  const video = $("viewer-video");
+  if (!video.hidden) video.currentTime = time; else showFrame(viewing, time);
+  for (const b of $("viewer-moments").children) b.setAttribute("aria-pressed", String(Number(b.dataset.time) === time));
+}
+
+function renderMoments(r) {
+  const box = $("viewer-moments");
+  const moments = r.time === undefined ? [] : [{ time: r.time, score: r.score }, ...(r.moments || [])];
+  moments.sort((a, b) => a.time - b.time);
+  box.replaceChildren(...moments.map((m) => {
+    const b = el("button", { type: "button", textContent: clock(m.time),
+                             title: `Go to ${clock(m.time)}` + (m.score !== undefined ? ` (score ${m.score.toFixed(3)})` : "") });
+    b.setAttribute("aria-pressed", String(m.time === r.time));
+    b.dataset.time = m.time;
+    b.dataset.testid = "moment";
+    b.addEventListener("click", () => goToMoment(m.time));
+    return b;
+  }));
+  box.hidden = moments.length < 2;
+}
+
 async function openViewer(r) {
   viewing = r;
-  $("viewer-image").src = r.view_url || r.url;  // a JPEG rendition of what a browser cannot show
-  $("viewer-image").alt = r.path;
+  stopVideo();
+  moment = r.time !== undefined ? r.time : null;
+  if (moment !== null) {
+    showFrame(r, moment);  // until the info says whether the browser plays the video
+  } else {
+    $("viewer-image").src = r.view_url || r.url;  // a JPEG rendition of what a browser cannot show
+    $("viewer-image").alt = r.path;
+  }
+  renderMoments(r);
   $("viewer-path").textContent = r.path;
   $("viewer-open").href = r.url;
-  $("viewer-meta").textContent = `${r.width} × ${r.height}` + (r.score !== undefined ? ` · ${scoreText(r)}` : "");
+  const at = moment !== null ? ` · at ${clock(moment)}` : "";
+  $("viewer-meta").textContent = `${r.width} × ${r.height}${at}` + (r.score !== undefined ? ` · ${scoreText(r)}` : "");
+  $("viewer-similar").title = moment !== null ? "More like this moment of the video" : "More like this image";
+  $("viewer-plus").title = `Add this ${moment !== null ? "moment" : "image"} as a + term`;
+  $("viewer-minus").title = `Add this ${moment !== null ? "moment" : "image"} as a − term`;
   $("viewer").showModal();
   try {
     const info = await (await fetch(`/api/images/${r.id}/info`)).json();
     if (viewing !== r) return;
+    if (info.video && info.browser_displays && moment !== null) playVideo(r);
     const parts = [`#${info.id}`, `${info.width} × ${info.height}`, info.format.toUpperCase(), humanBytes(info.size_bytes)];
     if (info.capture_time) parts.push(`taken ${info.capture_time.replace("T", " ")}`);
+    if (moment !== null) parts.push(`at ${clock(r.time)}`);
     if (r.score !== undefined) parts.push(`score ${r.score.toFixed(3)}`);
     if (r.probability !== undefined) parts.push(`match ${percent(r.probability)}`);
     if (info.offline) parts.push("offline: its folder cannot be seen now");
@@ -297,7 +400,7 @@ function saveToUrl() {
   const text = $("q").value.trim();
   if (text) params.set("q", text);
   const like = state.terms.find((t) => t.kind === "id");
-  if (like && state.terms.length === 1) params.set("similar", like.id);
+  if (like && state.terms.length === 1) params.set("similar", like.time !== undefined ? `${like.id}@${like.time}` : like.id);
   for (const [k, v] of Object.entries(filters())) params.set(k, v);
   const query = params.toString();
   history.replaceState(null, "", (query ? `?${query}` : location.pathname) + location.hash);
@@ -306,7 +409,11 @@ function saveToUrl() {
 function loadFromUrl() {
   const params = new URLSearchParams(location.search);
   $("q").value = params.get("q") || "";
-  if (params.get("similar")) state.terms = [{ kind: "id", id: Number(params.get("similar")), weight: 1 }];
+  const similar = params.get("similar");  // "12", or "12@34.5" for a video's moment
+  if (similar) {
+    const [id, time] = similar.split("@");
+    state.terms = [time !== undefined ? { kind: "id", id: Number(id), time: Number(time), weight: 1 } : { kind: "id", id: Number(id), weight: 1 }];
+  }
   if (params.get("under")) $("under").value = params.get("under");
   if (params.get("after")) $("after").value = params.get("after");
   if (params.get("before")) $("before").value = params.get("before");
@@ -334,9 +441,24 @@ function showStatusPanel(open) {
 }
 $("status-pill").addEventListener("click", () => showStatusPanel($("status-panel").hidden));
 window.addEventListener("hashchange", () => showStatusPanel(location.hash === "#status"));
-$("viewer-similar").addEventListener("click", () => { $("viewer").close(); moreLikeThis(viewing); });
-$("viewer-plus").addEventListener("click", () => { $("viewer").close(); addTerm({ kind: "id", id: viewing.id, label: viewing.path, weight: 1 }); });
-$("viewer-minus").addEventListener("click", () => { $("viewer").close(); addTerm({ kind: "id", id: viewing.id, label: viewing.path, weight: -1 }); });
+// Each reads the video's moment before closing the viewer stops it.
+$("viewer-similar").addEventListener("click", () => { const t = currentMoment(); $("viewer").close(); moreLikeThis(viewing, t); });
+$("viewer-plus").addEventListener("click", () => { const t = currentMoment(); $("viewer").close(); addTerm(itemTerm(viewing, t, 1)); });
+$("viewer-minus").addEventListener("click", () => { const t = currentMoment(); $("viewer").close(); addTerm(itemTerm(viewing, t, -1)); });
+$("viewer").addEventListener("close", stopVideo);
+// The moment's button is pressed while the video is at that moment.
+$("viewer-video").addEventListener("seeked", () => {
+  const now = $("viewer-video").currentTime;
+  for (const b of $("viewer-moments").children) b.setAttribute("aria-pressed", String(Math.abs(Number(b.dataset.time) - now) < 0.5));
+});
+// A video the browser cannot decode after all (an MP4 of HEVC, say): the frame of the moment instead.
+$("viewer-video").addEventListener("error", () => {
+  const video = $("viewer-video");
+  if (!video.hasAttribute("src") || moment === null) return;
+  const t = currentMoment();
+  stopVideo();
+  showFrame(viewing, t);
+});
 $("viewer").addEventListener("click", (e) => { if (e.target === $("viewer")) $("viewer").close(); });
 
 let dragDepth = 0;
