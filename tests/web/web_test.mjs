@@ -1,6 +1,7 @@
 // The web page in a real browser (Debian's headless chromium, driven by playwright-core) against a
 // real `imgsearch serve` over a folder of JPEGs: search, open, more like this, upload, drop, +/−
-// terms, folder filter, status, live indexing, phone width. Screenshots go to OUT_DIR.
+// terms, folder filter, status, live indexing, other formats, videos (when ffmpeg is on the PATH),
+// phone width. Screenshots go to OUT_DIR.
 //
 //   node web_test.mjs IMGSEARCH_BIN MODEL_DIR MAKE_PHOTO_FOLDER_BIN OUT_DIR
 import { spawn, execFileSync } from "node:child_process";
@@ -213,6 +214,120 @@ try {
   const heicTop = await page.$eval("[data-testid=result]", (c) => [c.title, c.querySelector(".score").textContent]);
   check(heicTop[0] === path.join(formatsDir, heic) && heicTop[1] === "1.000",
         `an uploaded HEIC finds itself first (${heicTop.join(" ")})`);
+
+  // Videos, added live: an MP4 (its index at the end, as phones write them) plays in the viewer from
+  // its best moment and seeks (the server answers range requests); a Matroska file, which not every
+  // browser plays, shows the frame of each moment. Both show their frame and time in the grid.
+  let haveFfmpeg = true;
+  try { execFileSync("ffmpeg", ["-version"], { stdio: "ignore" }); } catch (_) { haveFfmpeg = false; }
+  if (!haveFfmpeg) {
+    console.log("SKIPPED the video checks: no ffmpeg on the PATH");
+  } else {
+    const videosSrc = path.join(work, "videos-src");
+    fs.mkdirSync(videosSrc);
+    const makeVideo = (source, seconds, file) => execFileSync("ffmpeg", ["-v", "error", "-f", "lavfi",
+      "-i", `${source}=size=320x240:rate=25`, "-t", String(seconds), "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "25",
+      path.join(videosSrc, file)]);
+    makeVideo("testsrc2", 6, "clip.mp4");
+    makeVideo("testsrc", 4, "clip.mkv");
+    const videosDir = path.join(pics, "videos");
+    fs.mkdirSync(videosDir);
+    for (const f of ["clip.mp4", "clip.mkv"]) fs.renameSync(path.join(videosSrc, f), path.join(videosDir, f));
+    await until("the videos indexed", async () => (await status()).collection.indexed === total + 2, 60000);
+    const mp4 = path.join(videosDir, "clip.mp4"), mkv = path.join(videosDir, "clip.mkv");
+
+    await page.goto(`${base}/?q=a+video`);
+    await until("the results with the videos", async () => (await results.count()) === total + 2);
+    const cards = await until("the videos' frames", () => page.$$eval("[data-testid=result][data-time]", (cs) => {
+      const all = cs.map((c) => ({ id: Number(c.dataset.id), time: Number(c.dataset.time), title: c.title,
+                                   badge: c.querySelector(".badge.time")?.textContent,
+                                   shown: c.querySelector("img").complete && c.querySelector("img").naturalWidth > 0 }));
+      return all.length === 2 && all.every((c) => c.shown) && all;
+    }));
+    const clock = (t) => `${Math.floor(t / 60)}:${String(Math.floor(t % 60)).padStart(2, "0")}`;
+    check(cards.every((c) => c.badge === `▶${clock(c.time)}` && c.title.endsWith(` at ${clock(c.time)}`)),
+          `video cells show their frame, a time badge and the time in the tooltip (${cards.map((c) => `${c.badge} "${c.title}"`).join(", ")})`);
+    await page.locator("[data-testid=result][data-time]").first().scrollIntoViewIfNeeded();
+    await page.screenshot({ path: path.join(outDir, "videos.png") });
+    const mp4Card = cards.find((c) => c.title.startsWith(mp4 + " "));
+    const mkvCard = cards.find((c) => c.title.startsWith(mkv + " "));
+
+    // The server answers a range request for the video with just those bytes.
+    const ranged = await fetch(`${base}/api/images/${mp4Card.id}/view`, { headers: { Range: "bytes=100-199" } });
+    const rangedBytes = (await ranged.arrayBuffer()).byteLength;
+    check(ranged.status === 206 && rangedBytes === 100 && ranged.headers.get("content-type") === "video/mp4" &&
+          ranged.headers.get("content-range") === `bytes 100-199/${fs.statSync(mp4).size}`,
+          `the MP4 is served in ranges (${ranged.status}, ${rangedBytes} bytes, ${ranged.headers.get("content-type")}, ${ranged.headers.get("content-range")})`);
+
+    // The MP4 plays in the viewer, from its best moment, and seeks to each other moment.
+    await page.click(`[data-testid=result][data-id="${mp4Card.id}"]`);
+    await page.waitForSelector("[data-testid=viewer][open]");
+    const video = "[data-testid=viewer-video]";
+    const loaded = await until("the video's metadata", () => page.$eval(video, (v) => !v.hidden && v.readyState >= 1 && {
+      src: v.src, time: v.currentTime, duration: v.duration,
+      seekable: [...Array(v.seekable.length).keys()].map((i) => [v.seekable.start(i), v.seekable.end(i)]),
+    }), 30000);
+    check(new URL(loaded.src).pathname === `/api/images/${mp4Card.id}/view`, `the viewer plays the video's view_url (${loaded.src})`);
+    check(Math.abs(loaded.time - mp4Card.time) < 0.1, `the video opens at its best moment (${loaded.time} s, the hit's ${mp4Card.time} s)`);
+    check(loaded.seekable.some(([a, b]) => a <= 0.01 && b >= loaded.duration - 0.1) && loaded.duration > 5,
+          `the whole video is seekable (${JSON.stringify(loaded.seekable)} of ${loaded.duration} s)`);
+    const moments = await page.$$eval("[data-testid=moment]", (bs) => bs.map((b) => ({ time: Number(b.dataset.time), label: b.textContent })));
+    check(moments.length >= 2 && moments.every((m) => m.label === clock(m.time)),
+          `the viewer lists the video's moments (${moments.map((m) => m.label).join(" ")})`);
+    const away = (m) => Math.abs(m.time - mp4Card.time) > 0.5;
+    const other = moments.find((m) => away(m) && m.time > 0) || moments.find(away);  // a real seek, not a rewind
+    if (other) {
+      await page.click(`[data-testid=moment][data-time="${other.time}"]`);
+      const seeked = await until("the seek", () => page.$eval(video, (v, t) => Math.abs(v.currentTime - t) < 0.1 && !v.seeking &&
+                                                                      { time: v.currentTime }, other.time));
+      check(await page.$eval(`[data-testid=moment][data-time="${other.time}"]`, (b) => b.getAttribute("aria-pressed") === "true"),
+            `a moment's button seeks the video there (${seeked.time} s) and shows it pressed`);
+    } else {
+      check(false, "the video has a second moment to seek to");
+    }
+    await page.screenshot({ path: path.join(outDir, "video-viewer.png") });
+
+    // More like this: the moment the video is at, the video itself left out.
+    const at = await page.$eval(video, (v) => v.currentTime);
+    await page.click("[data-testid=viewer-similar]");
+    check(await until("the video to stop", () => page.$eval(video, (v) => v.paused && !v.hasAttribute("src"))),
+          "closing the viewer stops the video");
+    await until("similar-moment results", async () => (await results.count()) === total + 1);
+    const similar = await (await fetch(`${base}/api/images/${mp4Card.id}/similar?t=${at}&k=60`)).json();
+    check(JSON.stringify(similar.results.map((r) => r.id)) === JSON.stringify(await firstIds()),
+          `more like this from a video searches by its current moment (${at} s), as /similar?t= does`);
+    check(!(await firstIds()).includes(mp4Card.id), "more like this leaves the video itself out");
+    check(new URL(page.url()).searchParams.get("similar") === `${mp4Card.id}@${Math.round(at * 1000) / 1000}`,
+          `the moment is in the URL (${new URL(page.url()).search})`);
+    await page.goto(page.url());
+    await until("the reloaded moment's results", async () => (await results.count()) === total + 1);
+    check(JSON.stringify(similar.results.map((r) => r.id)) === JSON.stringify(await firstIds()) &&
+          (await page.locator("[data-testid=term] img").getAttribute("src")).includes(`t=${Math.round(at * 1000) / 1000}`),
+          "a reloaded moment search shows the same, with the moment's frame as its term");
+
+    // The Matroska file: the frame of its moment, and the moments switch frames.
+    await page.goto(`${base}/?q=a+video`);
+    await until("the results with the videos", async () => (await results.count()) === total + 2);
+    await page.click(`[data-testid=result][data-id="${mkvCard.id}"]`);
+    await page.waitForSelector("[data-testid=viewer][open]");
+    await until("the MKV's details", async () => /MKV/.test(await page.textContent("#viewer-meta")));
+    const frame = await until("the MKV's frame", () => page.$eval("[data-testid=viewer-image]",
+      (i) => !i.hidden && i.complete && i.naturalWidth > 0 && i.src));
+    check(await page.$eval(video, (v) => v.hidden) && new URL(frame).searchParams.get("t") === String(mkvCard.time),
+          `a video browsers cannot all play shows the frame of its moment (${frame})`);
+    const mkvMoments = await page.$$eval("[data-testid=moment]", (bs) => bs.map((b) => Number(b.dataset.time)));
+    const otherFrame = mkvMoments.find((t) => t !== mkvCard.time);
+    if (otherFrame !== undefined) {
+      await page.click(`[data-testid=moment][data-time="${otherFrame}"]`);
+      const switched = await until("the other frame", () => page.$eval("[data-testid=viewer-image]",
+        (i, t) => i.complete && i.naturalWidth > 0 && new URL(i.src).searchParams.get("t") === String(t) && i.src, otherFrame));
+      check(Boolean(switched), `a moment's button shows that frame (${switched})`);
+    } else {
+      check(false, `the MKV has a second moment (${mkvMoments})`);
+    }
+    await page.screenshot({ path: path.join(outDir, "video-frame.png") });
+    await page.keyboard.press("Escape");
+  }
 
   // Phone width: nothing wider than the screen.
   const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
