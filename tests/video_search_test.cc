@@ -140,6 +140,21 @@ TEST_F(VideoSearchTest, APhotoFindsItsVideosAtItsMoment) {
     EXPECT_FALSE(hits[2].contains("time")) << hits[2].dump();
   }
 
+  // More like a moment: the frame of show.mp4 at 9.5 s shows chelsea, which the WebM shows at 4–8 s.
+  int64_t show_id = -1;
+  for (const json& j : JsonLines(RunCommand({ImgsearchBin(), "list", "--db", db_, "--json"}).out)) {
+    if (j["path"] == lib_ + "/show.mp4") show_id = j["id"];
+  }
+  const auto like = RunCommand({ImgsearchBin(), "search", "--db", db_, "--similar", std::to_string(show_id) + "@9.5",
+                                "-k", "3", "--json"});
+  ASSERT_EQ(like.exit_code, 0) << like.err;
+  const std::vector<json> similar = JsonLines(like.out);
+  ASSERT_FALSE(similar.empty());
+  EXPECT_EQ(similar[0]["path"], lib_ + "/reversed.webm") << like.out;
+  EXPECT_GE(similar[0]["time"].get<double>(), 4) << like.out;
+  EXPECT_LT(similar[0]["time"].get<double>(), 8) << like.out;
+  for (const json& j : similar) EXPECT_NE(j["path"], lib_ + "/show.mp4") << "the video itself is left out";
+
   // Text output names the moment; the format filter takes video formats.
   const auto text = RunCommand({ImgsearchBin(), "search", "--db", db_, "--image", golden_ + "/images/chelsea.png", "-k",
                                 "1", "--format", "webm"});

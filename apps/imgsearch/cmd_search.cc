@@ -88,7 +88,7 @@ RunFn AddSearchCommand(CLI::App& root) {
   struct Flags : StoreFlags {
     std::string model, text_model, precision = "auto";
     std::vector<std::string> query, images, formats;
-    std::vector<int64_t> similar;
+    std::vector<std::string> similar;
     // Options are read as text and given to the search layer, which checks them as it checks the
     // API's: the same rules and the same messages everywhere.
     std::string k, offset, min_score, under, after, before;
@@ -108,7 +108,8 @@ RunFn AddSearchCommand(CLI::App& root) {
                   "terms joined by + and -, each optionally weighted W:term; a term naming a file is an image, "
                   "e.g. \"golden retriever\" + 0.5:beach - people + ./dog.jpg");
   app->add_option("--image", f->images, "add an image file as a query term");
-  app->add_option("--similar", f->similar, "add an indexed image (by id) as a query term: more like this");
+  app->add_option("--similar", f->similar,
+                  "add an indexed image (by id; ID@SECONDS for a video's moment) as a query term: more like this");
   app->add_option("-k", f->k, "results per page (default 10, at most 1000 with --offset)");
   app->add_option("--offset", f->offset, "results to skip (pagination)");
   app->add_option("--min-score", f->min_score, "only results at least this similar (cosine, -1 to 1)");

@@ -84,9 +84,10 @@ Result<SearchRequest> ParseSearchForm(const std::vector<FormPart>& parts, const 
 
 // The command line: terms as separate arguments joined by "+" and "-", each optionally weighted
 // "W:term" ("golden retriever" + 0.5:beach - people + ./dog.jpg; a term naming an existing file is
-// an image), then `images` (files) and `items` (ids) as more positive terms, then the options.
+// an image), then `images` (files) and `items` (ids, or "ID@SECONDS" for a video's moment) as more
+// positive terms, then the options.
 Result<SearchRequest> ParseSearchArgs(std::span<const std::string> args, std::span<const std::string> images,
-                                      std::span<const int64_t> items, const SearchFields& options,
+                                      std::span<const std::string> items, const SearchFields& options,
                                       const RequestLimits& limits = {});
 
 // "2023-05-01", "2023-05-01T12:30", "2023-05-01T12:30:15Z" (UTC; a real calendar date) or Unix

@@ -462,7 +462,7 @@ Result<SearchRequest> ParseSearchForm(const std::vector<FormPart>& parts, const 
 }
 
 Result<SearchRequest> ParseSearchArgs(std::span<const std::string> args, std::span<const std::string> images,
-                                      std::span<const int64_t> items, const SearchFields& options,
+                                      std::span<const std::string> items, const SearchFields& options,
                                       const RequestLimits& limits) {
   SearchRequest r;
   float sign = 1.0f;
@@ -499,7 +499,10 @@ Result<SearchRequest> ParseSearchArgs(std::span<const std::string> args, std::sp
     t.path = image;
     r.terms.push_back(std::move(t));
   }
-  for (int64_t id : items) r.terms.push_back(ItemTerm(id));
+  for (const std::string& item : items) {
+    ASSIGN_OR_RETURN(SearchTerm t, ParseItemRef(item, "--similar"));
+    r.terms.push_back(std::move(t));
+  }
   for (const auto& [key, value] : options) {
     const Status s = ApplyField(key, value, limits, /*terms_allowed=*/false, &r);
     if (s.code() == StatusCode::kNotFound) return Status::Internal("no search option " + Quoted(key));

@@ -98,15 +98,16 @@ TEST(SearchRequests, EveryFrontEndMeansTheSame) {
                                 {"under", "/p/x/"}, {"after", "1700000000"}, {"before", "2024-01-01T00:00:00"},
                                 {"format", "JPG"},  {"format", "tif"},       {"exact", "true"}};
   SearchFields query = options;
-  query.insert(query.begin(), {{"q", "a red car"}, {"similar", "4"}});
+  query.insert(query.begin(), {{"q", "a red car"}, {"similar", "4"}, {"similar", "9@62.5"}});
   auto get = ParseSearchQuery(query);
   ASSERT_TRUE(get.ok()) << get.status().ToString();
   const std::vector<std::string> args = {"a red car"};
-  const std::vector<int64_t> items = {4};
+  const std::vector<std::string> items = {"4", "9@62.5"};
   auto cli = ParseSearchArgs(args, {}, items, options);
   ASSERT_TRUE(cli.ok()) << cli.status().ToString();
-  auto post = ParseSearchJson(R"({"q": "a red car", "similar": 4, "k": 7, "offset": 2, "min_score": 0.25,
-      "under": "/p/x/", "after": 1700000000, "before": "2024-01-01T00:00:00", "formats": ["JPG", "tif"], "exact": true})");
+  auto post = ParseSearchJson(R"({"q": "a red car", "similar": 4, "terms": [{"time": 62.5, "id": 9}], "k": 7,
+      "offset": 2, "min_score": 0.25, "under": "/p/x/", "after": 1700000000, "before": "2024-01-01T00:00:00",
+      "formats": ["JPG", "tif"], "exact": true})");
   ASSERT_TRUE(post.ok()) << post.status().ToString();
   std::vector<FormPart> parts;
   for (const auto& [k, v] : query) parts.push_back({k, v, ""});
@@ -121,14 +122,29 @@ TEST(SearchRequests, EveryFrontEndMeansTheSame) {
     EXPECT_EQ(r->options.filter.before_s, 1704067200);
     EXPECT_EQ(r->options.filter.formats, (std::vector<std::string>{"jpeg", "tiff"}));
     EXPECT_TRUE(r->options.exact);
-    ASSERT_EQ(r->terms.size(), 2u);
-    const bool text_first = r->terms[0].kind == SearchTerm::Kind::kText;
-    const SearchTerm& text = r->terms[text_first ? 0 : 1];
-    const SearchTerm& item = r->terms[text_first ? 1 : 0];
-    EXPECT_EQ(text.text, "a red car");
-    EXPECT_EQ(item.kind, SearchTerm::Kind::kItem);
-    EXPECT_EQ(item.id, 4);
+    ASSERT_EQ(r->terms.size(), 3u);
+    std::vector<const SearchTerm*> items;
+    for (const SearchTerm& t : r->terms) {
+      if (t.kind == SearchTerm::Kind::kText) {
+        EXPECT_EQ(t.text, "a red car");
+      } else {
+        items.push_back(&t);
+      }
+    }
+    ASSERT_EQ(items.size(), 2u);
+    EXPECT_EQ(items[0]->kind, SearchTerm::Kind::kItem);
+    EXPECT_EQ(items[0]->id, 4);
+    EXPECT_FALSE(items[0]->time_s.has_value());
+    EXPECT_EQ(items[1]->id, 9);  // a video's moment
+    EXPECT_EQ(items[1]->time_s, 62.5);
   }
+  // A moment's time is a number of seconds from 0, and goes with an id only.
+  for (const std::string bad : {"9@", "9@-1", "9@x", "9@nan", "@5"}) {
+    EXPECT_FALSE(ParseSearchQuery({{"similar", bad}}).ok()) << bad;
+    EXPECT_FALSE(ParseSearchArgs({}, {}, std::vector<std::string>{bad}, {}).ok()) << bad;
+  }
+  EXPECT_FALSE(ParseSearchJson(R"({"terms": [{"text": "x", "time": 3}]})").ok());
+  EXPECT_FALSE(ParseSearchJson(R"({"terms": [{"id": 3, "time": -3}]})").ok());
   // The same mistake gets the same message.
   auto bad_get = ParseSearchQuery({{"q", "x"}, {"after", "2023-02-30"}});
   auto bad_cli = ParseSearchArgs(std::vector<std::string>{"x"}, {}, {}, {{"after", "2023-02-30"}});
