@@ -186,7 +186,7 @@ class Client:
     def thumbnail(self, image_id: int, size: int = 256, time: Optional[float] = None) -> bytes:
         """A JPEG thumbnail whose longer side is `size` (rounded up to 64, 128, 256, 512 or 1024); of a
         video, its frame at `time` seconds (default: its middle sampled frame)."""
-        at = "" if time is None else f"&t={float(time):g}"
+        at = "" if time is None else f"&t={float(time):.3f}"
         return self._request("GET", f"/api/images/{int(image_id)}/thumbnail?size={int(size)}{at}", raw=True)
 
     # ---- the server ----

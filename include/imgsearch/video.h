@@ -59,8 +59,9 @@ struct VideoFrame {
 // returns stops sampling and is returned). Decodes only what it needs: key frames, plus the frames
 // leading to a sample where key frames are too far apart. Every failure — not a video, no video
 // stream, a codec FFmpeg cannot decode, a damaged or truncated file, absurd dimensions, the time
-// limit — is a Status naming the problem; a video that yields no frame at all is an error too.
-// Several threads may sample videos at once (each call has its own demuxer and decoder).
+// limit (time spent in `on_frame` does not count) — is a Status naming the problem; a file with no
+// video stream (audio in a video container) is kNotFound; a video that yields no frame at all is an
+// error too. Several threads may sample videos at once (each call has its own demuxer and decoder).
 Result<VideoInfo> SampleVideo(const VideoSource& source, const VideoOptions& options,
                               const std::function<Status(VideoFrame frame)>& on_frame);
 

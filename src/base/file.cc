@@ -77,11 +77,29 @@ Result<std::vector<uint8_t>> ReadFileBytes(const std::string& path, size_t max_b
   return ReadAndClose(fd, path, size);
 }
 
-Result<std::vector<uint8_t>> ReadFilePrefix(const std::string& path, size_t n) {
+Result<RegularFile> RegularFile::Open(const std::string& path) {
   int fd = -1;
   size_t size = 0;
   RETURN_IF_ERROR(OpenRegular(path, &fd, &size));
-  return ReadAndClose(fd, path, std::min(size, n));
+  return RegularFile(fd, size, path);
+}
+
+RegularFile::~RegularFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Result<std::vector<uint8_t>> RegularFile::ReadAt(uint64_t offset, size_t n) const {
+  std::vector<uint8_t> bytes(n);
+  size_t done = 0;
+  while (done < n) {
+    const ssize_t got = ::pread(fd_, bytes.data() + done, n - done, static_cast<off_t>(offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return ErrnoStatus("cannot read", path_, errno);
+    if (got == 0) break;
+    done += static_cast<size_t>(got);
+  }
+  bytes.resize(done);
+  return bytes;
 }
 
 Result<std::string> ReadFileText(const std::string& path, size_t max_bytes) {

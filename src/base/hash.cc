@@ -1,6 +1,5 @@
 #include "base/hash.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -25,31 +24,26 @@ std::string Hex(XXH128_hash_t h) {
 
 std::string ContentHash(std::span<const uint8_t> bytes) { return Hex(XXH3_128bits(bytes.data(), bytes.size())); }
 
-Result<std::string> ContentHashOfFile(const std::string& path, std::span<const uint8_t> prefix) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return Status::NotFound(path + " is gone");
-    return Status::IoError("cannot open " + path + ": " + std::strerror(errno));
-  }
+Result<std::string> ContentHashOf(const RegularFile& file, std::span<const uint8_t> prefix) {
   std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(), &XXH3_freeState);
   XXH3_128bits_reset(state.get());
   XXH3_128bits_update(state.get(), prefix.data(), prefix.size());
   std::vector<uint8_t> buffer(size_t{1} << 20);
   off_t at = static_cast<off_t>(prefix.size());
   while (true) {
-    const ssize_t n = ::pread(fd, buffer.data(), buffer.size(), at);
+    const ssize_t n = ::pread(file.fd(), buffer.data(), buffer.size(), at);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return Status::IoError("cannot read " + path + ": " + std::strerror(err));
-    }
+    if (n < 0) return Status::IoError("cannot read " + file.path() + ": " + std::strerror(errno));
     if (n == 0) break;
     XXH3_128bits_update(state.get(), buffer.data(), static_cast<size_t>(n));
     at += n;
   }
-  ::close(fd);
   return Hex(XXH3_128bits_digest(state.get()));
+}
+
+Result<std::string> ContentHashOfFile(const std::string& path) {
+  ASSIGN_OR_RETURN(RegularFile file, RegularFile::Open(path));
+  return ContentHashOf(file);
 }
 
 }  // namespace imgsearch

@@ -115,9 +115,10 @@ Result<FileContent> ReadLocalFile(const std::string& path) {
   std::optional<FileInfo> now = StatFile(path);
   if (!now) return Status::NotFound(path + " is gone");
   content.stat = std::move(*now);
-  ASSIGN_OR_RETURN(content.bytes, ReadFilePrefix(path, kDetectBytes));
+  ASSIGN_OR_RETURN(RegularFile file, RegularFile::Open(path));
+  ASSIGN_OR_RETURN(content.bytes, file.ReadAt(0, kDetectBytes));
   if (IsVideoFormat(DetectImageFormat(content.bytes))) {
-    content.local_path = path;
+    content.file = std::make_shared<const RegularFile>(std::move(file));
   } else if (content.bytes.size() == kDetectBytes) {
     ASSIGN_OR_RETURN(content.bytes, ReadFileBytes(path, kMaxFileBytes));
   }
@@ -131,8 +132,8 @@ namespace {
 void PrepareVideo(const FileContent& content, ImageFormat format, const PrepareOptions& options,
                   const Preprocessing& pre, Collection* collection, const std::function<void(PreparedFile)>& emit_part,
                   PreparedFile& out) {
-  const VideoSource source =
-      content.local_path.empty() ? VideoSource{.bytes = content.bytes} : VideoSource{.path = content.local_path};
+  const VideoSource source = content.file == nullptr ? VideoSource{.bytes = content.bytes}
+                                                     : VideoSource{.path = content.file->DescriptorPath()};
   VideoOptions video = options.video;
   video.max_pixels = options.decode.max_pixels;
   // Frames reach the model through the same resize as photos; sampling them at twice the model's
@@ -146,12 +147,23 @@ void PrepareVideo(const FileContent& content, ImageFormat format, const PrepareO
     r.capture_time = info.capture_time;
     r.status = ImageStatus::kIndexed;
   };
+  // No video stream: nothing to index (audio in a video container). Stopping: tried again later.
+  auto fail_video = [&](const Status& why) {
+    if (why.code() == StatusCode::kNotFound) {
+      out.kind = out.was_known ? PreparedFile::kRemove : PreparedFile::kDrop;
+    } else if (why.code() == StatusCode::kUnavailable) {
+      out.kind = PreparedFile::kRetry;
+      out.retry = why;
+    } else {
+      r.status = ImageStatus::kFailed;
+      r.error = why.message();
+    }
+  };
   Result<bool> known_content = collection->HasEmbeddingFor(r.content_hash);
   if (known_content.ok() && *known_content) {  // a copy of a video already embedded
     Result<VideoInfo> info = ProbeVideo(source, video);
     if (!info.ok()) {
-      r.status = ImageStatus::kFailed;
-      r.error = info.status().message();
+      fail_video(info.status());
       return;
     }
     describe(*info);
@@ -167,6 +179,7 @@ void PrepareVideo(const FileContent& content, ImageFormat format, const PrepareO
   };
   start_part();
   Result<VideoInfo> info = SampleVideo(source, video, [&](VideoFrame frame) -> Status {
+    if (options.stop != nullptr && *options.stop) return Status::Unavailable("stopping before it was read whole");
     part.upsert.record.frame_times.push_back(static_cast<float>(frame.time_s));
     part.pixels.resize(part.pixels.size() + floats);
     Normalize(ResizeForModel(frame.image, pre), pre, part.pixels.data() + part.pixels.size() - floats);
@@ -177,9 +190,8 @@ void PrepareVideo(const FileContent& content, ImageFormat format, const PrepareO
     }
     return Status::Ok();
   });
-  if (!info.ok()) {  // the parts handed on already are dropped with this failure
-    r.status = ImageStatus::kFailed;
-    r.error = info.status().message();
+  if (!info.ok()) {  // the parts handed on already are dropped with this outcome
+    fail_video(info.status());
     return;
   }
   describe(*info);
@@ -241,14 +253,10 @@ PreparedFile PrepareFile(const WorkItem& item, const FileReader& read, const Pre
   out.upsert.record.mtime_ns = content->stat.mtime_ns;
   std::vector<uint8_t>& bytes = content->bytes;
   std::string hash;
-  if (content->local_path.empty()) {
+  if (content->file == nullptr) {
     hash = ContentHash(bytes);
   } else {
-    Result<std::string> streamed = ContentHashOfFile(content->local_path, bytes);
-    if (!streamed.ok() && streamed.status().code() == StatusCode::kNotFound) {
-      out.kind = PreparedFile::kDrop;
-      return out;
-    }
+    Result<std::string> streamed = ContentHashOf(*content->file, bytes);
     if (!streamed.ok()) return fail(streamed.status().message());
     hash = std::move(*streamed);
   }
@@ -286,15 +294,22 @@ void Pipeline::DecodeLoop() {
   const Preprocessing& pre = model_.preprocessing();
   const FileReader read =
       options_.read ? options_.read : [](const WorkItem& item) { return ReadLocalFile(item.file.path); };
-  PrepareOptions prepare{
-      .decode = options_.decode, .video = options_.video, .frames_per_part = std::max(1, options_.batch_size)};
-  const auto emit_part = [this](PreparedFile part) {
-    ReserveImages(ImagesIn(part));
-    pixels_.Push(std::move(part));
-  };
+  const PrepareOptions prepare{.decode = options_.decode,
+                               .video = options_.video,
+                               .frames_per_part = std::max(1, options_.batch_size),
+                               .stop = &closing_};
   while (std::optional<WorkItem> item = work_.Pop()) {
     const auto t0 = Clock::now();
+    // Parts are told apart by their number, not their path: the same path may be in flight twice
+    // (a file that grew while it was read is queued again).
+    const uint64_t video = ++videos_;
+    const auto emit_part = [&](PreparedFile part) {
+      part.video = video;
+      ReserveImages(ImagesIn(part));
+      pixels_.Push(std::move(part));
+    };
     PreparedFile p = PrepareFile(*item, read, prepare, pre, collection_, emit_part);
+    p.video = video;
     decode_ns_ += NanosSince(t0);
     // A video's last part follows its earlier parts through the encoder, pixels or not, so that
     // it reaches the writer after them.
@@ -467,11 +482,10 @@ Status Pipeline::WriteWithRetries(std::span<PreparedFile> batch) {
 }
 
 std::optional<PreparedFile> Pipeline::JoinParts(PreparedFile file) {
-  const std::string& path = file.upsert.record.path;
-  auto it = parts_.find(path);
+  auto it = parts_.find(file.video);
   if (!file.last_part) {
     if (it == parts_.end()) {
-      parts_.emplace(path, std::move(file));
+      parts_.emplace(file.video, std::move(file));
       return std::nullopt;
     }
     PreparedFile& joined = it->second;

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "base/bounded_queue.h"
+#include "base/file.h"
 #include "imgsearch/clip.h"
 #include "imgsearch/collection.h"
 #include "imgsearch/ingest.h"
@@ -60,9 +61,9 @@ struct WorkItem {
 struct FileContent {
   FileInfo stat;
   std::vector<uint8_t> bytes;
-  // Set when `bytes` holds only the file's first kDetectBytes (a video, read where it lies as
-  // needed rather than all into memory): where the rest is.
-  std::string local_path;
+  // Set when `bytes` holds only the file's first kDetectBytes: a video, read where it lies as
+  // needed rather than all into memory, through this descriptor (the file that was checked).
+  std::shared_ptr<const RegularFile> file;
 };
 // Reads a file for ingestion: kNotFound when it is gone, kUnavailable when its storage cannot be
 // reached now (the file is then tried again later, not recorded as failed).
@@ -84,6 +85,7 @@ struct PreparedFile {
   // joins them with the last part, which carries the record.
   bool last_part = true;
   bool after_parts = false;  // the last part of a video whose earlier parts were handed on
+  uint64_t video = 0;        // a video's parts share this number, unique within the pipeline
   bool embedded = false;     // went through the model
   Status retry;              // kRetry: why
   std::any token;            // WorkItem::token
@@ -94,6 +96,8 @@ struct PrepareOptions {
   DecodeOptions decode;
   VideoOptions video;
   int frames_per_part = 32;  // a video's frames are handed on in parts of at most this many
+  // Set: the pipeline is stopping, and a video being sampled is handed back (kRetry) at its next frame.
+  const std::atomic<bool>* stop = nullptr;
 };
 
 // Reads, hashes and decodes one file and prepares its pixels for a model that sees images through
@@ -266,7 +270,9 @@ class Pipeline final : public Sink {
   std::atomic<int64_t> decode_ns_{0}, encode_ns_{0}, write_ns_{0};
   mutable std::mutex failures_mu_;
   std::vector<std::pair<std::string, std::string>> failures_;
-  std::map<std::string, PreparedFile> parts_;  // videos' parts waiting for their last (writer thread only)
+  std::map<uint64_t, PreparedFile>
+      parts_;  // videos' parts waiting for their last, by PreparedFile::video (writer thread only)
+  std::atomic<uint64_t> videos_{0};  // numbers PreparedFile::video
   const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 

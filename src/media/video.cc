@@ -195,6 +195,9 @@ class OpenVideo {
   AVStream* stream() { return format_->streams[stream_index_]; }
   int stream_index() const { return stream_index_; }
   bool TimeUp() const { return Clock::now() >= deadline_; }
+  // Time spent outside the decoding (the caller's on_frame, waiting for room further down its
+  // pipeline) does not count against the limit.
+  void NotCounting(Clock::duration spent) { deadline_ += spent; }
   Status TimeLimitError() const {
     return Status::ResourceExhausted("reading the video took longer than the limit of " +
                                      std::to_string(time_limit_.count()) + " ms");
@@ -312,7 +315,8 @@ Status OpenVideo::OpenInput(const VideoSource& source, ImageFormat format) {
     };
     if (stream_index_ < 0 || rank(st) > rank(ctx->streams[stream_index_])) stream_index_ = static_cast<int>(i);
   }
-  if (stream_index_ < 0) return Status::Unsupported("no video stream (audio only?)");
+  // kNotFound: nothing here to index (an audio file in a video container).
+  if (stream_index_ < 0) return Status::NotFound("no video stream (audio only?)");
   // Headers without the frame size (rare) need a look at the first packets.
   if (stream()->codecpar->width <= 0 || stream()->codecpar->height <= 0) {
     err = avformat_find_stream_info(ctx, nullptr);
@@ -685,7 +689,10 @@ class Sampler {
     last_thumb_ = thumb;
     has_thumb_ = check;
     ++count_;
-    return on_frame_(VideoFrame{.time_s = t, .image = std::move(image)});
+    const auto handed = Clock::now();
+    Status st = on_frame_(VideoFrame{.time_s = t, .image = std::move(image)});
+    video_.NotCounting(Clock::now() - handed);
+    return st;
   }
 
   OpenVideo& video_;

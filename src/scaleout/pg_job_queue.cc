@@ -77,6 +77,17 @@ Status PgJobQueue::Heartbeat(const std::string& worker, int64_t jobs_done) {
   });
 }
 
+Status PgJobQueue::ExtendLeases(const std::string& worker, double lease_seconds) {
+  return client_->Run([&](pqxx::connection& c) {
+    pqxx::work w(c);
+    w.exec_params(
+        "UPDATE imgsearch.jobs SET lease_until = now() + make_interval(secs => $2) WHERE lease_owner = $1 AND "
+        "lease_until >= now()",
+        worker, lease_seconds);
+    w.commit();
+  });
+}
+
 Result<std::vector<Job>> PgJobQueue::Claim(const std::string& worker, int n, double lease_seconds) {
   std::vector<Job> jobs;
   RETURN_IF_ERROR(client_->Run([&](pqxx::connection& c) {

@@ -46,6 +46,9 @@ class PgJobQueue final : public JobQueue {
   Status Heartbeat(const std::string& worker, int64_t jobs_done);
   // Up to `n` jobs whose time has come, leased to `worker` for `lease_seconds`.
   Result<std::vector<Job>> Claim(const std::string& worker, int n, double lease_seconds);
+  // Renews the leases `worker` still holds for another `lease_seconds`: a live worker keeps a job
+  // however long it takes (a long video); a stopped one stops renewing, and its jobs go to others.
+  Status ExtendLeases(const std::string& worker, double lease_seconds);
   // In one transaction: writes the results of the jobs `worker` still holds (same generation, its
   // lease), deletes those jobs, hands back the ones to retry (with a growing delay) and records a
   // heartbeat. Each file's token is its Job. Files not written are turned into kDrop (superseded)

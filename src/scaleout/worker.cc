@@ -87,9 +87,15 @@ class Worker final : public ingest::ResultWriter {
   Status Feed(ingest::Pipeline& pipeline, const std::atomic<bool>& stop) {
     const int64_t room = 2 * static_cast<int64_t>(std::max(1, options_.batch_size));
     auto idle = std::chrono::milliseconds(50);
-    auto last_seen = Clock::now(), last_roots = Clock::now();
+    auto last_seen = Clock::now(), last_roots = Clock::now(), last_renewal = Clock::now();
+    const auto renew_every = std::chrono::duration<double>(options_.lease_seconds / 3);
     while (!stop) {
       RETURN_IF_ERROR(pipeline.status());
+      if (Clock::now() - last_renewal > renew_every) {
+        // The jobs in flight may take longer than a lease (a long video, a slow model): held on.
+        RETURN_IF_ERROR(queue_->ExtendLeases(name_, options_.lease_seconds));
+        last_renewal = Clock::now();
+      }
       if (pipeline.Snapshot().in_flight >= room) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
         continue;

@@ -258,6 +258,9 @@ Result<Image> ThumbnailCache::Picture(const ImageRecord& record, int size, std::
     VideoOptions options;
     options.max_pixels = decode_.max_pixels;
     options.min_side = size;  // the shorter side at `size` is more than the longer side needs
+    // A page of video results asks for many frames at once, each holding a decode slot: a file too
+    // slow to give one up quickly (a very long GOP, no index) fails this one request instead.
+    options.time_limit = std::chrono::seconds(20);
     auto frame = VideoFrameAt(VideoSource{.path = file->DescriptorPath()}, t, options);
     if (!frame.ok()) return frame.status().WithContext(record.path);
     return std::move(frame->image);

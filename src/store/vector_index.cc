@@ -187,8 +187,20 @@ void VectorIndex::PutBatch(std::span<const int64_t> ids, std::span<const float> 
   for (std::thread& t : threads) t.join();
   for (size_t i = 0; i < ids.size(); ++i) {
     EraseFrames(ids[i], metas[i].frames());  // a video that now has fewer frames
-    meta_[ids[i]] = std::move(metas[i]);
+    SetMeta(ids[i], std::move(metas[i]));
   }
+}
+
+void VectorIndex::SetMeta(int64_t id, std::optional<ImageMeta> meta) {
+  if (auto it = meta_.find(id); it != meta_.end()) {
+    videos_ -= it->second.frame_times.empty() ? 0 : 1;
+    points_ -= static_cast<int64_t>(it->second.frames());
+    meta_.erase(it);
+  }
+  if (!meta) return;
+  videos_ += meta->frame_times.empty() ? 0 : 1;
+  points_ += static_cast<int64_t>(meta->frames());
+  meta_.emplace(id, std::move(*meta));
 }
 
 void VectorIndex::EraseFrames(int64_t id, size_t first) {
@@ -202,19 +214,19 @@ void VectorIndex::EraseFrames(int64_t id, size_t first) {
 
 void VectorIndex::UpdateMeta(int64_t id, ImageMeta meta) {
   auto it = meta_.find(id);
-  if (it != meta_.end()) it->second = std::move(meta);
+  if (it != meta_.end()) SetMeta(id, std::move(meta));
 }
 
 bool VectorIndex::AttachMeta(int64_t id, ImageMeta meta) {
   auto it = g_->hnsw->label_lookup_.find(LabelOf(id, 0));
   if (it == g_->hnsw->label_lookup_.end() || g_->hnsw->isMarkedDeleted(it->second)) return false;
-  meta_[id] = std::move(meta);
+  SetMeta(id, std::move(meta));
   return true;
 }
 
 void VectorIndex::Erase(int64_t id) {
   // No early return without metadata: a point loaded from a snapshot has none until attached.
-  meta_.erase(id);
+  SetMeta(id, std::nullopt);
   EraseFrames(id, 0);
 }
 
@@ -330,18 +342,58 @@ std::vector<VectorIndex::ScoredLabel> VectorIndex::SearchGraph(std::span<const f
   return out;
 }
 
+std::vector<ItemMatch> VectorIndex::SearchExactItems(std::span<const float> query, size_t n,
+                                                     const SearchFilter& filter) const {
+  std::unordered_map<int64_t, ItemMatch> best;
+  const size_t count = g_->hnsw->cur_element_count;
+  for (Internal i = 0; i < count; ++i) {
+    if (g_->hnsw->isMarkedDeleted(i)) continue;
+    const Label label = g_->hnsw->getExternalLabel(i);
+    const int64_t id = IdOf(label);
+    if (!Passes(id, filter)) continue;
+    const float score =
+        1.0f - g_->hnsw->fstdistfunc_(query.data(), g_->hnsw->getDataByInternalId(i), g_->hnsw->dist_func_param_);
+    auto [it, added] = best.try_emplace(id, ItemMatch{id, score, FrameOf(label), {}});
+    if (added) continue;
+    ItemMatch& m = it->second;
+    if (score > m.score) {
+      m.other_frames.emplace_back(m.frame, m.score);
+      m.score = score;
+      m.frame = FrameOf(label);
+    } else {
+      m.other_frames.emplace_back(FrameOf(label), score);
+    }
+  }
+  std::vector<ItemMatch> items;
+  items.reserve(best.size());
+  for (auto& [id, m] : best) items.push_back(std::move(m));
+  auto by_score = [](const ItemMatch& a, const ItemMatch& b) { return a.score > b.score; };
+  const size_t keep = std::min(n, items.size());
+  std::partial_sort(items.begin(), items.begin() + static_cast<ptrdiff_t>(keep), items.end(), by_score);
+  items.resize(keep);
+  for (ItemMatch& m : items) {
+    std::sort(m.other_frames.begin(), m.other_frames.end(),
+              [](const auto& a, const auto& b) { return a.second > b.second; });
+    if (m.other_frames.size() > kMaxMoments) m.other_frames.resize(kMaxMoments);
+  }
+  return items;
+}
+
 std::vector<ItemMatch> VectorIndex::Search(std::span<const float> query, size_t n, const SearchFilter& filter,
                                            bool exact) const {
-  bool scan = exact || size() <= params_.exact_below;
+  // What a scan costs is its points (a video has one per frame), not its items.
+  bool scan = exact || points_ <= params_.exact_below;
   if (!scan && !filter.empty()) {
     // A selective filter leaves few candidates: scanning them is exact and cheaper than a graph
     // walk that must step over most points.
     int64_t passing = 0;
     for (const auto& [id, meta] : meta_) {
-      if (Passes(id, filter) && ++passing > params_.exact_below) break;
+      if (Passes(id, filter) && (passing += static_cast<int64_t>(meta.frames())) > params_.exact_below) break;
     }
     scan = passing <= params_.exact_below;
   }
+  // A scan with videos keeps each item's best frames in one pass; without, its points are items.
+  if (scan && videos_ > 0) return SearchExactItems(query, n, filter);
   // Points are frames: a video's many frames may take several of the best `want` points. Ask for
   // more until `n` items are found or no point is left (without videos, the first pass does); a
   // few more than `n` from the start give a video hit its other moments.
@@ -475,6 +527,7 @@ Result<int64_t> VectorIndex::Load(const std::string& path) {
     return Status::Corruption(path + ": " + e.what());
   }
   meta_.clear();
+  videos_ = points_ = 0;
   return meta.value("change_seq", int64_t{0});
 }
 

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -92,9 +93,14 @@ class VectorIndex {
   // The best `n` points (frames), best first.
   std::vector<ScoredLabel> SearchExact(std::span<const float> query, size_t n, const SearchFilter& filter) const;
   std::vector<ScoredLabel> SearchGraph(std::span<const float> query, size_t n, const SearchFilter& filter) const;
+  // Every point passing `filter` scored once, kept per item: the best `n` items with their best
+  // frames (what a scan of a collection with videos needs; without, SearchExact's labels are items).
+  std::vector<ItemMatch> SearchExactItems(std::span<const float> query, size_t n, const SearchFilter& filter) const;
   void Reserve(size_t n);
   // Marks the points of `id` from frame `first` on deleted.
   void EraseFrames(int64_t id, size_t first);
+  // Sets (or with nullopt, removes) the metadata of `id`, keeping the counts below.
+  void SetMeta(int64_t id, std::optional<ImageMeta> meta);
 
   struct Graph;
 
@@ -102,6 +108,8 @@ class VectorIndex {
   IndexParams params_;
   std::unique_ptr<Graph> g_;
   std::unordered_map<int64_t, ImageMeta> meta_;  // one entry per live (searchable) image
+  int64_t videos_ = 0;                           // of meta_'s entries
+  int64_t points_ = 0;                           // live points: meta_'s frames
 };
 
 // A collection's search over `index` (which the caller keeps from changing meanwhile): checks the
