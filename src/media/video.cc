@@ -361,6 +361,9 @@ Status OpenVideo::OpenInput(const VideoSource& source, ImageFormat format) {
 Status OpenVideo::OpenDecoder(bool skip_nonref) {
   const AVCodecParameters* par = stream()->codecpar;
   const AVCodec* decoder = avcodec_find_decoder(par->codec_id);
+  if (decoder == nullptr && par->codec_id == AV_CODEC_ID_NONE) {
+    return Status::Unsupported("a video codec FFmpeg does not know");
+  }
   if (decoder == nullptr) return Status::Unsupported("no decoder for the " + info_.codec + " codec");
   codec_.reset(avcodec_alloc_context3(decoder));
   if (!codec_) return Status::ResourceExhausted("cannot allocate a decoder");

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
@@ -451,6 +452,17 @@ TEST_F(VideoTest, BadInputIsAnError) {
   ASSERT_TRUE(Ffmpeg(*ffmpeg_, {"-f", "lavfi", "-i", "sine=duration=1", Path("a.mp4")}));
   ExpectFails(SampleAll({.path = Path("a.mp4")}), "no video stream");
   ExpectFails(ProbeVideo({.path = Path("a.mp4")}), "no video stream");
+
+  // A codec FFmpeg does not know: the Matroska's codec id renamed (same length).
+  std::vector<uint8_t> unknown = Bytes(Path("slides.mkv"));
+  const std::string avc = "V_MPEG4/ISO/AVC";
+  auto at = std::search(unknown.begin(), unknown.end(), avc.begin(), avc.end());
+  ASSERT_NE(at, unknown.end());
+  std::copy_n("V_MPEG4/ISO/QQQ", avc.size(), at);
+  auto unknown_codec = SampleAll({.bytes = unknown});
+  ASSERT_FALSE(unknown_codec.ok());
+  EXPECT_EQ(unknown_codec.status().code(), StatusCode::kUnsupported);
+  ExpectFails(unknown_codec, "Matroska video: a video codec FFmpeg does not know");
 
   // Frames past the pixel limit are refused before decoding.
   auto limited = SampleAll({.path = Path("slides.mp4")}, {.max_pixels = 10'000});
