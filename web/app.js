@@ -310,6 +310,12 @@ async function openViewer(r) {
 // ---- status ----
 
 function fmt(n) { return Number(n).toLocaleString(); }
+// "120 images", or "120 images · 4 videos" once videos are indexed.
+function counted(c) {
+  const videos = c.videos || 0;
+  const images = `${fmt((c.indexed || 0) - videos)} images`;
+  return videos ? `${images} · ${fmt(videos)} video${videos > 1 ? "s" : ""}` : images;
+}
 
 // 38 KB, 4.2 MB, 1.1 GB (powers of 1000, as file managers show them).
 function humanBytes(n) {
@@ -338,8 +344,8 @@ async function pollStatus() {
   pill.className = `pill${ing && ing.error ? " error" : busy || jobs ? " busy" : ""}`;
   pill.textContent = ing && ing.error ? "indexing stopped"
     : busy ? `indexing · ${fmt(ing.in_flight + ing.pending)} left · ${ing.images_per_s}/s`
-    : jobs ? `${fmt(c.indexed || 0)} images · workers embedding ${fmt(jobs)} more`
-    : `${fmt(c.indexed || 0)} images` + (c.failed ? ` · ${fmt(c.failed)} failed` : "") + (ing && ing.unavailable && ing.unavailable.length
+    : jobs ? `${counted(c)} · workers embedding ${fmt(jobs)} more`
+    : counted(c) + (c.failed ? ` · ${fmt(c.failed)} failed` : "") + (ing && ing.unavailable && ing.unavailable.length
       ? ` · ${ing.unavailable.length} folder${ing.unavailable.length > 1 ? "s" : ""} offline` : "");
   $("roots").replaceChildren(...(s.roots || []).map((r) => el("option", { value: r })));
   if (!$("status-panel").hidden) renderStatus(s);

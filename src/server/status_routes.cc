@@ -91,7 +91,10 @@ json ToJson(const StatusReport& r) {
   json j;
   if (r.collection) {
     const CollectionStats& s = *r.collection;
+    int64_t videos = 0;  // of `indexed`
+    for (const auto& [format, n] : s.formats) videos += IsVideoFormat(format) ? n : 0;
     j["collection"] = {{"indexed", s.indexed},
+                       {"videos", videos},
                        {"failed", s.failed},
                        {"distinct_vectors", s.distinct_vectors},
                        {"kept_vectors", s.kept_vectors},

@@ -234,6 +234,9 @@ try {
     fs.mkdirSync(videosDir);
     for (const f of ["clip.mp4", "clip.mkv"]) fs.renameSync(path.join(videosSrc, f), path.join(videosDir, f));
     await until("the videos indexed", async () => (await status()).collection.indexed === total + 2, 60000);
+    check(await until("the videos counted in the pill", async () =>
+      new RegExp(`^${total} images · 2 videos`).test(await page.textContent("[data-testid=status-pill]"))),
+          `the status pill counts the videos apart (${await page.textContent("[data-testid=status-pill]")})`);
     const mp4 = path.join(videosDir, "clip.mp4"), mkv = path.join(videosDir, "clip.mkv");
 
     await page.goto(`${base}/?q=a+video`);
