@@ -367,7 +367,9 @@ std::vector<ItemMatch> VectorIndex::SearchExactItems(std::span<const float> quer
   std::vector<ItemMatch> items;
   items.reserve(best.size());
   for (auto& [id, m] : best) items.push_back(std::move(m));
-  auto by_score = [](const ItemMatch& a, const ItemMatch& b) { return a.score > b.score; };
+  auto by_score = [](const ItemMatch& a, const ItemMatch& b) {
+    return a.score > b.score || (a.score == b.score && a.id < b.id);  // ties in a stable order
+  };
   const size_t keep = std::min(n, items.size());
   std::partial_sort(items.begin(), items.begin() + static_cast<ptrdiff_t>(keep), items.end(), by_score);
   items.resize(keep);
