@@ -22,6 +22,7 @@ namespace imgsearch::store {
 namespace {
 
 std::vector<float> FloatsFromBlob(std::span<const uint8_t> blob) {
+  if (blob.empty()) return {};  // NULL: no pointer to copy from
   std::vector<float> v(blob.size() / sizeof(float));
   std::memcpy(v.data(), blob.data(), v.size() * sizeof(float));
   return v;
