@@ -20,15 +20,9 @@ namespace imgsearch {
 namespace {
 
 using testing::ImgsearchBin;
+using testing::JsonLines;
 using testing::RunCommand;
 using testing::TestModelDir;
-
-std::vector<nlohmann::json> JsonLines(const std::string& out) {
-  std::vector<nlohmann::json> lines;
-  std::istringstream in(out);
-  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
-  return lines;
-}
 
 std::vector<std::string> MakeLibrary(const std::string& dir);
 

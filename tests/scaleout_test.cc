@@ -13,7 +13,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <optional>
-#include <regex>
 #include <thread>
 
 #include "imgsearch/image.h"
@@ -179,9 +178,7 @@ class SearchNode {
       : p_({ImgsearchBin(), "-v", "serve", "--store", url, "--model", TestModelDir(), "--listen", "127.0.0.1:0",
             "--thumbnails", testing::MakeTempDir(), "--index-cache", index_cache}) {
     EXPECT_TRUE(p_.WaitForOutput("serving http://", 120)) << p_.Out() << p_.Err();
-    std::smatch m;
-    const std::string out = p_.Out();
-    if (std::regex_search(out, m, std::regex("serving http://127\\.0\\.0\\.1:(\\d+)/"))) port_ = std::stoi(m[1]);
+    port_ = testing::ServingPort(p_.Out());
   }
   std::vector<std::pair<std::string, double>> Search(const std::string& q, int k) {
     httplib::Client c("127.0.0.1", port_);

@@ -16,7 +16,6 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -136,10 +135,8 @@ class ServeTest : public ::testing::Test {
     started_at_ = Clock::now();
     server_ = std::make_unique<Process>(argv);
     ASSERT_TRUE(server_->WaitForOutput("serving http://", 60)) << server_->Out() << server_->Err();
-    std::smatch m;
-    const std::string out = server_->Out();
-    ASSERT_TRUE(std::regex_search(out, m, std::regex("serving http://127\\.0\\.0\\.1:(\\d+)/")));
-    port_ = std::stoi(m[1]);
+    port_ = testing::ServingPort(server_->Out());
+    ASSERT_NE(port_, 0) << server_->Out();
     if (watch) {
       ASSERT_TRUE(server_->WaitForOutput("initial scan done", 120)) << server_->Out() << server_->Err();
     }

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -42,6 +43,19 @@ std::string TestModelDir() {
 std::string ImgsearchBin() {
   const char* env = std::getenv("IMGSEARCH_BIN");
   return env != nullptr ? env : IMGSEARCH_BIN_DEFAULT;
+}
+
+int ServingPort(const std::string& out) {
+  std::smatch m;
+  if (!std::regex_search(out, m, std::regex("serving http://127\\.0\\.0\\.1:(\\d+)/"))) return 0;
+  return std::stoi(m[1]);
+}
+
+std::vector<nlohmann::json> JsonLines(const std::string& out) {
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(out);
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  return lines;
 }
 
 std::optional<std::string> FindProgram(const std::string& name) {

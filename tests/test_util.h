@@ -22,6 +22,12 @@ std::string TestModelDir();
 // The imgsearch binary under test ($IMGSEARCH_BIN overrides).
 std::string ImgsearchBin();
 
+// The port a `serve` printed it listens on ("serving http://127.0.0.1:PORT/"), 0 when it has not.
+int ServingPort(const std::string& out);
+
+// Output of JSON lines (--json), parsed.
+std::vector<nlohmann::json> JsonLines(const std::string& out);
+
 // The program `name` found on $PATH (RunCommand takes a path), or nullopt.
 std::optional<std::string> FindProgram(const std::string& name);
 

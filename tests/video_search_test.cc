@@ -28,6 +28,7 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using testing::ImgsearchBin;
+using testing::JsonLines;
 using testing::RunCommand;
 using testing::TestModelDir;
 using Clock = std::chrono::steady_clock;
@@ -59,13 +60,6 @@ void MakeSlideshow(const std::string& golden, const std::vector<std::string>& sl
   argv.push_back(out);
   const auto made = RunCommand(argv);
   ASSERT_EQ(made.exit_code, 0) << made.err;
-}
-
-std::vector<json> JsonLines(const std::string& out) {
-  std::vector<json> lines;
-  std::istringstream in(out);
-  for (std::string line; std::getline(in, line);) lines.push_back(json::parse(line));
-  return lines;
 }
 
 class VideoSearchTest : public ::testing::Test {
@@ -227,10 +221,8 @@ class VideoServeTest : public VideoSearchTest {
         std::vector<std::string>{ImgsearchBin(), "serve", "--db", db_, "--model", TestModelDir(), "--offline",
                                  "--listen", "127.0.0.1:0", "--quiet-ms", "100", "--watch", lib_});
     ASSERT_TRUE(server_->WaitForOutput("serving http://", 60)) << server_->Out() << server_->Err();
-    std::smatch m;
-    const std::string out = server_->Out();
-    ASSERT_TRUE(std::regex_search(out, m, std::regex("serving http://127\\.0\\.0\\.1:(\\d+)/")));
-    port_ = std::stoi(m[1]);
+    port_ = testing::ServingPort(server_->Out());
+    ASSERT_NE(port_, 0) << server_->Out();
     ASSERT_TRUE(server_->WaitForOutput("initial scan done", 120)) << server_->Out() << server_->Err();
   }
 

@@ -326,7 +326,6 @@ void Pipeline::DecodeLoop() {
 void Pipeline::EncodeLoop() {
   std::vector<PreparedFile> batch;
   const size_t batch_size = static_cast<size_t>(std::max(1, options_.batch_size));
-  const auto floats = static_cast<size_t>(model_.preprocessing().input_floats());
   size_t images = 0;  // in `batch` (a video's part counts its frames)
   while (true) {
     std::optional<PreparedFile> d;
@@ -342,7 +341,7 @@ void Pipeline::EncodeLoop() {
         continue;
       }
     }
-    const size_t n = d->pixels.size() / floats;
+    const size_t n = ImagesIn(*d);
     if (!batch.empty() && images + n > batch_size) {
       Encode(batch);
       images = 0;

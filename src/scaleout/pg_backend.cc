@@ -35,10 +35,7 @@ ImageRecord RecordOf(const pqxx::row& row) {
 
 std::vector<float> VectorOf(const pqxx::field& field) {
   const pqxx::binarystring bytes(field);
-  if (bytes.size() < sizeof(float)) return {};
-  std::vector<float> v(bytes.size() / sizeof(float));
-  std::memcpy(v.data(), bytes.data(), v.size() * sizeof(float));
-  return v;
+  return store::FloatsOf({bytes.data(), bytes.size()});
 }
 
 void LockChanges(pqxx::work& w) { w.exec_params("SELECT pg_advisory_xact_lock($1)", kChangeLock); }

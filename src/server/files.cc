@@ -193,13 +193,13 @@ void ThumbnailCache::Prune() {
 }
 
 Result<std::string> ThumbnailCache::Get(const ImageRecord& record, int requested, std::optional<double> time_s) {
-  const int size = RoundSize(requested);
-  return GetScaled(record, size, 85, std::to_string(size) + FrameTag(record, time_s), time_s);
+  return GetScaled(record, RoundSize(requested), 85, ThumbnailName(record, requested, time_s), time_s);
 }
 
-std::string ThumbnailCache::FrameTag(const ImageRecord& record, std::optional<double> time_s) {
-  if (!IsVideoFormat(record.format)) return "";
-  return "-t" + std::to_string(std::llround(time_s.value_or(-1) * 1000));
+std::string ThumbnailCache::ThumbnailName(const ImageRecord& record, int size, std::optional<double> time_s) {
+  const std::string rounded = std::to_string(RoundSize(size));
+  if (!IsVideoFormat(record.format)) return rounded;
+  return rounded + "-t" + std::to_string(std::llround(time_s.value_or(-1) * 1000));
 }
 
 std::string ThumbnailCache::PixelsTag(const ImageRecord& record, const std::string& what) {

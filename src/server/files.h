@@ -94,9 +94,10 @@ class ThumbnailCache {
   // The JPEG bytes of the thumbnail of `record` at RoundSize(size); of a video, its frame at
   // `time_s` (without one, its middle sampled frame).
   Result<std::string> Get(const ImageRecord& record, int size, std::optional<double> time_s = std::nullopt);
-  // What names a video's frame at `time_s` among its pictures ("t12.5"): milliseconds, so that the
-  // times a client may send for one frame do not multiply the cache.
-  static std::string FrameTag(const ImageRecord& record, std::optional<double> time_s);
+  // What names that thumbnail among the pictures of `record` (PixelsTag's `what`): "256", or for a
+  // video's frame "256-t12500", the time in milliseconds (the times a client may send for one frame
+  // do not multiply the cache).
+  static std::string ThumbnailName(const ImageRecord& record, int size, std::optional<double> time_s);
 
   // Renditions: what a browser shows of a format it cannot display (HEIF, JPEG XL, RAW, TIFF), a
   // JPEG whose longer side is at most kViewSize, cached beside the thumbnails under the same limit.

@@ -168,8 +168,8 @@ std::vector<Route> ItemRoutes(ServerContext& c) {
              Result<ImageRecord> r = PathRecord(c, req);
              if (!r.ok()) return SendError(res, r.status());
              if (Status readable = Decodable(*r); !readable.ok()) return SendError(res, readable);
-             const std::string rounded = std::to_string(ThumbnailCache::RoundSize(size));
-             if (NotModified(req, res, ThumbnailCache::PixelsTag(*r, rounded + ThumbnailCache::FrameTag(*r, time_s)))) {
+             if (NotModified(req, res,
+                             ThumbnailCache::PixelsTag(*r, ThumbnailCache::ThumbnailName(*r, size, time_s)))) {
                return;
              }
              auto thumb = c.thumbnails->Get(*r, size, time_s);

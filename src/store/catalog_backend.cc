@@ -5,12 +5,17 @@
 
 namespace imgsearch::store {
 
+std::vector<float> FloatsOf(std::span<const uint8_t> blob) {
+  if (blob.size() < sizeof(float)) return {};  // also NULL: no pointer to copy from
+  std::vector<float> v(blob.size() / sizeof(float));
+  std::memcpy(v.data(), blob.data(), v.size() * sizeof(float));
+  return v;
+}
+
 std::vector<float> StoredVectors(std::span<const uint8_t> blob, int64_t dim, size_t frames) {
   const size_t rows = std::max<size_t>(1, frames);
-  if (dim <= 0 || blob.empty() || blob.size() != rows * static_cast<size_t>(dim) * sizeof(float)) return {};
-  std::vector<float> v(blob.size() / sizeof(float));
-  std::memcpy(v.data(), blob.data(), blob.size());
-  return v;
+  if (dim <= 0 || blob.size() != rows * static_cast<size_t>(dim) * sizeof(float)) return {};
+  return FloatsOf(blob);
 }
 
 Status CheckEmbeddingShape(const ImageUpsert& u, int dim) {

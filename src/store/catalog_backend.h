@@ -54,6 +54,8 @@ inline constexpr int64_t kKeptVectorMarginMs = 10 * 60 * 1000;
 
 // Stored vectors: an image's content has one, a video's one per sampled frame, stored one after
 // another with the frames' times beside them (ImageRecord::frame_times).
+// The float32 values of a blob (empty for NULL or an empty one).
+std::vector<float> FloatsOf(std::span<const uint8_t> blob);
 // The rows of a stored vector blob of `frames` frames (0: a still image, one row); empty when the
 // blob is missing or of another size.
 std::vector<float> StoredVectors(std::span<const uint8_t> blob, int64_t dim, size_t frames);

@@ -21,13 +21,6 @@ namespace imgsearch::store {
 
 namespace {
 
-std::vector<float> FloatsFromBlob(std::span<const uint8_t> blob) {
-  if (blob.empty()) return {};  // NULL: no pointer to copy from
-  std::vector<float> v(blob.size() / sizeof(float));
-  std::memcpy(v.data(), blob.data(), v.size() * sizeof(float));
-  return v;
-}
-
 // An image row, and the frame times stored with its content's vectors (a video's).
 constexpr const char* kImageColumns =
     "id, path, size_bytes, mtime_ns, content_hash, width, height, format, capture_time, indexed_at_ms, status, "
@@ -47,7 +40,7 @@ ImageRecord ReadImage(const Statement& s) {
   r.indexed_at_ms = s.Int(9);
   r.status = s.Int(10) == static_cast<int>(ImageStatus::kFailed) ? ImageStatus::kFailed : ImageStatus::kIndexed;
   r.error = s.Text(11);
-  r.frame_times = FloatsFromBlob(s.Blob(12));
+  r.frame_times = FloatsOf(s.Blob(12));
   return r;
 }
 
