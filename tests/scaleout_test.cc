@@ -194,9 +194,11 @@ class SearchNode {
     }
     return hits;
   }
-  json Status() {
+  json Status() { return Get("/api/status"); }
+  json Get(const std::string& target) {
     httplib::Client c("127.0.0.1", port_);
-    auto res = c.Get("/api/status");
+    c.set_read_timeout(60, 0);
+    auto res = c.Get(target);
     return res && res->status == 200 ? json::parse(res->body) : json();
   }
   Process& process() { return p_; }
@@ -400,12 +402,8 @@ TEST_F(ScaleoutTest, SchemaMigratesFromPreviousVersionAndRefusesNewer) {
   ASSERT_TRUE(found.ok()) << found.status().ToString();
   EXPECT_EQ(*found, 0);
   pg_->Psql("photos", "INSERT INTO imgsearch.jobs(path, size_bytes, mtime_ns) VALUES ('/x/a.png', 1, 2)");
-  // The last step (4) stores a video's frame times beside its vectors.
-  EXPECT_EQ(
-      pg_->Psql("photos",
-                "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'imgsearch' AND column_name = "
-                "'times'"),
-      "0");
+  // The last step (5) keeps the text images show.
+  EXPECT_EQ(pg_->Psql("photos", "SELECT to_regclass('imgsearch.texts') IS NULL"), "t");
   // An older schema is not upgraded by a reader, nor given a collection id.
   const auto old = RunCommand({ImgsearchBin(), "stats", "--store", url_});
   EXPECT_EQ(old.exit_code, 2);
@@ -419,11 +417,7 @@ TEST_F(ScaleoutTest, SchemaMigratesFromPreviousVersionAndRefusesNewer) {
   ASSERT_EQ(Enqueue().exit_code, 0);
   EXPECT_EQ(pg_->Psql("photos", "SELECT value FROM imgsearch.meta WHERE key = 'schema_version'"),
             std::to_string(kPgSchemaVersion));
-  EXPECT_EQ(
-      pg_->Psql("photos",
-                "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'imgsearch' AND column_name = "
-                "'times'"),
-      "1");
+  EXPECT_EQ(pg_->Psql("photos", "SELECT to_regclass('imgsearch.texts') IS NULL"), "f");
   EXPECT_EQ(pg_->Psql("photos", "SELECT count(*) FROM imgsearch.jobs"), "4");
 
   // A database written by a newer imgsearch is refused, and left alone.
@@ -523,6 +517,50 @@ TEST_F(ScaleoutTest, WorkersReadEveryFormat) {
     std::printf("ffmpeg not installed: no video in this test\n");
   }
   EXPECT_EQ(stats["formats"], formats) << stats.dump();
+  worker->Signal(SIGTERM);
+  EXPECT_EQ(worker->Wait(), 0) << worker->Err();
+}
+
+TEST_F(ScaleoutTest, WorkersReadTextThatEveryNodeSearches) {
+  if (!fs::exists("/usr/share/tesseract-ocr/5/tessdata/eng.traineddata")) {
+    GTEST_SKIP() << "tesseract-ocr-eng is not installed (scripts/setup installs it)";
+  }
+  const auto made = RunCommand({IMGSEARCH_MAKE_PHOTOS, "--out", photos_, "--n", "3", "--max-side", "1024", "--words",
+                                "ESPRESSO BAR", "--words", "GATE 12 CLOSED"});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  ASSERT_EQ(Enqueue().exit_code, 0);
+  auto worker = Worker();
+  json stats;
+  ASSERT_TRUE(WaitIndexed(url_, 3, 120, &stats)) << stats.dump() << worker->Err();
+  // The worker reads their text after embedding them (at idle priority).
+  const auto deadline = Clock::now() + std::chrono::seconds(120);
+  while (Clock::now() < deadline && !(stats["text"]["read"] == 3 && stats["text"]["pending"] == 0)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    stats = Stats({"--store", url_});
+  }
+  EXPECT_EQ(stats["text"]["read"], 3) << stats.dump() << worker->Err();
+  auto search = [&](const std::string& words) {
+    const auto r = RunCommand({ImgsearchBin(), "search", "--store", url_, "--json", "--contains", words});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::vector<std::string> paths;
+    for (const json& j : testing::JsonLines(r.out)) paths.push_back(j["path"]);
+    return paths;
+  };
+  EXPECT_EQ(search("espresso"), std::vector<std::string>{photos_ + "/IMG_00000.jpg"});
+  EXPECT_EQ(search("gate closed"), std::vector<std::string>{photos_ + "/IMG_00001.jpg"});
+  EXPECT_TRUE(search("espresso gate").empty());
+  // A plain query through a search node: the photo showing the words first.
+  {
+    SearchNode node(url_);
+    const json answer = node.Get("/api/search?q=gate%2012&k=3");
+    ASSERT_EQ(answer["results"].size(), 3u) << answer.dump();
+    EXPECT_EQ(answer["results"][0]["path"], photos_ + "/IMG_00001.jpg") << answer.dump();
+    EXPECT_EQ(answer["results"][0]["words"], json({"GATE", "12"})) << answer.dump();
+  }
+  // A deleted file leaves the text index with it.
+  fs::remove(photos_ + "/IMG_00000.jpg");
+  ASSERT_EQ(Enqueue().exit_code, 0);
+  EXPECT_TRUE(search("espresso").empty());
   worker->Signal(SIGTERM);
   EXPECT_EQ(worker->Wait(), 0) << worker->Err();
 }

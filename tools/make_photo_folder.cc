@@ -4,6 +4,7 @@
 // XL, and camera RAW (a DNG with the JPEG preview a camera embeds).
 //
 //   make_photo_folder --out DIR [--n 1000] [--seed 1] [--formats jpeg,heic,…] [--max-side PX]
+//                     [--words "WORDS", …]  (photo i shows the i-th words, as a sign would)
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include <webp/encode.h>
 
 #include "dng_writer.h"
+#include "draw_text.h"
 #include "imgsearch/image.h"
 
 // x265, which libheif encodes HEIC with, keeps a few buffers for the life of the process (the
@@ -233,6 +235,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   int max_side = 0;
   app.add_option("--max-side", max_side, "scale the sizes down so no side is longer (0: camera sizes)");
+  std::vector<std::string> words;
+  app.add_option("--words", words, "words drawn on the photos, the i-th on photo i (a sign: dark letters on a light box)");
   CLI11_PARSE(app, argc, argv);
 
   std::filesystem::create_directories(out);
@@ -245,7 +249,16 @@ int main(int argc, char** argv) {
       s = {std::max(2, static_cast<int>(s.w * scale)), std::max(2, static_cast<int>(s.h * scale))};
     }
     const std::string& format = formats[i % formats.size()];
-    auto encoded = Encode(MakePhoto(s.w, s.h, rng), format, out + "/.make_photo_folder.tmp.png");
+    imgsearch::Image photo = MakePhoto(s.w, s.h, rng);
+    if (i < static_cast<int>(words.size()) &&
+        !imgsearch::tools::DrawText(&photo, words[static_cast<size_t>(i)], s.w / 10, s.h / 3,
+                                    {.pixel_height = std::max(16, s.h / 14),
+                                     .color = {20, 20, 20},
+                                     .box = std::array<uint8_t, 3>{245, 240, 220}})) {
+      std::fprintf(stderr, "make_photo_folder: no font at %s (fonts-dejavu-core)\n", imgsearch::tools::kTextFont);
+      return 1;
+    }
+    auto encoded = Encode(photo, format, out + "/.make_photo_folder.tmp.png");
     if (!encoded.ok()) {
       std::fprintf(stderr, "make_photo_folder: %s\n", encoded.status().ToString().c_str());
       return 1;

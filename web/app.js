@@ -1,5 +1,6 @@
 // imgsearch web page: search as you type, browse (videos at their matching moments), "more like this",
-// search by a dropped or pasted image, +/− terms, folder and date filters, and a live status panel.
+// search by a dropped or pasted image, +/− terms, words the images show, folder and date filters, and
+// a live status panel.
 // Plain JS, no build step.
 "use strict";
 
@@ -14,7 +15,7 @@ const el = (tag, props = {}, ...children) => {
 };
 
 const state = {
-  terms: [],        // extra terms: {kind: "text"|"image"|"id", text?, data?, id?, time?, label?, weight: ±1}
+  terms: [],        // extra terms: {kind: "text"|"image"|"id"|"contains", text?, data?, id?, time?, label?, weight: ±1}
   offset: 0,
   seq: 0,           // request sequence: stale answers are dropped
   controller: null,
@@ -44,6 +45,7 @@ function currentTerms() {
   if (text) terms.push({ text, weight: 1 });
   for (const t of state.terms) {
     if (t.kind === "text" && t.text.trim()) terms.push({ text: t.text.trim(), weight: t.weight });
+    if (t.kind === "contains" && /[\p{L}\p{N}]/u.test(t.text)) terms.push({ contains: t.text.trim(), weight: t.weight });
     if (t.kind === "image") terms.push({ image: t.data, weight: t.weight });
     if (t.kind === "id") terms.push(t.time !== undefined ? { id: t.id, time: t.time, weight: t.weight } : { id: t.id, weight: t.weight });
   }
@@ -124,6 +126,10 @@ function render(results, append) {
       card.title = `${title} (offline: its folder cannot be seen now)`;
       card.append(el("span", { className: "badge", textContent: "offline" }));
     }
+    if (r.words && r.words.length) {  // found by the words it shows
+      card.append(el("span", { className: "badge words", title: "shows these words", textContent: `“${r.words.join(" ")}”` }));
+      card.lastChild.dataset.testid = "words";
+    }
     if (video) {
       card.append(el("span", { className: "badge time", title: `video, the moment at ${clock(r.time)}` },
         el("span", { className: "play", textContent: "▶", ariaHidden: "true" }), clock(r.time)));
@@ -154,9 +160,13 @@ function renderTerms() {
     const remove = el("button", { type: "button", className: "remove", textContent: "✕", title: "Remove" });
     remove.addEventListener("click", () => { state.terms.splice(i, 1); renderTerms(); search(); });
     let body;
-    if (t.kind === "text") {
-      body = el("input", { value: t.text, placeholder: "term", ariaLabel: "term" });
-      body.addEventListener("input", () => { t.text = body.value; searchSoon(); });
+    if (t.kind === "text" || t.kind === "contains") {
+      const contains = t.kind === "contains";
+      const input = el("input", { value: t.text, placeholder: contains ? "words shown" : "term",
+                                  ariaLabel: contains ? "words the images show" : "term" });
+      input.addEventListener("input", () => { t.text = input.value; searchSoon(); });
+      body = contains ? el("span", { className: "chip-kind", title: "Images showing these words (text read from them)" },
+                           el("span", { className: "chip-label", textContent: "shows" }), input) : input;
     } else if (t.kind === "image") {
       body = el("img", { src: t.data, alt: t.label || "image", title: t.label || "" });
       // A format the browser cannot show (HEIC, RAW, JPEG XL): the server reads it; the chip names it.
@@ -168,7 +178,7 @@ function renderTerms() {
       body = el("img", { src: `/api/images/${t.id}/thumbnail?size=64`, alt: `image ${t.id}`, title: t.label || "" });
     }
     const chip = el("span", { className: `chip ${t.weight > 0 ? "positive" : "negative"}` }, sign, body, remove);
-    chip.dataset.testid = "term";
+    chip.dataset.testid = t.kind === "contains" ? "contains-term" : "term";
     box.append(chip);
   });
 }
@@ -285,6 +295,7 @@ async function openViewer(r) {
     $("viewer-image").alt = r.path;
   }
   renderMoments(r);
+  $("viewer-text").hidden = true;
   $("viewer-path").textContent = r.path;
   $("viewer-open").href = r.url;
   const at = moment !== null ? ` · at ${clock(moment)}` : "";
@@ -304,7 +315,22 @@ async function openViewer(r) {
     if (r.probability !== undefined) parts.push(`match ${percent(r.probability)}`);
     if (info.offline) parts.push("offline: its folder cannot be seen now");
     $("viewer-meta").textContent = parts.join(" · ");
+    renderText(info.text, r.words || []);
   } catch (_) { /* the basic line stays */ }
+}
+
+// The words the image shows (its text as read), the ones that matched the search marked.
+function renderText(text, matched) {
+  const box = $("viewer-text");
+  if (!text || !text.text) { box.hidden = true; return; }
+  const wanted = new Set(matched.map((w) => w.toLowerCase()));
+  const parts = [];
+  for (const piece of text.text.split(/(\s+)/)) {
+    const bare = piece.replace(/^[^\p{L}\p{N}]+|[^\p{L}\p{N}]+$/gu, "").toLowerCase();
+    parts.push(bare && wanted.has(bare) ? el("mark", { textContent: piece }) : document.createTextNode(piece));
+  }
+  box.replaceChildren(el("span", { className: "label", textContent: "Shows " }), ...parts);
+  box.hidden = false;
 }
 
 // ---- status ----
@@ -356,6 +382,8 @@ function renderStatus(s) {
   const ing = s.ingest;
   const items = [["Indexed", fmt(c.indexed || 0)], ["Failed", fmt(c.failed || 0)],
                  ["Distinct images", fmt(c.distinct_vectors || 0)], ["Index", c.index_kind || "–"],
+                 ["Text read", s.text ? `${fmt(s.text.read)} images` + (s.text.pending ? ` · ${fmt(s.text.pending)} to read` : "")
+                   + (s.text.running && s.text.images_per_s ? ` · ${s.text.images_per_s.toFixed(2)}/s` : "") : "–"],
                  ["Model", `${s.model.name} (${s.model.dim}-d)`], ["Kernels", `${s.model.isa}, ${s.model.precision}`],
                  ["Version", `imgsearch ${s.server.version}`]];
   const panel = $("status-panel");
@@ -407,6 +435,7 @@ function saveToUrl() {
   if (text) params.set("q", text);
   const like = state.terms.find((t) => t.kind === "id");
   if (like && state.terms.length === 1) params.set("similar", like.time !== undefined ? `${like.id}@${like.time}` : like.id);
+  for (const t of state.terms) if (t.kind === "contains" && t.weight > 0 && t.text.trim()) params.append("contains", t.text.trim());
   for (const [k, v] of Object.entries(filters())) params.set(k, v);
   const query = params.toString();
   history.replaceState(null, "", (query ? `?${query}` : location.pathname) + location.hash);
@@ -420,6 +449,7 @@ function loadFromUrl() {
     const [id, time] = similar.split("@");
     state.terms = [time !== undefined ? { kind: "id", id: Number(id), time: Number(time), weight: 1 } : { kind: "id", id: Number(id), weight: 1 }];
   }
+  for (const words of params.getAll("contains")) state.terms.push({ kind: "contains", text: words, weight: 1 });
   if (params.get("under")) $("under").value = params.get("under");
   if (params.get("after")) $("after").value = params.get("after");
   if (params.get("before")) $("before").value = params.get("before");
@@ -433,6 +463,11 @@ $("q").addEventListener("input", searchSoon);
 for (const id of ["under", "after", "before"]) $(id).addEventListener("change", () => search());
 $("add-term").addEventListener("click", () => {
   state.terms.push({ kind: "text", text: "", weight: 1 });
+  renderTerms();
+  $("terms").querySelector(".chip:last-child input")?.focus();
+});
+$("add-contains").addEventListener("click", () => {
+  state.terms.push({ kind: "contains", text: "", weight: 1 });
   renderTerms();
   $("terms").querySelector(".chip:last-child input")?.focus();
 });

@@ -7,6 +7,7 @@
 #include <ctime>
 #include <filesystem>
 #include <memory>
+#include <thread>
 
 #include "commands.h"
 #include "imgsearch/clip.h"
@@ -21,6 +22,32 @@ namespace {
 
 void PrintFailures(const SyncReport& r) {
   for (const auto& [path, reason] : r.failures) std::printf("failed: %s: %s\n", path.c_str(), reason.c_str());
+}
+
+// Waits until the text stage has read every image, showing its progress.
+void WaitForText(TextRecognition* text, bool tty) {
+  text->Wake();
+  const auto start = std::chrono::steady_clock::now();
+  auto last = start;
+  while (!text->Idle()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last < std::chrono::milliseconds(tty ? 500 : 10'000)) continue;
+    last = now;
+    const TextStats s = text->Stats();
+    std::fprintf(
+        stderr,
+        tty ? "\rreading text in images: %lld read, %lld to go   " : "reading text in images: %lld read, %lld to go\n",
+        static_cast<long long>(s.done), static_cast<long long>(s.pending));
+  }
+  if (tty && std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(500)) std::fprintf(stderr, "\n");
+  const TextStats s = text->Stats();
+  text->Stop();
+  if (s.done > 0 || s.failed > 0) {
+    std::printf("text read in %lld images in %.1fs%s\n", static_cast<long long>(s.done),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+                s.failed > 0 ? (" (" + std::to_string(s.failed) + " could not be read)").c_str() : "");
+  }
 }
 
 }  // namespace
@@ -39,6 +66,13 @@ RunFn AddIndexCommand(CLI::App& root) {
     if (!target.ok()) return ReportError(target.status());
 
     SyncOptions options = SyncOptionsOf(*f, &*target);
+    // Text is read here when images are embedded here (else by the workers that embed them).
+    std::unique_ptr<TextRecognition> text;
+    if (options.queue == nullptr) {
+      auto started = StartTextStage(*f, target->collection.get());
+      if (!started.ok()) return ReportError(started.status());
+      text = std::move(*started);
+    }
     const bool tty = ::isatty(2) != 0;
     const auto start = std::chrono::steady_clock::now();
     auto last = start;
@@ -71,6 +105,7 @@ RunFn AddIndexCommand(CLI::App& root) {
                   100 * r.decode_seconds / busy, 100 * r.encode_seconds / busy, 100 * r.write_seconds / busy);
     }
     PrintFailures(r);
+    if (text != nullptr) WaitForText(text.get(), tty);
     return r.failed > 0 ? kExitSomeFailed : kExitOk;
   };
 }
@@ -90,12 +125,20 @@ RunFn AddWatchCommand(CLI::App& root) {
     auto guard = std::make_unique<StartupSignalGuard>(signals);
     auto target = OpenIngestTarget(*f, {.wait_for_database = true});
     if (!target.ok()) return ReportError(target.status());
+    std::unique_ptr<TextRecognition> text;
+    if (target->queue == nullptr || f->embed_local) {
+      auto started = StartTextStage(*f, target->collection.get());
+      if (!started.ok()) return ReportError(started.status());
+      text = std::move(*started);
+    }
     auto watcher =
         FolderWatcher::Start(f->paths, *target->model, target->collection.get(), WatchOptionsOf(*f, *f, &*target));
     if (!watcher.ok()) return ReportError(watcher.status());
     PrintWatching(**watcher);
     guard.reset();
-    return FollowUntilStopped(watcher->get(), target->collection.get(), signals);
+    const int exit_code = FollowUntilStopped(watcher->get(), target->collection.get(), signals);
+    if (text != nullptr) text->Stop();
+    return exit_code;
   };
 }
 

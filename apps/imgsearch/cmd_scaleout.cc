@@ -21,6 +21,9 @@ RunFn AddWorkerCommand(CLI::App& root) {
     int threads = 0, decode_threads = 0, batch = 32, max_attempts = 5;
     double lease_seconds = 120, max_megapixels = 100;
     VideoOptions video;
+    bool no_ocr = false;
+    std::string ocr_lang = "eng";
+    int ocr_threads = 0;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* app = root.add_subcommand("worker", "embed the images other imgsearch processes queued in PostgreSQL");
@@ -51,6 +54,7 @@ RunFn AddWorkerCommand(CLI::App& root) {
       ->capture_default_str()
       ->check(CLI::Range(0.001, 10000.0));
   AddVideoFlags(app, &f->video);
+  AddTextFlags(app, &f->no_ocr, &f->ocr_lang, &f->ocr_threads);
   return [f] {
     if (!IsPostgresUrl(f->store)) {
       return ReportError(Status::InvalidArgument("--store must be a postgresql:// URL, not \"" + f->store + "\""));
@@ -63,6 +67,10 @@ RunFn AddWorkerCommand(CLI::App& root) {
     options.max_attempts = f->max_attempts;
     options.decode.max_pixels = static_cast<uint64_t>(f->max_megapixels * 1e6);
     options.video = f->video;
+    options.text.enabled = !f->no_ocr;
+    options.text.reader.languages = f->ocr_lang;
+    options.text.threads = f->ocr_threads;
+    options.text.max_pixels = options.decode.max_pixels;
     for (const std::string& m : f->maps) {
       const size_t eq = m.find('=');
       if (eq == std::string::npos || eq == 0 || eq + 1 == m.size() || m[0] != '/') {

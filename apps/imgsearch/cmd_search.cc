@@ -56,6 +56,7 @@ void PrintHits(const std::vector<SearchHit>& hits, bool json) {
       AddPath(&j, h.path);
       j["score"] = h.score;
       if (h.probability) j["probability"] = *h.probability;
+      if (!h.words.empty()) j["words"] = h.words;
       j["width"] = h.width;
       j["height"] = h.height;
       if (h.time_s) {
@@ -73,6 +74,11 @@ void PrintHits(const std::vector<SearchHit>& hits, bool json) {
         where += (i == 0 ? " (also " : ", ") + ClockTime(h.moments[i].time_s);
       }
       if (!h.moments.empty()) where += ")";
+    }
+    if (!h.words.empty()) {
+      where += "  [shows:";
+      for (const std::string& w : h.words) where += " " + ForTerminal(w);
+      where += "]";
     }
     if (h.probability) {
       std::printf("%.4f  match %5.1f%%  %s\n", h.score, 100.0 * *h.probability, where.c_str());
@@ -92,6 +98,7 @@ RunFn AddSearchCommand(CLI::App& root) {
     // Options are read as text and given to the search layer, which checks them as it checks the
     // API's: the same rules and the same messages everywhere.
     std::string k, offset, min_score, under, after, before;
+    std::vector<std::string> contains;
     bool exact = false, json = false;
   };
   auto f = std::make_shared<Flags>();
@@ -110,6 +117,9 @@ RunFn AddSearchCommand(CLI::App& root) {
   app->add_option("--image", f->images, "add an image file as a query term");
   app->add_option("--similar", f->similar,
                   "add an indexed image (by id; ID@SECONDS for a video's moment) as a query term: more like this");
+  app->add_option("--contains", f->contains,
+                  "images showing these words (text read from them; any part of a word, any case), alone or mixed "
+                  "with the other terms");
   app->add_option("-k", f->k, "results per page (default 10, at most 1000 with --offset)");
   app->add_option("--offset", f->offset, "results to skip (pagination)");
   app->add_option("--min-score", f->min_score, "only results at least this similar (cosine, -1 to 1)");
@@ -132,6 +142,7 @@ RunFn AddSearchCommand(CLI::App& root) {
     if (!f->under.empty()) options.emplace_back("under", NormalisePath(f->under));
     for (const std::string& format : f->formats) options.emplace_back("format", format);
     if (f->exact) options.emplace_back("exact", "true");
+    for (const std::string& words : f->contains) options.emplace_back("contains", words);
     auto request = ParseSearchArgs(f->query, f->images, f->similar, options);
     if (!request.ok()) return ReportError(request.status());
 
@@ -207,6 +218,7 @@ RunFn AddStatsCommand(CLI::App& root) {
             {"ef_search", s->index_params.ef_search},
             {"exact_below", s->index_params.exact_below}}},
           {"schema_version", s->schema_version},
+          {"text", {{"read", s->texts_read}, {"pending", s->texts_pending}}},
           {"failures", nlohmann::json::array()}};
       for (const auto& [path, error] : failures) {
         nlohmann::json failure;
@@ -243,6 +255,11 @@ RunFn AddStatsCommand(CLI::App& root) {
                   FormatDuration(s->keep_removed).c_str());
     }
     std::printf("\n");
+    std::printf("text        read in %lld images%s\n", static_cast<long long>(s->texts_read),
+                s->texts_pending > 0 ? ("; " + std::to_string(s->texts_pending) +
+                                        " still to read (the next index, watch or serve --watch)")
+                                           .c_str()
+                                     : "");
     std::printf("model       %s (%s, %d dimensions)%s\n", s->model.name.c_str(), s->model.id.c_str(), s->model.dim,
                 s->model.source.empty() ? "" : (", from " + ForTerminal(s->model.source)).c_str());
     if (queue) {

@@ -120,6 +120,13 @@ RunFn AddServeCommand(CLI::App& root) {
       if (stats.ok()) std::printf("search index ready: %lld images\n", static_cast<long long>(stats->indexed));
     }
 
+    // Text is read wherever images are embedded: here when this server watches folders.
+    std::unique_ptr<TextRecognition> text;
+    if (!f->watch.empty() && (target->queue == nullptr || f->embed_local)) {
+      auto started = StartTextStage(*f, collection);
+      if (!started.ok()) return ReportError(started.status());
+      text = std::move(*started);
+    }
     std::unique_ptr<FolderWatcher> watcher;
     if (!f->watch.empty()) {
       auto started = FolderWatcher::Start(f->watch, *model, collection, WatchOptionsOf(*f, *f, &*target));
@@ -142,6 +149,7 @@ RunFn AddServeCommand(CLI::App& root) {
     options.decode = SyncOptionsOf(*f).decode;
     options.queue = target->queue.get();
     options.text_model = text_model.get();
+    options.text = text.get();
     auto server = SearchServer::Start(model, collection, watcher.get(), options);
     if (!server.ok()) {
       if (watcher) watcher->Stop();
@@ -164,6 +172,7 @@ RunFn AddServeCommand(CLI::App& root) {
     guard.reset();
     const int exit_code = FollowUntilStopped(watcher.get(), collection, signals);
     (*server)->Stop();
+    if (text != nullptr) text->Stop();
     return exit_code;
   };
 }

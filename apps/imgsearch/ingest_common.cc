@@ -80,6 +80,27 @@ void AddIngestFlags(CLI::App* app, IngestFlags* f) {
       ->capture_default_str()
       ->check(CLI::Range(0.001, 10000.0));
   AddVideoFlags(app, &f->video);
+  AddTextFlags(app, &f->no_ocr, &f->ocr_lang, &f->ocr_threads);
+}
+
+void AddTextFlags(CLI::App* app, bool* no_ocr, std::string* languages, int* threads) {
+  app->add_flag("--no-ocr", *no_ocr, "do not read the text images show (searching by the words in them)");
+  app->add_option("--ocr-lang", *languages,
+                  "languages of the text in images, Tesseract's names joined by + (eng+deu); each needs its data "
+                  "package (tesseract-ocr-deu, …)")
+      ->capture_default_str();
+  app->add_option("--ocr-threads", *threads,
+                  "threads reading text (0: one per core, at most 4; they use only CPU time nothing else wants)")
+      ->check(CLI::Range(0, 64));
+}
+
+Result<std::unique_ptr<TextRecognition>> StartTextStage(const IngestFlags& f, Collection* collection) {
+  if (f.no_ocr) return std::unique_ptr<TextRecognition>();
+  TextOptions options;
+  options.reader.languages = f.ocr_lang;
+  options.threads = f.ocr_threads;
+  options.max_pixels = static_cast<uint64_t>(f.max_megapixels * 1e6);
+  return TextRecognition::Start(collection, options);
 }
 
 void AddVideoFlags(CLI::App* app, VideoOptions* video) {

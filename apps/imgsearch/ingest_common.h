@@ -46,10 +46,19 @@ struct IngestFlags : StoreFlags {
   int batch = 32;
   double max_megapixels = 100;
   VideoOptions video;
+  bool no_ocr = false;
+  std::string ocr_lang = "eng";
+  int ocr_threads = 0;
 };
+
+// The text stage for a command that writes `collection` (null with --no-ocr). Its readers run at
+// idle priority beside the embedding.
+Result<std::unique_ptr<TextRecognition>> StartTextStage(const IngestFlags& f, Collection* collection);
 
 // --video-interval and --video-max-frames (index, watch, serve, worker).
 void AddVideoFlags(CLI::App* app, VideoOptions* video);
+// --no-ocr, --ocr-lang and --ocr-threads (index, watch, serve, worker).
+void AddTextFlags(CLI::App* app, bool* no_ocr, std::string* languages, int* threads);
 
 // Adds --db/--store, --embed-local, --model, --offline and the scan, decode and batching flags (not
 // the folders).

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "imgsearch/ocr.h"
 #include "imgsearch/status.h"
 
 namespace imgsearch {
@@ -62,6 +63,28 @@ struct ModelIdentity {
   std::string source;
 };
 
+// The text an image shows (imgsearch/ocr.h), read once per content as embeddings are: copies and
+// renames share it, and it goes when the content's embedding goes.
+struct ContentText {
+  std::string content_hash;
+  std::string languages;  // what it was read with ("eng+deu")
+  RecognizedText text;
+};
+
+// A still image whose text is still to be read: its content, and a file that has it.
+struct TextJob {
+  std::string content_hash;
+  std::string path;
+};
+
+// An image showing the words searched for: how well they match (0..1, best first), and the words
+// it shows that matched.
+struct TextMatch {
+  int64_t id = 0;
+  float score = 0;
+  std::vector<std::string> words;
+};
+
 struct SearchFilter {
   std::string under;                 // path prefix (a folder); empty: everywhere
   std::optional<int64_t> after_s;    // capture time (else mtime) ≥ this, Unix seconds
@@ -97,6 +120,8 @@ struct SearchHit {
   // moments, best first (a video is one hit however many of its frames match).
   std::optional<double> time_s;
   std::vector<Moment> moments;
+  // Words the image shows that matched the query's (text read from it), when it was found by them.
+  std::vector<std::string> words;
 };
 
 struct IndexParams {
@@ -148,6 +173,8 @@ struct CollectionStats {
   int64_t kept_vectors = 0;                // embeddings of removed content, kept for `keep_removed`
   std::map<std::string, int64_t> formats;  // indexed images by format (ImageFormatName: "jpeg", "heif", …)
   std::chrono::milliseconds keep_removed = kDefaultKeepRemoved;
+  int64_t texts_read = 0;     // contents whose text was read (whether or not they show any)
+  int64_t texts_pending = 0;  // still images whose text is still to be read
   ModelIdentity model;
   int64_t database_bytes = 0;
   int64_t index_bytes = 0;
@@ -190,6 +217,18 @@ class Collection {
 
   // `query` must be L2-normalised and of the model's dimension.
   virtual Result<std::vector<SearchHit>> Search(std::span<const float> query, const SearchOptions& options) = 0;
+
+  // Text shown in images. Still images (not videos) whose content's text is not read yet, at most
+  // `limit`, each with one of its files.
+  virtual Result<std::vector<TextJob>> PendingTexts(int limit) = 0;
+  // Stores texts read (replacing what their contents had); contents gone meanwhile are skipped.
+  virtual Status PutTexts(std::span<const ContentText> texts) = 0;
+  // The text read from an image's content; nullopt when none was read (yet).
+  virtual Result<std::optional<ContentText>> GetText(int64_t id) = 0;
+  // Searchable images whose text holds every word of `words` (anywhere, in any case: "voice"
+  // matches "INVOICE"; words of fewer than three characters must appear too but do not find
+  // images on their own), passing `filter`, best first, at most `limit`.
+  virtual Result<std::vector<TextMatch>> SearchText(std::string_view words, const SearchFilter& filter, int limit) = 0;
 
   // The folders whose images this collection holds, as `index` and `watch` recorded them. Files are
   // served (by the server) only from inside their real paths.

@@ -11,6 +11,7 @@
 #include "imgsearch/clip.h"
 #include "imgsearch/collection.h"
 #include "imgsearch/image.h"
+#include "imgsearch/ocr.h"
 #include "imgsearch/video.h"
 
 namespace imgsearch {
@@ -161,6 +162,47 @@ class FolderWatcher {
   virtual std::vector<UnavailableFolder> Unavailable() const = 0;
   // Set when the watcher stopped by itself (the collection could not be written).
   virtual Status error() const = 0;
+};
+
+struct TextOptions {
+  bool enabled = true;
+  TextReaderOptions reader;  // languages, data folder, limits
+  int threads = 0;           // readers; 0: one per core, at most four
+  // Pictures larger than this are not read (as DecodeOptions::max_pixels).
+  uint64_t max_pixels = 100'000'000;
+  // How a file's bytes are read (a worker's: through its path maps, or over HTTP); unset: the
+  // local file, refused unless it is a regular file.
+  std::function<Result<std::vector<uint8_t>>(const std::string& path)> read;
+};
+
+struct TextStats {
+  bool enabled = false;
+  std::string languages;
+  int64_t read = 0;         // contents whose text is read (the collection's count)
+  int64_t pending = 0;      // still images waiting (the collection's count)
+  int64_t done = 0;         // read since start
+  int64_t failed = 0;       // could not be read since start (tried again at the next start)
+  double images_per_s = 0;  // over the last minute
+  std::string error;        // why the stage stopped, if it did
+};
+
+// Reads the text images show (imgsearch/ocr.h) into the collection, as a stage of its own beside
+// the embedding pipeline: images are searchable by what they look like as soon as they are
+// embedded, and gain their text when it is read. Works through every still image whose content has
+// no text yet (an existing collection gains text without embedding anything again), then waits
+// for more. Its readers run at idle CPU priority (SCHED_IDLE), so embedding never waits for them.
+class TextRecognition {
+ public:
+  // kNotFound (naming the package) when a language is not installed.
+  static Result<std::unique_ptr<TextRecognition>> Start(Collection* collection, const TextOptions& options = {});
+  virtual ~TextRecognition() = default;
+  // Looks for new work now rather than at the next poll (after a write).
+  virtual void Wake() = 0;
+  // Stops after the images being read (what was read is kept). Idempotent.
+  virtual void Stop() = 0;
+  // True when nothing is waiting or being read.
+  virtual bool Idle() const = 0;
+  virtual TextStats Stats() const = 0;
 };
 
 // Re-embeds every image of the collection in `dir` with `model` (after a model change). Builds the

@@ -23,7 +23,7 @@
 namespace imgsearch {
 
 // The schema this binary writes. Older databases are migrated when opened; newer ones are refused.
-inline constexpr int kPgSchemaVersion = 4;
+inline constexpr int kPgSchemaVersion = 5;
 
 // True for "postgresql://…" and "postgres://…".
 bool IsPostgresUrl(const std::string& location);
@@ -63,6 +63,9 @@ struct WorkerOptions {
   DecodeOptions decode;
   VideoOptions video;
   std::vector<PathMap> path_maps;
+  // Text in images: the worker also reads the text of the images embedded (by any process) whose
+  // text is not read yet, at idle priority (TextRecognition); text.enabled false: it does not.
+  TextOptions text;
 };
 
 struct WorkerReport {

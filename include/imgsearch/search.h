@@ -34,9 +34,11 @@ struct SearchTerm {
     kImage,      // an encoded image (an upload): embedded by the image tower
     kImageFile,  // an image file on this machine (the command line)
     kItem,       // a stored item by id: its stored embedding ("more like this")
+    kContains,   // words the image shows (text read from it): ranked by the full-text index and fused
+                 // with the other terms' ranking; a negative weight leaves out images showing them
   };
   Kind kind = Kind::kText;
-  std::string text;              // kText
+  std::string text;              // kText, kContains
   std::vector<uint8_t> image;    // kImage
   std::string path;              // kImageFile
   int64_t id = 0;                // kItem
@@ -58,7 +60,8 @@ struct RequestLimits {
 
 // Key/value text fields, in order: a query string, form fields, or the command line's flags named
 // as the query string names them (k, offset, min_score, under, after, before, format, exact; terms
-// q and similar: an image id, or a video's moment "ID@SECONDS"). Values must be UTF-8.
+// q, contains (words the images show) and similar: an image id, or a video's moment "ID@SECONDS").
+// Values must be UTF-8.
 using SearchFields = std::vector<std::pair<std::string, std::string>>;
 
 // GET /api/search and the command line's options. `allow_terms` false: only options (the
@@ -68,7 +71,7 @@ Result<SearchRequest> ParseSearchQuery(const SearchFields& fields, const Request
 
 // A JSON body:
 //   {"q": "text", "terms": [{"text": "dog", "weight": 1}, {"image": "<base64>"}, {"id": 12, "weight": -0.5},
-//    {"id": 7, "time": 12.5}],
+//    {"id": 7, "time": 12.5}, {"contains": "invoice 4471", "weight": 1}], "contains": "words",
 //    "image": "<base64>", "similar": 12, "k": 20, "offset": 0, "min_score": 0.2, "under": "/photos/2023",
 //    "after": "2023-01-01", "before": 1700000000, "formats": ["jpeg"], "exact": false}
 Result<SearchRequest> ParseSearchJson(std::string_view body, const RequestLimits& limits = {});
@@ -131,7 +134,13 @@ class Searcher {
   Searcher& operator=(const Searcher&) = delete;
 
   // The query vector is the normalised sum of the terms' normalised embeddings, each scaled by its
-  // weight; scores are cosine similarities to it. A request that is a single positive stored item
+  // weight; scores are cosine similarities to it. Text shown in images joins in: images showing a
+  // contains term's words, and images showing every word of a text term (so that typing the words
+  // on a sign finds it even with a model that cannot read), are ranked by the full-text index, and
+  // the rankings are fused by reciprocal rank (each list's weight over 60 + rank); such hits say
+  // which words matched. Without text matches the ranking is the query vector's alone. A request of
+  // only contains terms ranks by the full-text index (scores: its relevance, 0..1). A request that is a single positive
+  // stored item
   // ("more like this") leaves that item out of the ranking, and pages are cut after leaving it out.
   Result<SearchResponse> Search(const SearchRequest& request);
 
@@ -145,7 +154,8 @@ class Searcher {
   std::unique_ptr<Impl> impl_;
 };
 
-// True when the request needs a model (a text or image term), false when it holds only stored items.
+// True when the request needs a model (a text or image term), false when it holds only stored items
+// and words shown.
 bool NeedsModel(const SearchRequest& request);
 
 }  // namespace imgsearch

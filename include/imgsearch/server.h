@@ -48,6 +48,7 @@ struct ServerOptions {
   size_t text_cache_entries = 4096;       // recently encoded query texts kept
   JobQueue* queue = nullptr;              // scale-out: its depth and workers go into status and metrics
   const TextModel* text_model = nullptr;  // query texts through this tower (see SearcherOptions)
+  TextRecognition* text = nullptr;        // the text stage, when this process runs one: its progress in status
 };
 
 // Ok when a server could listen on host:port now (port 0: any), else kUnavailable saying so: what

@@ -56,6 +56,15 @@ const std::vector<std::vector<std::string>>& Migrations() {
       {
           "ALTER TABLE imgsearch.vectors ADD COLUMN times bytea",
       },
+      // 5: the text images show (imgsearch/ocr.h), per content, deleted with its vectors; a
+      // trigram index (pg_trgm, trusted: the database's owner may create it) finds any part of a
+      // word in any case.
+      {
+          "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+          "CREATE TABLE imgsearch.texts (hash text PRIMARY KEY REFERENCES imgsearch.vectors (hash) ON DELETE CASCADE, "
+          "languages text NOT NULL, text text NOT NULL, words text NOT NULL)",
+          "CREATE INDEX texts_trigrams ON imgsearch.texts USING gin (text gin_trgm_ops)",
+      },
   };
   return steps;
 }

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <thread>
 
+#include "base/text.h"
 #include "store/catalog_backend.h"
 #include "store/collection_meta.h"
 
@@ -51,6 +52,11 @@ int64_t NowMs() {
 
 // The database's clock in milliseconds: every writer marks and expires releases by the same clock.
 constexpr const char* kDbNowMs = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+// Still images in use whose content has no text yet (the text stage's work; videos: none yet).
+constexpr const char* kPendingTexts =
+    "FROM imgsearch.vectors v WHERE v.times IS NULL AND v.released_at_ms IS NULL AND NOT EXISTS (SELECT 1 FROM "
+    "imgsearch.texts t WHERE t.hash = v.hash) AND EXISTS (SELECT 1 FROM imgsearch.images i WHERE i.content_hash = "
+    "v.hash AND i.status = 1)";
 
 // Releases the vectors of `hashes` that no image has any more, then deletes those released longer
 // ago than the collection's grace period that no image uses (store/catalog_backend.h): checked
@@ -328,6 +334,90 @@ class PgBackend final : public store::CatalogBackend {
     return found;
   }
 
+  Result<std::vector<TextJob>> PendingTexts(int limit) override {
+    std::vector<TextJob> jobs;
+    RETURN_IF_ERROR(client_->Run([&](pqxx::connection& c) {
+      jobs.clear();
+      pqxx::nontransaction t(c);
+      // In random order: workers reading texts at once mostly take different contents.
+      for (const pqxx::row& r : t.exec_params(std::string("SELECT v.hash, (SELECT i.path FROM imgsearch.images i WHERE "
+                                                          "i.content_hash = v.hash AND i.status = 1 ORDER BY i.id "
+                                                          "LIMIT 1) ") +
+                                                  kPendingTexts + " ORDER BY random() LIMIT $1",
+                                              limit)) {
+        jobs.push_back({r[0].as<std::string>(), r[1].as<std::string>()});
+      }
+    }));
+    return jobs;
+  }
+
+  Status PutTexts(std::span<const ContentText> texts) override {
+    for (const ContentText& t : texts) {
+      if (t.content_hash.empty()) return Status::InvalidArgument("a text to store has no content hash");
+    }
+    return client_->Run([&](pqxx::connection& c) {
+      pqxx::work w(c);
+      for (const ContentText& t : texts) {
+        // Only for content still stored: its vectors may have been purged while the text was read.
+        w.exec_params(
+            "INSERT INTO imgsearch.texts (hash, languages, text, words) SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 "
+            "FROM imgsearch.vectors WHERE hash = $1) ON CONFLICT (hash) DO UPDATE SET languages = excluded.languages, "
+            "text = excluded.text, words = excluded.words",
+            t.content_hash, t.languages, t.text.text, store::WordsJson(t.text));
+      }
+      w.commit();
+    });
+  }
+
+  Result<std::optional<ContentText>> GetText(int64_t id) override {
+    std::optional<ContentText> out;
+    RETURN_IF_ERROR(client_->Run([&](pqxx::connection& c) {
+      pqxx::nontransaction t(c);
+      const pqxx::result r = t.exec_params(
+          "SELECT t.hash, t.languages, t.text, t.words FROM imgsearch.images i JOIN imgsearch.texts t ON t.hash = "
+          "i.content_hash WHERE i.id = $1",
+          id);
+      out.reset();
+      if (!r.empty()) {
+        out = ContentText{r[0][0].as<std::string>(), r[0][1].as<std::string>(),
+                          store::TextFromJson(r[0][2].as<std::string>(), r[0][3].as<std::string>())};
+      }
+    }));
+    return out;
+  }
+
+  Result<std::vector<store::TextCandidate>> SearchText(std::span<const std::string> words, int limit) override {
+    // Each word of three characters or more as an ILIKE pattern (the trigram index serves it).
+    std::vector<std::string> patterns;
+    std::string joined;
+    for (const std::string& word : words) {
+      if (Utf8Length(word) < 3) continue;
+      std::string pattern = "%";
+      for (char ch : word) {
+        if (ch == '%' || ch == '_' || ch == '\\') pattern += '\\';
+        pattern += ch;
+      }
+      patterns.push_back(pattern + "%");
+      joined += (joined.empty() ? "" : " ") + word;
+    }
+    std::vector<store::TextCandidate> out;
+    if (patterns.empty()) return out;
+    RETURN_IF_ERROR(client_->Run([&](pqxx::connection& c) {
+      out.clear();
+      pqxx::nontransaction t(c);
+      // The patterns are quoted by libpq (their number varies, so they are not parameters).
+      std::string sql =
+          "SELECT i.id, t.text, word_similarity($1, t.text) FROM imgsearch.texts t JOIN imgsearch.images i ON "
+          "i.content_hash = t.hash AND i.status = 1 WHERE true";
+      for (const std::string& p : patterns) sql += " AND t.text ILIKE " + t.quote(p);
+      sql += " ORDER BY 3 DESC, i.id LIMIT $2";
+      for (const pqxx::row& r : t.exec_params(sql, joined, limit)) {
+        out.push_back({r[0].as<int64_t>(), r[1].as<std::string>(), r[2].as<double>()});
+      }
+    }));
+    return out;
+  }
+
   Result<store::BackendCounts> Counts() override {
     store::BackendCounts s;
     RETURN_IF_ERROR(client_->Run([&](pqxx::connection& c) {
@@ -340,7 +430,10 @@ class PgBackend final : public store::CatalogBackend {
           "(SELECT value FROM imgsearch.meta WHERE key = 'schema_version'), "
           "(SELECT count(*) FROM imgsearch.vectors WHERE released_at_ms IS NOT NULL), "
           "(SELECT value FROM imgsearch.meta WHERE key = '" +
-          std::string(store::kKeepRemovedKey) + "') FROM imgsearch.images")[0];
+          std::string(store::kKeepRemovedKey) +
+          "'), (SELECT count(*) FROM imgsearch.texts t JOIN imgsearch.vectors v ON v.hash = t.hash WHERE "
+          "v.released_at_ms IS NULL), (SELECT count(*) " +
+          kPendingTexts + ") FROM imgsearch.images")[0];
       s.indexed = r[0].as<int64_t>();
       s.failed = r[1].as<int64_t>();
       s.distinct_vectors = r[2].as<int64_t>();
@@ -349,6 +442,8 @@ class PgBackend final : public store::CatalogBackend {
       s.kept_vectors = r[5].as<int64_t>();
       s.keep_removed =
           store::KeepRemovedFrom(r[6].is_null() ? std::nullopt : std::optional<std::string>(r[6].as<std::string>()));
+      s.texts_read = r[7].as<int64_t>();
+      s.texts_pending = r[8].as<int64_t>();
       for (const pqxx::row& f :
            t.exec("SELECT format, count(*) FROM imgsearch.images WHERE status = 1 GROUP BY format")) {
         s.formats[f[0].as<std::string>()] = f[1].as<int64_t>();

@@ -62,7 +62,18 @@ class Worker final : public ingest::ResultWriter {
       if (on_batch) on_batch(Report());
     };
     ingest::Pipeline pipeline(model_, collection_.get(), po);
+    std::unique_ptr<TextRecognition> text;
+    if (options_.text.enabled) {
+      TextOptions to = options_.text;
+      to.read = [this](const std::string& path) -> Result<std::vector<uint8_t>> {
+        ASSIGN_OR_RETURN(ingest::FileContent content, sources_.Read(path, 0, *Roots()));
+        if (content.file != nullptr) return content.file->ReadAt(0, static_cast<size_t>(content.file->size()));
+        return std::move(content.bytes);
+      };
+      ASSIGN_OR_RETURN(text, TextRecognition::Start(collection_.get(), to));
+    }
     Status st = Feed(pipeline, stop);
+    if (text != nullptr) text->Stop();
     pipeline.StopRetrying();  // stopping: a write waiting for the database gives up (its jobs' leases run out)
     pipeline.Flush();
     if (st.ok()) st = pipeline.status();

@@ -78,6 +78,14 @@ SearchTerm TextTerm(std::string text, float weight = 1.0f) {
   return t;
 }
 
+SearchTerm ContainsTerm(std::string words, float weight = 1.0f) {
+  SearchTerm t;
+  t.kind = SearchTerm::Kind::kContains;
+  t.text = std::move(words);
+  t.weight = weight;
+  return t;
+}
+
 SearchTerm ItemTerm(int64_t id, float weight = 1.0f, std::optional<double> time_s = std::nullopt) {
   SearchTerm t;
   t.kind = SearchTerm::Kind::kItem;
@@ -167,6 +175,10 @@ Status ApplyField(const std::string& key, std::string_view value, const RequestL
     r->terms.push_back(TextTerm(std::string(value)));
     return Status::Ok();
   }
+  if (terms_allowed && key == "contains") {
+    r->terms.push_back(ContainsTerm(std::string(value)));
+    return Status::Ok();
+  }
   if (terms_allowed && key == "similar") {
     ASSIGN_OR_RETURN(SearchTerm item, ParseItemRef(value, "similar"));
     r->terms.push_back(std::move(item));
@@ -199,6 +211,15 @@ Status Validate(const SearchRequest& r, const RequestLimits& limits, bool terms_
       return Bad("a text term is limited to " + std::to_string(limits.max_text_chars) +
                  " characters (the model reads the first 77 tokens)");
     }
+    if (t.kind == SearchTerm::Kind::kContains) {
+      if (Utf8Length(t.text) > static_cast<size_t>(limits.max_text_chars)) {
+        return Bad("contains is limited to " + std::to_string(limits.max_text_chars) + " characters");
+      }
+      const bool has_word = std::any_of(t.text.begin(), t.text.end(), [](char c) {
+        return static_cast<unsigned char>(c) >= 0x80 || std::isalnum(static_cast<unsigned char>(c));
+      });
+      if (!has_word) return Bad("contains needs words the images show, like \"invoice 4471\"");
+    }
   }
   return Status::Ok();
 }
@@ -219,6 +240,11 @@ Result<SearchTerm> ParseTermJson(const json& t, const std::string& where) {
       ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, DecodeBase64(value.get_ref<const std::string&>(), where + ".image"));
       term = ImageTerm(std::move(bytes), term.weight);
       ++kinds;
+    } else if (key == "contains") {
+      if (!value.is_string() || value.get_ref<const std::string&>().empty())
+        return Bad(where + ".contains must be a non-empty string (words the images show)");
+      term = ContainsTerm(value.get<std::string>(), term.weight);
+      ++kinds;
     } else if (key == "id") {
       if (!value.is_number_integer()) return Bad(where + ".id must be an integer image id");
       term = ItemTerm(value.get<int64_t>(), term.weight);
@@ -229,10 +255,11 @@ Result<SearchTerm> ParseTermJson(const json& t, const std::string& where) {
     } else if (key == "weight") {
       if (!value.is_number()) return Bad(where + ".weight must be a number");
     } else {
-      return Bad("unknown field " + where + "." + EscapeForDisplay(key, 80) + " (text, image, id, time, weight)");
+      return Bad("unknown field " + where + "." + EscapeForDisplay(key, 80) +
+                 " (text, image, id, contains, time, weight)");
     }
   }
-  if (kinds != 1) return Bad(where + " must have exactly one of text, image or id");
+  if (kinds != 1) return Bad(where + " must have exactly one of text, image, id or contains");
   if (time_s) {
     if (term.kind != SearchTerm::Kind::kItem) return Bad(where + ".time goes with an id (a video's moment)");
     term.time_s = time_s;
@@ -343,7 +370,7 @@ Result<SearchRequest> ParseSearchQuery(const SearchFields& fields, const Request
   for (const auto& [key, value] : fields) {
     const Status s = ApplyField(key, value, limits, allow_terms, &r);
     if (s.code() == StatusCode::kNotFound) {
-      return Bad("unknown parameter " + Quoted(key) + " (" + (allow_terms ? "q, similar, " : "") +
+      return Bad("unknown parameter " + Quoted(key) + " (" + (allow_terms ? "q, contains, similar, " : "") +
                  "k, offset, min_score, under, after, before, format, exact)");
     }
     RETURN_IF_ERROR(s);
@@ -394,6 +421,11 @@ Result<SearchRequest> ParseSearchJson(std::string_view body, const RequestLimits
     } else if (key == "similar") {
       if (!value.is_number_integer()) return Bad("similar must be an integer image id");
       r.terms.push_back(ItemTerm(value.get<int64_t>()));
+    } else if (key == "contains") {
+      if (!value.is_string() || value.get_ref<const std::string&>().empty()) {
+        return Bad("contains must be a non-empty string (words the images show)");
+      }
+      r.terms.push_back(ContainsTerm(value.get<std::string>()));
     } else if (key == "terms") {
       if (!value.is_array()) return Bad("terms must be a list of {\"text\"|\"image\"|\"id\": …, \"weight\": w}");
       if (value.size() > static_cast<size_t>(limits.max_terms)) {
@@ -414,7 +446,7 @@ Result<SearchRequest> ParseSearchJson(std::string_view body, const RequestLimits
       const Status s = ApplyOption(key, text, limits, &r.options);
       if (s.code() == StatusCode::kNotFound) {
         return Bad("unknown field " + Quoted(key) +
-                   " (q, terms, image, similar, k, offset, min_score, under, after, before, formats, exact)");
+                   " (q, contains, terms, image, similar, k, offset, min_score, under, after, before, formats, exact)");
       }
       RETURN_IF_ERROR(s);
     }
@@ -453,7 +485,8 @@ Result<SearchRequest> ParseSearchForm(const std::vector<FormPart>& parts, const 
     if (s.code() == StatusCode::kNotFound) {
       return Bad(
           "unknown form field " + Quoted(key) +
-          " (image, image_weight, query, q, similar, k, offset, min_score, under, after, before, format, exact)");
+          " (image, image_weight, query, q, contains, similar, k, offset, min_score, under, after, before, format, "
+          "exact)");
     }
     RETURN_IF_ERROR(s);
   }
@@ -504,6 +537,12 @@ Result<SearchRequest> ParseSearchArgs(std::span<const std::string> args, std::sp
     r.terms.push_back(std::move(t));
   }
   for (const auto& [key, value] : options) {
+    if (key == "contains") {  // --contains: a term, not an option
+      RETURN_IF_ERROR(CheckUtf8(value, "--contains"));
+      if (value.empty()) return Bad("--contains is empty: give the words the images show");
+      r.terms.push_back(ContainsTerm(value));
+      continue;
+    }
     const Status s = ApplyField(key, value, limits, /*terms_allowed=*/false, &r);
     if (s.code() == StatusCode::kNotFound) return Status::Internal("no search option " + Quoted(key));
     RETURN_IF_ERROR(s);
@@ -513,8 +552,9 @@ Result<SearchRequest> ParseSearchArgs(std::span<const std::string> args, std::sp
 }
 
 bool NeedsModel(const SearchRequest& request) {
-  return std::any_of(request.terms.begin(), request.terms.end(),
-                     [](const SearchTerm& t) { return t.kind != SearchTerm::Kind::kItem; });
+  return std::any_of(request.terms.begin(), request.terms.end(), [](const SearchTerm& t) {
+    return t.kind != SearchTerm::Kind::kItem && t.kind != SearchTerm::Kind::kContains;
+  });
 }
 
 }  // namespace imgsearch

@@ -2,7 +2,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <optional>
+#include <set>
 
 #include "base/text.h"
 #include "imgsearch/search.h"
@@ -13,6 +15,14 @@ namespace imgsearch {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Reciprocal rank fusion's constant (Cormack et al. 2009): a list's item at rank r adds
+// weight / (60 + r).
+constexpr double kRrfK = 60;
+// How deep each ranking is read for fusion (more when the page asked for goes deeper).
+constexpr int kFusionDepth = 100;
+// Images showing a negative contains term's words that are left out, at most.
+constexpr int kMaxTextMatches = 10'000;
 
 // Adds weight · v / |v| to `sum`.
 void AddScaled(std::vector<float>* sum, std::span<const float> v, float weight) {
@@ -49,6 +59,7 @@ class Searcher::Impl {
     const int dim = collection_->model().dim;
     std::vector<float> sum(static_cast<size_t>(dim), 0.0f);
     for (const SearchTerm& t : request.terms) {
+      if (t.kind == SearchTerm::Kind::kContains) continue;  // words shown: the full-text index's
       ASSIGN_OR_RETURN(const std::vector<float> e, Embed(t));
       if (static_cast<int>(e.size()) != dim) {
         return Status::InvalidArgument("the query has " + std::to_string(e.size()) +
@@ -67,24 +78,12 @@ class Searcher::Impl {
 
   Result<SearchResponse> Search(const SearchRequest& request) {
     const auto start = Clock::now();
-    ASSIGN_OR_RETURN(const std::vector<float> query, QueryVector(request));
-    const std::optional<int64_t> self = SelfOf(request);
-    // Pages are cut from the ranking without the item itself: search from the top, one more, skip.
-    SearchOptions o = request.options;
-    if (self) {
-      o.k += o.offset + 1;
-      o.offset = 0;
-    }
     SearchResponse response;
-    ASSIGN_OR_RETURN(response.hits, collection_->Search(query, o));
-    if (self) {
-      std::vector<SearchHit>& hits = response.hits;
-      std::erase_if(hits, [&](const SearchHit& h) { return h.id == *self; });
-      const size_t skip = std::min(hits.size(), static_cast<size_t>(request.options.offset));
-      hits.erase(hits.begin(), hits.begin() + static_cast<ptrdiff_t>(skip));
-      if (hits.size() > static_cast<size_t>(request.options.k)) hits.resize(static_cast<size_t>(request.options.k));
+    if (HasVectorTerms(request)) {
+      ASSIGN_OR_RETURN(response.hits, VectorSearch(request));
     }
-    if (model_ != nullptr && options_.text_model == nullptr && model_->info().has_match_probability &&
+    ASSIGN_OR_RETURN(const bool fused, FuseTextMatches(request, &response.hits));
+    if (!fused && model_ != nullptr && options_.text_model == nullptr && model_->info().has_match_probability &&
         request.terms.size() == 1 && request.terms[0].kind == SearchTerm::Kind::kText && request.terms[0].weight > 0) {
       for (SearchHit& h : response.hits) h.probability = model_->MatchProbability(h.score);
     }
@@ -112,8 +111,134 @@ class Searcher::Impl {
         return encoder_->EncodeImage(decoded->image);
       }
       case SearchTerm::Kind::kItem: return StoredEmbedding(t.id, t.time_s);
+      case SearchTerm::Kind::kContains: break;  // never embedded (QueryVector skips it)
     }
     return Status::Internal("unknown search term kind");
+  }
+
+  static bool HasVectorTerms(const SearchRequest& request) {
+    return std::any_of(request.terms.begin(), request.terms.end(),
+                       [](const SearchTerm& t) { return t.kind != SearchTerm::Kind::kContains; });
+  }
+
+  // The page the query vector ranks (a text or image query, "more like this"): how every search
+  // without text in images is answered.
+  Result<std::vector<SearchHit>> VectorSearch(const SearchRequest& request, int depth = 0) {
+    ASSIGN_OR_RETURN(const std::vector<float> query, QueryVector(request));
+    const std::optional<int64_t> self = SelfOf(request);
+    // Pages are cut from the ranking without the item itself: search from the top, one more, skip.
+    SearchOptions o = request.options;
+    if (depth > 0) {  // the head of the ranking, for fusion
+      o.k = depth;
+      o.offset = 0;
+    }
+    const int offset = o.offset;
+    const int k = o.k;
+    if (self) {
+      o.k += o.offset + 1;
+      o.offset = 0;
+    }
+    ASSIGN_OR_RETURN(std::vector<SearchHit> hits, collection_->Search(query, o));
+    if (self) {
+      std::erase_if(hits, [&](const SearchHit& h) { return h.id == *self; });
+      const size_t skip = std::min(hits.size(), static_cast<size_t>(offset));
+      hits.erase(hits.begin(), hits.begin() + static_cast<ptrdiff_t>(skip));
+      if (hits.size() > static_cast<size_t>(k)) hits.resize(static_cast<size_t>(k));
+    }
+    return hits;
+  }
+
+  // Text shown in images: fuses the full-text matches of the request's contains terms and text
+  // terms with the query vector's ranking (`hits`, the page asked for), by reciprocal rank. False
+  // (and `hits` untouched) when no image shows the words.
+  Result<bool> FuseTextMatches(const SearchRequest& request, std::vector<SearchHit>* hits) {
+    struct List {
+      float weight;
+      std::vector<TextMatch> matches;
+    };
+    std::vector<List> lists;
+    std::set<int64_t> excluded;
+    const SearchOptions& o = request.options;
+    const int depth = std::max(kFusionDepth, o.k + o.offset);
+    for (const SearchTerm& t : request.terms) {
+      const bool contains = t.kind == SearchTerm::Kind::kContains;
+      if (!contains && !(t.kind == SearchTerm::Kind::kText && t.weight > 0)) continue;
+      if (contains && t.weight < 0) {
+        ASSIGN_OR_RETURN(const std::vector<TextMatch> shown,
+                         collection_->SearchText(t.text, o.filter, kMaxTextMatches));
+        for (const TextMatch& m : shown) excluded.insert(m.id);
+        continue;
+      }
+      ASSIGN_OR_RETURN(std::vector<TextMatch> matches, collection_->SearchText(t.text, o.filter, depth));
+      if (!matches.empty()) lists.push_back({std::abs(t.weight), std::move(matches)});
+    }
+    const bool vector_terms = HasVectorTerms(request);
+    if (lists.empty() && excluded.empty() && vector_terms) return false;
+
+    // Fused scores: each list's weight over (60 + rank), ranks from 1.
+    std::map<int64_t, double> fused;
+    std::map<int64_t, SearchHit> found;
+    std::vector<float> query;
+    if (vector_terms) {
+      ASSIGN_OR_RETURN(query, QueryVector(request));
+      ASSIGN_OR_RETURN(std::vector<SearchHit> head, VectorSearch(request, depth));
+      for (size_t i = 0; i < head.size(); ++i) {
+        fused[head[i].id] += 1.0 / (kRrfK + static_cast<double>(i + 1));
+        found[head[i].id] = std::move(head[i]);
+      }
+    }
+    for (const List& list : lists) {
+      for (size_t i = 0; i < list.matches.size(); ++i) {
+        const TextMatch& m = list.matches[i];
+        fused[m.id] += list.weight / (kRrfK + static_cast<double>(i + 1));
+        auto [it, added] = found.try_emplace(m.id);
+        SearchHit& h = it->second;
+        if (added) {
+          ASSIGN_OR_RETURN(std::optional<ImageRecord> r, collection_->GetById(m.id));
+          if (!r) {  // removed meanwhile
+            found.erase(it);
+            fused.erase(m.id);
+            continue;
+          }
+          h.id = m.id;
+          h.path = r->path;
+          h.width = r->width;
+          h.height = r->height;
+          // Its similarity to the query vector, or (words only) how well the words match.
+          h.score = m.score;
+          if (!query.empty()) {
+            ASSIGN_OR_RETURN(const std::vector<float> e, collection_->GetEmbedding(m.id));
+            h.score = Dot(query, e);
+          }
+        }
+        for (const std::string& w : m.words) {
+          if (std::find(h.words.begin(), h.words.end(), w) == h.words.end()) h.words.push_back(w);
+        }
+      }
+    }
+    std::vector<std::pair<double, int64_t>> order;
+    const std::optional<int64_t> self = SelfOf(request);
+    for (const auto& [id, score] : fused) {
+      if (excluded.contains(id) || (self && id == *self)) continue;
+      // The score floor is the query vector's: images the words found stay when they match them.
+      const SearchHit& h = found[id];
+      if (h.words.empty() && h.score < o.min_score) continue;
+      order.emplace_back(score, id);
+    }
+    std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
+      return a.first != b.first ? a.first > b.first : a.second < b.second;
+    });
+    hits->clear();
+    for (size_t i = static_cast<size_t>(o.offset); i < order.size() && hits->size() < static_cast<size_t>(o.k); ++i) {
+      hits->push_back(std::move(found[order[i].second]));
+    }
+    return true;
+  }
+
+  static float Dot(std::span<const float> a, std::span<const float> b) {
+    double sum = 0;
+    for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) sum += static_cast<double>(a[i]) * b[i];
+    return static_cast<float>(sum);
   }
 
   // A query image that cannot be used is the caller's mistake (400), unless a limit refused it.

@@ -127,12 +127,20 @@ std::vector<Route> ItemRoutes(ServerContext& c) {
       {.method = "GET",
        .pattern = "/api/images/{id}/info",
        .name = "info",
-       .about = "What the collection knows about the image.",
+       .about = "What the collection knows about the image; text: the words it shows (when read), with their "
+                "boxes [text, x, y, width, height, confidence] in the picture's pixels as decoded for reading.",
        .handle =
            [&c](const Req& req, Res& res) {
              Result<ImageRecord> r = PathRecord(c, req);
              if (!r.ok()) return SendError(res, r.status());
              json j = RecordJson(*r);
+             if (Result<std::optional<ContentText>> text = c.collection->GetText(r->id); text.ok() && *text) {
+               json words = json::array();
+               for (const RecognizedWord& w : (*text)->text.words) {
+                 words.push_back({w.text, w.x, w.y, w.width, w.height, w.confidence});
+               }
+               j["text"] = {{"text", (*text)->text.text}, {"languages", (*text)->languages}, {"words", words}};
+             }
              OfflineFolders(c).Mark(&j, r->path);
              SendJson(res, j);
            }},

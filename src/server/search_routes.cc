@@ -19,6 +19,7 @@ json HitJson(const SearchHit& h, const OfflineFolders& offline) {
          {"view_url", "/api/images/" + id + "/view"},
          {"thumbnail", "/api/images/" + id + "/thumbnail"}};
   if (h.probability) j["probability"] = *h.probability;
+  if (!h.words.empty()) j["words"] = h.words;  // found by the text it shows: the words that matched
   if (h.time_s) {  // a video: its best moment (the thumbnail shows that frame), and the others
     j["time"] = *h.time_s;
     j["thumbnail"] = "/api/images/" + id + "/thumbnail?t=" + TimeParam(*h.time_s);
@@ -48,7 +49,7 @@ void Answer(ServerContext& c, const Result<SearchRequest>& request, Res& res) {
 
 std::vector<Route> SearchRoutes(ServerContext& c) {
   const std::vector<std::string> options = {"k", "offset", "min_score", "under", "after", "before", "format", "exact"};
-  std::vector<std::string> params = {"q", "similar"};
+  std::vector<std::string> params = {"q", "contains", "similar"};
   params.insert(params.end(), options.begin(), options.end());
   std::vector<std::string> similar_options = {"t"};
   similar_options.insert(similar_options.end(), options.begin(), options.end());
@@ -57,16 +58,19 @@ std::vector<Route> SearchRoutes(ServerContext& c) {
        .pattern = "/api/search",
        .name = "search",
        .params = params,
-       .about = "Search by text (q) or by an indexed image (similar=ID, or ID@SECONDS for a video's moment). "
-                "Results: id, path, score, width, height, url, view_url, thumbnail; a video's also time (seconds, "
-                "its best moment) and moments (its other matching ones).",
+       .about = "Search by text (q), by words the images show (contains), or by an indexed image (similar=ID, or "
+                "ID@SECONDS for a video's moment). Results: id, path, score, width, height, url, view_url, thumbnail; "
+                "words (the words shown that matched, when the text in the image found it); a video's also time "
+                "(seconds, its best moment) and moments (its other matching ones).",
        .handle = [&c](const Req& req, Res& res) { Answer(c, ParseSearchQuery(FieldsOf(req.params), c.limits), res); }},
       {.method = "POST",
        .pattern = "/api/search",
        .name = "search",
-       .body = "JSON {q, terms: [{text|image (base64)|id (with time for a video's moment), weight}], image, similar, "
-               "k, offset, min_score, under, "
-               "after, before, formats, exact} or multipart/form-data with image file parts and the same fields",
+       .body =
+           "JSON {q, contains, terms: [{text|image (base64)|id (with time for a video's moment)|contains, weight}], "
+           "image, similar, "
+           "k, offset, min_score, under, "
+           "after, before, formats, exact} or multipart/form-data with image file parts and the same fields",
        .about = "Weighted positive and negative terms: texts, uploaded images and indexed images.",
        .handle =
            [&c](const Req& req, Res& res) {

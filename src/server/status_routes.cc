@@ -38,6 +38,7 @@ struct StatusReport {
   int64_t requests = 0;
   double uptime_s = 0;
   bool auth = false;
+  std::optional<TextStats> text;
 };
 
 StatusReport Gather(ServerContext& c, bool with_failures) {
@@ -79,6 +80,7 @@ StatusReport Gather(ServerContext& c, bool with_failures) {
       r.queue_error = q.status();
     }
   }
+  if (c.options->text != nullptr) r.text = c.options->text->Stats();
   r.queries = c.searcher->Stats();
   r.thumbnails = c.thumbnails->Stats();
   r.requests = c.metrics->total();
@@ -103,6 +105,16 @@ json ToJson(const StatusReport& r) {
                        {"database_bytes", s.database_bytes},
                        {"index_bytes", s.index_bytes},
                        {"schema_version", s.schema_version}};
+    // Text in images: what the collection holds, and this process's stage when it runs one.
+    json text = {{"read", s.texts_read}, {"pending", s.texts_pending}, {"running", r.text.has_value()}};
+    if (r.text) {
+      text["languages"] = r.text->languages;
+      text["done"] = r.text->done;
+      text["failed"] = r.text->failed;
+      text["images_per_s"] = r.text->images_per_s;
+      if (!r.text->error.empty()) text["error"] = r.text->error;
+    }
+    j["text"] = text;
   } else {
     j["collection"] = {{"error", r.collection_error.ToString()}};
   }

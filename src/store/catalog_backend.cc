@@ -1,7 +1,11 @@
 #include "store/catalog_backend.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstring>
+
+#include <nlohmann/json.hpp>
 
 namespace imgsearch::store {
 
@@ -30,6 +34,77 @@ Status CheckEmbeddingShape(const ImageUpsert& u, int dim) {
     if (!std::isfinite(t) || t < 0) return Status::InvalidArgument(u.record.path + ": a frame time is not valid");
   }
   return Status::Ok();
+}
+
+namespace {
+
+bool IsAsciiPunct(unsigned char c) { return c < 0x80 && !std::isalnum(c); }
+
+std::string AsciiLower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> QueryWords(std::string_view words) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < words.size()) {
+    while (i < words.size() && std::isspace(static_cast<unsigned char>(words[i]))) ++i;
+    size_t end = i;
+    while (end < words.size() && !std::isspace(static_cast<unsigned char>(words[end]))) ++end;
+    size_t b = i, e = end;
+    while (b < e && IsAsciiPunct(static_cast<unsigned char>(words[b]))) ++b;
+    while (e > b && IsAsciiPunct(static_cast<unsigned char>(words[e - 1]))) --e;
+    if (e > b) out.emplace_back(words.substr(b, e - b));
+    i = end;
+  }
+  return out;
+}
+
+std::vector<std::string> MatchedWords(const std::string& text, std::span<const std::string> query) {
+  std::vector<std::string> lowered_query;
+  for (const std::string& q : query) lowered_query.push_back(AsciiLower(q));
+  std::vector<std::string> out;
+  for (const std::string& word : QueryWords(text)) {
+    const std::string lowered = AsciiLower(word);
+    const bool hit = std::any_of(lowered_query.begin(), lowered_query.end(),
+                                 [&](const std::string& q) { return lowered.find(q) != std::string::npos; });
+    if (hit && std::find(out.begin(), out.end(), word) == out.end()) out.push_back(word);
+  }
+  return out;
+}
+
+bool HoldsAll(const std::string& text, std::span<const std::string> query) {
+  const std::string lowered = AsciiLower(text);
+  return std::all_of(query.begin(), query.end(),
+                     [&](const std::string& q) { return lowered.find(AsciiLower(q)) != std::string::npos; });
+}
+
+std::string WordsJson(const RecognizedText& text) {
+  nlohmann::json words = nlohmann::json::array();
+  for (const RecognizedWord& w : text.words) {
+    words.push_back({w.text, w.x, w.y, w.width, w.height, std::round(w.confidence * 10) / 10});
+  }
+  return words.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+RecognizedText TextFromJson(std::string text, const std::string& words_json) {
+  RecognizedText out;
+  out.text = std::move(text);
+  const nlohmann::json words = nlohmann::json::parse(words_json, nullptr, /*allow_exceptions=*/false);
+  if (!words.is_array()) return out;
+  for (const nlohmann::json& w : words) {
+    if (!w.is_array() || w.size() != 6 || !w[0].is_string()) continue;
+    bool numbers = true;
+    for (size_t k = 1; k < 6; ++k) numbers = numbers && w[k].is_number();
+    if (!numbers) continue;
+    out.words.push_back({w[0].get<std::string>(), w[1].get<int>(), w[2].get<int>(), w[3].get<int>(), w[4].get<int>(),
+                         w[5].get<float>()});
+  }
+  return out;
 }
 
 }  // namespace imgsearch::store

@@ -41,7 +41,29 @@ struct BackendCounts {
   std::chrono::milliseconds keep_removed = kDefaultKeepRemoved;
   int64_t database_bytes = 0;
   int schema_version = 0;
+  int64_t texts_read = 0;
+  int64_t texts_pending = 0;
 };
+
+// An image whose content's text holds the words searched for: the text, and the backend's
+// relevance (larger is better).
+struct TextCandidate {
+  int64_t id = 0;
+  std::string text;
+  double relevance = 0;
+};
+
+// The words of a text query: split at spaces, the punctuation at each word's ends dropped
+// ("4471," → "4471"), empty ones skipped.
+std::vector<std::string> QueryWords(std::string_view words);
+// The words of `text` (as read) that hold one of `query` (QueryWords), in any ASCII case.
+std::vector<std::string> MatchedWords(const std::string& text, std::span<const std::string> query);
+// Whether `text` holds every one of `query`, in any ASCII case (the full-text index checks longer
+// words in any case; this is for the short ones it cannot).
+bool HoldsAll(const std::string& text, std::span<const std::string> query);
+// RecognizedText::words as stored ([[text, x, y, width, height, confidence], …]) and back.
+std::string WordsJson(const RecognizedText& text);
+RecognizedText TextFromJson(std::string text, const std::string& words_json);
 
 // Released vectors: a vector no image uses any more is not deleted at once but marked with the time
 // it was released; an image taking that content again clears the mark (its vector is reused, not
@@ -109,6 +131,14 @@ class CatalogBackend {
   // As Collection::ForEach.
   virtual Status ForEach(const std::function<bool(const ImageRecord&)>& visit, std::optional<ImageStatus> status,
                          const std::string& under) = 0;
+
+  // Text shown in images (Collection's methods of the same names).
+  virtual Result<std::vector<TextJob>> PendingTexts(int limit) = 0;
+  virtual Status PutTexts(std::span<const ContentText> texts) = 0;
+  virtual Result<std::optional<ContentText>> GetText(int64_t id) = 0;
+  // Indexed images whose content's text holds every one of `words` of three characters or more
+  // (QueryWords; shorter ones are the caller's to check), most relevant first, at most `limit`.
+  virtual Result<std::vector<TextCandidate>> SearchText(std::span<const std::string> words, int limit) = 0;
 
   // The index's feed. Each call reads one consistent state.
   // Every indexed image with its stored vector; returns the sequence value of that state.

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "base/rw_mutex.h"
+#include "base/text.h"
 #include "store/catalog_backend.h"
 #include "store/collection_meta.h"
 #include "store/vector_index.h"
@@ -28,6 +29,8 @@ namespace store {
 namespace {
 
 constexpr const char* kRootsKey = "roots";  // meta: JSON list of the indexed folders
+// Text matches read from the backend for one search at least (before filters).
+constexpr int kTextCandidates = 1000;
 
 // An advisory lock on PATH.lock for as long as it lives: processes that share a snapshot (search
 // nodes on one machine, or a reader beside the writer) never read one half written. A reader
@@ -139,6 +142,50 @@ class CollectionCore final : public Collection {
     return SearchIndex(index_.get(), model_.dim, query, o);
   }
 
+  Result<std::vector<TextJob>> PendingTexts(int limit) override {
+    if (limit <= 0) return std::vector<TextJob>();
+    return backend_->PendingTexts(limit);
+  }
+
+  Status PutTexts(std::span<const ContentText> texts) override {
+    if (options_.read_only) {
+      return Status::InvalidArgument("the collection at " + backend_->where() + " is open read-only");
+    }
+    if (texts.empty()) return Status::Ok();
+    return backend_->PutTexts(texts);
+  }
+
+  Result<std::optional<ContentText>> GetText(int64_t id) override { return backend_->GetText(id); }
+
+  Result<std::vector<TextMatch>> SearchText(std::string_view words, const SearchFilter& filter, int limit) override {
+    const std::vector<std::string> query = QueryWords(words);
+    std::vector<TextMatch> out;
+    if (query.empty() || limit <= 0) return out;
+    RETURN_IF_ERROR(EnsureIndex());
+    // The backend ranks every match; the filter, the short words and what is searchable now are
+    // applied here, so a page of `limit` may need more candidates than that.
+    ASSIGN_OR_RETURN(const std::vector<TextCandidate> candidates,
+                     backend_->SearchText(query, std::max(limit * 4, kTextCandidates)));
+    // The backend matched the words of three characters or more (in any case, any script); the
+    // shorter ones are checked here.
+    std::vector<std::string> short_words;
+    for (const std::string& w : query) {
+      if (Utf8Length(w) < 3) short_words.push_back(w);
+    }
+    double best = 0;
+    for (const TextCandidate& c : candidates) best = std::max(best, c.relevance);
+    std::shared_lock<RwMutex> lock(index_mu_);
+    for (const TextCandidate& c : candidates) {
+      if (index_ == nullptr || !index_->Contains(c.id) || !index_->Passes(c.id, filter)) continue;
+      if (!HoldsAll(c.text, short_words)) continue;
+      // Relative to the best match: 1 for it, less for weaker ones (bm25 has no fixed scale).
+      const float score = best > 0 ? static_cast<float>(std::max(0.0, c.relevance) / best) : 1.0f;
+      out.push_back({c.id, score, MatchedWords(c.text, query)});
+      if (out.size() == static_cast<size_t>(limit)) break;
+    }
+    return out;
+  }
+
   Result<std::vector<CollectionRoot>> Roots() override {
     ASSIGN_OR_RETURN(std::optional<std::string> stored, backend_->GetMeta(kRootsKey));
     if (!stored) return std::vector<CollectionRoot>();
@@ -169,6 +216,8 @@ class CollectionCore final : public Collection {
     s.kept_vectors = c.kept_vectors;
     s.formats = std::move(c.formats);
     s.keep_removed = c.keep_removed;
+    s.texts_read = c.texts_read;
+    s.texts_pending = c.texts_pending;
     s.database_bytes = c.database_bytes;
     s.schema_version = c.schema_version;
     s.model = model_;

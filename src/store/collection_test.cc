@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "imgsearch/collection.h"
+#include "store/catalog_backend.h"
 #include "store/collection_meta.h"
 #include "store/store_test_util.h"
 #include "test_util.h"
@@ -215,6 +216,102 @@ TEST(Collection, RemovedContentIsKeptForTheGracePeriod) {
   EXPECT_NE(negative.status().message().find("cannot be negative"), std::string::npos) << negative.status().ToString();
 }
 
+ContentText TextOf(const std::string& hash, const std::string& text) {
+  ContentText t;
+  t.content_hash = hash;
+  t.languages = "eng";
+  t.text.text = text;
+  int x = 0;
+  for (const std::string& w : store::QueryWords(text)) {
+    t.text.words.push_back({w, x, 10, 40, 20, 90});
+    x += 50;
+  }
+  return t;
+}
+
+std::vector<std::string> PathsOf(Collection* c, const std::vector<TextMatch>& matches) {
+  std::vector<std::string> paths;
+  for (const TextMatch& m : matches) paths.push_back((*c->GetById(m.id))->path);
+  return paths;
+}
+
+TEST(Text, StoredPerContentSearchedByAnyPartAndGoneWithTheContent) {
+  const std::string dir = testing::MakeTempDir() + "/db";
+  auto c = Open(dir, {.keep_removed = std::chrono::milliseconds(0)});
+  ASSERT_TRUE(c->Upsert(std::vector<ImageUpsert>{MakeImage("/p/receipt.jpg", Axis(16, 0), "receipt"),
+                                                 MakeImage("/p/copy/receipt.jpg", {}, "receipt"),
+                                                 MakeImage("/p/sign.png", Axis(16, 1), "sign", "png"),
+                                                 MakeImage("/p/plain.jpg", Axis(16, 2), "plain")})
+                  .ok());
+  EXPECT_EQ(c->Stats()->texts_pending, 3);  // contents, not files
+  auto pending = c->PendingTexts(10);
+  ASSERT_TRUE(pending.ok());
+  ASSERT_EQ(pending->size(), 3u);
+  ASSERT_TRUE(c->PutTexts(std::vector<ContentText>{TextOf("receipt", "INVOICE 4471\nTotal 12.50"),
+                                                   TextOf("sign", "Platform 9"), TextOf("plain", "")})
+                  .ok());
+  EXPECT_EQ(c->Stats()->texts_pending, 0);
+  EXPECT_EQ(c->Stats()->texts_read, 3);
+  EXPECT_TRUE(c->PendingTexts(10)->empty());
+
+  // Every word, any part of it, any case; copies share their content's text.
+  auto found = c->SearchText("voice 4471", {}, 10);
+  ASSERT_TRUE(found.ok()) << found.status().ToString();
+  EXPECT_EQ(PathsOf(c.get(), *found), (std::vector<std::string>{"/p/receipt.jpg", "/p/copy/receipt.jpg"}));
+  EXPECT_EQ((*found)[0].words, (std::vector<std::string>{"INVOICE", "4471"}));
+  EXPECT_FLOAT_EQ((*found)[0].score, 1.0f);
+  EXPECT_TRUE(c->SearchText("invoice zebra", {}, 10)->empty());
+  // A short word must appear too, but does not find images alone.
+  EXPECT_EQ(PathsOf(c.get(), *c->SearchText("platform 9", {}, 10)), (std::vector<std::string>{"/p/sign.png"}));
+  EXPECT_TRUE(c->SearchText("platform 8", {}, 10)->empty());
+  EXPECT_TRUE(c->SearchText("9", {}, 10)->empty());
+  EXPECT_TRUE(c->SearchText("  ,; ", {}, 10)->empty());
+  // Quotes and FTS syntax are words like any other.
+  EXPECT_TRUE(c->SearchText("\"invoice\" OR NEAR(a b) *", {}, 10).ok());
+  // Filters apply.
+  SearchFilter pngs;
+  pngs.formats = {"png"};
+  EXPECT_TRUE(c->SearchText("invoice", pngs, 10)->empty());
+  SearchFilter copies;
+  copies.under = "/p/copy";
+  EXPECT_EQ(PathsOf(c.get(), *c->SearchText("invoice", copies, 10)),
+            (std::vector<std::string>{"/p/copy/receipt.jpg"}));
+  // The words and their boxes come back.
+  auto text = c->GetText(c->GetByPath("/p/sign.png").value().value().id);
+  ASSERT_TRUE(text.ok() && text->has_value());
+  EXPECT_EQ((*text)->text.text, "Platform 9");
+  ASSERT_EQ((*text)->text.words.size(), 2u);
+  EXPECT_EQ((*text)->text.words[1].x, 50);
+
+  // Renamed: still found; changed: its text is to be read again, the old one is not found.
+  ASSERT_TRUE(c->Move("/p/sign.png", "/p/sign2.png").ok());
+  EXPECT_EQ(PathsOf(c.get(), *c->SearchText("platform", {}, 10)), (std::vector<std::string>{"/p/sign2.png"}));
+  ASSERT_TRUE(c->Upsert(std::vector<ImageUpsert>{MakeImage("/p/sign2.png", Axis(16, 3), "sign-edited", "png")}).ok());
+  EXPECT_TRUE(c->SearchText("platform", {}, 10)->empty());
+  EXPECT_EQ(c->Stats()->texts_pending, 1);
+  // Deleted: gone from the text index, and the text goes with the content (kept 0 ms here).
+  ASSERT_TRUE(c->Remove(std::vector<std::string>{"/p/receipt.jpg", "/p/copy/receipt.jpg"}).ok());
+  EXPECT_TRUE(c->SearchText("invoice", {}, 10)->empty());
+  EXPECT_EQ(c->Stats()->texts_read, 1);  // "plain"
+  // A text for content that is gone is not stored.
+  ASSERT_TRUE(c->PutTexts(std::vector<ContentText>{TextOf("receipt", "INVOICE")}).ok());
+  EXPECT_EQ(c->Stats()->texts_read, 1);
+  EXPECT_FALSE(c->PutTexts(std::vector<ContentText>{TextOf("", "x")}).ok());
+  EXPECT_TRUE(c->CheckIntegrity().ok());
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir + "/catalog.db").c_str(), &db), SQLITE_OK);
+  EXPECT_EQ(sqlite3_exec(db, "INSERT INTO texts_fts(texts_fts) VALUES ('integrity-check')", nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+
+  // Read-only opens refuse to write text.
+  c.reset();
+  auto reader = OpenCollection(dir, nullptr, {.read_only = true});
+  ASSERT_TRUE(reader.ok());
+  EXPECT_FALSE((*reader)->PutTexts(std::vector<ContentText>{TextOf("plain", "x")}).ok());
+}
+
 TEST(Collection, FailedImagesAreListedNotSearched) {
   const std::string dir = testing::MakeTempDir() + "/db";
   auto c = Open(dir);
@@ -310,6 +407,7 @@ TEST(Collection, AnOlderSchemaIsUpgradedByAWriter) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open((dir + "/catalog.db").c_str(), &db), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TRIGGER vectors_removed; DROP TABLE texts_fts; DROP TABLE texts; "
                          "DROP INDEX vectors_released; ALTER TABLE vectors DROP COLUMN released_at_ms; "
                          "ALTER TABLE vectors DROP COLUMN times; PRAGMA user_version = 1",
                          nullptr, nullptr, nullptr),
@@ -321,7 +419,7 @@ TEST(Collection, AnOlderSchemaIsUpgradedByAWriter) {
   EXPECT_NE(reader.status().message().find("schema version 1"), std::string::npos) << reader.status().ToString();
   auto c = Open(dir);
   ASSERT_NE(c, nullptr);
-  EXPECT_EQ(c->Stats()->schema_version, 3);
+  EXPECT_EQ(c->Stats()->schema_version, 4);
   EXPECT_EQ(c->Stats()->indexed, 1);
   ASSERT_TRUE(c->Remove(std::vector<std::string>{"/a.jpg"}).ok());
   EXPECT_EQ(c->Stats()->kept_vectors, 1);

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/text.h"
 #include "store/collection_meta.h"
 
 namespace imgsearch::store {
@@ -47,6 +48,13 @@ ImageRecord ReadImage(const Statement& s) {
 std::span<const uint8_t> BlobOf(std::span<const float> v) {
   return {reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(float)};
 }
+
+// Still images in use whose content has no text yet: the text stage's work (videos: none yet),
+// taken newest first (what was just added is what people look for).
+constexpr const char* kPendingTexts =
+    "FROM vectors v WHERE v.times IS NULL AND v.released_at_ms IS NULL AND NOT EXISTS (SELECT 1 FROM texts t WHERE "
+    "t.hash = v.hash) AND EXISTS (SELECT 1 FROM images i WHERE i.content_hash = v.hash AND i.status = 1)";
+const std::string kPendingTextCount = std::string("(SELECT COUNT(*) ") + kPendingTexts + ")";
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -89,6 +97,29 @@ constexpr const char* kMigrations[] = {
     // another) and the frames' times (float32 seconds, in the same order); NULL for a still image.
     R"sql(
     ALTER TABLE vectors ADD COLUMN times BLOB;
+    )sql",
+    // 3 → 4: the text images show, searchable by any part of a word (FTS5's trigram tokenizer).
+    R"sql(
+    CREATE TABLE texts(
+      id INTEGER PRIMARY KEY,
+      hash TEXT NOT NULL UNIQUE,
+      languages TEXT NOT NULL,
+      text TEXT NOT NULL,
+      words TEXT NOT NULL);
+    CREATE VIRTUAL TABLE texts_fts USING fts5(text, content='texts', content_rowid='id', tokenize='trigram');
+    CREATE TRIGGER texts_added AFTER INSERT ON texts BEGIN
+      INSERT INTO texts_fts(rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER texts_removed AFTER DELETE ON texts BEGIN
+      INSERT INTO texts_fts(texts_fts, rowid, text) VALUES ('delete', old.id, old.text);
+    END;
+    CREATE TRIGGER texts_changed AFTER UPDATE ON texts BEGIN
+      INSERT INTO texts_fts(texts_fts, rowid, text) VALUES ('delete', old.id, old.text);
+      INSERT INTO texts_fts(rowid, text) VALUES (new.id, new.text);
+    END;
+    CREATE TRIGGER vectors_removed AFTER DELETE ON vectors BEGIN
+      DELETE FROM texts WHERE hash = old.hash;
+    END;
     )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
@@ -518,7 +549,10 @@ Result<BackendCounts> SqliteCatalog::Counts() {
                                      "'), "
                                      // One statement, one snapshot: the counts by format add up to the first.
                                      "(SELECT json_group_object(format, n) FROM (SELECT format, COUNT(*) AS n "
-                                     "FROM images WHERE status = ?1 GROUP BY format))"));
+                                     "FROM images WHERE status = ?1 GROUP BY format)), "
+                                     "(SELECT COUNT(*) FROM texts t JOIN vectors v ON v.hash = t.hash WHERE "
+                                     "v.released_at_ms IS NULL), " +
+                                     kPendingTextCount));
     s.Bind(1, int64_t{static_cast<int>(ImageStatus::kIndexed)})
         .Bind(2, int64_t{static_cast<int>(ImageStatus::kFailed)});
     ASSIGN_OR_RETURN(bool row, s.Step());
@@ -528,6 +562,8 @@ Result<BackendCounts> SqliteCatalog::Counts() {
       c.distinct_vectors = s.Int(2);
       c.kept_vectors = s.Int(3);
       c.keep_removed = KeepRemovedFrom(s.IsNull(4) ? std::nullopt : std::optional<std::string>(s.Text(4)));
+      c.texts_read = s.Int(6);
+      c.texts_pending = s.Int(7);
       if (!s.IsNull(5)) {
         const nlohmann::json formats = nlohmann::json::parse(s.Text(5), nullptr, /*allow_exceptions=*/false);
         if (formats.is_object()) {
@@ -596,6 +632,79 @@ std::vector<float> VectorOf(const Statement& s) {
 }
 
 }  // namespace
+
+Result<std::vector<TextJob>> SqliteCatalog::PendingTexts(int limit) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  ASSIGN_OR_RETURN(Statement s, reader_.Prepare(std::string("SELECT v.hash, (SELECT i.path FROM images i WHERE "
+                                                            "i.content_hash = v.hash AND i.status = 1 ORDER BY i.id "
+                                                            "LIMIT 1) ") +
+                                                kPendingTexts + " ORDER BY v.id DESC LIMIT ?"));
+  s.Bind(1, int64_t{limit});
+  std::vector<TextJob> jobs;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    jobs.push_back({s.Text(0), s.Text(1)});
+  }
+  return jobs;
+}
+
+Status SqliteCatalog::PutTexts(std::span<const ContentText> texts) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  ASSIGN_OR_RETURN(Transaction txn, Transaction::Begin(&writer_));
+  // Only for content still stored: its vector may have been purged while the text was read.
+  ASSIGN_OR_RETURN(Statement put,
+                   writer_.Prepare("INSERT INTO texts(hash, languages, text, words) SELECT ?1, ?2, ?3, ?4 WHERE EXISTS "
+                                   "(SELECT 1 FROM vectors WHERE hash = ?1) ON CONFLICT(hash) DO UPDATE SET "
+                                   "languages = excluded.languages, text = excluded.text, words = excluded.words"));
+  for (const ContentText& t : texts) {
+    if (t.content_hash.empty()) return Status::InvalidArgument("a text to store has no content hash");
+    const std::string words = WordsJson(t.text);
+    put.Bind(1, std::string_view(t.content_hash))
+        .Bind(2, std::string_view(t.languages))
+        .Bind(3, std::string_view(t.text.text))
+        .Bind(4, std::string_view(words));
+    RETURN_IF_ERROR(put.Run());
+  }
+  return txn.Commit();
+}
+
+Result<std::optional<ContentText>> SqliteCatalog::GetText(int64_t id) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  ASSIGN_OR_RETURN(Statement s,
+                   reader_.Prepare("SELECT t.hash, t.languages, t.text, t.words FROM images i JOIN texts t "
+                                   "ON t.hash = i.content_hash WHERE i.id = ?"));
+  s.Bind(1, id);
+  ASSIGN_OR_RETURN(bool row, s.Step());
+  if (!row) return std::optional<ContentText>();
+  return std::optional<ContentText>(ContentText{s.Text(0), s.Text(1), TextFromJson(s.Text(2), s.Text(3))});
+}
+
+Result<std::vector<TextCandidate>> SqliteCatalog::SearchText(std::span<const std::string> words, int limit) {
+  // FTS5 trigram queries: each word of three characters or more as a quoted string (any part of
+  // the text, any case), all required; shorter words are checked by the caller.
+  std::string match;
+  for (const std::string& w : words) {
+    if (Utf8Length(w) < 3) continue;
+    std::string quoted = "\"";
+    for (char c : w) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
+    match += (match.empty() ? "" : " AND ") + quoted + "\"";
+  }
+  if (match.empty()) return std::vector<TextCandidate>();
+  std::lock_guard<std::mutex> lock(read_mu_);
+  ASSIGN_OR_RETURN(Statement s,
+                   reader_.Prepare("SELECT i.id, t.text, -bm25(texts_fts) FROM texts_fts JOIN texts t ON t.id = "
+                                   "texts_fts.rowid JOIN images i ON i.content_hash = t.hash AND i.status = 1 WHERE "
+                                   "texts_fts MATCH ? ORDER BY bm25(texts_fts), i.id LIMIT ?"));
+  s.Bind(1, std::string_view(match)).Bind(2, int64_t{limit});
+  std::vector<TextCandidate> out;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    out.push_back({s.Int(0), s.Text(1), s.Double(2)});
+  }
+  return out;
+}
 
 Result<int64_t> SqliteCatalog::ReadIndexed(
     const std::function<Status(const ImageRecord&, std::span<const float>)>& visit) {

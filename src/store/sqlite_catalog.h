@@ -13,6 +13,10 @@
 //   changes(seq AUTOINCREMENT, image_id)  every write that changes what search sees; a prefix is
 //                                         dropped once a snapshot holds it, so seq values are
 //                                         contiguous and the newest is sqlite_sequence's
+//   texts(id, hash UNIQUE, languages,     the text a content shows (imgsearch/ocr.h), deleted with
+//         text, words)                    its vector; words: WordsJson
+//   texts_fts(text)                       FTS5 over texts.text with the trigram tokenizer (any
+//                                         part of a word, any case), kept by triggers
 #pragma once
 
 #include <memory>
@@ -27,7 +31,7 @@
 
 namespace imgsearch::store {
 
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 
 class DirLock;
 
@@ -60,6 +64,11 @@ class SqliteCatalog final : public CatalogBackend {
   Result<BackendCounts> Counts() override;
   Status ForEach(const std::function<bool(const ImageRecord&)>& visit, std::optional<ImageStatus> status,
                  const std::string& under) override;
+
+  Result<std::vector<TextJob>> PendingTexts(int limit) override;
+  Status PutTexts(std::span<const ContentText> texts) override;
+  Result<std::optional<ContentText>> GetText(int64_t id) override;
+  Result<std::vector<TextCandidate>> SearchText(std::span<const std::string> words, int limit) override;
 
   Result<int64_t> ReadIndexed(const std::function<Status(const ImageRecord&, std::span<const float>)>& visit) override;
   Result<int64_t> ReadIndexedRecords(const std::function<void(const ImageRecord&)>& visit) override;

@@ -57,6 +57,8 @@ class VectorIndex {
   int64_t size() const { return static_cast<int64_t>(meta_.size()); }  // items (not frames)
   bool Contains(int64_t id) const { return meta_.contains(id); }
   const ImageMeta* Meta(int64_t id) const;
+  // Whether the searchable item `id` passes `filter` (any item passes an empty one).
+  bool Passes(int64_t id, const SearchFilter& filter) const;
 
   // Inserts or replaces; `vectors` holds meta.frames() rows.
   void Put(int64_t id, std::span<const float> vectors, ImageMeta meta);
@@ -89,7 +91,6 @@ class VectorIndex {
     uint64_t label;
     float score;
   };
-  bool Passes(int64_t id, const SearchFilter& filter) const;
   // The best `n` points (frames), best first.
   std::vector<ScoredLabel> SearchExact(std::span<const float> query, size_t n, const SearchFilter& filter) const;
   std::vector<ScoredLabel> SearchGraph(std::span<const float> query, size_t n, const SearchFilter& filter) const;

@@ -332,6 +332,42 @@ try {
     await page.keyboard.press("Escape");
   }
 
+  // Text in images: two signs added live are read after they are embedded; the words find them
+  // (fused with the model, which cannot read), the card names the words and the viewer marks them.
+  const signsSrc = path.join(work, "signs-src");
+  execFileSync(makePhotos, ["--out", signsSrc, "--n", "2", "--seed", "9", "--max-side", "1024",
+                            "--words", "ESPRESSO BAR", "--words", "GATE 12 CLOSED"]);
+  const signsDir = path.join(pics, "signs");
+  fs.mkdirSync(signsDir);
+  for (const f of fs.readdirSync(signsSrc)) fs.copyFileSync(path.join(signsSrc, f), path.join(signsDir, f));
+  const espresso = path.join(signsDir, "IMG_00000.jpg"), gate = path.join(signsDir, "IMG_00001.jpg");
+  check(await until("the signs' text read", async () => {
+    const r = await (await fetch(`${base}/api/search?contains=espresso`)).json();
+    return r.results.length === 1 && r.results[0].path === espresso;
+  }, 180000), "a photo added live is found by the words it shows once they are read");
+  await page.goto(`${base}/?q=espresso+bar`);
+  const topCard = await until("the sign first", () => page.$eval("[data-testid=result]", (c) =>
+    c.querySelector("[data-testid=words]") && { title: c.title, words: c.querySelector("[data-testid=words]").textContent }));
+  check(topCard.title === espresso && /ESPRESSO/.test(topCard.words),
+        `a plain query finds the photo showing its words first, the words on its card (${JSON.stringify(topCard)})`);
+  await page.click("[data-testid=result]");
+  await page.waitForSelector("[data-testid=viewer][open]");
+  const marked = await until("the words in the viewer", () => page.$eval("[data-testid=viewer-text]", (p) =>
+    !p.hidden && [...p.querySelectorAll("mark")].map((m) => m.textContent)));
+  check(marked.includes("ESPRESSO"), `the viewer shows the text with the matched words marked (${marked})`);
+  await page.screenshot({ path: path.join(outDir, "text-viewer.png") });
+  await page.keyboard.press("Escape");
+  await page.goto(base + "/");
+  await page.click("[data-testid=add-contains]");
+  await page.fill("[data-testid=contains-term] input", "gate closed");
+  await until("the contains results", async () => (await results.count()) === 1);
+  check(await page.$eval("[data-testid=result]", (c) => c.title) === gate, "a 'shows words' chip finds the photo showing them");
+  check(new URL(page.url()).searchParams.get("contains") === "gate closed", "the words shown are in the URL");
+  await page.click("[data-testid=status-pill]");
+  check(await until("the text count in the status panel", async () =>
+    /Text read/.test(await page.textContent("[data-testid=status-panel]"))), "the status panel shows how many images' text is read");
+  await page.click("[data-testid=status-pill]");
+
   // Phone width: nothing wider than the screen.
   const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
   await phone.goto(base + "/?q=mountains");

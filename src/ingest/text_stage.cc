@@ -1,0 +1,293 @@
+// The text stage (imgsearch/ingest.h: TextRecognition): a coordinator at normal priority asks the
+// collection for still images without text and writes what was read; readers at idle priority
+// decode each picture at the size text recognition wants and read it. Writing from the
+// coordinator keeps an idle-priority thread from ever holding the catalog's write lock while the
+// embedding pipeline waits for it.
+#include <pthread.h>
+#include <sched.h>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "base/file.h"
+#include "imgsearch/ingest.h"
+
+namespace imgsearch {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How often the coordinator looks for work when nothing woke it: soon while there is work, less
+// and less often while there is none (each look scans the collection for contents without text).
+constexpr std::chrono::milliseconds kPoll{2000};
+constexpr std::chrono::milliseconds kIdlePoll{30000};
+// Texts written per transaction (and at least this often, in seconds).
+constexpr size_t kWriteBatch = 16;
+constexpr auto kWriteEvery = std::chrono::seconds(2);
+// The collection's text counts are refreshed at least this often while work remains.
+constexpr auto kCountEvery = std::chrono::seconds(10);
+// Decoding: a JPEG may be decoded at a reduced scale as long as its shorter side stays this large
+// (text recognition scales to TextReaderOptions::max_side anyway).
+constexpr int kDecodeMinSide = 1200;
+
+struct Outcome {
+  std::string content_hash;
+  std::string path;
+  Result<RecognizedText> text;
+};
+
+class TextStage final : public TextRecognition {
+ public:
+  TextStage(Collection* collection, TextOptions options, std::vector<std::unique_ptr<TextReader>> readers)
+      : collection_(collection), options_(std::move(options)) {
+    for (auto& reader : readers) {
+      readers_.emplace_back([this, r = std::move(reader)]() mutable { ReadLoop(std::move(r)); });
+    }
+    coordinator_ = std::thread([this] { Coordinate(); });
+  }
+
+  ~TextStage() override { Stop(); }
+
+  void Wake() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    woken_ = true;
+    ++wakes_;
+    cv_.notify_all();
+  }
+
+  void Stop() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_ && !coordinator_.joinable()) return;
+      stopping_ = true;
+      stop_flag_ = true;
+      cv_.notify_all();
+    }
+    if (coordinator_.joinable()) coordinator_.join();
+    for (std::thread& t : readers_) {
+      if (t.joinable()) t.join();
+    }
+  }
+
+  bool Idle() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Idle only as of a look at the collection begun after the last Wake.
+    return jobs_.empty() && busy_ == 0 && outcomes_.empty() && last_pending_ == 0 && looked_after_ == wakes_;
+  }
+
+  TextStats Stats() const override {
+    TextStats s;
+    s.enabled = true;
+    s.languages = options_.reader.languages;
+    std::lock_guard<std::mutex> lock(mu_);
+    s.read = last_read_;
+    s.pending = last_pending_;
+    s.done = done_;
+    s.failed = failed_;
+    s.error = error_;
+    const auto now = Clock::now();
+    int64_t recent = 0;
+    for (const auto& t : finished_at_) recent += now - t <= std::chrono::minutes(1) ? 1 : 0;
+    const double span = std::min(60.0, std::chrono::duration<double>(now - started_).count());
+    s.images_per_s = span > 0 ? static_cast<double>(recent) / span : 0;
+    return s;
+  }
+
+ private:
+  // Finds work, hands it to the readers and writes their results, until stopped.
+  void Coordinate() {
+    std::vector<ContentText> to_write;
+    auto last_write = Clock::now();
+    while (true) {
+      std::vector<Outcome> outcomes;
+      bool want_jobs = false;
+      bool stopping = false;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait_for(lock, poll_, [&] {
+          return stopping_ || woken_ || !outcomes_.empty() || (jobs_.empty() && busy_ == 0 && refill_);
+        });
+        stopping = stopping_;
+        outcomes.assign(std::make_move_iterator(outcomes_.begin()), std::make_move_iterator(outcomes_.end()));
+        outcomes_.clear();
+        want_jobs = !stopping && jobs_.size() < readers_.size();
+        woken_ = false;
+        refill_ = false;
+      }
+      for (Outcome& o : outcomes) {
+        in_flight_.erase(o.content_hash);
+        if (o.text.ok()) {
+          to_write.push_back({o.content_hash, options_.reader.languages, std::move(*o.text)});
+        } else {
+          // Not tried again this run (a file that vanished is removed by the watcher soon anyway).
+          given_up_.insert(o.content_hash);
+          spdlog::warn("text recognition: {}: {}", o.path, o.text.status().message());
+        }
+      }
+      if (!to_write.empty() &&
+          (stopping || to_write.size() >= kWriteBatch || Clock::now() - last_write >= kWriteEvery || want_jobs)) {
+        if (Status st = collection_->PutTexts(to_write); !st.ok()) {
+          // Kept and written with the next batch (the disk full, the database away).
+          spdlog::warn("text recognition: could not store {} texts: {}", to_write.size(), st.message());
+        } else {
+          to_write.clear();
+        }
+        last_write = Clock::now();
+      }
+      if (stopping) break;
+      if (want_jobs) FetchJobs();
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    jobs_.clear();
+  }
+
+  void FetchJobs() {
+    int64_t wakes = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      wakes = wakes_;
+    }
+    const int want = static_cast<int>(readers_.size()) * 4;
+    const int asked = want + static_cast<int>(in_flight_.size() + given_up_.size());
+    Result<std::vector<TextJob>> jobs = collection_->PendingTexts(asked);
+    // The counts (for progress and Idle) cost a scan: taken when the work may be running out, and
+    // now and then otherwise.
+    std::optional<Result<CollectionStats>> stats;
+    if (!jobs.ok() || static_cast<int>(jobs->size()) < asked || Clock::now() - counted_at_ >= kCountEvery) {
+      stats = collection_->Stats();
+      counted_at_ = Clock::now();
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!jobs.ok()) {
+      error_ = jobs.status().message();
+      return;
+    }
+    looked_after_ = wakes;
+    error_.clear();
+    if (stats && stats->ok()) {
+      last_read_ = (*stats)->texts_read;
+      last_pending_ = (*stats)->texts_pending;
+    }
+    // Nothing new: look again later and later; work found: soon again.
+    poll_ = jobs->size() > in_flight_.size() + given_up_.size() ? kPoll : std::min(kIdlePoll, poll_ * 2);
+    int added = 0;
+    for (TextJob& job : *jobs) {
+      if (added >= want) break;
+      if (in_flight_.contains(job.content_hash) || given_up_.contains(job.content_hash)) continue;
+      in_flight_.insert(job.content_hash);
+      jobs_.push_back(std::move(job));
+      ++added;
+    }
+    // Everything left has been given up on this run: nothing to wait for.
+    if (added == 0 && busy_ == 0 && stats && stats->ok()) {
+      last_pending_ = std::max<int64_t>(0, (*stats)->texts_pending - static_cast<int64_t>(given_up_.size()));
+    }
+    cv_.notify_all();
+  }
+
+  void ReadLoop(std::unique_ptr<TextReader> reader) {
+    // Idle priority: this thread runs only when no other wants the CPU (embedding, serving).
+    sched_param idle{};
+    if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle) != 0) {
+      spdlog::debug("text recognition: could not lower the readers' priority");
+    }
+    while (true) {
+      TextJob job;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+        if (stopping_) return;
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+        ++busy_;
+      }
+      Outcome o{job.content_hash, job.path, ReadOne(reader.get(), job.path)};
+      std::lock_guard<std::mutex> lock(mu_);
+      --busy_;
+      if (o.text.ok()) {
+        ++done_;
+        finished_at_.push_back(Clock::now());
+        while (finished_at_.size() > 10'000) finished_at_.pop_front();
+      } else {
+        ++failed_;
+      }
+      if (jobs_.empty()) refill_ = true;
+      outcomes_.push_back(std::move(o));
+      cv_.notify_all();
+    }
+  }
+
+  static Result<std::vector<uint8_t>> ReadLocal(const std::string& path) {
+    if (path.empty() || path[0] != '/') return Status::InvalidArgument("not an absolute path: " + path);
+    ASSIGN_OR_RETURN(RegularFile file, RegularFile::Open(path));
+    if (file.size() > kMaxFileBytes) return Status::ResourceExhausted("the file is larger than 1 GiB");
+    return file.ReadAt(0, static_cast<size_t>(file.size()));
+  }
+
+  Result<RecognizedText> ReadOne(TextReader* reader, const std::string& path) {
+    ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, options_.read ? options_.read(path) : ReadLocal(path));
+    DecodeOptions decode;
+    decode.max_pixels = options_.max_pixels;
+    decode.min_side = kDecodeMinSide;
+    ASSIGN_OR_RETURN(DecodedImage decoded, DecodeImage(bytes, decode));
+    bytes = {};
+    return reader->Read(decoded.image, &stop_flag_);
+  }
+
+  Collection* const collection_;
+  const TextOptions options_;
+  const Clock::time_point started_ = Clock::now();
+  std::atomic<bool> stop_flag_{false};
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  bool woken_ = true;          // look at once
+  int64_t wakes_ = 0;          // Wake calls
+  int64_t looked_after_ = -1;  // the Wake calls before the last look at the collection began
+  bool refill_ = false;        // a reader ran out of work
+  std::deque<TextJob> jobs_;
+  std::vector<Outcome> outcomes_;
+  int busy_ = 0;
+  int64_t done_ = 0;
+  int64_t failed_ = 0;
+  int64_t last_read_ = 0;
+  int64_t last_pending_ = 1;  // not known to be idle before the first look
+  std::string error_;
+  std::deque<Clock::time_point> finished_at_;
+
+  // The coordinator's own.
+  std::chrono::milliseconds poll_ = kPoll;
+  Clock::time_point counted_at_;
+  std::set<std::string> in_flight_;
+  std::set<std::string> given_up_;
+
+  std::vector<std::thread> readers_;
+  std::thread coordinator_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<TextRecognition>> TextRecognition::Start(Collection* collection, const TextOptions& options) {
+  if (!options.enabled) return Status::InvalidArgument("text recognition is turned off");
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::min(4u, cores));
+  std::vector<std::unique_ptr<TextReader>> readers;
+  for (int i = 0; i < threads; ++i) {
+    ASSIGN_OR_RETURN(std::unique_ptr<TextReader> reader, TextReader::Open(options.reader));
+    readers.push_back(std::move(reader));
+  }
+  return std::unique_ptr<TextRecognition>(new TextStage(collection, options, std::move(readers)));
+}
+
+}  // namespace imgsearch

@@ -1,0 +1,203 @@
+// Text in images end to end: words in a real font drawn onto the golden photographs, indexed by the
+// imgsearch binary with the tiny random-weight model (which cannot read), then found by the words
+// through the CLI and the server, alone and fused with a text query; changed and deleted files
+// update the text index.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "draw_text.h"
+#include "imgsearch/image.h"
+#include "test_util.h"
+
+namespace imgsearch {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using testing::ImgsearchBin;
+using testing::JsonLines;
+using testing::RunCommand;
+using testing::TestModelDir;
+
+class TextSearchTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto golden = testing::GoldenDir();
+    if (!golden) GTEST_SKIP() << "no ../shared/golden";
+    if (tools::TextFontBytes().empty()) GTEST_SKIP() << "no font at " << tools::kTextFont;
+    if (!fs::exists("/usr/share/tesseract-ocr/5/tessdata/eng.traineddata")) {
+      GTEST_SKIP() << "tesseract-ocr-eng is not installed (scripts/setup installs it)";
+    }
+    golden_ = *golden;
+    dir_ = testing::MakeTempDir();
+    lib_ = dir_ + "/photos";
+    db_ = dir_ + "/db";
+    fs::create_directories(lib_);
+    // A sign on fur, a caption over a launch pad, and photos without words.
+    Draw("chelsea.png", "cat.png", {{"INVOICE 4471", 200, 300, 90, {255, 255, 255}}});
+    Draw("rocket.jpg", "rocket.png", {{"LAUNCH PAD 39A", 60, 60, 70, {235, 235, 235}}});
+    fs::copy_file(golden_ + "/images/astronaut.png", lib_ + "/astronaut.png");
+    fs::copy_file(golden_ + "/images/coffee.png", lib_ + "/coffee.png");
+  }
+
+  struct Words {
+    std::string text;
+    int x, y, height;
+    std::array<uint8_t, 3> color;
+  };
+
+  // A golden photograph scaled to 2400 wide with `words` drawn on it, written as PNG to `name`.
+  void Draw(const std::string& golden_name, const std::string& name, const std::vector<Words>& words) {
+    auto decoded = DecodeImageFile(golden_ + "/images/" + golden_name);
+    ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+    Image image = Resize(decoded->image, 2400, decoded->image.height * 2400 / decoded->image.width);
+    for (const Words& w : words) {
+      ASSERT_TRUE(tools::DrawText(&image, w.text, w.x, w.y, {.pixel_height = w.height, .color = w.color}));
+    }
+    ASSERT_TRUE(WritePng(image, lib_ + "/" + name).ok());
+  }
+
+  testing::CommandResult Index() {
+    return RunCommand({ImgsearchBin(), "index", "--db", db_, "--model", TestModelDir(), "--offline", lib_});
+  }
+
+  std::vector<json> Search(std::vector<std::string> args) {
+    std::vector<std::string> argv = {ImgsearchBin(), "search", "--db", db_, "--json", "--model", TestModelDir()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const auto r = RunCommand(argv);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return JsonLines(r.out);
+  }
+
+  std::string golden_, dir_, lib_, db_;
+};
+
+TEST_F(TextSearchTest, WordsFindTheirPhotosAloneAndFusedWithTheModel) {
+  const auto indexed = Index();
+  ASSERT_EQ(indexed.exit_code, 0) << indexed.out << indexed.err;
+  EXPECT_NE(indexed.out.find("text read in 4 images"), std::string::npos) << indexed.out;
+
+  // --contains alone: any part of a word, any case; the words that matched are named.
+  std::vector<json> hits = Search({"--contains", "invoice 4471"});
+  ASSERT_EQ(hits.size(), 1u);
+  EXPECT_EQ(hits[0]["path"], lib_ + "/cat.png");
+  EXPECT_EQ(hits[0]["words"], json({"INVOICE", "4471"}));
+  hits = Search({"--contains", "aunch"});
+  ASSERT_EQ(hits.size(), 1u);
+  EXPECT_EQ(hits[0]["path"], lib_ + "/rocket.png");
+  EXPECT_TRUE(Search({"--contains", "zebra"}).empty());
+
+  // A plain query: the tiny model cannot read, the text index can; fused, the photo showing the
+  // words comes first, and the rest still follow by the model's ranking.
+  for (const auto& [query, path] : {std::pair{"launch pad", "/rocket.png"}, std::pair{"invoice", "/cat.png"}}) {
+    hits = Search({query, "-k", "4"});
+    ASSERT_EQ(hits.size(), 4u) << query;
+    EXPECT_EQ(hits[0]["path"], lib_ + path) << query;
+    EXPECT_TRUE(hits[0].contains("words")) << query;
+    EXPECT_FALSE(hits[1].contains("words")) << query;
+  }
+  // Mixed with a filter: a folder without the photo finds nothing by its words.
+  EXPECT_TRUE(Search({"--contains", "invoice", "--format", "jpeg"}).empty());
+
+  // Changed and deleted files keep the text index right.
+  fs::remove(lib_ + "/cat.png");
+  Draw("rocket.jpg", "rocket.png", {{"GATE 12 CLOSED", 60, 60, 70, {235, 235, 235}}});
+  const auto again = Index();
+  ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
+  EXPECT_TRUE(Search({"--contains", "invoice"}).empty());
+  EXPECT_TRUE(Search({"--contains", "launch"}).empty());
+  hits = Search({"--contains", "gate closed"});
+  ASSERT_EQ(hits.size(), 1u);
+  EXPECT_EQ(hits[0]["path"], lib_ + "/rocket.png");
+
+  const json stats = json::parse(RunCommand({ImgsearchBin(), "stats", "--db", db_, "--json"}).out);
+  EXPECT_EQ(stats["text"]["pending"], 0) << stats.dump();
+  EXPECT_EQ(stats["text"]["read"], 3) << stats.dump();
+}
+
+TEST_F(TextSearchTest, ServerSearchesAndShowsTheWords) {
+  // --no-ocr: embedded, searchable by the model, no text yet; the next run reads it without
+  // embedding anything again.
+  const auto plain =
+      RunCommand({ImgsearchBin(), "index", "--db", db_, "--model", TestModelDir(), "--offline", "--no-ocr", lib_});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_TRUE(Search({"--contains", "invoice"}).empty());
+  const auto again = Index();
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.out.find("(0 embedded)"), std::string::npos) << again.out;
+  EXPECT_NE(again.out.find("text read in 4 images"), std::string::npos) << again.out;
+
+  testing::Process server({ImgsearchBin(), "serve", "--db", db_, "--model", TestModelDir(), "--offline", "--listen",
+                           "127.0.0.1:0", "--quiet-ms", "100", "--watch", lib_});
+  ASSERT_TRUE(server.WaitForOutput("serving http://", 60)) << server.Out() << server.Err();
+  httplib::Client c("127.0.0.1", testing::ServingPort(server.Out()));
+  c.set_read_timeout(std::chrono::seconds(60));
+
+  auto res = c.Get("/api/search?contains=Invoice");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  json body = json::parse(res->body);
+  ASSERT_EQ(body["results"].size(), 1u) << res->body;
+  EXPECT_EQ(body["results"][0]["words"], json({"INVOICE"}));
+  const int64_t id = body["results"][0]["id"];
+
+  res = c.Post("/api/search", R"({"terms": [{"text": "a photo"}, {"contains": "launch pad", "weight": 2}], "k": 2})",
+               "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  body = json::parse(res->body);
+  ASSERT_EQ(body["results"].size(), 2u) << res->body;
+  EXPECT_EQ(body["results"][0]["path"], lib_ + "/rocket.png") << res->body;
+  // A negative contains term leaves the photos showing the words out.
+  res = c.Post("/api/search", R"({"terms": [{"text": "a photo"}, {"contains": "launch", "weight": -1}], "k": 10})",
+               "application/json");
+  ASSERT_TRUE(res);
+  body = json::parse(res->body);
+  ASSERT_EQ(body["results"].size(), 3u) << res->body;
+  for (const json& h : body["results"]) EXPECT_NE(h["path"], lib_ + "/rocket.png");
+  res = c.Get("/api/search?contains=%21%21");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400) << res->body;
+
+  res = c.Get("/api/images/" + std::to_string(id) + "/info");
+  ASSERT_TRUE(res);
+  const json info = json::parse(res->body);
+  EXPECT_NE(info["text"]["text"].get<std::string>().find("INVOICE"), std::string::npos) << res->body;
+  EXPECT_EQ(info["text"]["languages"], "eng");
+  EXPECT_FALSE(info["text"]["words"].empty());
+
+  res = c.Get("/api/status");
+  ASSERT_TRUE(res);
+  const json status = json::parse(res->body);
+  EXPECT_EQ(status["text"]["read"], 4) << res->body;
+  EXPECT_EQ(status["text"]["running"], true) << res->body;
+
+  // A new photo with words is embedded, then read, while the server runs.
+  Draw("coffee.png", "menu.png", {{"ESPRESSO 2.50", 100, 100, 80, {250, 250, 250}}});
+  bool found = false;
+  for (int i = 0; i < 300 && !found; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    res = c.Get("/api/search?contains=espresso");
+    found = res && res->status == 200 && json::parse(res->body)["results"].size() == 1;
+  }
+  EXPECT_TRUE(found) << server.Out() << server.Err();
+  server.Signal(SIGTERM);
+  EXPECT_EQ(server.Wait(), 0) << server.Err();
+}
+
+TEST_F(TextSearchTest, MissingLanguagesAreNamed) {
+  const auto r = RunCommand(
+      {ImgsearchBin(), "index", "--db", db_, "--model", TestModelDir(), "--offline", "--ocr-lang", "eng+xyz", lib_});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("tesseract-ocr-xyz"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace imgsearch
