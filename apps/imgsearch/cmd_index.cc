@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -29,9 +30,16 @@ void WaitForText(TextRecognition* text, bool tty) {
   text->Wake();
   const auto start = std::chrono::steady_clock::now();
   auto last = start;
+  auto failing_since = start;
   while (!text->Idle()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     const auto now = std::chrono::steady_clock::now();
+    // The collection cannot be asked for work (its database away): the text is read next time.
+    if (text->Stats().error.empty()) failing_since = now;
+    if (now - failing_since > std::chrono::seconds(30)) {
+      std::fprintf(stderr, "imgsearch: warning: text in images not read: %s\n", text->Stats().error.c_str());
+      break;
+    }
     if (now - last < std::chrono::milliseconds(tty ? 500 : 10'000)) continue;
     last = now;
     const TextStats s = text->Stats();
@@ -66,10 +74,12 @@ RunFn AddIndexCommand(CLI::App& root) {
     if (!target.ok()) return ReportError(target.status());
 
     SyncOptions options = SyncOptionsOf(*f, &*target);
-    // Text is read here when images are embedded here (else by the workers that embed them).
+    // Text is read here when images are embedded here (else by the workers that embed them), once
+    // they are: the readers are made ready first, so that a missing language stops nothing midway.
     std::unique_ptr<TextRecognition> text;
+    std::atomic<bool> embedding{true};
     if (options.queue == nullptr) {
-      auto started = StartTextStage(*f, target->collection.get());
+      auto started = StartTextStage(*f, target->collection.get(), [&embedding] { return embedding.load(); });
       if (!started.ok()) return ReportError(started.status());
       text = std::move(*started);
     }
@@ -89,6 +99,7 @@ RunFn AddIndexCommand(CLI::App& root) {
                    static_cast<long long>(done), static_cast<long long>(total), rate, eta);
     };
     auto report = SyncFolders(f->paths, *target->model, target->collection.get(), options);
+    embedding = false;
     if (tty) std::fprintf(stderr, "\n");
     if (!report.ok()) return ReportError(report.status());
     const SyncReport& r = *report;
@@ -125,19 +136,25 @@ RunFn AddWatchCommand(CLI::App& root) {
     auto guard = std::make_unique<StartupSignalGuard>(signals);
     auto target = OpenIngestTarget(*f, {.wait_for_database = true});
     if (!target.ok()) return ReportError(target.status());
+    // Declared before the stage, which asks it while it runs.
+    std::atomic<FolderWatcher*> following{nullptr};  // set once started: until then it is busy
     std::unique_ptr<TextRecognition> text;
     if (target->queue == nullptr || f->embed_local) {
-      auto started = StartTextStage(*f, target->collection.get());
+      auto started = StartTextStage(*f, target->collection.get(), [&following] {
+        FolderWatcher* w = following.load();
+        return w == nullptr || !w->Idle();
+      });
       if (!started.ok()) return ReportError(started.status());
       text = std::move(*started);
     }
     auto watcher =
         FolderWatcher::Start(f->paths, *target->model, target->collection.get(), WatchOptionsOf(*f, *f, &*target));
     if (!watcher.ok()) return ReportError(watcher.status());
+    following = watcher->get();
     PrintWatching(**watcher);
     guard.reset();
     const int exit_code = FollowUntilStopped(watcher->get(), target->collection.get(), signals);
-    if (text != nullptr) text->Stop();
+    if (text != nullptr) text->Stop();  // before the watcher it asks goes
     return exit_code;
   };
 }

@@ -1,4 +1,5 @@
 // imgsearch serve: the search API and web page over a collection, following folders live.
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -121,9 +122,14 @@ RunFn AddServeCommand(CLI::App& root) {
     }
 
     // Text is read wherever images are embedded: here when this server watches folders.
+    // Declared before the stage, which asks it while it runs.
+    std::atomic<FolderWatcher*> following{nullptr};  // set once started: until then it is busy
     std::unique_ptr<TextRecognition> text;
     if (!f->watch.empty() && (target->queue == nullptr || f->embed_local)) {
-      auto started = StartTextStage(*f, collection);
+      auto started = StartTextStage(*f, collection, [&following] {
+        FolderWatcher* w = following.load();
+        return w == nullptr || !w->Idle();
+      });
       if (!started.ok()) return ReportError(started.status());
       text = std::move(*started);
     }
@@ -132,6 +138,7 @@ RunFn AddServeCommand(CLI::App& root) {
       auto started = FolderWatcher::Start(f->watch, *model, collection, WatchOptionsOf(*f, *f, &*target));
       if (!started.ok()) return ReportError(started.status());
       watcher = std::move(*started);
+      following = watcher.get();
     }
 
     ServerOptions options;
@@ -152,6 +159,7 @@ RunFn AddServeCommand(CLI::App& root) {
     options.text = text.get();
     auto server = SearchServer::Start(model, collection, watcher.get(), options);
     if (!server.ok()) {
+      if (text) text->Stop();
       if (watcher) watcher->Stop();
       return ReportError(server.status());
     }

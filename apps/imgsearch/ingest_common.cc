@@ -94,13 +94,23 @@ void AddTextFlags(CLI::App* app, bool* no_ocr, std::string* languages, int* thre
       ->check(CLI::Range(0, 64));
 }
 
-Result<std::unique_ptr<TextRecognition>> StartTextStage(const IngestFlags& f, Collection* collection) {
+Result<std::unique_ptr<TextRecognition>> StartTextStage(const IngestFlags& f, Collection* collection,
+                                                        std::function<bool()> busy) {
   if (f.no_ocr) return std::unique_ptr<TextRecognition>();
   TextOptions options;
+  options.busy = std::move(busy);
   options.reader.languages = f.ocr_lang;
   options.threads = f.ocr_threads;
   options.max_pixels = static_cast<uint64_t>(f.max_megapixels * 1e6);
-  return TextRecognition::Start(collection, options);
+  Result<std::unique_ptr<TextRecognition>> started = TextRecognition::Start(collection, options);
+  // Languages asked for must be there; without the default's data, images are still indexed.
+  if (!started.ok() && started.status().code() == StatusCode::kNotFound &&
+      f.ocr_lang == TextReaderOptions().languages) {
+    std::fprintf(stderr, "imgsearch: warning: text in images is not read: %s (or pass --no-ocr)\n",
+                 started.status().message().c_str());
+    return std::unique_ptr<TextRecognition>();
+  }
+  return started;
 }
 
 void AddVideoFlags(CLI::App* app, VideoOptions* video) {

@@ -51,9 +51,10 @@ struct IngestFlags : StoreFlags {
   int ocr_threads = 0;
 };
 
-// The text stage for a command that writes `collection` (null with --no-ocr). Its readers run at
-// idle priority beside the embedding.
-Result<std::unique_ptr<TextRecognition>> StartTextStage(const IngestFlags& f, Collection* collection);
+// The text stage for a command that writes `collection` (null with --no-ocr, or without the default
+// language's data). Its readers start no picture while `busy` (the process embedding) says so.
+Result<std::unique_ptr<TextRecognition>> StartTextStage(const IngestFlags& f, Collection* collection,
+                                                        std::function<bool()> busy = {});
 
 // --video-interval and --video-max-frames (index, watch, serve, worker).
 void AddVideoFlags(CLI::App* app, VideoOptions* video);

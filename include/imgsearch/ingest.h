@@ -173,6 +173,9 @@ struct TextOptions {
   // How a file's bytes are read (a worker's: through its path maps, or over HTTP); unset: the
   // local file, refused unless it is a regular file.
   std::function<Result<std::vector<uint8_t>>(const std::string& path)> read;
+  // True while the process is embedding: readers then start no new picture, so that embedding never
+  // waits for text (a picture being read finishes, at low priority). Unset: never busy.
+  std::function<bool()> busy;
 };
 
 struct TextStats {
@@ -190,7 +193,8 @@ struct TextStats {
 // the embedding pipeline: images are searchable by what they look like as soon as they are
 // embedded, and gain their text when it is read. Works through every still image whose content has
 // no text yet (an existing collection gains text without embedding anything again), then waits
-// for more. Its readers run at idle CPU priority (SCHED_IDLE), so embedding never waits for them.
+// for more. Its readers run at a low priority and pause while the process embeds
+// (TextOptions::busy), so embedding never waits for them.
 class TextRecognition {
  public:
   // kNotFound (naming the package) when a language is not installed.

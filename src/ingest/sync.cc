@@ -262,10 +262,30 @@ Result<SyncReport> ReembedInto(Collection* from, Collection* to, const ClipModel
   }));
   ASSIGN_OR_RETURN(const std::vector<CollectionRoot> roots, from->Roots());
   RETURN_IF_ERROR(to->AddRoots(roots, RootChange::kAccept));
-  return RunSync(model, to, options, [&](ingest::Reconciler& r, SyncReport* rep) {
-    rep->scanned = static_cast<int64_t>(files.size());
-    return r.Apply(files, {}, rep);
-  });
+  ASSIGN_OR_RETURN(SyncReport report, RunSync(model, to, options, [&](ingest::Reconciler& r, SyncReport* rep) {
+                     rep->scanned = static_cast<int64_t>(files.size());
+                     return r.Apply(files, {}, rep);
+                   }));
+  // The text images show does not depend on the model: it comes along (for the contents embedded
+  // here; what workers embed later is read again).
+  std::vector<ContentText> texts;
+  std::set<std::string> seen;
+  Status put = Status::Ok();
+  RETURN_IF_ERROR(from->ForEach(
+      [&](const ImageRecord& r) {
+        if (!seen.insert(r.content_hash).second) return true;
+        Result<std::optional<ContentText>> text = from->GetText(r.id);
+        if (text.ok() && *text) texts.push_back(std::move(**text));
+        if (texts.size() >= 256) {
+          put = to->PutTexts(texts);
+          texts.clear();
+        }
+        return put.ok();
+      },
+      ImageStatus::kIndexed));
+  RETURN_IF_ERROR(put);
+  RETURN_IF_ERROR(to->PutTexts(texts));
+  return report;
 }
 
 Result<SyncReport> ReindexCollection(const std::string& dir, const ClipModel& model, const SyncOptions& options) {

@@ -1,18 +1,20 @@
-// The text stage (imgsearch/ingest.h: TextRecognition): a coordinator at normal priority asks the
-// collection for still images without text and writes what was read; readers at idle priority
-// decode each picture at the size text recognition wants and read it. Writing from the
-// coordinator keeps an idle-priority thread from ever holding the catalog's write lock while the
-// embedding pipeline waits for it.
-#include <pthread.h>
-#include <sched.h>
+// The text stage (imgsearch/ingest.h: TextRecognition): a coordinator asks the collection for still
+// images without text and writes what was read; readers, at a low priority (nice 10), decode each
+// picture at the size text recognition wants and read it, starting none while the process is
+// embedding (TextOptions::busy). Writing from the coordinator keeps a low-priority thread from ever
+// holding the catalog's write lock while the embedding pipeline waits for it.
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -34,6 +36,11 @@ constexpr std::chrono::milliseconds kIdlePoll{30000};
 // Texts written per transaction (and at least this often, in seconds).
 constexpr size_t kWriteBatch = 16;
 constexpr auto kWriteEvery = std::chrono::seconds(2);
+// The readers' nice value, and how often a reader held back by the embedding looks again.
+constexpr int kReaderNice = 10;
+constexpr std::chrono::milliseconds kBusyRecheck{200};
+// A picture that could not be read is tried again after this long.
+constexpr auto kRetryAfter = std::chrono::minutes(10);
 // The collection's text counts are refreshed at least this often while work remains.
 constexpr auto kCountEvery = std::chrono::seconds(10);
 // Decoding: a JPEG may be decoded at a reduced scale as long as its shorter side stays this large
@@ -125,12 +132,14 @@ class TextStage final : public TextRecognition {
         refill_ = false;
       }
       for (Outcome& o : outcomes) {
-        in_flight_.erase(o.content_hash);
         if (o.text.ok()) {
+          // In flight until written: a look meanwhile must not hand it out again.
           to_write.push_back({o.content_hash, options_.reader.languages, std::move(*o.text)});
         } else {
-          // Not tried again this run (a file that vanished is removed by the watcher soon anyway).
-          given_up_.insert(o.content_hash);
+          // Tried again after a while (a share not mounted yet, a file being written); a file that
+          // vanished is removed by the watcher meanwhile.
+          in_flight_.erase(o.content_hash);
+          given_up_[o.content_hash] = Clock::now();
           spdlog::warn("text recognition: {}: {}", o.path, o.text.status().message());
         }
       }
@@ -140,6 +149,7 @@ class TextStage final : public TextRecognition {
           // Kept and written with the next batch (the disk full, the database away).
           spdlog::warn("text recognition: could not store {} texts: {}", to_write.size(), st.message());
         } else {
+          for (const ContentText& t : to_write) in_flight_.erase(t.content_hash);
           to_write.clear();
         }
         last_write = Clock::now();
@@ -152,6 +162,7 @@ class TextStage final : public TextRecognition {
   }
 
   void FetchJobs() {
+    std::erase_if(given_up_, [](const auto& entry) { return Clock::now() - entry.second >= kRetryAfter; });
     int64_t wakes = 0;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -178,6 +189,8 @@ class TextStage final : public TextRecognition {
       last_read_ = (*stats)->texts_read;
       last_pending_ = (*stats)->texts_pending;
     }
+    // A full answer means more is waiting, whatever the last count said.
+    if (static_cast<int>(jobs->size()) >= asked) last_pending_ = std::max<int64_t>(last_pending_, 1);
     // Nothing new: look again later and later; work found: soon again.
     poll_ = jobs->size() > in_flight_.size() + given_up_.size() ? kPoll : std::min(kIdlePoll, poll_ * 2);
     int added = 0;
@@ -196,16 +209,20 @@ class TextStage final : public TextRecognition {
   }
 
   void ReadLoop(std::unique_ptr<TextReader> reader) {
-    // Idle priority: this thread runs only when no other wants the CPU (embedding, serving).
-    sched_param idle{};
-    if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle) != 0) {
+    // A low priority: other work on the machine comes first, and the readers still progress beside
+    // it (SCHED_IDLE would starve them for as long as anything else runs, and a thread cannot
+    // raise its priority back without privileges).
+    if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kReaderNice) != 0) {
       spdlog::debug("text recognition: could not lower the readers' priority");
     }
     while (true) {
       TextJob job;
       {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+        // No new picture while the process embeds: it has the cores.
+        while (!stopping_ && (jobs_.empty() || (options_.busy && options_.busy()))) {
+          cv_.wait_for(lock, kBusyRecheck);
+        }
         if (stopping_) return;
         job = std::move(jobs_.front());
         jobs_.pop_front();
@@ -214,6 +231,7 @@ class TextStage final : public TextRecognition {
       Outcome o{job.content_hash, job.path, ReadOne(reader.get(), job.path)};
       std::lock_guard<std::mutex> lock(mu_);
       --busy_;
+      if (stop_flag_) return;  // a read cut short by Stop is not the picture's text: read again next time
       if (o.text.ok()) {
         ++done_;
         finished_at_.push_back(Clock::now());
@@ -241,7 +259,18 @@ class TextStage final : public TextRecognition {
     decode.min_side = kDecodeMinSide;
     ASSIGN_OR_RETURN(DecodedImage decoded, DecodeImage(bytes, decode));
     bytes = {};
-    return reader->Read(decoded.image, &stop_flag_);
+    ASSIGN_OR_RETURN(RecognizedText text, reader->Read(decoded.image, &stop_flag_));
+    // Boxes in the picture's own pixels (it may have been decoded at a reduced scale).
+    if (decoded.image.width > 0 && decoded.width != decoded.image.width) {
+      const double scale = static_cast<double>(decoded.width) / decoded.image.width;
+      for (RecognizedWord& w : text.words) {
+        w.x = static_cast<int>(std::lround(w.x * scale));
+        w.y = static_cast<int>(std::lround(w.y * scale));
+        w.width = static_cast<int>(std::lround(w.width * scale));
+        w.height = static_cast<int>(std::lround(w.height * scale));
+      }
+    }
+    return text;
   }
 
   Collection* const collection_;
@@ -269,8 +298,8 @@ class TextStage final : public TextRecognition {
   // The coordinator's own.
   std::chrono::milliseconds poll_ = kPoll;
   Clock::time_point counted_at_;
-  std::set<std::string> in_flight_;
-  std::set<std::string> given_up_;
+  std::set<std::string> in_flight_;                    // handed to readers, or read and not yet written
+  std::map<std::string, Clock::time_point> given_up_;  // could not be read, and when
 
   std::vector<std::thread> readers_;
   std::thread coordinator_;

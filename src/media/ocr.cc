@@ -36,6 +36,8 @@ namespace imgsearch {
 namespace {
 
 constexpr const char* kDebianDataDir = "/usr/share/tesseract-ocr/5/tessdata";
+// Pictures (at a pass's scale) narrower than this are not read.
+constexpr int kSmallestSide = 16;
 // Passes below this many pixels on the longer side read nothing the larger ones miss.
 constexpr double kSmallestPass = 500;
 
@@ -251,6 +253,9 @@ class TesseractReader final : public TextReader {
   void ReadPass(const Image& image, double scale, std::chrono::steady_clock::time_point deadline,
                 const std::atomic<bool>* stop, std::vector<RecognizedWord>* words, std::vector<int>* lines, int* line) {
     const Image scaled = ScaledBy(image, scale);
+    // A strip a few pixels across holds no legible text, and Tesseract's binarisation fails on it
+    // (leaking its buffers).
+    if (std::min(scaled.width, scaled.height) < kSmallestSide) return;
     // Noise (a sensor's at night, a test pattern) holds no readable text, and Tesseract's layout
     // analysis, which no deadline interrupts, takes tens of seconds over its millions of specks.
     if (Busyness(scaled) > kNoiseBusyness) return;

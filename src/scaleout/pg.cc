@@ -57,13 +57,16 @@ const std::vector<std::vector<std::string>>& Migrations() {
           "ALTER TABLE imgsearch.vectors ADD COLUMN times bytea",
       },
       // 5: the text images show (imgsearch/ocr.h), per content, deleted with its vectors; a
-      // trigram index (pg_trgm, trusted: the database's owner may create it) finds any part of a
-      // word in any case.
+      // trigram index (pg_trgm, a trusted extension: the database's owner may create it) finds any
+      // part of a word in any case. A role that may not create it still migrates: searches then
+      // scan the texts (pg_backend.cc ranks without pg_trgm's functions).
       {
-          "CREATE EXTENSION IF NOT EXISTS pg_trgm",
           "CREATE TABLE imgsearch.texts (hash text PRIMARY KEY REFERENCES imgsearch.vectors (hash) ON DELETE CASCADE, "
           "languages text NOT NULL, text text NOT NULL, words text NOT NULL)",
-          "CREATE INDEX texts_trigrams ON imgsearch.texts USING gin (text gin_trgm_ops)",
+          "DO $$ BEGIN CREATE EXTENSION IF NOT EXISTS pg_trgm; EXCEPTION WHEN insufficient_privilege THEN "
+          "RAISE NOTICE 'pg_trgm cannot be created: text searches scan'; END $$",
+          "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm') THEN CREATE INDEX "
+          "texts_trigrams ON imgsearch.texts USING gin (text gin_trgm_ops); END IF; END $$",
       },
   };
   return steps;

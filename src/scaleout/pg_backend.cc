@@ -173,7 +173,8 @@ class PgBackend final : public store::CatalogBackend {
   }
 
   const std::string& where() const override { return where_; }
-  bool sole_writer() const override { return false; }  // workers, watchers and other nodes write too
+  bool sole_writer() const override { return false; }
+  // workers, watchers and other nodes write too
   std::string SnapshotPath() const override {
     if (index_cache_dir_.empty() || collection_id_.empty()) return "";
     return index_cache_dir_ + "/" + collection_id_ + ".hnsw";
@@ -405,10 +406,14 @@ class PgBackend final : public store::CatalogBackend {
     RETURN_IF_ERROR(client_->Run([&](pqxx::connection& c) {
       out.clear();
       pqxx::nontransaction t(c);
+      // Ranked by pg_trgm's word similarity where the extension is there (pg.cc), else by how
+      // much of the text the words are.
+      if (trigrams_ < 0) trigrams_ = t.exec("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'").empty() ? 0 : 1;
       // The patterns are quoted by libpq (their number varies, so they are not parameters).
-      std::string sql =
-          "SELECT i.id, t.text, word_similarity($1, t.text) FROM imgsearch.texts t JOIN imgsearch.images i ON "
-          "i.content_hash = t.hash AND i.status = 1 WHERE true";
+      std::string sql = std::string("SELECT i.id, t.text, ") +
+                        (trigrams_ == 1 ? "word_similarity($1, t.text)" : "length($1)::float / (1 + length(t.text))") +
+                        " FROM imgsearch.texts t JOIN imgsearch.images i ON i.content_hash = t.hash AND i.status = 1 "
+                        "WHERE true";
       for (const std::string& p : patterns) sql += " AND t.text ILIKE " + t.quote(p);
       sql += " ORDER BY 3 DESC, i.id LIMIT $2";
       for (const pqxx::row& r : t.exec_params(sql, joined, limit)) {
@@ -643,6 +648,7 @@ class PgBackend final : public store::CatalogBackend {
   std::unique_ptr<pqxx::connection> listener_;
   std::unique_ptr<Receiver> receiver_;
   std::atomic<bool> notified_{false};
+  std::atomic<int> trigrams_{-1};  // pg_trgm installed: 1, not: 0, not asked yet (first text search): -1
 };
 
 }  // namespace

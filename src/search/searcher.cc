@@ -19,10 +19,14 @@ using Clock = std::chrono::steady_clock;
 // Reciprocal rank fusion's constant (Cormack et al. 2009): a list's item at rank r adds
 // weight / (60 + r).
 constexpr double kRrfK = 60;
-// How deep each ranking is read for fusion (more when the page asked for goes deeper).
-constexpr int kFusionDepth = 100;
+// How deep each ranking is read for fusion, whatever the page: the deepest page a request may ask
+// for (RequestLimits::max_k).
+constexpr int kFusionDepth = 1000;
 // Images showing a negative contains term's words that are left out, at most.
 constexpr int kMaxTextMatches = 10'000;
+// How much deeper the query vector's ranking is read to make up for what negative terms leave out
+// (the collection answers at most 10,000).
+constexpr size_t kMaxExtraDepth = 8'000;
 
 // Adds weight · v / |v| to `sum`.
 void AddScaled(std::vector<float>* sum, std::span<const float> v, float weight) {
@@ -33,11 +37,16 @@ void AddScaled(std::vector<float>* sum, std::span<const float> v, float weight) 
   for (size_t i = 0; i < v.size(); ++i) (*sum)[i] += scale * v[i];
 }
 
-// The item "more like this" leaves out: the request's only term, a positive stored item.
+// The item "more like this" leaves out: the request's only term besides words shown, a positive
+// stored item.
 std::optional<int64_t> SelfOf(const SearchRequest& request) {
-  if (request.terms.size() == 1 && request.terms[0].kind == SearchTerm::Kind::kItem && request.terms[0].weight > 0) {
-    return request.terms[0].id;
+  const SearchTerm* only = nullptr;
+  for (const SearchTerm& t : request.terms) {
+    if (t.kind == SearchTerm::Kind::kContains) continue;
+    if (only != nullptr) return std::nullopt;
+    only = &t;
   }
+  if (only != nullptr && only->kind == SearchTerm::Kind::kItem && only->weight > 0) return only->id;
   return std::nullopt;
 }
 
@@ -79,11 +88,17 @@ class Searcher::Impl {
   Result<SearchResponse> Search(const SearchRequest& request) {
     const auto start = Clock::now();
     SearchResponse response;
+    std::vector<float> query;  // empty: only words shown
     if (HasVectorTerms(request)) {
-      ASSIGN_OR_RETURN(response.hits, VectorSearch(request));
+      ASSIGN_OR_RETURN(query, QueryVector(request));
     }
-    ASSIGN_OR_RETURN(const bool fused, FuseTextMatches(request, &response.hits));
-    if (!fused && model_ != nullptr && options_.text_model == nullptr && model_->info().has_match_probability &&
+    ASSIGN_OR_RETURN(TextLists text, FindText(request));
+    if (text.lists.empty() && text.excluded.empty() && !query.empty()) {
+      ASSIGN_OR_RETURN(response.hits, VectorSearch(request, query, request.options));
+    } else {
+      ASSIGN_OR_RETURN(response.hits, Fuse(request, query, std::move(text)));
+    }
+    if (model_ != nullptr && options_.text_model == nullptr && model_->info().has_match_probability &&
         request.terms.size() == 1 && request.terms[0].kind == SearchTerm::Kind::kText && request.terms[0].weight > 0) {
       for (SearchHit& h : response.hits) h.probability = model_->MatchProbability(h.score);
     }
@@ -121,19 +136,14 @@ class Searcher::Impl {
                        [](const SearchTerm& t) { return t.kind != SearchTerm::Kind::kContains; });
   }
 
-  // The page the query vector ranks (a text or image query, "more like this"): how every search
-  // without text in images is answered.
-  Result<std::vector<SearchHit>> VectorSearch(const SearchRequest& request, int depth = 0) {
-    ASSIGN_OR_RETURN(const std::vector<float> query, QueryVector(request));
+  // The page `o` asks for of the ranking by `query` (a text or image query, "more like this"): how
+  // every search without text in images is answered.
+  Result<std::vector<SearchHit>> VectorSearch(const SearchRequest& request, std::span<const float> query,
+                                              SearchOptions o) {
     const std::optional<int64_t> self = SelfOf(request);
-    // Pages are cut from the ranking without the item itself: search from the top, one more, skip.
-    SearchOptions o = request.options;
-    if (depth > 0) {  // the head of the ranking, for fusion
-      o.k = depth;
-      o.offset = 0;
-    }
     const int offset = o.offset;
     const int k = o.k;
+    // Pages are cut from the ranking without the item itself: search from the top, one more, skip.
     if (self) {
       o.k += o.offset + 1;
       o.offset = 0;
@@ -148,56 +158,67 @@ class Searcher::Impl {
     return hits;
   }
 
-  // Text shown in images: fuses the full-text matches of the request's contains terms and text
-  // terms with the query vector's ranking (`hits`, the page asked for), by reciprocal rank. False
-  // (and `hits` untouched) when no image shows the words.
-  Result<bool> FuseTextMatches(const SearchRequest& request, std::vector<SearchHit>* hits) {
+  // Text shown in images, for a request: a ranked list per contains term and per positive text
+  // term that some image's words match, and the images a negative contains term leaves out.
+  struct TextLists {
     struct List {
       float weight;
       std::vector<TextMatch> matches;
     };
     std::vector<List> lists;
     std::set<int64_t> excluded;
+  };
+
+  Result<TextLists> FindText(const SearchRequest& request) {
+    TextLists out;
     const SearchOptions& o = request.options;
-    const int depth = std::max(kFusionDepth, o.k + o.offset);
     for (const SearchTerm& t : request.terms) {
       const bool contains = t.kind == SearchTerm::Kind::kContains;
       if (!contains && !(t.kind == SearchTerm::Kind::kText && t.weight > 0)) continue;
       if (contains && t.weight < 0) {
         ASSIGN_OR_RETURN(const std::vector<TextMatch> shown,
                          collection_->SearchText(t.text, o.filter, kMaxTextMatches));
-        for (const TextMatch& m : shown) excluded.insert(m.id);
+        for (const TextMatch& m : shown) out.excluded.insert(m.id);
         continue;
       }
-      ASSIGN_OR_RETURN(std::vector<TextMatch> matches, collection_->SearchText(t.text, o.filter, depth));
-      if (!matches.empty()) lists.push_back({std::abs(t.weight), std::move(matches)});
+      ASSIGN_OR_RETURN(std::vector<TextMatch> matches, collection_->SearchText(t.text, o.filter, kFusionDepth));
+      if (!matches.empty()) out.lists.push_back({std::abs(t.weight), std::move(matches)});
     }
-    const bool vector_terms = HasVectorTerms(request);
-    if (lists.empty() && excluded.empty() && vector_terms) return false;
+    return out;
+  }
 
-    // Fused scores: each list's weight over (60 + rank), ranks from 1.
+  // The page the request asks for of the fused ranking: each list (the query vector's, and
+  // `text`'s) adds its weight over (60 + rank) to the items in it, ranks from 1. Every list is read
+  // to the same depth whatever the page, so that pages follow one order.
+  Result<std::vector<SearchHit>> Fuse(const SearchRequest& request, std::span<const float> query, TextLists text) {
+    const SearchOptions& o = request.options;
     std::map<int64_t, double> fused;
     std::map<int64_t, SearchHit> found;
-    std::vector<float> query;
-    if (vector_terms) {
-      ASSIGN_OR_RETURN(query, QueryVector(request));
-      ASSIGN_OR_RETURN(std::vector<SearchHit> head, VectorSearch(request, depth));
-      for (size_t i = 0; i < head.size(); ++i) {
-        fused[head[i].id] += 1.0 / (kRrfK + static_cast<double>(i + 1));
-        found[head[i].id] = std::move(head[i]);
+    if (!query.empty()) {
+      SearchOptions head = o;
+      head.offset = 0;
+      // Deeper by what the negative terms leave out, so that pages stay full.
+      head.k = kFusionDepth + static_cast<int>(std::min<size_t>(text.excluded.size(), kMaxExtraDepth));
+      ASSIGN_OR_RETURN(std::vector<SearchHit> ranked, VectorSearch(request, query, head));
+      size_t rank = 0;
+      for (SearchHit& h : ranked) {
+        if (text.excluded.contains(h.id)) continue;
+        fused[h.id] += 1.0 / (kRrfK + static_cast<double>(++rank));
+        found[h.id] = std::move(h);
+        if (rank == static_cast<size_t>(kFusionDepth)) break;
       }
     }
-    for (const List& list : lists) {
-      for (size_t i = 0; i < list.matches.size(); ++i) {
-        const TextMatch& m = list.matches[i];
-        fused[m.id] += list.weight / (kRrfK + static_cast<double>(i + 1));
+    const std::optional<int64_t> self = SelfOf(request);
+    for (const TextLists::List& list : text.lists) {
+      size_t rank = 0;
+      for (const TextMatch& m : list.matches) {
+        if (text.excluded.contains(m.id) || (self && m.id == *self)) continue;
         auto [it, added] = found.try_emplace(m.id);
         SearchHit& h = it->second;
         if (added) {
           ASSIGN_OR_RETURN(std::optional<ImageRecord> r, collection_->GetById(m.id));
           if (!r) {  // removed meanwhile
             found.erase(it);
-            fused.erase(m.id);
             continue;
           }
           h.id = m.id;
@@ -211,16 +232,15 @@ class Searcher::Impl {
             h.score = Dot(query, e);
           }
         }
+        fused[m.id] += list.weight / (kRrfK + static_cast<double>(++rank));
         for (const std::string& w : m.words) {
           if (std::find(h.words.begin(), h.words.end(), w) == h.words.end()) h.words.push_back(w);
         }
       }
     }
     std::vector<std::pair<double, int64_t>> order;
-    const std::optional<int64_t> self = SelfOf(request);
     for (const auto& [id, score] : fused) {
-      if (excluded.contains(id) || (self && id == *self)) continue;
-      // The score floor is the query vector's: images the words found stay when they match them.
+      // The score floor is the query vector's: images their words found stay.
       const SearchHit& h = found[id];
       if (h.words.empty() && h.score < o.min_score) continue;
       order.emplace_back(score, id);
@@ -228,11 +248,11 @@ class Searcher::Impl {
     std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
       return a.first != b.first ? a.first > b.first : a.second < b.second;
     });
-    hits->clear();
-    for (size_t i = static_cast<size_t>(o.offset); i < order.size() && hits->size() < static_cast<size_t>(o.k); ++i) {
-      hits->push_back(std::move(found[order[i].second]));
+    std::vector<SearchHit> hits;
+    for (size_t i = static_cast<size_t>(o.offset); i < order.size() && hits.size() < static_cast<size_t>(o.k); ++i) {
+      hits.push_back(std::move(found[order[i].second]));
     }
-    return true;
+    return hits;
   }
 
   static float Dot(std::span<const float> a, std::span<const float> b) {

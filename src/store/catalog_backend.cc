@@ -49,12 +49,14 @@ std::string AsciiLower(std::string_view s) {
 }  // namespace
 
 std::vector<std::string> QueryWords(std::string_view words) {
+  // Spaces and control characters (NUL among them) separate words.
+  auto separates = [](char c) { return static_cast<unsigned char>(c) <= 0x20 || c == 0x7F; };
   std::vector<std::string> out;
   size_t i = 0;
   while (i < words.size()) {
-    while (i < words.size() && std::isspace(static_cast<unsigned char>(words[i]))) ++i;
+    while (i < words.size() && separates(words[i])) ++i;
     size_t end = i;
-    while (end < words.size() && !std::isspace(static_cast<unsigned char>(words[end]))) ++end;
+    while (end < words.size() && !separates(words[end])) ++end;
     size_t b = i, e = end;
     while (b < e && IsAsciiPunct(static_cast<unsigned char>(words[b]))) ++b;
     while (e > b && IsAsciiPunct(static_cast<unsigned char>(words[e - 1]))) --e;
@@ -70,8 +72,11 @@ std::vector<std::string> MatchedWords(const std::string& text, std::span<const s
   std::vector<std::string> out;
   for (const std::string& word : QueryWords(text)) {
     const std::string lowered = AsciiLower(word);
-    const bool hit = std::any_of(lowered_query.begin(), lowered_query.end(),
-                                 [&](const std::string& q) { return lowered.find(q) != std::string::npos; });
+    // A word of three characters or more matches any part of a word; a shorter one (a, 9) only a
+    // whole word, else it would mark most of the text.
+    const bool hit = std::any_of(lowered_query.begin(), lowered_query.end(), [&](const std::string& q) {
+      return q.size() >= 3 ? lowered.find(q) != std::string::npos : lowered == q;
+    });
     if (hit && std::find(out.begin(), out.end(), word) == out.end()) out.push_back(word);
   }
   return out;

@@ -53,10 +53,11 @@ struct TextCandidate {
   double relevance = 0;
 };
 
-// The words of a text query: split at spaces, the punctuation at each word's ends dropped
-// ("4471," → "4471"), empty ones skipped.
+// The words of a text query: split at spaces and control characters, the punctuation at each
+// word's ends dropped ("4471," → "4471"), empty ones skipped.
 std::vector<std::string> QueryWords(std::string_view words);
-// The words of `text` (as read) that hold one of `query` (QueryWords), in any ASCII case.
+// The words of `text` (as read) that hold one of `query` (QueryWords; a query word of fewer than
+// three characters only as the whole word), in any ASCII case.
 std::vector<std::string> MatchedWords(const std::string& text, std::span<const std::string> query);
 // Whether `text` holds every one of `query`, in any ASCII case (the full-text index checks longer
 // words in any case; this is for the short ones it cannot).

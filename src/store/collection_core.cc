@@ -31,6 +31,8 @@ namespace {
 constexpr const char* kRootsKey = "roots";  // meta: JSON list of the indexed folders
 // Text matches read from the backend for one search at least (before filters).
 constexpr int kTextCandidates = 1000;
+// With a filter, which the backend does not apply: more, so that a narrow one still finds its few.
+constexpr int kFilteredTextCandidates = 20'000;
 
 // An advisory lock on PATH.lock for as long as it lives: processes that share a snapshot (search
 // nodes on one machine, or a reader beside the writer) never read one half written. A reader
@@ -164,8 +166,8 @@ class CollectionCore final : public Collection {
     RETURN_IF_ERROR(EnsureIndex());
     // The backend ranks every match; the filter, the short words and what is searchable now are
     // applied here, so a page of `limit` may need more candidates than that.
-    ASSIGN_OR_RETURN(const std::vector<TextCandidate> candidates,
-                     backend_->SearchText(query, std::max(limit * 4, kTextCandidates)));
+    const int wanted = filter.empty() ? std::max(limit * 4, kTextCandidates) : kFilteredTextCandidates;
+    ASSIGN_OR_RETURN(const std::vector<TextCandidate> candidates, backend_->SearchText(query, std::max(limit, wanted)));
     // The backend matched the words of three characters or more (in any case, any script); the
     // shorter ones are checked here.
     std::vector<std::string> short_words;

@@ -274,8 +274,7 @@ TEST(Text, StoredPerContentSearchedByAnyPartAndGoneWithTheContent) {
   EXPECT_TRUE(c->SearchText("invoice", pngs, 10)->empty());
   SearchFilter copies;
   copies.under = "/p/copy";
-  EXPECT_EQ(PathsOf(c.get(), *c->SearchText("invoice", copies, 10)),
-            (std::vector<std::string>{"/p/copy/receipt.jpg"}));
+  EXPECT_EQ(PathsOf(c.get(), *c->SearchText("invoice", copies, 10)), (std::vector<std::string>{"/p/copy/receipt.jpg"}));
   // The words and their boxes come back.
   auto text = c->GetText(c->GetByPath("/p/sign.png").value().value().id);
   ASSERT_TRUE(text.ok() && text->has_value());
