@@ -69,7 +69,7 @@ class TextSearchTest : public ::testing::Test {
   }
 
   std::vector<json> Search(std::vector<std::string> args) {
-    std::vector<std::string> argv = {ImgsearchBin(), "search", "--db", db_, "--json", "--model", TestModelDir()};
+    std::vector<std::string> argv = {ImgsearchBin(), "search", "--db", db_, "--json"};
     argv.insert(argv.end(), args.begin(), args.end());
     const auto r = RunCommand(argv);
     EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -120,6 +120,15 @@ TEST_F(TextSearchTest, WordsFindTheirPhotosAloneAndFusedWithTheModel) {
   const json stats = json::parse(RunCommand({ImgsearchBin(), "stats", "--db", db_, "--json"}).out);
   EXPECT_EQ(stats["text"]["pending"], 0) << stats.dump();
   EXPECT_EQ(stats["text"]["read"], 3) << stats.dump();
+
+  // Another model: the text comes along, nothing is read again.
+  const auto reindexed = RunCommand({ImgsearchBin(), "reindex", "--db", db_, "--model", TestModelDir() + "-2"});
+  ASSERT_EQ(reindexed.exit_code, 0) << reindexed.err;
+  const json after = json::parse(RunCommand({ImgsearchBin(), "stats", "--db", db_, "--json"}).out);
+  EXPECT_EQ(after["text"]["read"], 3) << after.dump();
+  hits = Search({"--contains", "gate closed"});
+  ASSERT_EQ(hits.size(), 1u);
+  EXPECT_EQ(hits[0]["path"], lib_ + "/rocket.png");
 }
 
 TEST_F(TextSearchTest, ServerSearchesAndShowsTheWords) {

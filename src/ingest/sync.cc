@@ -268,22 +268,24 @@ Result<SyncReport> ReembedInto(Collection* from, Collection* to, const ClipModel
                    }));
   // The text images show does not depend on the model: it comes along (for the contents embedded
   // here; what workers embed later is read again).
-  std::vector<ContentText> texts;
+  // (The ids first: a visitor must not call back into the collection it visits.)
+  std::vector<int64_t> ids;
   std::set<std::string> seen;
-  Status put = Status::Ok();
   RETURN_IF_ERROR(from->ForEach(
       [&](const ImageRecord& r) {
-        if (!seen.insert(r.content_hash).second) return true;
-        Result<std::optional<ContentText>> text = from->GetText(r.id);
-        if (text.ok() && *text) texts.push_back(std::move(**text));
-        if (texts.size() >= 256) {
-          put = to->PutTexts(texts);
-          texts.clear();
-        }
-        return put.ok();
+        if (seen.insert(r.content_hash).second) ids.push_back(r.id);
+        return true;
       },
       ImageStatus::kIndexed));
-  RETURN_IF_ERROR(put);
+  std::vector<ContentText> texts;
+  for (const int64_t id : ids) {
+    ASSIGN_OR_RETURN(std::optional<ContentText> text, from->GetText(id));
+    if (text) texts.push_back(std::move(*text));
+    if (texts.size() >= 256) {
+      RETURN_IF_ERROR(to->PutTexts(texts));
+      texts.clear();
+    }
+  }
   RETURN_IF_ERROR(to->PutTexts(texts));
   return report;
 }

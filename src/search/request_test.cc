@@ -190,6 +190,32 @@ TEST(SearchRequests, TextIsUtf8AndCountedInCharacters) {
   EXPECT_FALSE(ParseSearchJson("{\"q\": \"bad\xff\"}").ok());
 }
 
+TEST(SearchRequests, ContainsTermsFromEveryFrontEnd) {
+  auto get = ParseSearchQuery({{"q", "a sign"}, {"contains", "invoice 4471"}});
+  ASSERT_TRUE(get.ok()) << get.status().ToString();
+  ASSERT_EQ(get->terms.size(), 2u);
+  EXPECT_EQ(get->terms[1].kind, SearchTerm::Kind::kContains);
+  EXPECT_EQ(get->terms[1].text, "invoice 4471");
+  EXPECT_FALSE(NeedsModel(*ParseSearchQuery({{"contains", "exit"}})));
+  auto json = ParseSearchJson(R"({"contains": "exit", "terms": [{"contains": "sale", "weight": -1}]})");
+  ASSERT_TRUE(json.ok()) << json.status().ToString();
+  ASSERT_EQ(json->terms.size(), 2u);
+  EXPECT_EQ(json->terms[1].weight, -1.0f);
+  auto cli = ParseSearchArgs({}, {}, {}, {{"contains", "gate 12"}});
+  ASSERT_TRUE(cli.ok()) << cli.status().ToString();
+  EXPECT_EQ(cli->terms[0].kind, SearchTerm::Kind::kContains);
+  for (const auto& bad : {ParseSearchQuery({{"contains", "!!"}}), ParseSearchQuery({{"contains", ""}}),
+                          ParseSearchJson(R"({"contains": 5})"), ParseSearchJson(R"({"terms": [{"contains": ""}]})"),
+                          ParseSearchJson(R"({"terms": [{"contains": "a", "text": "b"}]})"),
+                          ParseSearchQuery({{"contains", std::string(3000, 'a')}})}) {
+    ASSERT_FALSE(bad.ok());
+    EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(bad.status().message().find("contains"), std::string::npos) << bad.status().message();
+  }
+  // /similar takes no terms in its query string.
+  EXPECT_FALSE(ParseSearchQuery({{"contains", "x"}}, {}, /*allow_terms=*/false).ok());
+}
+
 TEST(SearchRequests, FormatAliases) {
   EXPECT_EQ(*CanonicalFormat("JPG"), "jpeg");
   EXPECT_EQ(*CanonicalFormat("tif"), "tiff");

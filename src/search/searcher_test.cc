@@ -5,7 +5,9 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "imgsearch/search.h"
@@ -112,6 +114,72 @@ TEST_F(SearcherTest, MoreLikeThisLeavesTheItemOutAndPagesContinue) {
   auto mixed = searcher.Search(like);
   ASSERT_TRUE(mixed.ok());
   EXPECT_EQ(mixed->hits[0].id, ids_[5]);
+}
+
+TEST_F(SearcherTest, WordsShownAreFusedWithTheRankingAndPagesFollowOneOrder) {
+  // Half the images show "sale", every third "exit", image 7 both and "door 7".
+  std::vector<ContentText> texts;
+  for (int i = 0; i < 40; ++i) {
+    ContentText t;
+    t.content_hash = "hash" + std::to_string(i);
+    t.languages = "eng";
+    if (i % 2 == 0) t.text.text += "SALE ";
+    if (i % 3 == 0) t.text.text += "EXIT ";
+    if (i == 7) t.text.text += "SALE EXIT door 7";
+    texts.push_back(t);
+  }
+  ASSERT_TRUE(collection_->PutTexts(texts).ok());
+  Searcher searcher(model_.get(), collection_.get());
+  auto contains = [](const std::string& words, float weight = 1) {
+    return SearchTerm{.kind = SearchTerm::Kind::kContains, .text = words, .weight = weight};
+  };
+
+  // Words alone: the images showing all of them, each saying which matched.
+  SearchRequest only;
+  only.terms = {contains("door 7")};
+  auto door = searcher.Search(only);
+  ASSERT_TRUE(door.ok()) << door.status().ToString();
+  ASSERT_EQ(door->hits.size(), 1u);
+  EXPECT_EQ(door->hits[0].id, ids_[7]);
+  EXPECT_EQ(door->hits[0].words, (std::vector<std::string>{"door", "7"}));
+
+  // Fused: every page is a slice of one order, whatever its size.
+  SearchRequest fused = Text("a photo", 40);
+  fused.terms.push_back(contains("sale"));
+  auto all = searcher.Search(fused);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  ASSERT_EQ(all->hits.size(), 40u);
+  std::set<int64_t> distinct;
+  for (const SearchHit& h : all->hits) distinct.insert(h.id);
+  EXPECT_EQ(distinct.size(), 40u);
+  // Showing the words lifts an image: the first is one of them.
+  EXPECT_FALSE(all->hits[0].words.empty());
+  for (int offset : {0, 7, 30}) {
+    fused.options.k = 7;
+    fused.options.offset = offset;
+    auto page = searcher.Search(fused);
+    ASSERT_TRUE(page.ok());
+    for (size_t i = 0; i < page->hits.size(); ++i) EXPECT_EQ(page->hits[i].id, all->hits[offset + i].id) << offset;
+  }
+
+  // A negative contains term leaves out every image showing the words, and the pages stay full.
+  SearchRequest without = Text("a photo", 10);
+  without.terms.push_back(contains("exit", -1));
+  auto rest = searcher.Search(without);
+  ASSERT_TRUE(rest.ok()) << rest.status().ToString();
+  ASSERT_EQ(rest->hits.size(), 10u);
+  for (const SearchHit& h : rest->hits) {
+    const auto at = std::find(ids_.begin(), ids_.end(), h.id) - ids_.begin();
+    EXPECT_NE(at % 3, 0) << at;
+    EXPECT_NE(at, 7);
+  }
+
+  // More like an image, showing words: the image itself stays out.
+  SearchRequest like;
+  like.terms = {SearchTerm{.kind = SearchTerm::Kind::kItem, .id = ids_[4]}, contains("sale")};
+  auto similar = searcher.Search(like);
+  ASSERT_TRUE(similar.ok()) << similar.status().ToString();
+  for (const SearchHit& h : similar->hits) EXPECT_NE(h.id, ids_[4]);
 }
 
 TEST_F(SearcherTest, BadTermsGetClearErrors) {
