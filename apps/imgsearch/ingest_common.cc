@@ -90,7 +90,7 @@ void AddTextFlags(CLI::App* app, bool* no_ocr, std::string* languages, int* thre
                   "package (tesseract-ocr-deu, …)")
       ->capture_default_str();
   app->add_option("--ocr-threads", *threads,
-                  "threads reading text (0: one per core, at most 4; they use only CPU time nothing else wants)")
+                  "threads reading text (0: one per core, at most 4; at a low priority, never while embedding)")
       ->check(CLI::Range(0, 64));
 }
 
@@ -102,15 +102,7 @@ Result<std::unique_ptr<TextRecognition>> StartTextStage(const IngestFlags& f, Co
   options.reader.languages = f.ocr_lang;
   options.threads = f.ocr_threads;
   options.max_pixels = static_cast<uint64_t>(f.max_megapixels * 1e6);
-  Result<std::unique_ptr<TextRecognition>> started = TextRecognition::Start(collection, options);
-  // Languages asked for must be there; without the default's data, images are still indexed.
-  if (!started.ok() && started.status().code() == StatusCode::kNotFound &&
-      f.ocr_lang == TextReaderOptions().languages) {
-    std::fprintf(stderr, "imgsearch: warning: text in images is not read: %s (or pass --no-ocr)\n",
-                 started.status().message().c_str());
-    return std::unique_ptr<TextRecognition>();
-  }
-  return started;
+  return TextRecognition::Start(collection, options);
 }
 
 void AddVideoFlags(CLI::App* app, VideoOptions* video) {

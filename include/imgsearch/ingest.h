@@ -197,7 +197,8 @@ struct TextStats {
 // (TextOptions::busy), so embedding never waits for them.
 class TextRecognition {
  public:
-  // kNotFound (naming the package) when a language is not installed.
+  // kNotFound (naming the package) when a language asked for is not installed; null (after a
+  // warning) when only the default language's data is missing: images are still indexed.
   static Result<std::unique_ptr<TextRecognition>> Start(Collection* collection, const TextOptions& options = {});
   virtual ~TextRecognition() = default;
   // Looks for new work now rather than at the next poll (after a write).

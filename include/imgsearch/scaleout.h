@@ -64,7 +64,8 @@ struct WorkerOptions {
   VideoOptions video;
   std::vector<PathMap> path_maps;
   // Text in images: the worker also reads the text of the images embedded (by any process) whose
-  // text is not read yet, at idle priority (TextRecognition); text.enabled false: it does not.
+  // text is not read yet, at a low priority and never while it has jobs in flight
+  // (TextRecognition); text.enabled false: it does not.
   TextOptions text;
 };
 

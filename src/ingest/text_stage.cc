@@ -20,8 +20,8 @@
 #include <set>
 #include <thread>
 
-#include "base/file.h"
 #include "imgsearch/ingest.h"
+#include "ingest/pipeline.h"
 
 namespace imgsearch {
 
@@ -41,6 +41,8 @@ constexpr int kReaderNice = 10;
 constexpr std::chrono::milliseconds kBusyRecheck{200};
 // A picture that could not be read is tried again after this long.
 constexpr auto kRetryAfter = std::chrono::minutes(10);
+// The rate in Stats is over this long.
+constexpr auto kRateWindow = std::chrono::minutes(1);
 // The collection's text counts are refreshed at least this often while work remains.
 constexpr auto kCountEvery = std::chrono::seconds(10);
 // Decoding: a JPEG may be decoded at a reduced scale as long as its shorter side stays this large
@@ -103,9 +105,10 @@ class TextStage final : public TextRecognition {
     s.failed = failed_;
     s.error = error_;
     const auto now = Clock::now();
-    int64_t recent = 0;
-    for (const auto& t : finished_at_) recent += now - t <= std::chrono::minutes(1) ? 1 : 0;
-    const double span = std::min(60.0, std::chrono::duration<double>(now - started_).count());
+    int64_t recent = 0;  // of the last minute's reads, which finished_at_ holds (and a few older)
+    for (const auto& t : finished_at_) recent += now - t <= kRateWindow ? 1 : 0;
+    const double span = std::min(std::chrono::duration<double>(kRateWindow).count(),
+                                 std::chrono::duration<double>(now - started_).count());
     s.images_per_s = span > 0 ? static_cast<double>(recent) / span : 0;
     return s;
   }
@@ -235,7 +238,7 @@ class TextStage final : public TextRecognition {
       if (o.text.ok()) {
         ++done_;
         finished_at_.push_back(Clock::now());
-        while (finished_at_.size() > 10'000) finished_at_.pop_front();
+        while (finished_at_.front() < finished_at_.back() - kRateWindow) finished_at_.pop_front();
       } else {
         ++failed_;
       }
@@ -245,11 +248,10 @@ class TextStage final : public TextRecognition {
     }
   }
 
+  // The pipeline's own reading of a local file (regular files only; a still image whole).
   static Result<std::vector<uint8_t>> ReadLocal(const std::string& path) {
-    if (path.empty() || path[0] != '/') return Status::InvalidArgument("not an absolute path: " + path);
-    ASSIGN_OR_RETURN(RegularFile file, RegularFile::Open(path));
-    if (file.size() > kMaxFileBytes) return Status::ResourceExhausted("the file is larger than 1 GiB");
-    return file.ReadAt(0, static_cast<size_t>(file.size()));
+    ASSIGN_OR_RETURN(ingest::FileContent content, ingest::ReadLocalFile(path));
+    return std::move(content.bytes);
   }
 
   Result<RecognizedText> ReadOne(TextReader* reader, const std::string& path) {
@@ -313,8 +315,15 @@ Result<std::unique_ptr<TextRecognition>> TextRecognition::Start(Collection* coll
   const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::min(4u, cores));
   std::vector<std::unique_ptr<TextReader>> readers;
   for (int i = 0; i < threads; ++i) {
-    ASSIGN_OR_RETURN(std::unique_ptr<TextReader> reader, TextReader::Open(options.reader));
-    readers.push_back(std::move(reader));
+    Result<std::unique_ptr<TextReader>> reader = TextReader::Open(options.reader);
+    // Languages asked for must be there; without the default's data, images are still indexed.
+    if (!reader.ok() && reader.status().code() == StatusCode::kNotFound &&
+        options.reader.languages == TextReaderOptions().languages) {
+      spdlog::warn("text in images is not read: {} (or pass --no-ocr)", reader.status().message());
+      return std::unique_ptr<TextRecognition>();
+    }
+    RETURN_IF_ERROR(reader.status());
+    readers.push_back(std::move(*reader));
   }
   return std::unique_ptr<TextRecognition>(new TextStage(collection, options, std::move(readers)));
 }

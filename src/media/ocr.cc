@@ -222,7 +222,7 @@ class TesseractReader final : public TextReader {
     std::vector<int> lines;  // the line number of each of `words`
     int line = 0;
     // Tesseract reads letters best within a band of sizes: each pass covers a third of what a
-    // photo may hold, and a later pass keeps only words where earlier ones found none.
+    // photo may hold, and a later pass's word is kept where earlier ones read nothing, or less.
     struct Pass {
       double scale;
       const char* thresholding;  // Tesseract's thresholding_method: 0 Otsu, 2 Sauvola

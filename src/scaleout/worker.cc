@@ -68,19 +68,9 @@ class Worker final : public ingest::ResultWriter {
       to.busy = [&pipeline] { return pipeline.Snapshot().in_flight > 0; };
       to.read = [this](const std::string& path) -> Result<std::vector<uint8_t>> {
         ASSIGN_OR_RETURN(ingest::FileContent content, sources_.Read(path, 0, *Roots()));
-        if (content.file != nullptr) return content.file->ReadAt(0, static_cast<size_t>(content.file->size()));
-        return std::move(content.bytes);
+        return std::move(content.bytes);  // a still image's, whole
       };
-      Result<std::unique_ptr<TextRecognition>> started = TextRecognition::Start(collection_.get(), to);
-      if (started.ok()) {
-        text = std::move(*started);
-      } else if (started.status().code() == StatusCode::kNotFound &&
-                 to.reader.languages == TextReaderOptions().languages) {
-        // Without the default language's data the worker still embeds (its text is read elsewhere).
-        spdlog::warn("worker {}: text in images is not read: {}", name_, started.status().message());
-      } else {
-        return started.status();
-      }
+      ASSIGN_OR_RETURN(text, TextRecognition::Start(collection_.get(), to));
     }
     Status st = Feed(pipeline, stop);
     if (text != nullptr) text->Stop();

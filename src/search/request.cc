@@ -70,20 +70,17 @@ Result<float> ParseWeight(double w, std::string_view where) {
   return static_cast<float>(w);
 }
 
-SearchTerm TextTerm(std::string text, float weight = 1.0f) {
+// Words to embed (kText), or words the images show (kContains).
+SearchTerm TextTerm(std::string text, float weight = 1.0f, SearchTerm::Kind kind = SearchTerm::Kind::kText) {
   SearchTerm t;
-  t.kind = SearchTerm::Kind::kText;
+  t.kind = kind;
   t.text = std::move(text);
   t.weight = weight;
   return t;
 }
 
 SearchTerm ContainsTerm(std::string words, float weight = 1.0f) {
-  SearchTerm t;
-  t.kind = SearchTerm::Kind::kContains;
-  t.text = std::move(words);
-  t.weight = weight;
-  return t;
+  return TextTerm(std::move(words), weight, SearchTerm::Kind::kContains);
 }
 
 SearchTerm ItemTerm(int64_t id, float weight = 1.0f, std::optional<double> time_s = std::nullopt) {

@@ -128,7 +128,7 @@ std::vector<Route> ItemRoutes(ServerContext& c) {
        .pattern = "/api/images/{id}/info",
        .name = "info",
        .about = "What the collection knows about the image; text: the words it shows (when read), with their "
-                "boxes [text, x, y, width, height, confidence] in the picture's pixels as decoded for reading.",
+                "boxes [text, x, y, width, height, confidence] in the picture's pixels.",
        .handle =
            [&c](const Req& req, Res& res) {
              Result<ImageRecord> r = PathRecord(c, req);
