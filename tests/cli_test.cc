@@ -550,11 +550,42 @@ TEST(Cli, ModelCheckReportsHowCloseBf16Comes) {
       EXPECT_LE(bf16["images"]["min"].get<double>(), 1.0 + 1e-9);
       EXPECT_TRUE(bf16["within_bound"].get<bool>());
     }
-    EXPECT_FALSE(j["precisions"][1]["available"].get<bool>());  // int8
+    // int8 runs everywhere: 8-bit activations with VNNI, 7-bit without (and capped to AVX2).
+    const auto& int8 = j["precisions"][1];
+    EXPECT_EQ(int8["precision"], "int8");
+    ASSERT_TRUE(int8["available"].get<bool>()) << int8.dump();
+    EXPECT_EQ(int8["images"]["n"], 3);
+    EXPECT_GE(int8["texts"]["min"].get<double>(), 0.9);
+    EXPECT_LT(int8["texts"]["min"].get<double>(), 1.0) << "int8 is not fp32 under another name";
   }
   auto text = RunCommand({ImgsearchBin(), "model", "check", "--model", TestModelDir()});
   ASSERT_EQ(text.exit_code, 0) << text.err;
   EXPECT_NE(text.out.find("auto "), std::string::npos) << text.out;
+}
+
+// int8 embeddings differ from fp32's by up to 1% of cosine: a collection holds one or the other,
+// and the error says which precision to pass.
+TEST(Cli, Int8CollectionsAreKeptApart) {
+  const std::string dir = testing::MakeTempDir();
+  MakeLibrary(dir);
+  const std::string db8 = dir + "/db8", db = dir + "/db";
+  auto index8 = RunCommand(
+      {ImgsearchBin(), "index", "--db", db8, "--model", TestModelDir(), "--precision", "int8", dir + "/lib"});
+  EXPECT_NE(index8.out.find("3 added"), std::string::npos) << index8.out << index8.err;
+  auto search8 = RunCommand(
+      {ImgsearchBin(), "search", "--db", db8, "--model", TestModelDir(), "--precision", "int8", "a photo", "--json"});
+  ASSERT_EQ(search8.exit_code, 0) << search8.err;
+  EXPECT_EQ(JsonLines(search8.out).size(), 3u);
+  auto mixed = RunCommand({ImgsearchBin(), "search", "--db", db8, "--model", TestModelDir(), "a photo"});
+  EXPECT_EQ(mixed.exit_code, 2);
+  EXPECT_NE(mixed.err.find("pass --precision int8"), std::string::npos) << mixed.err;
+
+  auto index = RunCommand({ImgsearchBin(), "index", "--db", db, "--model", TestModelDir(), dir + "/lib"});
+  EXPECT_NE(index.out.find("3 added"), std::string::npos) << index.out << index.err;
+  auto into =
+      RunCommand({ImgsearchBin(), "index", "--db", db, "--model", TestModelDir(), "--precision", "int8", dir + "/lib"});
+  EXPECT_EQ(into.exit_code, 2);
+  EXPECT_NE(into.err.find("was not indexed with --precision int8"), std::string::npos) << into.err;
 }
 
 // The benchmark's output contract (figures themselves are never asserted in tests).

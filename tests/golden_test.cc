@@ -131,6 +131,65 @@ TEST(Golden, BatchedImagesMatchOneByOne) {
   }
 }
 
+// The lowest cosine of `model`'s embeddings of every golden text and image to the reference's,
+// expecting each at least `bound`, and batches equal to one by one.
+double WorstCosineToReference(const ClipModel& model, const std::string& golden, double bound) {
+  const nlohmann::json expected = LoadExpected(golden);
+  const int dim = model.embedding_dim();
+  std::vector<std::string> texts;
+  for (const auto& t : expected["texts"]) texts.push_back(t["text"]);
+  std::vector<float> out(texts.size() * dim);
+  if (!(model.EncodeTexts(texts, out.data()).ok())) {
+    ADD_FAILURE() << "model.EncodeTexts(texts, out.data()).ok()";
+    return 0;
+  }
+  double worst = 1;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    std::vector<float> ours(out.begin() + i * dim, out.begin() + (i + 1) * dim);
+    const double cosine = Cosine(ours, expected["texts"][i]["embedding"].get<std::vector<float>>());
+    EXPECT_GE(cosine, bound) << "text: " << texts[i];
+    std::vector<float> alone(dim);
+    if (!(model.EncodeTexts({&texts[i], 1}, alone.data()).ok())) {
+      ADD_FAILURE() << "model.EncodeTexts({&texts[i], 1}, alone.data()).ok()";
+      return 0;
+    }
+    EXPECT_GE(Cosine(alone, ours), 0.99999) << "text: " << texts[i];
+    worst = std::min(worst, cosine);
+  }
+  const int64_t floats = model.preprocessing().input_floats();
+  std::vector<float> batch;
+  std::vector<std::vector<float>> refs;
+  for (const auto& item : expected["images"]) {
+    if (item.contains("error")) continue;
+    auto decoded = DecodeImageFile(golden + "/images/" + item["image"].get<std::string>());
+    if (!(decoded.ok())) {
+      ADD_FAILURE() << "decoded.ok()";
+      return 0;
+    }
+    batch.resize(batch.size() + floats);
+    Normalize(ResizeForModel(decoded->image, model.preprocessing()), model.preprocessing(),
+              batch.data() + batch.size() - floats);
+    refs.push_back(item["embedding"].get<std::vector<float>>());
+  }
+  std::vector<float> images(refs.size() * dim);
+  if (!(model.EncodeImages(batch.data(), static_cast<int>(refs.size()), images.data()).ok())) {
+    ADD_FAILURE() << "model.EncodeImages(batch.data(), static_cast<int>(refs.size()), images.data()).ok()";
+    return 0;
+  }
+  for (size_t i = 0; i < refs.size(); ++i) {
+    std::vector<float> ours(images.begin() + i * dim, images.begin() + (i + 1) * dim), alone(dim);
+    const double cosine = Cosine(ours, refs[i]);
+    EXPECT_GE(cosine, bound) << expected["images"][i]["image"];
+    if (!(model.EncodeImages(batch.data() + i * floats, 1, alone.data()).ok())) {
+      ADD_FAILURE() << "model.EncodeImages(batch.data() + i * floats, 1, alone.data()).ok()";
+      return 0;
+    }
+    EXPECT_GE(Cosine(alone, ours), 0.99999) << expected["images"][i]["image"];
+    worst = std::min(worst, cosine);
+  }
+  return worst;
+}
+
 // bf16 (weights and GEMM inputs rounded, fp32 sums) stays within the bound of the reference
 // on every golden text and image, and batches still equal one by one. Where the CPU has no native
 // bf16, or under IMGSEARCH_MAX_ISA=avx2 (golden_avx2), bf16 is refused and auto computes fp32.
@@ -152,46 +211,19 @@ TEST(Golden, Bf16StaysWithinCosine0999) {
   }
   EXPECT_EQ((*bf16)->info().precision, "bf16");
   EXPECT_EQ((*automatic)->info().precision, "bf16");
-  const ClipModel& model = **bf16;
-  const nlohmann::json expected = LoadExpected(golden);
-  const int dim = model.embedding_dim();
-  std::vector<std::string> texts;
-  for (const auto& t : expected["texts"]) texts.push_back(t["text"]);
-  std::vector<float> out(texts.size() * dim);
-  ASSERT_TRUE(model.EncodeTexts(texts, out.data()).ok());
-  double worst = 1;
-  for (size_t i = 0; i < texts.size(); ++i) {
-    std::vector<float> ours(out.begin() + i * dim, out.begin() + (i + 1) * dim);
-    const double cosine = Cosine(ours, expected["texts"][i]["embedding"].get<std::vector<float>>());
-    EXPECT_GE(cosine, 0.999) << "text: " << texts[i];
-    std::vector<float> alone(dim);
-    ASSERT_TRUE(model.EncodeTexts({&texts[i], 1}, alone.data()).ok());
-    EXPECT_GE(Cosine(alone, ours), 0.99999) << "text: " << texts[i];
-    worst = std::min(worst, cosine);
-  }
-  const int64_t floats = model.preprocessing().input_floats();
-  std::vector<float> batch;
-  std::vector<std::vector<float>> refs;
-  for (const auto& item : expected["images"]) {
-    if (item.contains("error")) continue;
-    auto decoded = DecodeImageFile(golden + "/images/" + item["image"].get<std::string>());
-    ASSERT_TRUE(decoded.ok());
-    batch.resize(batch.size() + floats);
-    Normalize(ResizeForModel(decoded->image, model.preprocessing()), model.preprocessing(),
-              batch.data() + batch.size() - floats);
-    refs.push_back(item["embedding"].get<std::vector<float>>());
-  }
-  std::vector<float> images(refs.size() * dim);
-  ASSERT_TRUE(model.EncodeImages(batch.data(), static_cast<int>(refs.size()), images.data()).ok());
-  for (size_t i = 0; i < refs.size(); ++i) {
-    std::vector<float> ours(images.begin() + i * dim, images.begin() + (i + 1) * dim), alone(dim);
-    const double cosine = Cosine(ours, refs[i]);
-    EXPECT_GE(cosine, 0.999) << expected["images"][i]["image"];
-    ASSERT_TRUE(model.EncodeImages(batch.data() + i * floats, 1, alone.data()).ok());
-    EXPECT_GE(Cosine(alone, ours), 0.99999) << expected["images"][i]["image"];
-    worst = std::min(worst, cosine);
-  }
-  std::printf("bf16: lowest cosine to the reference %.6f\n", worst);
+  std::printf("bf16: lowest cosine to the reference %.6f\n", WorstCosineToReference(**bf16, golden, 0.999));
+}
+
+// int8 runs on every CPU (7-bit activations without VNNI, as under golden_avx2) and stays within
+// cosine 0.99 of the reference on every golden text and image.
+TEST(Golden, Int8StaysWithinCosine099) {
+  REQUIRE_GOLDEN(golden);
+  auto int8 = ClipModel::Load(golden + "/tiny-model", {.precision = Precision::kInt8});
+  ASSERT_TRUE(int8.ok()) << int8.status().ToString();
+  EXPECT_EQ((*int8)->info().precision, "int8");
+  const double worst = WorstCosineToReference(**int8, golden, 0.99);
+  EXPECT_LT(worst, 0.999999) << "int8 is not fp32 under another name";
+  std::printf("int8: lowest cosine to the reference %.6f\n", worst);
 }
 
 // precision auto decodes JPEGs at a reduced DCT scale that keeps the shorter side ≥ 2 × the model's

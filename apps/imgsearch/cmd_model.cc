@@ -200,104 +200,128 @@ nlohmann::json Describe(const Spread& s) {
   return {{"min", s.min}, {"median", s.median}, {"n", s.n}, {"worst", s.worst}};
 }
 
+// What fp32 computes for `model check`'s texts and images, which the fast precisions are held to.
+struct CheckReference {
+  std::vector<std::string> texts;
+  std::vector<float> text_embeddings;
+  std::vector<std::string> files;
+  std::vector<std::pair<std::string, std::vector<float>>> images;
+};
+
+// One fast precision against fp32: its texts, its images decoded exactly and with reduced decoding
+// (what auto and int8 store). `bound` is the lowest cosine the precision is held to.
+nlohmann::json CheckPrecision(const std::string& flag, Precision precision, const char* name, double bound,
+                              const CheckReference& ref, int dim) {
+  nlohmann::json r = {{"precision", name}, {"bound", bound}};
+  auto loaded = LoadModel(flag, {.precision = precision});
+  if (!loaded.ok()) {
+    r["available"] = false;
+    r["reason"] = loaded.status().message();
+    return r;
+  }
+  const ClipModel& fast = **loaded;
+  r["available"] = true;
+  std::vector<float> out(ref.texts.size() * dim);
+  if (Status st = fast.EncodeTexts(ref.texts, out.data()); !st.ok()) {
+    r["available"] = false;
+    r["reason"] = st.message();
+    return r;
+  }
+  std::vector<std::pair<double, std::string>> text_cos;
+  for (size_t i = 0; i < ref.texts.size(); ++i) {
+    text_cos.emplace_back(CosineOf(out.data() + i * dim, ref.text_embeddings.data() + i * dim, dim), ref.texts[i]);
+  }
+  Preprocessing exact = fast.preprocessing(), reduced = fast.preprocessing();
+  exact.reduced_decode = false;
+  reduced.reduced_decode = true;
+  const Spread t = SpreadOf(text_cos), i = ImageCosines(fast, exact, ref.files, ref.images),
+               a = ImageCosines(fast, reduced, ref.files, ref.images);
+  r["texts"] = Describe(t);
+  if (!ref.files.empty()) {
+    r["images"] = Describe(i);
+    r["images_reduced_decoding"] = Describe(a);
+  }
+  r["within_bound"] = t.min >= bound && (ref.files.empty() || (i.min >= bound && a.min >= bound));
+  return r;
+}
+
 // `model check`: how far the fast precisions are from fp32 on this model, these images, this CPU.
 int RunCheck(const std::string& flag, const std::string& images_dir, int limit, bool as_json) {
-  constexpr double kBound = 0.999;  // what auto promises
+  constexpr double kAutoBound = 0.999;  // what auto promises
+  constexpr double kInt8Bound = 0.99;   // what int8 is held to
   auto reference = LoadModel(flag, {.precision = Precision::kFp32});
   if (!reference.ok()) return ReportError(reference.status());
   const ClipModel& fp32 = **reference;
-  std::vector<std::string> files;
+  CheckReference ref;
   if (!images_dir.empty()) {
     std::error_code ec;
     for (auto it = std::filesystem::recursive_directory_iterator(images_dir, ec);
          !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-      if (it->is_regular_file(ec)) files.push_back(it->path().string());
+      if (it->is_regular_file(ec)) ref.files.push_back(it->path().string());
     }
     if (ec) return ReportError(Status::IoError("cannot read " + images_dir + ": " + ec.message()));
-    std::sort(files.begin(), files.end());
-    if (files.size() > static_cast<size_t>(limit)) files.resize(static_cast<size_t>(limit));
+    std::sort(ref.files.begin(), ref.files.end());
+    if (ref.files.size() > static_cast<size_t>(limit)) ref.files.resize(static_cast<size_t>(limit));
   }
-  nlohmann::json report = {{"model", fp32.info().source}, {"kernels", fp32.info().isa}, {"bound", kBound}};
+  nlohmann::json report = {{"model", fp32.info().source}, {"kernels", fp32.info().isa}, {"bound", kAutoBound}};
   const int dim = fp32.embedding_dim();
-  const std::vector<std::string> texts(std::begin(kCheckTexts), std::end(kCheckTexts));
-  std::vector<float> ref_texts(texts.size() * dim);
-  if (Status st = fp32.EncodeTexts(texts, ref_texts.data()); !st.ok()) return ReportError(st);
-  const auto ref_images = EmbedFolder(fp32, fp32.preprocessing(), files);
+  ref.texts.assign(std::begin(kCheckTexts), std::end(kCheckTexts));
+  ref.text_embeddings.resize(ref.texts.size() * dim);
+  if (Status st = fp32.EncodeTexts(ref.texts, ref.text_embeddings.data()); !st.ok()) return ReportError(st);
+  ref.images = EmbedFolder(fp32, fp32.preprocessing(), ref.files);
 
-  auto bf16_loaded = LoadModel(flag, {.precision = Precision::kBf16});
-  nlohmann::json bf16 = {{"precision", "bf16"}};
-  const bool auto_uses_bf16 = bf16_loaded.ok();
-  if (!bf16_loaded.ok()) {
-    bf16["available"] = false;
-    bf16["reason"] = bf16_loaded.status().message();
-  } else {
-    const ClipModel& fast = **bf16_loaded;
-    bf16["available"] = true;
-    std::vector<float> out(texts.size() * dim);
-    if (Status st = fast.EncodeTexts(texts, out.data()); !st.ok()) return ReportError(st);
-    std::vector<std::pair<double, std::string>> text_cos;
-    for (size_t i = 0; i < texts.size(); ++i) {
-      text_cos.emplace_back(CosineOf(out.data() + i * dim, ref_texts.data() + i * dim, dim), texts[i]);
-    }
-    // The precision alone (same pixels), then what auto stores: bf16 with reduced decoding.
-    Preprocessing reduced = fast.preprocessing();
-    reduced.reduced_decode = true;
-    const Spread t = SpreadOf(text_cos), i = ImageCosines(fast, fast.preprocessing(), files, ref_images),
-                 a = ImageCosines(fast, reduced, files, ref_images);
-    bf16["texts"] = Describe(t);
-    if (!files.empty()) {
-      bf16["images"] = Describe(i);
-      bf16["images_auto"] = Describe(a);
-    }
-    bf16["within_bound"] = t.min >= kBound && i.min >= kBound && a.min >= kBound;
-  }
-  report["precisions"] = {bf16, {{"precision", "int8"}, {"available", false}, {"reason", "not in this version"}}};
+  const nlohmann::json bf16 = CheckPrecision(flag, Precision::kBf16, "bf16", kAutoBound, ref, dim);
+  const nlohmann::json int8 = CheckPrecision(flag, Precision::kInt8, "int8", kInt8Bound, ref, dim);
+  report["precisions"] = {bf16, int8};
+  const bool auto_uses_bf16 = bf16["available"].get<bool>();
   report["auto"] = auto_uses_bf16 ? "bf16" : "fp32";
   // Without bf16, auto is fp32 with reduced decoding: that alone is checked.
   bool auto_within_bound = auto_uses_bf16 ? bf16["within_bound"].get<bool>() : true;
-  if (!auto_uses_bf16 && !files.empty()) {
+  if (!auto_uses_bf16 && !ref.files.empty()) {
     Preprocessing reduced = fp32.preprocessing();
     reduced.reduced_decode = true;
-    const Spread a = ImageCosines(fp32, reduced, files, ref_images);
+    const Spread a = ImageCosines(fp32, reduced, ref.files, ref.images);
     report["auto_images"] = Describe(a);
-    auto_within_bound = a.min >= kBound;
+    auto_within_bound = a.min >= kAutoBound;
   }
-  report["images_checked"] = ref_images.size();
+  report["images_checked"] = ref.images.size();
   if (as_json) {
     std::printf("%s\n", DumpJson(report).c_str());
     return kExitOk;
   }
   std::printf("model     %s\nkernels   %s\n", ForTerminal(fp32.info().source).c_str(), fp32.info().isa.c_str());
-  if (!bf16["available"].get<bool>()) {
-    std::printf("bf16      not available: %s\n", ForTerminal(bf16["reason"].get<std::string>()).c_str());
-  } else {
-    auto line = [](const char* what, const nlohmann::json& s) {
-      std::printf("bf16      %-28s cosine to fp32: lowest %.6f, median %.6f over %d (lowest: %s)\n", what,
-                  s["min"].get<double>(), s["median"].get<double>(), s["n"].get<int>(),
-                  ForTerminal(s["worst"].get<std::string>()).c_str());
-    };
-    line("texts", bf16["texts"]);
-    if (bf16.contains("images")) {
-      line("images", bf16["images"]);
-      line("images, reduced decoding", bf16["images_auto"]);
+  auto line = [](const std::string& name, const char* what, const nlohmann::json& s) {
+    std::printf("%-9s %-28s cosine to fp32: lowest %.6f, median %.6f over %d (lowest: %s)\n", name.c_str(), what,
+                s["min"].get<double>(), s["median"].get<double>(), s["n"].get<int>(),
+                ForTerminal(s["worst"].get<std::string>()).c_str());
+  };
+  for (const nlohmann::json& p : {bf16, int8}) {
+    const std::string name = p["precision"].get<std::string>();
+    if (!p["available"].get<bool>()) {
+      std::printf("%-9s not available: %s\n", name.c_str(), ForTerminal(p["reason"].get<std::string>()).c_str());
+      continue;
+    }
+    line(name, "texts", p["texts"]);
+    if (p.contains("images")) {
+      line(name, "images", p["images"]);
+      line(name, "images, reduced decoding", p["images_reduced_decoding"]);
     } else {
-      std::printf("bf16      images: none checked (give --images DIR with your photos)\n");
+      std::printf("%-9s images: none checked (give --images DIR with your photos)\n", name.c_str());
     }
   }
-  std::printf("int8      not available in this version\n");
-  if (report.contains("auto_images")) {
-    const auto& a = report["auto_images"];
-    std::printf("fp32      %-28s cosine to fp32: lowest %.6f, median %.6f over %d (lowest: %s)\n",
-                "images, reduced decoding", a["min"].get<double>(), a["median"].get<double>(), a["n"].get<int>(),
-                ForTerminal(a["worst"].get<std::string>()).c_str());
-  }
+  if (report.contains("auto_images")) line("fp32", "images, reduced decoding", report["auto_images"]);
   if (!auto_uses_bf16) {
     std::printf("auto      computes fp32 on this CPU, with reduced JPEG decoding%s\n",
                 auto_within_bound ? "" : ": some cosine is below 0.999, index with --precision fp32");
   } else if (auto_within_bound) {
-    std::printf("auto      uses bf16: every cosine checked is at least %.3f\n", kBound);
+    std::printf("auto      uses bf16: every cosine checked is at least %.3f\n", kAutoBound);
   } else {
-    std::printf("auto      uses bf16, but some cosine above is below %.3f: index with --precision fp32\n", kBound);
+    std::printf("auto      uses bf16, but some cosine above is below %.3f: index with --precision fp32\n", kAutoBound);
+  }
+  if (int8["available"].get<bool>()) {
+    std::printf("int8      %s (used only with --precision int8)\n",
+                int8["within_bound"].get<bool>() ? "every cosine checked is at least 0.990"
+                                                 : "some cosine above is below 0.990: keep to auto or fp32");
   }
   return kExitOk;
 }

@@ -54,8 +54,9 @@ Result<std::string> ModelDirFor(const std::string& flag, const char* flag_name, 
 void AddPrecisionFlag(CLI::App* app, std::string* precision) {
   app->add_option("--precision", *precision,
                   "fp32 (exact: fp32 math, full decode), bf16 (bfloat16 GEMMs, within cosine 0.999 of fp32; needs "
-                  "AVX512_BF16 or AMX) or auto (bf16 where the CPU has it natively, else fp32; JPEGs decoded at the "
-                  "DCT scale that keeps twice the model's input)")
+                  "AVX512_BF16 or AMX), auto (bf16 where the CPU has it natively, else fp32; JPEGs decoded at the "
+                  "DCT scale that keeps twice the model's input) or int8 (int8 transformer weights, fastest, within "
+                  "cosine 0.99; check yours with `imgsearch model check`)")
       ->capture_default_str();
 }
 

@@ -25,10 +25,13 @@ enum class Precision {
   kFp32,  // fp32 everywhere: matches the reference to ~1e-6 of cosine
   kBf16,  // bfloat16 weights and GEMM inputs, fp32 sums, LayerNorm, softmax and residuals; needs
           // native bf16 (AVX512_BF16 or AMX)
-  kAuto,  // bf16 where the CPU has native bf16, fp32 elsewhere
+  kAuto,  // bf16 where the CPU has native bf16, fp32 elsewhere; JPEG and WebP decoded at reduced scale
+  kInt8,  // the transformer blocks' weights in int8 (per output feature), activations quantised per
+          // token as they enter each layer, int32 sums (VNNI where present); reduced decoding as auto.
+          // Only when asked for: `imgsearch model check` tells how close it comes to fp32.
 };
 
-// Parses "fp32", "bf16" or "auto".
+// Parses "fp32", "bf16", "int8" or "auto".
 Result<Precision> ParsePrecision(std::string_view name);
 
 struct ModelOptions {

@@ -15,6 +15,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "imgsearch/ocr.h"
@@ -54,8 +55,11 @@ struct ImageUpsert {
 };
 
 // The model a collection's vectors come from. Opening a collection with another model is refused.
+// Ends the identity of a model computing in int8 (IdentityOf, imgsearch/ingest.h).
+inline constexpr std::string_view kInt8IdentitySuffix = "+int8";
+
 struct ModelIdentity {
-  std::string id;  // a hash of the weights
+  std::string id;  // a hash of the weights, with kInt8IdentitySuffix for --precision int8
   std::string name;
   int dim = 0;
   // Where it loads from (ModelInfo::source): recorded by writers, so that later commands find the

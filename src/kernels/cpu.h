@@ -18,8 +18,15 @@ bool IsaLimitedToAvx2();
 // AVX512_BF16 or AMX-BF16 kernels.
 bool NativeBf16();
 
-// A short description of the path in use, e.g. "avx512_core_bf16, fp32 GEMM (oneDNN 2.6)".
+// True when oneDNN, after any cap, sums u8·s8 products with AVX512_VNNI or AMX (exactly, in 32 bits).
+bool NativeVnni();
+
+// A short description of the path in use, e.g. "avx512_core_bf16 (oneDNN 2.6), avx512 vector ops".
 std::string DescribeIsa();
+
+// The vectorised element-wise and row-wise operations for this CPU, after any cap (vector_ops.h).
+struct VectorOps;  // vector_ops.h
+const VectorOps& ActiveVectorOps();
 
 // Threads the kernels use; 0 means all cores.
 void SetNumThreads(int n_threads);

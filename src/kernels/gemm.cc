@@ -1,5 +1,7 @@
 #include "kernels/gemm.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -10,6 +12,8 @@
 
 #include "dnnl.hpp"
 #include "kernels/cpu.h"
+#include "kernels/ops.h"
+#include "kernels/vector_ops.h"
 
 namespace imgsearch::kernels {
 
@@ -27,14 +31,59 @@ namespace {
 
 using dnnl::memory;
 
+enum class Kind {
+  kF32,   // fp32 source, weights and result
+  kBf16,  // bfloat16 source and weights, fp32 result
+  kU8S8,  // u8 source, s8 weights, s32 result (no bias)
+};
+
+// What the GEMM does with its result before writing it.
+enum class Epilogue {
+  kNone,
+  kAccumulate,  // y += result
+  kQuickGelu,   // y = activation(result), in the source type (bfloat16)
+  kGelu,
+  kGeluTanh,
+};
+
 struct Shape {
   int m, k, n;
   bool has_bias;
-  bool bf16;  // bfloat16 source and weights
+  Kind kind;
+  Epilogue epilogue = Epilogue::kNone;
   bool operator<(const Shape& o) const {
-    return std::tie(m, k, n, has_bias, bf16) < std::tie(o.m, o.k, o.n, o.has_bias, o.bf16);
+    return std::tie(m, k, n, has_bias, kind, epilogue) < std::tie(o.m, o.k, o.n, o.has_bias, o.kind, o.epilogue);
   }
 };
+
+memory::data_type SourceType(Kind kind) {
+  switch (kind) {
+    case Kind::kF32: return memory::data_type::f32;
+    case Kind::kBf16: return memory::data_type::bf16;
+    case Kind::kU8S8: return memory::data_type::u8;
+  }
+  return memory::data_type::f32;
+}
+memory::data_type WeightType(Kind kind) { return kind == Kind::kU8S8 ? memory::data_type::s8 : SourceType(kind); }
+memory::data_type ResultType(const Shape& s) {
+  if (s.kind == Kind::kU8S8) return memory::data_type::s32;
+  const bool activated = s.epilogue != Epilogue::kNone && s.epilogue != Epilogue::kAccumulate;
+  return activated ? SourceType(s.kind) : memory::data_type::f32;
+}
+
+dnnl::primitive_attr AttributesOf(Epilogue epilogue) {
+  dnnl::post_ops ops;
+  switch (epilogue) {
+    case Epilogue::kNone: break;
+    case Epilogue::kAccumulate: ops.append_sum(1.0f); break;
+    case Epilogue::kQuickGelu: ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_swish, 1.702f, 0.0f); break;
+    case Epilogue::kGelu: ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_erf, 0.0f, 0.0f); break;
+    case Epilogue::kGeluTanh: ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_tanh, 0.0f, 0.0f); break;
+  }
+  dnnl::primitive_attr attr;
+  attr.set_post_ops(ops);
+  return attr;
+}
 
 // One engine for the process, and a matmul primitive per shape. Primitives are immutable once made
 // and may be executed from several threads at once, each with its own stream.
@@ -51,16 +100,16 @@ class MatmulCache {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = primitives_.find(s);
     if (it != primitives_.end()) return it->second;
-    const memory::data_type in_type = s.bf16 ? memory::data_type::bf16 : memory::data_type::f32;
-    memory::desc src_md({s.m, s.k}, in_type, memory::format_tag::ab);
-    memory::desc wei_md({s.k, s.n}, in_type, memory::format_tag::ba);  // w stored [n, k]
-    memory::desc dst_md({s.m, s.n}, memory::data_type::f32, memory::format_tag::ab);
+    memory::desc src_md({s.m, s.k}, SourceType(s.kind), memory::format_tag::ab);
+    memory::desc wei_md({s.k, s.n}, WeightType(s.kind), memory::format_tag::ba);  // w stored [n, k]
+    memory::desc dst_md({s.m, s.n}, ResultType(s), memory::format_tag::ab);
+    const dnnl::primitive_attr attr = AttributesOf(s.epilogue);
     dnnl::matmul::primitive_desc pd;
     if (s.has_bias) {
       memory::desc bias_md({1, s.n}, memory::data_type::f32, memory::format_tag::ab);
-      pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(src_md, wei_md, bias_md, dst_md), engine_);
+      pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(src_md, wei_md, bias_md, dst_md), attr, engine_);
     } else {
-      pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(src_md, wei_md, dst_md), engine_);
+      pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(src_md, wei_md, dst_md), attr, engine_);
     }
     dnnl::matmul prim(pd);
     if (primitives_.size() > 4096) primitives_.clear();  // bounded: shapes vary with batch and text length
@@ -79,17 +128,16 @@ class MatmulCache {
   std::map<Shape, dnnl::matmul> primitives_;  // guarded by mu_
 };
 
-// Runs the cached primitive for `shape` on x ([m, k]), w ([n, k]), of the shape's input type.
-void RunMatmul(const Shape& shape, const void* x, const void* w, const float* bias, float* y) {
+// Runs the cached primitive for `shape` on x ([m, k]), w ([n, k]) into y ([m, n]), of the shape's types.
+void RunMatmul(const Shape& shape, const void* x, const void* w, const float* bias, void* y) {
   MatmulCache& cache = MatmulCache::Get();
   dnnl::matmul prim = cache.Primitive(shape);
   const dnnl::engine& eng = cache.engine();
   dnnl::stream stream(eng);
-  const memory::data_type in_type = shape.bf16 ? memory::data_type::bf16 : memory::data_type::f32;
   const int m = shape.m, k = shape.k, n = shape.n;
-  memory src({{m, k}, in_type, memory::format_tag::ab}, eng, const_cast<void*>(x));
-  memory wei({{k, n}, in_type, memory::format_tag::ba}, eng, const_cast<void*>(w));
-  memory dst({{m, n}, memory::data_type::f32, memory::format_tag::ab}, eng, y);
+  memory src({{m, k}, SourceType(shape.kind), memory::format_tag::ab}, eng, const_cast<void*>(x));
+  memory wei({{k, n}, WeightType(shape.kind), memory::format_tag::ba}, eng, const_cast<void*>(w));
+  memory dst({{m, n}, ResultType(shape), memory::format_tag::ab}, eng, y);
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}};
   if (bias != nullptr) {
     args.emplace(DNNL_ARG_BIAS,
@@ -103,19 +151,7 @@ void RunMatmul(const Shape& shape, const void* x, const void* w, const float* bi
 
 void Linear(const float* x, const float* w, const float* bias, float* y, int m, int k, int n) {
   if (m == 0 || n == 0) return;
-  RunMatmul({m, k, n, bias != nullptr, /*bf16=*/false}, x, w, bias, y);
-}
-
-void ToBf16(const float* x, uint16_t* out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t u;
-    std::memcpy(&u, x + i, sizeof(u));
-    if ((u & 0x7FFFFFFFu) > 0x7F800000u) {
-      out[i] = static_cast<uint16_t>((u >> 16) | 0x40u);  // NaN: keep it a (quiet) NaN
-    } else {
-      out[i] = static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
-    }
-  }
+  RunMatmul({m, k, n, bias != nullptr, Kind::kF32}, x, w, bias, y);
 }
 
 void LinearBf16(const float* x, const uint16_t* w, const float* bias, float* y, int m, int k, int n) {
@@ -123,7 +159,76 @@ void LinearBf16(const float* x, const uint16_t* w, const float* bias, float* y, 
   thread_local std::vector<uint16_t> x_bf16;
   x_bf16.resize(static_cast<size_t>(m) * k);
   ToBf16(x, x_bf16.data(), int64_t{m} * k);
-  RunMatmul({m, k, n, bias != nullptr, /*bf16=*/true}, x_bf16.data(), w, bias, y);
+  LinearBf16(x_bf16.data(), w, bias, y, m, k, n);
+}
+
+void LinearBf16(const uint16_t* x, const uint16_t* w, const float* bias, float* y, int m, int k, int n) {
+  if (m == 0 || n == 0) return;
+  RunMatmul({m, k, n, bias != nullptr, Kind::kBf16}, x, w, bias, y);
+}
+
+void LinearBf16Accumulate(const uint16_t* x, const uint16_t* w, const float* bias, float* y, int m, int k, int n) {
+  if (m == 0 || n == 0) return;
+  RunMatmul({m, k, n, bias != nullptr, Kind::kBf16, Epilogue::kAccumulate}, x, w, bias, y);
+}
+
+void LinearBf16Activate(const uint16_t* x, const uint16_t* w, const float* bias, uint16_t* y, int m, int k, int n,
+                        Activation activation) {
+  if (m == 0 || n == 0) return;
+  const Epilogue epilogue = activation == Activation::kQuickGelu ? Epilogue::kQuickGelu
+                            : activation == Activation::kGelu    ? Epilogue::kGelu
+                                                                 : Epilogue::kGeluTanh;
+  RunMatmul({m, k, n, bias != nullptr, Kind::kBf16, epilogue}, x, w, bias, y);
+}
+
+int Int8Levels() { return NativeVnni() ? 127 : 63; }
+
+void QuantizeInt8(const float* w, int rows, int k, int8_t* q, float* scale, int32_t* sum) {
+  for (int r = 0; r < rows; ++r) {
+    const float* wr = w + int64_t{r} * k;
+    float max_abs = 0.0f;
+    for (int i = 0; i < k; ++i) max_abs = std::max(max_abs, std::abs(wr[i]));
+    scale[r] = max_abs > 0.0f ? max_abs / 127.0f : 1.0f;
+    const float inv = max_abs > 0.0f ? 127.0f / max_abs : 0.0f;
+    int32_t total = 0;
+    for (int i = 0; i < k; ++i) {
+      const int v = static_cast<int>(std::nearbyint(std::clamp(wr[i] * inv, -127.0f, 127.0f)));
+      q[int64_t{r} * k + i] = static_cast<int8_t>(v);
+      total += v;
+    }
+    sum[r] = total;
+  }
+}
+
+void LinearInt8(const float* x, const int8_t* w, const float* w_scale, const int32_t* w_sum, const float* bias,
+                float* y, int m, int k, int n, Int8Result result, Activation activation) {
+  if (m == 0 || n == 0) return;
+  const VectorOps& ops = ActiveVectorOps();
+  const int levels = Int8Levels();
+  thread_local std::vector<uint8_t> xq;
+  thread_local std::vector<float> x_scale;
+  thread_local std::vector<int32_t> acc;
+  xq.resize(static_cast<size_t>(m) * k);
+  x_scale.resize(static_cast<size_t>(m));
+  acc.resize(static_cast<size_t>(m) * n);
+  uint8_t* q = xq.data();
+  float* xs = x_scale.data();
+#pragma omp parallel for schedule(static) if (int64_t{m} * k >= (1 << 15))
+  for (int r = 0; r < m; ++r) xs[r] = ops.quantize_row(x + int64_t{r} * k, k, levels, q + int64_t{r} * k);
+  RunMatmul({m, k, n, /*has_bias=*/false, Kind::kU8S8}, q, w, nullptr, acc.data());
+  const int32_t* a = acc.data();
+#pragma omp parallel for schedule(static) if (int64_t{m} * n >= (1 << 15))
+  for (int r = 0; r < m; ++r) {
+    float* yr = y + int64_t{r} * n;
+    ops.dequantize_row(a + int64_t{r} * n, n, xs[r], w_scale, w_sum, levels + 1, bias, result == Int8Result::kAdd, yr);
+    if (result == Int8Result::kActivate) {  // while the row is in cache
+      switch (activation) {
+        case Activation::kQuickGelu: ops.quick_gelu(yr, n, yr, nullptr); break;
+        case Activation::kGeluTanh: ops.gelu_tanh(yr, n, yr, nullptr); break;
+        case Activation::kGelu: Gelu(yr, n); break;
+      }
+    }
+  }
 }
 
 }  // namespace imgsearch::kernels

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "kernels/ops.h"
+
 namespace imgsearch::kernels {
 
 void LinearRef(const float* x, const float* w, const float* bias, float* y, int m, int k, int n);
@@ -14,11 +16,36 @@ void LinearRef(const float* x, const float* w, const float* bias, float* y, int 
 // Fast path. Thread-safe; oneDNN primitives are cached per shape.
 void Linear(const float* x, const float* w, const float* bias, float* y, int m, int k, int n);
 
-// Rounds n floats to bfloat16 (the upper 16 bits, to nearest even; NaN stays NaN).
-void ToBf16(const float* x, uint16_t* out, int64_t n);
-
-// The same layer with bfloat16 weights ([n, k], ToBf16 of the fp32 ones): x is rounded to bfloat16
-// on the way in, products are summed in fp32, bias and y stay fp32. Needs NativeBf16() (cpu.h).
+// The same layer with bfloat16 weights ([n, k], ops.h's ToBf16 of the fp32 ones): x is rounded to
+// bfloat16 on the way in (or comes so), products are summed in fp32, bias and y stay fp32. Needs
+// NativeBf16() (cpu.h).
 void LinearBf16(const float* x, const uint16_t* w, const float* bias, float* y, int m, int k, int n);
+void LinearBf16(const uint16_t* x, const uint16_t* w, const float* bias, float* y, int m, int k, int n);
+
+// The bfloat16 layer finishing in the GEMM's own pass (oneDNN post-ops), for the transformer
+// block: y += x · wᵀ + b (the residual), or y = activation(x · wᵀ + b) rounded to bfloat16.
+void LinearBf16Accumulate(const uint16_t* x, const uint16_t* w, const float* bias, float* y, int m, int k, int n);
+void LinearBf16Activate(const uint16_t* x, const uint16_t* w, const float* bias, uint16_t* y, int m, int k, int n,
+                        Activation activation);
+
+// int8 weights, per output feature: w[j] ≈ q[j] · scale[j], q in [-127, 127]; sum[j] = Σ q[j]
+// (for the activations' offset). `w` is [rows, k].
+void QuantizeInt8(const float* w, int rows, int k, int8_t* q, float* scale, int32_t* sum);
+
+// What LinearInt8 does with each row of its result as it scales it back: stores it, adds it to y
+// (the residual), or stores activation(result).
+enum class Int8Result { kStore, kAdd, kActivate };
+
+// The same layer with int8 weights (QuantizeInt8): each row of x is quantised on the way in to
+// Int8Levels() steps either side of zero (its own scale), products are summed exactly in int32 and
+// scaled back; bias and y stay fp32.
+void LinearInt8(const float* x, const int8_t* w, const float* w_scale, const int32_t* w_sum, const float* bias,
+                float* y, int m, int k, int n, Int8Result result = Int8Result::kStore,
+                Activation activation = Activation::kQuickGelu);
+
+// 127 where the GEMM sums u8·s8 products without saturating (VNNI: NativeVnni, cpu.h), else 63:
+// the AVX2 and AVX-512 kernels without VNNI add pairs of products in 16 bits, so activations keep
+// 7 bits there.
+int Int8Levels();
 
 }  // namespace imgsearch::kernels

@@ -102,6 +102,44 @@ TEST(Kernels, ActivationsMatchTheirDefinitions) {
   EXPECT_GT(std::abs(t[1] - g[1]) + std::abs(t[5] - g[5]), 5e-5);
 }
 
+TEST(Kernels, VectorisedActivationsHoldOverFloatsRange) {
+  // Every magnitude the exponential meets, on lengths that leave partial vectors, in parallel
+  // blocks and not.
+  std::mt19937 rng(6);
+  std::uniform_real_distribution<float> wide(-120.0f, 120.0f);
+  for (int64_t n : {int64_t{1}, int64_t{15}, int64_t{33}, int64_t{100'003}}) {
+    std::vector<float> x(static_cast<size_t>(n));
+    for (float& v : x) v = std::abs(wide(rng)) < 10 ? wide(rng) : wide(rng) / 10;
+    x[0] = n > 1 ? -100.0f : 0.5f;
+    std::vector<float> q = x, t = x;
+    QuickGelu(q.data(), n);
+    GeluTanh(t.data(), n);
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double v = x[i];
+      const double want_q = v / (1.0 + std::exp(-1.702 * v));
+      const double want_t = 0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
+      ASSERT_NEAR(q[i], want_q, 2e-6 * std::max(1.0, std::abs(want_q))) << "x=" << v;
+      ASSERT_NEAR(t[i], want_t, 2e-6 * std::max(1.0, std::abs(want_t))) << "x=" << v;
+    }
+  }
+}
+
+TEST(Kernels, LayerNormToBf16IsTheRoundedFp32) {
+  std::mt19937 rng(7);
+  for (int width : {5, 64, 768, 1000}) {
+    const int rows = 33;
+    auto x = Random(size_t(rows) * width, &rng, 2.0f);
+    auto g = Random(width, &rng);
+    auto b = Random(width, &rng);
+    std::vector<float> out(x.size());
+    std::vector<uint16_t> out16(x.size()), want(x.size());
+    LayerNorm(x.data(), g.data(), b.data(), out.data(), rows, width, 1e-5f);
+    LayerNorm(x.data(), g.data(), b.data(), out16.data(), rows, width, 1e-5f);
+    ToBf16(out.data(), want.data(), static_cast<int64_t>(out.size()));
+    EXPECT_EQ(out16, want) << "width " << width;
+  }
+}
+
 // Attention straight from its definition, in double precision.
 std::vector<float> AttentionRef(const std::vector<float>& qkv, int n, int width, int n_head, bool causal) {
   const int hd = width / n_head;
@@ -130,16 +168,25 @@ std::vector<float> AttentionRef(const std::vector<float>& qkv, int n, int width,
 }
 
 TEST(Kernels, AttentionMatchesDefinition) {
+  // Token counts and head widths on both sides of the vectors' widths (8 and 16 floats).
   std::mt19937 rng(3);
-  for (int n : {1, 3, 17, 50}) {
-    for (int n_head : {1, 2, 4}) {
-      for (bool causal : {false, true}) {
-        const int width = 32 * n_head;
-        auto qkv = Random(size_t(n) * 3 * width, &rng);
-        std::vector<float> out(size_t(n) * width), scratch(n);
-        Attention(qkv.data(), out.data(), n, width, n_head, causal, scratch.data());
-        EXPECT_LT(MaxRelError(out, AttentionRef(qkv, n, width, n_head, causal)), 1e-5)
-            << "n=" << n << " heads=" << n_head << " causal=" << causal;
+  for (int n : {1, 3, 16, 17, 50, 77}) {
+    for (int head_dim : {8, 24, 32, 64, 80}) {
+      for (int n_head : {1, 3}) {
+        for (bool causal : {false, true}) {
+          const int width = head_dim * n_head;
+          auto qkv = Random(size_t(n) * 3 * width, &rng);
+          std::vector<float> out(size_t(n) * width);
+          AttentionBatch(qkv.data(), out.data(), 1, n, width, n_head, causal);
+          const std::vector<float> ref = AttentionRef(qkv, n, width, n_head, causal);
+          ASSERT_LT(MaxRelError(out, ref), 1e-5)
+              << "n=" << n << " head_dim=" << head_dim << " heads=" << n_head << " causal=" << causal;
+          // Rounded to bfloat16 for the GEMM after it: the same values, rounded.
+          std::vector<uint16_t> out16(out.size()), want16(out.size());
+          AttentionBatch(qkv.data(), out16.data(), 1, n, width, n_head, causal);
+          ToBf16(out.data(), want16.data(), static_cast<int64_t>(out.size()));
+          ASSERT_EQ(out16, want16) << "n=" << n << " head_dim=" << head_dim;
+        }
       }
     }
   }
@@ -157,8 +204,8 @@ TEST(Kernels, AttendOneIsAttentionOfOneQueryRow) {
       for (int j = 0; j < n; ++j) {
         std::copy_n(qkv.begin() + j * 3 * width + width, 2 * width, kv.begin() + j * 2 * width);
       }
-      std::vector<float> out(width), scratch(n);
-      AttendOne(qkv.data(), kv.data(), out.data(), n, width, n_head, scratch.data());
+      std::vector<float> out(width);
+      AttendOne(qkv.data(), kv.data(), out.data(), n, width, n_head);
       EXPECT_LT(MaxRelError(out, std::vector<float>(full.begin(), full.begin() + width)), 1e-5)
           << "n=" << n << " heads=" << n_head;
     }
@@ -178,13 +225,34 @@ TEST(Kernels, AttentionBatchEqualsOneSequenceAtATime) {
   std::mt19937 rng(4);
   const int n_seqs = 5, seq_len = 50, width = 128, n_head = 2;
   auto qkv = Random(size_t(n_seqs) * seq_len * 3 * width, &rng);
-  std::vector<float> batched(size_t(n_seqs) * seq_len * width), single(batched.size()), scratch(seq_len);
+  std::vector<float> batched(size_t(n_seqs) * seq_len * width), single(batched.size());
   AttentionBatch(qkv.data(), batched.data(), n_seqs, seq_len, width, n_head, false);
   for (int s = 0; s < n_seqs; ++s) {
-    Attention(qkv.data() + size_t(s) * seq_len * 3 * width, single.data() + size_t(s) * seq_len * width, seq_len, width,
-              n_head, false, scratch.data());
+    AttentionBatch(qkv.data() + size_t(s) * seq_len * 3 * width, single.data() + size_t(s) * seq_len * width, 1,
+                   seq_len, width, n_head, false);
   }
   EXPECT_EQ(batched, single);
+}
+
+TEST(Kernels, ToBf16RoundsEveryBitPatternAsTheScalarRule) {
+  // Random bit patterns (NaNs, infinities, subnormals among them) on a length that leaves a partial
+  // vector and spans parallel blocks.
+  std::mt19937 rng(8);
+  std::vector<float> in(100'003);
+  for (float& f : in) {
+    const uint32_t u = rng();
+    std::memcpy(&f, &u, sizeof(f));
+  }
+  std::vector<uint16_t> out(in.size());
+  ToBf16(in.data(), out.data(), static_cast<int64_t>(in.size()));
+  for (size_t i = 0; i < in.size(); ++i) {
+    uint32_t u;
+    std::memcpy(&u, &in[i], sizeof(u));
+    const uint16_t want = (u & 0x7FFFFFFFu) > 0x7F800000u
+                              ? static_cast<uint16_t>((u >> 16) | 0x40u)
+                              : static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+    ASSERT_EQ(out[i], want) << "bits " << std::hex << u;
+  }
 }
 
 TEST(Kernels, ToBf16RoundsToNearestEven) {
@@ -229,7 +297,102 @@ TEST(Kernels, LinearBf16SumsBf16ProductsInFp32) {
     LinearRef(widen(x16).data(), widen(w16).data(), b.data(), want.data(), m, k, n);
     LinearBf16(x.data(), w16.data(), b.data(), got.data(), m, k, n);
     for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-4 * (1 + std::abs(want[i]))) << i;
+
+    // The residual added, and each activation applied, in the GEMM's own pass; an activated result
+    // is rounded to bfloat16, so it may differ from ours by one bfloat16 step.
+    auto residual = Random(want.size(), &rng);
+    std::vector<float> added = residual;
+    LinearBf16Accumulate(x16.data(), w16.data(), b.data(), added.data(), m, k, n);
+    for (size_t i = 0; i < want.size(); ++i) {
+      EXPECT_NEAR(added[i], residual[i] + want[i], 1e-4 * (1 + std::abs(want[i]))) << i;
+    }
+    for (Activation activation : {Activation::kQuickGelu, Activation::kGelu, Activation::kGeluTanh}) {
+      std::vector<uint16_t> act16(want.size());
+      LinearBf16Activate(x16.data(), w16.data(), b.data(), act16.data(), m, k, n, activation);
+      std::vector<float> ours = want;
+      if (activation == Activation::kQuickGelu) QuickGelu(ours.data(), static_cast<int64_t>(ours.size()));
+      if (activation == Activation::kGelu) Gelu(ours.data(), static_cast<int64_t>(ours.size()));
+      if (activation == Activation::kGeluTanh) GeluTanh(ours.data(), static_cast<int64_t>(ours.size()));
+      const std::vector<float> theirs = widen(act16);
+      for (size_t i = 0; i < want.size(); ++i) {
+        EXPECT_NEAR(theirs[i], ours[i], 1e-2 * std::abs(ours[i]) + 1e-3) << i << " activation " << int(activation);
+      }
+    }
   }
+}
+
+// int8: each row of x quantised to Int8Levels() steps either side of zero, the weights to 127 per
+// output feature; the products summed exactly. The reference repeats that in double precision.
+TEST(Kernels, LinearInt8IsTheExactSumOfQuantisedProducts) {
+  const int levels = Int8Levels();
+  EXPECT_EQ(levels, NativeVnni() ? 127 : 63);
+  std::printf("int8: activations in %d steps either side of zero (%s)\n", levels, DescribeIsa().c_str());
+  std::mt19937 rng(9);
+  for (int m : {1, 3, 17, 65}) {
+    for (int k : {5, 33, 768}) {
+      for (int n : {1, 5, 33, 96}) {
+        auto x = Random(size_t(m) * k, &rng, 2.0f);
+        auto w = Random(size_t(n) * k, &rng, 0.1f);
+        auto b = Random(n, &rng);
+        if (m > 1) std::fill_n(x.begin(), k, 0.0f);  // a row of zeros
+        std::vector<int8_t> q(w.size());
+        std::vector<float> scale(n);
+        std::vector<int32_t> sum(n);
+        QuantizeInt8(w.data(), n, k, q.data(), scale.data(), sum.data());
+        std::vector<float> got(size_t(m) * n), exact(size_t(m) * n), fp32(size_t(m) * n);
+        LinearInt8(x.data(), q.data(), scale.data(), sum.data(), b.data(), got.data(), m, k, n);
+        LinearRef(x.data(), w.data(), b.data(), fp32.data(), m, k, n);
+        for (int i = 0; i < m; ++i) {
+          const float* xi = x.data() + size_t(i) * k;
+          double max_abs = 0;
+          for (int p = 0; p < k; ++p) max_abs = std::max(max_abs, double(std::abs(xi[p])));
+          const float row_scale = max_abs > 0 ? static_cast<float>(max_abs) / levels : 1.0f;
+          const float inv = max_abs > 0 ? levels / static_cast<float>(max_abs) : 0.0f;
+          for (int j = 0; j < n; ++j) {
+            int64_t acc = 0;
+            for (int p = 0; p < k; ++p) {
+              acc += int64_t(std::nearbyint(std::clamp(xi[p] * inv, -float(levels), float(levels)))) *
+                     q[size_t(j) * k + p];
+            }
+            exact[size_t(i) * n + j] = static_cast<float>(double(row_scale) * scale[j] * double(acc) + b[j]);
+          }
+        }
+        ASSERT_LT(MaxRelError(got, exact), 1e-5) << "m=" << m << " k=" << k << " n=" << n;
+        // Added to y (the residual), and activated, in the same pass.
+        std::vector<float> added = fp32, activated(got.size()), want_activated = got;
+        LinearInt8(x.data(), q.data(), scale.data(), sum.data(), b.data(), added.data(), m, k, n, Int8Result::kAdd);
+        for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(added[i], fp32[i] + got[i], 1e-5 * (1 + std::abs(got[i])));
+        LinearInt8(x.data(), q.data(), scale.data(), sum.data(), b.data(), activated.data(), m, k, n,
+                   Int8Result::kActivate, Activation::kGeluTanh);
+        GeluTanh(want_activated.data(), static_cast<int64_t>(want_activated.size()));
+        ASSERT_EQ(activated, want_activated);
+        if (m * n >= 64 && k >= 33) {  // close to fp32 where there are enough values to say so
+          double dot = 0, ng = 0, nf = 0;
+          for (size_t i = 0; i < got.size(); ++i) {
+            dot += double(got[i]) * fp32[i];
+            ng += double(got[i]) * got[i];
+            nf += double(fp32[i]) * fp32[i];
+          }
+          EXPECT_GT(dot / std::sqrt(ng * nf), 0.999) << "m=" << m << " k=" << k << " n=" << n;
+        }
+      }
+    }
+  }
+}
+
+TEST(Kernels, QuantizeInt8KeepsEachFeaturesScale) {
+  const std::vector<float> w = {0.5f, -1.0f, 0.25f, 0.0f, 0.0f, 0.0f, 3.0f, 1.5f, -3.0f};
+  std::vector<int8_t> q(w.size());
+  std::vector<float> scale(3);
+  std::vector<int32_t> sum(3);
+  QuantizeInt8(w.data(), 3, 3, q.data(), scale.data(), sum.data());
+  EXPECT_EQ(std::vector<int8_t>(q.begin(), q.begin() + 3), (std::vector<int8_t>{64, -127, 32}));
+  EXPECT_FLOAT_EQ(scale[0], 1.0f / 127);
+  EXPECT_EQ(sum[0], 64 - 127 + 32);
+  EXPECT_EQ(std::vector<int8_t>(q.begin() + 3, q.begin() + 6), (std::vector<int8_t>{0, 0, 0}));  // all zero: scale 1
+  EXPECT_FLOAT_EQ(scale[1], 1.0f);
+  EXPECT_EQ(std::vector<int8_t>(q.begin() + 6, q.end()), (std::vector<int8_t>{127, 64, -127}));  // 63.5 to even
+  EXPECT_FLOAT_EQ(scale[2], 3.0f / 127);
 }
 
 TEST(Kernels, ResizeFloatsIsTorchAntialiasedBilinear) {

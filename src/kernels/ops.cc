@@ -1,55 +1,105 @@
 #include "kernels/ops.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
+
+#include "kernels/cpu.h"
+#include "kernels/vector_ops.h"
 
 namespace imgsearch::kernels {
 
+namespace {
+
 // Below this many values a parallel region costs more than it saves.
 constexpr int64_t kParallelMin = 1 << 15;
+// Element-wise work is split into blocks of this many values.
+constexpr int64_t kBlock = 1 << 13;
 
-void LayerNorm(const float* x, const float* gamma, const float* beta, float* out, int rows, int width, float eps) {
+// Runs f(begin, end) over [0, n) in blocks, on all threads when n is large enough.
+template <typename F>
+void ForBlocks(int64_t n, F f) {
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t b = 0; b < blocks; ++b) f(b * kBlock, std::min(n, (b + 1) * kBlock));
+}
+
+template <typename Out>
+void LayerNormRows(const float* x, const float* gamma, const float* beta, Out* out, int rows, int width, float eps) {
+  const VectorOps& ops = ActiveVectorOps();
 #pragma omp parallel for schedule(static) if (int64_t{rows} * width >= kParallelMin)
   for (int r = 0; r < rows; ++r) {
-    const float* xr = x + int64_t{r} * width;
-    float* yr = out + int64_t{r} * width;
-    float sum = 0.0f;
-    for (int i = 0; i < width; ++i) sum += xr[i];
-    const float mean = sum / static_cast<float>(width);
-    float sq = 0.0f;
-    for (int i = 0; i < width; ++i) {
-      const float d = xr[i] - mean;
-      sq += d * d;
+    const int64_t at = int64_t{r} * width;
+    if constexpr (std::is_same_v<Out, float>) {
+      ops.layer_norm(x + at, gamma, beta, out + at, nullptr, width, eps);
+    } else {
+      ops.layer_norm(x + at, gamma, beta, nullptr, out + at, width, eps);
     }
-    const float inv_std = 1.0f / std::sqrt(sq / static_cast<float>(width) + eps);
-    for (int i = 0; i < width; ++i) yr[i] = (xr[i] - mean) * inv_std * gamma[i] + beta[i];
   }
 }
 
-void QuickGelu(float* x, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + std::exp(-1.702f * x[i]));
+using VectorActivation = void (*)(const float*, int64_t, float*, uint16_t*);
+
+void ActivateInPlace(VectorActivation f, float* x, int64_t n) {
+  ForBlocks(n, [&](int64_t begin, int64_t end) { f(x + begin, end - begin, x + begin, nullptr); });
 }
 
-void Gelu(float* x, int64_t n) {
+void GeluErf(float* x, int64_t n) {
 #pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
   for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
 }
 
-void GeluTanh(float* x, int64_t n) {
-  constexpr float kBeta = 0.7978845608028654f;  // sqrt(2 / π)
-  constexpr float kKappa = 0.044715f;
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = x[i];
-    x[i] = 0.5f * v * (1.0f + std::tanh(kBeta * (v + kKappa * v * v * v)));
+// Each sequence's heads, in parallel: qkv rows are [q | k | v].
+void Attend(const float* qkv, float* out, uint16_t* out_bf16, int n_seqs, int seq_len, int width, int n_head,
+            bool causal) {
+  const VectorOps& ops = ActiveVectorOps();
+  const int head_dim = width / n_head;
+  const int64_t stride = int64_t{3} * width;
+  const int64_t tasks = int64_t{n_seqs} * n_head;
+  const int64_t work = int64_t{n_seqs} * seq_len * seq_len * width;
+#pragma omp parallel if (tasks > 1 && work >= kParallelMin * 8)
+  {
+    thread_local std::vector<float> scratch;
+    scratch.resize(static_cast<size_t>(AttendScratchFloats(seq_len, head_dim)));
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t s = t / n_head, h = t % n_head;
+      const float* q = qkv + s * seq_len * stride + h * head_dim;
+      const int64_t at = s * seq_len * width + h * head_dim;
+      ops.attend_head(q, stride, seq_len, q + width, q + 2 * width, stride, seq_len, head_dim, causal,
+                      out != nullptr ? out + at : nullptr, out_bf16 != nullptr ? out_bf16 + at : nullptr, width,
+                      scratch.data());
+    }
   }
 }
 
+}  // namespace
+
+void LayerNorm(const float* x, const float* gamma, const float* beta, float* out, int rows, int width, float eps) {
+  LayerNormRows(x, gamma, beta, out, rows, width, eps);
+}
+
+void LayerNorm(const float* x, const float* gamma, const float* beta, uint16_t* out, int rows, int width, float eps) {
+  LayerNormRows(x, gamma, beta, out, rows, width, eps);
+}
+
+void QuickGelu(float* x, int64_t n) { ActivateInPlace(ActiveVectorOps().quick_gelu, x, n); }
+
+void Gelu(float* x, int64_t n) { GeluErf(x, n); }
+
+void GeluTanh(float* x, int64_t n) { ActivateInPlace(ActiveVectorOps().gelu_tanh, x, n); }
+
+void ToBf16(const float* x, uint16_t* out, int64_t n) {
+  const VectorOps& ops = ActiveVectorOps();
+  ForBlocks(n, [&](int64_t begin, int64_t end) { ops.to_bf16(x + begin, out + begin, end - begin); });
+}
+
 void AddInPlace(float* y, const float* x, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+  const VectorOps& ops = ActiveVectorOps();
+  ForBlocks(n, [&](int64_t begin, int64_t end) { ops.add(y + begin, x + begin, end - begin); });
 }
 
 void L2Normalize(float* x, int n) {
@@ -60,71 +110,24 @@ void L2Normalize(float* x, int n) {
   for (int i = 0; i < n; ++i) x[i] *= inv;
 }
 
-namespace {
-
-// One head's output for one query row: softmax(q · kᵀ · scale) · v over `n_keys` keys, whose rows
-// (k and v of one head) are `stride` floats apart. `scratch` holds n_keys floats.
-void AttendRow(const float* q, const float* k, const float* v, int64_t stride, int n_keys, int head_dim, float scale,
-               float* out, float* scratch) {
-  float max_score = -INFINITY;
-  for (int j = 0; j < n_keys; ++j) {
-    const float* kj = k + j * stride;
-    float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-    for (int d = 0; d < head_dim; ++d) dot += q[d] * kj[d];
-    scratch[j] = dot * scale;
-    max_score = std::max(max_score, scratch[j]);
-  }
-  float denom = 0.0f;
-  for (int j = 0; j < n_keys; ++j) {
-    scratch[j] = std::exp(scratch[j] - max_score);
-    denom += scratch[j];
-  }
-  const float inv_denom = 1.0f / denom;
-  std::fill(out, out + head_dim, 0.0f);
-  for (int j = 0; j < n_keys; ++j) {
-    const float p = scratch[j] * inv_denom;
-    const float* vj = v + j * stride;
-    for (int d = 0; d < head_dim; ++d) out[d] += p * vj[d];
-  }
-}
-
-}  // namespace
-
-void Attention(const float* qkv, float* out, int n_tokens, int width, int n_head, bool causal, float* scratch) {
+void AttendOne(const float* q, const float* kv, float* out, int n_keys, int width, int n_head) {
+  const VectorOps& ops = ActiveVectorOps();
   const int head_dim = width / n_head;
-  const int64_t stride = int64_t{3} * width;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  for (int h = 0; h < n_head; ++h) {
-    const float* q = qkv + int64_t{h} * head_dim;
-    const float* k = qkv + width + int64_t{h} * head_dim;
-    const float* v = qkv + 2 * int64_t{width} + int64_t{h} * head_dim;
-    for (int i = 0; i < n_tokens; ++i) {
-      AttendRow(q + i * stride, k, v, stride, causal ? i + 1 : n_tokens, head_dim, scale,
-                out + int64_t{i} * width + int64_t{h} * head_dim, scratch);
-    }
-  }
-}
-
-void AttendOne(const float* q, const float* kv, float* out, int n_keys, int width, int n_head, float* scratch) {
-  const int head_dim = width / n_head;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  thread_local std::vector<float> scratch;
+  scratch.resize(static_cast<size_t>(AttendScratchFloats(n_keys, head_dim)));
   for (int h = 0; h < n_head; ++h) {
     const int64_t at = int64_t{h} * head_dim;
-    AttendRow(q + at, kv + at, kv + width + at, int64_t{2} * width, n_keys, head_dim, scale, out + at, scratch);
+    ops.attend_head(q + at, 0, 1, kv + at, kv + width + at, int64_t{2} * width, n_keys, head_dim, /*causal=*/false,
+                    out + at, nullptr, 0, scratch.data());
   }
 }
 
 void AttentionBatch(const float* qkv, float* out, int n_seqs, int seq_len, int width, int n_head, bool causal) {
-  const int64_t seq_stride = int64_t{seq_len} * width;
-#pragma omp parallel if (n_seqs > 1)
-  {
-    std::vector<float> scratch(static_cast<size_t>(seq_len));
-#pragma omp for schedule(static)
-    for (int s = 0; s < n_seqs; ++s) {
-      Attention(qkv + 3 * s * seq_stride, out + s * seq_stride, seq_len, width, n_head, causal, scratch.data());
-    }
-  }
+  Attend(qkv, out, nullptr, n_seqs, seq_len, width, n_head, causal);
+}
+
+void AttentionBatch(const float* qkv, uint16_t* out, int n_seqs, int seq_len, int width, int n_head, bool causal) {
+  Attend(qkv, nullptr, out, n_seqs, seq_len, width, n_head, causal);
 }
 
 }  // namespace imgsearch::kernels

@@ -71,10 +71,8 @@ Result<Precision> ParsePrecision(std::string_view name) {
   if (name == "fp32") return Precision::kFp32;
   if (name == "bf16") return Precision::kBf16;
   if (name == "auto") return Precision::kAuto;
-  if (name == "int8") {
-    return Status::Unsupported("precision int8 is not available in this version (use bf16, fp32 or auto)");
-  }
-  return Status::InvalidArgument("unknown precision \"" + std::string(name) + "\" (expected fp32, bf16 or auto)");
+  if (name == "int8") return Precision::kInt8;
+  return Status::InvalidArgument("unknown precision \"" + std::string(name) + "\" (expected fp32, bf16, int8 or auto)");
 }
 
 struct ClipModel::Impl {
@@ -104,9 +102,13 @@ Result<std::unique_ptr<ClipModel>> ClipModel::Load(const std::string& dir, const
                                                             : ", which this one lacks") +
                                ": use fp32 or auto");
   }
-  const bool bf16 = native_bf16 && options.precision != Precision::kFp32;
-  impl->preprocessing.reduced_decode = options.precision == Precision::kAuto;
-  ASSIGN_OR_RETURN(impl->weights, model::ModelWeights::Load(std::move(st), impl->config, bf16));
+  const bool int8 = options.precision == Precision::kInt8;
+  const bool bf16 = native_bf16 && (options.precision == Precision::kBf16 || options.precision == Precision::kAuto);
+  impl->preprocessing.reduced_decode = options.precision == Precision::kAuto || int8;
+  const model::WeightForm form = int8   ? model::WeightForm::kInt8
+                                 : bf16 ? model::WeightForm::kBf16
+                                        : model::WeightForm::kFp32;
+  ASSIGN_OR_RETURN(impl->weights, model::ModelWeights::Load(std::move(st), impl->config, form));
   impl->config.logit_scale = impl->weights->logit_scale();
   impl->config.logit_bias = impl->weights->logit_bias();
   ASSIGN_OR_RETURN(impl->tokenizer, model::LoadTokenizer(files, impl->config.text.n_positions));
@@ -140,7 +142,7 @@ Result<std::unique_ptr<ClipModel>> ClipModel::Load(const std::string& dir, const
   info.logit_bias = c.logit_bias;
   info.fingerprint = fingerprint;
   info.isa = kernels::DescribeIsa();
-  info.precision = bf16 ? "bf16" : "fp32";
+  info.precision = int8 ? "int8" : bf16 ? "bf16" : "fp32";
   spdlog::debug("loaded {}: {} params ({}), kernels {} {}, {} threads", files.dir, info.n_params, info.dtype, info.isa,
                 info.precision, kernels::NumThreads());
   return std::unique_ptr<ClipModel>(new ClipModel(std::move(impl)));

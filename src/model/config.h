@@ -16,6 +16,7 @@
 
 #include "imgsearch/image.h"
 #include "imgsearch/status.h"
+#include "kernels/ops.h"
 #include "model/checkpoint.h"
 
 namespace imgsearch::model {
@@ -24,7 +25,7 @@ enum class Family { kClip, kSiglip };
 
 const char* FamilyName(Family family);
 
-enum class Activation { kQuickGelu, kGelu, kGeluTanh };
+using Activation = kernels::Activation;
 
 const char* ActivationName(Activation activation);
 

@@ -1,6 +1,8 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,10 +45,9 @@ void AttentionPool(const ModelConfig& c, const AttentionPoolWeights& h, const fl
   std::vector<float> kv(static_cast<size_t>(n_images) * seq_len * 2 * width);
   ApplyLinear(h.attention.Rows(width, 2 * width), x, n_images * seq_len, kv.data());
   std::vector<float> attended(static_cast<size_t>(n_images) * width);
-  std::vector<float> scratch(static_cast<size_t>(seq_len));
   for (int b = 0; b < n_images; ++b) {
     kernels::AttendOne(q.data(), kv.data() + int64_t{b} * seq_len * 2 * width, attended.data() + int64_t{b} * width,
-                       seq_len, width, c.vision.n_head, scratch.data());
+                       seq_len, width, c.vision.n_head);
   }
   ApplyLinear(h.out, attended.data(), n_images, out);
   std::vector<float> normed(static_cast<size_t>(n_images) * width);
@@ -58,17 +59,52 @@ void AttentionPool(const ModelConfig& c, const AttentionPoolWeights& h, const fl
   kernels::AddInPlace(out, normed.data(), int64_t{n_images} * width);
 }
 
+// Buffers for an image batch, kept from batch to batch: allocated anew, tens of MB of fresh pages
+// were faulted in and zeroed for every batch (~10 % of the encoder's time, measured). Batches
+// borrow them from a pool, so a process holds as many as it runs batches at once (one, in ingest),
+// whichever threads run them.
+struct VisionScratch {
+  std::vector<float> cols, patches, x;
+  BlockScratch blocks;
+};
+
+class ScratchLease {
+ public:
+  ScratchLease() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (pool_.empty()) {
+      scratch_ = std::make_unique<VisionScratch>();
+    } else {
+      scratch_ = std::move(pool_.back());
+      pool_.pop_back();
+    }
+  }
+  ~ScratchLease() {
+    std::lock_guard<std::mutex> lock(mu_);
+    pool_.push_back(std::move(scratch_));
+  }
+  ScratchLease(const ScratchLease&) = delete;
+  ScratchLease& operator=(const ScratchLease&) = delete;
+
+  VisionScratch& operator*() { return *scratch_; }
+
+ private:
+  static inline std::mutex mu_;
+  static inline std::vector<std::unique_ptr<VisionScratch>> pool_;  // guarded by mu_
+  std::unique_ptr<VisionScratch> scratch_;
+};
+
 // The transformer, then the family's pooling, on n_images sequences of seq_len tokens (x, in place);
 // writes n_images normalised embeddings.
-void EncodeTokens(const ModelConfig& c, const VisionWeights& w, float* x, int n_images, int seq_len, float* out) {
+void EncodeTokens(const ModelConfig& c, const VisionWeights& w, float* x, int n_images, int seq_len, float* out,
+                  BlockScratch* scratch) {
   const int width = c.vision.width;
   const int n_tokens = n_images * seq_len;
   if (w.pre_ln.gamma != nullptr) {
     kernels::LayerNorm(x, w.pre_ln.gamma, w.pre_ln.beta, x, n_tokens, width, c.vision.layer_norm_eps);
   }
-  BlockScratch scratch;
   for (const BlockWeights& block : w.blocks) {
-    TransformerBlock(block, c.vision, x, n_images, seq_len, /*causal=*/false, &scratch);
+    TransformerBlock(block, c.vision, x, n_images, seq_len, /*causal=*/false, scratch);
   }
   if (c.class_token()) {
     // CLIP: post-LayerNorm of each class token, projection.
@@ -98,15 +134,20 @@ void EncodeSquareImages(const ModelConfig& c, const VisionWeights& w, const floa
   const int64_t image_floats = 3 * int64_t{c.image_size} * c.image_size;
 
   // Patch embedding: [n·patches, 3p²] · [width, 3p²]ᵀ (+ bias).
-  std::vector<float> cols(static_cast<size_t>(n_images) * n_patches * patch_len);
+  ScratchLease lease;
+  VisionScratch& s = *lease;
+  std::vector<float>& cols = s.cols;
+  cols.resize(static_cast<size_t>(n_images) * n_patches * patch_len);
   for (int b = 0; b < n_images; ++b) {
     Im2Col(pixels + b * image_floats, c.image_size, c.patch_size, cols.data() + int64_t{b} * n_patches * patch_len);
   }
-  std::vector<float> patches(static_cast<size_t>(n_images) * n_patches * width);
+  std::vector<float>& patches = s.patches;
+  patches.resize(static_cast<size_t>(n_images) * n_patches * width);
   ApplyLinear(w.patch, cols.data(), n_images * n_patches, patches.data());
 
   // [class;] patches + positions.
-  std::vector<float> x(static_cast<size_t>(n_images) * seq_len * width);
+  std::vector<float>& x = s.x;
+  x.resize(static_cast<size_t>(n_images) * seq_len * width);
   for (int b = 0; b < n_images; ++b) {
     float* seq = x.data() + int64_t{b} * seq_len * width;
     for (int t = 0; t < seq_len; ++t) {
@@ -117,7 +158,7 @@ void EncodeSquareImages(const ModelConfig& c, const VisionWeights& w, const floa
       for (int i = 0; i < width; ++i) row[i] = src[i] + pos[i];
     }
   }
-  EncodeTokens(c, w, x.data(), n_images, seq_len, out);
+  EncodeTokens(c, w, x.data(), n_images, seq_len, out, &s.blocks);
 }
 
 // SigLIP 2 NaFlex: each image is its own grid of patches (Normalize's kPatchBudget layout), its
@@ -155,14 +196,17 @@ Status EncodePatchGrids(const ModelConfig& c, const VisionWeights& w, const floa
     }
   }
   std::map<std::pair<int, int>, std::vector<float>> positions;  // resized grids, by shape
+  ScratchLease lease;
   for (const auto& [seq_len, images] : passes) {
     const int n = static_cast<int>(images.size());
-    std::vector<float> patches(static_cast<size_t>(n) * seq_len * patch_len);
+    std::vector<float>& patches = (*lease).cols;
+    patches.resize(static_cast<size_t>(n) * seq_len * patch_len);
     for (int i = 0; i < n; ++i) {
       const float* first = inputs + images[i] * input_floats + 2;
       std::copy(first, first + int64_t{seq_len} * patch_len, patches.data() + int64_t{i} * seq_len * patch_len);
     }
-    std::vector<float> x(static_cast<size_t>(n) * seq_len * width);
+    std::vector<float>& x = (*lease).x;
+    x.resize(static_cast<size_t>(n) * seq_len * width);
     ApplyLinear(w.patch, patches.data(), n * seq_len, x.data());
     for (int i = 0; i < n; ++i) {
       const float* input = inputs + images[i] * input_floats;
@@ -176,7 +220,7 @@ Status EncodePatchGrids(const ModelConfig& c, const VisionWeights& w, const floa
       kernels::AddInPlace(x.data() + int64_t{i} * seq_len * width, pos.data(), int64_t{seq_len} * width);
     }
     std::vector<float> pooled(static_cast<size_t>(n) * c.projection_dim);
-    EncodeTokens(c, w, x.data(), n, seq_len, pooled.data());
+    EncodeTokens(c, w, x.data(), n, seq_len, pooled.data(), &(*lease).blocks);
     for (int i = 0; i < n; ++i) {
       std::copy_n(pooled.data() + int64_t{i} * c.projection_dim, c.projection_dim,
                   out + int64_t{images[i]} * c.projection_dim);

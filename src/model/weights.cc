@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "kernels/gemm.h"
+#include "kernels/ops.h"
 
 namespace imgsearch::model {
 
@@ -109,6 +110,23 @@ void TensorStore::ToBf16(LinearWeights* linear) {
   std::vector<uint16_t>& bf16 = owned_bf16_.emplace_back(n);
   kernels::ToBf16(linear->weight, bf16.data(), static_cast<int64_t>(n));
   linear->weight_bf16 = bf16.data();
+  Release(linear);
+}
+
+void TensorStore::ToInt8(LinearWeights* linear) {
+  const size_t n = static_cast<size_t>(linear->in) * linear->out;
+  std::vector<int8_t>& q = owned_s8_.emplace_back(n);
+  std::vector<float>& scale = owned_.emplace_back(static_cast<size_t>(linear->out));
+  std::vector<int32_t>& sum = owned_sums_.emplace_back(static_cast<size_t>(linear->out));
+  kernels::QuantizeInt8(linear->weight, linear->out, linear->in, q.data(), scale.data(), sum.data());
+  linear->weight_s8 = q.data();
+  linear->weight_scale = scale.data();
+  linear->weight_sum = sum.data();
+  Release(linear);
+}
+
+void TensorStore::Release(LinearWeights* linear) {
+  const size_t n = static_cast<size_t>(linear->in) * linear->out;
   auto copy = std::find_if(owned_.begin(), owned_.end(), [&](const auto& v) { return v.data() == linear->weight; });
   if (copy != owned_.end()) {
     std::vector<float>().swap(*copy);
@@ -144,7 +162,7 @@ Result<BlockWeights> TensorStore::Block(const std::string& prefix, const TowerCo
   return b;
 }
 
-Result<std::unique_ptr<ModelWeights>> ModelWeights::Load(CheckpointFile file, const ModelConfig& c, bool bf16) {
+Result<std::unique_ptr<ModelWeights>> ModelWeights::Load(CheckpointFile file, const ModelConfig& c, WeightForm form) {
   std::unique_ptr<ModelWeights> w(new ModelWeights(std::move(file)));
   TensorStore& load = w->store_;
 
@@ -210,7 +228,14 @@ Result<std::unique_ptr<ModelWeights>> ModelWeights::Load(CheckpointFile file, co
     ASSIGN_OR_RETURN(h.fc1, load.Linear("vision_model.head.mlp.fc1", vw, c.vision.mlp_width, true));
     ASSIGN_OR_RETURN(h.fc2, load.Linear("vision_model.head.mlp.fc2", c.vision.mlp_width, vw, true));
   }
-  if (bf16) {
+  if (form == WeightForm::kInt8) {
+    for (std::vector<BlockWeights>* blocks : {&t.blocks, &v.blocks}) {
+      for (BlockWeights& b : *blocks) {
+        for (LinearWeights* linear : {&b.qkv, &b.out, &b.fc1, &b.fc2}) load.ToInt8(linear);
+      }
+    }
+  }
+  if (form == WeightForm::kBf16) {
     std::vector<LinearWeights*> linears = {&t.projection, &v.patch};
     for (std::vector<BlockWeights>* blocks : {&t.blocks, &v.blocks}) {
       for (BlockWeights& b : *blocks) linears.insert(linears.end(), {&b.qkv, &b.out, &b.fc1, &b.fc2});

@@ -15,9 +15,13 @@
 
 namespace imgsearch::model {
 
+// A layer's weights in one of three forms: fp32, or in their place bfloat16 or int8.
 struct LinearWeights {
-  const float* weight = nullptr;          // [out, in]; null once replaced by weight_bf16
+  const float* weight = nullptr;          // [out, in]; null once replaced by weight_bf16 or weight_s8
   const uint16_t* weight_bf16 = nullptr;  // [out, in] in bfloat16, for the bf16 precision
+  const int8_t* weight_s8 = nullptr;      // [out, in] in int8 (kernels::QuantizeInt8), for int8
+  const float* weight_scale = nullptr;    // [out]: weight ≈ weight_s8 · weight_scale
+  const int32_t* weight_sum = nullptr;    // [out]: Σ weight_s8 over in
   const float* bias = nullptr;            // [out] or null
   int in = 0;
   int out = 0;
@@ -25,9 +29,23 @@ struct LinearWeights {
   // Output features [first, first + count): rows of the weights and the bias.
   LinearWeights Rows(int first, int count) const {
     const int64_t offset = int64_t{first} * in;
-    return {weight != nullptr ? weight + offset : nullptr, weight_bf16 != nullptr ? weight_bf16 + offset : nullptr,
-            bias != nullptr ? bias + first : nullptr, in, count};
+    LinearWeights r = *this;
+    r.weight = weight != nullptr ? weight + offset : nullptr;
+    r.weight_bf16 = weight_bf16 != nullptr ? weight_bf16 + offset : nullptr;
+    r.weight_s8 = weight_s8 != nullptr ? weight_s8 + offset : nullptr;
+    r.weight_scale = weight_scale != nullptr ? weight_scale + first : nullptr;
+    r.weight_sum = weight_sum != nullptr ? weight_sum + first : nullptr;
+    r.bias = bias != nullptr ? bias + first : nullptr;
+    r.out = count;
+    return r;
   }
+};
+
+// The form ModelWeights holds the Linear layers' weights in.
+enum class WeightForm {
+  kFp32,
+  kBf16,  // every Linear layer in bfloat16
+  kInt8,  // the transformer blocks' layers in int8; patch embedding, pooling and projections fp32
 };
 
 struct LayerNormWeights {
@@ -110,6 +128,8 @@ class TensorStore {
   // Gives `linear` bfloat16 weights and lets its fp32 ones go: a copy made here is freed, pages of
   // the mapped file are dropped from memory (the weights are held once, in bfloat16).
   void ToBf16(LinearWeights* linear);
+  // The same, to int8 with a scale per output feature (kernels::QuantizeInt8).
+  void ToInt8(LinearWeights* linear);
 
   const CheckpointFile& file() const { return file_; }
   const char* dtype_name() const { return dtype_name_; }
@@ -117,17 +137,23 @@ class TensorStore {
 
  private:
   CheckpointFile file_;
+  // Lets `linear`'s fp32 weights go, once held in another form.
+  void Release(LinearWeights* linear);
+
   std::deque<std::vector<float>> owned_;  // widened or fused tensors; deque: references stay valid
   std::deque<std::vector<uint16_t>> owned_bf16_;
+  std::deque<std::vector<int8_t>> owned_s8_;
+  std::deque<std::vector<int32_t>> owned_sums_;
   const char* dtype_name_ = "F32";
   int64_t n_params_ = 0;
 };
 
 class ModelWeights {
  public:
-  // Checks every tensor's presence, dtype and shape against `config`. With `bf16`, every Linear
-  // layer's weights are held in bfloat16 only (kernels::LinearBf16).
-  static Result<std::unique_ptr<ModelWeights>> Load(CheckpointFile file, const ModelConfig& config, bool bf16 = false);
+  // Checks every tensor's presence, dtype and shape against `config`. Layers held in bfloat16 or
+  // int8 (`form`) are held so only (kernels::LinearBf16, LinearInt8).
+  static Result<std::unique_ptr<ModelWeights>> Load(CheckpointFile file, const ModelConfig& config,
+                                                    WeightForm form = WeightForm::kFp32);
 
   const TextWeights& text() const { return text_; }
   const VisionWeights& vision() const { return vision_; }

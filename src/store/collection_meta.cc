@@ -12,6 +12,18 @@ namespace imgsearch::store {
 Status CheckSameModel(const ModelIdentity& stored, const ModelIdentity& wanted, const std::string& where,
                       const std::string& remedy) {
   if (stored.id == wanted.id && stored.dim == wanted.dim) return Status::Ok();
+  const bool stored_int8 = stored.id.ends_with(kInt8IdentitySuffix),
+             wanted_int8 = wanted.id.ends_with(kInt8IdentitySuffix);
+  const auto base = [](const std::string& id, bool int8) {
+    return int8 ? id.substr(0, id.size() - kInt8IdentitySuffix.size()) : id;
+  };
+  if (stored_int8 != wanted_int8 && base(stored.id, stored_int8) == base(wanted.id, wanted_int8)) {
+    return Status::InvalidArgument(
+        "collection " + where +
+        (stored_int8 ? " was indexed with --precision int8: pass --precision int8 to use it"
+                     : " was not indexed with --precision int8: use fp32, bf16 or auto with it") +
+        " (int8 embeddings differ from the others by up to 1% of cosine, too much to share a collection); " + remedy);
+  }
   const std::string from = stored.source.empty() ? "" : ", from " + stored.source;
   return Status::InvalidArgument("collection " + where + " was built with model " + stored.name + " (" + stored.id +
                                  ", " + std::to_string(stored.dim) + " dimensions" + from + "), not " + wanted.name +
