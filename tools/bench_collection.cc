@@ -15,8 +15,8 @@
 #include <random>
 #include <set>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "imgsearch/collection.h"
 #include "synthetic_vectors.h"

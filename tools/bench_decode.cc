@@ -1,6 +1,8 @@
 // How long decoding takes, per file and per megapixel, in the two ways imgsearch decodes: the
 // full picture (the page's renditions, `embed` of a JPEG), and for the model (ForModelInput: a RAW
-// preview or HEIF thumbnail where one is large enough) followed by the resize and crop to 224.
+// preview or HEIF thumbnail where one is large enough) followed by the resize and crop to 224,
+// exactly (precision fp32) and with reduced decoding (auto and int8: a JPEG or WebP decoded at the
+// smallest scale that keeps twice the model's input).
 // Prints one JSON line per file:
 //   bench_decode [--repeat N] FILE...
 #include <CLI/CLI.hpp>
@@ -48,14 +50,19 @@ int main(int argc, char** argv) {
     }
     const double megapixels = static_cast<double>(first->width) * first->height / 1e6;
     const double full_ms = BestMs(repeat, [&] { (void)imgsearch::DecodeImageFile(path); });
-    const double model_ms = BestMs(repeat, [&] {
-      auto d = imgsearch::DecodeImageFile(path, imgsearch::ForModelInput({}, imgsearch::Preprocessing::Clip(224)));
-      if (d.ok()) (void)imgsearch::ResizeForModel(d->image, imgsearch::Preprocessing::Clip(224));
-    });
+    auto for_model = [&](bool reduced) {
+      imgsearch::Preprocessing pre = imgsearch::Preprocessing::Clip(224);
+      pre.reduced_decode = reduced;
+      return BestMs(repeat, [&] {
+        auto d = imgsearch::DecodeImageFile(path, imgsearch::ForModelInput({}, pre));
+        if (d.ok()) (void)imgsearch::ResizeForModel(d->image, pre);
+      });
+    };
+    const double model_ms = for_model(false), reduced_ms = for_model(true);
     const nlohmann::json line = {{"file", path},          {"format", imgsearch::ImageFormatName(first->format)},
                                  {"width", first->width}, {"height", first->height},
                                  {"full_ms", full_ms},    {"full_ms_per_megapixel", full_ms / megapixels},
-                                 {"model_ms", model_ms}};
+                                 {"model_ms", model_ms},  {"model_reduced_ms", reduced_ms}};
     std::printf("%s\n", line.dump().c_str());
   }
   return failed == 0 ? 0 : 1;

@@ -236,7 +236,8 @@ int main(int argc, char** argv) {
   int max_side = 0;
   app.add_option("--max-side", max_side, "scale the sizes down so no side is longer (0: camera sizes)");
   std::vector<std::string> words;
-  app.add_option("--words", words, "words drawn on the photos, the i-th on photo i (a sign: dark letters on a light box)");
+  app.add_option("--words", words,
+                 "words drawn on the photos, the i-th on photo i (a sign: dark letters on a light box)");
   CLI11_PARSE(app, argc, argv);
 
   std::filesystem::create_directories(out);

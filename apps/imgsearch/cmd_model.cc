@@ -210,8 +210,8 @@ struct CheckReference {
 
 // One fast precision against fp32: its texts, its images decoded exactly and with reduced decoding
 // (what auto and int8 store). `bound` is the lowest cosine the precision is held to.
-nlohmann::json CheckPrecision(const std::string& flag, Precision precision, const char* name, double bound,
-                              const CheckReference& ref, int dim) {
+Result<nlohmann::json> CheckPrecision(const std::string& flag, Precision precision, const char* name, double bound,
+                                      const CheckReference& ref, int dim) {
   nlohmann::json r = {{"precision", name}, {"bound", bound}};
   auto loaded = LoadModel(flag, {.precision = precision});
   if (!loaded.ok()) {
@@ -222,11 +222,7 @@ nlohmann::json CheckPrecision(const std::string& flag, Precision precision, cons
   const ClipModel& fast = **loaded;
   r["available"] = true;
   std::vector<float> out(ref.texts.size() * dim);
-  if (Status st = fast.EncodeTexts(ref.texts, out.data()); !st.ok()) {
-    r["available"] = false;
-    r["reason"] = st.message();
-    return r;
-  }
+  RETURN_IF_ERROR(fast.EncodeTexts(ref.texts, out.data()));
   std::vector<std::pair<double, std::string>> text_cos;
   for (size_t i = 0; i < ref.texts.size(); ++i) {
     text_cos.emplace_back(CosineOf(out.data() + i * dim, ref.text_embeddings.data() + i * dim, dim), ref.texts[i]);
@@ -239,7 +235,7 @@ nlohmann::json CheckPrecision(const std::string& flag, Precision precision, cons
   r["texts"] = Describe(t);
   if (!ref.files.empty()) {
     r["images"] = Describe(i);
-    r["images_reduced_decoding"] = Describe(a);
+    r["images_auto"] = Describe(a);  // decoded as auto (and int8) decode
   }
   r["within_bound"] = t.min >= bound && (ref.files.empty() || (i.min >= bound && a.min >= bound));
   return r;
@@ -270,8 +266,12 @@ int RunCheck(const std::string& flag, const std::string& images_dir, int limit, 
   if (Status st = fp32.EncodeTexts(ref.texts, ref.text_embeddings.data()); !st.ok()) return ReportError(st);
   ref.images = EmbedFolder(fp32, fp32.preprocessing(), ref.files);
 
-  const nlohmann::json bf16 = CheckPrecision(flag, Precision::kBf16, "bf16", kAutoBound, ref, dim);
-  const nlohmann::json int8 = CheckPrecision(flag, Precision::kInt8, "int8", kInt8Bound, ref, dim);
+  auto bf16_checked = CheckPrecision(flag, Precision::kBf16, "bf16", kAutoBound, ref, dim);
+  if (!bf16_checked.ok()) return ReportError(bf16_checked.status());
+  auto int8_checked = CheckPrecision(flag, Precision::kInt8, "int8", kInt8Bound, ref, dim);
+  if (!int8_checked.ok()) return ReportError(int8_checked.status());
+  const nlohmann::json& bf16 = *bf16_checked;
+  const nlohmann::json& int8 = *int8_checked;
   report["precisions"] = {bf16, int8};
   const bool auto_uses_bf16 = bf16["available"].get<bool>();
   report["auto"] = auto_uses_bf16 ? "bf16" : "fp32";
@@ -304,7 +304,7 @@ int RunCheck(const std::string& flag, const std::string& images_dir, int limit, 
     line(name, "texts", p["texts"]);
     if (p.contains("images")) {
       line(name, "images", p["images"]);
-      line(name, "images, reduced decoding", p["images_reduced_decoding"]);
+      line(name, "images, reduced decoding", p["images_auto"]);
     } else {
       std::printf("%-9s images: none checked (give --images DIR with your photos)\n", name.c_str());
     }

@@ -53,7 +53,7 @@ struct ModelFetch {
   bool offline = false;
 };
 
-// --precision fp32|bf16|auto (int8 is refused with a clear message), its value kept in *precision.
+// --precision fp32|bf16|auto|int8, its value kept in *precision.
 void AddPrecisionFlag(CLI::App* app, std::string* precision);
 
 // The model options --precision and --threads ask for.

@@ -73,6 +73,9 @@ struct ModelInfo {
   std::string fingerprint;  // identifies the weights: a hash of the header, size and sampled data
   std::string isa;          // the instruction set the kernels use
   std::string precision;    // what the GEMMs compute in
+  // int8: the bits activations are quantised to, 8 (AVX512_VNNI), or 7 where the CPU's int8 GEMM
+  // adds pairs of products in 16 bits; 0 otherwise.
+  int activation_bits = 0;
 };
 
 // Times the engine's fp32 GEMM on an m×k · k×n problem for at least `min_seconds` and returns the

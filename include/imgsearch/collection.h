@@ -55,8 +55,10 @@ struct ImageUpsert {
 };
 
 // The model a collection's vectors come from. Opening a collection with another model is refused.
-// Ends the identity of a model computing in int8 (IdentityOf, imgsearch/ingest.h).
+// End the identity of a model computing in int8 (IdentityOf, imgsearch/ingest.h), with 8-bit
+// activations or 7-bit ones: their embeddings differ from the others' too much to share a collection.
 inline constexpr std::string_view kInt8IdentitySuffix = "+int8";
+inline constexpr std::string_view kInt8Act7IdentitySuffix = "+int8a7";
 
 struct ModelIdentity {
   std::string id;  // a hash of the weights, with kInt8IdentitySuffix for --precision int8

@@ -330,9 +330,11 @@ ModelIdentity IdentityOf(const ClipModel& model) {
   const size_t slash = name.find_last_of('/');
   if (slash != std::string::npos && slash + 1 < name.size()) name = name.substr(slash + 1);
   // int8 embeddings stay within cosine 0.99 of fp32, not the 0.999 that lets fp32, bf16 and auto
-  // share a collection: they are another identity, kept apart from the others.
-  if (info.precision == "int8")
-    return {info.fingerprint + std::string(kInt8IdentitySuffix), name, info.embedding_dim, info.source};
+  // share a collection: they are another identity (one for each activation width), kept apart.
+  if (info.activation_bits > 0) {
+    const std::string_view suffix = info.activation_bits == 8 ? kInt8IdentitySuffix : kInt8Act7IdentitySuffix;
+    return {info.fingerprint + std::string(suffix), name, info.embedding_dim, info.source};
+  }
   return {info.fingerprint, name, info.embedding_dim, info.source};
 }
 

@@ -78,9 +78,16 @@ std::string DescribeIsa() {
 }
 
 const VectorOps& ActiveVectorOps() {
-  static const bool has_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                                 __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-  return has_avx512 && !IsaLimitedToAvx2() ? Avx512VectorOps() : Avx2VectorOps();
+  // As oneDNN decides, after every cap (IMGSEARCH_MAX_ISA, ONEDNN_MAX_CPU_ISA): its avx512_core
+  // needs AVX-512 F, BW, DQ and VL, what the AVX-512 build of the vector operations uses.
+  ApplyIsaEnvironment();
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::avx512_core:
+    case dnnl::cpu_isa::avx512_core_vnni:
+    case dnnl::cpu_isa::avx512_core_bf16:
+    case dnnl::cpu_isa::avx512_core_amx: return Avx512VectorOps();
+    default: return Avx2VectorOps();
+  }
 }
 
 void SetNumThreads(int n_threads) { omp_set_num_threads(n_threads > 0 ? n_threads : omp_get_num_procs()); }

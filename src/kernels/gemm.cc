@@ -167,18 +167,39 @@ void LinearBf16(const uint16_t* x, const uint16_t* w, const float* bias, float* 
   RunMatmul({m, k, n, bias != nullptr, Kind::kBf16}, x, w, bias, y);
 }
 
-void LinearBf16Accumulate(const uint16_t* x, const uint16_t* w, const float* bias, float* y, int m, int k, int n) {
+namespace {
+
+Epilogue EpilogueOf(Activation activation) {
+  switch (activation) {
+    case Activation::kQuickGelu: return Epilogue::kQuickGelu;
+    case Activation::kGelu: return Epilogue::kGelu;
+    case Activation::kGeluTanh: return Epilogue::kGeluTanh;
+  }
+  return Epilogue::kQuickGelu;
+}
+
+}  // namespace
+
+void LinearAccumulate(const float* x, const float* w, const float* bias, float* y, int m, int k, int n) {
+  if (m == 0 || n == 0) return;
+  RunMatmul({m, k, n, bias != nullptr, Kind::kF32, Epilogue::kAccumulate}, x, w, bias, y);
+}
+
+void LinearAccumulate(const uint16_t* x, const uint16_t* w, const float* bias, float* y, int m, int k, int n) {
   if (m == 0 || n == 0) return;
   RunMatmul({m, k, n, bias != nullptr, Kind::kBf16, Epilogue::kAccumulate}, x, w, bias, y);
 }
 
-void LinearBf16Activate(const uint16_t* x, const uint16_t* w, const float* bias, uint16_t* y, int m, int k, int n,
-                        Activation activation) {
+void LinearActivate(const float* x, const float* w, const float* bias, float* y, int m, int k, int n,
+                    Activation activation) {
   if (m == 0 || n == 0) return;
-  const Epilogue epilogue = activation == Activation::kQuickGelu ? Epilogue::kQuickGelu
-                            : activation == Activation::kGelu    ? Epilogue::kGelu
-                                                                 : Epilogue::kGeluTanh;
-  RunMatmul({m, k, n, bias != nullptr, Kind::kBf16, epilogue}, x, w, bias, y);
+  RunMatmul({m, k, n, bias != nullptr, Kind::kF32, EpilogueOf(activation)}, x, w, bias, y);
+}
+
+void LinearActivate(const uint16_t* x, const uint16_t* w, const float* bias, uint16_t* y, int m, int k, int n,
+                    Activation activation) {
+  if (m == 0 || n == 0) return;
+  RunMatmul({m, k, n, bias != nullptr, Kind::kBf16, EpilogueOf(activation)}, x, w, bias, y);
 }
 
 int Int8Levels() { return NativeVnni() ? 127 : 63; }
@@ -225,7 +246,9 @@ void LinearInt8(const float* x, const int8_t* w, const float* w_scale, const int
       switch (activation) {
         case Activation::kQuickGelu: ops.quick_gelu(yr, n, yr, nullptr); break;
         case Activation::kGeluTanh: ops.gelu_tanh(yr, n, yr, nullptr); break;
-        case Activation::kGelu: Gelu(yr, n); break;
+        case Activation::kGelu:
+          for (int j = 0; j < n; ++j) yr[j] = 0.5f * yr[j] * (1.0f + std::erf(yr[j] * 0.70710678118654752f));
+          break;
       }
     }
   }

@@ -22,11 +22,15 @@ void Linear(const float* x, const float* w, const float* bias, float* y, int m, 
 void LinearBf16(const float* x, const uint16_t* w, const float* bias, float* y, int m, int k, int n);
 void LinearBf16(const uint16_t* x, const uint16_t* w, const float* bias, float* y, int m, int k, int n);
 
-// The bfloat16 layer finishing in the GEMM's own pass (oneDNN post-ops), for the transformer
-// block: y += x · wᵀ + b (the residual), or y = activation(x · wᵀ + b) rounded to bfloat16.
-void LinearBf16Accumulate(const uint16_t* x, const uint16_t* w, const float* bias, float* y, int m, int k, int n);
-void LinearBf16Activate(const uint16_t* x, const uint16_t* w, const float* bias, uint16_t* y, int m, int k, int n,
-                        Activation activation);
+// A layer finishing in the GEMM's own pass (oneDNN post-ops), for the transformer block:
+// y += x · wᵀ + b (the residual), or y = activation(x · wᵀ + b), in the input's type (fp32, or
+// bfloat16 with bfloat16 weights).
+void LinearAccumulate(const float* x, const float* w, const float* bias, float* y, int m, int k, int n);
+void LinearAccumulate(const uint16_t* x, const uint16_t* w, const float* bias, float* y, int m, int k, int n);
+void LinearActivate(const float* x, const float* w, const float* bias, float* y, int m, int k, int n,
+                    Activation activation);
+void LinearActivate(const uint16_t* x, const uint16_t* w, const float* bias, uint16_t* y, int m, int k, int n,
+                    Activation activation);
 
 // int8 weights, per output feature: w[j] ≈ q[j] · scale[j], q in [-127, 127]; sum[j] = Σ q[j]
 // (for the activations' offset). `w` is [rows, k].

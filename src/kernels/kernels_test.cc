@@ -63,6 +63,28 @@ TEST(Kernels, LinearMatchesReferenceOnOddShapes) {
   }
 }
 
+TEST(Kernels, LinearAddsTheResidualAndActivatesInItsOwnPass) {
+  std::mt19937 rng(10);
+  for (auto [m, k, n] : {std::tuple{1, 64, 48}, std::tuple{37, 768, 96}, std::tuple{50, 33, 7}}) {
+    auto x = Random(size_t(m) * k, &rng), w = Random(size_t(n) * k, &rng, 0.1f), b = Random(n, &rng);
+    std::vector<float> ref(size_t(m) * n);
+    LinearRef(x.data(), w.data(), b.data(), ref.data(), m, k, n);
+    auto residual = Random(ref.size(), &rng);
+    std::vector<float> added = residual, want_added(ref.size());
+    LinearAccumulate(x.data(), w.data(), b.data(), added.data(), m, k, n);
+    for (size_t i = 0; i < ref.size(); ++i) want_added[i] = residual[i] + ref[i];
+    EXPECT_LT(MaxRelError(added, want_added), 1e-5) << "m=" << m;
+    for (Activation activation : {Activation::kQuickGelu, Activation::kGelu, Activation::kGeluTanh}) {
+      std::vector<float> got(ref.size()), want = ref;
+      LinearActivate(x.data(), w.data(), b.data(), got.data(), m, k, n, activation);
+      if (activation == Activation::kQuickGelu) QuickGelu(want.data(), static_cast<int64_t>(want.size()));
+      if (activation == Activation::kGelu) Gelu(want.data(), static_cast<int64_t>(want.size()));
+      if (activation == Activation::kGeluTanh) GeluTanh(want.data(), static_cast<int64_t>(want.size()));
+      EXPECT_LT(MaxRelError(got, want), 1e-5) << "m=" << m << " activation " << int(activation);
+    }
+  }
+}
+
 TEST(Kernels, LayerNormMatchesDoublePrecision) {
   std::mt19937 rng(2);
   for (int width : {1, 3, 17, 64, 768}) {
@@ -302,13 +324,13 @@ TEST(Kernels, LinearBf16SumsBf16ProductsInFp32) {
     // is rounded to bfloat16, so it may differ from ours by one bfloat16 step.
     auto residual = Random(want.size(), &rng);
     std::vector<float> added = residual;
-    LinearBf16Accumulate(x16.data(), w16.data(), b.data(), added.data(), m, k, n);
+    LinearAccumulate(x16.data(), w16.data(), b.data(), added.data(), m, k, n);
     for (size_t i = 0; i < want.size(); ++i) {
       EXPECT_NEAR(added[i], residual[i] + want[i], 1e-4 * (1 + std::abs(want[i]))) << i;
     }
     for (Activation activation : {Activation::kQuickGelu, Activation::kGelu, Activation::kGeluTanh}) {
       std::vector<uint16_t> act16(want.size());
-      LinearBf16Activate(x16.data(), w16.data(), b.data(), act16.data(), m, k, n, activation);
+      LinearActivate(x16.data(), w16.data(), b.data(), act16.data(), m, k, n, activation);
       std::vector<float> ours = want;
       if (activation == Activation::kQuickGelu) QuickGelu(ours.data(), static_cast<int64_t>(ours.size()));
       if (activation == Activation::kGelu) Gelu(ours.data(), static_cast<int64_t>(ours.size()));

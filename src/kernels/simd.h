@@ -160,10 +160,11 @@ inline void StoreBf16Partial(uint16_t* p, Vf a, int n) {
 
 #endif
 
-// e^x to within 2 ulp over float's range (Cephes' expf: 2^n · a degree-6 polynomial of the
-// remainder); e^x ≥ 88.73 is infinity, e^x ≤ -87.34 about 1e-38.
+// e^x to within 2 ulp (Cephes' expf: 2^n · a degree-6 polynomial of the remainder), for x up to
+// 88.376 (where n reaches 128 and 2^n infinity; e^x is held there beyond); x ≤ -87.34 gives about
+// 1e-38.
 inline Vf Exp(Vf x) {
-  x = Min(Max(x, Set(-87.33654f)), Set(88.72283f));
+  x = Min(Max(x, Set(-87.33654f)), Set(88.3762626647949f));
   const Vf n = Round(x * Set(1.44269504088896341f));
   Vf r = Fma(n, Set(-0.693359375f), x);  // ln 2 in two parts, so r stays exact
   r = Fma(n, Set(2.12194440e-4f), r);

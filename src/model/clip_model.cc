@@ -143,6 +143,7 @@ Result<std::unique_ptr<ClipModel>> ClipModel::Load(const std::string& dir, const
   info.fingerprint = fingerprint;
   info.isa = kernels::DescribeIsa();
   info.precision = int8 ? "int8" : bf16 ? "bf16" : "fp32";
+  info.activation_bits = int8 ? (kernels::Int8Levels() == 127 ? 8 : 7) : 0;
   spdlog::debug("loaded {}: {} params ({}), kernels {} {}, {} threads", files.dir, info.n_params, info.dtype, info.isa,
                 info.precision, kernels::NumThreads());
   return std::unique_ptr<ClipModel>(new ClipModel(std::move(impl)));

@@ -13,12 +13,11 @@ namespace imgsearch::model {
 // input is fp32, or bfloat16 (the *_bf16 buffers) when the layer's weights are: then the operation
 // before it writes it rounded.
 struct BlockScratch {
-  std::vector<float> ln;    // [tokens, width]
+  std::vector<float> ln;    // [tokens, width]: a LayerNorm's output, then attention's (each read by one GEMM)
   std::vector<float> qkv;   // [tokens, 3·width]
-  std::vector<float> attn;  // [tokens, width]
   std::vector<float> proj;  // [tokens, width]
   std::vector<float> mlp;   // [tokens, mlp_width]
-  std::vector<uint16_t> ln_bf16, attn_bf16, mlp_bf16;
+  std::vector<uint16_t> ln_bf16, mlp_bf16;
 
   void Reserve(int n_tokens, const TowerConfig& c, bool bf16);
 };

@@ -61,11 +61,10 @@ void AttentionPool(const ModelConfig& c, const AttentionPoolWeights& h, const fl
 
 // Buffers for an image batch, kept from batch to batch: allocated anew, tens of MB of fresh pages
 // were faulted in and zeroed for every batch (~10 % of the encoder's time, measured). Batches
-// borrow them from a pool, so a process holds as many as it runs batches at once (one, in ingest),
-// whichever threads run them.
+// borrow them; one set waits for the next batch, whichever thread runs it (ingest runs one batch
+// at a time), and sets beyond it are freed when returned.
 struct VisionScratch {
-  std::vector<float> cols, patches, x;
-  BlockScratch blocks;
+  BlockScratch blocks;  // the transformer's buffers (the batch's own input and patches are not kept)
 };
 
 class ScratchLease {
@@ -81,7 +80,7 @@ class ScratchLease {
   }
   ~ScratchLease() {
     std::lock_guard<std::mutex> lock(mu_);
-    pool_.push_back(std::move(scratch_));
+    if (pool_.empty()) pool_.push_back(std::move(scratch_));
   }
   ScratchLease(const ScratchLease&) = delete;
   ScratchLease& operator=(const ScratchLease&) = delete;
@@ -90,7 +89,7 @@ class ScratchLease {
 
  private:
   static inline std::mutex mu_;
-  static inline std::vector<std::unique_ptr<VisionScratch>> pool_;  // guarded by mu_
+  static inline std::vector<std::unique_ptr<VisionScratch>> pool_;  // guarded by mu_; one at most
   std::unique_ptr<VisionScratch> scratch_;
 };
 
@@ -134,20 +133,15 @@ void EncodeSquareImages(const ModelConfig& c, const VisionWeights& w, const floa
   const int64_t image_floats = 3 * int64_t{c.image_size} * c.image_size;
 
   // Patch embedding: [n·patches, 3p²] · [width, 3p²]ᵀ (+ bias).
-  ScratchLease lease;
-  VisionScratch& s = *lease;
-  std::vector<float>& cols = s.cols;
-  cols.resize(static_cast<size_t>(n_images) * n_patches * patch_len);
+  std::vector<float> cols(static_cast<size_t>(n_images) * n_patches * patch_len);
   for (int b = 0; b < n_images; ++b) {
     Im2Col(pixels + b * image_floats, c.image_size, c.patch_size, cols.data() + int64_t{b} * n_patches * patch_len);
   }
-  std::vector<float>& patches = s.patches;
-  patches.resize(static_cast<size_t>(n_images) * n_patches * width);
+  std::vector<float> patches(static_cast<size_t>(n_images) * n_patches * width);
   ApplyLinear(w.patch, cols.data(), n_images * n_patches, patches.data());
 
   // [class;] patches + positions.
-  std::vector<float>& x = s.x;
-  x.resize(static_cast<size_t>(n_images) * seq_len * width);
+  std::vector<float> x(static_cast<size_t>(n_images) * seq_len * width);
   for (int b = 0; b < n_images; ++b) {
     float* seq = x.data() + int64_t{b} * seq_len * width;
     for (int t = 0; t < seq_len; ++t) {
@@ -158,7 +152,8 @@ void EncodeSquareImages(const ModelConfig& c, const VisionWeights& w, const floa
       for (int i = 0; i < width; ++i) row[i] = src[i] + pos[i];
     }
   }
-  EncodeTokens(c, w, x.data(), n_images, seq_len, out, &s.blocks);
+  ScratchLease lease;
+  EncodeTokens(c, w, x.data(), n_images, seq_len, out, &(*lease).blocks);
 }
 
 // SigLIP 2 NaFlex: each image is its own grid of patches (Normalize's kPatchBudget layout), its
@@ -199,14 +194,12 @@ Status EncodePatchGrids(const ModelConfig& c, const VisionWeights& w, const floa
   ScratchLease lease;
   for (const auto& [seq_len, images] : passes) {
     const int n = static_cast<int>(images.size());
-    std::vector<float>& patches = (*lease).cols;
-    patches.resize(static_cast<size_t>(n) * seq_len * patch_len);
+    std::vector<float> patches(static_cast<size_t>(n) * seq_len * patch_len);
     for (int i = 0; i < n; ++i) {
       const float* first = inputs + images[i] * input_floats + 2;
       std::copy(first, first + int64_t{seq_len} * patch_len, patches.data() + int64_t{i} * seq_len * patch_len);
     }
-    std::vector<float>& x = (*lease).x;
-    x.resize(static_cast<size_t>(n) * seq_len * width);
+    std::vector<float> x(static_cast<size_t>(n) * seq_len * width);
     ApplyLinear(w.patch, patches.data(), n * seq_len, x.data());
     for (int i = 0; i < n; ++i) {
       const float* input = inputs + images[i] * input_floats;

@@ -569,8 +569,8 @@ Result<std::unique_ptr<Collection>> OpenCollectionOver(std::unique_ptr<CatalogBa
       if (options.read_only) return Status::InvalidArgument(where + " has no model yet");
       ASSIGN_OR_RETURN(stored, backend->BindModel(*model));
     }
-    RETURN_IF_ERROR(
-        CheckSameModel(stored, *model, where, "use that model, or re-embed everything with `imgsearch reindex`"));
+    RETURN_IF_ERROR(CheckSameModel(stored, *model, where,
+                                   "use that model and precision, or re-embed everything with `imgsearch reindex`"));
     // The place recorded stays while it still holds the model (writers on other machines, with
     // their own folders, do not take turns replacing it); recorded when missing or gone.
     std::error_code ec;

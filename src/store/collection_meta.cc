@@ -9,20 +9,36 @@
 
 namespace imgsearch::store {
 
+namespace {
+
+// The precision a model identity's suffix names, and the weights' identity without it.
+struct Precision {
+  std::string_view tag;
+  std::string weights;
+  std::string description;
+};
+
+Precision PrecisionOf(const std::string& id) {
+  for (const auto& [suffix, description] :
+       {std::pair{kInt8IdentitySuffix, "--precision int8 (8-bit activations, a CPU with AVX512_VNNI)"},
+        std::pair{kInt8Act7IdentitySuffix, "--precision int8 with 7-bit activations (a CPU without AVX512_VNNI)"}}) {
+    if (id.ends_with(suffix)) return {suffix, id.substr(0, id.size() - suffix.size()), description};
+  }
+  return {"", id, "fp32, bf16 or auto"};
+}
+
+}  // namespace
+
 Status CheckSameModel(const ModelIdentity& stored, const ModelIdentity& wanted, const std::string& where,
                       const std::string& remedy) {
   if (stored.id == wanted.id && stored.dim == wanted.dim) return Status::Ok();
-  const bool stored_int8 = stored.id.ends_with(kInt8IdentitySuffix),
-             wanted_int8 = wanted.id.ends_with(kInt8IdentitySuffix);
-  const auto base = [](const std::string& id, bool int8) {
-    return int8 ? id.substr(0, id.size() - kInt8IdentitySuffix.size()) : id;
-  };
-  if (stored_int8 != wanted_int8 && base(stored.id, stored_int8) == base(wanted.id, wanted_int8)) {
-    return Status::InvalidArgument(
-        "collection " + where +
-        (stored_int8 ? " was indexed with --precision int8: pass --precision int8 to use it"
-                     : " was not indexed with --precision int8: use fp32, bf16 or auto with it") +
-        " (int8 embeddings differ from the others by up to 1% of cosine, too much to share a collection); " + remedy);
+  const Precision was = PrecisionOf(stored.id), is = PrecisionOf(wanted.id);
+  if (was.tag != is.tag && was.weights == is.weights) {
+    return Status::InvalidArgument("collection " + where + " was indexed with " + was.description + ", not " +
+                                   is.description +
+                                   ": int8 embeddings differ from the others by up to 1% of cosine, too much to "
+                                   "share a collection; " +
+                                   remedy);
   }
   const std::string from = stored.source.empty() ? "" : ", from " + stored.source;
   return Status::InvalidArgument("collection " + where + " was built with model " + stored.name + " (" + stored.id +
