@@ -41,7 +41,7 @@ enum class Kind {
 enum class Epilogue {
   kNone,
   kAccumulate,  // y += result
-  kQuickGelu,   // y = activation(result), in the source type (bfloat16)
+  kQuickGelu,   // y = activation(result), in the source type (fp32 or bfloat16)
   kGelu,
   kGeluTanh,
 };

@@ -59,20 +59,16 @@ void AttentionPool(const ModelConfig& c, const AttentionPoolWeights& h, const fl
   kernels::AddInPlace(out, normed.data(), int64_t{n_images} * width);
 }
 
-// Buffers for an image batch, kept from batch to batch: allocated anew, tens of MB of fresh pages
-// were faulted in and zeroed for every batch (~10 % of the encoder's time, measured). Batches
-// borrow them; one set waits for the next batch, whichever thread runs it (ingest runs one batch
-// at a time), and sets beyond it are freed when returned.
-struct VisionScratch {
-  BlockScratch blocks;  // the transformer's buffers (the batch's own input and patches are not kept)
-};
-
+// The transformer's buffers for an image batch, kept from batch to batch: allocated anew, tens of
+// MB of fresh pages were faulted in and zeroed for every batch (~10 % of the encoder's time,
+// measured). Batches borrow them; one set waits for the next batch, whichever thread runs it
+// (ingest runs one batch at a time), and sets beyond it are freed when returned.
 class ScratchLease {
  public:
   ScratchLease() {
     std::lock_guard<std::mutex> lock(mu_);
     if (pool_.empty()) {
-      scratch_ = std::make_unique<VisionScratch>();
+      scratch_ = std::make_unique<BlockScratch>();
     } else {
       scratch_ = std::move(pool_.back());
       pool_.pop_back();
@@ -85,12 +81,12 @@ class ScratchLease {
   ScratchLease(const ScratchLease&) = delete;
   ScratchLease& operator=(const ScratchLease&) = delete;
 
-  VisionScratch& operator*() { return *scratch_; }
+  BlockScratch* get() { return scratch_.get(); }
 
  private:
   static inline std::mutex mu_;
-  static inline std::vector<std::unique_ptr<VisionScratch>> pool_;  // guarded by mu_; one at most
-  std::unique_ptr<VisionScratch> scratch_;
+  static inline std::vector<std::unique_ptr<BlockScratch>> pool_;  // guarded by mu_; one at most
+  std::unique_ptr<BlockScratch> scratch_;
 };
 
 // The transformer, then the family's pooling, on n_images sequences of seq_len tokens (x, in place);
@@ -153,7 +149,7 @@ void EncodeSquareImages(const ModelConfig& c, const VisionWeights& w, const floa
     }
   }
   ScratchLease lease;
-  EncodeTokens(c, w, x.data(), n_images, seq_len, out, &(*lease).blocks);
+  EncodeTokens(c, w, x.data(), n_images, seq_len, out, lease.get());
 }
 
 // SigLIP 2 NaFlex: each image is its own grid of patches (Normalize's kPatchBudget layout), its
@@ -213,7 +209,7 @@ Status EncodePatchGrids(const ModelConfig& c, const VisionWeights& w, const floa
       kernels::AddInPlace(x.data() + int64_t{i} * seq_len * width, pos.data(), int64_t{seq_len} * width);
     }
     std::vector<float> pooled(static_cast<size_t>(n) * c.projection_dim);
-    EncodeTokens(c, w, x.data(), n, seq_len, pooled.data(), &(*lease).blocks);
+    EncodeTokens(c, w, x.data(), n, seq_len, pooled.data(), lease.get());
     for (int i = 0; i < n; ++i) {
       std::copy_n(pooled.data() + int64_t{i} * c.projection_dim, c.projection_dim,
                   out + int64_t{images[i]} * c.projection_dim);
