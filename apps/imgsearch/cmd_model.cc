@@ -205,7 +205,7 @@ struct CheckReference {
   std::vector<std::string> texts;
   std::vector<float> text_embeddings;
   std::vector<std::string> files;
-  std::vector<std::pair<std::string, std::vector<float>>> images;
+  Embedded images;
 };
 
 // One fast precision against fp32: its texts, its images decoded exactly and with reduced decoding

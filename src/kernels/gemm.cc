@@ -242,15 +242,7 @@ void LinearInt8(const float* x, const int8_t* w, const float* w_scale, const int
   for (int r = 0; r < m; ++r) {
     float* yr = y + int64_t{r} * n;
     ops.dequantize_row(a + int64_t{r} * n, n, xs[r], w_scale, w_sum, levels + 1, bias, result == Int8Result::kAdd, yr);
-    if (result == Int8Result::kActivate) {  // while the row is in cache
-      switch (activation) {
-        case Activation::kQuickGelu: ops.quick_gelu(yr, n, yr, nullptr); break;
-        case Activation::kGeluTanh: ops.gelu_tanh(yr, n, yr, nullptr); break;
-        case Activation::kGelu:
-          for (int j = 0; j < n; ++j) yr[j] = 0.5f * yr[j] * (1.0f + std::erf(yr[j] * 0.70710678118654752f));
-          break;
-      }
-    }
+    if (result == Int8Result::kActivate) Activate(activation, yr, n);  // while the row is in cache (one thread)
   }
 }
 

@@ -41,15 +41,8 @@ void LayerNormRows(const float* x, const float* gamma, const float* beta, Out* o
   }
 }
 
-using VectorActivation = void (*)(const float*, int64_t, float*, uint16_t*);
-
-void ActivateInPlace(VectorActivation f, float* x, int64_t n) {
-  ForBlocks(n, [&](int64_t begin, int64_t end) { f(x + begin, end - begin, x + begin, nullptr); });
-}
-
-void GeluErf(float* x, int64_t n) {
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
+void ActivateInPlace(void (*f)(float*, int64_t), float* x, int64_t n) {
+  ForBlocks(n, [&](int64_t begin, int64_t end) { f(x + begin, end - begin); });
 }
 
 // Each sequence's heads, in parallel: qkv rows are [q | k | v].
@@ -88,9 +81,20 @@ void LayerNorm(const float* x, const float* gamma, const float* beta, uint16_t* 
 
 void QuickGelu(float* x, int64_t n) { ActivateInPlace(ActiveVectorOps().quick_gelu, x, n); }
 
-void Gelu(float* x, int64_t n) { GeluErf(x, n); }
+void Gelu(float* x, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin)
+  for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
+}
 
 void GeluTanh(float* x, int64_t n) { ActivateInPlace(ActiveVectorOps().gelu_tanh, x, n); }
+
+void Activate(Activation activation, float* x, int64_t n) {
+  switch (activation) {
+    case Activation::kQuickGelu: QuickGelu(x, n); return;
+    case Activation::kGelu: Gelu(x, n); return;
+    case Activation::kGeluTanh: GeluTanh(x, n); return;
+  }
+}
 
 void ToBf16(const float* x, uint16_t* out, int64_t n) {
   const VectorOps& ops = ActiveVectorOps();

@@ -28,6 +28,9 @@ void Gelu(float* x, int64_t n);
 // 0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³))), PyTorch's gelu(approximate="tanh"), in place.
 void GeluTanh(float* x, int64_t n);
 
+// One of the three above, in place.
+void Activate(Activation activation, float* x, int64_t n);
+
 // Rounds n floats to bfloat16 (the upper 16 bits, to nearest even; NaN stays NaN).
 void ToBf16(const float* x, uint16_t* out, int64_t n);
 

@@ -15,10 +15,10 @@ struct VectorOps {
   // One row of `width`: (x - mean) / sqrt(var + eps) · gamma + beta.
   void (*layer_norm)(const float* x, const float* gamma, const float* beta, float* out, uint16_t* out_bf16, int width,
                      float eps);
-  // x · sigmoid(1.702 x); `out` may be `x`.
-  void (*quick_gelu)(const float* x, int64_t n, float* out, uint16_t* out_bf16);
-  // 0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³))); `out` may be `x`.
-  void (*gelu_tanh)(const float* x, int64_t n, float* out, uint16_t* out_bf16);
+  // x · sigmoid(1.702 x), in place (fp32 only: a bfloat16 GEMM applies its own activation).
+  void (*quick_gelu)(float* x, int64_t n);
+  // 0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³))), in place.
+  void (*gelu_tanh)(float* x, int64_t n);
   void (*to_bf16)(const float* x, uint16_t* out, int64_t n);
   // y += x.
   void (*add)(float* y, const float* x, int64_t n);

@@ -50,14 +50,6 @@ void ApplyLinear(const LinearWeights& linear, const uint16_t* x, int rows, float
   kernels::LinearBf16(x, linear.weight_bf16, linear.bias, y, rows, linear.in, linear.out);
 }
 
-void ApplyActivation(Activation activation, float* x, int64_t n) {
-  switch (activation) {
-    case Activation::kQuickGelu: kernels::QuickGelu(x, n); return;
-    case Activation::kGelu: kernels::Gelu(x, n); return;
-    case Activation::kGeluTanh: kernels::GeluTanh(x, n); return;
-  }
-}
-
 namespace {
 
 // x += linear(in): the residual is added in the GEMM's own pass where the kernels can.
@@ -94,7 +86,7 @@ void ActivatedLinear(const LinearWeights& linear, Activation activation, const f
     return;
   }
   ApplyLinear(linear, in, rows, out);  // bfloat16 weights reading fp32 (a post-LN block)
-  ApplyActivation(activation, out, int64_t{rows} * linear.out);
+  kernels::Activate(activation, out, int64_t{rows} * linear.out);
 }
 
 void ActivatedLinear(const LinearWeights& linear, Activation activation, const uint16_t* in, int rows, uint16_t* out) {

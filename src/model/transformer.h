@@ -27,9 +27,6 @@ struct BlockScratch {
 void TransformerBlock(const BlockWeights& w, const TowerConfig& c, float* x, int n_seqs, int seq_len, bool causal,
                       BlockScratch* s);
 
-// The tower's MLP activation on n values, in place.
-void ApplyActivation(Activation activation, float* x, int64_t n);
-
 // Applies `linear` to `rows` rows of x; x in bfloat16 needs the layer's weights in bfloat16.
 void ApplyLinear(const LinearWeights& linear, const float* x, int rows, float* y);
 void ApplyLinear(const LinearWeights& linear, const uint16_t* x, int rows, float* y);

@@ -54,7 +54,7 @@ void AttentionPool(const ModelConfig& c, const AttentionPoolWeights& h, const fl
   kernels::LayerNorm(out, h.ln.gamma, h.ln.beta, normed.data(), n_images, width, c.vision.layer_norm_eps);
   std::vector<float> hidden(static_cast<size_t>(n_images) * c.vision.mlp_width);
   ApplyLinear(h.fc1, normed.data(), n_images, hidden.data());
-  ApplyActivation(c.vision.activation, hidden.data(), static_cast<int64_t>(hidden.size()));
+  kernels::Activate(c.vision.activation, hidden.data(), static_cast<int64_t>(hidden.size()));
   ApplyLinear(h.fc2, hidden.data(), n_images, normed.data());
   kernels::AddInPlace(out, normed.data(), int64_t{n_images} * width);
 }
