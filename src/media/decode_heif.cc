@@ -1,4 +1,4 @@
-// HEIF/HEIC and AVIF through libheif (HEVC by libde265, AV1 by dav1d or aom): the primary image
+// HEIF/HEIC and AVIF through libheif (HEVC by FFmpeg, heif_hevc.cc; AV1 by dav1d or aom): the primary image
 // with the transformations libheif applies (rotation, mirroring, crop), grids assembled from their
 // tiles, any bit depth brought to 8 bits, alpha dropped.
 #include <libheif/heif.h>
@@ -79,6 +79,7 @@ HandlePtr PickThumbnail(heif_image_handle* primary, int min_side, const DecodeOp
 }  // namespace
 
 Result<RawDecode> DecodeHeif(std::span<const uint8_t> bytes, const DecodeOptions& options) {
+  const ScopedHevcPixelLimit hevc_limit(options.max_pixels);
   std::unique_ptr<heif_context, ContextFree> ctx(heif_context_alloc());
   if (!ctx) return Status::ResourceExhausted("cannot allocate a HEIF decoder");
   // libheif refuses items and grids with a side past this (its default, 32768, or less) before

@@ -2,6 +2,7 @@
 // truncation and corruption as errors, and converts to RGB the way Pillow's convert("RGB") does.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
@@ -29,6 +30,21 @@ Result<RawDecode> DecodeTiff(std::span<const uint8_t> bytes, const DecodeOptions
 Result<RawDecode> DecodeHeif(std::span<const uint8_t> bytes, const DecodeOptions& options);  // and AVIF
 Result<RawDecode> DecodeJxl(std::span<const uint8_t> bytes, const DecodeOptions& options);
 Result<RawDecode> DecodeCameraRaw(std::span<const uint8_t> bytes, const DecodeOptions& options);
+
+// While one lives, libheif decodes HEVC pictures with FFmpeg (heif_hevc.cc, registered with libheif
+// by the first one), and a picture decoded on this thread past `max_pixels` is refused before its
+// allocation. Grid tiles, which libheif decodes on threads of its own, are held to the largest limit
+// of the decodes in progress.
+class ScopedHevcPixelLimit {
+ public:
+  explicit ScopedHevcPixelLimit(uint64_t max_pixels);
+  ~ScopedHevcPixelLimit();
+  ScopedHevcPixelLimit(const ScopedHevcPixelLimit&) = delete;
+  ScopedHevcPixelLimit& operator=(const ScopedHevcPixelLimit&) = delete;
+
+ private:
+  uint64_t previous_;
+};
 
 // A TIFF-structured file that holds a camera's sensor data rather than a picture: a DNG, a CR2, or
 // a TIFF whose first image is a reduced-resolution preview or colour filter array data (NEF, ARW,

@@ -16,6 +16,7 @@
 
 #include "dng_writer.h"
 #include "imgsearch/image.h"
+#include "media/decoders.h"
 #include "media/exif.h"
 #include "test_util.h"
 
@@ -236,6 +237,75 @@ TEST_F(Formats, DeepHeicIsBroughtToEightBits) {
     const testing::CommandResult info = RunCommand({"/usr/bin/heif-info", out});
     const DecodedImage ours = MustDecodeFile(out);
     EXPECT_LE(Compare(ours.image, picture).mean, 4.0) << out << "\n" << info.out;
+  }
+}
+
+// libheif's decode of a file's primary image by the HEVC decoder named `decoder_id`: RGB, 8 bits
+// or 16 (little-endian) when the picture is deeper.
+Bytes LibheifDecode(const std::string& path, const char* decoder_id) {
+  heif_context* ctx = heif_context_alloc();
+  heif_image_handle* handle = nullptr;
+  heif_image* image = nullptr;
+  Bytes out;
+  heif_decoding_options* options = heif_decoding_options_alloc();
+  options->decoder_id = decoder_id;
+  if (heif_context_read_from_file(ctx, path.c_str(), nullptr).code == heif_error_Ok &&
+      heif_context_get_primary_image_handle(ctx, &handle).code == heif_error_Ok) {
+    const bool deep = heif_image_handle_get_luma_bits_per_pixel(handle) > 8;
+    const heif_error e =
+        heif_decode_image(handle, &image, heif_colorspace_RGB,
+                          deep ? heif_chroma_interleaved_RRGGBB_LE : heif_chroma_interleaved_RGB, options);
+    EXPECT_EQ(e.code, heif_error_Ok) << path << " by " << decoder_id << ": " << e.message;
+  }
+  if (image != nullptr) {
+    const int w = heif_image_get_width(image, heif_channel_interleaved);
+    const int h = heif_image_get_height(image, heif_channel_interleaved);
+    int stride = 0;
+    const uint8_t* plane = heif_image_get_plane_readonly(image, heif_channel_interleaved, &stride);
+    const size_t row =
+        static_cast<size_t>(w) * 3 * (heif_image_get_bits_per_pixel_range(image, heif_channel_interleaved) > 8 ? 2 : 1);
+    for (int y = 0; y < h; ++y)
+      out.insert(out.end(), plane + static_cast<size_t>(y) * stride, plane + static_cast<size_t>(y) * stride + row);
+    heif_image_release(image);
+  }
+  heif_decoding_options_free(options);
+  if (handle != nullptr) heif_image_handle_release(handle);
+  heif_context_free(ctx);
+  return out;
+}
+
+// HEVC is decoded by FFmpeg (media/heif_hevc.cc), which must give exactly libde265's samples: same
+// size (the conformance window of odd sizes), bit depths, grey pictures, turned ones.
+TEST_F(Formats, HevcDecodedByFfmpegEqualsLibde265) {
+  REQUIRE_GOLDEN(golden);
+  const media::ScopedHevcPixelLimit registered(DecodeOptions{}.max_pixels);
+  const heif_decoder_descriptor* decoders[8] = {};
+  const int n = heif_get_decoder_descriptors(heif_compression_HEVC, decoders, 8);
+  ASSERT_GE(n, 2) << "libde265 and FFmpeg";
+  EXPECT_STREQ(heif_decoder_descriptor_get_id_name(decoders[0]), "imgsearch-ffmpeg-hevc");
+
+  const Image rocket = MustDecodeFile(golden + "/images/rocket.jpg").image;
+  ASSERT_TRUE(WritePng(Resize(rocket, 333, 251), Path("odd.png")).ok());
+  WritePng16(MustDecodeFile(golden + "/images/astronaut.png").image, Path("deep.png"));
+  const std::vector<std::vector<std::string>> encodes = {
+      {"heif-enc", "-q", "50", "-o", Path("rocket.heic"), golden + "/images/rocket.jpg"},
+      {"heif-enc", "-q", "80", "-o", Path("odd.heic"), Path("odd.png")},
+      {"heif-enc", "-q", "80", "-o", Path("grey.heic"), golden + "/images/camera.png"},  // 8-bit grey PNG
+      {"heif-enc", "-q", "80", "-p", "chroma=444", "-o", Path("full-chroma.heic"), Path("odd.png")},
+      {"heif-enc", "-b", "10", "-q", "90", "-o", Path("deep10.heic"), Path("deep.png")},
+      {"heif-enc", "-b", "12", "-q", "90", "-o", Path("deep12.heic"), Path("deep.png")},
+  };
+  std::vector<std::string> files;
+  for (const auto& argv : encodes) {
+    if (RunTool(argv)) files.push_back(argv[argv.size() - 2]);
+  }
+  WriteHeic({rocket}, 6, Path("turned.heic"));
+  files.push_back(Path("turned.heic"));
+  for (const std::string& file : files) {
+    const Bytes ffmpeg = LibheifDecode(file, "imgsearch-ffmpeg-hevc");
+    const Bytes de265 = LibheifDecode(file, "libde265");
+    ASSERT_FALSE(de265.empty()) << file;
+    EXPECT_TRUE(ffmpeg == de265) << file << ": " << ffmpeg.size() << " and " << de265.size() << " bytes";
   }
 }
 
@@ -463,6 +533,18 @@ TEST_F(Formats, HugeDeclaredSizesAreRefusedBeforeAllocating) {
   auto r = DecodeImage(heic);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted) << r.status().ToString();
+
+  // A picture larger than its declared size: the HEVC decoder holds it to the limit before
+  // allocating it.
+  heic = ReadBytes(Path("a.heic"));
+  SetIspe(&heic, 64, 64);
+  DecodeOptions small_limit;
+  small_limit.max_pixels = 100'000;  // above 64×64, below the stream's 640×427
+  r = DecodeImage(heic, small_limit);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted) << r.status().ToString();
+  EXPECT_NE(r.status().ToString().find("more than the limit of 100000 pixels"), std::string::npos)
+      << r.status().ToString();
 
   // A DNG declaring a 3.6-gigapixel sensor over a few bytes of data.
   const Bytes dng = MakeDng(Image(8, 8), {.declared_width = 60000, .declared_height = 60000});

@@ -44,27 +44,17 @@ extern "C" {  // FFmpeg's headers declare C functions without saying so
 #include "imgsearch/video.h"
 #include "media/decoders.h"
 #include "media/exif.h"
+#include "media/ffmpeg.h"
 
 namespace imgsearch {
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// FFmpeg logs to stderr by default; imgsearch reports each failure itself, as a Status.
-void SilenceFfmpeg() {
-  static const bool silenced = [] {
-    av_log_set_level(AV_LOG_QUIET);
-    return true;
-  }();
-  (void)silenced;
-}
-
-std::string AvError(int error) {
-  char text[AV_ERROR_MAX_STRING_SIZE] = {};
-  av_strerror(error, text, sizeof(text));
-  return text;
-}
+using media::AvError;
+using media::FramePtr;
+using media::PacketPtr;
+using media::SilenceFfmpeg;
 
 struct FormatClose {
   void operator()(AVFormatContext* c) const { avformat_close_input(&c); }
@@ -75,20 +65,9 @@ struct AvioFree {
     avio_context_free(&c);
   }
 };
-struct CodecFree {
-  void operator()(AVCodecContext* c) const { avcodec_free_context(&c); }
-};
-struct FrameFree {
-  void operator()(AVFrame* f) const { av_frame_free(&f); }
-};
-struct PacketFree {
-  void operator()(AVPacket* p) const { av_packet_free(&p); }
-};
 struct SwsFree {
   void operator()(SwsContext* c) const { sws_freeContext(c); }
 };
-using FramePtr = std::unique_ptr<AVFrame, FrameFree>;
-using PacketPtr = std::unique_ptr<AVPacket, PacketFree>;
 using SwsPtr = std::unique_ptr<SwsContext, SwsFree>;
 
 // Bytes in memory, read through a custom AVIOContext.
@@ -257,7 +236,7 @@ class OpenVideo {
   MemoryReader memory_;
   std::unique_ptr<AVIOContext, AvioFree> avio_;
   std::unique_ptr<AVFormatContext, FormatClose> format_;
-  std::unique_ptr<AVCodecContext, CodecFree> codec_;
+  media::CodecPtr codec_;
   int stream_index_ = -1;
   AVRational time_base_{1, 1};
   int64_t start_ts_ = 0;
