@@ -178,6 +178,14 @@ Status CheckDimensions(int64_t width, int64_t height, const DecodeOptions& optio
   return Status::Ok();
 }
 
+int ReductionFactor(int64_t width, int64_t height, int min_side) {
+  if (min_side <= 0) return 1;
+  const int64_t shorter = std::min(width, height);
+  int factor = 1;
+  while (factor < 8 && shorter / (factor * 2) >= min_side) factor *= 2;
+  return factor;
+}
+
 }  // namespace media
 
 Result<DecodedImage> DecodeImage(std::span<const uint8_t> bytes, const DecodeOptions& options) {

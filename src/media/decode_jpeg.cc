@@ -62,9 +62,7 @@ Status DecodeInto(std::span<const uint8_t> bytes, const DecodeOptions& options, 
   const bool gray = cinfo.jpeg_color_space == JCS_GRAYSCALE;
   cinfo.out_color_space = cmyk ? JCS_CMYK : gray ? JCS_GRAYSCALE : JCS_RGB;
   if (options.min_side > 0) {
-    unsigned denom = 1;
-    const JDIMENSION shorter = std::min(cinfo.image_width, cinfo.image_height);
-    while (denom < 8 && shorter / (denom * 2) >= static_cast<JDIMENSION>(options.min_side)) denom *= 2;
+    const auto denom = static_cast<unsigned>(ReductionFactor(cinfo.image_width, cinfo.image_height, options.min_side));
     cinfo.scale_num = 1;
     cinfo.scale_denom = denom;
     if (denom > 1) {  // the picture's own size, not the reduced decode's

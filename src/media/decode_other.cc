@@ -25,11 +25,7 @@ Result<RawDecode> DecodeWebp(std::span<const uint8_t> bytes, const DecodeOptions
   RawDecode out;
   // With min_side, a still picture is scaled down in the decoder by 2, 4 or 8 (libwebp's
   // rescaler averages the pixels it drops) while its shorter side stays ≥ min_side, as JPEGs are.
-  int denom = 1;
-  if (options.min_side > 0 && !features.has_animation) {
-    const int shorter = std::min(features.width, features.height);
-    while (denom < 8 && shorter / (denom * 2) >= options.min_side) denom *= 2;
-  }
+  const int denom = features.has_animation ? 1 : ReductionFactor(features.width, features.height, options.min_side);
   if (denom > 1) {
     out.image = Image(features.width / denom, features.height / denom);
     out.full_width = features.width;

@@ -58,6 +58,10 @@ std::vector<uint8_t> ExifFromBmffItem(std::span<const uint8_t> item);
 // A w × h RGB image with each gray sample replicated into the three channels.
 Image GrayToRgb(const uint8_t* gray, int w, int h);
 
+// How far a width × height picture may be reduced while decoding it: 1, 2, 4 or 8, the largest that
+// keeps its shorter side ≥ min_side (DecodeOptions::min_side; 1 when that is 0).
+int ReductionFactor(int64_t width, int64_t height, int min_side);
+
 // Refuses dimensions that are zero, negative or above the pixel limit.
 Status CheckDimensions(int64_t width, int64_t height, const DecodeOptions& options);
 
