@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <set>
 #include <string>
 #include <vector>
@@ -98,32 +99,53 @@ heif_error PushData(void* decoder, const void* data, size_t size) {
 }
 
 struct Layout {
-  heif_colorspace colorspace;
-  heif_chroma chroma;
-  int bits;
-  int planes;
+  heif_colorspace colorspace = heif_colorspace_undefined;
+  heif_chroma chroma = heif_chroma_undefined;
+  int bits = 0;  // 0: a format libheif does not take
+  int planes = 0;
+  int shift_x = 0;  // chroma subsampling, as log2
+  int shift_y = 0;
 };
 
-// The libheif layout of an FFmpeg HEVC output format; bits 0 for one libheif does not take.
+// The libheif layout of an FFmpeg HEVC output format: planar, little-endian, grey or three
+// components, 8 to 16 bits. FFmpeg names an RGB-coded stream (matrix 0: lossless HEIF) "gbrp", its
+// planes in coding order (G, B, R), which is what libheif expects as Y, Cb, Cr with matrix 0.
 Layout LayoutOf(AVPixelFormat format) {
-  switch (format) {
-    case AV_PIX_FMT_GRAY8: return {heif_colorspace_monochrome, heif_chroma_monochrome, 8, 1};
-    case AV_PIX_FMT_GRAY10LE: return {heif_colorspace_monochrome, heif_chroma_monochrome, 10, 1};
-    case AV_PIX_FMT_GRAY12LE: return {heif_colorspace_monochrome, heif_chroma_monochrome, 12, 1};
-    case AV_PIX_FMT_YUVJ420P:  // full range, as FFmpeg 5.1 still names it
-    case AV_PIX_FMT_YUV420P: return {heif_colorspace_YCbCr, heif_chroma_420, 8, 3};
-    case AV_PIX_FMT_YUV420P10LE: return {heif_colorspace_YCbCr, heif_chroma_420, 10, 3};
-    case AV_PIX_FMT_YUV420P12LE: return {heif_colorspace_YCbCr, heif_chroma_420, 12, 3};
-    case AV_PIX_FMT_YUVJ422P:
-    case AV_PIX_FMT_YUV422P: return {heif_colorspace_YCbCr, heif_chroma_422, 8, 3};
-    case AV_PIX_FMT_YUV422P10LE: return {heif_colorspace_YCbCr, heif_chroma_422, 10, 3};
-    case AV_PIX_FMT_YUV422P12LE: return {heif_colorspace_YCbCr, heif_chroma_422, 12, 3};
-    case AV_PIX_FMT_YUVJ444P:
-    case AV_PIX_FMT_YUV444P: return {heif_colorspace_YCbCr, heif_chroma_444, 8, 3};
-    case AV_PIX_FMT_YUV444P10LE: return {heif_colorspace_YCbCr, heif_chroma_444, 10, 3};
-    case AV_PIX_FMT_YUV444P12LE: return {heif_colorspace_YCbCr, heif_chroma_444, 12, 3};
-    default: return {heif_colorspace_undefined, heif_chroma_undefined, 0, 0};
+  const AVPixFmtDescriptor* d = av_pix_fmt_desc_get(format);
+  Layout l;
+  if (d == nullptr ||
+      (d->flags & (AV_PIX_FMT_FLAG_BE | AV_PIX_FMT_FLAG_PAL | AV_PIX_FMT_FLAG_BITSTREAM | AV_PIX_FMT_FLAG_HWACCEL |
+                   AV_PIX_FMT_FLAG_FLOAT | AV_PIX_FMT_FLAG_ALPHA)) != 0 ||
+      ((d->flags & AV_PIX_FMT_FLAG_PLANAR) == 0 && d->nb_components > 1) ||
+      (d->nb_components != 1 && d->nb_components != 3)) {
+    return l;
   }
+  const int bits = d->comp[0].depth;
+  unsigned planes = 0;  // each component in a plane of its own
+  for (int c = 0; c < d->nb_components; ++c) {
+    if (d->comp[c].depth != bits || d->comp[c].plane >= d->nb_components || d->comp[c].shift != 0) return l;
+    planes |= 1u << d->comp[c].plane;
+  }
+  if (planes != (1u << d->nb_components) - 1) return l;
+  if (bits < 8 || bits > 16) return l;
+  l.shift_x = d->log2_chroma_w;
+  l.shift_y = d->log2_chroma_h;
+  if (d->nb_components == 1) {
+    l.colorspace = heif_colorspace_monochrome;
+    l.chroma = heif_chroma_monochrome;
+  } else if (l.shift_x == 1 && l.shift_y == 1) {
+    l.chroma = heif_chroma_420;
+  } else if (l.shift_x == 1 && l.shift_y == 0) {
+    l.chroma = heif_chroma_422;
+  } else if (l.shift_x == 0 && l.shift_y == 0) {
+    l.chroma = heif_chroma_444;
+  } else {
+    return l;
+  }
+  if (d->nb_components == 3) l.colorspace = heif_colorspace_YCbCr;
+  l.bits = bits;
+  l.planes = d->nb_components;
+  return l;
 }
 
 // The decoded frame as a libheif image, with the stream's colour description (as libde265's
@@ -139,8 +161,7 @@ heif_error ToHeifImage(const AVFrame& frame, heif_image** out) {
   heif_error e = heif_image_create(frame.width, frame.height, layout.colorspace, layout.chroma, &image);
   if (e.code != heif_error_Ok) return e;
   static constexpr heif_channel kChannels[] = {heif_channel_Y, heif_channel_Cb, heif_channel_Cr};
-  const int shift_x = layout.chroma == heif_chroma_444 ? 0 : 1;
-  const int shift_y = layout.chroma == heif_chroma_420 ? 1 : 0;
+  const int shift_x = layout.shift_x, shift_y = layout.shift_y;
   const size_t sample_bytes = layout.bits > 8 ? 2 : 1;
   for (int p = 0; p < layout.planes; ++p) {
     const int w = p == 0 ? frame.width : (frame.width + (1 << shift_x) - 1) >> shift_x;
@@ -171,7 +192,16 @@ heif_error ToHeifImage(const AVFrame& frame, heif_image** out) {
   return kSuccess;
 }
 
-heif_error DecodeImage(void* decoder, heif_image** out) {
+// Allocates a picture unless it has more pixels than the limit `context->opaque` points to.
+int GetBuffer(AVCodecContext* context, AVFrame* frame, int flags) {
+  const uint64_t limit = *static_cast<const uint64_t*>(context->opaque);
+  if (static_cast<uint64_t>(std::max(frame->width, 0)) * static_cast<uint64_t>(std::max(frame->height, 0)) > limit) {
+    return AVERROR(ERANGE);
+  }
+  return avcodec_default_get_buffer2(context, frame, flags);
+}
+
+heif_error Decode(void* decoder, heif_image** out) {
   *out = nullptr;
   const auto& hevc = *static_cast<HevcDecoder*>(decoder);
   SilenceFfmpeg();
@@ -179,9 +209,16 @@ heif_error DecodeImage(void* decoder, heif_image** out) {
   CodecPtr context(codec != nullptr ? avcodec_alloc_context3(codec) : nullptr);
   if (!context)
     return Failure(heif_error_Memory_allocation_error, heif_suberror_Unspecified, "cannot allocate an HEVC decoder");
-  // Refused before allocating the picture (a stream's own size need not be the item's).
-  const uint64_t limit = PixelLimit();
-  context->max_pixels = static_cast<int64_t>(std::min<uint64_t>(limit, INT64_MAX));
+  // Refused before allocating the picture (a stream's own size need not be the item's), in the
+  // allocation itself: FFmpeg's own max_pixels check counts the picture's padded width. Its slack
+  // here bounds what the decoder allocates from the stream's header.
+  uint64_t limit = PixelLimit();
+  context->opaque = &limit;
+  context->get_buffer2 = GetBuffer;
+  context->max_pixels = static_cast<int64_t>(std::min<uint64_t>(limit, INT64_MAX / 2) * 2);
+  // A crop at the left or top that is not a multiple of 32 or 64 pixels is applied exactly (FFmpeg
+  // rounds it down otherwise, for aligned planes).
+  context->flags |= AV_CODEC_FLAG_UNALIGNED;
   // One thread: ingest decodes a picture per core already, and libheif decodes a grid's tiles in
   // parallel.
   context->thread_count = 1;
@@ -222,15 +259,41 @@ heif_error DecodeImage(void* decoder, heif_image** out) {
   return ToHeifImage(*frame, out);
 }
 
+// libheif's callbacks are C: no exception may cross them.
+heif_error NewDecoderNoThrow(void** decoder) {
+  try {
+    return NewDecoder(decoder);
+  } catch (const std::bad_alloc&) {
+    return Failure(heif_error_Memory_allocation_error, heif_suberror_Unspecified, "out of memory");
+  }
+}
+
+heif_error PushDataNoThrow(void* decoder, const void* data, size_t size) {
+  try {
+    return PushData(decoder, data, size);
+  } catch (const std::bad_alloc&) {
+    return Failure(heif_error_Memory_allocation_error, heif_suberror_Unspecified, "out of memory");
+  }
+}
+
+heif_error DecodeImage(void* decoder, heif_image** out) {
+  try {
+    return Decode(decoder, out);
+  } catch (const std::bad_alloc&) {
+    *out = nullptr;
+    return Failure(heif_error_Memory_allocation_error, heif_suberror_Unspecified, "out of memory");
+  }
+}
+
 const heif_decoder_plugin kPlugin = {
     .plugin_api_version = 3,
     .get_plugin_name = PluginName,
     .init_plugin = nullptr,
     .deinit_plugin = nullptr,
     .does_support_format = SupportsFormat,
-    .new_decoder = NewDecoder,
+    .new_decoder = NewDecoderNoThrow,
     .free_decoder = FreeDecoder,
-    .push_data = PushData,
+    .push_data = PushDataNoThrow,
     .decode_image = DecodeImage,
     .set_strict_decoding = SetStrictDecoding,
     .id_name = "imgsearch-ffmpeg-hevc",
