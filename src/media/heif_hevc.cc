@@ -202,7 +202,7 @@ int GetBuffer(AVCodecContext* context, AVFrame* frame, int flags) {
 }
 
 heif_error Decode(void* decoder, heif_image** out) {
-  *out = nullptr;
+  *out = nullptr;  // also when an exception ends the decode
   const auto& hevc = *static_cast<HevcDecoder*>(decoder);
   SilenceFfmpeg();
   const AVCodec* codec = avcodec_find_decoder(AV_CODEC_ID_HEVC);
@@ -231,12 +231,12 @@ heif_error Decode(void* decoder, heif_image** out) {
   FramePtr frame(av_frame_alloc());
   if (!packet || !frame)
     return Failure(heif_error_Memory_allocation_error, heif_suberror_Unspecified, "cannot allocate an HEVC frame");
-  // The packet borrows the bytes: send_packet copies what it keeps of a packet without a buffer.
-  packet->data = const_cast<uint8_t*>(hevc.annex_b.data());
-  packet->size = static_cast<int>(hevc.annex_b.size());
   if (hevc.annex_b.size() > static_cast<size_t>(INT32_MAX)) {
     return Failure(heif_error_Decoder_plugin_error, heif_suberror_Unspecified, "HEVC item larger than 2 GB");
   }
+  // The packet borrows the bytes: send_packet copies what it keeps of a packet without a buffer.
+  packet->data = const_cast<uint8_t*>(hevc.annex_b.data());
+  packet->size = static_cast<int>(hevc.annex_b.size());
   err = avcodec_send_packet(context.get(), packet.get());
   if (err >= 0) err = avcodec_send_packet(context.get(), nullptr);  // no more: the frame comes out
   if (err >= 0) err = avcodec_receive_frame(context.get(), frame.get());
@@ -260,27 +260,11 @@ heif_error Decode(void* decoder, heif_image** out) {
 }
 
 // libheif's callbacks are C: no exception may cross them.
-heif_error NewDecoderNoThrow(void** decoder) {
+template <auto Callback, typename... Args>
+heif_error NoThrow(Args... args) {
   try {
-    return NewDecoder(decoder);
+    return Callback(args...);
   } catch (const std::bad_alloc&) {
-    return Failure(heif_error_Memory_allocation_error, heif_suberror_Unspecified, "out of memory");
-  }
-}
-
-heif_error PushDataNoThrow(void* decoder, const void* data, size_t size) {
-  try {
-    return PushData(decoder, data, size);
-  } catch (const std::bad_alloc&) {
-    return Failure(heif_error_Memory_allocation_error, heif_suberror_Unspecified, "out of memory");
-  }
-}
-
-heif_error DecodeImage(void* decoder, heif_image** out) {
-  try {
-    return Decode(decoder, out);
-  } catch (const std::bad_alloc&) {
-    *out = nullptr;
     return Failure(heif_error_Memory_allocation_error, heif_suberror_Unspecified, "out of memory");
   }
 }
@@ -291,10 +275,10 @@ const heif_decoder_plugin kPlugin = {
     .init_plugin = nullptr,
     .deinit_plugin = nullptr,
     .does_support_format = SupportsFormat,
-    .new_decoder = NewDecoderNoThrow,
+    .new_decoder = NoThrow<NewDecoder, void**>,
     .free_decoder = FreeDecoder,
-    .push_data = PushDataNoThrow,
-    .decode_image = DecodeImage,
+    .push_data = NoThrow<PushData, void*, const void*, size_t>,
+    .decode_image = NoThrow<Decode, void*, heif_image**>,
     .set_strict_decoding = SetStrictDecoding,
     .id_name = "imgsearch-ffmpeg-hevc",
 };
