@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -88,6 +89,26 @@ std::string MakeTempDir() {
   if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
   g_temp_dirs.dirs.push_back(tmpl);
   return tmpl;
+}
+
+std::string SharedInputDir(const std::string& name, const std::string& recipe,
+                           const std::function<bool(const std::string& dir)>& make) {
+  const fs::path root = IMGSEARCH_TEST_INPUTS_DEFAULT;
+  char hash[17];
+  std::snprintf(hash, sizeof(hash), "%016zx", std::hash<std::string>{}(recipe));
+  const std::string final_dir = (root / (name + "-" + hash)).string();
+  std::error_code ec;
+  if (fs::is_directory(final_dir, ec)) return final_dir;
+  fs::create_directories(root, ec);
+  std::string tmpl = (root / (name + ".making-XXXXXX")).string();
+  if (::mkdtemp(tmpl.data()) == nullptr) return "";
+  if (!make(tmpl)) {
+    fs::remove_all(tmpl, ec);
+    return "";
+  }
+  // Another process may have finished first: its directory is as good, and this one goes.
+  if (::rename(tmpl.c_str(), final_dir.c_str()) != 0) fs::remove_all(tmpl, ec);
+  return fs::is_directory(final_dir, ec) ? final_dir : "";
 }
 
 CommandResult RunCommand(const std::vector<std::string>& argv, const std::vector<std::string>& env) {

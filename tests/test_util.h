@@ -34,6 +34,13 @@ std::optional<std::string> FindProgram(const std::string& name);
 // A fresh empty directory, removed when the process exits.
 std::string MakeTempDir();
 
+// Inputs that several test processes share (ctest runs each test in a process of its own), made
+// once per build in the build's tests folder: `make` fills a fresh directory, which then takes its
+// final name, NAME-<hash of recipe>, in one rename. A process finding it reuses it; a changed
+// recipe makes another. Empty when `make` fails. Read-only for the tests: copy what they alter.
+std::string SharedInputDir(const std::string& name, const std::string& recipe,
+                           const std::function<bool(const std::string& dir)>& make);
+
 struct CommandResult {
   int exit_code = -1;
   std::string out;  // stdout

@@ -105,26 +105,6 @@ class VideoTest : public ::testing::Test {
   static void SetUpTestSuite() {
     ffmpeg_ = testing::FindProgram("ffmpeg");
     if (!ffmpeg_) return;
-    dir_ = testing::MakeTempDir();
-    std::vector<std::string> inputs;
-    std::string concat;
-    for (int i = 0; i < kSlides; ++i) {
-      const std::string png = dir_ + "/slide" + std::to_string(i) + ".png";
-      ASSERT_TRUE(WritePng(Slide(i), png).ok());
-      for (const char* a : {"-loop", "1", "-framerate", "25", "-t"}) inputs.push_back(a);
-      inputs.push_back(std::to_string(kSlideSeconds));
-      inputs.push_back("-i");
-      inputs.push_back(png);
-      concat += "[" + std::to_string(i) + ":v]";
-    }
-    concat += "concat=n=" + std::to_string(kSlides) + ":v=1:a=0,format=yuv420p";
-    auto make = [&](const std::string& name, std::vector<std::string> codec) {
-      std::vector<std::string> args = inputs;
-      args.insert(args.end(), {"-filter_complex", concat});
-      args.insert(args.end(), codec.begin(), codec.end());
-      args.push_back(dir_ + "/" + name);
-      ASSERT_TRUE(Ffmpeg(*ffmpeg_, args)) << name;
-    };
     // Key frames every 2 s, and at the cuts (as an encoder's scene detection puts them in real
     // footage; x264's does not see these cuts).
     const std::vector<std::string> x264 = {"-c:v", "libx264", "-preset",           "veryfast",
@@ -133,15 +113,56 @@ class VideoTest : public ::testing::Test {
       a.insert(a.end(), b.begin(), b.end());
       return a;
     };
-    make("slides.mp4", with(x264, {"-metadata", "creation_time=2024-05-01T10:20:30.000000Z"}));
-    // One GOP for the whole video and no key frames at cuts: every sample is decoded up to.
-    make("long_gop.mp4", {"-c:v", "libx264", "-preset", "veryfast", "-g", "250", "-sc_threshold", "0"});
-    make("slides.webm", {"-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-g", "50"});
-    make("slides.mkv", x264);
-    make("slides.avi", {"-c:v", "mpeg4", "-q:v", "3", "-g", "50", "-force_key_frames", "2.4,4.8,7.2"});
-    make("slides.mov", x264);
-    // The moov box first (a truncated copy still has its index).
-    make("faststart.mp4", with(x264, {"-movflags", "+faststart"}));
+    const std::vector<std::pair<std::string, std::vector<std::string>>> videos = {
+        {"slides.mp4", with(x264, {"-metadata", "creation_time=2024-05-01T10:20:30.000000Z"})},
+        // One GOP for the whole video and no key frames at cuts: every sample is decoded up to.
+        {"long_gop.mp4", {"-c:v", "libx264", "-preset", "veryfast", "-g", "250", "-sc_threshold", "0"}},
+        {"slides.webm", {"-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-g", "50"}},
+        {"slides.mkv", x264},
+        {"slides.avi", {"-c:v", "mpeg4", "-q:v", "3", "-g", "50", "-force_key_frames", "2.4,4.8,7.2"}},
+        {"slides.mov", x264},
+        // The moov box first (a truncated copy still has its index).
+        {"faststart.mp4", with(x264, {"-movflags", "+faststart"})},
+    };
+    // Made once per build for every test process (each makes them in seconds); the slides' pixels
+    // are part of the recipe.
+    std::string recipe;
+    for (int i = 0; i < kSlides; ++i) {
+      const Image slide = Slide(i);
+      recipe.append(slide.rgb.begin(), slide.rgb.end());
+    }
+    for (const auto& [name, codec] : videos) {
+      recipe += "\n" + name;
+      for (const std::string& a : codec) recipe += " " + a;
+    }
+    const std::string shared = testing::SharedInputDir("videos", recipe, [&](const std::string& dir) {
+      std::vector<std::string> inputs;
+      std::string concat;
+      for (int i = 0; i < kSlides; ++i) {
+        const std::string png = dir + "/slide" + std::to_string(i) + ".png";
+        if (!WritePng(Slide(i), png).ok()) return false;
+        for (const char* a : {"-loop", "1", "-framerate", "25", "-t"}) inputs.push_back(a);
+        inputs.push_back(std::to_string(kSlideSeconds));
+        inputs.push_back("-i");
+        inputs.push_back(png);
+        concat += "[" + std::to_string(i) + ":v]";
+      }
+      concat += "concat=n=" + std::to_string(kSlides) + ":v=1:a=0,format=yuv420p";
+      for (const auto& [name, codec] : videos) {
+        std::vector<std::string> args = inputs;
+        args.insert(args.end(), {"-filter_complex", concat});
+        args.insert(args.end(), codec.begin(), codec.end());
+        args.push_back(dir + "/" + name);
+        if (!Ffmpeg(*ffmpeg_, args)) return false;
+      }
+      return true;
+    });
+    ASSERT_FALSE(shared.empty()) << "the test videos could not be made";
+    // Each test writes beside them: a directory of its own, with copies.
+    dir_ = testing::MakeTempDir();
+    for (const auto& entry : std::filesystem::directory_iterator(shared)) {
+      std::filesystem::copy_file(entry.path(), dir_ + "/" + entry.path().filename().string());
+    }
   }
 
   void SetUp() override {
