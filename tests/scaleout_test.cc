@@ -9,9 +9,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <thread>
 
@@ -530,25 +532,49 @@ TEST_F(ScaleoutTest, WorkersReadTextThatEveryNodeSearches) {
   const auto made = RunCommand({IMGSEARCH_MAKE_PHOTOS, "--out", photos_, "--n", "3", "--max-side", "1024", "--words",
                                 "ESPRESSO BAR", "--words", "GATE 12 CLOSED"});
   ASSERT_EQ(made.exit_code, 0) << made.err;
+  // A video showing the first photo's words from 3 s to 6 s: the worker reads them from its frames.
+  const bool video = testing::FindProgram("ffmpeg").has_value();
+  if (video) {
+    const std::string slides = testing::MakeTempDir();
+    fs::copy_file(photos_ + "/IMG_00002.jpg", slides + "/plain.jpg");
+    fs::copy_file(photos_ + "/IMG_00000.jpg", slides + "/words.jpg");
+    ASSERT_EQ(testing::MakeSlideshow({slides + "/plain.jpg", slides + "/words.jpg"}, 3, "h264", photos_ + "/clip.mp4",
+                                     1280, 720),
+              "");
+  } else {
+    std::printf("ffmpeg not installed: no video in this test\n");
+  }
+  const int files = video ? 4 : 3;
   ASSERT_EQ(Enqueue().exit_code, 0);
   auto worker = Worker();
   json stats;
-  ASSERT_TRUE(WaitIndexed(url_, 3, 120, &stats)) << stats.dump() << worker->Err();
+  ASSERT_TRUE(WaitIndexed(url_, files, 120, &stats)) << stats.dump() << worker->Err();
   // The worker reads their text after embedding them (at idle priority).
   const auto deadline = Clock::now() + std::chrono::seconds(120);
-  while (Clock::now() < deadline && !(stats["text"]["read"] == 3 && stats["text"]["pending"] == 0)) {
+  while (Clock::now() < deadline && !(stats["text"]["read"] == files && stats["text"]["pending"] == 0)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
     stats = Stats({"--store", url_});
   }
-  EXPECT_EQ(stats["text"]["read"], 3) << stats.dump() << worker->Err();
+  EXPECT_EQ(stats["text"]["read"], files) << stats.dump() << worker->Err();
+  std::map<std::string, double> times;  // of the videos found
   auto search = [&](const std::string& words) {
     const auto r = RunCommand({ImgsearchBin(), "search", "--store", url_, "--json", "--contains", words});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     std::vector<std::string> paths;
-    for (const json& j : testing::JsonLines(r.out)) paths.push_back(j["path"]);
+    for (const json& j : testing::JsonLines(r.out)) {
+      paths.push_back(j["path"]);
+      if (j.contains("time")) times[j["path"]] = j["time"];
+    }
+    std::sort(paths.begin(), paths.end());
     return paths;
   };
-  EXPECT_EQ(search("espresso"), std::vector<std::string>{photos_ + "/IMG_00000.jpg"});
+  if (video) {
+    EXPECT_EQ(search("espresso"), (std::vector<std::string>{photos_ + "/IMG_00000.jpg", photos_ + "/clip.mp4"}));
+    EXPECT_GE(times[photos_ + "/clip.mp4"], 3.0);
+    EXPECT_LT(times[photos_ + "/clip.mp4"], 6.0);
+  } else {
+    EXPECT_EQ(search("espresso"), std::vector<std::string>{photos_ + "/IMG_00000.jpg"});
+  }
   EXPECT_EQ(search("gate closed"), std::vector<std::string>{photos_ + "/IMG_00001.jpg"});
   EXPECT_TRUE(search("espresso gate").empty());
   // A plain query through a search node: the photo showing the words first.
@@ -561,6 +587,7 @@ TEST_F(ScaleoutTest, WorkersReadTextThatEveryNodeSearches) {
   }
   // A deleted file leaves the text index with it.
   fs::remove(photos_ + "/IMG_00000.jpg");
+  fs::remove(photos_ + "/clip.mp4");
   ASSERT_EQ(Enqueue().exit_code, 0);
   EXPECT_TRUE(search("espresso").empty());
   worker->Signal(SIGTERM);

@@ -71,6 +71,31 @@ std::optional<std::string> FindProgram(const std::string& name) {
   return std::nullopt;
 }
 
+std::string MakeSlideshow(const std::vector<std::string>& pictures, double seconds, const std::string& codec,
+                          const std::string& out, int width, int height) {
+  const std::optional<std::string> ffmpeg = FindProgram("ffmpeg");
+  if (!ffmpeg) return "the ffmpeg command is not installed";
+  std::vector<std::string> argv = {*ffmpeg, "-nostdin", "-v", "error", "-y"};
+  const std::string size = std::to_string(width) + ":" + std::to_string(height);
+  std::string graph;
+  for (size_t i = 0; i < pictures.size(); ++i) {
+    argv.insert(argv.end(), {"-loop", "1", "-t", std::to_string(seconds), "-i", pictures[i]});
+    graph += "[" + std::to_string(i) + ":v]scale=" + size + ":force_original_aspect_ratio=decrease,pad=" + size +
+             ":(ow-iw)/2:(oh-ih)/2,setsar=1,fps=10,format=yuv420p[v" + std::to_string(i) + "];";
+  }
+  for (size_t i = 0; i < pictures.size(); ++i) graph += "[v" + std::to_string(i) + "]";
+  graph += "concat=n=" + std::to_string(pictures.size()) + ":v=1[out]";
+  argv.insert(argv.end(), {"-filter_complex", graph, "-map", "[out]"});
+  if (codec == "vp9") {
+    argv.insert(argv.end(), {"-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "400k"});
+  } else {
+    argv.insert(argv.end(), {"-c:v", "libx264", "-preset", "veryfast", "-g", "20"});
+  }
+  argv.push_back(out);
+  const CommandResult made = RunCommand(argv);
+  return made.exit_code == 0 ? "" : "ffmpeg failed: " + made.err;
+}
+
 namespace {
 struct TempDirs {
   std::vector<std::string> dirs;

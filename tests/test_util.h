@@ -41,6 +41,12 @@ std::string MakeTempDir();
 std::string SharedInputDir(const std::string& name, const std::string& recipe,
                            const std::function<bool(const std::string& dir)>& make);
 
+// A slideshow of `pictures` (paths), each shown for `seconds`, scaled into width×height (black bars
+// keep its shape) at 10 frames per second, encoded by the ffmpeg command with `codec` ("h264":
+// libx264, a key frame every 2 s; "vp9": libvpx-vp9). Empty when made, else ffmpeg's complaint.
+std::string MakeSlideshow(const std::vector<std::string>& pictures, double seconds, const std::string& codec,
+                          const std::string& out, int width = 320, int height = 240);
+
 struct CommandResult {
   int exit_code = -1;
   std::string out;  // stdout

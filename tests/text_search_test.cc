@@ -51,25 +51,32 @@ class TextSearchTest : public ::testing::Test {
     std::string text;
     int x, y, height;
     std::array<uint8_t, 3> color;
+    std::optional<std::array<uint8_t, 3>> box = std::nullopt;  // a sign's: behind the letters
   };
 
   // A golden photograph scaled to 2400 wide with `words` drawn on it, written as PNG to `name`.
   void Draw(const std::string& golden_name, const std::string& name, const std::vector<Words>& words) {
+    DrawAt(golden_name, lib_ + "/" + name, words, 2400);
+  }
+  // The same, `width` wide, to `path`.
+  void DrawAt(const std::string& golden_name, const std::string& path, const std::vector<Words>& words, int width) {
     auto decoded = DecodeImageFile(golden_ + "/images/" + golden_name);
     ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
-    Image image = Resize(decoded->image, 2400, decoded->image.height * 2400 / decoded->image.width);
+    Image image = Resize(decoded->image, width, decoded->image.height * width / decoded->image.width);
     for (const Words& w : words) {
-      ASSERT_TRUE(tools::DrawText(&image, w.text, w.x, w.y, {.pixel_height = w.height, .color = w.color}));
+      ASSERT_TRUE(
+          tools::DrawText(&image, w.text, w.x, w.y, {.pixel_height = w.height, .color = w.color, .box = w.box}));
     }
-    ASSERT_TRUE(WritePng(image, lib_ + "/" + name).ok());
+    ASSERT_TRUE(WritePng(image, path).ok());
   }
 
-  testing::CommandResult Index() {
-    return RunCommand({ImgsearchBin(), "index", "--db", db_, "--model", TestModelDir(), "--offline", lib_});
+  testing::CommandResult Index(const std::string& db = "", const std::string& folder = "") {
+    return RunCommand({ImgsearchBin(), "index", "--db", db.empty() ? db_ : db, "--model", TestModelDir(), "--offline",
+                       folder.empty() ? lib_ : folder});
   }
 
-  std::vector<json> Search(std::vector<std::string> args) {
-    std::vector<std::string> argv = {ImgsearchBin(), "search", "--db", db_, "--json"};
+  std::vector<json> Search(std::vector<std::string> args, const std::string& db = "") {
+    std::vector<std::string> argv = {ImgsearchBin(), "search", "--db", db.empty() ? db_ : db, "--json"};
     argv.insert(argv.end(), args.begin(), args.end());
     const auto r = RunCommand(argv);
     EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -197,6 +204,61 @@ TEST_F(TextSearchTest, ServerSearchesAndShowsTheWords) {
     found = res && res->status == 200 && json::parse(res->body)["results"].size() == 1;
   }
   EXPECT_TRUE(found) << server.Out() << server.Err();
+  server.Signal(SIGTERM);
+  EXPECT_EQ(server.Wait(), 0) << server.Err();
+}
+
+TEST_F(TextSearchTest, WordsInAVideoFindItAtTheirMoment) {
+  if (!testing::FindProgram("ffmpeg"))
+    GTEST_SKIP() << "the ffmpeg command is not installed (scripts/setup installs it)";
+  // A slideshow of three photographs, 4 s each: only the second (from 4 s to 8 s) shows words.
+  const std::string slides = dir_ + "/slides", videos = dir_ + "/videos", db = dir_ + "/videos-db";
+  fs::create_directories(slides);
+  fs::create_directories(videos);
+  DrawAt("astronaut.png", slides + "/1.png", {}, 1280);
+  DrawAt("coffee.png", slides + "/2.png",
+         {{"TICKET 9021", 80, 120, 80, {20, 20, 20}, std::array<uint8_t, 3>{245, 240, 220}}}, 1280);
+  DrawAt("chelsea.png", slides + "/3.png", {}, 1280);
+  // 720p: Tesseract's sparse-text mode reads little in a 480p frame (docs/performance.md).
+  ASSERT_EQ(testing::MakeSlideshow({slides + "/1.png", slides + "/2.png", slides + "/3.png"}, 4, "h264",
+                                   videos + "/clip.mp4", 1280, 720),
+            "");
+  const auto indexed = Index(db, videos);
+  ASSERT_EQ(indexed.exit_code, 0) << indexed.out << indexed.err;
+  EXPECT_NE(indexed.out.find("text read in 1 images"), std::string::npos) << indexed.out;
+
+  // Found once, by its words, at a frame showing them.
+  const std::vector<json> hits = Search({"--contains", "ticket 9021"}, db);
+  ASSERT_EQ(hits.size(), 1u);
+  EXPECT_EQ(hits[0]["path"], videos + "/clip.mp4");
+  EXPECT_EQ(hits[0]["words"], json({"TICKET", "9021"}));
+  ASSERT_TRUE(hits[0].contains("time")) << hits[0].dump();
+  EXPECT_GE(hits[0]["time"].get<double>(), 4.0) << hits[0].dump();
+  EXPECT_LT(hits[0]["time"].get<double>(), 8.0) << hits[0].dump();
+  EXPECT_TRUE(Search({"--contains", "invoice"}, db).empty());
+
+  // The server shows each word with its frame's time, after its box.
+  testing::Process server({ImgsearchBin(), "serve", "--db", db, "--model", TestModelDir(), "--offline", "--listen",
+                           "127.0.0.1:0", "--no-ocr"});
+  ASSERT_TRUE(server.WaitForOutput("serving http://", 60)) << server.Out() << server.Err();
+  httplib::Client c("127.0.0.1", testing::ServingPort(server.Out()));
+  c.set_read_timeout(std::chrono::seconds(60));
+  const auto res = c.Get("/api/images/" + std::to_string(hits[0]["id"].get<int64_t>()) + "/info");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  const json words = json::parse(res->body)["text"]["words"];
+  ASSERT_FALSE(words.empty()) << res->body;
+  int sign = 0;
+  for (const json& w : words) {
+    ASSERT_EQ(w.size(), 7u) << w.dump();
+    EXPECT_LE(w[1].get<int>() + w[3].get<int>(), 1280) << w.dump();  // in the video's pixels
+    if (w[0] != "TICKET" && w[0] != "9021") continue;  // (Tesseract reads a little in the photographs too)
+    ++sign;
+    // ffmpeg's fps filter may hold a slide a frame or two past its 4 s.
+    EXPECT_GE(w[6].get<double>(), 4.0) << w.dump();
+    EXPECT_LE(w[6].get<double>(), 8.2) << w.dump();
+  }
+  EXPECT_GE(sign, 2) << words.dump();
   server.Signal(SIGTERM);
   EXPECT_EQ(server.Wait(), 0) << server.Err();
 }

@@ -40,26 +40,9 @@ constexpr int kSlideSeconds = 4;
 // A slideshow of `slides` (golden file names) at 320×240, encoded with `codec` ("h264", "vp9").
 void MakeSlideshow(const std::string& golden, const std::vector<std::string>& slides, const std::string& codec,
                    const std::string& out) {
-  std::vector<std::string> argv = {*testing::FindProgram("ffmpeg"), "-nostdin", "-v", "error", "-y"};
-  std::string graph;
-  for (size_t i = 0; i < slides.size(); ++i) {
-    argv.insert(argv.end(), {"-loop", "1", "-t", std::to_string(kSlideSeconds), "-i", golden + "/images/" + slides[i]});
-    graph += "[" + std::to_string(i) +
-             ":v]scale=320:240:force_original_aspect_ratio=decrease,pad=320:240:(ow-iw)/2:(oh-ih)/2,setsar=1,fps=10,"
-             "format=yuv420p[v" +
-             std::to_string(i) + "];";
-  }
-  for (size_t i = 0; i < slides.size(); ++i) graph += "[v" + std::to_string(i) + "]";
-  graph += "concat=n=" + std::to_string(slides.size()) + ":v=1[out]";
-  argv.insert(argv.end(), {"-filter_complex", graph, "-map", "[out]"});
-  if (codec == "vp9") {
-    argv.insert(argv.end(), {"-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "400k"});
-  } else {
-    argv.insert(argv.end(), {"-c:v", "libx264", "-preset", "veryfast", "-g", "20"});
-  }
-  argv.push_back(out);
-  const auto made = RunCommand(argv);
-  ASSERT_EQ(made.exit_code, 0) << made.err;
+  std::vector<std::string> pictures;
+  for (const std::string& slide : slides) pictures.push_back(golden + "/images/" + slide);
+  ASSERT_EQ(testing::MakeSlideshow(pictures, kSlideSeconds, codec, out), "");
 }
 
 class VideoSearchTest : public ::testing::Test {

@@ -77,18 +77,21 @@ struct ContentText {
   RecognizedText text;
 };
 
-// A still image whose text is still to be read: its content, and a file that has it.
+// An image or video whose text is still to be read: its content, a file that has it, and for a
+// video the times of its embedded frames (the frames whose text is read).
 struct TextJob {
   std::string content_hash;
   std::string path;
+  std::vector<float> frame_times;
 };
 
-// An image showing the words searched for: how well they match (0..1, best first), and the words
-// it shows that matched.
+// An image showing the words searched for: how well they match (0..1, best first), the words it
+// shows that matched, and for a video the time of the frame showing the most of them.
 struct TextMatch {
   int64_t id = 0;
   float score = 0;
   std::vector<std::string> words;
+  std::optional<double> time_s;
 };
 
 struct SearchFilter {
@@ -180,7 +183,7 @@ struct CollectionStats {
   std::map<std::string, int64_t> formats;  // indexed images by format (ImageFormatName: "jpeg", "heif", …)
   std::chrono::milliseconds keep_removed = kDefaultKeepRemoved;
   int64_t texts_read = 0;     // contents whose text was read (whether or not they show any)
-  int64_t texts_pending = 0;  // still images whose text is still to be read
+  int64_t texts_pending = 0;  // images and videos whose text is still to be read
   ModelIdentity model;
   int64_t database_bytes = 0;
   int64_t index_bytes = 0;

@@ -168,11 +168,8 @@ struct TextOptions {
   bool enabled = true;
   TextReaderOptions reader;  // languages, data folder, limits
   int threads = 0;           // readers; 0: one per core, at most four
-  // Pictures larger than this are not read (as DecodeOptions::max_pixels).
+  // Pictures (and video frames) larger than this are not read (as DecodeOptions::max_pixels).
   uint64_t max_pixels = 100'000'000;
-  // How a file's bytes are read (a worker's: through its path maps, or over HTTP); unset: the
-  // local file, refused unless it is a regular file.
-  std::function<Result<std::vector<uint8_t>>(const std::string& path)> read;
   // True while the process is embedding: readers then start no new picture, so that embedding never
   // waits for text (a picture being read finishes, at low priority). Unset: never busy.
   std::function<bool()> busy;
@@ -182,7 +179,7 @@ struct TextStats {
   bool enabled = false;
   std::string languages;
   int64_t read = 0;         // contents whose text is read (the collection's count)
-  int64_t pending = 0;      // still images waiting (the collection's count)
+  int64_t pending = 0;      // images and videos waiting (the collection's count)
   int64_t done = 0;         // read since start
   int64_t failed = 0;       // could not be read since start (tried again at the next start)
   double images_per_s = 0;  // over the last minute
@@ -191,10 +188,11 @@ struct TextStats {
 
 // Reads the text images show (imgsearch/ocr.h) into the collection, as a stage of its own beside
 // the embedding pipeline: images are searchable by what they look like as soon as they are
-// embedded, and gain their text when it is read. Works through every still image whose content has
-// no text yet (an existing collection gains text without embedding anything again), then waits
-// for more. Its readers run at a low priority and pause while the process embeds
-// (TextOptions::busy), so embedding never waits for them.
+// embedded, and gain their text when it is read. Works through every image and video whose content
+// has no text yet (an existing collection gains text without embedding anything again), then waits
+// for more; a video's text is read from its embedded frames, each word with its frame's time. Its
+// readers run at a low priority and pause while the process embeds (TextOptions::busy), so
+// embedding never waits for them. Reads local files (ingest/text_stage.h takes another reader).
 class TextRecognition {
  public:
   // kNotFound (naming the package) when a language asked for is not installed; null (after a
@@ -203,7 +201,8 @@ class TextRecognition {
   virtual ~TextRecognition() = default;
   // Looks for new work now rather than at the next poll (after a write).
   virtual void Wake() = 0;
-  // Stops after the images being read (what was read is kept). Idempotent.
+  // Stops after the images being read (what was read is kept; a video cut short is read again
+  // next time). Idempotent.
   virtual void Stop() = 0;
   // True when nothing is waiting or being read.
   virtual bool Idle() const = 0;

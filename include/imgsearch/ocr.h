@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,8 @@ struct RecognizedWord {
   int width = 0;
   int height = 0;
   float confidence = 0;  // Tesseract's, 0..100
+  // In a video's text: the time of the frame it was read from (the box is in that frame).
+  std::optional<double> time_s;
 };
 
 struct RecognizedText {

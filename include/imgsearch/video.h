@@ -69,6 +69,15 @@ Result<VideoInfo> SampleVideo(const VideoSource& source, const VideoOptions& opt
 // options.min_side (thumbnails).
 Result<VideoFrame> VideoFrameAt(const VideoSource& source, double time_s, const VideoOptions& options = {});
 
+// The frames shown at each of `times_s` (seconds, ascending; each clamped to the video), handed to
+// `on_frame` in turn (an error it returns stops and is returned), from one opening of the video:
+// each is decoded from the key frame at or before it, or on from the frame before when no key
+// frame lies between (frames a few seconds apart in a long GOP are not decoded from its start each
+// time). Frames are as VideoFrameAt's, one per time asked for, in that order. Fails as SampleVideo
+// does; returns the video's header.
+Result<VideoInfo> VideoFramesAt(const VideoSource& source, std::span<const double> times_s, const VideoOptions& options,
+                                const std::function<Status(VideoFrame frame)>& on_frame);
+
 // Reads the container's header only: format, codec, size, duration, creation time.
 Result<VideoInfo> ProbeVideo(const VideoSource& source, const VideoOptions& options = {});
 

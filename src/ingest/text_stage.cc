@@ -1,8 +1,9 @@
-// The text stage (imgsearch/ingest.h: TextRecognition): a coordinator asks the collection for still
-// images without text and writes what was read; readers, at a low priority (nice 10), decode each
-// picture at the size text recognition wants and read it, starting none while the process is
-// embedding (TextOptions::busy). Writing from the coordinator keeps a low-priority thread from ever
-// holding the catalog's write lock while the embedding pipeline waits for it.
+// The text stage (imgsearch/ingest.h: TextRecognition): a coordinator asks the collection for images
+// and videos without text and writes what was read; readers, at a low priority (nice 10), decode
+// each picture at the size text recognition wants and read it (a video: the frames that were
+// embedded, from one opening of the file), starting none while the process is embedding
+// (TextOptions::busy). Writing from the coordinator keeps a low-priority thread from ever holding
+// the catalog's write lock while the embedding pipeline waits for it.
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -18,10 +19,13 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <span>
 #include <thread>
 
 #include "imgsearch/ingest.h"
+#include "imgsearch/video.h"
 #include "ingest/pipeline.h"
+#include "ingest/text_stage.h"
 
 namespace imgsearch {
 
@@ -57,8 +61,9 @@ struct Outcome {
 
 class TextStage final : public TextRecognition {
  public:
-  TextStage(Collection* collection, TextOptions options, std::vector<std::unique_ptr<TextReader>> readers)
-      : collection_(collection), options_(std::move(options)) {
+  TextStage(Collection* collection, TextOptions options, ingest::PathReader read,
+            std::vector<std::unique_ptr<TextReader>> readers)
+      : collection_(collection), options_(std::move(options)), read_(std::move(read)) {
     for (auto& reader : readers) {
       readers_.emplace_back([this, r = std::move(reader)]() mutable { ReadLoop(std::move(r)); });
     }
@@ -223,15 +228,13 @@ class TextStage final : public TextRecognition {
       {
         std::unique_lock<std::mutex> lock(mu_);
         // No new picture while the process embeds: it has the cores.
-        while (!stopping_ && (jobs_.empty() || (options_.busy && options_.busy()))) {
-          cv_.wait_for(lock, kBusyRecheck);
-        }
+        while (!stopping_ && (jobs_.empty() || Embedding())) cv_.wait_for(lock, kBusyRecheck);
         if (stopping_) return;
         job = std::move(jobs_.front());
         jobs_.pop_front();
         ++busy_;
       }
-      Outcome o{job.content_hash, job.path, ReadOne(reader.get(), job.path)};
+      Outcome o{job.content_hash, job.path, ReadOne(reader.get(), job)};
       std::lock_guard<std::mutex> lock(mu_);
       --busy_;
       if (stop_flag_) return;  // a read cut short by Stop is not the picture's text: read again next time
@@ -248,35 +251,89 @@ class TextStage final : public TextRecognition {
     }
   }
 
-  // The pipeline's own reading of a local file (regular files only; a still image whole).
-  static Result<std::vector<uint8_t>> ReadLocal(const std::string& path) {
-    ASSIGN_OR_RETURN(ingest::FileContent content, ingest::ReadLocalFile(path));
-    return std::move(content.bytes);
-  }
+  // Whether the process is embedding (the readers then start nothing new). Under mu_.
+  bool Embedding() const { return options_.busy && options_.busy(); }
 
-  Result<RecognizedText> ReadOne(TextReader* reader, const std::string& path) {
-    ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, options_.read ? options_.read(path) : ReadLocal(path));
+  Result<RecognizedText> ReadOne(TextReader* reader, const TextJob& job) {
+    ASSIGN_OR_RETURN(ingest::FileContent content, read_(job.path));
+    const bool video = content.file != nullptr || IsVideoFormat(DetectImageFormat(content.bytes));
+    if (video != !job.frame_times.empty()) {
+      // Replaced by another kind of file since it was embedded: read once its new content is.
+      return Status::Unavailable(std::string("changed into ") + (video ? "a video" : "a still image") +
+                                 " since it was embedded");
+    }
+    if (video) return ReadVideo(reader, content, job.frame_times);
     DecodeOptions decode;
     decode.max_pixels = options_.max_pixels;
     decode.min_side = kDecodeMinSide;
-    ASSIGN_OR_RETURN(DecodedImage decoded, DecodeImage(bytes, decode));
-    bytes = {};
+    ASSIGN_OR_RETURN(DecodedImage decoded, DecodeImage(content.bytes, decode));
+    content = {};
     ASSIGN_OR_RETURN(RecognizedText text, reader->Read(decoded.image, &stop_flag_));
-    // Boxes in the picture's own pixels (it may have been decoded at a reduced scale).
-    if (decoded.image.width > 0 && decoded.width != decoded.image.width) {
-      const double scale = static_cast<double>(decoded.width) / decoded.image.width;
-      for (RecognizedWord& w : text.words) {
-        w.x = static_cast<int>(std::lround(w.x * scale));
-        w.y = static_cast<int>(std::lround(w.y * scale));
-        w.width = static_cast<int>(std::lround(w.width * scale));
-        w.height = static_cast<int>(std::lround(w.height * scale));
-      }
-    }
+    ScaleBoxes(text.words, decoded.width, decoded.image.width);
     return text;
+  }
+
+  // A video's text: its embedded frames' (at `frame_times`), one after another, each word with its
+  // frame's time; a frame showing the same text as the one before adds nothing (the words keep
+  // their first time). Between frames, the reader waits while the process embeds.
+  Result<RecognizedText> ReadVideo(TextReader* reader, const ingest::FileContent& content,
+                                   std::span<const float> frame_times) {
+    const VideoSource source = content.file != nullptr ? VideoSource{.path = content.file->DescriptorPath()}
+                                                       : VideoSource{.bytes = content.bytes};
+    VideoOptions options;
+    options.max_pixels = options_.max_pixels;
+    options.min_side = kDecodeMinSide;
+    const std::vector<double> times(frame_times.begin(), frame_times.end());
+    RecognizedText out;
+    std::string last;                                  // the last frame's text that was kept
+    std::vector<std::pair<size_t, int>> frame_widths;  // per frame kept: its first word, its width
+    size_t next = 0;
+    const auto read_frame = [&](VideoFrame frame) -> Status {
+      const double time_s = times[next++];
+      if (!WaitWhileEmbedding()) return Status::Unavailable("stopping");
+      ASSIGN_OR_RETURN(RecognizedText text, reader->Read(frame.image, &stop_flag_));
+      if (text.empty() || text.text == last) return Status::Ok();
+      last = text.text;
+      out.text += (out.text.empty() ? "" : "\n") + text.text;
+      frame_widths.emplace_back(out.words.size(), frame.image.width);
+      for (RecognizedWord& w : text.words) {
+        w.time_s = time_s;
+        out.words.push_back(std::move(w));
+      }
+      return Status::Ok();
+    };
+    ASSIGN_OR_RETURN(const VideoInfo info, VideoFramesAt(source, times, options, read_frame));
+    // Boxes in the video's own pixels, as displayed (frames were decoded at a reduced scale).
+    for (size_t f = 0; f < frame_widths.size(); ++f) {
+      const size_t end = f + 1 < frame_widths.size() ? frame_widths[f + 1].first : out.words.size();
+      ScaleBoxes(std::span(out.words).subspan(frame_widths[f].first, end - frame_widths[f].first), info.width,
+                 frame_widths[f].second);
+    }
+    return out;
+  }
+
+  // Boxes read from a picture `read_width` wide into one `width` wide.
+  static void ScaleBoxes(std::span<RecognizedWord> words, int width, int read_width) {
+    if (read_width <= 0 || width == read_width) return;
+    const double scale = static_cast<double>(width) / read_width;
+    for (RecognizedWord& w : words) {
+      w.x = static_cast<int>(std::lround(w.x * scale));
+      w.y = static_cast<int>(std::lround(w.y * scale));
+      w.width = static_cast<int>(std::lround(w.width * scale));
+      w.height = static_cast<int>(std::lround(w.height * scale));
+    }
+  }
+
+  // Waits while the process embeds; false when stopping.
+  bool WaitWhileEmbedding() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stopping_ && Embedding()) cv_.wait_for(lock, kBusyRecheck);
+    return !stopping_;
   }
 
   Collection* const collection_;
   const TextOptions options_;
+  const ingest::PathReader read_;
   const Clock::time_point started_ = Clock::now();
   std::atomic<bool> stop_flag_{false};
 
@@ -310,6 +367,11 @@ class TextStage final : public TextRecognition {
 }  // namespace
 
 Result<std::unique_ptr<TextRecognition>> TextRecognition::Start(Collection* collection, const TextOptions& options) {
+  return ingest::StartTextRecognition(collection, options, ingest::ReadLocalFile);
+}
+
+Result<std::unique_ptr<TextRecognition>> ingest::StartTextRecognition(Collection* collection,
+                                                                      const TextOptions& options, PathReader read) {
   if (!options.enabled) return Status::InvalidArgument("text recognition is turned off");
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::min(4u, cores));
@@ -325,7 +387,7 @@ Result<std::unique_ptr<TextRecognition>> TextRecognition::Start(Collection* coll
     RETURN_IF_ERROR(reader.status());
     readers.push_back(std::move(*reader));
   }
-  return std::unique_ptr<TextRecognition>(new TextStage(collection, options, std::move(readers)));
+  return std::unique_ptr<TextRecognition>(new TextStage(collection, options, std::move(read), std::move(readers)));
 }
 
 }  // namespace imgsearch

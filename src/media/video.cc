@@ -488,13 +488,25 @@ class FrameSink {
   // Outputs every frame the decoder holds back, then resets it for the next key frame.
   Status Drain() {
     Status st = Send(nullptr);
-    avcodec_flush_buffers(video_.codec());
+    Reset();
     return st;
+  }
+  // Drops what the decoder holds (before a seek).
+  void Reset() {
+    avcodec_flush_buffers(video_.codec());
+    held_ = false;
+  }
+  // Called from on_frame: no more frames are taken out of the decoder until Resume (which takes
+  // them); no packet may be sent meanwhile.
+  void Hold() { held_ = true; }
+  Status Resume() {
+    held_ = false;
+    return Receive();
   }
 
  private:
   Status Receive() {
-    while (true) {
+    while (!held_) {
       const int err = avcodec_receive_frame(video_.codec(), frame_.get());
       if (err == AVERROR(EAGAIN) || err == AVERROR_EOF) return Status::Ok();
       if (err < 0) {
@@ -507,12 +519,14 @@ class FrameSink {
       RETURN_IF_ERROR(st);
       if (video_.TimeUp()) return video_.TimeLimitError();
     }
+    return Status::Ok();
   }
 
   OpenVideo& video_;
   std::function<Status(AVFrame*)> on_frame_;
   FramePtr frame_;
   int frames_ = 0;
+  bool held_ = false;
   std::string last_error_;
 };
 
@@ -691,6 +705,112 @@ class Sampler {
   int count_ = 0;
 };
 
+// The frame shown at each of a rising series of times (VideoFramesAt): the last frame whose time
+// is at most the time asked for (or the first after a seek, should none be), decoded from the key
+// frame at or before it, or on from the previous time's when no key frame lies between. The first
+// frame past a time (or the frame at the time itself) ends the decoding for it; the frames the
+// decoder has after it are left there for the next time.
+class FramesAt {
+ public:
+  explicit FramesAt(OpenVideo& video)
+      : video_(video),
+        sink_(video, [this](AVFrame* frame) { return OnFrame(frame); }),
+        shown_(av_frame_alloc()),
+        ahead_(av_frame_alloc()),
+        packet_(av_packet_alloc()) {}
+
+  Result<VideoFrame> At(double time_s) {
+    if (!sink_.ok() || !shown_ || !ahead_ || !packet_) return Status::ResourceExhausted("cannot allocate a frame");
+    const double duration = video_.info().duration_s;
+    target_ = std::max(0.0, duration > 0 ? std::min(time_s, duration) : time_s);
+    reached_ = false;
+    if (!Continues()) {
+      sink_.Reset();
+      av_seek_frame(video_.format(), video_.stream_index(), video_.Timestamp(target_), AVSEEK_FLAG_BACKWARD);
+      have_ = has_ahead_ = false;
+      decoding_ = true;
+    } else {
+      if (has_ahead_ && ahead_time_ <= target_ + kSameFrame) TakeAhead();
+      reached_ = std::abs(shown_time_ - target_) <= kSameFrame;
+      if (!has_ahead_ && !reached_) RETURN_IF_ERROR(sink_.Resume());  // the frames the decoder had after it
+    }
+    while (!has_ahead_ && !reached_ && decoding_) {
+      if (video_.TimeUp()) return video_.TimeLimitError();
+      const int err = av_read_frame(video_.format(), packet_.get());
+      if (err == AVERROR_EOF) {
+        RETURN_IF_ERROR(sink_.Drain());
+        decoding_ = false;  // the next time seeks
+        break;
+      }
+      if (err < 0) {
+        if (video_.TimeUp()) return video_.TimeLimitError();
+        return Status::Corruption("cannot read a packet: " + AvError(err));
+      }
+      std::unique_ptr<AVPacket, decltype(&av_packet_unref)> unref(packet_.get(), &av_packet_unref);
+      if (packet_->stream_index != video_.stream_index()) continue;
+      RETURN_IF_ERROR(sink_.Send(packet_.get()));
+    }
+    if (!have_) return NoFrameError(sink_);
+    ASSIGN_OR_RETURN(Image image, video_.ToRgb(shown_.get()));
+    return VideoFrame{.time_s = shown_time_, .image = std::move(image)};
+  }
+
+ private:
+  // Frame times within this are one frame's (timestamps are rounded to the stream's time base).
+  static constexpr double kSameFrame = 0.001;
+
+  // Whether decoding on from the last time reaches `target_` sooner than a seek: nothing before
+  // it is wanted again, and no key frame lies between.
+  bool Continues() {
+    if (!decoding_ || !have_ || target_ < shown_time_ - kSameFrame) return false;
+    const double last_out = has_ahead_ ? ahead_time_ : shown_time_;
+    const double key = video_.KeyFrameAtOrBefore(target_);
+    return std::isnan(key) || key <= last_out + kSameFrame;
+  }
+
+  void TakeAhead() {
+    av_frame_unref(shown_.get());
+    av_frame_move_ref(shown_.get(), ahead_.get());
+    shown_time_ = ahead_time_;
+    has_ahead_ = false;
+  }
+
+  Status OnFrame(AVFrame* frame) {
+    const double t = video_.FrameTime(frame);
+    if (have_ && t > target_ + kSameFrame) {
+      av_frame_unref(ahead_.get());
+      av_frame_move_ref(ahead_.get(), frame);
+      ahead_time_ = t;
+      has_ahead_ = true;
+      sink_.Hold();
+      return Status::Ok();
+    }
+    av_frame_unref(shown_.get());
+    av_frame_move_ref(shown_.get(), frame);
+    shown_time_ = t;
+    have_ = true;
+    // The frame at the very time asked for (frames come out in time order): no need to see the next.
+    if (t >= target_ - kSameFrame) {
+      reached_ = true;
+      sink_.Hold();
+    }
+    return Status::Ok();
+  }
+
+  OpenVideo& video_;
+  FrameSink sink_;
+  FramePtr shown_;  // the last frame at or before the target
+  FramePtr ahead_;  // the first frame past it
+  PacketPtr packet_;
+  double target_ = 0;
+  double shown_time_ = 0;
+  double ahead_time_ = 0;
+  bool have_ = false;
+  bool has_ahead_ = false;
+  bool reached_ = false;   // shown_ is at the target itself
+  bool decoding_ = false;  // the demuxer and decoder are mid-stream (since a seek)
+};
+
 }  // namespace
 
 Result<VideoInfo> ProbeVideo(const VideoSource& source, const VideoOptions& options) {
@@ -714,52 +834,35 @@ Result<VideoInfo> SampleVideo(const VideoSource& source, const VideoOptions& opt
 }
 
 Result<VideoFrame> VideoFrameAt(const VideoSource& source, double time_s, const VideoOptions& options) {
-  auto opened = OpenVideo::Open(source, options, false);
-  if (!opened.ok()) return opened.status();
-  std::unique_ptr<OpenVideo>& video = *opened;
-  const double duration = video->info().duration_s;
-  const double t = std::max(0.0, duration > 0 ? std::min(time_s, duration) : time_s);
-  // From the key frame at or before `t` (or from the start when the seek fails), the last frame
-  // whose time is at most `t`: two frames are held, the previous and the current.
-  av_seek_frame(video->format(), video->stream_index(), video->Timestamp(t), AVSEEK_FLAG_BACKWARD);
-  FramePtr shown(av_frame_alloc());
-  PacketPtr packet(av_packet_alloc());
-  if (!shown || !packet) return Status::ResourceExhausted("cannot allocate a frame");
-  double shown_time = 0;
-  bool have = false, past = false;
-  FrameSink sink(*video, [&](AVFrame* frame) {
-    const double ft = video->FrameTime(frame);
-    if (past || (have && ft > t + 0.001)) {
-      past = true;
-      return Status::Ok();
-    }
-    av_frame_unref(shown.get());
-    av_frame_move_ref(shown.get(), frame);
-    shown_time = ft;
-    have = true;
+  std::optional<VideoFrame> shown;
+  const double times[] = {time_s};
+  Result<VideoInfo> info = VideoFramesAt(source, times, options, [&](VideoFrame frame) {
+    shown = std::move(frame);
     return Status::Ok();
   });
-  if (!sink.ok()) return Status::ResourceExhausted("cannot allocate a frame");
-  auto fail = [&](const Status& st) { return st.WithContext(FormatInfo(video->info().format)->display_name); };
-  while (!past) {
-    if (video->TimeUp()) return fail(video->TimeLimitError());
-    const int err = av_read_frame(video->format(), packet.get());
-    if (err == AVERROR_EOF) break;
-    if (err < 0) {
-      if (video->TimeUp()) return fail(video->TimeLimitError());
-      return fail(Status::Corruption("cannot read a packet: " + AvError(err)));
-    }
-    std::unique_ptr<AVPacket, decltype(&av_packet_unref)> unref(packet.get(), &av_packet_unref);
-    if (packet->stream_index != video->stream_index()) continue;
-    if (Status st = sink.Send(packet.get()); !st.ok()) return fail(st);
+  if (!info.ok()) return info.status();
+  return std::move(*shown);
+}
+
+Result<VideoInfo> VideoFramesAt(const VideoSource& source, std::span<const double> times_s, const VideoOptions& options,
+                                const std::function<Status(VideoFrame frame)>& on_frame) {
+  for (size_t i = 0; i < times_s.size(); ++i) {
+    if (!std::isfinite(times_s[i])) return Status::InvalidArgument("a frame time is not a number of seconds");
+    if (i > 0 && times_s[i] < times_s[i - 1]) return Status::InvalidArgument("frame times must be in ascending order");
   }
-  if (!past) {
-    if (Status st = sink.Drain(); !st.ok()) return fail(st);
+  auto video = OpenVideo::Open(source, options, false);
+  if (!video.ok()) return video.status();
+  FramesAt frames(**video);
+  const auto fail = [&](const Status& st) { return st.WithContext(FormatInfo((*video)->info().format)->display_name); };
+  for (const double t : times_s) {
+    Result<VideoFrame> frame = frames.At(t);
+    if (!frame.ok()) return fail(frame.status());
+    const auto handed = Clock::now();
+    Status st = on_frame(std::move(*frame));
+    (*video)->NotCounting(Clock::now() - handed);
+    RETURN_IF_ERROR(st);
   }
-  if (!have) return fail(NoFrameError(sink));
-  auto image = video->ToRgb(shown.get());
-  if (!image.ok()) return fail(image.status());
-  return VideoFrame{.time_s = shown_time, .image = std::move(*image)};
+  return (*video)->info();
 }
 
 }  // namespace imgsearch

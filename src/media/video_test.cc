@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -369,6 +370,41 @@ TEST_F(VideoTest, FrameAtATime) {
   }
 }
 
+TEST_F(VideoTest, FramesAtTimesFromOneOpeningEqualEachOnItsOwn) {
+  // One GOP (every time after the first decoded on from the one before), GOPs of 2 s with key
+  // frames at the cuts (seeks and decoding on mixed), VP9 and MPEG-4 Part 2.
+  const std::vector<double> times = {-1.0, 0.0, 0.5, 1.0, 2.38, 2.42, 2.42, 3.0, 4.79, 6.0, 9.99, 100.0};
+  for (const char* name : {"long_gop.mp4", "slides.mp4", "slides.webm", "slides.avi"}) {
+    SCOPED_TRACE(name);
+    std::vector<VideoFrame> frames;
+    auto info = VideoFramesAt({.path = Path(name)}, times, {}, [&](VideoFrame frame) {
+      frames.push_back(std::move(frame));
+      return Status::Ok();
+    });
+    ASSERT_TRUE(info.ok()) << info.status().ToString();
+    EXPECT_EQ(info->width, kWidth);
+    ASSERT_EQ(frames.size(), times.size());
+    for (size_t i = 0; i < times.size(); ++i) {
+      auto alone = VideoFrameAt({.path = Path(name)}, times[i]);
+      ASSERT_TRUE(alone.ok()) << alone.status().ToString();
+      EXPECT_EQ(frames[i].time_s, alone->time_s) << "at " << times[i];
+      EXPECT_TRUE(frames[i].image.rgb == alone->image.rgb) << "at " << times[i];
+    }
+  }
+  // Times out of order, or not numbers, are the caller's mistake; on_frame's error stops it.
+  const auto ignore = [](VideoFrame) { return Status::Ok(); };
+  const std::vector<double> backwards = {2.0, 1.0};
+  EXPECT_EQ(VideoFramesAt({.path = Path("slides.mp4")}, backwards, {}, ignore).status().code(),
+            StatusCode::kInvalidArgument);
+  const std::vector<double> nan = {std::nan("")};
+  EXPECT_EQ(VideoFramesAt({.path = Path("slides.mp4")}, nan, {}, ignore).status().code(), StatusCode::kInvalidArgument);
+  int calls = 0;
+  auto stopped = VideoFramesAt({.path = Path("slides.mp4")}, times, {},
+                               [&](VideoFrame) { return ++calls == 2 ? Status::Unavailable("enough") : Status::Ok(); });
+  EXPECT_EQ(stopped.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(calls, 2);
+}
+
 TEST_F(VideoTest, ScalesTheShorterSide) {
   const Sampled s = Sample({.path = Path("slides.mp4")}, {.min_side = 120});
   ASSERT_FALSE(s.frames.empty());
@@ -548,6 +584,19 @@ TEST_F(VideoTest, DISABLED_Timing1080p) {
       std::printf("GOP %d frames, scene threshold %.2f: %zu frames in %.0f ms, %.1f ms per frame\n", gop, scene,
                   s.frames.size(), ms, ms / std::max<size_t>(1, s.frames.size()));
     }
+    // The text stage's reading of the sampled frames again (every 2 s, at most 1200 px): from one
+    // opening, against one VideoFrameAt each.
+    std::vector<double> times;
+    for (double t = 0; t < 60; t += 2) times.push_back(t);
+    const VideoOptions text{.min_side = 1200};
+    auto start = std::chrono::steady_clock::now();
+    ASSERT_TRUE(VideoFramesAt({.path = path}, times, text, [](VideoFrame) { return Status::Ok(); }).ok());
+    const double together = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    start = std::chrono::steady_clock::now();
+    for (double t : times) ASSERT_TRUE(VideoFrameAt({.path = path}, t, text).ok());
+    const double alone = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    std::printf("GOP %d frames, %zu frames at given times: %.0f ms from one opening, %.0f ms one at a time\n", gop,
+                times.size(), together, alone);
   }
 }
 

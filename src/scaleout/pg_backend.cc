@@ -52,9 +52,9 @@ int64_t NowMs() {
 
 // The database's clock in milliseconds: every writer marks and expires releases by the same clock.
 constexpr const char* kDbNowMs = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
-// Still images in use whose content has no text yet (the text stage's work; videos: none yet).
+// Images and videos in use whose content has no text yet (the text stage's work).
 constexpr const char* kPendingTexts =
-    "FROM imgsearch.vectors v WHERE v.times IS NULL AND v.released_at_ms IS NULL AND NOT EXISTS (SELECT 1 FROM "
+    "FROM imgsearch.vectors v WHERE v.released_at_ms IS NULL AND NOT EXISTS (SELECT 1 FROM "
     "imgsearch.texts t WHERE t.hash = v.hash) AND EXISTS (SELECT 1 FROM imgsearch.images i WHERE i.content_hash = "
     "v.hash AND i.status = 1)";
 
@@ -343,10 +343,11 @@ class PgBackend final : public store::CatalogBackend {
       // In random order: workers reading texts at once mostly take different contents.
       for (const pqxx::row& r : t.exec_params(std::string("SELECT v.hash, (SELECT i.path FROM imgsearch.images i WHERE "
                                                           "i.content_hash = v.hash AND i.status = 1 ORDER BY i.id "
-                                                          "LIMIT 1) ") +
+                                                          "LIMIT 1), v.times ") +
                                                   kPendingTexts + " ORDER BY random() LIMIT $1",
                                               limit)) {
-        jobs.push_back({r[0].as<std::string>(), r[1].as<std::string>()});
+        jobs.push_back(
+            {r[0].as<std::string>(), r[1].as<std::string>(), r[2].is_null() ? std::vector<float>() : VectorOf(r[2])});
       }
     }));
     return jobs;

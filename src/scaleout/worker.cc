@@ -11,6 +11,7 @@
 
 #include "imgsearch/scaleout.h"
 #include "ingest/pipeline.h"
+#include "ingest/text_stage.h"
 #include "scaleout/pg.h"
 #include "scaleout/pg_backend.h"
 #include "scaleout/pg_job_queue.h"
@@ -66,11 +67,9 @@ class Worker final : public ingest::ResultWriter {
     if (options_.text.enabled) {
       TextOptions to = options_.text;
       to.busy = [&pipeline] { return pipeline.Snapshot().in_flight > 0; };
-      to.read = [this](const std::string& path) -> Result<std::vector<uint8_t>> {
-        ASSIGN_OR_RETURN(ingest::FileContent content, sources_.Read(path, 0, *Roots()));
-        return std::move(content.bytes);  // a still image's, whole
-      };
-      ASSIGN_OR_RETURN(text, TextRecognition::Start(collection_.get(), to));
+      ASSIGN_OR_RETURN(text, ingest::StartTextRecognition(collection_.get(), to, [this](const std::string& path) {
+                         return sources_.Read(path, 0, *Roots());
+                       }));
     }
     Status st = Feed(pipeline, stop);
     if (text != nullptr) text->Stop();

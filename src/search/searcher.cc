@@ -233,6 +233,9 @@ class Searcher::Impl {
           }
         }
         fused[m.id] += list.weight / (kRrfK + static_cast<double>(++rank));
+        // A video the query vector did not find (its moment is the best-matching frame's) is at
+        // the frame showing the words.
+        if (!h.time_s) h.time_s = m.time_s;
         for (const std::string& w : m.words) {
           if (std::find(h.words.begin(), h.words.end(), w) == h.words.end()) h.words.push_back(w);
         }

@@ -127,8 +127,10 @@ std::vector<Route> ItemRoutes(ServerContext& c) {
       {.method = "GET",
        .pattern = "/api/images/{id}/info",
        .name = "info",
-       .about = "What the collection knows about the image; text: the words it shows (when read), with their "
-                "boxes [text, x, y, width, height, confidence] in the picture's pixels.",
+       .about =
+           "What the collection knows about the image; text: the words it shows (when read), with their "
+           "boxes [text, x, y, width, height, confidence] in the picture's pixels (a video's: in its frame at the time "
+           "that follows, in seconds).",
        .handle =
            [&c](const Req& req, Res& res) {
              Result<ImageRecord> r = PathRecord(c, req);
@@ -138,6 +140,7 @@ std::vector<Route> ItemRoutes(ServerContext& c) {
                json words = json::array();
                for (const RecognizedWord& w : (*text)->text.words) {
                  words.push_back({w.text, w.x, w.y, w.width, w.height, w.confidence});
+                 if (w.time_s) words.back().push_back(*w.time_s);
                }
                j["text"] = {{"text", (*text)->text.text}, {"languages", (*text)->languages}, {"words", words}};
              }

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstring>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -46,6 +47,19 @@ std::string AsciiLower(std::string_view s) {
   return out;
 }
 
+// A word of three characters or more matches any part of a word; a shorter one (a, 9) only a whole
+// word, else it would mark most of the text. Both lowered.
+bool WordMatches(const std::string& lowered_word, const std::string& lowered_query_word) {
+  return lowered_query_word.size() >= 3 ? lowered_word.find(lowered_query_word) != std::string::npos
+                                        : lowered_word == lowered_query_word;
+}
+
+std::vector<std::string> Lowered(std::span<const std::string> words) {
+  std::vector<std::string> out;
+  for (const std::string& w : words) out.push_back(AsciiLower(w));
+  return out;
+}
+
 }  // namespace
 
 std::vector<std::string> QueryWords(std::string_view words) {
@@ -67,19 +81,37 @@ std::vector<std::string> QueryWords(std::string_view words) {
 }
 
 std::vector<std::string> MatchedWords(const std::string& text, std::span<const std::string> query) {
-  std::vector<std::string> lowered_query;
-  for (const std::string& q : query) lowered_query.push_back(AsciiLower(q));
+  const std::vector<std::string> lowered_query = Lowered(query);
   std::vector<std::string> out;
   for (const std::string& word : QueryWords(text)) {
     const std::string lowered = AsciiLower(word);
-    // A word of three characters or more matches any part of a word; a shorter one (a, 9) only a
-    // whole word, else it would mark most of the text.
-    const bool hit = std::any_of(lowered_query.begin(), lowered_query.end(), [&](const std::string& q) {
-      return q.size() >= 3 ? lowered.find(q) != std::string::npos : lowered == q;
-    });
+    const bool hit = std::any_of(lowered_query.begin(), lowered_query.end(),
+                                 [&](const std::string& q) { return WordMatches(lowered, q); });
     if (hit && std::find(out.begin(), out.end(), word) == out.end()) out.push_back(word);
   }
   return out;
+}
+
+std::optional<double> MomentOfWords(const RecognizedText& text, std::span<const std::string> query) {
+  const std::vector<std::string> lowered_query = Lowered(query);
+  // Per frame time, which of the query's words it shows.
+  std::map<double, std::vector<bool>> shown;
+  for (const RecognizedWord& w : text.words) {
+    if (!w.time_s) continue;
+    std::vector<bool>& found = shown.try_emplace(*w.time_s, lowered_query.size(), false).first->second;
+    const std::string lowered = AsciiLower(w.text);
+    for (size_t q = 0; q < lowered_query.size(); ++q) found[q] = found[q] || WordMatches(lowered, lowered_query[q]);
+  }
+  std::optional<double> best;
+  long most = -1;
+  for (const auto& [time, found] : shown) {  // in time order: the earliest of equals stays
+    const long n = std::count(found.begin(), found.end(), true);
+    if (n > most) {
+      most = n;
+      best = time;
+    }
+  }
+  return best;
 }
 
 bool HoldsAll(const std::string& text, std::span<const std::string> query) {
@@ -92,6 +124,7 @@ std::string WordsJson(const RecognizedText& text) {
   nlohmann::json words = nlohmann::json::array();
   for (const RecognizedWord& w : text.words) {
     words.push_back({w.text, w.x, w.y, w.width, w.height, std::round(w.confidence * 10) / 10});
+    if (w.time_s) words.back().push_back(*w.time_s);  // a video's: its frame's time (as stored with its vector)
   }
   return words.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
@@ -102,12 +135,13 @@ RecognizedText TextFromJson(std::string text, const std::string& words_json) {
   const nlohmann::json words = nlohmann::json::parse(words_json, nullptr, /*allow_exceptions=*/false);
   if (!words.is_array()) return out;
   for (const nlohmann::json& w : words) {
-    if (!w.is_array() || w.size() != 6 || !w[0].is_string()) continue;
+    if (!w.is_array() || w.size() < 6 || w.size() > 7 || !w[0].is_string()) continue;
     bool numbers = true;
-    for (size_t k = 1; k < 6; ++k) numbers = numbers && w[k].is_number();
+    for (size_t k = 1; k < w.size(); ++k) numbers = numbers && w[k].is_number();
     if (!numbers) continue;
     out.words.push_back({w[0].get<std::string>(), w[1].get<int>(), w[2].get<int>(), w[3].get<int>(), w[4].get<int>(),
                          w[5].get<float>()});
+    if (w.size() == 7) out.words.back().time_s = w[6].get<double>();
   }
   return out;
 }

@@ -53,6 +53,10 @@ struct TextCandidate {
   double relevance = 0;
 };
 
+// The time of the frame of a video's text (TextFromJson) showing the most of `query`'s words (the
+// earliest of equals); nullopt when no word carries a time.
+std::optional<double> MomentOfWords(const RecognizedText& text, std::span<const std::string> query);
+
 // The words of a text query: split at spaces and control characters, the punctuation at each
 // word's ends dropped ("4471," → "4471"), empty ones skipped.
 std::vector<std::string> QueryWords(std::string_view words);
@@ -62,7 +66,8 @@ std::vector<std::string> MatchedWords(const std::string& text, std::span<const s
 // Whether `text` holds every one of `query`, in any ASCII case (the full-text index checks longer
 // words in any case; this is for the short ones it cannot).
 bool HoldsAll(const std::string& text, std::span<const std::string> query);
-// RecognizedText::words as stored ([[text, x, y, width, height, confidence], …]) and back.
+// RecognizedText::words as stored ([[text, x, y, width, height, confidence], …], a video's words
+// with their frame's time after the confidence) and back.
 std::string WordsJson(const RecognizedText& text);
 RecognizedText TextFromJson(std::string text, const std::string& words_json);
 

@@ -920,6 +920,57 @@ TEST(Video, OneHitAtItsBestMomentWithTheOthers) {
   }
 }
 
+// A video's text is read from its frames: its job names their times, its words keep theirs, and a
+// search by words finds it at the frame showing the most of them.
+TEST(Video, TextFromItsFramesFindsItAtTheirMoment) {
+  auto c = Open(testing::MakeTempDir() + "/db");
+  ASSERT_NE(c, nullptr);
+  ASSERT_TRUE(c->Upsert(std::vector<ImageUpsert>{
+                            MakeImage("/p/sign.jpg", Axis(16, 0), "sign"),
+                            MakeVideo("/p/clip.mp4", {Axis(16, 1), Axis(16, 2), Axis(16, 3), Axis(16, 4)}, "clip")})
+                  .ok());
+  EXPECT_EQ(c->Stats()->texts_pending, 2);
+  auto pending = c->PendingTexts(10);
+  ASSERT_TRUE(pending.ok());
+  ASSERT_EQ(pending->size(), 2u);
+  for (const TextJob& job : *pending) {
+    const std::vector<float> times = job.path == "/p/clip.mp4" ? std::vector<float>{0, 2, 4, 6} : std::vector<float>();
+    EXPECT_EQ(job.frame_times, times) << job.path;
+  }
+  ContentText clip;
+  clip.content_hash = "clip";
+  clip.languages = "eng";
+  clip.text.text = "EXIT\nGATE 12\nEXIT GATE";
+  for (const auto& [word, time] :
+       std::vector<std::pair<std::string, double>>{{"EXIT", 2}, {"GATE", 4}, {"12", 4}, {"EXIT", 6}, {"GATE", 6}}) {
+    clip.text.words.push_back({word, 10, 10, 40, 20, 90, time});
+  }
+  ASSERT_TRUE(c->PutTexts(std::vector<ContentText>{clip, TextOf("sign", "EXIT GATE 12")}).ok());
+  EXPECT_EQ(c->Stats()->texts_pending, 0);
+
+  for (const auto& [query, time] :
+       std::vector<std::pair<std::string, double>>{{"exit gate", 6}, {"gate 12", 4}, {"exit", 2}}) {
+    SCOPED_TRACE(query);
+    auto found = c->SearchText(query, {}, 10);
+    ASSERT_TRUE(found.ok()) << found.status().ToString();
+    ASSERT_EQ(found->size(), 2u);
+    for (const TextMatch& m : *found) {
+      if ((*c->GetById(m.id))->path == "/p/clip.mp4") {
+        ASSERT_TRUE(m.time_s.has_value());
+        EXPECT_EQ(*m.time_s, time);
+      } else {
+        EXPECT_FALSE(m.time_s.has_value());
+      }
+    }
+  }
+  // The times come back with the words.
+  auto text = c->GetText(c->GetByPath("/p/clip.mp4").value().value().id);
+  ASSERT_TRUE(text.ok() && text->has_value());
+  ASSERT_EQ((*text)->text.words.size(), 5u);
+  EXPECT_EQ((*text)->text.words[2].time_s, 4.0);
+  EXPECT_FALSE((*c->GetText(c->GetByPath("/p/sign.jpg").value().value().id))->text.words[0].time_s.has_value());
+}
+
 TEST(Video, MisshapenEmbeddingsAreRefused) {
   auto c = Open(testing::MakeTempDir() + "/db");
   ASSERT_NE(c, nullptr);

@@ -49,10 +49,10 @@ std::span<const uint8_t> BlobOf(std::span<const float> v) {
   return {reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(float)};
 }
 
-// Still images in use whose content has no text yet: the text stage's work (videos: none yet),
-// taken newest first (what was just added is what people look for).
+// Images and videos in use whose content has no text yet: the text stage's work, taken newest
+// first (what was just added is what people look for).
 constexpr const char* kPendingTexts =
-    "FROM vectors v WHERE v.times IS NULL AND v.released_at_ms IS NULL AND NOT EXISTS (SELECT 1 FROM texts t WHERE "
+    "FROM vectors v WHERE v.released_at_ms IS NULL AND NOT EXISTS (SELECT 1 FROM texts t WHERE "
     "t.hash = v.hash) AND EXISTS (SELECT 1 FROM images i WHERE i.content_hash = v.hash AND i.status = 1)";
 const std::string kPendingTextCount = std::string("(SELECT COUNT(*) ") + kPendingTexts + ")";
 
@@ -637,14 +637,14 @@ Result<std::vector<TextJob>> SqliteCatalog::PendingTexts(int limit) {
   std::lock_guard<std::mutex> lock(read_mu_);
   ASSIGN_OR_RETURN(Statement s, reader_.Prepare(std::string("SELECT v.hash, (SELECT i.path FROM images i WHERE "
                                                             "i.content_hash = v.hash AND i.status = 1 ORDER BY i.id "
-                                                            "LIMIT 1) ") +
+                                                            "LIMIT 1), v.times ") +
                                                 kPendingTexts + " ORDER BY v.id DESC LIMIT ?"));
   s.Bind(1, int64_t{limit});
   std::vector<TextJob> jobs;
   while (true) {
     ASSIGN_OR_RETURN(bool row, s.Step());
     if (!row) break;
-    jobs.push_back({s.Text(0), s.Text(1)});
+    jobs.push_back({s.Text(0), s.Text(1), FloatsOf(s.Blob(2))});
   }
   return jobs;
 }
