@@ -85,13 +85,12 @@ struct TextJob {
   std::vector<float> frame_times;
 };
 
-// An image showing the words searched for: how well they match (0..1, best first), the words it
-// shows that matched, and for a video the time of the frame showing the most of them.
+// An image showing the words searched for: how well they match (0..1, best first), and the words
+// it shows that matched.
 struct TextMatch {
   int64_t id = 0;
   float score = 0;
   std::vector<std::string> words;
-  std::optional<double> time_s;
 };
 
 struct SearchFilter {
@@ -238,6 +237,9 @@ class Collection {
   // matches "INVOICE"; words of fewer than three characters must appear too but do not find
   // images on their own), passing `filter`, best first, at most `limit`.
   virtual Result<std::vector<TextMatch>> SearchText(std::string_view words, const SearchFilter& filter, int limit) = 0;
+  // For a video whose text was read: the time of the frame showing the most of `words` (the
+  // earliest of equals; matched as SearchText does); nullopt for an image, or none read.
+  virtual Result<std::optional<double>> TextMoment(int64_t id, std::string_view words) = 0;
 
   // The folders whose images this collection holds, as `index` and `watch` recorded them. Files are
   // served (by the server) only from inside their real paths.

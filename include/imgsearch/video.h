@@ -3,6 +3,7 @@
 // its time.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -39,6 +40,8 @@ struct VideoOptions {
   uint64_t max_pixels = 100'000'000;
   // Reading one video gives up after this long (a hostile or broken file must not hold a decoder).
   std::chrono::milliseconds time_limit{std::chrono::minutes(5)};
+  // When set and true, reading stops soon (kUnavailable), also in the middle of decoding a GOP.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct VideoInfo {

@@ -125,6 +125,15 @@ Result<FileContent> ReadLocalFile(const std::string& path) {
   return content;
 }
 
+bool IsVideo(const FileContent& content) {
+  return content.file != nullptr || IsVideoFormat(DetectImageFormat(content.bytes));
+}
+
+VideoSource VideoSourceOf(const FileContent& content) {
+  return content.file != nullptr ? VideoSource{.path = content.file->DescriptorPath()}
+                                 : VideoSource{.bytes = content.bytes};
+}
+
 namespace {
 
 // A video's frames, sampled into the model's input: `out` (the video's record) becomes its last
@@ -132,10 +141,10 @@ namespace {
 void PrepareVideo(const FileContent& content, ImageFormat format, const PrepareOptions& options,
                   const Preprocessing& pre, Collection* collection, const std::function<void(PreparedFile)>& emit_part,
                   PreparedFile& out) {
-  const VideoSource source = content.file == nullptr ? VideoSource{.bytes = content.bytes}
-                                                     : VideoSource{.path = content.file->DescriptorPath()};
+  const VideoSource source = VideoSourceOf(content);
   VideoOptions video = options.video;
   video.max_pixels = options.decode.max_pixels;
+  video.cancel = options.stop;
   // Frames reach the model through the same resize as photos; sampling them at twice the model's
   // input (as reduced decoding does for JPEGs) keeps that resize's averaging and is far cheaper.
   video.min_side = 2 * pre.size;

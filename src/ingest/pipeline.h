@@ -65,6 +65,10 @@ struct FileContent {
   // needed rather than all into memory, through this descriptor (the file that was checked).
   std::shared_ptr<const RegularFile> file;
 };
+// Whether `content` is a video's (read where it lies, or whole: from a worker's HTTP share), and
+// where the video's bytes are then.
+bool IsVideo(const FileContent& content);
+VideoSource VideoSourceOf(const FileContent& content);
 // Reads a file for ingestion: kNotFound when it is gone, kUnavailable when its storage cannot be
 // reached now (the file is then tried again later, not recorded as failed).
 using FileReader = std::function<Result<FileContent>(const WorkItem& item)>;
@@ -96,7 +100,8 @@ struct PrepareOptions {
   DecodeOptions decode;
   VideoOptions video;
   int frames_per_part = 32;  // a video's frames are handed on in parts of at most this many
-  // Set: the pipeline is stopping, and a video being sampled is handed back (kRetry) at its next frame.
+  // Set: the pipeline is stopping, and a video being sampled is handed back (kRetry) soon, also in
+  // the middle of a GOP (VideoOptions::cancel).
   const std::atomic<bool>* stop = nullptr;
 };
 

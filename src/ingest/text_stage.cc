@@ -256,7 +256,7 @@ class TextStage final : public TextRecognition {
 
   Result<RecognizedText> ReadOne(TextReader* reader, const TextJob& job) {
     ASSIGN_OR_RETURN(ingest::FileContent content, read_(job.path));
-    const bool video = content.file != nullptr || IsVideoFormat(DetectImageFormat(content.bytes));
+    const bool video = ingest::IsVideo(content);
     if (video != !job.frame_times.empty()) {
       // Replaced by another kind of file since it was embedded: read once its new content is.
       return Status::Unavailable(std::string("changed into ") + (video ? "a video" : "a still image") +
@@ -278,11 +278,11 @@ class TextStage final : public TextRecognition {
   // their first time). Between frames, the reader waits while the process embeds.
   Result<RecognizedText> ReadVideo(TextReader* reader, const ingest::FileContent& content,
                                    std::span<const float> frame_times) {
-    const VideoSource source = content.file != nullptr ? VideoSource{.path = content.file->DescriptorPath()}
-                                                       : VideoSource{.bytes = content.bytes};
+    const VideoSource source = ingest::VideoSourceOf(content);
     VideoOptions options;
     options.max_pixels = options_.max_pixels;
     options.min_side = kDecodeMinSide;
+    options.cancel = &stop_flag_;
     const std::vector<double> times(frame_times.begin(), frame_times.end());
     RecognizedText out;
     std::string last;                                  // the last frame's text that was kept

@@ -156,6 +156,9 @@ int RotationDegrees(const AVStream* st) {
   return ((quarter % 4) + 4) % 4 * 90;
 }
 
+// Times within this are the same (timestamps are rounded to the stream's time base).
+constexpr double kSameTime = 0.001;
+
 // An open video: the demuxer on the chosen stream, and its decoder.
 class OpenVideo {
  public:
@@ -173,11 +176,14 @@ class OpenVideo {
   AVCodecContext* codec() { return codec_.get(); }
   AVStream* stream() { return format_->streams[stream_index_]; }
   int stream_index() const { return stream_index_; }
-  bool TimeUp() const { return Clock::now() >= deadline_; }
+  // The time limit has passed, or the caller cancelled (VideoOptions::cancel).
+  bool TimeUp() const { return Clock::now() >= deadline_ || Cancelled(); }
+  bool Cancelled() const { return options_.cancel != nullptr && options_.cancel->load(); }
   // Time spent outside the decoding (the caller's on_frame, waiting for room further down its
   // pipeline) does not count against the limit.
   void NotCounting(Clock::duration spent) { deadline_ += spent; }
   Status TimeLimitError() const {
+    if (Cancelled()) return Status::Unavailable("stopped before the video was read");
     return Status::ResourceExhausted("reading the video took longer than the limit of " +
                                      std::to_string(time_limit_.count()) + " ms");
   }
@@ -207,6 +213,13 @@ class OpenVideo {
     return e != nullptr ? Seconds(e->timestamp) : std::numeric_limits<double>::quiet_NaN();
   }
   bool HasIndex() { return avformat_index_get_entries_count(stream()) > 0; }
+  // The time of the index's last key frame; NaN when it has none. (A Matroska file without cues
+  // gains entries as it is read: the index then ends where reading has reached.)
+  double LastIndexedKeyFrame() {
+    const int n = avformat_index_get_entries_count(stream());
+    const AVIndexEntry* e = n > 0 ? avformat_index_get_entry(stream(), n - 1) : nullptr;
+    return e != nullptr ? Seconds(e->timestamp) : std::numeric_limits<double>::quiet_NaN();
+  }
 
   // The frame's presentation time; frames without one continue from the previous. The packet's
   // time comes first: best_effort_timestamp second-guesses it from the history of timestamps,
@@ -613,7 +626,7 @@ class Sampler {
           next_key = !std::isnan(key_spacing) ? t + key_spacing : std::numeric_limits<double>::infinity();
         }
       }
-      const bool time_due = t >= target_ - kEpsilon;
+      const bool time_due = t >= target_ - kSameTime;
       const double target_after = time_due ? NextTarget(t) : target_;
       const bool scene_due = SceneChecksWanted(t) && (early_key || t >= last_check_ + scene_check_gap_);
       whole_gop = next_key > target_after + late_;
@@ -627,7 +640,7 @@ class Sampler {
         const double wanted = SceneChecksWanted(t) ? std::min(target_, last_check_ + scene_check_gap_) : target_;
         const double seek_to = std::isfinite(wanted) ? video_.KeyFrameAtOrBefore(wanted + late_)
                                                      : std::numeric_limits<double>::quiet_NaN();
-        if (std::isfinite(seek_to) && seek_to > next_key + kEpsilon && seek_to > last_seek) {
+        if (std::isfinite(seek_to) && seek_to > next_key + kSameTime && seek_to > last_seek) {
           last_seek = seek_to;
           last_key = std::numeric_limits<double>::quiet_NaN();  // the next key frame's distance is no GOP's
           const int seek_err =
@@ -645,8 +658,6 @@ class Sampler {
   }
 
  private:
-  static constexpr double kEpsilon = 0.001;  // timestamps are rounded to the stream's time base
-
   // The time sample after one taken at `t`: on the interval's grid, so that samples a frame or a
   // key frame late do not push every later one (gaps stay within I plus one sample's lateness,
   // never drifting), but never sooner than half an interval after `t`.
@@ -666,7 +677,7 @@ class Sampler {
   Status OnFrame(AVFrame* frame) {
     const double t = video_.FrameTime(frame);
     if (t <= last_sample_ || count_ >= options_.max_frames) return Status::Ok();
-    const bool time_due = t >= target_ - kEpsilon;
+    const bool time_due = t >= target_ - kSameTime;
     const bool check =
         options_.scene_threshold > 0 && (time_due || frame->key_frame != 0 || t >= last_check_ + scene_check_gap_);
     if (!time_due && !check) return Status::Ok();
@@ -724,14 +735,27 @@ class FramesAt {
     const double duration = video_.info().duration_s;
     target_ = std::max(0.0, duration > 0 ? std::min(time_s, duration) : time_s);
     reached_ = false;
-    if (!Continues()) {
+    bool go_on = Continues();
+    if (!go_on) {
+      const int err =
+          av_seek_frame(video_.format(), video_.stream_index(), video_.Timestamp(target_), AVSEEK_FLAG_BACKWARD);
+      if (err < 0 && video_.TimeUp()) return video_.TimeLimitError();
+      // A file that cannot seek (or not there): decoded on where that reaches the time, read from
+      // the start where nothing was read yet, else sent back to the start.
+      go_on = err < 0 && decoding_ && have_ && target_ >= LastOut() - kSameTime;
+      if (err < 0 && !go_on && decoding_ &&
+          av_seek_frame(video_.format(), video_.stream_index(), video_.Timestamp(0), AVSEEK_FLAG_BACKWARD) < 0) {
+        return Status::Corruption("cannot seek back to the frame at " + std::to_string(target_) +
+                                  " s: " + AvError(err));
+      }
+    }
+    if (!go_on) {
       sink_.Reset();
-      av_seek_frame(video_.format(), video_.stream_index(), video_.Timestamp(target_), AVSEEK_FLAG_BACKWARD);
       have_ = has_ahead_ = false;
       decoding_ = true;
     } else {
-      if (has_ahead_ && ahead_time_ <= target_ + kSameFrame) TakeAhead();
-      reached_ = std::abs(shown_time_ - target_) <= kSameFrame;
+      if (has_ahead_ && ahead_time_ <= target_ + kSameTime) TakeAhead();
+      reached_ = std::abs(shown_time_ - target_) <= kSameTime;
       if (!has_ahead_ && !reached_) RETURN_IF_ERROR(sink_.Resume());  // the frames the decoder had after it
     }
     while (!has_ahead_ && !reached_ && decoding_) {
@@ -756,17 +780,21 @@ class FramesAt {
   }
 
  private:
-  // Frame times within this are one frame's (timestamps are rounded to the stream's time base).
-  static constexpr double kSameFrame = 0.001;
+  // The time of the last frame out of the decoder.
+  double LastOut() const { return has_ahead_ ? ahead_time_ : shown_time_; }
 
   // Whether decoding on from the last time reaches `target_` sooner than a seek: nothing before
-  // it is wanted again, and no key frame lies between.
+  // it is wanted again, and no key frame lies between (where the index does not reach that far,
+  // a seek, which reads on without decoding, is taken for a target more than kFarAhead away).
   bool Continues() {
-    if (!decoding_ || !have_ || target_ < shown_time_ - kSameFrame) return false;
-    const double last_out = has_ahead_ ? ahead_time_ : shown_time_;
-    const double key = video_.KeyFrameAtOrBefore(target_);
-    return std::isnan(key) || key <= last_out + kSameFrame;
+    if (!decoding_ || !have_ || target_ < shown_time_ - kSameTime) return false;
+    const double last_out = LastOut();
+    const double indexed = video_.LastIndexedKeyFrame();
+    if (std::isnan(indexed) || indexed < target_) return target_ - last_out <= kFarAhead;
+    return video_.KeyFrameAtOrBefore(target_) <= last_out + kSameTime;
   }
+
+  static constexpr double kFarAhead = 5.0;  // seconds
 
   void TakeAhead() {
     av_frame_unref(shown_.get());
@@ -777,7 +805,7 @@ class FramesAt {
 
   Status OnFrame(AVFrame* frame) {
     const double t = video_.FrameTime(frame);
-    if (have_ && t > target_ + kSameFrame) {
+    if (have_ && t > target_ + kSameTime) {
       av_frame_unref(ahead_.get());
       av_frame_move_ref(ahead_.get(), frame);
       ahead_time_ = t;
@@ -790,7 +818,7 @@ class FramesAt {
     shown_time_ = t;
     have_ = true;
     // The frame at the very time asked for (frames come out in time order): no need to see the next.
-    if (t >= target_ - kSameFrame) {
+    if (t >= target_ - kSameTime) {
       reached_ = true;
       sink_.Hold();
     }

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -373,7 +374,7 @@ TEST_F(VideoTest, FrameAtATime) {
 TEST_F(VideoTest, FramesAtTimesFromOneOpeningEqualEachOnItsOwn) {
   // One GOP (every time after the first decoded on from the one before), GOPs of 2 s with key
   // frames at the cuts (seeks and decoding on mixed), VP9 and MPEG-4 Part 2.
-  const std::vector<double> times = {-1.0, 0.0, 0.5, 1.0, 2.38, 2.42, 2.42, 3.0, 4.79, 6.0, 9.99, 100.0};
+  const std::vector<double> times = {-1.0, 0.0, 0.5, 1.0, 2.38, 2.42, 2.42, 3.0, 4.7, 6.0, 9.99, 100.0};
   for (const char* name : {"long_gop.mp4", "slides.mp4", "slides.webm", "slides.avi"}) {
     SCOPED_TRACE(name);
     std::vector<VideoFrame> frames;
@@ -385,12 +386,32 @@ TEST_F(VideoTest, FramesAtTimesFromOneOpeningEqualEachOnItsOwn) {
     EXPECT_EQ(info->width, kWidth);
     ASSERT_EQ(frames.size(), times.size());
     for (size_t i = 0; i < times.size(); ++i) {
+      const double clamped = std::clamp(times[i], 0.0, kDuration - 0.04);  // the last frame's time
+      EXPECT_NEAR(frames[i].time_s, clamped, 0.045) << "at " << times[i];
+      EXPECT_TRUE(ShowsSlide(frames[i].image, SlideAt(clamped))) << "at " << times[i];
       auto alone = VideoFrameAt({.path = Path(name)}, times[i]);
       ASSERT_TRUE(alone.ok()) << alone.status().ToString();
       EXPECT_EQ(frames[i].time_s, alone->time_s) << "at " << times[i];
       EXPECT_TRUE(frames[i].image.rgb == alone->image.rgb) << "at " << times[i];
     }
   }
+  // A live Matroska stream, without cues: its index grows as it is read (times more than a few
+  // seconds ahead are sought, the rest decoded on).
+  const testing::CommandResult live =
+      testing::RunCommand({*ffmpeg_, "-nostdin", "-loglevel", "error", "-i", Path("slides.mkv"), "-c", "copy", "-live",
+                           "1", "-f", "matroska", "-"});
+  ASSERT_EQ(live.exit_code, 0) << live.err;
+  const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(live.out.data()), live.out.size());
+  const std::vector<double> spread = {0.5, 1.0, 3.0, 9.0, 9.5};
+  size_t next = 0;
+  auto streamed = VideoFramesAt({.bytes = bytes}, spread, {}, [&](VideoFrame frame) {
+    const double t = spread[next++];
+    EXPECT_NEAR(frame.time_s, t, 0.045) << "at " << t;
+    EXPECT_TRUE(ShowsSlide(frame.image, SlideAt(t))) << "at " << t;
+    return Status::Ok();
+  });
+  ASSERT_TRUE(streamed.ok()) << streamed.status().ToString();
+  EXPECT_EQ(next, spread.size());
   // Times out of order, or not numbers, are the caller's mistake; on_frame's error stops it.
   const auto ignore = [](VideoFrame) { return Status::Ok(); };
   const std::vector<double> backwards = {2.0, 1.0};
@@ -403,6 +424,12 @@ TEST_F(VideoTest, FramesAtTimesFromOneOpeningEqualEachOnItsOwn) {
                                [&](VideoFrame) { return ++calls == 2 ? Status::Unavailable("enough") : Status::Ok(); });
   EXPECT_EQ(stopped.status().code(), StatusCode::kUnavailable);
   EXPECT_EQ(calls, 2);
+  // Cancelled: stops at once, with kUnavailable (SampleVideo alike).
+  const std::atomic<bool> cancel{true};
+  const VideoOptions cancelled{.cancel = &cancel};
+  EXPECT_EQ(VideoFramesAt({.path = Path("long_gop.mp4")}, times, cancelled, ignore).status().code(),
+            StatusCode::kUnavailable);
+  EXPECT_EQ(SampleVideo({.path = Path("long_gop.mp4")}, cancelled, ignore).status().code(), StatusCode::kUnavailable);
 }
 
 TEST_F(VideoTest, ScalesTheShorterSide) {

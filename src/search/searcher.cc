@@ -164,6 +164,7 @@ class Searcher::Impl {
     struct List {
       float weight;
       std::vector<TextMatch> matches;
+      std::string words;  // the term's
     };
     std::vector<List> lists;
     std::set<int64_t> excluded;
@@ -182,7 +183,7 @@ class Searcher::Impl {
         continue;
       }
       ASSIGN_OR_RETURN(std::vector<TextMatch> matches, collection_->SearchText(t.text, o.filter, kFusionDepth));
-      if (!matches.empty()) out.lists.push_back({std::abs(t.weight), std::move(matches)});
+      if (!matches.empty()) out.lists.push_back({std::abs(t.weight), std::move(matches), t.text});
     }
     return out;
   }
@@ -209,6 +210,8 @@ class Searcher::Impl {
       }
     }
     const std::optional<int64_t> self = SelfOf(request);
+    // Videos only words found, and those words: each is shown at the frame showing them.
+    std::map<int64_t, std::string> videos_by_words;
     for (const TextLists::List& list : text.lists) {
       size_t rank = 0;
       for (const TextMatch& m : list.matches) {
@@ -221,6 +224,7 @@ class Searcher::Impl {
             found.erase(it);
             continue;
           }
+          if (!r->frame_times.empty()) videos_by_words[m.id];
           h.id = m.id;
           h.path = r->path;
           h.width = r->width;
@@ -233,9 +237,7 @@ class Searcher::Impl {
           }
         }
         fused[m.id] += list.weight / (kRrfK + static_cast<double>(++rank));
-        // A video the query vector did not find (its moment is the best-matching frame's) is at
-        // the frame showing the words.
-        if (!h.time_s) h.time_s = m.time_s;
+        if (auto v = videos_by_words.find(m.id); v != videos_by_words.end()) v->second += " " + list.words;
         for (const std::string& w : m.words) {
           if (std::find(h.words.begin(), h.words.end(), w) == h.words.end()) h.words.push_back(w);
         }
@@ -254,6 +256,13 @@ class Searcher::Impl {
     std::vector<SearchHit> hits;
     for (size_t i = static_cast<size_t>(o.offset); i < order.size() && hits.size() < static_cast<size_t>(o.k); ++i) {
       hits.push_back(std::move(found[order[i].second]));
+    }
+    // A video the query vector did not find (its moment would be the best-matching frame's) is at
+    // the frame showing the most of the words; without its text (gone meanwhile), at none.
+    for (SearchHit& h : hits) {
+      const auto v = videos_by_words.find(h.id);
+      if (h.time_s || v == videos_by_words.end()) continue;
+      if (Result<std::optional<double>> t = collection_->TextMoment(h.id, v->second); t.ok()) h.time_s = *t;
     }
     return hits;
   }

@@ -99,11 +99,13 @@ std::optional<double> MomentOfWords(const RecognizedText& text, std::span<const 
   for (const RecognizedWord& w : text.words) {
     if (!w.time_s) continue;
     std::vector<bool>& found = shown.try_emplace(*w.time_s, lowered_query.size(), false).first->second;
-    const std::string lowered = AsciiLower(w.text);
-    for (size_t q = 0; q < lowered_query.size(); ++q) found[q] = found[q] || WordMatches(lowered, lowered_query[q]);
+    for (const std::string& piece : QueryWords(w.text)) {  // as MatchedWords splits the text ("12," is "12")
+      const std::string lowered = AsciiLower(piece);
+      for (size_t q = 0; q < lowered_query.size(); ++q) found[q] = found[q] || WordMatches(lowered, lowered_query[q]);
+    }
   }
   std::optional<double> best;
-  long most = -1;
+  long most = 0;                             // a frame showing none of the words is no moment
   for (const auto& [time, found] : shown) {  // in time order: the earliest of equals stays
     const long n = std::count(found.begin(), found.end(), true);
     if (n > most) {
@@ -135,13 +137,16 @@ RecognizedText TextFromJson(std::string text, const std::string& words_json) {
   const nlohmann::json words = nlohmann::json::parse(words_json, nullptr, /*allow_exceptions=*/false);
   if (!words.is_array()) return out;
   for (const nlohmann::json& w : words) {
-    if (!w.is_array() || w.size() < 6 || w.size() > 7 || !w[0].is_string()) continue;
+    if (!w.is_array() || w.size() < 6 || !w[0].is_string()) continue;
     bool numbers = true;
-    for (size_t k = 1; k < w.size(); ++k) numbers = numbers && w[k].is_number();
+    for (size_t k = 1; k < 6; ++k) numbers = numbers && w[k].is_number();
     if (!numbers) continue;
     out.words.push_back({w[0].get<std::string>(), w[1].get<int>(), w[2].get<int>(), w[3].get<int>(), w[4].get<int>(),
                          w[5].get<float>()});
-    if (w.size() == 7) out.words.back().time_s = w[6].get<double>();
+    // A video's: its frame's time (a word whose time is unreadable keeps its box).
+    if (w.size() > 6 && w[6].is_number() && std::isfinite(w[6].get<double>()) && w[6].get<double>() >= 0) {
+      out.words.back().time_s = w[6].get<double>();
+    }
   }
   return out;
 }

@@ -54,7 +54,7 @@ struct TextCandidate {
 };
 
 // The time of the frame of a video's text (TextFromJson) showing the most of `query`'s words (the
-// earliest of equals); nullopt when no word carries a time.
+// earliest of equals); nullopt when no word carries a time, or no frame shows any of them.
 std::optional<double> MomentOfWords(const RecognizedText& text, std::span<const std::string> query);
 
 // The words of a text query: split at spaces and control characters, the punctuation at each

@@ -176,25 +176,22 @@ class CollectionCore final : public Collection {
     }
     double best = 0;
     for (const TextCandidate& c : candidates) best = std::max(best, c.relevance);
-    std::vector<size_t> videos;  // in `out`
-    {
-      std::shared_lock<RwMutex> lock(index_mu_);
-      for (const TextCandidate& c : candidates) {
-        if (index_ == nullptr || !index_->Contains(c.id) || !index_->Passes(c.id, filter)) continue;
-        if (!HoldsAll(c.text, short_words)) continue;
-        // Relative to the best match: 1 for it, less for weaker ones (bm25 has no fixed scale).
-        const float score = best > 0 ? static_cast<float>(std::max(0.0, c.relevance) / best) : 1.0f;
-        if (!index_->Meta(c.id)->frame_times.empty()) videos.push_back(out.size());
-        out.push_back({c.id, score, MatchedWords(c.text, query)});
-        if (out.size() == static_cast<size_t>(limit)) break;
-      }
-    }
-    // A video's words carry their frames' times: the hit is at the frame showing the most of them.
-    for (size_t i : videos) {
-      ASSIGN_OR_RETURN(const std::optional<ContentText> text, backend_->GetText(out[i].id));
-      if (text) out[i].time_s = MomentOfWords(text->text, query);
+    std::shared_lock<RwMutex> lock(index_mu_);
+    for (const TextCandidate& c : candidates) {
+      if (index_ == nullptr || !index_->Contains(c.id) || !index_->Passes(c.id, filter)) continue;
+      if (!HoldsAll(c.text, short_words)) continue;
+      // Relative to the best match: 1 for it, less for weaker ones (bm25 has no fixed scale).
+      const float score = best > 0 ? static_cast<float>(std::max(0.0, c.relevance) / best) : 1.0f;
+      out.push_back({c.id, score, MatchedWords(c.text, query)});
+      if (out.size() == static_cast<size_t>(limit)) break;
     }
     return out;
+  }
+
+  Result<std::optional<double>> TextMoment(int64_t id, std::string_view words) override {
+    ASSIGN_OR_RETURN(const std::optional<ContentText> text, backend_->GetText(id));
+    if (!text) return std::optional<double>();
+    return MomentOfWords(text->text, QueryWords(words));
   }
 
   Result<std::vector<CollectionRoot>> Roots() override {

@@ -948,21 +948,30 @@ TEST(Video, TextFromItsFramesFindsItAtTheirMoment) {
   ASSERT_TRUE(c->PutTexts(std::vector<ContentText>{clip, TextOf("sign", "EXIT GATE 12")}).ok());
   EXPECT_EQ(c->Stats()->texts_pending, 0);
 
+  const int64_t clip_id = c->GetByPath("/p/clip.mp4").value().value().id;
+  const int64_t sign_id = c->GetByPath("/p/sign.jpg").value().value().id;
   for (const auto& [query, time] :
-       std::vector<std::pair<std::string, double>>{{"exit gate", 6}, {"gate 12", 4}, {"exit", 2}}) {
+       std::vector<std::pair<std::string, double>>{{"exit gate", 6}, {"gate 12", 4}, {"exit", 2}, {"gate, 12!", 4}}) {
     SCOPED_TRACE(query);
     auto found = c->SearchText(query, {}, 10);
     ASSERT_TRUE(found.ok()) << found.status().ToString();
-    ASSERT_EQ(found->size(), 2u);
-    for (const TextMatch& m : *found) {
-      if ((*c->GetById(m.id))->path == "/p/clip.mp4") {
-        ASSERT_TRUE(m.time_s.has_value());
-        EXPECT_EQ(*m.time_s, time);
-      } else {
-        EXPECT_FALSE(m.time_s.has_value());
-      }
-    }
+    EXPECT_EQ(found->size(), 2u);
+    EXPECT_EQ(c->TextMoment(clip_id, query).value(), time);
+    EXPECT_EQ(c->TextMoment(sign_id, query).value(), std::nullopt);  // an image's words have no time
   }
+  EXPECT_EQ(c->TextMoment(clip_id, "zebra").value(), std::nullopt);  // no frame shows it
+  EXPECT_EQ(c->TextMoment(12345, "exit").value(), std::nullopt);
+
+  // A stored word whose time cannot be read keeps its box; one of 8 elements (a later version's) is read.
+  const RecognizedText parsed = store::TextFromJson(
+      "A B C",
+      R"([["A",1,2,3,4,50,2.5],["B",1,2,3,4,50,"soon"],["C",1,2,3,4,50,-1],["D",1,2,3,4,50,1.0,"x"],["E",1]])");
+  ASSERT_EQ(parsed.words.size(), 4u);
+  EXPECT_EQ(parsed.words[0].time_s, 2.5);
+  EXPECT_FALSE(parsed.words[1].time_s.has_value());
+  EXPECT_FALSE(parsed.words[2].time_s.has_value());
+  EXPECT_EQ(parsed.words[3].time_s, 1.0);
+  EXPECT_EQ(store::TextFromJson("x", store::WordsJson(clip.text)).words.size(), 5u);
   // The times come back with the words.
   auto text = c->GetText(c->GetByPath("/p/clip.mp4").value().value().id);
   ASSERT_TRUE(text.ok() && text->has_value());
