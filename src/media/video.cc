@@ -213,12 +213,11 @@ class OpenVideo {
     return e != nullptr ? Seconds(e->timestamp) : std::numeric_limits<double>::quiet_NaN();
   }
   bool HasIndex() { return avformat_index_get_entries_count(stream()) > 0; }
-  // The time of the index's last key frame; NaN when it has none. (A Matroska file without cues
-  // gains entries as it is read: the index then ends where reading has reached.)
-  double LastIndexedKeyFrame() {
+  // Whether the index holds every key frame: it had entries when the file was opened and has
+  // gained none since (a Matroska file without cues gains them as it is read).
+  bool IndexComplete() {
     const int n = avformat_index_get_entries_count(stream());
-    const AVIndexEntry* e = n > 0 ? avformat_index_get_entry(stream(), n - 1) : nullptr;
-    return e != nullptr ? Seconds(e->timestamp) : std::numeric_limits<double>::quiet_NaN();
+    return n > 0 && n == index_entries_at_open_;
   }
 
   // The frame's presentation time; frames without one continue from the previous. The packet's
@@ -251,6 +250,7 @@ class OpenVideo {
   std::unique_ptr<AVFormatContext, FormatClose> format_;
   media::CodecPtr codec_;
   int stream_index_ = -1;
+  int index_entries_at_open_ = 0;
   AVRational time_base_{1, 1};
   int64_t start_ts_ = 0;
   int rotation_ = 0;
@@ -322,6 +322,7 @@ Status OpenVideo::OpenInput(const VideoSource& source, ImageFormat format) {
   }
 
   AVStream* st = stream();
+  index_entries_at_open_ = avformat_index_get_entries_count(st);
   time_base_ = st->time_base;
   if (time_base_.num <= 0 || time_base_.den <= 0) return Status::Corruption("the video stream has no time base");
   if (st->start_time != AV_NOPTS_VALUE) {
@@ -735,21 +736,17 @@ class FramesAt {
     const double duration = video_.info().duration_s;
     target_ = std::max(0.0, duration > 0 ? std::min(time_s, duration) : time_s);
     reached_ = false;
-    bool go_on = Continues();
-    if (!go_on) {
-      const int err =
-          av_seek_frame(video_.format(), video_.stream_index(), video_.Timestamp(target_), AVSEEK_FLAG_BACKWARD);
-      if (err < 0 && video_.TimeUp()) return video_.TimeLimitError();
-      // A file that cannot seek (or not there): decoded on where that reaches the time, read from
-      // the start where nothing was read yet, else sent back to the start.
-      go_on = err < 0 && decoding_ && have_ && target_ >= LastOut() - kSameTime;
-      if (err < 0 && !go_on && decoding_ &&
-          av_seek_frame(video_.format(), video_.stream_index(), video_.Timestamp(0), AVSEEK_FLAG_BACKWARD) < 0) {
-        return Status::Corruption("cannot seek back to the frame at " + std::to_string(target_) +
-                                  " s: " + AvError(err));
+    if (!Continues()) {
+      if (av_seek_frame(video_.format(), video_.stream_index(), video_.Timestamp(target_), AVSEEK_FLAG_BACKWARD) < 0) {
+        if (video_.TimeUp()) return video_.TimeLimitError();
+        // A failed seek may have moved the demuxer (read ahead, flushed): from the start, unless
+        // nothing was read since the file was opened (it is there already).
+        const bool at_start = !decoding_ && !have_;
+        if (!at_start &&
+            av_seek_frame(video_.format(), video_.stream_index(), video_.Timestamp(0), AVSEEK_FLAG_BACKWARD) < 0) {
+          return Status::Corruption("cannot seek to the frame at " + std::to_string(target_) + " s, nor to the start");
+        }
       }
-    }
-    if (!go_on) {
       sink_.Reset();
       have_ = has_ahead_ = false;
       decoding_ = true;
@@ -784,14 +781,15 @@ class FramesAt {
   double LastOut() const { return has_ahead_ ? ahead_time_ : shown_time_; }
 
   // Whether decoding on from the last time reaches `target_` sooner than a seek: nothing before
-  // it is wanted again, and no key frame lies between (where the index does not reach that far,
-  // a seek, which reads on without decoding, is taken for a target more than kFarAhead away).
+  // it is wanted again, and no key frame is known to lie between. Where the index is missing or
+  // still growing as the file is read (Matroska without cues), a key frame may lie between
+  // unknown: a target more than kFarAhead away is sought (a seek reads on without decoding).
   bool Continues() {
     if (!decoding_ || !have_ || target_ < shown_time_ - kSameTime) return false;
     const double last_out = LastOut();
-    const double indexed = video_.LastIndexedKeyFrame();
-    if (std::isnan(indexed) || indexed < target_) return target_ - last_out <= kFarAhead;
-    return video_.KeyFrameAtOrBefore(target_) <= last_out + kSameTime;
+    const double key = video_.KeyFrameAtOrBefore(target_);
+    if (!std::isnan(key) && key > last_out + kSameTime) return false;
+    return video_.IndexComplete() || target_ - last_out <= kFarAhead;
   }
 
   static constexpr double kFarAhead = 5.0;  // seconds

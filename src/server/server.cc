@@ -23,6 +23,18 @@ namespace imgsearch {
 
 namespace {
 
+// The release binary's allocator is TCMalloc (CMakeLists.txt), whose free memory glibc's
+// malloc_trim does not reach; a build without it (the sanitizers', the tests') has glibc's.
+extern "C" void MallocExtension_ReleaseFreeMemory() __attribute__((weak));
+
+void ReleaseFreeMemory() {
+  if (MallocExtension_ReleaseFreeMemory != nullptr) {
+    MallocExtension_ReleaseFreeMemory();
+  } else {
+    ::malloc_trim(0);
+  }
+}
+
 using server::Clock;
 using server::json;
 using server::Req;
@@ -215,7 +227,7 @@ class Server final : public SearchServer {
       metrics_.Observe(t_route != nullptr ? t_route : "unknown", res.status, seconds);
       spdlog::info("{} {} {} {:.1f} ms", req.method, req.path, res.status, seconds * 1000);
       // A large body's memory goes back to the system, not only to the allocator's free lists.
-      if (req.body.size() > (size_t{1} << 20) || !req.files.empty()) ::malloc_trim(0);
+      if (req.body.size() > (size_t{1} << 20) || !req.files.empty()) ReleaseFreeMemory();
     });
     http_.set_error_handler([](const Req& req, Res& res) {
       if (!res.body.empty()) return;
