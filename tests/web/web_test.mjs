@@ -341,9 +341,12 @@ try {
   fs.mkdirSync(signsDir);
   for (const f of fs.readdirSync(signsSrc)) fs.copyFileSync(path.join(signsSrc, f), path.join(signsDir, f));
   const espresso = path.join(signsDir, "IMG_00000.jpg"), gate = path.join(signsDir, "IMG_00001.jpg");
+  // Both read (the readers may be reading the videos' frames first).
   check(await until("the signs' text read", async () => {
     const r = await (await fetch(`${base}/api/search?contains=espresso`)).json();
-    return r.results.length === 1 && r.results[0].path === espresso;
+    const g = await (await fetch(`${base}/api/search?contains=gate%20closed`)).json();
+    return r.results.length === 1 && r.results[0].path === espresso && g.results.length === 1 &&
+      g.results[0].path === gate;
   }, 180000), "a photo added live is found by the words it shows once they are read");
   await page.goto(`${base}/?q=espresso+bar`);
   const topCard = await until("the sign first", () => page.$eval("[data-testid=result]", (c) =>
