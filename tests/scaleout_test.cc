@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -131,6 +132,14 @@ void WriteImages(const std::string& dir, int n) {
   for (int i = 0; i < n; ++i) {
     ASSERT_TRUE(WritePng(TestImage(i), dir + "/img" + std::to_string(i) + ".png").ok());
   }
+}
+
+// A 6 s, 320×240 H.264 clip of ffmpeg's test pattern at `path`, a key frame every second. Empty when
+// made, else ffmpeg's complaint.
+std::string MakeClip(const std::string& ffmpeg, const std::string& path) {
+  const auto made = RunCommand({ffmpeg, "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=10",
+                                "-t", "6", "-c:v", "libx264", "-g", "10", path});
+  return made.exit_code == 0 ? "" : "ffmpeg failed: " + made.err;
 }
 
 // `imgsearch stats --json` of a location.
@@ -498,10 +507,7 @@ TEST_F(ScaleoutTest, WorkersReadEveryFormat) {
   // And a video: its frames are embedded by the worker and written with their times in one go.
   const std::optional<std::string> ffmpeg = testing::FindProgram("ffmpeg");
   if (ffmpeg) {
-    const auto clip =
-        RunCommand({*ffmpeg, "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=10", "-t", "6",
-                    "-c:v", "libx264", "-g", "10", photos_ + "/clip.mp4"});
-    ASSERT_EQ(clip.exit_code, 0) << clip.err;
+    ASSERT_EQ(MakeClip(*ffmpeg, photos_ + "/clip.mp4"), "");
   }
   const int files = ffmpeg ? 8 : 7;
   ASSERT_EQ(Enqueue().exit_code, 0);
@@ -596,6 +602,14 @@ TEST_F(ScaleoutTest, WorkersReadTextThatEveryNodeSearches) {
 
 TEST_F(ScaleoutTest, WorkerWaitsForAMissingShareThenReadsThroughAUrlMap) {
   WriteImages(photos_, 6);
+  // And a video, fetched like the photos (into a temporary file, not into memory).
+  const std::optional<std::string> ffmpeg = testing::FindProgram("ffmpeg");
+  if (ffmpeg) {
+    ASSERT_EQ(MakeClip(*ffmpeg, photos_ + "/clip.mp4"), "");
+  } else {
+    std::printf("ffmpeg not installed: no video in this test\n");
+  }
+  const std::string jobs = ffmpeg ? "7" : "6";
   ASSERT_EQ(Enqueue().exit_code, 0);
   // The folder is not visible where the worker runs; a file server has it.
   const std::string served = testing::MakeTempDir() + "/served";
@@ -611,12 +625,12 @@ TEST_F(ScaleoutTest, WorkerWaitsForAMissingShareThenReadsThroughAUrlMap) {
   while (Clock::now() < deadline &&
          pg_->Psql("photos",
                    "SELECT count(*) FROM imgsearch.jobs WHERE last_error LIKE '%is not there on this machine%'") !=
-             "6") {
+             jobs) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   blind->Signal(SIGTERM);
   EXPECT_EQ(blind->Wait(), 0) << blind->Err();
-  EXPECT_EQ(pg_->Psql("photos", "SELECT count(*) FROM imgsearch.jobs WHERE last_error LIKE '%is not there%'"), "6")
+  EXPECT_EQ(pg_->Psql("photos", "SELECT count(*) FROM imgsearch.jobs WHERE last_error LIKE '%is not there%'"), jobs)
       << blind->Err();
   EXPECT_EQ(pg_->Psql("photos", "SELECT count(*) FROM imgsearch.images"), "0");
 
@@ -624,11 +638,73 @@ TEST_F(ScaleoutTest, WorkerWaitsForAMissingShareThenReadsThroughAUrlMap) {
   pg_->Psql("photos", "UPDATE imgsearch.jobs SET not_before = now()");  // no need to wait for the backoff
   auto mapped = Worker({"--map", photos_ + "=http://127.0.0.1:" + std::to_string(port) + "/photos"});
   json stats;
-  EXPECT_TRUE(WaitIndexed(url_, 6, 120, &stats)) << stats.dump() << mapped->Err();
+  EXPECT_TRUE(WaitIndexed(url_, std::stoi(jobs), 120, &stats)) << stats.dump() << mapped->Err();
+  EXPECT_EQ(stats["failed"], 0) << stats.dump();
   EXPECT_EQ(pg_->Psql("photos", "SELECT count(*) FROM imgsearch.images WHERE path LIKE '" + photos_ + "/img%.png'"),
             "6");
+  if (ffmpeg) {
+    // The video's frames, a frame at least every 2 s of its 6 s, with their times.
+    EXPECT_EQ(pg_->Psql("photos",
+                        "SELECT length(v.times) / 4 >= 3 FROM imgsearch.images i JOIN imgsearch.vectors v ON "
+                        "v.hash = i.content_hash WHERE i.path = '" +
+                            photos_ + "/clip.mp4'"),
+              "t");
+  }
+  // Nothing fetched is left behind in the temporary folder.
+  for (const auto& entry : fs::directory_iterator(fs::temp_directory_path())) {
+    EXPECT_FALSE(entry.path().filename().string().starts_with("imgsearch-fetch-")) << entry.path();
+  }
   mapped->Signal(SIGTERM);
   mapped->Wait();
+  files.stop();
+  server.join();
+}
+
+// A job that takes longer than a lease (here a video trickling from a file server for about 12 s,
+// against leases of 5 s) is held on by its worker, which renews the lease: a second worker never
+// takes it over, and it is written once.
+TEST_F(ScaleoutTest, AJobLongerThanItsLeaseIsHeldOnAndWrittenOnce) {
+  const std::optional<std::string> ffmpeg = testing::FindProgram("ffmpeg");
+  if (!ffmpeg) GTEST_SKIP() << "the ffmpeg command is not installed (scripts/setup installs it); skipping";
+  fs::create_directories(photos_);
+  ASSERT_EQ(MakeClip(*ffmpeg, photos_ + "/clip.mp4"), "");
+  ASSERT_EQ(Enqueue().exit_code, 0);
+  const std::string clip = testing::ReadFile(photos_ + "/clip.mp4");
+  fs::remove_all(photos_);  // only the file server has it
+
+  std::atomic<int> requests{0};
+  httplib::Server files;
+  files.Get("/photos/clip.mp4", [&](const httplib::Request&, httplib::Response& res) {
+    ++requests;
+    res.set_content_provider(clip.size(), "video/mp4", [&](size_t offset, size_t length, httplib::DataSink& sink) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      const size_t chunk = std::max<size_t>(clip.size() / 60, 1);
+      return sink.write(clip.data() + offset, std::min(chunk, length));
+    });
+  });
+  const int port = files.bind_to_any_port("127.0.0.1");
+  std::thread server([&] { files.listen_after_bind(); });
+  const std::string map = photos_ + "=http://127.0.0.1:" + std::to_string(port) + "/photos";
+
+  auto holder = Worker({"--map", map, "--lease-seconds", "5", "--name", "holder", "--no-ocr"});
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  while (Clock::now() < deadline &&
+         pg_->Psql("photos", "SELECT count(*) FROM imgsearch.jobs WHERE lease_owner = 'holder'") != "1") {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  auto rival = Worker({"--map", map, "--lease-seconds", "5", "--name", "rival", "--no-ocr"});
+  json stats;
+  EXPECT_TRUE(WaitIndexed(url_, 1, 120, &stats)) << stats.dump() << holder->Err() << rival->Err();
+  for (auto* worker : {holder.get(), rival.get()}) {
+    worker->Signal(SIGTERM);
+    EXPECT_EQ(worker->Wait(), 0) << worker->Err();
+  }
+  EXPECT_NE(holder->Out().find("stopped: 1 jobs done (1 embedded, 0 failed, 0 handed back, 0 superseded)"),
+            std::string::npos)
+      << holder->Out();
+  EXPECT_NE(rival->Out().find("stopped: 0 jobs done"), std::string::npos) << rival->Out();
+  EXPECT_EQ(requests, 1);  // (no text reading here, which would fetch it again)
+  EXPECT_EQ(pg_->Psql("photos", "SELECT count(*), count(*) FILTER (WHERE status = 1) FROM imgsearch.images"), "1|1");
   files.stop();
   server.join();
 }

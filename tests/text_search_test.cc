@@ -211,17 +211,19 @@ TEST_F(TextSearchTest, ServerSearchesAndShowsTheWords) {
 TEST_F(TextSearchTest, WordsInAVideoFindItAtTheirMoment) {
   if (!testing::FindProgram("ffmpeg"))
     GTEST_SKIP() << "the ffmpeg command is not installed (scripts/setup installs it)";
-  // A slideshow of three photographs, 4 s each: only the second (from 4 s to 8 s) shows words.
+  // A slideshow of three photographs, 4 s each: only the second (from 4 s to 8 s) shows words. The
+  // video is 1920×1280: frames are read at 1800×1200, and the words' boxes scaled back to the
+  // video's pixels. (The second photograph fills the frame exactly: its pixels are the video's.)
   const std::string slides = dir_ + "/slides", videos = dir_ + "/videos", db = dir_ + "/videos-db";
   fs::create_directories(slides);
   fs::create_directories(videos);
-  DrawAt("astronaut.png", slides + "/1.png", {}, 1280);
+  DrawAt("astronaut.png", slides + "/1.png", {}, 1920);
   DrawAt("coffee.png", slides + "/2.png",
-         {{"TICKET 9021", 80, 120, 80, {20, 20, 20}, std::array<uint8_t, 3>{245, 240, 220}}}, 1280);
-  DrawAt("chelsea.png", slides + "/3.png", {}, 1280);
-  // 720p: Tesseract's sparse-text mode reads little in a 480p frame (docs/performance.md).
+         {{"TICKET 9021", 1000, 900, 120, {20, 20, 20}, std::array<uint8_t, 3>{245, 240, 220}}}, 1920);
+  DrawAt("chelsea.png", slides + "/3.png", {}, 1920);
+  // Not below 720p: Tesseract's sparse-text mode reads little in a 480p frame (docs/performance.md).
   ASSERT_EQ(testing::MakeSlideshow({slides + "/1.png", slides + "/2.png", slides + "/3.png"}, 4, "h264",
-                                   videos + "/clip.mp4", 1280, 720),
+                                   videos + "/clip.mp4", 1920, 1280),
             "");
   const auto indexed = Index(db, videos);
   ASSERT_EQ(indexed.exit_code, 0) << indexed.out << indexed.err;
@@ -251,9 +253,17 @@ TEST_F(TextSearchTest, WordsInAVideoFindItAtTheirMoment) {
   int sign = 0;
   for (const json& w : words) {
     ASSERT_EQ(w.size(), 7u) << w.dump();
-    EXPECT_LE(w[1].get<int>() + w[3].get<int>(), 1280) << w.dump();  // in the video's pixels
+    EXPECT_LE(w[1].get<int>() + w[3].get<int>(), 1920) << w.dump();  // in the video's pixels
+    EXPECT_LE(w[2].get<int>() + w[4].get<int>(), 1280) << w.dump();
     if (w[0] != "TICKET" && w[0] != "9021") continue;  // (Tesseract reads a little in the photographs too)
     ++sign;
+    // Where the sign was drawn, in the video's pixels: across its middle row (y 960), TICKET from
+    // x 1000 (in the 1800×1200 frame read, they were at y 900 and x 937).
+    EXPECT_LE(w[2].get<int>(), 960) << w.dump();
+    EXPECT_GE(w[2].get<int>() + w[4].get<int>(), 960) << w.dump();
+    if (w[0] == "TICKET") {
+      EXPECT_NEAR(w[1].get<int>(), 1000, 15) << w.dump();
+    }
     // ffmpeg's fps filter may hold a slide a frame or two past its 4 s.
     EXPECT_GE(w[6].get<double>(), 4.0) << w.dump();
     EXPECT_LE(w[6].get<double>(), 8.2) << w.dump();

@@ -19,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "imgsearch/collection.h"
 #include "imgsearch/image.h"
 #include "test_util.h"
 
@@ -188,6 +189,78 @@ TEST_F(VideoSearchTest, DamagedVideosFailAloneWithTheirReason) {
   const std::vector<json> hits = SearchByImage("camera.png", 2);
   ASSERT_EQ(hits.size(), 2u);
   EXPECT_TRUE(hits[0].contains("time") && hits[1].contains("time"));
+}
+
+// Whether process `pid` has `path` open.
+bool HasOpen(int pid, const std::string& path) {
+  std::error_code ec;
+  for (const auto& fd : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+    std::error_code gone;  // a descriptor closed meanwhile
+    if (fs::read_symlink(fd.path(), gone) == path) return true;
+  }
+  return false;
+}
+
+// The frame times of the video at `path` in the collection at `db`, or nullopt when it is not there.
+std::optional<std::vector<float>> FrameTimes(const std::string& db, const std::string& path) {
+  auto c = OpenCollection(db, nullptr, CollectionOptions{.read_only = true, .create_if_missing = false});
+  EXPECT_TRUE(c.ok()) << c.status().ToString();
+  if (!c.ok()) return std::nullopt;
+  EXPECT_TRUE((*c)->CheckIntegrity().ok());
+  auto record = (*c)->GetByPath(path);
+  EXPECT_TRUE(record.ok()) << record.status().ToString();
+  if (!record.ok() || !*record || (*record)->status != ImageStatus::kIndexed) return std::nullopt;
+  return (*record)->frame_times;
+}
+
+// kill -9 while a video is being sampled: a video's parts are written together with its last one,
+// so nothing of it was stored, and the next run embeds it whole; what was written before is kept.
+TEST_F(VideoSearchTest, KillDashNineMidVideoThenIndexAgainEmbedsItWhole) {
+  // Two minutes with a key frame every 10 s, sampled every 0.5 s: every frame is decoded, which
+  // takes long enough for the kill to land mid-video.
+  const std::string video = lib_ + "/long.mp4";
+  const auto made = RunCommand({*testing::FindProgram("ffmpeg"), "-nostdin", "-v", "error", "-f", "lavfi", "-i",
+                                "testsrc2=size=640x360:rate=25", "-t", "120", "-c:v", "libx264", "-preset", "ultrafast",
+                                "-g", "250", video});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const std::vector<std::string> sampling = {"--video-interval", "0.5", "--video-max-frames", "240", "--no-ocr"};
+  auto index_argv = [&](const std::string& db, const std::string& what) {
+    std::vector<std::string> argv = {ImgsearchBin(), "index", "--db", db, "--model", TestModelDir(), "--offline"};
+    argv.insert(argv.end(), sampling.begin(), sampling.end());
+    argv.push_back(what);
+    return argv;
+  };
+
+  testing::Process doomed(index_argv(db_, lib_));
+  const auto deadline = Clock::now() + std::chrono::seconds(120);
+  while (doomed.Running() && !HasOpen(doomed.pid(), video) && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  // Sampled for a while (its first parts embedded, waiting for the rest), then killed.
+  const auto opened = Clock::now();
+  while (HasOpen(doomed.pid(), video) && Clock::now() < opened + std::chrono::milliseconds(300)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  doomed.Signal(SIGKILL);
+  ASSERT_EQ(doomed.Wait(), 128 + SIGKILL) << "the run ended before the kill: " << doomed.Out() << doomed.Err();
+  EXPECT_EQ(FrameTimes(db_, video), std::nullopt) << "the video was written before the kill; the test proves nothing";
+
+  const auto again = RunCommand(index_argv(db_, lib_));
+  ASSERT_EQ(again.exit_code, 0) << again.err << again.out;
+  // Every file once; the long video with every frame a run of its own samples.
+  const auto listed = JsonLines(RunCommand({ImgsearchBin(), "list", "--db", db_, "--json"}).out);
+  std::multiset<std::string> paths;
+  for (const json& j : listed) paths.insert(j["path"].get<std::string>());
+  EXPECT_EQ(paths, (std::multiset<std::string>{lib_ + "/long.mp4", lib_ + "/palette.png", lib_ + "/reversed.webm",
+                                               lib_ + "/rocket.jpg", lib_ + "/show.mp4"}));
+  const std::string alone = dir_ + "/alone";
+  fs::create_directories(alone);
+  fs::copy_file(video, alone + "/long.mp4");
+  ASSERT_EQ(RunCommand(index_argv(alone + "/db", alone)).exit_code, 0);
+  const auto whole = FrameTimes(alone + "/db", alone + "/long.mp4");
+  ASSERT_TRUE(whole.has_value());
+  EXPECT_EQ(whole->size(), 240u);
+  EXPECT_EQ(FrameTimes(db_, video), whole);
 }
 
 class VideoServeTest : public VideoSearchTest {

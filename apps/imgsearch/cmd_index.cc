@@ -67,7 +67,7 @@ RunFn AddIndexCommand(CLI::App& root) {
   auto f = std::make_shared<Flags>();
   CLI::App* app = root.add_subcommand("index", "add, update and remove images so the collection matches folders");
   AddIngestFlags(app, f.get());
-  app->add_option("paths", f->paths, "folders (or files) to index")->required();
+  app->add_option("paths", f->paths, "folders to index")->required();
   return [f] {
     if (Status st = CheckPathsExist(f->paths, *f); !st.ok()) return ReportError(st);
     auto target = OpenIngestTarget(*f);

@@ -120,7 +120,12 @@ Result<FileContent> ReadLocalFile(const std::string& path) {
   if (IsVideoFormat(DetectImageFormat(content.bytes))) {
     content.file = std::make_shared<const RegularFile>(std::move(file));
   } else if (content.bytes.size() == kDetectBytes) {
-    ASSIGN_OR_RETURN(content.bytes, ReadFileBytes(path, kMaxFileBytes));
+    // The rest from the same descriptor: the file that was checked, even if the name is gone.
+    if (file.size() > kMaxFileBytes) {
+      return Status::ResourceExhausted("the file is " + std::to_string(file.size()) +
+                                       " bytes, more than the limit of " + std::to_string(kMaxFileBytes));
+    }
+    ASSIGN_OR_RETURN(content.bytes, file.ReadAt(0, file.size()));
   }
   return content;
 }

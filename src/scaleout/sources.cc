@@ -1,6 +1,11 @@
 #include "scaleout/sources.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include "imgsearch/paths.h"
@@ -50,18 +55,7 @@ std::string FileSources::Locate(const std::string& path) const {
 Result<ingest::FileContent> FileSources::Read(const std::string& path, int64_t mtime_ns,
                                               const std::vector<CollectionRoot>& roots) const {
   const std::string where = Locate(path);
-  if (IsUrl(where)) {
-    auto response = http_.Get(where);
-    if (!response.ok()) return Status::Unavailable(response.status().message());
-    if (response->code == 404 || response->code == 410) return Status::NotFound(where + " is gone");
-    if (response->code != 200) {
-      return Status::Unavailable("HTTP " + std::to_string(response->code) + " from " + where);
-    }
-    ingest::FileContent content;
-    content.stat = {path, static_cast<int64_t>(response->body.size()), mtime_ns};
-    content.bytes.assign(response->body.begin(), response->body.end());
-    return content;
-  }
+  if (IsUrl(where)) return Fetch(where, path, mtime_ns);
   Result<ingest::FileContent> content = ingest::ReadLocalFile(where);
   if (content.ok()) content->stat.path = path;  // the job's path, wherever it was read from
   if (content.ok() || content.status().code() != StatusCode::kNotFound) return content;
@@ -75,6 +69,34 @@ Result<ingest::FileContent> FileSources::Read(const std::string& path, int64_t m
                                  ") is not there on this machine; mount it, or map it with --map");
     }
   }
+  return content;
+}
+
+Result<ingest::FileContent> FileSources::Fetch(const std::string& url, const std::string& path,
+                                               int64_t mtime_ns) const {
+  std::error_code ec;
+  const std::filesystem::path dir = std::filesystem::temp_directory_path(ec);
+  if (ec) return Status::Unavailable("no folder for temporary files: " + ec.message());
+  std::string temp = (dir / "imgsearch-fetch-XXXXXX").string();
+  const int fd = ::mkstemp(temp.data());
+  if (fd < 0)
+    return Status::Unavailable("cannot create a temporary file in " + dir.string() + ": " + std::strerror(errno));
+  ::close(fd);
+  const Result<long> http = http_.Download(url, temp, {});
+  Result<ingest::FileContent> content = Status::Unavailable("");
+  if (!http.ok()) {
+    content = Status::Unavailable(http.status().message());  // tried again later
+  } else if (*http == 404 || *http == 410) {
+    content = Status::NotFound(url + " is gone");
+  } else if (*http != 200) {
+    content = Status::Unavailable("HTTP " + std::to_string(*http) + " from " + url);
+  } else {
+    content = ingest::ReadLocalFile(temp);  // a video keeps its descriptor, which outlives the name
+  }
+  ::unlink(temp.c_str());
+  if (!content.ok()) return content;
+  content->stat.path = path;
+  content->stat.mtime_ns = mtime_ns;
   return content;
 }
 
