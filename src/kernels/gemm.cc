@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -51,10 +52,21 @@ struct Shape {
   bool has_bias;
   Kind kind;
   Epilogue epilogue = Epilogue::kNone;
+  Layout layout = Layout::kRows;
   bool operator<(const Shape& o) const {
-    return std::tie(m, k, n, has_bias, kind, epilogue) < std::tie(o.m, o.k, o.n, o.has_bias, o.kind, o.epilogue);
+    return std::tie(m, k, n, has_bias, kind, epilogue, layout) <
+           std::tie(o.m, o.k, o.n, o.has_bias, o.kind, o.epilogue, o.layout);
   }
 };
+
+Kind KindOf(WeightType type) {
+  switch (type) {
+    case WeightType::kF32: return Kind::kF32;
+    case WeightType::kBf16: return Kind::kBf16;
+    case WeightType::kS8: return Kind::kU8S8;
+  }
+  return Kind::kF32;
+}
 
 memory::data_type SourceType(Kind kind) {
   switch (kind) {
@@ -64,7 +76,7 @@ memory::data_type SourceType(Kind kind) {
   }
   return memory::data_type::f32;
 }
-memory::data_type WeightType(Kind kind) { return kind == Kind::kU8S8 ? memory::data_type::s8 : SourceType(kind); }
+memory::data_type WeightDataType(Kind kind) { return kind == Kind::kU8S8 ? memory::data_type::s8 : SourceType(kind); }
 memory::data_type ResultType(const Shape& s) {
   if (s.kind == Kind::kU8S8) return memory::data_type::s32;
   const bool activated = s.epilogue != Epilogue::kNone && s.epilogue != Epilogue::kAccumulate;
@@ -85,8 +97,20 @@ dnnl::primitive_attr AttributesOf(Epilogue epilogue) {
   return attr;
 }
 
-// One engine for the process, and a matmul primitive per shape. Primitives are immutable once made
-// and may be executed from several threads at once, each with its own stream.
+memory::desc RowsDesc(Kind kind, int k, int n) {
+  return memory::desc({k, n}, WeightDataType(kind), memory::format_tag::ba);  // w stored [n, k]
+}
+
+// A primitive, and whether it reads packed weights only after unpacking them into rows (should
+// oneDNN have no kernel for the packed layout at some shape: never seen, but never wrong).
+struct Matmul {
+  dnnl::matmul prim;
+  bool unpack = false;
+};
+
+// One engine for the process, a matmul primitive per shape, and the packed weights' layout per
+// weight shape. Primitives are immutable once made and may be executed from several threads at
+// once, each with its own stream.
 class MatmulCache {
  public:
   static MatmulCache& Get() {
@@ -96,25 +120,29 @@ class MatmulCache {
 
   const dnnl::engine& engine() const { return engine_; }
 
-  dnnl::matmul Primitive(const Shape& s) {
+  Matmul Primitive(const Shape& s) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = primitives_.find(s);
     if (it != primitives_.end()) return it->second;
-    memory::desc src_md({s.m, s.k}, SourceType(s.kind), memory::format_tag::ab);
-    memory::desc wei_md({s.k, s.n}, WeightType(s.kind), memory::format_tag::ba);  // w stored [n, k]
-    memory::desc dst_md({s.m, s.n}, ResultType(s), memory::format_tag::ab);
-    const dnnl::primitive_attr attr = AttributesOf(s.epilogue);
-    dnnl::matmul::primitive_desc pd;
-    if (s.has_bias) {
-      memory::desc bias_md({1, s.n}, memory::data_type::f32, memory::format_tag::ab);
-      pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(src_md, wei_md, bias_md, dst_md), attr, engine_);
-    } else {
-      pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(src_md, wei_md, dst_md), attr, engine_);
+    Matmul m;
+    if (s.layout == Layout::kPacked) {
+      try {
+        m.prim = dnnl::matmul(Describe(s, PackedDescLocked(s.kind, s.k, s.n)));
+      } catch (const dnnl::error&) {
+        m.unpack = true;
+      }
     }
-    dnnl::matmul prim(pd);
+    if (!m.prim) m.prim = dnnl::matmul(Describe(s, RowsDesc(s.kind, s.k, s.n)));
     if (primitives_.size() > 4096) primitives_.clear();  // bounded: shapes vary with batch and text length
-    primitives_.emplace(s, prim);
-    return prim;
+    primitives_.emplace(s, m);
+    return m;
+  }
+
+  // The layout oneDNN's kernels prefer for [n, k] weights of `kind` (the same whatever the number
+  // of rows multiplied: checked on the encoders' shapes from 1 to 1600 rows).
+  memory::desc PackedDesc(Kind kind, int k, int n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return PackedDescLocked(kind, k, n);
   }
 
  private:
@@ -123,48 +151,98 @@ class MatmulCache {
     engine_ = dnnl::engine(dnnl::engine::kind::cpu, 0);
   }
 
+  dnnl::matmul::primitive_desc Describe(const Shape& s, const memory::desc& wei_md) const {
+    memory::desc src_md({s.m, s.k}, SourceType(s.kind), memory::format_tag::ab);
+    memory::desc dst_md({s.m, s.n}, ResultType(s), memory::format_tag::ab);
+    const dnnl::primitive_attr attr = AttributesOf(s.epilogue);
+    if (s.has_bias) {
+      memory::desc bias_md({1, s.n}, memory::data_type::f32, memory::format_tag::ab);
+      return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src_md, wei_md, bias_md, dst_md), attr, engine_);
+    }
+    return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src_md, wei_md, dst_md), attr, engine_);
+  }
+
+  memory::desc PackedDescLocked(Kind kind, int k, int n) {
+    const auto key = std::tuple(kind, k, n);
+    auto it = packed_.find(key);
+    if (it != packed_.end()) return it->second;
+    constexpr int kRows = 256;
+    memory::desc any({k, n}, WeightDataType(kind), memory::format_tag::any);
+    const memory::desc packed = Describe({kRows, k, n, /*has_bias=*/false, kind}, any).weights_desc();
+    packed_.emplace(key, packed);
+    return packed;
+  }
+
   dnnl::engine engine_;
   std::mutex mu_;
-  std::map<Shape, dnnl::matmul> primitives_;  // guarded by mu_
+  std::map<Shape, Matmul> primitives_;                         // guarded by mu_
+  std::map<std::tuple<Kind, int, int>, memory::desc> packed_;  // guarded by mu_
 };
 
-// Runs the cached primitive for `shape` on x ([m, k]), w ([n, k]) into y ([m, n]), of the shape's types.
+// Runs the cached primitive for `shape` on x ([m, k]), w ([n, k], or packed) into y ([m, n]), of
+// the shape's types.
 void RunMatmul(const Shape& shape, const void* x, const void* w, const float* bias, void* y) {
   MatmulCache& cache = MatmulCache::Get();
-  dnnl::matmul prim = cache.Primitive(shape);
+  const Matmul matmul = cache.Primitive(shape);
   const dnnl::engine& eng = cache.engine();
   dnnl::stream stream(eng);
   const int m = shape.m, k = shape.k, n = shape.n;
   memory src({{m, k}, SourceType(shape.kind), memory::format_tag::ab}, eng, const_cast<void*>(x));
-  memory wei({{k, n}, WeightType(shape.kind), memory::format_tag::ba}, eng, const_cast<void*>(w));
+  const bool packed = shape.layout == Layout::kPacked;
+  memory wei(packed ? cache.PackedDesc(shape.kind, k, n) : RowsDesc(shape.kind, k, n), eng, const_cast<void*>(w));
+  thread_local std::vector<std::byte> rows;
+  if (packed && matmul.unpack) {
+    const memory::desc rows_md = RowsDesc(shape.kind, k, n);
+    rows.resize(rows_md.get_size());
+    memory unpacked(rows_md, eng, rows.data());
+    dnnl::reorder(wei, unpacked).execute(stream, wei, unpacked);
+    wei = unpacked;
+  }
   memory dst({{m, n}, ResultType(shape), memory::format_tag::ab}, eng, y);
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}};
   if (bias != nullptr) {
     args.emplace(DNNL_ARG_BIAS,
                  memory({{1, n}, memory::data_type::f32, memory::format_tag::ab}, eng, const_cast<float*>(bias)));
   }
-  prim.execute(stream, args);
+  matmul.prim.execute(stream, args);
   stream.wait();
 }
 
 }  // namespace
 
-void Linear(const float* x, const float* w, const float* bias, float* y, int m, int k, int n) {
-  if (m == 0 || n == 0) return;
-  RunMatmul({m, k, n, bias != nullptr, Kind::kF32}, x, w, bias, y);
+size_t PackedWeightBytes(WeightType type, int k, int n) {
+  const Kind kind = KindOf(type);
+  const memory::desc packed = MatmulCache::Get().PackedDesc(kind, k, n);
+  return packed == RowsDesc(kind, k, n) ? 0 : packed.get_size();
 }
 
-void LinearBf16(const float* x, const uint16_t* w, const float* bias, float* y, int m, int k, int n) {
+void PackWeights(WeightType type, const void* rows, int k, int n, void* packed) {
+  const Kind kind = KindOf(type);
+  MatmulCache& cache = MatmulCache::Get();
+  const dnnl::engine& eng = cache.engine();
+  dnnl::stream stream(eng);
+  memory from(RowsDesc(kind, k, n), eng, const_cast<void*>(rows));
+  memory to(cache.PackedDesc(kind, k, n), eng, packed);
+  dnnl::reorder(from, to).execute(stream, from, to);
+  stream.wait();
+}
+
+void Linear(const float* x, const float* w, const float* bias, float* y, int m, int k, int n, Layout layout) {
+  if (m == 0 || n == 0) return;
+  RunMatmul({m, k, n, bias != nullptr, Kind::kF32, Epilogue::kNone, layout}, x, w, bias, y);
+}
+
+void LinearBf16(const float* x, const uint16_t* w, const float* bias, float* y, int m, int k, int n, Layout layout) {
   if (m == 0 || n == 0) return;
   thread_local std::vector<uint16_t> x_bf16;
   x_bf16.resize(static_cast<size_t>(m) * k);
   ToBf16(x, x_bf16.data(), int64_t{m} * k);
-  LinearBf16(x_bf16.data(), w, bias, y, m, k, n);
+  LinearBf16(x_bf16.data(), w, bias, y, m, k, n, layout);
 }
 
-void LinearBf16(const uint16_t* x, const uint16_t* w, const float* bias, float* y, int m, int k, int n) {
+void LinearBf16(const uint16_t* x, const uint16_t* w, const float* bias, float* y, int m, int k, int n, Layout layout) {
   if (m == 0 || n == 0) return;
-  RunMatmul({m, k, n, bias != nullptr, Kind::kBf16}, x, w, bias, y);
+  RunMatmul({m, k, n, bias != nullptr, Kind::kBf16, Epilogue::kNone, layout}, x, w, bias, y);
 }
 
 namespace {
@@ -180,26 +258,27 @@ Epilogue EpilogueOf(Activation activation) {
 
 }  // namespace
 
-void LinearAccumulate(const float* x, const float* w, const float* bias, float* y, int m, int k, int n) {
+void LinearAccumulate(const float* x, const float* w, const float* bias, float* y, int m, int k, int n, Layout layout) {
   if (m == 0 || n == 0) return;
-  RunMatmul({m, k, n, bias != nullptr, Kind::kF32, Epilogue::kAccumulate}, x, w, bias, y);
+  RunMatmul({m, k, n, bias != nullptr, Kind::kF32, Epilogue::kAccumulate, layout}, x, w, bias, y);
 }
 
-void LinearAccumulate(const uint16_t* x, const uint16_t* w, const float* bias, float* y, int m, int k, int n) {
+void LinearAccumulate(const uint16_t* x, const uint16_t* w, const float* bias, float* y, int m, int k, int n,
+                      Layout layout) {
   if (m == 0 || n == 0) return;
-  RunMatmul({m, k, n, bias != nullptr, Kind::kBf16, Epilogue::kAccumulate}, x, w, bias, y);
+  RunMatmul({m, k, n, bias != nullptr, Kind::kBf16, Epilogue::kAccumulate, layout}, x, w, bias, y);
 }
 
 void LinearActivate(const float* x, const float* w, const float* bias, float* y, int m, int k, int n,
-                    Activation activation) {
+                    Activation activation, Layout layout) {
   if (m == 0 || n == 0) return;
-  RunMatmul({m, k, n, bias != nullptr, Kind::kF32, EpilogueOf(activation)}, x, w, bias, y);
+  RunMatmul({m, k, n, bias != nullptr, Kind::kF32, EpilogueOf(activation), layout}, x, w, bias, y);
 }
 
 void LinearActivate(const uint16_t* x, const uint16_t* w, const float* bias, uint16_t* y, int m, int k, int n,
-                    Activation activation) {
+                    Activation activation, Layout layout) {
   if (m == 0 || n == 0) return;
-  RunMatmul({m, k, n, bias != nullptr, Kind::kBf16, EpilogueOf(activation)}, x, w, bias, y);
+  RunMatmul({m, k, n, bias != nullptr, Kind::kBf16, EpilogueOf(activation), layout}, x, w, bias, y);
 }
 
 int Int8Levels() { return NativeVnni() ? 127 : 63; }
@@ -222,7 +301,7 @@ void QuantizeInt8(const float* w, int rows, int k, int8_t* q, float* scale, int3
 }
 
 void LinearInt8(const float* x, const int8_t* w, const float* w_scale, const int32_t* w_sum, const float* bias,
-                float* y, int m, int k, int n, Int8Result result, Activation activation) {
+                float* y, int m, int k, int n, Int8Result result, Activation activation, Layout layout) {
   if (m == 0 || n == 0) return;
   const VectorOps& ops = ActiveVectorOps();
   const int levels = Int8Levels();
@@ -236,7 +315,7 @@ void LinearInt8(const float* x, const int8_t* w, const float* w_scale, const int
   float* xs = x_scale.data();
 #pragma omp parallel for schedule(static) if (int64_t{m} * k >= (1 << 15))
   for (int r = 0; r < m; ++r) xs[r] = ops.quantize_row(x + int64_t{r} * k, k, levels, q + int64_t{r} * k);
-  RunMatmul({m, k, n, /*has_bias=*/false, Kind::kU8S8}, q, w, nullptr, acc.data());
+  RunMatmul({m, k, n, /*has_bias=*/false, Kind::kU8S8, Epilogue::kNone, layout}, q, w, nullptr, acc.data());
   const int32_t* a = acc.data();
 #pragma omp parallel for schedule(static) if (int64_t{m} * n >= (1 << 15))
   for (int r = 0; r < m; ++r) {

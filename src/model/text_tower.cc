@@ -261,6 +261,7 @@ struct TextModel::Impl {
     for (int i = 0; i < s.tower.n_layers; ++i) {
       const std::string prefix = p + (distil ? "transformer.layer." : "encoder.layer.") + std::to_string(i);
       ASSIGN_OR_RETURN(BlockWeights b, store->Block(prefix, s.tower, distil ? kDistilBertBlockNames : kBertBlockNames));
+      for (LinearWeights* linear : {&b.qkv, &b.out, &b.fc1, &b.fc2}) store->Pack(linear);
       t.blocks.push_back(b);
     }
     if (distil) {

@@ -37,17 +37,17 @@ void BlockScratch::Reserve(int n_tokens, const TowerConfig& c, bool bf16) {
 
 void ApplyLinear(const LinearWeights& linear, const float* x, int rows, float* y) {
   if (linear.weight_bf16 != nullptr) {
-    kernels::LinearBf16(x, linear.weight_bf16, linear.bias, y, rows, linear.in, linear.out);
+    kernels::LinearBf16(x, linear.weight_bf16, linear.bias, y, rows, linear.in, linear.out, linear.layout);
   } else if (linear.weight_s8 != nullptr) {
     kernels::LinearInt8(x, linear.weight_s8, linear.weight_scale, linear.weight_sum, linear.bias, y, rows, linear.in,
-                        linear.out);
+                        linear.out, kernels::Int8Result::kStore, Activation::kQuickGelu, linear.layout);
   } else {
-    kernels::Linear(x, linear.weight, linear.bias, y, rows, linear.in, linear.out);
+    kernels::Linear(x, linear.weight, linear.bias, y, rows, linear.in, linear.out, linear.layout);
   }
 }
 
 void ApplyLinear(const LinearWeights& linear, const uint16_t* x, int rows, float* y) {
-  kernels::LinearBf16(x, linear.weight_bf16, linear.bias, y, rows, linear.in, linear.out);
+  kernels::LinearBf16(x, linear.weight_bf16, linear.bias, y, rows, linear.in, linear.out, linear.layout);
 }
 
 namespace {
@@ -56,11 +56,11 @@ namespace {
 void AddLinear(const LinearWeights& linear, const float* in, int rows, float* x, BlockScratch* s) {
   if (linear.weight_s8 != nullptr) {
     kernels::LinearInt8(in, linear.weight_s8, linear.weight_scale, linear.weight_sum, linear.bias, x, rows, linear.in,
-                        linear.out, kernels::Int8Result::kAdd);
+                        linear.out, kernels::Int8Result::kAdd, Activation::kQuickGelu, linear.layout);
     return;
   }
   if (linear.weight != nullptr) {
-    kernels::LinearAccumulate(in, linear.weight, linear.bias, x, rows, linear.in, linear.out);
+    kernels::LinearAccumulate(in, linear.weight, linear.bias, x, rows, linear.in, linear.out, linear.layout);
     return;
   }
   // bfloat16 weights reading fp32 (a post-LN block).
@@ -70,7 +70,7 @@ void AddLinear(const LinearWeights& linear, const float* in, int rows, float* x,
 }
 
 void AddLinear(const LinearWeights& linear, const uint16_t* in, int rows, float* x, BlockScratch*) {
-  kernels::LinearAccumulate(in, linear.weight_bf16, linear.bias, x, rows, linear.in, linear.out);
+  kernels::LinearAccumulate(in, linear.weight_bf16, linear.bias, x, rows, linear.in, linear.out, linear.layout);
 }
 
 // out = activation(linear(in)), in the type the next GEMM reads, in the GEMM's own pass where the
@@ -78,11 +78,12 @@ void AddLinear(const LinearWeights& linear, const uint16_t* in, int rows, float*
 void ActivatedLinear(const LinearWeights& linear, Activation activation, const float* in, int rows, float* out) {
   if (linear.weight_s8 != nullptr) {
     kernels::LinearInt8(in, linear.weight_s8, linear.weight_scale, linear.weight_sum, linear.bias, out, rows, linear.in,
-                        linear.out, kernels::Int8Result::kActivate, activation);
+                        linear.out, kernels::Int8Result::kActivate, activation, linear.layout);
     return;
   }
   if (linear.weight != nullptr) {
-    kernels::LinearActivate(in, linear.weight, linear.bias, out, rows, linear.in, linear.out, activation);
+    kernels::LinearActivate(in, linear.weight, linear.bias, out, rows, linear.in, linear.out, activation,
+                            linear.layout);
     return;
   }
   ApplyLinear(linear, in, rows, out);  // bfloat16 weights reading fp32 (a post-LN block)
@@ -90,7 +91,8 @@ void ActivatedLinear(const LinearWeights& linear, Activation activation, const f
 }
 
 void ActivatedLinear(const LinearWeights& linear, Activation activation, const uint16_t* in, int rows, uint16_t* out) {
-  kernels::LinearActivate(in, linear.weight_bf16, linear.bias, out, rows, linear.in, linear.out, activation);
+  kernels::LinearActivate(in, linear.weight_bf16, linear.bias, out, rows, linear.in, linear.out, activation,
+                          linear.layout);
 }
 
 // A pre-LN block whose GEMMs read In: float, or uint16_t for bfloat16 (each GEMM's input then

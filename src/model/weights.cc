@@ -125,6 +125,41 @@ void TensorStore::ToInt8(LinearWeights* linear) {
   Release(linear);
 }
 
+void TensorStore::Pack(LinearWeights* linear) {
+  const auto type = linear->weight_s8 != nullptr     ? kernels::WeightType::kS8
+                    : linear->weight_bf16 != nullptr ? kernels::WeightType::kBf16
+                                                     : kernels::WeightType::kF32;
+  const void* rows = linear->weight_s8 != nullptr     ? static_cast<const void*>(linear->weight_s8)
+                     : linear->weight_bf16 != nullptr ? static_cast<const void*>(linear->weight_bf16)
+                                                      : static_cast<const void*>(linear->weight);
+  if (linear->layout == kernels::Layout::kPacked || rows == nullptr) return;
+  const size_t bytes = kernels::PackedWeightBytes(type, linear->in, linear->out);
+  if (bytes == 0) return;
+  std::byte* packed = owned_packed_.emplace_back(new (std::align_val_t{64}) std::byte[bytes], AlignedFree{}).get();
+  kernels::PackWeights(type, rows, linear->in, linear->out, packed);
+  switch (type) {
+    case kernels::WeightType::kF32:
+      Release(linear);
+      linear->weight = reinterpret_cast<const float*>(packed);
+      break;
+    case kernels::WeightType::kBf16:
+      Free(owned_bf16_, linear->weight_bf16);
+      linear->weight_bf16 = reinterpret_cast<const uint16_t*>(packed);
+      break;
+    case kernels::WeightType::kS8:
+      Free(owned_s8_, linear->weight_s8);
+      linear->weight_s8 = reinterpret_cast<const int8_t*>(packed);
+      break;
+  }
+  linear->layout = kernels::Layout::kPacked;
+}
+
+template <typename T>
+void TensorStore::Free(std::deque<std::vector<T>>& owned, const T* data) {
+  auto it = std::find_if(owned.begin(), owned.end(), [&](const auto& v) { return v.data() == data; });
+  if (it != owned.end()) std::vector<T>().swap(*it);
+}
+
 void TensorStore::Release(LinearWeights* linear) {
   const size_t n = static_cast<size_t>(linear->in) * linear->out;
   auto copy = std::find_if(owned_.begin(), owned_.end(), [&](const auto& v) { return v.data() == linear->weight; });
@@ -247,6 +282,13 @@ Result<std::unique_ptr<ModelWeights>> ModelWeights::Load(CheckpointFile file, co
     }
     for (LinearWeights* linear : linears) load.ToBf16(linear);
   }
+  // The GEMMs that carry nearly all the work read their weights packed.
+  for (std::vector<BlockWeights>* blocks : {&t.blocks, &v.blocks}) {
+    for (BlockWeights& b : *blocks) {
+      for (LinearWeights* linear : {&b.qkv, &b.out, &b.fc1, &b.fc2}) load.Pack(linear);
+    }
+  }
+  load.Pack(&v.patch);
   return w;
 }
 

@@ -4,29 +4,33 @@
 // once at load. q/k/v projections are fused into one [3·width, width] matrix per layer.
 #pragma once
 
+#include <cstddef>
 #include <deque>
 #include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "kernels/gemm.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
 
 namespace imgsearch::model {
 
-// A layer's weights in one of three forms: fp32, or in their place bfloat16 or int8.
+// A layer's weights in one of three forms: fp32, or in their place bfloat16 or int8; each either
+// in [out, in] rows or packed for the GEMM (`layout`).
 struct LinearWeights {
-  const float* weight = nullptr;          // [out, in]; null once replaced by weight_bf16 or weight_s8
-  const uint16_t* weight_bf16 = nullptr;  // [out, in] in bfloat16, for the bf16 precision
-  const int8_t* weight_s8 = nullptr;      // [out, in] in int8 (kernels::QuantizeInt8), for int8
-  const float* weight_scale = nullptr;    // [out]: weight ≈ weight_s8 · weight_scale
-  const int32_t* weight_sum = nullptr;    // [out]: Σ weight_s8 over in
-  const float* bias = nullptr;            // [out] or null
+  const float* weight = nullptr;                    // [out, in]; null once replaced by weight_bf16 or weight_s8
+  const uint16_t* weight_bf16 = nullptr;            // [out, in] in bfloat16, for the bf16 precision
+  const int8_t* weight_s8 = nullptr;                // [out, in] in int8 (kernels::QuantizeInt8), for int8
+  kernels::Layout layout = kernels::Layout::kRows;  // kPacked: the weights above are packed (PackWeights)
+  const float* weight_scale = nullptr;              // [out]: weight ≈ weight_s8 · weight_scale
+  const int32_t* weight_sum = nullptr;              // [out]: Σ weight_s8 over in
+  const float* bias = nullptr;                      // [out] or null
   int in = 0;
   int out = 0;
 
-  // Output features [first, first + count): rows of the weights and the bias.
+  // Output features [first, first + count): rows of the weights and the bias (weights in rows).
   LinearWeights Rows(int first, int count) const {
     const int64_t offset = int64_t{first} * in;
     LinearWeights r = *this;
@@ -130,6 +134,9 @@ class TensorStore {
   void ToBf16(LinearWeights* linear);
   // The same, to int8 with a scale per output feature (kernels::QuantizeInt8).
   void ToInt8(LinearWeights* linear);
+  // Packs `linear`'s weights, in whichever form, for the GEMM (kernels::PackWeights) and lets the
+  // rows go; nothing changes where this CPU's kernels gain nothing from it.
+  void Pack(LinearWeights* linear);
 
   const CheckpointFile& file() const { return file_; }
   const char* dtype_name() const { return dtype_name_; }
@@ -139,11 +146,19 @@ class TensorStore {
   CheckpointFile file_;
   // Lets `linear`'s fp32 weights go, once held in another form.
   void Release(LinearWeights* linear);
+  // Frees the owned vector in `owned` holding `data`, if one does.
+  template <typename T>
+  static void Free(std::deque<std::vector<T>>& owned, const T* data);
+
+  struct AlignedFree {
+    void operator()(std::byte* p) const { ::operator delete[](p, std::align_val_t{64}); }
+  };
 
   std::deque<std::vector<float>> owned_;  // widened or fused tensors; deque: references stay valid
   std::deque<std::vector<uint16_t>> owned_bf16_;
   std::deque<std::vector<int8_t>> owned_s8_;
   std::deque<std::vector<int32_t>> owned_sums_;
+  std::deque<std::unique_ptr<std::byte[], AlignedFree>> owned_packed_;
   const char* dtype_name_ = "F32";
   int64_t n_params_ = 0;
 };
