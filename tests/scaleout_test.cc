@@ -258,10 +258,12 @@ class ScaleoutTest : public ::testing::Test {
     photos_ = testing::MakeTempDir() + "/photos";
   }
 
-  std::unique_ptr<Process> Worker(const std::vector<std::string>& extra = {}) {
+  // A worker; with `tmpdir`, its temporary files go there.
+  std::unique_ptr<Process> Worker(const std::vector<std::string>& extra = {}, const std::string& tmpdir = "") {
     std::vector<std::string> argv = {ImgsearchBin(), "worker", "--store",          url_, "--model", TestModelDir(),
                                      "--threads",    "1",      "--decode-threads", "1"};
     argv.insert(argv.end(), extra.begin(), extra.end());
+    if (!tmpdir.empty()) argv.insert(argv.begin(), {"/usr/bin/env", "TMPDIR=" + tmpdir});
     return std::make_unique<Process>(argv);
   }
 
@@ -636,7 +638,8 @@ TEST_F(ScaleoutTest, WorkerWaitsForAMissingShareThenReadsThroughAUrlMap) {
 
   // With the folder mapped to the file server, they are embedded, under their own paths.
   pg_->Psql("photos", "UPDATE imgsearch.jobs SET not_before = now()");  // no need to wait for the backoff
-  auto mapped = Worker({"--map", photos_ + "=http://127.0.0.1:" + std::to_string(port) + "/photos"});
+  const std::string fetched = testing::MakeTempDir();
+  auto mapped = Worker({"--map", photos_ + "=http://127.0.0.1:" + std::to_string(port) + "/photos"}, fetched);
   json stats;
   EXPECT_TRUE(WaitIndexed(url_, std::stoi(jobs), 120, &stats)) << stats.dump() << mapped->Err();
   EXPECT_EQ(stats["failed"], 0) << stats.dump();
@@ -651,9 +654,7 @@ TEST_F(ScaleoutTest, WorkerWaitsForAMissingShareThenReadsThroughAUrlMap) {
               "t");
   }
   // Nothing fetched is left behind in the temporary folder.
-  for (const auto& entry : fs::directory_iterator(fs::temp_directory_path())) {
-    EXPECT_FALSE(entry.path().filename().string().starts_with("imgsearch-fetch-")) << entry.path();
-  }
+  EXPECT_TRUE(fs::is_empty(fetched)) << fs::directory_iterator(fetched)->path();
   mapped->Signal(SIGTERM);
   mapped->Wait();
   files.stop();

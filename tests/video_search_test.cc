@@ -223,7 +223,9 @@ TEST_F(VideoSearchTest, KillDashNineMidVideoThenIndexAgainEmbedsItWhole) {
                                 "testsrc2=size=640x360:rate=25", "-t", "120", "-c:v", "libx264", "-preset", "ultrafast",
                                 "-g", "250", video});
   ASSERT_EQ(made.exit_code, 0) << made.err;
-  const std::vector<std::string> sampling = {"--video-interval", "0.5", "--video-max-frames", "240", "--no-ocr"};
+  // Parts of 2 frames: many are embedded and wait for the rest when the kill lands.
+  const std::vector<std::string> sampling = {"--video-interval", "0.5", "--video-max-frames", "240", "--no-ocr",
+                                             "--batch",          "2"};
   auto index_argv = [&](const std::string& db, const std::string& what) {
     std::vector<std::string> argv = {ImgsearchBin(), "index", "--db", db, "--model", TestModelDir(), "--offline"};
     argv.insert(argv.end(), sampling.begin(), sampling.end());

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <string_view>
 #include <tuple>
 #include <unordered_map>
 #include <vector>
@@ -126,8 +127,15 @@ class MatmulCache {
     if (it != primitives_.end()) return it->second;
     Matmul m;
     if (s.layout == Layout::kPacked) {
+      // No kernel for the packed layout at this shape, or only oneDNN's reference one (far slower
+      // than unpacking): the rows' kernel, on weights unpacked per call.
       try {
-        m.prim = dnnl::matmul(Describe(s, PackedDescLocked(s.kind, s.k, s.n)));
+        const auto pd = Describe(s, PackedDescLocked(s.kind, s.k, s.n));
+        if (std::string_view(pd.impl_info_str()).starts_with("ref")) {
+          m.unpack = true;
+        } else {
+          m.prim = dnnl::matmul(pd);
+        }
       } catch (const dnnl::error&) {
         m.unpack = true;
       }
@@ -213,7 +221,9 @@ void RunMatmul(const Shape& shape, const void* x, const void* w, const float* bi
 size_t PackedWeightBytes(WeightType type, int k, int n) {
   const Kind kind = KindOf(type);
   const memory::desc packed = MatmulCache::Get().PackedDesc(kind, k, n);
-  return packed == RowsDesc(kind, k, n) ? 0 : packed.get_size();
+  // A plain layout (the rows, or their transpose: oneDNN 2.6's AVX2 GEMM) gains nothing measurable.
+  const bool blocked = packed.data.format_kind == dnnl_blocked && packed.data.format_desc.blocking.inner_nblks > 0;
+  return blocked ? packed.get_size() : 0;
 }
 
 void PackWeights(WeightType type, const void* rows, int k, int n, void* packed) {

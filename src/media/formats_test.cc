@@ -567,6 +567,30 @@ TEST_F(Formats, DamagedFilesFailWithTheDecodersReason) {
   }
 }
 
+// An animated PNG (APNG, as the ffmpeg command writes it: the first frame is also the picture
+// every PNG reader sees) is its first frame.
+TEST_F(Formats, AnimatedPngIsItsFirstFrame) {
+  for (int frame = 0; frame < 3; ++frame) {
+    Image img(32, 24);
+    for (size_t i = 0; i < img.rgb.size(); i += 3) img.rgb[i + (frame == 0 ? 0 : 2)] = 255;  // red, then blue
+    ASSERT_TRUE(WritePng(img, Path("frame" + std::to_string(frame) + ".png")).ok());
+  }
+  ASSERT_TRUE(RunTool({"ffmpeg", "-nostdin", "-v", "error", "-framerate", "2", "-i", Path("frame%d.png"), "-plays", "0",
+                       "-f", "apng", Path("animated.png")}));
+  const Bytes file = ReadBytes(Path("animated.png"));
+  const std::string chunks(file.begin(), file.end());
+  ASSERT_NE(chunks.find("acTL"), std::string::npos) << "not animated: the test proves nothing";
+  ASSERT_NE(chunks.find("fdAT"), std::string::npos) << "one frame only: the test proves nothing";
+  const DecodedImage d = MustDecodeFile(Path("animated.png"));
+  EXPECT_EQ(d.format, ImageFormat::kPng);
+  ASSERT_EQ(d.image.width, 32);
+  ASSERT_EQ(d.image.height, 24);
+  for (size_t i = 0; i < d.image.rgb.size(); i += 3) {
+    ASSERT_EQ(d.image.rgb[i], 255) << i;
+    ASSERT_EQ(d.image.rgb[i + 2], 0) << i;
+  }
+}
+
 TEST(AnimatedWebp, FirstFrameIsThePicture) {
   // Two frames: red, then blue.
   WebPAnimEncoderOptions anim_options;

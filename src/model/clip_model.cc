@@ -41,12 +41,18 @@ TowerInfo DescribeTower(const model::TowerConfig& t) {
 double MeasureGemmGflops(int m, int k, int n, double min_seconds) {
   std::vector<float> x(static_cast<size_t>(m) * k, 0.5f), w(static_cast<size_t>(n) * k, 0.25f);
   std::vector<float> y(static_cast<size_t>(m) * n);
-  kernels::Linear(x.data(), w.data(), nullptr, y.data(), m, k, n);  // warm-up: JIT and caches
+  // The weights as the encoders hold them: packed where that pays.
+  const size_t packed_bytes = kernels::PackedWeightBytes(kernels::WeightType::kF32, k, n);
+  std::vector<float> packed((packed_bytes + sizeof(float) - 1) / sizeof(float));
+  if (packed_bytes > 0) kernels::PackWeights(kernels::WeightType::kF32, w.data(), k, n, packed.data());
+  const float* weights = packed_bytes > 0 ? packed.data() : w.data();
+  const kernels::Layout layout = packed_bytes > 0 ? kernels::Layout::kPacked : kernels::Layout::kRows;
+  kernels::Linear(x.data(), weights, nullptr, y.data(), m, k, n, layout);  // warm-up: JIT and caches
   const auto start = std::chrono::steady_clock::now();
   int reps = 0;
   double elapsed = 0;
   do {
-    kernels::Linear(x.data(), w.data(), nullptr, y.data(), m, k, n);
+    kernels::Linear(x.data(), weights, nullptr, y.data(), m, k, n, layout);
     ++reps;
     elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   } while (elapsed < min_seconds);

@@ -8,6 +8,7 @@
 //   mask is needed.
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 
 #include <nlohmann/json.hpp>
 
@@ -238,6 +239,11 @@ struct TextModel::Impl {
   TowerWeights w;
   std::unique_ptr<model::TextTokenizer> tokenizer;
   TextModelInfo info;
+  std::once_flag packed;  // the blocks' weights, packed on the first query (TensorStore::Pack)
+
+  void PackOnce() {
+    std::call_once(packed, [this] { store->Pack(w.blocks); });
+  }
 
   Result<TowerWeights> LoadWeights() {
     TowerWeights t;
@@ -261,7 +267,6 @@ struct TextModel::Impl {
     for (int i = 0; i < s.tower.n_layers; ++i) {
       const std::string prefix = p + (distil ? "transformer.layer." : "encoder.layer.") + std::to_string(i);
       ASSIGN_OR_RETURN(BlockWeights b, store->Block(prefix, s.tower, distil ? kDistilBertBlockNames : kBertBlockNames));
-      for (LinearWeights* linear : {&b.qkv, &b.out, &b.fc1, &b.fc2}) store->Pack(linear);
       t.blocks.push_back(b);
     }
     if (distil) {
@@ -440,6 +445,7 @@ Status TextModel::EncodeTexts(std::span<const std::string> texts, float* out) co
   std::vector<int> order(seqs.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return seqs[a].size() < seqs[b].size(); });
+  impl_->PackOnce();
   for (size_t begin = 0; begin < order.size();) {
     // One length per pass, and at most kMaxTokensPerPass tokens: the activations' memory is bounded
     // whatever the number of concurrent queries.

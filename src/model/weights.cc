@@ -135,7 +135,8 @@ void TensorStore::Pack(LinearWeights* linear) {
   if (linear->layout == kernels::Layout::kPacked || rows == nullptr) return;
   const size_t bytes = kernels::PackedWeightBytes(type, linear->in, linear->out);
   if (bytes == 0) return;
-  std::byte* packed = owned_packed_.emplace_back(new (std::align_val_t{64}) std::byte[bytes], AlignedFree{}).get();
+  auto* packed = static_cast<std::byte*>(::operator new[](bytes, std::align_val_t{64}));
+  owned_packed_.emplace_back(packed);
   kernels::PackWeights(type, rows, linear->in, linear->out, packed);
   switch (type) {
     case kernels::WeightType::kF32:
@@ -152,6 +153,12 @@ void TensorStore::Pack(LinearWeights* linear) {
       break;
   }
   linear->layout = kernels::Layout::kPacked;
+}
+
+void TensorStore::Pack(std::span<BlockWeights> blocks) {
+  for (BlockWeights& b : blocks) {
+    for (LinearWeights* linear : {&b.qkv, &b.out, &b.fc1, &b.fc2}) Pack(linear);
+  }
 }
 
 template <typename T>
@@ -282,14 +289,25 @@ Result<std::unique_ptr<ModelWeights>> ModelWeights::Load(CheckpointFile file, co
     }
     for (LinearWeights* linear : linears) load.ToBf16(linear);
   }
-  // The GEMMs that carry nearly all the work read their weights packed.
-  for (std::vector<BlockWeights>* blocks : {&t.blocks, &v.blocks}) {
-    for (BlockWeights& b : *blocks) {
-      for (LinearWeights* linear : {&b.qkv, &b.out, &b.fc1, &b.fc2}) load.Pack(linear);
-    }
-  }
-  load.Pack(&v.patch);
   return w;
+}
+
+// The GEMMs that carry nearly all the work read their weights packed, from a tower's first use on.
+const TextWeights& ModelWeights::text() const {
+  std::call_once(text_packed_, [this] {
+    std::lock_guard<std::mutex> lock(pack_mu_);
+    store_.Pack(text_.blocks);
+  });
+  return text_;
+}
+
+const VisionWeights& ModelWeights::vision() const {
+  std::call_once(vision_packed_, [this] {
+    std::lock_guard<std::mutex> lock(pack_mu_);
+    store_.Pack(vision_.blocks);
+    store_.Pack(&vision_.patch);
+  });
+  return vision_;
 }
 
 }  // namespace imgsearch::model

@@ -4,10 +4,13 @@
 // once at load. q/k/v projections are fused into one [3·width, width] matrix per layer.
 #pragma once
 
+#include <cassert>
 #include <cstddef>
 #include <deque>
 #include <initializer_list>
 #include <memory>
+#include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -32,6 +35,7 @@ struct LinearWeights {
 
   // Output features [first, first + count): rows of the weights and the bias (weights in rows).
   LinearWeights Rows(int first, int count) const {
+    assert(layout == kernels::Layout::kRows);
     const int64_t offset = int64_t{first} * in;
     LinearWeights r = *this;
     r.weight = weight != nullptr ? weight + offset : nullptr;
@@ -137,6 +141,8 @@ class TensorStore {
   // Packs `linear`'s weights, in whichever form, for the GEMM (kernels::PackWeights) and lets the
   // rows go; nothing changes where this CPU's kernels gain nothing from it.
   void Pack(LinearWeights* linear);
+  // The same for each block's four layers.
+  void Pack(std::span<BlockWeights> blocks);
 
   const CheckpointFile& file() const { return file_; }
   const char* dtype_name() const { return dtype_name_; }
@@ -170,8 +176,10 @@ class ModelWeights {
   static Result<std::unique_ptr<ModelWeights>> Load(CheckpointFile file, const ModelConfig& config,
                                                     WeightForm form = WeightForm::kFp32);
 
-  const TextWeights& text() const { return text_; }
-  const VisionWeights& vision() const { return vision_; }
+  // A tower's weights. The first call packs its GEMMs' weights (TensorStore::Pack): a tower never
+  // used costs nothing (a text query's image tower, a model only listed). Thread-safe.
+  const TextWeights& text() const;
+  const VisionWeights& vision() const;
   const CheckpointFile& file() const { return store_.file(); }
   const char* dtype_name() const { return store_.dtype_name(); }
   int64_t n_params() const { return store_.n_params(); }
@@ -182,11 +190,14 @@ class ModelWeights {
  private:
   explicit ModelWeights(CheckpointFile file) : store_(std::move(file)) {}
 
-  TensorStore store_;
+  // Packing on first use changes the store and the towers' layers: once each, under pack_mu_.
+  mutable TensorStore store_;
   float logit_scale_ = 0;
   float logit_bias_ = 0;
-  TextWeights text_;
-  VisionWeights vision_;
+  mutable TextWeights text_;
+  mutable VisionWeights vision_;
+  mutable std::mutex pack_mu_;
+  mutable std::once_flag text_packed_, vision_packed_;
 };
 
 }  // namespace imgsearch::model

@@ -79,21 +79,26 @@ Result<ingest::FileContent> FileSources::Fetch(const std::string& url, const std
   if (ec) return Status::Unavailable("no folder for temporary files: " + ec.message());
   std::string temp = (dir / "imgsearch-fetch-XXXXXX").string();
   const int fd = ::mkstemp(temp.data());
-  if (fd < 0)
+  if (fd < 0) {
     return Status::Unavailable("cannot create a temporary file in " + dir.string() + ": " + std::strerror(errno));
-  ::close(fd);
-  const Result<long> http = http_.Download(url, temp, {});
+  }
+  // Nameless from the start: whatever ends the process, nothing is left behind. The file is
+  // written and read through its descriptor's name.
+  ::unlink(temp.c_str());
+  const std::string held = "/proc/self/fd/" + std::to_string(fd);
+  const Result<long> http = http_.Download(url, held, {});
   Result<ingest::FileContent> content = Status::Unavailable("");
   if (!http.ok()) {
-    content = Status::Unavailable(http.status().message());  // tried again later
+    // Tried again later (the server, or the temporary folder: full?).
+    content = Status::Unavailable(http.status().message() + " (into a temporary file in " + dir.string() + ")");
   } else if (*http == 404 || *http == 410) {
     content = Status::NotFound(url + " is gone");
   } else if (*http != 200) {
     content = Status::Unavailable("HTTP " + std::to_string(*http) + " from " + url);
   } else {
-    content = ingest::ReadLocalFile(temp);  // a video keeps its descriptor, which outlives the name
+    content = ingest::ReadLocalFile(held);  // a video keeps a descriptor of its own
   }
-  ::unlink(temp.c_str());
+  ::close(fd);
   if (!content.ok()) return content;
   content->stat.path = path;
   content->stat.mtime_ns = mtime_ns;

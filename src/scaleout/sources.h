@@ -27,8 +27,9 @@ class FileSources {
                                    const std::vector<CollectionRoot>& roots) const;
 
  private:
-  // Downloads `url` into a temporary file, unlinked once read: an image's bytes are then in memory,
-  // a video stays in the file (far larger than memory, maybe) until the content is dropped.
+  // Downloads `url` into a nameless temporary file (in $TMPDIR, else /tmp): an image's bytes are
+  // then read into memory, a video stays in the file (far larger than memory, maybe) until the
+  // content is dropped.
   Result<ingest::FileContent> Fetch(const std::string& url, const std::string& path, int64_t mtime_ns) const;
 
   std::vector<PathMap> maps_;
