@@ -106,6 +106,7 @@ memory::desc RowsDesc(Kind kind, int k, int n) {
 // oneDNN have no kernel for the packed layout at some shape: never seen, but never wrong).
 struct Matmul {
   dnnl::matmul prim;
+  memory::desc weights;  // as the call's weights lie (rows, or packed)
   bool unpack = false;
 };
 
@@ -126,11 +127,12 @@ class MatmulCache {
     auto it = primitives_.find(s);
     if (it != primitives_.end()) return it->second;
     Matmul m;
+    m.weights = s.layout == Layout::kPacked ? PackedDescLocked(s.kind, s.k, s.n) : RowsDesc(s.kind, s.k, s.n);
     if (s.layout == Layout::kPacked) {
       // No kernel for the packed layout at this shape, or only oneDNN's reference one (far slower
       // than unpacking): the rows' kernel, on weights unpacked per call.
       try {
-        const auto pd = Describe(s, PackedDescLocked(s.kind, s.k, s.n));
+        const auto pd = Describe(s, m.weights);
         if (std::string_view(pd.impl_info_str()).starts_with("ref")) {
           m.unpack = true;
         } else {
@@ -196,10 +198,9 @@ void RunMatmul(const Shape& shape, const void* x, const void* w, const float* bi
   dnnl::stream stream(eng);
   const int m = shape.m, k = shape.k, n = shape.n;
   memory src({{m, k}, SourceType(shape.kind), memory::format_tag::ab}, eng, const_cast<void*>(x));
-  const bool packed = shape.layout == Layout::kPacked;
-  memory wei(packed ? cache.PackedDesc(shape.kind, k, n) : RowsDesc(shape.kind, k, n), eng, const_cast<void*>(w));
+  memory wei(matmul.weights, eng, const_cast<void*>(w));
   thread_local std::vector<std::byte> rows;
-  if (packed && matmul.unpack) {
+  if (matmul.unpack) {
     const memory::desc rows_md = RowsDesc(shape.kind, k, n);
     rows.resize(rows_md.get_size());
     memory unpacked(rows_md, eng, rows.data());

@@ -133,11 +133,18 @@ void TensorStore::Pack(LinearWeights* linear) {
                      : linear->weight_bf16 != nullptr ? static_cast<const void*>(linear->weight_bf16)
                                                       : static_cast<const void*>(linear->weight);
   if (linear->layout == kernels::Layout::kPacked || rows == nullptr) return;
-  const size_t bytes = kernels::PackedWeightBytes(type, linear->in, linear->out);
-  if (bytes == 0) return;
-  auto* packed = static_cast<std::byte*>(::operator new[](bytes, std::align_val_t{64}));
-  owned_packed_.emplace_back(packed);
-  kernels::PackWeights(type, rows, linear->in, linear->out, packed);
+  // Packing only speeds the layer up: if oneDNN or the memory for it fails, the rows serve.
+  std::byte* packed = nullptr;
+  try {
+    const size_t bytes = kernels::PackedWeightBytes(type, linear->in, linear->out);
+    if (bytes == 0) return;
+    std::unique_ptr<std::byte[], AlignedFree> buffer(
+        static_cast<std::byte*>(::operator new[](bytes, std::align_val_t{64})));
+    kernels::PackWeights(type, rows, linear->in, linear->out, buffer.get());
+    packed = owned_packed_.emplace_back(std::move(buffer)).get();
+  } catch (const std::exception&) {
+    return;
+  }
   switch (type) {
     case kernels::WeightType::kF32:
       Release(linear);

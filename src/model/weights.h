@@ -1,7 +1,9 @@
 // The checkpoint's tensors, named as Hugging Face's CLIPModel and SiglipModel name them.
 //
 // F32 tensors point straight into the memory-mapped file; F16 and BF16 ones are widened to F32
-// once at load. q/k/v projections are fused into one [3·width, width] matrix per layer.
+// once at load. q/k/v projections are fused into one [3·width, width] matrix per layer. The blocks'
+// layers (and the patch embedding) are packed for the GEMM when their tower is first used: private
+// copies then, the mapped pages dropped.
 #pragma once
 
 #include <cassert>

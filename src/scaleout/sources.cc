@@ -1,5 +1,6 @@
 #include "scaleout/sources.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 
 #include "imgsearch/paths.h"
 
@@ -78,13 +80,14 @@ Result<ingest::FileContent> FileSources::Fetch(const std::string& url, const std
   const std::filesystem::path dir = std::filesystem::temp_directory_path(ec);
   if (ec) return Status::Unavailable("no folder for temporary files: " + ec.message());
   std::string temp = (dir / "imgsearch-fetch-XXXXXX").string();
-  const int fd = ::mkstemp(temp.data());
+  const int fd = ::mkostemp(temp.data(), O_CLOEXEC);
   if (fd < 0) {
     return Status::Unavailable("cannot create a temporary file in " + dir.string() + ": " + std::strerror(errno));
   }
   // Nameless from the start: whatever ends the process, nothing is left behind. The file is
-  // written and read through its descriptor's name.
+  // written and read through its descriptor's name, closed however this returns.
   ::unlink(temp.c_str());
+  const std::unique_ptr<const int, void (*)(const int*)> closer(&fd, [](const int* f) { ::close(*f); });
   const std::string held = "/proc/self/fd/" + std::to_string(fd);
   const Result<long> http = http_.Download(url, held, {});
   Result<ingest::FileContent> content = Status::Unavailable("");
@@ -97,8 +100,10 @@ Result<ingest::FileContent> FileSources::Fetch(const std::string& url, const std
     content = Status::Unavailable("HTTP " + std::to_string(*http) + " from " + url);
   } else {
     content = ingest::ReadLocalFile(held);  // a video keeps a descriptor of its own
+    if (!content.ok()) {
+      return Status(content.status().code(), "reading what " + url + " sent: " + content.status().message());
+    }
   }
-  ::close(fd);
   if (!content.ok()) return content;
   content->stat.path = path;
   content->stat.mtime_ns = mtime_ns;
