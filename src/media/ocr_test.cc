@@ -130,7 +130,10 @@ TEST_F(OcrTest, ForeignScriptsAndTinyImagesAreNotErrors) {
 }
 
 TEST_F(OcrTest, NoiseIsSkippedQuickly) {
-  // Tesseract's layout analysis of pure noise takes tens of seconds and no deadline interrupts it.
+  // Tesseract's layout analysis of pure noise takes tens of seconds and no deadline interrupts it
+  // (16 s per pass on the 2400×1800 picture, three passes). Skipped, both pictures take about 1 s in
+  // a release build and up to 12 s under the sanitizers on a busy machine: the bound tells the two
+  // apart without timing the check itself.
   for (const auto& [w, h] : {std::pair{2400, 1800}, std::pair{6000, 4000}}) {
     Image noise(w, h);
     std::mt19937 rng(3);
@@ -138,7 +141,7 @@ TEST_F(OcrTest, NoiseIsSkippedQuickly) {
     const auto start = std::chrono::steady_clock::now();
     auto text = reader_->Read(noise);
     ASSERT_TRUE(text.ok()) << text.status().ToString();
-    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10)) << w << "x" << h;
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30)) << w << "x" << h;
   }
 }
 
