@@ -126,12 +126,16 @@ void TensorStore::ToInt8(LinearWeights* linear) {
 }
 
 void TensorStore::Pack(LinearWeights* linear) {
-  const auto type = linear->weight_s8 != nullptr     ? kernels::WeightType::kS8
-                    : linear->weight_bf16 != nullptr ? kernels::WeightType::kBf16
-                                                     : kernels::WeightType::kF32;
-  const void* rows = linear->weight_s8 != nullptr     ? static_cast<const void*>(linear->weight_s8)
-                     : linear->weight_bf16 != nullptr ? static_cast<const void*>(linear->weight_bf16)
-                                                      : static_cast<const void*>(linear->weight);
+  // The form the layer is held in, and its rows.
+  kernels::WeightType type = kernels::WeightType::kF32;
+  const void* rows = linear->weight;
+  if (linear->weight_s8 != nullptr) {
+    type = kernels::WeightType::kS8;
+    rows = linear->weight_s8;
+  } else if (linear->weight_bf16 != nullptr) {
+    type = kernels::WeightType::kBf16;
+    rows = linear->weight_bf16;
+  }
   if (linear->layout == kernels::Layout::kPacked || rows == nullptr) return;
   // Packing only speeds the layer up: if oneDNN or the memory for it fails, the rows serve.
   std::byte* packed = nullptr;
