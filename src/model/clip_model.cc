@@ -172,7 +172,8 @@ std::vector<int32_t> ClipModel::Tokenize(std::string_view text) const { return i
 
 Status ClipModel::EncodeTokens(std::span<const std::vector<int32_t>> token_ids, float* out) const {
   std::vector<std::span<const int32_t>> seqs(token_ids.begin(), token_ids.end());
-  return model::EncodeTextBatch(impl_->config, impl_->weights->text(), seqs, out);
+  ASSIGN_OR_RETURN(const model::TextWeights* weights, impl_->weights->text());
+  return model::EncodeTextBatch(impl_->config, *weights, seqs, out);
 }
 
 Status ClipModel::EncodeTexts(std::span<const std::string> texts, float* out) const {
@@ -185,10 +186,11 @@ Status ClipModel::EncodeTexts(std::span<const std::string> texts, float* out) co
 Status ClipModel::EncodeImages(const float* inputs, int n_images, float* out) const {
   if (n_images < 0) return Status::InvalidArgument("negative image count");
   const int64_t input_floats = impl_->preprocessing.input_floats();
+  ASSIGN_OR_RETURN(const model::VisionWeights* weights, impl_->weights->vision());
   for (int begin = 0; begin < n_images; begin += kMaxImagesPerPass) {
     const int n = std::min(kMaxImagesPerPass, n_images - begin);
-    RETURN_IF_ERROR(model::EncodeImageBatch(impl_->config, impl_->weights->vision(), inputs + begin * input_floats,
-                                            input_floats, n, out + int64_t{begin} * embedding_dim()));
+    RETURN_IF_ERROR(model::EncodeImageBatch(impl_->config, *weights, inputs + begin * input_floats, input_floats, n,
+                                            out + int64_t{begin} * embedding_dim()));
   }
   return Status::Ok();
 }

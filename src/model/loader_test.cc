@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <random>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -307,12 +308,15 @@ TEST(Loader, HalfPrecisionCheckpointsMatchF32) {
   for (bool bf16 : {false, true}) {
     const std::string dir = CopyModel();
     ConvertWeights(dir + "/model.safetensors", bf16);
-    auto model = ClipModel::Load(dir);
-    ASSERT_TRUE(model.ok()) << model.status().ToString();
-    EXPECT_EQ((*model)->info().dtype, bf16 ? "BF16" : "F16");
-    std::vector<float> out(texts.size() * dim);
-    ASSERT_TRUE((*model)->EncodeTexts(texts, out.data()).ok());
-    EXPECT_GT(testing::Cosine(ref, out), bf16 ? 0.99 : 0.9999);
+    // int8: the widened towers are readied at load rather than at first use.
+    for (Precision precision : {Precision::kFp32, Precision::kInt8}) {
+      auto model = ClipModel::Load(dir, {.precision = precision});
+      ASSERT_TRUE(model.ok()) << model.status().ToString();
+      EXPECT_EQ((*model)->info().dtype, bf16 ? "BF16" : "F16");
+      std::vector<float> out(texts.size() * dim);
+      ASSERT_TRUE((*model)->EncodeTexts(texts, out.data()).ok());
+      EXPECT_GT(testing::Cosine(ref, out), precision == Precision::kInt8 ? 0.99 : bf16 ? 0.99 : 0.9999);
+    }
   }
 }
 
@@ -334,6 +338,40 @@ TEST(Encoder, BatchedTextsMatchOneByOne) {
     ASSERT_TRUE((*model)->EncodeTexts(std::vector<std::string>{texts[i]}, one.data()).ok());
     const std::vector<float> row(batched.begin() + i * dim, batched.begin() + (i + 1) * dim);
     EXPECT_GT(testing::Cosine(one, row), 0.9999999) << "text " << i;
+  }
+}
+
+// A tower is readied at its first use (q, k and v fused; weights converted to the precision and
+// packed). Two threads using the two towers of a fresh model at the same moment get what one thread
+// gets from them in turn.
+TEST(Encoder, TowersReadiedFromTwoThreadsAtOnceGiveWhatTheyGiveInTurn) {
+  const std::vector<std::string> texts = {"a photo of a cat", "a red car in the snow at night"};
+  for (Precision precision : {Precision::kFp32, Precision::kAuto, Precision::kInt8}) {
+    SCOPED_TRACE(static_cast<int>(precision));
+    auto in_turn = ClipModel::Load(testing::TestModelDir(), {.precision = precision});
+    auto at_once = ClipModel::Load(testing::TestModelDir(), {.precision = precision});
+    ASSERT_TRUE(in_turn.ok()) << in_turn.status().ToString();
+    ASSERT_TRUE(at_once.ok()) << at_once.status().ToString();
+    const int dim = (*in_turn)->embedding_dim();
+    const int n_images = 2;
+    std::vector<float> pixels(static_cast<size_t>(n_images) * (*in_turn)->preprocessing().input_floats());
+    std::mt19937 rng(5);
+    std::normal_distribution<float> normal;
+    for (float& v : pixels) v = normal(rng);
+
+    std::vector<float> texts_ref(texts.size() * dim), images_ref(n_images * dim);
+    ASSERT_TRUE((*in_turn)->EncodeTexts(texts, texts_ref.data()).ok());
+    ASSERT_TRUE((*in_turn)->EncodeImages(pixels.data(), n_images, images_ref.data()).ok());
+
+    std::vector<float> texts_out(texts.size() * dim), images_out(n_images * dim);
+    Status texts_status;
+    std::thread text_thread([&] { texts_status = (*at_once)->EncodeTexts(texts, texts_out.data()); });
+    const Status images_status = (*at_once)->EncodeImages(pixels.data(), n_images, images_out.data());
+    text_thread.join();
+    ASSERT_TRUE(texts_status.ok()) << texts_status.ToString();
+    ASSERT_TRUE(images_status.ok()) << images_status.ToString();
+    EXPECT_GT(testing::Cosine(texts_ref, texts_out), 0.9999999);
+    EXPECT_GT(testing::Cosine(images_ref, images_out), 0.9999999);
   }
 }
 

@@ -239,10 +239,11 @@ struct TextModel::Impl {
   TowerWeights w;
   std::unique_ptr<model::TextTokenizer> tokenizer;
   TextModelInfo info;
-  std::once_flag packed;  // the blocks' weights, packed on the first query (TensorStore::Pack)
+  std::once_flag ready;  // the blocks' weights, readied on the first query (TensorStore::Prepare)
 
-  void PackOnce() {
-    std::call_once(packed, [this] { store->Pack(w.blocks); });
+  Status PrepareOnce() {
+    return model::ReadyOnce(
+        ready, [this] { store->Prepare(w.blocks, model::WeightForm::kFp32); }, "the text model");
   }
 
   Result<TowerWeights> LoadWeights() {
@@ -445,7 +446,7 @@ Status TextModel::EncodeTexts(std::span<const std::string> texts, float* out) co
   std::vector<int> order(seqs.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return seqs[a].size() < seqs[b].size(); });
-  impl_->PackOnce();
+  RETURN_IF_ERROR(impl_->PrepareOnce());
   for (size_t begin = 0; begin < order.size();) {
     // One length per pass, and at most kMaxTokensPerPass tokens: the activations' memory is bounded
     // whatever the number of concurrent queries.

@@ -66,14 +66,15 @@ Result<const float*> TensorStore::Get(const std::string& name, std::initializer_
       if (reinterpret_cast<uintptr_t>(t->data) % alignof(float) == 0) {
         return reinterpret_cast<const float*>(t->data);
       }
-      std::vector<float>& out = owned_.emplace_back(static_cast<size_t>(t->numel()));  // unaligned offset
+      Buffer<float>& out = owned_.emplace_back(static_cast<size_t>(t->numel()));  // unaligned offset
       std::memcpy(out.data(), t->data, t->n_bytes);
       return static_cast<const float*>(out.data());
     }
     case DType::kF16:
     case DType::kBF16: {
       dtype_name_ = DTypeName(t->dtype);
-      std::vector<float>& out = owned_.emplace_back(static_cast<size_t>(t->numel()));
+      widened_ = true;
+      Buffer<float>& out = owned_.emplace_back(static_cast<size_t>(t->numel()));
       for (int64_t i = 0; i < t->numel(); ++i) {
         uint16_t h;
         std::memcpy(&h, t->data + 2 * i, 2);
@@ -107,7 +108,8 @@ Result<LayerNormWeights> TensorStore::Norm(const std::string& prefix, int width)
 
 void TensorStore::ToBf16(LinearWeights* linear) {
   const size_t n = static_cast<size_t>(linear->in) * linear->out;
-  std::vector<uint16_t>& bf16 = owned_bf16_.emplace_back(n);
+  if (linear->weight_bf16 != nullptr) return;
+  Buffer<uint16_t>& bf16 = owned_bf16_.emplace_back(n);
   kernels::ToBf16(linear->weight, bf16.data(), static_cast<int64_t>(n));
   linear->weight_bf16 = bf16.data();
   Release(linear);
@@ -115,13 +117,15 @@ void TensorStore::ToBf16(LinearWeights* linear) {
 
 void TensorStore::ToInt8(LinearWeights* linear) {
   const size_t n = static_cast<size_t>(linear->in) * linear->out;
-  std::vector<int8_t>& q = owned_s8_.emplace_back(n);
-  std::vector<float>& scale = owned_.emplace_back(static_cast<size_t>(linear->out));
-  std::vector<int32_t>& sum = owned_sums_.emplace_back(static_cast<size_t>(linear->out));
+  if (linear->weight_s8 != nullptr) return;
+  // Allocated first, kept once all are: a failed allocation leaves nothing behind.
+  Buffer<int8_t> q(n);
+  Buffer<float> scale(static_cast<size_t>(linear->out));
+  Buffer<int32_t> sum(static_cast<size_t>(linear->out));
   kernels::QuantizeInt8(linear->weight, linear->out, linear->in, q.data(), scale.data(), sum.data());
-  linear->weight_s8 = q.data();
-  linear->weight_scale = scale.data();
-  linear->weight_sum = sum.data();
+  linear->weight_s8 = owned_s8_.emplace_back(std::move(q)).data();
+  linear->weight_scale = owned_.emplace_back(std::move(scale)).data();
+  linear->weight_sum = owned_sums_.emplace_back(std::move(sum)).data();
   Release(linear);
 }
 
@@ -166,23 +170,49 @@ void TensorStore::Pack(LinearWeights* linear) {
   linear->layout = kernels::Layout::kPacked;
 }
 
-void TensorStore::Pack(std::span<BlockWeights> blocks) {
+void TensorStore::Prepare(std::span<BlockWeights> blocks, WeightForm form) {
   for (BlockWeights& b : blocks) {
-    for (LinearWeights* linear : {&b.qkv, &b.out, &b.fc1, &b.fc2}) Pack(linear);
+    Fuse(&b);
+    for (LinearWeights* linear : {&b.qkv, &b.out, &b.fc1, &b.fc2}) {
+      if (form == WeightForm::kBf16) ToBf16(linear);
+      if (form == WeightForm::kInt8) ToInt8(linear);
+      Pack(linear);
+    }
+  }
+}
+
+void TensorStore::Fuse(BlockWeights* b) {
+  if (b->unfused_qkv[0].weight == nullptr) return;  // fused already
+  const int w = b->unfused_qkv[0].in;
+  const size_t ww = static_cast<size_t>(w) * w;
+  Buffer<float> fused_w(3 * ww);
+  Buffer<float> fused_b(3 * static_cast<size_t>(w));
+  for (size_t p = 0; p < 3; ++p) {
+    const LinearWeights& part = b->unfused_qkv[p];
+    std::memcpy(fused_w.data() + p * ww, part.weight, ww * sizeof(float));
+    std::memcpy(fused_b.data() + p * static_cast<size_t>(w), part.bias, static_cast<size_t>(w) * sizeof(float));
+  }
+  b->qkv = LinearWeights{.weight = owned_.emplace_back(std::move(fused_w)).data(),
+                         .bias = owned_.emplace_back(std::move(fused_b)).data(),
+                         .in = w,
+                         .out = 3 * w};
+  for (LinearWeights& part : b->unfused_qkv) {
+    Free(owned_, part.bias);  // a widened copy, if it is one
+    Release(&part);
   }
 }
 
 template <typename T>
-void TensorStore::Free(std::deque<std::vector<T>>& owned, const T* data) {
+void TensorStore::Free(std::deque<Buffer<T>>& owned, const T* data) {
   auto it = std::find_if(owned.begin(), owned.end(), [&](const auto& v) { return v.data() == data; });
-  if (it != owned.end()) std::vector<T>().swap(*it);
+  if (it != owned.end()) Buffer<T>().swap(*it);
 }
 
 void TensorStore::Release(LinearWeights* linear) {
   const size_t n = static_cast<size_t>(linear->in) * linear->out;
   auto copy = std::find_if(owned_.begin(), owned_.end(), [&](const auto& v) { return v.data() == linear->weight; });
   if (copy != owned_.end()) {
-    std::vector<float>().swap(*copy);
+    Buffer<float>().swap(*copy);
   } else {
     file_.Release(linear->weight, n * sizeof(float));
   }
@@ -193,21 +223,9 @@ Result<BlockWeights> TensorStore::Block(const std::string& prefix, const TowerCo
   BlockWeights b;
   const int w = c.width;
   ASSIGN_OR_RETURN(b.ln1, Norm(prefix + "." + n.ln1, w));
-  const size_t widened_from = owned_.size();  // F16/BF16 q, k, v land here, freed once fused
-  ASSIGN_OR_RETURN(LinearWeights q, Linear(prefix + "." + n.q, w, w, true));
-  ASSIGN_OR_RETURN(LinearWeights k, Linear(prefix + "." + n.k, w, w, true));
-  ASSIGN_OR_RETURN(LinearWeights v, Linear(prefix + "." + n.v, w, w, true));
-  // Fuse q, k, v into one [3w, w] weight and [3w] bias so attention input is one GEMM.
-  const size_t ww = static_cast<size_t>(w) * w;
-  std::vector<float>& fused_w = owned_.emplace_back(3 * ww);
-  std::vector<float>& fused_b = owned_.emplace_back(3 * static_cast<size_t>(w));
-  const LinearWeights* parts[3] = {&q, &k, &v};
-  for (int p = 0; p < 3; ++p) {
-    std::memcpy(fused_w.data() + p * ww, parts[p]->weight, ww * sizeof(float));
-    std::memcpy(fused_b.data() + static_cast<size_t>(p) * w, parts[p]->bias, static_cast<size_t>(w) * sizeof(float));
-  }
-  b.qkv = LinearWeights{.weight = fused_w.data(), .bias = fused_b.data(), .in = w, .out = 3 * w};
-  for (size_t i = widened_from; i + 2 < owned_.size(); ++i) std::vector<float>().swap(owned_[i]);
+  ASSIGN_OR_RETURN(b.unfused_qkv[0], Linear(prefix + "." + n.q, w, w, true));
+  ASSIGN_OR_RETURN(b.unfused_qkv[1], Linear(prefix + "." + n.k, w, w, true));
+  ASSIGN_OR_RETURN(b.unfused_qkv[2], Linear(prefix + "." + n.v, w, w, true));
   ASSIGN_OR_RETURN(b.out, Linear(prefix + "." + n.out, w, w, true));
   ASSIGN_OR_RETURN(b.ln2, Norm(prefix + "." + n.ln2, w));
   ASSIGN_OR_RETURN(b.fc1, Linear(prefix + "." + n.fc1, w, c.mlp_width, true));
@@ -216,7 +234,7 @@ Result<BlockWeights> TensorStore::Block(const std::string& prefix, const TowerCo
 }
 
 Result<std::unique_ptr<ModelWeights>> ModelWeights::Load(CheckpointFile file, const ModelConfig& c, WeightForm form) {
-  std::unique_ptr<ModelWeights> w(new ModelWeights(std::move(file)));
+  std::unique_ptr<ModelWeights> w(new ModelWeights(std::move(file), form));
   TensorStore& load = w->store_;
 
   const bool clip = c.family == Family::kClip;
@@ -281,44 +299,57 @@ Result<std::unique_ptr<ModelWeights>> ModelWeights::Load(CheckpointFile file, co
     ASSIGN_OR_RETURN(h.fc1, load.Linear("vision_model.head.mlp.fc1", vw, c.vision.mlp_width, true));
     ASSIGN_OR_RETURN(h.fc2, load.Linear("vision_model.head.mlp.fc2", c.vision.mlp_width, vw, true));
   }
-  if (form == WeightForm::kInt8) {
-    for (std::vector<BlockWeights>* blocks : {&t.blocks, &v.blocks}) {
-      for (BlockWeights& b : *blocks) {
-        for (LinearWeights* linear : {&b.qkv, &b.out, &b.fc1, &b.fc2}) load.ToInt8(linear);
-      }
-    }
-  }
-  if (form == WeightForm::kBf16) {
-    std::vector<LinearWeights*> linears = {&t.projection, &v.patch};
-    for (std::vector<BlockWeights>* blocks : {&t.blocks, &v.blocks}) {
-      for (BlockWeights& b : *blocks) linears.insert(linears.end(), {&b.qkv, &b.out, &b.fc1, &b.fc2});
-    }
-    if (clip) {
-      linears.push_back(&v.projection);
-    } else {
-      linears.insert(linears.end(), {&v.pool.attention, &v.pool.out, &v.pool.fc1, &v.pool.fc2});
-    }
-    for (LinearWeights* linear : linears) load.ToBf16(linear);
+  // A widened checkpoint's towers are readied now: left for their first use, a tower's fp32 copy
+  // would be held until then (twice its bf16 size, four times its int8 one).
+  if (form != WeightForm::kFp32 && load.widened()) {
+    RETURN_IF_ERROR(w->text().status());
+    RETURN_IF_ERROR(w->vision().status());
   }
   return w;
 }
 
-// The GEMMs that carry nearly all the work read their weights packed, from a tower's first use on.
-const TextWeights& ModelWeights::text() const {
-  std::call_once(text_packed_, [this] {
-    std::lock_guard<std::mutex> lock(pack_mu_);
-    store_.Pack(text_.blocks);
-  });
-  return text_;
+Status ReadyOnce(std::once_flag& flag, const std::function<void()>& ready, std::string_view what) {
+  try {
+    std::call_once(flag, ready);
+    return Status::Ok();
+  } catch (const std::bad_alloc&) {
+    return Status::ResourceExhausted("not enough memory to ready " + std::string(what) +
+                                     " (its weights fused, converted to the precision in use, and packed)");
+  }
 }
 
-const VisionWeights& ModelWeights::vision() const {
-  std::call_once(vision_packed_, [this] {
-    std::lock_guard<std::mutex> lock(pack_mu_);
-    store_.Pack(vision_.blocks);
-    store_.Pack(&vision_.patch);
-  });
-  return vision_;
+// The GEMMs that carry nearly all the work read their weights fused, converted and packed, from a
+// tower's first use on. Outside the blocks, bf16 converts every Linear layer; int8 none; the patch
+// embedding is packed.
+Result<const TextWeights*> ModelWeights::text() const {
+  RETURN_IF_ERROR(ReadyOnce(
+      text_ready_,
+      [this] {
+        std::lock_guard<std::mutex> lock(prepare_mu_);
+        store_.Prepare(text_.blocks, form_);
+        if (form_ == WeightForm::kBf16) store_.ToBf16(&text_.projection);
+      },
+      "the model's text tower"));
+  return &text_;
+}
+
+Result<const VisionWeights*> ModelWeights::vision() const {
+  RETURN_IF_ERROR(ReadyOnce(
+      vision_ready_,
+      [this] {
+        std::lock_guard<std::mutex> lock(prepare_mu_);
+        store_.Prepare(vision_.blocks, form_);
+        VisionWeights& v = vision_;
+        if (form_ == WeightForm::kBf16) {
+          for (LinearWeights* linear :
+               {&v.patch, &v.projection, &v.pool.attention, &v.pool.out, &v.pool.fc1, &v.pool.fc2}) {
+            if (linear->weight != nullptr) store_.ToBf16(linear);  // CLIP has no pooling head, SigLIP no projection
+          }
+        }
+        store_.Pack(&v.patch);
+      },
+      "the model's image tower"));
+  return &vision_;
 }
 
 }  // namespace imgsearch::model

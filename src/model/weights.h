@@ -1,19 +1,24 @@
 // The checkpoint's tensors, named as Hugging Face's CLIPModel and SiglipModel name them.
 //
 // F32 tensors point straight into the memory-mapped file; F16 and BF16 ones are widened to F32
-// once at load. q/k/v projections are fused into one [3·width, width] matrix per layer. The blocks'
-// layers (and the patch embedding) are packed for the GEMM when their tower is first used: private
-// copies then, the mapped pages dropped.
+// once at load, where every tensor's shape is checked. A tower is readied for the GEMMs at its first
+// use (TensorStore::Prepare): q/k/v fused into one [3·width, width] matrix per layer, the layers
+// converted to bfloat16 or int8 where asked, and packed; private copies then, the mapped pages
+// dropped. A tower never used costs no memory beyond its mapped file (F32 checkpoints; a widened
+// one is readied at load, so its fp32 copy is not held beside nothing).
 #pragma once
 
+#include <array>
 #include <cassert>
 #include <cstddef>
 #include <deque>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kernels/gemm.h"
@@ -65,12 +70,13 @@ struct LayerNormWeights {
 
 // One pre-LN transformer block: x += attn(ln1(x)); x += mlp(ln2(x)).
 struct BlockWeights {
-  LayerNormWeights ln1;  // layer_norm1
-  LinearWeights qkv;     // self_attn.{q,k,v}_proj fused
-  LinearWeights out;     // self_attn.out_proj
-  LayerNormWeights ln2;  // layer_norm2
-  LinearWeights fc1;     // mlp.fc1
-  LinearWeights fc2;     // mlp.fc2
+  LayerNormWeights ln1;                      // layer_norm1
+  LinearWeights qkv;                         // self_attn.{q,k,v}_proj fused (TensorStore::Prepare; empty until then)
+  LinearWeights out;                         // self_attn.out_proj
+  LayerNormWeights ln2;                      // layer_norm2
+  LinearWeights fc1;                         // mlp.fc1
+  LinearWeights fc2;                         // mlp.fc2
+  std::array<LinearWeights, 3> unfused_qkv;  // q, k and v as loaded, until Prepare fuses them into qkv
 };
 
 // SigLIP's image pooling (SiglipMultiheadAttentionPoolingHead): a learned probe attends over the
@@ -132,9 +138,13 @@ class TensorStore {
   Result<const float*> Get(const std::string& name, std::initializer_list<int64_t> expected);
   Result<LinearWeights> Linear(const std::string& prefix, int in, int out, bool has_bias);
   Result<LayerNormWeights> Norm(const std::string& prefix, int width);
-  // One block under `prefix`; q, k and v fused.
+  // One block under `prefix`, its q, k and v not yet fused (Prepare).
   Result<BlockWeights> Block(const std::string& prefix, const TowerConfig& c, const BlockNames& names);
 
+  // Readies blocks for the GEMMs, one layer after another (so each fp32 copy goes as its new form
+  // comes): q, k and v fused, the four layers in `form` (ToBf16, ToInt8) and packed (Pack). A block
+  // already readied is left as it is.
+  void Prepare(std::span<BlockWeights> blocks, WeightForm form);
   // Gives `linear` bfloat16 weights and lets its fp32 ones go: a copy made here is freed, pages of
   // the mapped file are dropped from memory (the weights are held once, in bfloat16).
   void ToBf16(LinearWeights* linear);
@@ -143,33 +153,58 @@ class TensorStore {
   // Packs `linear`'s weights, in whichever form, for the GEMM (kernels::PackWeights) and lets the
   // rows go; nothing changes where this CPU's kernels gain nothing from it.
   void Pack(LinearWeights* linear);
-  // The same for each block's four layers.
-  void Pack(std::span<BlockWeights> blocks);
 
   const CheckpointFile& file() const { return file_; }
   const char* dtype_name() const { return dtype_name_; }
+  bool widened() const { return widened_; }  // some tensor was F16 or BF16, held here as F32
   int64_t n_params() const { return n_params_; }
 
  private:
-  CheckpointFile file_;
+  // Elements left uninitialised: every buffer here is written whole right away, and zero-filling
+  // hundreds of megabytes first would double the passes over new memory at load.
+  template <typename T>
+  struct UninitAllocator : std::allocator<T> {
+    template <typename U>
+    struct rebind {
+      using other = UninitAllocator<U>;
+    };
+    UninitAllocator() = default;
+    template <typename U>
+    UninitAllocator(const UninitAllocator<U>&) {}  // NOLINT(google-explicit-constructor): as std::allocator
+    template <typename U>
+    void construct(U* p) {
+      ::new (static_cast<void*>(p)) U;
+    }
+  };
+  template <typename T>
+  using Buffer = std::vector<T, UninitAllocator<T>>;
+
+  // q, k and v fused into qkv; their copies freed, their mapped pages dropped.
+  void Fuse(BlockWeights* b);
   // Lets `linear`'s fp32 weights go, once held in another form.
   void Release(LinearWeights* linear);
-  // Frees the owned vector in `owned` holding `data`, if one does.
+  // Frees the owned buffer in `owned` holding `data`, if one does.
   template <typename T>
-  static void Free(std::deque<std::vector<T>>& owned, const T* data);
+  static void Free(std::deque<Buffer<T>>& owned, const T* data);
 
   struct AlignedFree {
     void operator()(std::byte* p) const { ::operator delete[](p, std::align_val_t{64}); }
   };
 
-  std::deque<std::vector<float>> owned_;  // widened or fused tensors; deque: references stay valid
-  std::deque<std::vector<uint16_t>> owned_bf16_;
-  std::deque<std::vector<int8_t>> owned_s8_;
-  std::deque<std::vector<int32_t>> owned_sums_;
+  CheckpointFile file_;
+  std::deque<Buffer<float>> owned_;  // widened or fused tensors; deque: references stay valid
+  std::deque<Buffer<uint16_t>> owned_bf16_;
+  std::deque<Buffer<int8_t>> owned_s8_;
+  std::deque<Buffer<int32_t>> owned_sums_;
   std::deque<std::unique_ptr<std::byte[], AlignedFree>> owned_packed_;
   const char* dtype_name_ = "F32";
+  bool widened_ = false;
   int64_t n_params_ = 0;
 };
+
+// Runs `ready` once per `flag`, as std::call_once does. If memory runs out on the way, says so
+// (kResourceExhausted, naming `what`) and leaves `flag` unset: the next call tries again.
+Status ReadyOnce(std::once_flag& flag, const std::function<void()>& ready, std::string_view what);
 
 class ModelWeights {
  public:
@@ -178,10 +213,11 @@ class ModelWeights {
   static Result<std::unique_ptr<ModelWeights>> Load(CheckpointFile file, const ModelConfig& config,
                                                     WeightForm form = WeightForm::kFp32);
 
-  // A tower's weights. The first call packs its GEMMs' weights (TensorStore::Pack): a tower never
-  // used costs nothing (a text query's image tower, a model only listed). Thread-safe.
-  const TextWeights& text() const;
-  const VisionWeights& vision() const;
+  // A tower's weights. The first call readies its GEMMs' weights (TensorStore::Prepare: fused,
+  // converted to the form asked at load, packed): a tower never used costs nothing (a text query's
+  // image tower, a model only listed). Fails only for want of memory. Thread-safe.
+  Result<const TextWeights*> text() const;
+  Result<const VisionWeights*> vision() const;
   const CheckpointFile& file() const { return store_.file(); }
   const char* dtype_name() const { return store_.dtype_name(); }
   int64_t n_params() const { return store_.n_params(); }
@@ -190,16 +226,18 @@ class ModelWeights {
   float logit_bias() const { return logit_bias_; }
 
  private:
-  explicit ModelWeights(CheckpointFile file) : store_(std::move(file)) {}
+  ModelWeights(CheckpointFile file, WeightForm form) : store_(std::move(file)), form_(form) {}
 
-  // Packing on first use changes the store and the towers' layers: once each, under pack_mu_.
+  // Readying a tower on first use changes the store and the tower's layers: once each, under
+  // prepare_mu_.
   mutable TensorStore store_;
+  WeightForm form_;
   float logit_scale_ = 0;
   float logit_bias_ = 0;
   mutable TextWeights text_;
   mutable VisionWeights vision_;
-  mutable std::mutex pack_mu_;
-  mutable std::once_flag text_packed_, vision_packed_;
+  mutable std::mutex prepare_mu_;
+  mutable std::once_flag text_ready_, vision_ready_;
 };
 
 }  // namespace imgsearch::model
