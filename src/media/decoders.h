@@ -23,6 +23,10 @@ struct RawDecode {
 
 Result<RawDecode> DecodeJpeg(std::span<const uint8_t> bytes, const DecodeOptions& options);
 Result<RawDecode> DecodePng(std::span<const uint8_t> bytes, const DecodeOptions& options);
+// The first frame of an animated PNG, by FFmpeg's APNG demuxer and decoder (video.cc): for a file
+// whose default image is not part of its animation, where libpng, which knows nothing of APNG,
+// would give that default image instead of the animation browsers show.
+Result<RawDecode> DecodeApngFirstFrame(std::span<const uint8_t> bytes, const DecodeOptions& options);
 Result<RawDecode> DecodeWebp(std::span<const uint8_t> bytes, const DecodeOptions& options);
 Result<RawDecode> DecodeGif(std::span<const uint8_t> bytes, const DecodeOptions& options);
 Result<RawDecode> DecodeBmp(std::span<const uint8_t> bytes, const DecodeOptions& options);

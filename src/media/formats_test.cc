@@ -7,6 +7,7 @@
 #include <png.h>
 #include <webp/encode.h>
 #include <webp/mux.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cmath>
@@ -588,6 +589,78 @@ TEST_F(Formats, AnimatedPngIsItsFirstFrame) {
   for (size_t i = 0; i < d.image.rgb.size(); i += 3) {
     ASSERT_EQ(d.image.rgb[i], 255) << i;
     ASSERT_EQ(d.image.rgb[i + 2], 0) << i;
+  }
+}
+
+// An animated PNG written chunk by chunk (no encoder at hand writes one whose default image is not
+// part of its animation): a red default image, then a blue first frame; or, with `default_is_frame`,
+// the red default image as frame 0 and the blue one after it.
+Bytes HandWrittenApng(bool default_is_frame) {
+  const uint32_t w = 32, h = 24;
+  const auto be32 = [](Bytes* out, uint32_t v) {
+    for (int shift = 24; shift >= 0; shift -= 8) out->push_back(static_cast<uint8_t>(v >> shift));
+  };
+  const auto chunk = [&](Bytes* out, const char* type, const Bytes& data) {
+    be32(out, static_cast<uint32_t>(data.size()));
+    Bytes typed(type, type + 4);
+    typed.insert(typed.end(), data.begin(), data.end());
+    out->insert(out->end(), typed.begin(), typed.end());
+    be32(out, static_cast<uint32_t>(crc32(0, typed.data(), static_cast<uInt>(typed.size()))));
+  };
+  const auto compressed = [&](uint8_t r, uint8_t g, uint8_t b) {
+    Bytes raw;
+    for (uint32_t y = 0; y < h; ++y) {
+      raw.push_back(0);  // filter: none
+      for (uint32_t x = 0; x < w; ++x) raw.insert(raw.end(), {r, g, b});
+    }
+    uLongf n = compressBound(raw.size());
+    Bytes z(n);
+    EXPECT_EQ(compress(z.data(), &n, raw.data(), raw.size()), Z_OK);
+    z.resize(n);
+    return z;
+  };
+  const auto frame_control = [&](uint32_t sequence) {
+    Bytes f;
+    for (uint32_t v : {sequence, w, h, 0u, 0u}) be32(&f, v);  // sequence, size, offset
+    f.insert(f.end(), {0, 1, 0, 10, 0, 0});                   // 1/10 s; dispose none, blend source
+    return f;
+  };
+  Bytes ihdr, actl;
+  for (uint32_t v : {w, h}) be32(&ihdr, v);
+  ihdr.insert(ihdr.end(), {8, 2, 0, 0, 0});  // 8-bit RGB
+  be32(&actl, default_is_frame ? 2 : 1);     // frames
+  be32(&actl, 0);                            // plays: forever
+  Bytes fdat;
+  be32(&fdat, default_is_frame ? 2 : 1);
+  const Bytes blue = compressed(0, 0, 255);
+  fdat.insert(fdat.end(), blue.begin(), blue.end());
+
+  Bytes file = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+  chunk(&file, "IHDR", ihdr);
+  chunk(&file, "acTL", actl);
+  if (default_is_frame) chunk(&file, "fcTL", frame_control(0));
+  chunk(&file, "IDAT", compressed(255, 0, 0));
+  chunk(&file, "fcTL", frame_control(default_is_frame ? 1 : 0));
+  chunk(&file, "fdAT", fdat);
+  chunk(&file, "IEND", {});
+  return file;
+}
+
+TEST(AnimatedPng, DefaultImageOutsideTheAnimationGivesTheFirstFrame) {
+  for (bool default_is_frame : {false, true}) {
+    SCOPED_TRACE(default_is_frame ? "default image is frame 0" : "default image outside the animation");
+    const Bytes file = HandWrittenApng(default_is_frame);
+    auto d = DecodeImage(file);
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    EXPECT_EQ(d->format, ImageFormat::kPng);
+    ASSERT_EQ(d->image.width, 32);
+    ASSERT_EQ(d->image.height, 24);
+    // Browsers show the animation: its frame 0 is the default image only when a fcTL precedes IDAT.
+    const uint8_t red = default_is_frame ? 255 : 0, blue = default_is_frame ? 0 : 255;
+    for (size_t i = 0; i < d->image.rgb.size(); i += 3) {
+      ASSERT_EQ(d->image.rgb[i], red) << i;
+      ASSERT_EQ(d->image.rgb[i + 2], blue) << i;
+    }
   }
 }
 

@@ -107,6 +107,7 @@ const char* DemuxerName(ImageFormat format) {
     case ImageFormat::kMatroska:
     case ImageFormat::kWebm: return "matroska";
     case ImageFormat::kAvi: return "avi";
+    case ImageFormat::kPng: return "apng";  // only for DecodeApngFirstFrame
     default: return nullptr;
   }
 }
@@ -162,8 +163,9 @@ constexpr double kSameTime = 0.001;
 // An open video: the demuxer on the chosen stream, and its decoder.
 class OpenVideo {
  public:
+  // `animated_png`: a PNG is read too, as an animation (DecodeApngFirstFrame); else only videos.
   static Result<std::unique_ptr<OpenVideo>> Open(const VideoSource& source, const VideoOptions& options,
-                                                 bool skip_nonref);
+                                                 bool skip_nonref, bool animated_png = false);
   OpenVideo(const OpenVideo&) = delete;
   OpenVideo& operator=(const OpenVideo&) = delete;
   ~OpenVideo() {
@@ -379,7 +381,7 @@ Status OpenVideo::OpenDecoder(bool skip_nonref) {
 }
 
 Result<std::unique_ptr<OpenVideo>> OpenVideo::Open(const VideoSource& source, const VideoOptions& options,
-                                                   bool skip_nonref) {
+                                                   bool skip_nonref, bool animated_png) {
   SilenceFfmpeg();
   if (!source.path.empty() && !source.bytes.empty()) {
     return Status::InvalidArgument("a video source is a path or bytes, not both");
@@ -387,7 +389,7 @@ Result<std::unique_ptr<OpenVideo>> OpenVideo::Open(const VideoSource& source, co
   ASSIGN_OR_RETURN(std::vector<uint8_t> head, Head(source));
   if (head.empty()) return Status::InvalidArgument("empty file (0 bytes)");
   const ImageFormat format = DetectImageFormat(head);
-  if (!IsVideoFormat(format)) {
+  if (!IsVideoFormat(format) && !(animated_png && format == ImageFormat::kPng)) {
     if (format == ImageFormat::kUnknown) return Status::InvalidArgument("not a video (unrecognised content)");
     return Status::InvalidArgument(std::string("not a video: an image (") + FormatInfo(format)->display_name + ")");
   }
@@ -890,5 +892,21 @@ Result<VideoInfo> VideoFramesAt(const VideoSource& source, std::span<const doubl
   }
   return (*video)->info();
 }
+
+namespace media {
+
+Result<RawDecode> DecodeApngFirstFrame(std::span<const uint8_t> bytes, const DecodeOptions& options) {
+  VideoOptions video_options;
+  video_options.max_pixels = options.max_pixels;
+  auto video = OpenVideo::Open(VideoSource{.bytes = bytes}, video_options, false, /*animated_png=*/true);
+  if (!video.ok()) return video.status();
+  FramesAt frames(**video);
+  ASSIGN_OR_RETURN(VideoFrame frame, frames.At(0));
+  RawDecode out;
+  out.image = std::move(frame.image);
+  return out;
+}
+
+}  // namespace media
 
 }  // namespace imgsearch
