@@ -144,7 +144,7 @@ struct DecodedImage {
   std::optional<std::string> capture_time;  // EXIF DateTimeOriginal, "YYYY-MM-DDTHH:MM:SS"
 };
 
-// Decodes JPEG, PNG (an APNG's default image), WebP and GIF (the first frame of an animation), BMP,
+// Decodes JPEG, PNG, WebP and GIF (an animation's first frame, as browsers show it), BMP,
 // TIFF (the first page), HEIF/HEIC and AVIF (the primary image with its rotation, mirroring and
 // crop), JPEG XL and camera RAW. Every failure (zero bytes, not an
 // image, truncated, corrupt, too many pixels) is a Status that says what is wrong.

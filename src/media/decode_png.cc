@@ -90,31 +90,47 @@ Status DecodeInto(std::span<const uint8_t> bytes, const DecodeOptions& options, 
   return Status::Ok();
 }
 
-// Whether `bytes` is an animated PNG whose default image is not part of its animation: an acTL chunk
-// and no fcTL before the first IDAT. Its first frame is then a picture of its own (fcTL, fdAT).
-bool DefaultImageOutsideAnimation(std::span<const uint8_t> bytes) {
-  bool animated = false;
+// What the chunk list says before any pixel is decoded.
+struct Chunks {
+  // An animated PNG whose default image is not part of its animation: an acTL chunk and no fcTL
+  // before the first IDAT. Its first frame is then a picture of its own (fcTL, fdAT).
+  bool default_outside_animation = false;
+  std::span<const uint8_t> exif;  // the eXIf chunk's payload, if there is one
+};
+
+Chunks ScanChunks(std::span<const uint8_t> bytes) {
+  Chunks chunks;
+  bool animated = false, framed = false, image_seen = false;
   for (size_t pos = 8; bytes.size() - pos >= 8;) {  // 8: past the signature; then length, type
     const uint8_t* p = bytes.data() + pos;
     const uint32_t length = (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
     const std::string_view type(reinterpret_cast<const char*>(p + 4), 4);
+    if (bytes.size() - pos - 8 < uint64_t{length} + 4) break;  // cut off: libpng says how
     if (type == "acTL") animated = true;
-    if (type == "fcTL") return false;  // before the image data: the default image is the first frame
-    if (type == "IDAT") return animated;
-    if (bytes.size() - pos - 8 < uint64_t{length} + 4) return false;  // cut off: libpng says how
+    if (type == "fcTL" && !image_seen) framed = true;  // the default image is the first frame
+    if (type == "IDAT" && !image_seen) {
+      image_seen = true;
+      chunks.default_outside_animation = animated && !framed;
+    }
+    if (type == "eXIf" && chunks.exif.empty()) chunks.exif = bytes.subspan(pos + 8, length);
+    if (type == "IEND") break;
     pos += 12 + size_t{length};
   }
-  return false;
+  return chunks;
 }
 
 }  // namespace
 
 Result<RawDecode> DecodePng(std::span<const uint8_t> bytes, const DecodeOptions& options) {
-  if (DefaultImageOutsideAnimation(bytes)) {
+  const Chunks chunks = ScanChunks(bytes);
+  if (chunks.default_outside_animation) {
     // Browsers show the animation's first frame; if FFmpeg cannot read it, the default image is
     // what every reader without APNG support shows.
     Result<RawDecode> frame = DecodeApngFirstFrame(bytes, options);
-    if (frame.ok()) return frame;
+    if (frame.ok()) {
+      frame->exif.assign(chunks.exif.begin(), chunks.exif.end());
+      return frame;
+    }
   }
   RawDecode out;
   std::vector<png_bytep> rows;

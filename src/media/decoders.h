@@ -1,5 +1,6 @@
 // Per-format decoders. Each checks the pixel limit from the header before allocating, reports
-// truncation and corruption as errors, and converts to RGB the way Pillow's convert("RGB") does.
+// truncation and corruption as errors, and converts to RGB the way Pillow's convert("RGB") does
+// (an animated PNG's frame decoded by FFmpeg: as swscale does, alpha dropped the same way).
 #pragma once
 
 #include <cstdint>

@@ -594,8 +594,10 @@ TEST_F(Formats, AnimatedPngIsItsFirstFrame) {
 
 // An animated PNG written chunk by chunk (no encoder at hand writes one whose default image is not
 // part of its animation): a red default image, then a blue first frame; or, with `default_is_frame`,
-// the red default image as frame 0 and the blue one after it.
-Bytes HandWrittenApng(bool default_is_frame) {
+// the red default image as frame 0 and the blue one after it. Frames blend as `blend_op` says
+// (0: source; 1: over, which FFmpeg's demuxer does not count as a key frame). An eXIf chunk with
+// orientation 6 comes before the image data.
+Bytes HandWrittenApng(bool default_is_frame, uint8_t blend_op) {
   const uint32_t w = 32, h = 24;
   const auto be32 = [](Bytes* out, uint32_t v) {
     for (int shift = 24; shift >= 0; shift -= 8) out->push_back(static_cast<uint8_t>(v >> shift));
@@ -622,7 +624,7 @@ Bytes HandWrittenApng(bool default_is_frame) {
   const auto frame_control = [&](uint32_t sequence) {
     Bytes f;
     for (uint32_t v : {sequence, w, h, 0u, 0u}) be32(&f, v);  // sequence, size, offset
-    f.insert(f.end(), {0, 1, 0, 10, 0, 0});                   // 1/10 s; dispose none, blend source
+    f.insert(f.end(), {0, 1, 0, 10, 0, blend_op});            // 1/10 s; dispose none
     return f;
   };
   Bytes ihdr, actl;
@@ -638,6 +640,8 @@ Bytes HandWrittenApng(bool default_is_frame) {
   Bytes file = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
   chunk(&file, "IHDR", ihdr);
   chunk(&file, "acTL", actl);
+  // A big-endian TIFF block, IFD0 at 8 with one entry: Orientation (0x0112, SHORT, 1) = 6.
+  chunk(&file, "eXIf", {'M', 'M', 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0});
   if (default_is_frame) chunk(&file, "fcTL", frame_control(0));
   chunk(&file, "IDAT", compressed(255, 0, 0));
   chunk(&file, "fcTL", frame_control(default_is_frame ? 1 : 0));
@@ -647,14 +651,16 @@ Bytes HandWrittenApng(bool default_is_frame) {
 }
 
 TEST(AnimatedPng, DefaultImageOutsideTheAnimationGivesTheFirstFrame) {
-  for (bool default_is_frame : {false, true}) {
-    SCOPED_TRACE(default_is_frame ? "default image is frame 0" : "default image outside the animation");
-    const Bytes file = HandWrittenApng(default_is_frame);
+  for (const auto& [default_is_frame, blend_op] : {std::pair{false, 0}, {false, 1}, {true, 0}, {true, 1}}) {
+    SCOPED_TRACE(std::string(default_is_frame ? "default image is frame 0" : "default image outside the animation") +
+                 ", blend_op " + std::to_string(blend_op));
+    const Bytes file = HandWrittenApng(default_is_frame, static_cast<uint8_t>(blend_op));
     auto d = DecodeImage(file);
     ASSERT_TRUE(d.ok()) << d.status().ToString();
     EXPECT_EQ(d->format, ImageFormat::kPng);
-    ASSERT_EQ(d->image.width, 32);
-    ASSERT_EQ(d->image.height, 24);
+    EXPECT_EQ(d->orientation, 6);   // the eXIf chunk, whichever decoder read the pixels
+    ASSERT_EQ(d->image.width, 24);  // 32×24 stored, turned a quarter by the orientation
+    ASSERT_EQ(d->image.height, 32);
     // Browsers show the animation: its frame 0 is the default image only when a fcTL precedes IDAT.
     const uint8_t red = default_is_frame ? 255 : 0, blue = default_is_frame ? 0 : 255;
     for (size_t i = 0; i < d->image.rgb.size(); i += 3) {

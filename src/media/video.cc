@@ -1,6 +1,7 @@
-// Videos through FFmpeg: libavformat demuxes (MP4/QuickTime, Matroska/WebM, AVI only: the demuxer
-// is chosen from the detected container, never probed, so a playlist or an image sequence cannot
-// make FFmpeg open other files), libavcodec decodes, libswscale converts to RGB and scales.
+// Videos through FFmpeg: libavformat demuxes (MP4/QuickTime, Matroska/WebM, AVI only, and animated
+// PNGs for DecodeApngFirstFrame: the demuxer is chosen from the detected container, never probed,
+// so a playlist or an image sequence cannot make FFmpeg open other files), libavcodec decodes,
+// libswscale converts to RGB and scales.
 //
 // How frames are chosen. Let I = max(interval_s, duration / max_frames): time samples at least I
 // apart cover the video within the budget. The demuxer is read in order and mostly key
@@ -739,11 +740,15 @@ class FramesAt {
     target_ = std::max(0.0, duration > 0 ? std::min(time_s, duration) : time_s);
     reached_ = false;
     if (!Continues()) {
-      if (av_seek_frame(video_.format(), video_.stream_index(), video_.Timestamp(target_), AVSEEK_FLAG_BACKWARD) < 0) {
+      // Nothing read since the file was opened: the demuxer is at the start already, and the first
+      // frame needs no seek (which can fail where no frame is known to be a key frame, as in an
+      // animated PNG whose first frame blends over the canvas).
+      const bool at_start = !decoding_ && !have_;
+      if (!(at_start && target_ <= kSameTime) &&
+          av_seek_frame(video_.format(), video_.stream_index(), video_.Timestamp(target_), AVSEEK_FLAG_BACKWARD) < 0) {
         if (video_.TimeUp()) return video_.TimeLimitError();
         // A failed seek may have moved the demuxer (read ahead, flushed): from the start, unless
         // nothing was read since the file was opened (it is there already).
-        const bool at_start = !decoding_ && !have_;
         if (!at_start &&
             av_seek_frame(video_.format(), video_.stream_index(), video_.Timestamp(0), AVSEEK_FLAG_BACKWARD) < 0) {
           return Status::Corruption("cannot seek to the frame at " + std::to_string(target_) + " s, nor to the start");
