@@ -4,8 +4,9 @@
 // once at load, where every tensor's shape is checked. A tower is readied for the GEMMs at its first
 // use (TensorStore::Prepare): q/k/v fused into one [3·width, width] matrix per layer, the layers
 // converted to bfloat16 or int8 where asked, and packed; private copies then, the mapped pages
-// dropped. A tower never used costs no memory beyond its mapped file (F32 checkpoints; a widened
-// one is readied at load, so its fp32 copy is not held beside nothing).
+// dropped. A tower never used costs no memory beyond its mapped file. (A widened checkpoint at bf16
+// or int8 is readied at load instead: its fp32 copy, larger than those forms, is not kept until a
+// first use that may never come.)
 #pragma once
 
 #include <array>
