@@ -72,8 +72,7 @@ Result<const float*> TensorStore::Get(const std::string& name, std::initializer_
     }
     case DType::kF16:
     case DType::kBF16: {
-      dtype_name_ = DTypeName(t->dtype);
-      widened_ = true;
+      dtype_ = t->dtype;
       Buffer<float>& out = owned_.emplace_back(static_cast<size_t>(t->numel()));
       for (int64_t i = 0; i < t->numel(); ++i) {
         uint16_t h;

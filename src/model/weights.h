@@ -156,8 +156,8 @@ class TensorStore {
   void Pack(LinearWeights* linear);
 
   const CheckpointFile& file() const { return file_; }
-  const char* dtype_name() const { return dtype_name_; }
-  bool widened() const { return widened_; }  // some tensor was F16 or BF16, held here as F32
+  const char* dtype_name() const { return DTypeName(dtype_); }
+  bool widened() const { return dtype_ != DType::kF32; }  // F16 or BF16 tensors, held here as F32
   int64_t n_params() const { return n_params_; }
 
  private:
@@ -198,8 +198,7 @@ class TensorStore {
   std::deque<Buffer<int8_t>> owned_s8_;
   std::deque<Buffer<int32_t>> owned_sums_;
   std::deque<std::unique_ptr<std::byte[], AlignedFree>> owned_packed_;
-  const char* dtype_name_ = "F32";
-  bool widened_ = false;
+  DType dtype_ = DType::kF32;  // of the checkpoint's tensors: F32 unless some were widened
   int64_t n_params_ = 0;
 };
 
